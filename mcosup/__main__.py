@@ -1,0 +1,3 @@
+from mcosup.cli import main
+
+raise SystemExit(main())

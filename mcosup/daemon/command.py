@@ -1,0 +1,17 @@
+"""`mcosup daemon`: placeholder until its issue lands; it says so instead of pretending to work."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "the per-node agent: applies config (legacy), rebases onto the image (layered), writes certificates"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def main(args: argparse.Namespace) -> int:
+    print("mcosup daemon: not built yet in this version", file=sys.stderr)
+    return 2

@@ -1,0 +1,1 @@
+"""HTTP servers of the supervisor: probes and metrics (plain), admission webhook (HTTPS)."""

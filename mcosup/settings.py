@@ -1,0 +1,79 @@
+"""Settings: frozen dataclasses built from an injected environment mapping.
+
+Nothing here reads ``os.environ`` by itself: the composition root passes the mapping in, so tests
+build settings from plain dicts. Every error names the variable and says what it accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TypeVar
+
+from webhooks import names
+
+
+class SettingsError(ValueError):
+    """A setting has a value mcosup cannot use; the message names the variable and the fix."""
+
+
+T = TypeVar("T")
+
+
+def env_str(env: Mapping[str, str], var: str, default: str) -> str:
+    value = env.get(var, "").strip()
+    return value or default
+
+
+def env_float(env: Mapping[str, str], var: str, default: float, *, minimum: float = 0.0) -> float:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a number; set it to a number such as {default}") from None
+    if value < minimum:
+        raise SettingsError(f"{var}={raw!r} must be at least {minimum}")
+    return value
+
+
+def env_int(env: Mapping[str, str], var: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(var, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} is not a whole number; set it to one such as {default}") from None
+    if value < minimum:
+        raise SettingsError(f"{var}={raw!r} must be at least {minimum}")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class KubeSettings:
+    """How to reach the API server."""
+
+    #: Path of a kubeconfig; empty means in-cluster config (service account token + CA).
+    kubeconfig: str = ""
+    #: Seconds a single non-watch request may take before it is abandoned and retried.
+    request_timeout: float = 30.0
+    #: Server-side watch timeout in seconds; the client reconnects after it. Short enough that a dead
+    #: connection is noticed quickly, long enough not to hammer the server.
+    watch_timeout: int = 300
+    #: Field manager recorded on every write, so `kubectl` shows who changed what.
+    field_manager: str = "mcosup"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, kubeconfig: str | None = None) -> KubeSettings:
+        return cls(
+            kubeconfig=kubeconfig if kubeconfig is not None else env.get("KUBECONFIG", ""),
+            request_timeout=env_float(env, "MCOSUP_REQUEST_TIMEOUT", cls.request_timeout, minimum=1),
+            watch_timeout=env_int(env, "MCOSUP_WATCH_TIMEOUT", cls.watch_timeout, minimum=1),
+        )
+
+
+def namespace_from_env(env: Mapping[str, str], override: str | None = None) -> str:
+    """The namespace mcosup lives in (contract section 1: MCOSUP_NAMESPACE)."""
+    return override or env_str(env, "MCOSUP_NAMESPACE", names.DEFAULT_NAMESPACE)

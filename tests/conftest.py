@@ -1,0 +1,36 @@
+"""Shared test fixtures: strictness checks that apply to every test."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MCO_FIXTURES = SHARED / "fixtures" / "mco"
+
+
+@pytest.fixture
+def mco_fixtures() -> Path:
+    """The real MCO CRDs and objects (read from ../shared at test time, never copied in)."""
+    if not MCO_FIXTURES.is_dir():
+        pytest.fail(f"MCO fixtures not found at {MCO_FIXTURES}: the checkout must sit beside shared/")
+    return MCO_FIXTURES
+
+
+@pytest.fixture(autouse=True)
+async def no_leaked_tasks() -> AsyncIterator[None]:
+    """Fail a test that leaves asyncio tasks running behind it."""
+    before = set(asyncio.all_tasks())
+    yield
+    current = asyncio.current_task()
+    # Give tasks that are finishing their cancellation one loop turn to go.
+    await asyncio.sleep(0)
+    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
+    if leaked:
+        for t in leaked:
+            t.cancel()
+        await asyncio.gather(*leaked, return_exceptions=True)
+        pytest.fail(f"test leaked {len(leaked)} asyncio task(s): {[t.get_coro() for t in leaked]}")

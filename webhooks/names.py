@@ -1,0 +1,116 @@
+"""Every wire name of the product contract (``shared/spec/CONTRACT.md`` section 1), in one place.
+
+Pure constants. Both ``webhooks`` and ``mcosup`` import these, so a name is spelt exactly once.
+"""
+
+from typing import Final
+
+GROUP: Final = "machineconfiguration.openshift.io"
+VERSION: Final = "v1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+PREFIX: Final = f"{GROUP}/"
+
+DEFAULT_NAMESPACE: Final = "openshift-machine-config-operator"
+
+# Pool opt-in (label presence; value ignored).
+LAYERING_ENABLED: Final = PREFIX + "layering-enabled"
+
+# ConfigMaps in the namespace.
+BUILD_CONFIG_CM: Final = "on-cluster-build-config"
+CUSTOM_DOCKERFILE_CM: Final = "on-cluster-build-custom-dockerfile"
+OSIMAGEURL_CM: Final = "machine-config-osimageurl"
+NODE_CERTIFICATES_CM: Final = "node-certificates"
+
+# Keys of on-cluster-build-config.
+BASE_IMAGE_PULL_SECRET_KEY: Final = "baseImagePullSecretName"
+FINAL_IMAGE_PUSH_SECRET_KEY: Final = "finalImagePushSecretName"
+FINAL_IMAGE_PULLSPEC_KEY: Final = "finalImagePullspec"
+IMAGE_BUILDER_TYPE_KEY: Final = "imageBuilderType"
+REQUIRED_BUILD_CONFIG_KEYS: Final = (
+    BASE_IMAGE_PULL_SECRET_KEY,
+    FINAL_IMAGE_PUSH_SECRET_KEY,
+    FINAL_IMAGE_PULLSPEC_KEY,
+)
+CUSTOM_POD_BUILDER: Final = "custom-pod-builder"
+IMAGE_BUILDER_TYPES: Final = (CUSTOM_POD_BUILDER,)
+
+# Key of machine-config-osimageurl.
+BASE_OS_CONTAINER_IMAGE_KEY: Final = "baseOSContainerImage"
+
+# ServiceAccounts (system:serviceaccount:<namespace>:<name>).
+SUPERVISOR_SA: Final = "machine-config-supervisor"
+BUILDER_SA: Final = "machine-os-builder"
+DAEMON_SA: Final = "machine-config-daemon"
+
+# MachineConfig role label and rendered names.
+ROLE_LABEL: Final = PREFIX + "role"
+RENDERED_PREFIX: Final = "rendered-"
+
+# Annotations on pools and nodes.
+NEWEST_IMAGE_ANNOTATION: Final = PREFIX + "newestImageEquivalentConfig"
+DESIRED_CONFIG: Final = PREFIX + "desiredConfig"
+CURRENT_CONFIG: Final = PREFIX + "currentConfig"
+DESIRED_IMAGE: Final = PREFIX + "desiredImage"
+CURRENT_IMAGE: Final = PREFIX + "currentImage"
+DAEMON_MODE: Final = PREFIX + "daemon-mode"
+STATE: Final = PREFIX + "state"
+REASON: Final = PREFIX + "reason"
+CORDONED_BY: Final = PREFIX + "cordoned-by"
+CORDONED_BY_VALUE: Final = "mcosup"
+
+MODE_LEGACY: Final = "legacy"
+MODE_LAYERED: Final = "layered"
+
+STATE_DONE: Final = "Done"
+STATE_WORKING: Final = "Working"
+STATE_REBOOTING: Final = "Rebooting"
+STATE_DEGRADED: Final = "Degraded"
+
+# The builder pod.
+BUILDER_POD: Final = "machine-os-builder"
+BUILDER_APP_LABEL: Final = "k8s-app"
+BUILDER_APP_VALUE: Final = "machine-os-builder"
+
+# Ephemeral build objects.
+BUILD_OBJECT_LABEL: Final = PREFIX + "build-object"
+TARGET_POOL_LABEL: Final = PREFIX + "target-pool"
+RENDERED_CONFIG_LABEL: Final = PREFIX + "rendered-config"
+POOL_LABEL: Final = PREFIX + "pool"  # image label naming the pool
+
+# Pool conditions.
+BUILD_PENDING: Final = "BuildPending"
+BUILDING: Final = "Building"
+BUILD_SUCCESS: Final = "BuildSuccess"
+BUILD_FAILED: Final = "BuildFailed"
+BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED)
+LAYERING_READY: Final = "LayeringReady"
+UPDATED: Final = "Updated"
+UPDATING: Final = "Updating"
+DEGRADED: Final = "Degraded"
+NODE_DEGRADED: Final = "NodeDegraded"
+RENDER_DEGRADED: Final = "RenderDegraded"
+
+# Reasons of LayeringReady=False.
+REASON_INVALID_CONFIG: Final = "InvalidConfig"
+REASON_BUILDER_STARTING: Final = "BuilderStarting"
+REASON_BUILDER_CRASHLOOPING: Final = "BuilderCrashLooping"
+REASON_DRAIN_STUCK: Final = "DrainStuck"
+
+# Paths an OS image cannot deliver: the image owns /usr and /etc, not state or per-host directories.
+IMAGE_UNDELIVERABLE_PREFIXES: Final = ("/var", "/home", "/root", "/run", "/tmp", "/usr/local")
+
+# Request user extra carrying the node a daemon's credential belongs to.
+NODE_NAME_EXTRA: Final = "authentication.kubernetes.io/node-name"
+
+
+def service_account_user(namespace: str, name: str) -> str:
+    """The username the API server gives a ServiceAccount's token."""
+    return f"system:serviceaccount:{namespace}:{name}"
+
+
+def image_undeliverable(path: str) -> str | None:
+    """The prefix of ``path`` an image cannot deliver, or None when an image can carry it."""
+    for prefix in IMAGE_UNDELIVERABLE_PREFIXES:
+        if path == prefix or path.startswith(prefix + "/"):
+            return prefix
+    return None
