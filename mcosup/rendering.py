@@ -1,0 +1,382 @@
+"""Render: the merge of a pool's MachineConfigs into one ``rendered-<pool>-<hash>`` (contract section 3).
+
+Pure: no I/O, no clock, no randomness. The same inputs always give the same name and object, so any
+replica (or a restarted one) renders the same thing and writing it is idempotent.
+
+Merge rules, applied to the selected MachineConfigs in name order:
+
+- Ignition files by path: the later MachineConfig's entry replaces the earlier one whole.
+- Units by name: fields the later unit sets override the earlier ones (Ignition's own merge rule, so a
+  MachineConfig that only adds a drop-in keeps the unit's contents); drop-ins are merged by name.
+- ``passwd.users`` by name: ssh keys unioned in order of first appearance, the last non-empty password
+  hash wins.
+- ``kernelArguments`` appended, later duplicates dropped; ``extensions`` unioned.
+- ``kernelType`` and ``osImageURL``: the last non-empty value. ``fips``: OR.
+
+Ignition 2.x inputs (the MCO still accepts them) are read with the 3.x shape: the 2.x-only ``filesystem``
+key of a file is dropped. The rendered config's Ignition version is the highest 3.x version among the
+inputs, or 3.2.0.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import json
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from webhooks import names
+
+DEFAULT_IGNITION_VERSION = "3.2.0"
+
+# Ignition storage sections mcosup does not deliver (contract section 7 lists them as unsupported).
+_UNSUPPORTED_STORAGE = ("directories", "links", "disks", "filesystems", "raid", "luks")
+
+Obj = dict[str, Any]
+
+
+class RenderError(ValueError):
+    """A component MachineConfig cannot be merged; the message names it, the field and the fix."""
+
+    def __init__(self, machineconfig: str, field: str, message: str) -> None:
+        self.machineconfig = machineconfig
+        self.field = field
+        self.problem = message
+        super().__init__(f"MachineConfig {machineconfig}: {field}: {message}")
+
+
+class SelectorError(ValueError):
+    """A pool's label selector cannot be evaluated; the message names the pool and the field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderResult:
+    #: ``rendered-<pool>-<first 32 hex of sha256(canonical)>``.
+    name: str
+    #: The merged MachineConfig spec.
+    spec: Obj
+    #: Canonical JSON of ``spec`` (sorted keys, no whitespace): what the name's hash covers.
+    canonical: bytes
+    #: Names of the merged MachineConfigs, in merge order.
+    sources: tuple[str, ...]
+    #: The rendered MachineConfig object, ready to create.
+    machineconfig: Obj
+
+    def configuration(self) -> Obj:
+        """The pool's ``spec.configuration`` pointing at this rendered config (as the MCO writes it)."""
+        return {
+            "name": self.name,
+            "source": [
+                {"apiVersion": names.API_VERSION, "kind": "MachineConfig", "name": n} for n in self.sources
+            ],
+        }
+
+
+# --------------------------------------------------------------------------------------------- selectors
+
+
+def _match_expression(labels: Mapping[str, str], expr: Mapping[str, Any], where: str) -> bool:
+    key = expr.get("key")
+    op = expr.get("operator")
+    values = expr.get("values") or []
+    if not isinstance(key, str) or not key:
+        raise SelectorError(f"{where}: matchExpressions entry has no key; give each expression a label key")
+    if op == "In":
+        return key in labels and labels[key] in values
+    if op == "NotIn":
+        return key not in labels or labels[key] not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    raise SelectorError(f"{where}: operator {op!r} is not one of In, NotIn, Exists, DoesNotExist")
+
+
+def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str], where: str) -> bool:
+    """Kubernetes LabelSelector semantics: a missing selector selects nothing, an empty one everything."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    return all(
+        _match_expression(labels, expr, where + ".matchExpressions")
+        for expr in selector.get("matchExpressions") or []
+    )
+
+
+def selects(pool: Mapping[str, Any], mc: Mapping[str, Any]) -> bool:
+    """Whether ``pool``'s ``spec.machineConfigSelector`` selects ``mc``."""
+    pool_name = (pool.get("metadata") or {}).get("name", "?")
+    selector = (pool.get("spec") or {}).get("machineConfigSelector")
+    labels = (mc.get("metadata") or {}).get("labels") or {}
+    return label_selector_matches(
+        selector, labels, f"MachineConfigPool {pool_name}: spec.machineConfigSelector"
+    )
+
+
+def select(pool: Mapping[str, Any], machineconfigs: Iterable[Mapping[str, Any]]) -> list[Obj]:
+    """The MachineConfigs ``pool`` selects, in name order, leaving out rendered configs."""
+    chosen = [
+        dict(mc)
+        for mc in machineconfigs
+        if selects(pool, mc) and not mc["metadata"]["name"].startswith(names.RENDERED_PREFIX)
+    ]
+    return sorted(chosen, key=lambda mc: str(mc["metadata"]["name"]))
+
+
+# --------------------------------------------------------------------------------------------- data URLs
+
+
+def decode_data_url(source: str, compression: str | None = None) -> bytes:
+    """Bytes of an Ignition ``contents.source`` data URL (RFC 2397), gunzipped when ``compression=gzip``.
+
+    Raises ValueError with a message saying what is wrong; callers add the object and field.
+    """
+    if not source.startswith("data:"):
+        raise ValueError(
+            f"source {source[:40]!r} is not a data: URL; embed the contents as data:,<urlencoded>"
+        )
+    header, sep, payload = source[5:].partition(",")
+    if not sep:
+        raise ValueError("data: URL has no ',' separating the media type from the data")
+    if header.split(";")[-1] == "base64":
+        try:
+            raw = base64.b64decode(urllib.parse.unquote(payload), validate=True)
+        except ValueError as exc:
+            raise ValueError(f"base64 data does not decode ({exc})") from None
+    else:
+        raw = urllib.parse.unquote_to_bytes(payload)
+    if compression in (None, ""):
+        return raw
+    if compression == "gzip":
+        try:
+            return gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"contents are marked gzip but do not gunzip ({exc})") from None
+    raise ValueError(f"compression {compression!r} is not supported; use gzip or none")
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _problems(mc: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Structural problems that would make the merge meaningless: (field, message) pairs.
+
+    Deliberately minimal: the admission webhook (``webhooks``) owns full validation; this only refuses
+    what render itself cannot merge or what would produce a config no node could apply.
+    """
+    out: list[tuple[str, str]] = []
+    spec = mc.get("spec")
+    if spec is None:
+        return out
+    if not isinstance(spec, Mapping):
+        return [("spec", "must be an object")]
+    config = spec.get("config") or {}
+    if not isinstance(config, Mapping):
+        return [("spec.config", "must be an Ignition config object")]
+    version = str((config.get("ignition") or {}).get("version") or "")
+    if version and version.split(".")[0] not in ("2", "3"):
+        out.append(("spec.config.ignition.version", f"{version!r} is not an Ignition 2.x or 3.x version"))
+    storage = config.get("storage") or {}
+    for section in _UNSUPPORTED_STORAGE:
+        if storage.get(section):
+            out.append((f"spec.config.storage.{section}", "is not supported; deliver content as files"))
+    for i, f in enumerate(storage.get("files") or []):
+        where = f"spec.config.storage.files[{i}]"
+        path = f.get("path") if isinstance(f, Mapping) else None
+        if not isinstance(path, str) or not path.startswith("/"):
+            out.append((where + ".path", f"{path!r} is not an absolute path"))
+            continue
+        mode = f.get("mode")
+        if mode is not None and (
+            not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777
+        ):
+            out.append((where + ".mode", f"{mode!r} is not a file mode between 0 and 0777 (decimal 511)"))
+        contents = f.get("contents") or {}
+        source = contents.get("source")
+        if source is not None:
+            try:
+                decode_data_url(str(source), contents.get("compression"))
+            except ValueError as exc:
+                out.append((where + ".contents.source", str(exc)))
+        if f.get("append"):
+            out.append((where + ".append", "is not supported; write the whole file"))
+    for i, u in enumerate((config.get("systemd") or {}).get("units") or []):
+        name = u.get("name") if isinstance(u, Mapping) else None
+        if not isinstance(name, str) or not name or "/" in name:
+            out.append((f"spec.config.systemd.units[{i}].name", f"{name!r} is not a unit name"))
+            continue
+        for j, d in enumerate(u.get("dropins") or []):
+            dname = d.get("name") if isinstance(d, Mapping) else None
+            if not isinstance(dname, str) or not dname.endswith(".conf") or "/" in dname:
+                out.append(
+                    (
+                        f"spec.config.systemd.units[{i}].dropins[{j}].name",
+                        f"{dname!r} is not a *.conf drop-in name",
+                    )
+                )
+    for i, user in enumerate((config.get("passwd") or {}).get("users") or []):
+        if not isinstance(user, Mapping) or not user.get("name"):
+            out.append((f"spec.config.passwd.users[{i}].name", "every user needs a name"))
+    kargs = spec.get("kernelArguments") or []
+    if not isinstance(kargs, list) or not all(isinstance(k, str) for k in kargs):
+        out.append(("spec.kernelArguments", "must be a list of strings"))
+    extensions = spec.get("extensions") or []
+    if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
+        out.append(("spec.extensions", "must be a list of strings"))
+    return out
+
+
+def check(mc: Mapping[str, Any]) -> None:
+    """Raise RenderError for the first problem of ``mc`` (all of them are named in the message)."""
+    problems = _problems(mc)
+    if problems:
+        name = str((mc.get("metadata") or {}).get("name", "?"))
+        field = problems[0][0]
+        message = "; ".join(f"{f}: {m}" if i else m for i, (f, m) in enumerate(problems))
+        raise RenderError(name, field, message)
+
+
+# --------------------------------------------------------------------------------------------- merge
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    parts = []
+    for p in version.split("-")[0].split("."):
+        parts.append(int(p) if p.isdigit() else 0)
+    return tuple(parts)
+
+
+def _clean_file(f: Mapping[str, Any]) -> Obj:
+    out = {k: v for k, v in f.items() if k != "filesystem"}
+    return json.loads(json.dumps(out))  # type: ignore[no-any-return]  # deep copy of plain JSON
+
+
+def _merge_unit(old: Obj, new: Mapping[str, Any]) -> Obj:
+    merged = dict(old)
+    for key, value in new.items():
+        if key == "dropins":
+            continue
+        if value is not None:
+            merged[key] = value
+    dropins: dict[str, Obj] = {d["name"]: dict(d) for d in old.get("dropins") or []}
+    for d in new.get("dropins") or []:
+        prior = dropins.get(d["name"], {})
+        dropins[d["name"]] = {**prior, **{k: v for k, v in d.items() if v is not None}}
+    if dropins:
+        merged["dropins"] = [dropins[n] for n in sorted(dropins)]
+    return merged
+
+
+def _union(into: list[str], items: Iterable[str]) -> None:
+    seen = set(into)
+    for item in items:
+        if item not in seen:
+            seen.add(item)
+            into.append(item)
+
+
+def merge(machineconfigs: Sequence[Mapping[str, Any]]) -> Obj:
+    """The merged spec of ``machineconfigs`` (already in merge order)."""
+    version = DEFAULT_IGNITION_VERSION
+    files: dict[str, Obj] = {}
+    units: dict[str, Obj] = {}
+    users: dict[str, Obj] = {}
+    kargs: list[str] = []
+    extensions: list[str] = []
+    kernel_type = ""
+    os_image_url = ""
+    fips = False
+    for mc in machineconfigs:
+        spec = mc.get("spec") or {}
+        config = spec.get("config") or {}
+        v = str((config.get("ignition") or {}).get("version") or "")
+        if v.startswith("3.") and _version_key(v) > _version_key(version):
+            version = v
+        for f in (config.get("storage") or {}).get("files") or []:
+            files[f["path"]] = _clean_file(f)
+        for u in (config.get("systemd") or {}).get("units") or []:
+            units[u["name"]] = _merge_unit(units.get(u["name"], {}), u)
+        for user in (config.get("passwd") or {}).get("users") or []:
+            merged_user = users.setdefault(user["name"], {"name": user["name"]})
+            for key, value in user.items():
+                if key == "sshAuthorizedKeys":
+                    keys: list[str] = merged_user.setdefault("sshAuthorizedKeys", [])
+                    _union(keys, value or [])
+                elif key != "name" and value not in (None, ""):
+                    merged_user[key] = value
+        _union(kargs, spec.get("kernelArguments") or [])
+        _union(extensions, spec.get("extensions") or [])
+        kernel_type = spec.get("kernelType") or kernel_type
+        os_image_url = spec.get("osImageURL") or os_image_url
+        fips = fips or bool(spec.get("fips"))
+    return {
+        "config": {
+            "ignition": {"version": version},
+            "passwd": {"users": [users[n] for n in sorted(users)]},
+            "storage": {"files": [files[p] for p in sorted(files)]},
+            "systemd": {"units": [units[n] for n in sorted(units)]},
+        },
+        "extensions": extensions,
+        "fips": fips,
+        "kernelArguments": kargs,
+        "kernelType": kernel_type,
+        "osImageURL": os_image_url,
+    }
+
+
+def canonical_json(value: Any) -> bytes:
+    """Canonical JSON: sorted keys, no insignificant whitespace, UTF-8."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def rendered_name(pool_name: str, canonical: bytes) -> str:
+    return f"{names.RENDERED_PREFIX}{pool_name}-{hashlib.sha256(canonical).hexdigest()[:32]}"
+
+
+def owner_reference(pool: Mapping[str, Any]) -> Obj:
+    """The controller ownerReference to a MachineConfigPool (its uid is required)."""
+    meta = pool["metadata"]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfigPool",
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def render(pool: str | Mapping[str, Any], machineconfigs: Sequence[Mapping[str, Any]]) -> RenderResult:
+    """Merge ``machineconfigs`` (any order; merged in name order) into the pool's rendered config.
+
+    ``pool`` is the pool's name, or the pool object: then the rendered MachineConfig carries the
+    controller ownerReference to it (when it has a uid). Raises RenderError naming the first invalid
+    MachineConfig and field.
+    """
+    if isinstance(pool, str):
+        pool_name, pool_obj = pool, None
+    else:
+        pool_name, pool_obj = str(pool["metadata"]["name"]), pool
+    ordered = sorted(machineconfigs, key=lambda mc: str(mc["metadata"]["name"]))
+    for mc in ordered:
+        check(mc)
+    spec = merge(ordered)
+    canonical = canonical_json(spec)
+    name = rendered_name(pool_name, canonical)
+    metadata: Obj = {"name": name}
+    if pool_obj is not None and (pool_obj.get("metadata") or {}).get("uid"):
+        metadata["ownerReferences"] = [owner_reference(pool_obj)]
+    rendered: Obj = {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfig",
+        "metadata": metadata,
+        "spec": json.loads(canonical),
+    }
+    sources = tuple(str(mc["metadata"]["name"]) for mc in ordered)
+    return RenderResult(name=name, spec=spec, canonical=canonical, sources=sources, machineconfig=rendered)
