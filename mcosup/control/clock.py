@@ -1,0 +1,60 @@
+"""Time, injected: real time in production, a hand-advanced clock in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Monotonic seconds."""
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        """Return when ``event`` is set or ``seconds`` have passed, whichever is first."""
+
+
+class RealClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        try:
+            await asyncio.wait_for(event.wait(), seconds)
+        except TimeoutError:
+            pass
+
+
+class FakeClock:
+    """Time moves only when a test calls :meth:`advance`; waits whose deadline passed then return."""
+
+    def __init__(self, start: float = 0.0):
+        self._now = start
+        self._timers: list[tuple[float, asyncio.Event]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        if seconds is None:
+            await event.wait()
+            return
+        expired = asyncio.Event()
+        entry = (self._now + seconds, expired)
+        self._timers.append(entry)
+        waiters = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(expired.wait())]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+            if entry in self._timers:
+                self._timers.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        self._now += seconds
+        for deadline, expired in list(self._timers):
+            if deadline <= self._now:
+                expired.set()

@@ -1,0 +1,342 @@
+"""The API client facade: exactly the calls mcosup makes, over one aiohttp session.
+
+kubernetes_asyncio provides what is fiddly and security-relevant — reading kubeconfigs and in-cluster
+config, TLS with client certificates, token refresh — and its aiohttp session. Requests themselves are
+made here, on raw JSON with orjson, so objects stay plain dicts (no generated model classes: they cost
+memory per cached object and drop unknown fields) and so content types are always explicit (the
+library would send a dict patch to a custom resource as a JSON patch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from kubernetes_asyncio import config as kconfig
+from kubernetes_asyncio.client import ApiClient, Configuration
+
+from mcosup.kube import errors
+from mcosup.kube.resources import EVENTS, PODS, Resource
+from mcosup.settings import KubeSettings
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+PatchType = Literal["merge", "strategic", "json"]
+_PATCH_CONTENT_TYPES: dict[str, str] = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+}
+
+
+@contextlib.asynccontextmanager
+async def connect(settings: KubeSettings, *, retry: errors.RetryPolicy | None = None) -> AsyncIterator[Kube]:
+    """A client for the cluster ``settings`` name (kubeconfig, else in-cluster config), closed on exit."""
+    configuration = Configuration()
+    if settings.kubeconfig:
+        await kconfig.load_kube_config(config_file=settings.kubeconfig, client_configuration=configuration)
+    else:
+        try:
+            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except kconfig.ConfigException as exc:
+            raise errors.ApiError(
+                0, "NoConfig", f"no kubeconfig given (--kubeconfig or KUBECONFIG) and not in a cluster: {exc}"
+            ) from exc
+    # Each informer holds one long-lived watch connection; leave room for them plus ordinary calls.
+    configuration.connection_pool_maxsize = 64
+    api = ApiClient(configuration)
+    try:
+        yield Kube(api, settings, retry or errors.RetryPolicy())
+    finally:
+        await api.close()
+
+
+class Kube:
+    """Typed calls against the API server; every one goes through :meth:`request`."""
+
+    def __init__(self, api: ApiClient, settings: KubeSettings, retry: errors.RetryPolicy):
+        self._api = api
+        self._configuration: Configuration = api.configuration
+        self._session: aiohttp.ClientSession = api.rest_client.pool_manager
+        self._host: str = str(self._configuration.host).rstrip("/")
+        self.settings = settings
+        self.retry = retry
+
+    async def _headers(self, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        auth = await self._configuration.auth_settings()
+        bearer = auth.get("BearerToken")
+        if bearer and bearer.get("value"):
+            headers["Authorization"] = bearer["value"]
+        return headers
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        retry: errors.RetryPolicy | None = None,
+    ) -> Any:
+        """One API call with the retry policy applied; returns the decoded JSON answer."""
+        policy = retry or self.retry
+        data = orjson.dumps(body) if body is not None else None
+        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
+        attempt = 0
+        while True:
+            attempt += 1
+            headers = await self._headers(content_type or ("application/json" if data is not None else None))
+            try:
+                async with self._session.request(
+                    method,
+                    self._host + path,
+                    params=dict(query) if query else None,
+                    data=data,
+                    headers=headers,
+                    timeout=timeout,
+                ) as resp:
+                    payload = await resp.read()
+                    if resp.status < 400:
+                        return orjson.loads(payload) if payload else None
+                    error = errors.from_status(resp.status, payload, resp.headers.get("Retry-After"))
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                error = errors.ConnectionFailed(f"{method} {path}: {type(exc).__name__}: {exc}")
+            if attempt >= policy.attempts or not policy.retryable(error, method):
+                raise error
+            delay = policy.delay(error, attempt)
+            log.debug("retrying %s %s in %.2fs after %s", method, path, delay, error)
+            await asyncio.sleep(delay)
+
+    def _query(self, dry_run: bool, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        query = {"fieldManager": self.settings.field_manager}
+        if dry_run:
+            query["dryRun"] = "All"
+        if extra:
+            query.update(extra)
+        return query
+
+    # Reads.
+
+    async def get(self, resource: Resource, name: str, *, namespace: str | None = None) -> Obj:
+        result: Obj = await self.request("GET", resource.path(name, namespace))
+        return result
+
+    async def list(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> tuple[list[Obj], str]:
+        """Every matching object and the list's resourceVersion (to watch from)."""
+        query: dict[str, str] = {}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        result = await self.request("GET", resource.path(namespace=namespace), query=query)
+        items: list[Obj] = result.get("items") or []
+        for item in items:
+            # Lists omit kind/apiVersion on items; put them back so objects look the same everywhere.
+            item.setdefault("kind", resource.kind)
+            item.setdefault("apiVersion", resource.api_version)
+        return items, str(result.get("metadata", {}).get("resourceVersion", ""))
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        namespace: str | None = None,
+        resource_version: str = "",
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        timeout_seconds: int | None = None,
+    ) -> AsyncIterator[Obj]:
+        """Watch events (``type``, ``object``) until the server ends the stream; ERROR events raise."""
+        server_timeout = timeout_seconds or self.settings.watch_timeout
+        query = {"watch": "true", "allowWatchBookmarks": "true", "timeoutSeconds": str(server_timeout)}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
+        # The server closes the stream after timeoutSeconds; a silent connection beyond that (plus slack
+        # for bookmarks) is dead, so the client gives up on it too.
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=self.settings.request_timeout, sock_read=server_timeout + 30
+        )
+        path = resource.path(namespace=namespace)
+        try:
+            async with self._session.get(
+                self._host + path, params=query, headers=await self._headers(None), timeout=timeout
+            ) as resp:
+                if resp.status >= 400:
+                    raise errors.from_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))
+                async for line in _lines(resp.content):
+                    event: Obj = orjson.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        raise errors.from_status(int(status.get("code") or 500), status)
+                    yield event
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            raise errors.ConnectionFailed(f"watch {path}: {type(exc).__name__}: {exc}") from exc
+
+    # Writes.
+
+    async def create(
+        self, resource: Resource, body: Obj, *, namespace: str | None = None, dry_run: bool = False
+    ) -> Obj:
+        result: Obj = await self.request(
+            "POST", resource.path(namespace=namespace), query=self._query(dry_run), body=body
+        )
+        return result
+
+    async def replace(
+        self, resource: Resource, name: str, body: Obj, *, namespace: str | None = None, dry_run: bool = False
+    ) -> Obj:
+        result: Obj = await self.request(
+            "PUT", resource.path(name, namespace), query=self._query(dry_run), body=body
+        )
+        return result
+
+    async def replace_status(
+        self, resource: Resource, name: str, body: Obj, *, namespace: str | None = None
+    ) -> Obj:
+        result: Obj = await self.request(
+            "PUT", resource.path(name, namespace, "status"), query=self._query(False), body=body
+        )
+        return result
+
+    async def patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Any,
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = "merge",
+        subresource: str = "",
+        dry_run: bool = False,
+    ) -> Obj:
+        """Patch with an explicit content type; merge patch unless asked otherwise."""
+        if patch_type == "strategic" and not resource.builtin:
+            raise ValueError(f"{resource}: custom resources take merge or JSON patches, not strategic")
+        result: Obj = await self.request(
+            "PATCH",
+            resource.path(name, namespace, subresource),
+            query=self._query(dry_run),
+            body=patch,
+            content_type=_PATCH_CONTENT_TYPES[patch_type],
+        )
+        return result
+
+    async def patch_status(
+        self, resource: Resource, name: str, patch: Obj, *, namespace: str | None = None
+    ) -> Obj:
+        return await self.patch(resource, name, patch, namespace=namespace, subresource="status")
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation: Literal["Background", "Foreground", "Orphan"] = "Background",
+        grace_period: int | None = None,
+        uid: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj | None:
+        """Delete; ``uid`` makes it conditional on the object still being that one."""
+        options: Obj = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation}
+        if grace_period is not None:
+            options["gracePeriodSeconds"] = grace_period
+        if uid:
+            options["preconditions"] = {"uid": uid}
+        if dry_run:
+            options["dryRun"] = ["All"]
+        result: Obj | None = await self.request("DELETE", resource.path(name, namespace), body=options)
+        return result
+
+    async def evict(self, name: str, namespace: str) -> None:
+        """Evict a pod through the Eviction API; TooManyRequests when a PodDisruptionBudget forbids it.
+
+        Not retried here: the drain decides how to wait for a PDB, and reports which one blocks.
+        """
+        body = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        await self.request(
+            "POST", PODS.path(name, namespace, "eviction"), body=body, retry=errors.RetryPolicy(attempts=1)
+        )
+
+    async def record_event(
+        self,
+        involved: Obj,
+        *,
+        reason: str,
+        message: str,
+        namespace: str,
+        type_: Literal["Normal", "Warning"] = "Normal",
+        component: str = "mcosup",
+    ) -> None:
+        """Emit a core/v1 Event about ``involved``. Failing to record an event never fails the caller."""
+        meta = involved.get("metadata", {})
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "involvedObject": {
+                "apiVersion": involved.get("apiVersion", ""),
+                "kind": involved.get("kind", ""),
+                "name": meta.get("name", ""),
+                "namespace": meta.get("namespace", ""),
+                "uid": meta.get("uid", ""),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": component},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": component,
+        }
+        try:
+            await self.create(EVENTS, event, namespace=namespace)
+        except errors.ApiError as exc:
+            log.warning(
+                "could not record event %s on %s/%s: %s", reason, involved.get("kind"), meta.get("name"), exc
+            )
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Newline-delimited events of a watch stream, however the server splits them into frames.
+
+    Split by hand rather than with ``readline``: aiohttp caps a line at its buffer size, and one event
+    carrying a large MachineConfig is longer than that.
+    """
+    buffer = b""
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        for line in complete:
+            if line.strip():
+                yield line
+    if buffer.strip():
+        yield buffer
