@@ -1,0 +1,77 @@
+"""Writing MachineConfigPool status conditions from several controllers without clobbering each other.
+
+Conditions are one list, and a merge patch replaces lists whole, so every writer does read-modify-write
+with the object's resourceVersion in the patch: a concurrent writer makes it a 409, and we re-read and
+apply our change again. Each writer touches only its own condition types.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from mcosup import conditions
+from mcosup.conditions import Condition
+from mcosup.kube import errors
+from mcosup.kube.client import Kube, Obj
+from mcosup.kube.resources import MACHINECONFIGPOOLS
+
+log = logging.getLogger(__name__)
+
+
+async def update_pool_status(
+    kube: Kube,
+    pool: Obj,
+    *,
+    set_conditions: Iterable[Condition] = (),
+    remove_conditions: Iterable[str] = (),
+    status_fields: Mapping[str, Any] | None = None,
+    event_namespace: str | None = None,
+    attempts: int = 5,
+) -> Obj:
+    """Set/remove conditions (and plain status fields) on ``pool``; returns the pool as written.
+
+    ``pool`` may be stale (from a cache): a conflict re-reads it. Nothing is written when nothing would
+    change. With ``event_namespace``, every condition transition is also recorded as an Event there.
+    """
+    updates = list(set_conditions)
+    remove = list(remove_conditions)
+    name = pool["metadata"]["name"]
+    current = pool
+    for _ in range(attempts):
+        status = current.get("status") or {}
+        before = status.get("conditions") or []
+        after = conditions.apply(before, updates, remove)
+        changed_types = conditions.changed(before, after)
+        fields_differ = any(status.get(k) != v for k, v in (status_fields or {}).items())
+        if not changed_types and not fields_differ:
+            return current
+        patch: Obj = {
+            "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+            "status": {"conditions": after, **(status_fields or {})},
+        }
+        try:
+            written = await kube.patch_status(MACHINECONFIGPOOLS, name, patch)
+        except errors.Conflict:
+            current = await kube.get(MACHINECONFIGPOOLS, name)
+            continue
+        if events is not None and changed_types and namespace:
+            for type_, reason, message in events(changed_types):
+                await kube.record_event(
+                    written,
+                    reason=reason,
+                    message=message,
+                    namespace=namespace,
+                    type_="Warning" if type_ == "Warning" else "Normal",
+                )
+        return written
+    raise errors.Conflict(409, "Conflict", f"MachineConfigPool {name}: status kept changing under us")
+
+
+# Condition types for which True is bad news (Warning events); for the rest, False is.
+_BAD_WHEN_TRUE = frozenset({"Degraded", "NodeDegraded", "RenderDegraded", "BuildFailed"})
+
+
+def _bad(cond: Condition) -> bool:
+    return (cond.status == "True") == (cond.type in _BAD_WHEN_TRUE)
