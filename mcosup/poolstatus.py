@@ -56,15 +56,17 @@ async def update_pool_status(
         except errors.Conflict:
             current = await kube.get(MACHINECONFIGPOOLS, name)
             continue
-        if events is not None and changed_types and namespace:
-            for type_, reason, message in events(changed_types):
-                await kube.record_event(
-                    written,
-                    reason=reason,
-                    message=message,
-                    namespace=namespace,
-                    type_="Warning" if type_ == "Warning" else "Normal",
-                )
+        if event_namespace:
+            for cond in updates:
+                if cond.type in changed_types:
+                    text = f"{cond.type}={cond.status}" + (f": {cond.message}" if cond.message else "")
+                    await kube.record_event(
+                        written,
+                        reason=cond.reason or cond.type,
+                        message=text,
+                        namespace=event_namespace,
+                        type_="Warning" if _bad(cond) else "Normal",
+                    )
         return written
     raise errors.Conflict(409, "Conflict", f"MachineConfigPool {name}: status kept changing under us")
 
