@@ -1,0 +1,479 @@
+"""The build plan: everything about one OS image build that can be computed without I/O.
+
+Pure (contract section 4): the build identity, the target tag, the build context (the rendered config
+as a root filesystem tree), the Containerfile, the ephemeral ConfigMaps and Secrets and the build Pod
+manifest. The builder process only reads inputs from the API, calls these and writes the results.
+
+Choices written down here because the contract is silent on them:
+
+- Files default to mode 0644 and owner root (an image layer has no per-host users to chown to).
+- A unit with ``enabled: true`` gets an enablement symlink for each ``WantedBy=``/``RequiredBy=`` of its
+  ``[Install]`` section (``multi-user.target`` when it has none, or when it has no contents, so an
+  enabled unit shipped by the base image is still started); ``mask: true`` links it to /dev/null.
+- The Containerfile travels as a plain ``data`` key of the first ConfigMap so a person debugging a
+  failed build reads it with ``kubectl get configmap``; the root filesystem travels as a tar (gzipped
+  when larger than 64 KiB) split over as many ConfigMaps as needed to stay under ~900 KiB each.
+- Pull and push credentials are copied into ephemeral Secrets in ``kubernetes.io/dockerconfigjson``
+  form, so both Secret types the contract accepts reach buildah as one ``--authfile`` format.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import posixpath
+import re
+import shlex
+import tarfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mcosup import rendering
+from webhooks import names
+
+Obj = dict[str, Any]
+
+#: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
+CONTEXT_MOUNT = "/etc/mcosup-build/context"
+PULL_MOUNT = "/etc/mcosup-build/pull"
+PUSH_MOUNT = "/etc/mcosup-build/push"
+WORK_MOUNT = "/var/lib/mcosup-build"
+TERMINATION_LOG = "/dev/termination-log"
+
+CONTAINERFILE_KEY = "Containerfile"
+ROOTFS_DIR = "rootfs"
+#: Above this size the context tar is gzipped (below it gzip saves little and costs a decompress).
+GZIP_THRESHOLD = 64 * 1024
+#: Raw bytes per ConfigMap: base64 makes them 4/3 larger; 900 KiB encoded leaves room under the
+#: API server's 1 MiB object limit for the metadata and the Containerfile.
+CHUNK_BYTES = 900 * 1024 * 3 // 4
+
+DEFAULT_FILE_MODE = 0o644
+DEFAULT_WANTED_BY = "multi-user.target"
+
+_DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class BuildError(ValueError):
+    """The rendered config cannot be built into an image; the message names the path or field."""
+
+
+# --------------------------------------------------------------------------------------------- identity
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildInputs:
+    """Everything a build's result depends on."""
+
+    pool: str
+    rendered_name: str
+    rendered_spec: Obj
+    base_image: str
+    custom_containerfile: str
+    pullspec: str
+
+
+def build_identity(inputs: BuildInputs) -> str:
+    """sha256 (64 hex) over the rendered spec, base image, custom Containerfile and pullspec."""
+    material = rendering.canonical_json(
+        {
+            "spec": inputs.rendered_spec,
+            "baseImage": inputs.base_image,
+            "containerfile": inputs.custom_containerfile,
+            "pullspec": inputs.pullspec,
+        }
+    )
+    return hashlib.sha256(material).hexdigest()
+
+
+def split_pullspec(pullspec: str) -> tuple[str, str | None, str | None]:
+    """``(repository, tag, digest)`` of an image reference; raises ValueError when it is not one."""
+    ref = pullspec.strip()
+    digest = None
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+        if not _DIGEST_RE.match(digest):
+            raise ValueError(f"{pullspec!r}: digest {digest!r} is not sha256:<64 hex>")
+    tag = None
+    slash = ref.rfind("/")
+    colon = ref.rfind(":")
+    if colon > slash:
+        ref, tag = ref[:colon], ref[colon + 1 :]
+    if not ref or ref.endswith("/") or " " in ref or ref != ref.lower():
+        raise ValueError(f"{pullspec!r} is not an image reference like registry.example.com/org/os:tag")
+    return ref, tag, digest
+
+
+def target_image(pullspec: str, pool: str, identity: str) -> str:
+    """``<repo>:<pool>-<first 16 hex of identity>``; the user's tag or digest is replaced."""
+    repo, _, _ = split_pullspec(pullspec)
+    return f"{repo}:{pool}-{identity[:16]}"
+
+
+def digested_pullspec(pullspec: str, digest: str) -> str:
+    """``<repo>@sha256:<hex>``: how an image is recorded (never by tag)."""
+    repo, _, _ = split_pullspec(pullspec)
+    if not _DIGEST_RE.match(digest):
+        raise ValueError(f"{digest!r} is not a sha256:<64 hex> digest")
+    return f"{repo}@{digest}"
+
+
+def build_name(pool: str, identity: str) -> str:
+    """Name of the build Pod; its ConfigMaps and Secrets share it as a prefix."""
+    return f"build-{pool}-{identity[:16]}"
+
+
+# --------------------------------------------------------------------------------------------- context
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One node of the root filesystem tree: a file (``data``) or a symlink (``link``)."""
+
+    path: str  # absolute, normalised
+    mode: int = DEFAULT_FILE_MODE
+    data: bytes = b""
+    link: str | None = None
+
+
+def _install_targets(contents: str) -> list[tuple[str, str]]:
+    """``(target, suffix)`` pairs of ``WantedBy=`` (``.wants``) and ``RequiredBy=`` (``.requires``)."""
+    out: list[tuple[str, str]] = []
+    section = ""
+    for raw in contents.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line[1:-1]
+            continue
+        if section != "Install" or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        suffix = {"WantedBy": ".wants", "RequiredBy": ".requires"}.get(key.strip())
+        if suffix:
+            out.extend((target, suffix) for target in value.split())
+    return out
+
+
+def _file_entries(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
+    entries = []
+    for f in ((spec.get("config") or {}).get("storage") or {}).get("files") or []:
+        path = str(f["path"])
+        if names.image_undeliverable(path) is not None:
+            raise BuildError(
+                f"rendered config {rendered_name}: file {path} is under "
+                f"{names.image_undeliverable(path)}, which an OS image cannot deliver; move it under /etc "
+                "or /usr, or remove it from the pool's MachineConfigs"
+            )
+        if posixpath.normpath(path) != path or not path.startswith("/") or path == "/":
+            raise BuildError(
+                f"rendered config {rendered_name}: file path {path!r} is not absolute and normalised"
+            )
+        contents = f.get("contents") or {}
+        try:
+            data = rendering.decode_data_url(
+                str(contents.get("source") or "data:,"), contents.get("compression")
+            )
+        except ValueError as exc:
+            raise BuildError(f"rendered config {rendered_name}: file {path}: {exc}") from None
+        mode = f.get("mode")
+        entries.append(Entry(path=path, mode=DEFAULT_FILE_MODE if mode is None else int(mode), data=data))
+    return entries
+
+
+def _unit_entries(spec: Mapping[str, Any]) -> list[Entry]:
+    entries = []
+    base = "/etc/systemd/system"
+    for unit in ((spec.get("config") or {}).get("systemd") or {}).get("units") or []:
+        name = str(unit["name"])
+        path = f"{base}/{name}"
+        contents = unit.get("contents")
+        if unit.get("mask"):
+            entries.append(Entry(path=path, link="/dev/null", mode=0o777))
+        elif contents is not None:
+            entries.append(Entry(path=path, data=str(contents).encode()))
+        for dropin in unit.get("dropins") or []:
+            if dropin.get("contents") is None:
+                continue
+            entries.append(Entry(path=f"{path}.d/{dropin['name']}", data=str(dropin["contents"]).encode()))
+        if unit.get("enabled") and not unit.get("mask"):
+            targets = _install_targets(str(contents)) if contents is not None else []
+            # Units shipped by the base image live in /usr/lib; ours are written to /etc.
+            link = path if contents is not None else f"/usr/lib/systemd/system/{name}"
+            for target, suffix in targets or [(DEFAULT_WANTED_BY, ".wants")]:
+                entries.append(Entry(path=f"{base}/{target}{suffix}/{name}", link=link, mode=0o777))
+    return entries
+
+
+def build_context(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
+    """The root filesystem tree of a rendered config, sorted by path.
+
+    Raises BuildError naming the path of a file an image cannot deliver (contract section 4) or of two
+    entries that cannot coexist (a file where another needs a directory).
+    """
+    by_path: dict[str, Entry] = {}
+    for entry in _file_entries(rendered_name, spec) + _unit_entries(spec):
+        by_path[entry.path] = entry  # units are laid out after files: a unit wins over a file of its path
+    paths = sorted(by_path)
+    for path in paths:
+        parent = posixpath.dirname(path)
+        while parent != "/":
+            if parent in by_path:
+                raise BuildError(
+                    f"rendered config {rendered_name}: {parent} is a file "
+                    f"but {path} needs it to be a directory"
+                )
+            parent = posixpath.dirname(parent)
+    return [by_path[p] for p in paths]
+
+
+def containerfile(inputs: BuildInputs) -> str:
+    """``FROM`` base, the root filesystem ``COPY``, the labels, then the pool's custom text."""
+    labels = " ".join(
+        f"{json.dumps(k)}={json.dumps(v)}"
+        for k, v in ((names.RENDERED_CONFIG_LABEL, inputs.rendered_name), (names.POOL_LABEL, inputs.pool))
+    )
+    text = f"FROM {inputs.base_image}\nCOPY {ROOTFS_DIR}/ /\nLABEL {labels}\n"
+    custom = inputs.custom_containerfile.strip("\n")
+    if custom:
+        text += "\n# custom Containerfile of pool " + inputs.pool + "\n" + custom + "\n"
+    return text
+
+
+def context_tar(entries: Sequence[Entry]) -> bytes:
+    """A reproducible tar of ``rootfs/<path>`` (mtime 0, owner root), parent directories 0755."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        dirs = {ROOTFS_DIR}
+        for entry in entries:
+            parent = posixpath.dirname(entry.path)
+            while parent != "/":
+                dirs.add(ROOTFS_DIR + parent)
+                parent = posixpath.dirname(parent)
+        members: list[tuple[tarfile.TarInfo, bytes | None]] = []
+        for d in dirs:
+            info = tarfile.TarInfo(d)
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            members.append((info, None))
+        for entry in entries:
+            info = tarfile.TarInfo(ROOTFS_DIR + entry.path)
+            if entry.link is not None:
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, entry.link, 0o777
+                members.append((info, None))
+            else:
+                info.size, info.mode = len(entry.data), entry.mode
+                members.append((info, entry.data))
+        for info, data in sorted(members, key=lambda m: m[0].name):
+            info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "root", "root"
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+# --------------------------------------------------------------------------------------------- objects
+
+
+@dataclasses.dataclass(frozen=True)
+class PodOptions:
+    """How build Pods run (settings of the builder process)."""
+
+    namespace: str = names.DEFAULT_NAMESPACE
+    #: The buildah image. Any image with buildah, sh, cat and tar on PATH.
+    buildah_image: str = "quay.io/buildah/stable:v1.37"
+    #: Verify registry TLS on pull and push; off only for a plain-HTTP test registry.
+    tls_verify: bool = True
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    service_account: str = names.BUILDER_SA
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildPlan:
+    inputs: BuildInputs
+    identity: str
+    name: str
+    target: str
+    containerfile: str
+    context: tuple[Entry, ...]
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            names.BUILD_OBJECT_LABEL: "true",
+            names.TARGET_POOL_LABEL: self.inputs.pool,
+            names.RENDERED_CONFIG_LABEL: self.inputs.rendered_name,
+        }
+
+
+def plan(inputs: BuildInputs) -> BuildPlan:
+    """Everything needed to run a build of ``inputs``; raises BuildError when it cannot be built."""
+    identity = build_identity(inputs)
+    try:
+        target = target_image(inputs.pullspec, inputs.pool, identity)
+    except ValueError as exc:
+        raise BuildError(f"{names.BUILD_CONFIG_CM}: {names.FINAL_IMAGE_PULLSPEC_KEY}: {exc}") from None
+    return BuildPlan(
+        inputs=inputs,
+        identity=identity,
+        name=build_name(inputs.pool, identity),
+        target=target,
+        containerfile=containerfile(inputs),
+        context=tuple(build_context(inputs.rendered_name, inputs.rendered_spec)),
+    )
+
+
+def _metadata(name: str, build: BuildPlan, options: PodOptions, owner: Obj | None) -> Obj:
+    meta: Obj = {"name": name, "namespace": options.namespace, "labels": dict(build.labels)}
+    if owner is not None:
+        meta["ownerReferences"] = [owner]
+    return meta
+
+
+def context_archive(build: BuildPlan) -> tuple[str, bytes]:
+    """``(file name, bytes)`` of the context archive: ``context.tar`` or ``context.tar.gz``."""
+    tar = context_tar(build.context)
+    if len(tar) > GZIP_THRESHOLD:
+        return "context.tar.gz", gzip.compress(tar, mtime=0)
+    return "context.tar", tar
+
+
+def configmaps(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -> list[Obj]:
+    """The ephemeral ConfigMaps: ``<build>-context-<i>``, the archive split in order across them."""
+    archive_name, archive = context_archive(build)
+    chunks = [archive[i : i + CHUNK_BYTES] for i in range(0, len(archive), CHUNK_BYTES)] or [b""]
+    out = []
+    for i, chunk in enumerate(chunks):
+        cm: Obj = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _metadata(f"{build.name}-context-{i}", build, options, owner),
+            "binaryData": {f"{archive_name}.{i:03d}": base64.b64encode(chunk).decode()},
+        }
+        if i == 0:
+            cm["data"] = {CONTAINERFILE_KEY: build.containerfile}
+        out.append(cm)
+    return out
+
+
+def dockerconfigjson(secret: Mapping[str, Any]) -> bytes:
+    """Credentials of a dockerconfigjson or dockercfg Secret as ``{"auths": {...}}`` JSON bytes.
+
+    Raises ValueError naming the Secret and what is wrong with it.
+    """
+    meta = secret.get("metadata") or {}
+    where = f"Secret {meta.get('namespace', '')}/{meta.get('name', '?')}".replace(" /", " ")
+    data = secret.get("data") or {}
+    kind = secret.get("type")
+    key = {
+        "kubernetes.io/dockerconfigjson": ".dockerconfigjson",
+        "kubernetes.io/dockercfg": ".dockercfg",
+    }.get(str(kind))
+    if key is None:
+        raise ValueError(
+            f"{where}: type {kind!r} is not kubernetes.io/dockerconfigjson or kubernetes.io/dockercfg"
+        )
+    if key not in data:
+        raise ValueError(f"{where}: has no {key} key")
+    try:
+        parsed = json.loads(base64.b64decode(data[key], validate=True))
+    except ValueError:
+        raise ValueError(f"{where}: {key} is not base64-encoded JSON") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"{where}: {key} is not a JSON object")
+    auths = parsed.get("auths") if key == ".dockerconfigjson" else parsed
+    if not isinstance(auths, dict):
+        raise ValueError(f"{where}: {key} has no auths object")
+    return rendering.canonical_json({"auths": auths})
+
+
+def credential_secrets(
+    build: BuildPlan,
+    pull: Mapping[str, Any],
+    push: Mapping[str, Any],
+    options: PodOptions,
+    owner: Obj | None = None,
+) -> list[Obj]:
+    """Ephemeral ``<build>-pull`` and ``<build>-push`` Secrets in dockerconfigjson form."""
+    out = []
+    for suffix, source in (("pull", pull), ("push", push)):
+        out.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "kubernetes.io/dockerconfigjson",
+                "metadata": _metadata(f"{build.name}-{suffix}", build, options, owner),
+                "data": {".dockerconfigjson": base64.b64encode(dockerconfigjson(source)).decode()},
+            }
+        )
+    return out
+
+
+def build_script(build: BuildPlan, options: PodOptions, context_parts: Sequence[str]) -> str:
+    """The shell script the build container runs: unpack, build, push writing the digest."""
+    q = shlex.quote
+    storage = f"--storage-driver vfs --root {WORK_MOUNT}/storage --runroot {WORK_MOUNT}/run"
+    tls = "" if options.tls_verify else " --tls-verify=false"
+    unpack = "tar -xzf -" if context_parts and context_parts[0].endswith(".gz.000") else "tar -xf -"
+    parts = " ".join(q(f"{CONTEXT_MOUNT}-{i}/{p}") for i, p in enumerate(context_parts))
+    return "\n".join(
+        [
+            "set -eu",
+            f"mkdir -p {WORK_MOUNT}/context",
+            f"cat {parts} | (cd {WORK_MOUNT}/context && {unpack})",
+            f"buildah {storage} bud --isolation chroot{tls} --authfile {PULL_MOUNT}/.dockerconfigjson"
+            f" --file {CONTEXT_MOUNT}-0/{CONTAINERFILE_KEY} --tag {q(build.target)} {WORK_MOUNT}/context",
+            f"buildah {storage} push{tls} --authfile {PUSH_MOUNT}/.dockerconfigjson"
+            f" --digestfile {TERMINATION_LOG} {q(build.target)} docker://{q(build.target)}",
+            "",
+        ]
+    )
+
+
+def build_pod(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -> Obj:
+    """The build Pod: one buildah container, context from the ConfigMaps, credentials from Secrets."""
+    cms = configmaps(build, options, owner)
+    parts = [next(iter(cm["binaryData"])) for cm in cms]
+    volumes: list[Obj] = [
+        {"name": f"context-{i}", "configMap": {"name": cm["metadata"]["name"]}} for i, cm in enumerate(cms)
+    ]
+    mounts: list[Obj] = [
+        {"name": f"context-{i}", "mountPath": f"{CONTEXT_MOUNT}-{i}", "readOnly": True}
+        for i in range(len(cms))
+    ]
+    for suffix, mount in (("pull", PULL_MOUNT), ("push", PUSH_MOUNT)):
+        volumes.append({"name": f"{suffix}-secret", "secret": {"secretName": f"{build.name}-{suffix}"}})
+        mounts.append({"name": f"{suffix}-secret", "mountPath": mount, "readOnly": True})
+    volumes.append({"name": "work", "emptyDir": {}})
+    mounts.append({"name": "work", "mountPath": WORK_MOUNT})
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": _metadata(build.name, build, options, owner),
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": options.service_account,
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "build",
+                    "image": options.buildah_image,
+                    "command": ["/bin/sh", "-c", build_script(build, options, parts)],
+                    "env": [
+                        {"name": "STORAGE_DRIVER", "value": "vfs"},
+                        {"name": "BUILDAH_ISOLATION", "value": "chroot"},
+                    ],
+                    "resources": {"requests": {"cpu": options.cpu_request, "memory": options.memory_request}},
+                    # buildah's chroot isolation needs to create mount and user namespaces.
+                    "securityContext": {"privileged": True},
+                    "terminationMessagePath": TERMINATION_LOG,
+                    "terminationMessagePolicy": "File",
+                    "volumeMounts": mounts,
+                }
+            ],
+            "volumes": volumes,
+        },
+    }
