@@ -1,0 +1,266 @@
+"""A real local image registry for tests and the demo: Debian's ``docker-registry`` on loopback.
+
+``Registry`` runs ``/usr/bin/docker-registry serve <config>`` on ``127.0.0.1:<free port>`` with its
+storage in a directory the caller owns (plain HTTP, no auth: clients use ``--tls-verify=false``).
+``build_base_image`` builds a tiny OS image FROM scratch with buildah (a couple of files such as
+``/usr/lib/os-release``) and pushes it there, so builds have a real base to start from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+REGISTRY_BINARY = "/usr/bin/docker-registry"
+MANIFEST_TYPES = ", ".join(
+    [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ]
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Registry:
+    """``async with Registry(directory) as reg:`` — ``reg.host`` is ``127.0.0.1:<port>``."""
+
+    def __init__(self, directory: Path, *, port: int = 0, binary: str = REGISTRY_BINARY) -> None:
+        self.directory = Path(directory)
+        self.port = port or free_port()
+        self.binary = binary
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+    async def start(self, startup_seconds: float = 20.0) -> None:
+        storage = self.directory / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "config.yml"
+        # JSON is YAML: no YAML writer needed for a five-key config.
+        config.write_text(
+            json.dumps(
+                {
+                    "version": 0.1,
+                    "log": {"level": "warn", "accesslog": {"disabled": True}},
+                    "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+                    "http": {"addr": self.host},
+                }
+            )
+        )
+        log = (self.directory / "registry.log").open("ab")
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.binary, "serve", str(config), stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
+            )
+        finally:
+            log.close()
+        deadline = time.monotonic() + startup_seconds
+        while not await asyncio.to_thread(self._answers):
+            if self._proc.returncode is not None or time.monotonic() > deadline:
+                await self.stop()
+                tail = (self.directory / "registry.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"docker-registry did not come up on {self.host}: {tail}")
+            await asyncio.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/v2/", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def __aenter__(self) -> Registry:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # Blocking helpers for tests (run them with asyncio.to_thread from async code).
+
+    def manifest_digest(self, repo: str, reference: str) -> str | None:
+        """The digest the registry serves for ``repo:reference``, or None when it has no such manifest."""
+        req = urllib.request.Request(
+            f"{self.url}/v2/{repo}/manifests/{reference}", method="HEAD", headers={"Accept": MANIFEST_TYPES}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                digest: str | None = resp.headers.get("Docker-Content-Digest")
+                return digest
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+    def tags(self, repo: str) -> list[str]:
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/{repo}/tags/list", timeout=5) as resp:
+                return list(json.load(resp).get("tags") or [])
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return []
+            raise
+
+
+async def run(*argv: str, cwd: Path | None = None) -> str:
+    """Run a command; return its stdout, or raise RuntimeError with its output."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await proc.communicate()
+    text = out.decode(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {text[-2000:]}")
+    return text
+
+
+def buildah_storage_args(root: Path) -> list[str]:
+    """Private vfs storage, so concurrent builds (and other users of buildah) never share a lock."""
+    return ["--storage-driver", "vfs", "--root", str(root / "storage"), "--runroot", str(root / "run")]
+
+
+BASE_FILES = {
+    "usr/lib/os-release": 'NAME="mcosup test OS"\nID=mcosup-test\nVERSION_ID=1\n',
+    "etc/os-release": "",  # a symlink to ../usr/lib/os-release, as on real hosts
+    "usr/lib/systemd/system/docker.service": (
+        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n"
+    ),
+}
+
+
+async def build_base_image(registry: Registry, repo: str = "os/base", tag: str = "stock") -> str:
+    """Build a tiny OS image FROM scratch, push it to ``registry``; return ``<host>/<repo>@<digest>``."""
+    work = Path(tempfile.mkdtemp(prefix="mcosup-base-"))
+    try:
+        ctx = work / "ctx"
+        for rel, text in BASE_FILES.items():
+            path = ctx / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if rel == "etc/os-release":
+                path.symlink_to("../usr/lib/os-release")
+            else:
+                path.write_text(text)
+                path.chmod(0o644)
+        (work / "Containerfile").write_text(
+            "FROM scratch\nCOPY . /\nLABEL org.opencontainers.image.title=mcosup-test-os\n"
+        )
+        image = f"{registry.host}/{repo}:{tag}"
+        storage = buildah_storage_args(work)
+        await run(
+            "buildah",
+            *storage,
+            "bud",
+            "--isolation",
+            "chroot",
+            "-f",
+            str(work / "Containerfile"),
+            "-t",
+            image,
+            str(ctx),
+        )
+        digestfile = work / "digest"
+        await run(
+            "buildah",
+            *storage,
+            "push",
+            "--tls-verify=false",
+            "--digestfile",
+            str(digestfile),
+            image,
+            f"docker://{image}",
+        )
+        return f"{registry.host}/{repo}@{digestfile.read_text().strip()}"
+    finally:
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(shutil.rmtree, work, True)
+
+
+class ImageFile:
+    """One entry of an image's merged filesystem, as its layers leave it."""
+
+    def __init__(self, mode: int, data: bytes = b"", link: str | None = None, is_dir: bool = False) -> None:
+        self.mode, self.data, self.link, self.is_dir = mode, data, link, is_dir
+
+    def __repr__(self) -> str:
+        kind = (
+            "dir" if self.is_dir else f"link->{self.link}" if self.link is not None else f"{len(self.data)}B"
+        )
+        return f"ImageFile({oct(self.mode)}, {kind})"
+
+
+def _get(url: str, accept: str | None = None) -> tuple[bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read(), dict(resp.headers.items())
+
+
+def read_image(registry: Registry, repo: str, reference: str) -> tuple[dict[str, str], dict[str, ImageFile]]:
+    """``(labels, files)`` of ``repo@reference``: its config labels and its layers applied in order.
+
+    Blocking; whiteouts are honoured so the result is what a host booting the image would see.
+    """
+    import gzip
+    import io
+    import tarfile
+
+    raw, _ = _get(f"{registry.url}/v2/{repo}/manifests/{reference}", MANIFEST_TYPES)
+    manifest = json.loads(raw)
+    config_raw, _ = _get(f"{registry.url}/v2/{repo}/blobs/{manifest['config']['digest']}")
+    labels: dict[str, str] = (json.loads(config_raw).get("config") or {}).get("Labels") or {}
+    files: dict[str, ImageFile] = {}
+    for layer in manifest["layers"]:
+        blob, _ = _get(f"{registry.url}/v2/{repo}/blobs/{layer['digest']}")
+        if blob[:2] == b"\x1f\x8b":
+            blob = gzip.decompress(blob)
+        with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+            for member in tar.getmembers():
+                path = "/" + member.name.lstrip("./").rstrip("/")
+                base = path.rsplit("/", 1)[-1]
+                if base.startswith(".wh."):
+                    gone = path.rsplit("/", 1)[0] + "/" + base[4:]
+                    files = {p: f for p, f in files.items() if p != gone and not p.startswith(gone + "/")}
+                    continue
+                if member.isdir():
+                    files[path] = ImageFile(member.mode, is_dir=True)
+                elif member.issym():
+                    files[path] = ImageFile(member.mode, link=member.linkname)
+                elif member.isfile():
+                    f = tar.extractfile(member)
+                    files[path] = ImageFile(member.mode, data=f.read() if f else b"")
+    return labels, files

@@ -1,0 +1,23 @@
+"""Fixtures for builder tests: a real local registry with a tiny base OS image in it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mcosup.sim.registry import Registry, build_base_image
+
+
+@pytest.fixture
+async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
+    """Debian's docker-registry on 127.0.0.1:<free port>, storage under the test's tmp_path."""
+    async with Registry(tmp_path / "registry") as reg:
+        yield reg
+
+
+@pytest.fixture
+async def base_image(registry: Registry) -> str:
+    """``<registry>/os/base@sha256:...``: a FROM-scratch image with /usr/lib/os-release."""
+    return await build_base_image(registry)
