@@ -1,0 +1,193 @@
+"""Cluster facts a verdict needs, as plain frozen data, and Kubernetes label-selector matching.
+
+Pure. The supervisor builds a :class:`ClusterFacts` from its caches (pools, MachineConfigs, Secret
+names in its namespace) and hands it to :func:`webhooks.policy.review`; the policy derives the rest
+(which opted-in pools select a MachineConfig, which MachineConfigs a pool selects) with the helpers here,
+so the supervisor never has to know what a particular verdict looks at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from webhooks import names
+
+_EMPTY: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
+
+
+class InvalidSelector(ValueError):
+    """A label selector that Kubernetes would reject; the message names the bad part."""
+
+
+def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return labels if isinstance(labels, Mapping) else {}
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Kubernetes ``LabelSelector`` semantics: None matches nothing, ``{}`` matches everything.
+
+    Raises :class:`InvalidSelector` for an operator or value list Kubernetes would refuse.
+    """
+    if selector is None:
+        return False
+    if not isinstance(selector, Mapping):
+        raise InvalidSelector(f"a label selector must be an object, got {type(selector).__name__}")
+    match_labels = selector.get("matchLabels") or {}
+    if not isinstance(match_labels, Mapping):
+        raise InvalidSelector("matchLabels must be an object of label: value")
+    for key, value in match_labels.items():
+        if labels.get(key) != value:
+            return False
+    expressions = selector.get("matchExpressions") or []
+    if not isinstance(expressions, list):
+        raise InvalidSelector("matchExpressions must be a list")
+    for i, expression in enumerate(expressions):
+        if not isinstance(expression, Mapping):
+            raise InvalidSelector(f"matchExpressions[{i}] must be an object")
+        key, operator, values = (
+            expression.get("key"),
+            expression.get("operator"),
+            expression.get("values") or [],
+        )
+        if not isinstance(key, str) or not isinstance(values, list):
+            raise InvalidSelector(f"matchExpressions[{i}] needs a string key and a list of values")
+        if operator == "In":
+            if not values:
+                raise InvalidSelector(f"matchExpressions[{i}]: operator In needs values")
+            if key not in labels or labels[key] not in values:
+                return False
+        elif operator == "NotIn":
+            if not values:
+                raise InvalidSelector(f"matchExpressions[{i}]: operator NotIn needs values")
+            if key in labels and labels[key] in values:
+                return False
+        elif operator == "Exists":
+            if values:
+                raise InvalidSelector(f"matchExpressions[{i}]: operator Exists takes no values")
+            if key not in labels:
+                return False
+        elif operator == "DoesNotExist":
+            if values:
+                raise InvalidSelector(f"matchExpressions[{i}]: operator DoesNotExist takes no values")
+            if key in labels:
+                return False
+        else:
+            raise InvalidSelector(
+                f"matchExpressions[{i}]: operator {operator!r} is not In, NotIn, Exists or DoesNotExist"
+            )
+    return True
+
+
+def safe_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """:func:`selector_matches`, treating an invalid selector as matching nothing (as the MCO does)."""
+    try:
+        return selector_matches(selector, labels)
+    except InvalidSelector:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class PoolFacts:
+    """What the policy needs to know about one MachineConfigPool."""
+
+    name: str
+    machine_config_selector: Mapping[str, Any] | None
+    layered: bool
+
+    @classmethod
+    def from_pool(cls, pool: Mapping[str, Any]) -> PoolFacts:
+        metadata = pool.get("metadata") or {}
+        spec = pool.get("spec") or {}
+        selector = spec.get("machineConfigSelector") if isinstance(spec, Mapping) else None
+        return cls(
+            name=str(metadata.get("name", "")) if isinstance(metadata, Mapping) else "",
+            machine_config_selector=selector if isinstance(selector, Mapping) else None,
+            layered=names.LAYERING_ENABLED in _labels(pool),
+        )
+
+    def selects(self, mc_labels: Mapping[str, str]) -> bool:
+        return safe_selector_matches(self.machine_config_selector, mc_labels)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterFacts:
+    """Everything the verdicts read about the cluster, as of the supervisor's caches.
+
+    ``machineconfigs`` maps name to MachineConfig object (read only; the supervisor may pass its cache's
+    dicts without copying). ``secret_names`` is None when unknown (no warnings about missing Secrets then).
+    """
+
+    namespace: str = names.DEFAULT_NAMESPACE
+    pools: tuple[PoolFacts, ...] = ()
+    machineconfigs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
+    secret_names: frozenset[str] | None = None
+
+    @classmethod
+    def from_objects(
+        cls,
+        *,
+        namespace: str = names.DEFAULT_NAMESPACE,
+        pools: Iterable[Mapping[str, Any]] = (),
+        machineconfigs: Iterable[Mapping[str, Any]] = (),
+        secrets: Iterable[Mapping[str, Any]] | None = None,
+    ) -> ClusterFacts:
+        """Facts from cached objects: pools, MachineConfigs and the Secrets of ``namespace``."""
+        mcs: dict[str, Mapping[str, Any]] = {}
+        for mc in machineconfigs:
+            metadata = mc.get("metadata")
+            if isinstance(metadata, Mapping) and isinstance(metadata.get("name"), str):
+                mcs[metadata["name"]] = mc
+        secret_names = None
+        if secrets is not None:
+            secret_names = frozenset(
+                s["metadata"]["name"]
+                for s in secrets
+                if isinstance(s.get("metadata"), Mapping) and isinstance(s["metadata"].get("name"), str)
+            )
+        return cls(
+            namespace=namespace,
+            pools=tuple(PoolFacts.from_pool(p) for p in pools),
+            machineconfigs=MappingProxyType(mcs),
+            secret_names=secret_names,
+        )
+
+    @property
+    def supervisor_username(self) -> str:
+        return names.service_account_user(self.namespace, names.SUPERVISOR_SA)
+
+    @property
+    def daemon_username(self) -> str:
+        return names.service_account_user(self.namespace, names.DAEMON_SA)
+
+    def pools_selecting(self, mc_labels: Mapping[str, str]) -> tuple[PoolFacts, ...]:
+        """The pools whose ``machineConfigSelector`` selects a MachineConfig with ``mc_labels``."""
+        return tuple(p for p in self.pools if p.selects(mc_labels))
+
+    def layered_pools_selecting(self, mc_labels: Mapping[str, str]) -> tuple[PoolFacts, ...]:
+        """The opted-in pools that select a MachineConfig with ``mc_labels``."""
+        return tuple(p for p in self.pools if p.layered and p.selects(mc_labels))
+
+    def machineconfigs_selected_by(self, selector: Mapping[str, Any] | None) -> list[Mapping[str, Any]]:
+        """The MachineConfigs ``selector`` selects, in name order (the render order)."""
+        return [
+            mc
+            for name, mc in sorted(self.machineconfigs.items())
+            if safe_selector_matches(selector, _labels(mc))
+        ]
+
+
+def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """``metadata.labels`` of ``obj``, or an empty mapping."""
+    return _labels(obj)
+
+
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """``metadata.annotations`` of ``obj``, or an empty mapping."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return annotations if isinstance(annotations, Mapping) else {}
