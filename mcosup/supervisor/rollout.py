@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from mcosup.conditions import Condition
 from webhooks import names
 
 Obj = Mapping[str, Any]
@@ -287,8 +288,10 @@ class Plan:
     #: Nodes we cordoned for a target that is no longer to be rolled out (paused, held): uncordon.
     release: tuple[str, ...]
     phases: Mapping[str, Phase]
-    #: The counts and own conditions (without lastTransitionTime) for the pool status.
+    #: The pool status fields this controller owns (counts; ``configuration`` once all are updated).
     status: Mapping[str, Any]
+    #: This controller's pool conditions (Updated, Updating, Degraded, NodeDegraded).
+    conditions: tuple[Condition, ...]
 
 
 def _order_key(view: NodeView) -> tuple[int, int, str, str, str]:
@@ -374,7 +377,7 @@ def plan_rollout(
 
     starting = set(start)
     phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}
-    status = pool_status(
+    status, conds = pool_status(
         pool, views, target, phases, hold=hold, paused=paused, error=error, drain_stuck=drain_stuck or {}
     )
     return Plan(
@@ -390,6 +393,7 @@ def plan_rollout(
         release=tuple(release),
         phases=phases,
         status=status,
+        conditions=conds,
     )
 
 
@@ -415,8 +419,8 @@ def progress_message(phases: Mapping[str, Phase]) -> str:
     return text + ("; " + ", ".join(rest) if rest else "")
 
 
-def _cond(type_: str, ok: bool, reason: str, message: str) -> dict[str, str]:
-    return {"type": type_, "status": "True" if ok else "False", "reason": reason, "message": message}
+def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
+    return Condition(type_, "True" if ok else "False", reason, message)
 
 
 def pool_status(
@@ -429,7 +433,8 @@ def pool_status(
     paused: bool,
     error: str | None,
     drain_stuck: Mapping[str, str],
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], tuple[Condition, ...]]:
+    """The status fields and this controller's conditions."""
     updated = [v for v in views if phases[v.name] is Phase.UPDATED]
     ready = [v for v in updated if not v.unavailable]
     degraded = [v for v in views if v.state == names.STATE_DEGRADED]
@@ -437,8 +442,8 @@ def pool_status(
     progress = progress_message(phases)
     all_updated = target is not None and len(updated) == len(views)
 
-    if all_updated:
-        upd = _cond(names.UPDATED, True, "AllNodesUpdated", f"all nodes run {target.describe()}")  # type: ignore[union-attr]
+    if target is not None and all_updated:
+        upd = _cond(names.UPDATED, True, "AllNodesUpdated", f"all nodes run {target.describe()}")
         uping = _cond(names.UPDATING, False, "AllNodesUpdated", progress)
     elif paused:
         upd = _cond(names.UPDATED, False, "Paused", f"pool is paused: {progress}")
@@ -464,7 +469,7 @@ def pool_status(
     for node_name in sorted(drain_stuck):
         problems.append((names.REASON_DRAIN_STUCK, drain_stuck[node_name]))
     if degraded:
-        problems.append(("NodeDegraded", node_deg["message"]))
+        problems.append(("NodeDegraded", node_deg.message))
     if render is not None and render.get("status") == "True":
         problems.append((names.RENDER_DEGRADED, str(render.get("message", ""))))
     if problems:
@@ -478,77 +483,13 @@ def pool_status(
         "readyMachineCount": len(ready),
         "unavailableMachineCount": len(unavailable),
         "degradedMachineCount": len(degraded),
-        "conditions": [upd, uping, deg, node_deg],
     }
+    generation = (pool.get("metadata") or {}).get("generation")
+    if generation is not None:
+        status["observedGeneration"] = generation
     if all_updated:
         status["configuration"] = dict((pool.get("spec") or {}).get("configuration") or {})
-    return status
-
-
-def merge_conditions(
-    existing: Sequence[Obj], mine: Sequence[Obj], now: str, own: Sequence[str] = OWN_CONDITIONS
-) -> list[dict[str, Any]]:
-    """Others' conditions unchanged and in place; ours replaced, keeping ``lastTransitionTime`` when
-    ``status`` did not change."""
-    by_type = {c["type"]: c for c in mine}
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for cond in existing:
-        type_ = cond.get("type", "")
-        if type_ in by_type:
-            out.append(_transition(cond, by_type[type_], now))
-            seen.add(type_)
-        elif type_ not in own:
-            out.append(dict(cond))
-    for cond in mine:
-        if cond["type"] not in seen:
-            out.append(_transition(None, cond, now))
-    return out
-
-
-def _transition(old: Obj | None, new: Obj, now: str) -> dict[str, Any]:
-    merged = dict(new)
-    if old is not None and old.get("status") == new.get("status") and old.get("lastTransitionTime"):
-        merged["lastTransitionTime"] = old["lastTransitionTime"]
-    else:
-        merged["lastTransitionTime"] = now
-    return merged
-
-
-def status_patch(pool: Obj, status: Mapping[str, Any], now: str) -> dict[str, Any] | None:
-    """The merge patch for the pool's /status, or None when nothing would change.
-
-    A merge patch replaces a list whole, so the patch carries every condition (others' as read) and
-    the pool's resourceVersion, making it conditional: a concurrent writer's change gives a 409, never a
-    lost condition.
-    """
-    current = pool.get("status") or {}
-    existing = current.get("conditions") or []
-    conditions = merge_conditions(existing, status["conditions"], now)
-    changes: dict[str, Any] = {}
-    for key, value in status.items():
-        if key == "conditions":
-            continue
-        if current.get(key) != value:
-            changes[key] = value
-    generation = (pool.get("metadata") or {}).get("generation")
-    if generation is not None and current.get("observedGeneration") != generation:
-        changes["observedGeneration"] = generation
-    if _strip_times(conditions) != _strip_times(existing):
-        changes["conditions"] = conditions
-    if not changes:
-        return None
-    if "conditions" not in changes:
-        changes["conditions"] = conditions
-    return {
-        "metadata": {"resourceVersion": (pool.get("metadata") or {}).get("resourceVersion")},
-        "status": changes,
-    }
-
-
-def _strip_times(conditions: Sequence[Obj]) -> list[dict[str, Any]]:
-    keep = ("type", "status", "reason", "message")
-    return [{k: c.get(k) for k in keep} for c in conditions]
+    return status, (upd, uping, deg, node_deg)
 
 
 # Node patches (merge patches; each carries the resourceVersion it was decided on).

@@ -14,7 +14,6 @@ R1 = "rendered-worker-" + "1" * 32
 R2 = "rendered-worker-" + "2" * 32
 IMG = "registry.local/os@sha256:" + "a" * 64
 OLD_IMG = "registry.local/os@sha256:" + "b" * 64
-NOW = "2026-11-26T09:00:00Z"
 
 
 def pool(
@@ -99,6 +98,10 @@ def fleet(n: int, **kw: Any) -> list[dict[str, Any]]:
     return [node(f"w{i:02d}", created=f"2026-01-{i + 1:02d}T00:00:00Z", **kw) for i in range(n)]
 
 
+def conds(p: rollout.Plan) -> dict[str, Any]:
+    return {c.type: {"status": c.status, "reason": c.reason, "message": c.message} for c in p.conditions}
+
+
 def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rollout.Plan:
     return rollout.plan_rollout(p, nodes, image=rollout.image_for_current_config(p), **kw)
 
@@ -136,7 +139,7 @@ def test_bad_max_unavailable_starts_nothing_and_degrades_the_pool() -> None:
     p = plan(pool(max_unavailable="lots"), fleet(3))
     assert p.start == ()
     assert p.error is not None
-    deg = next(c for c in p.status["conditions"] if c["type"] == names.DEGRADED)
+    deg = conds(p)[names.DEGRADED]
     assert deg["status"] == "True" and "spec.maxUnavailable" in deg["message"]
 
 
@@ -184,7 +187,7 @@ def test_holding_for_an_image_changes_no_target_and_says_why() -> None:
     p = plan(pool(layered=True, build=names.BUILDING), fleet(4))
     assert p.target is None and p.start == ()
     assert p.hold is not None and R2 in p.hold and names.BUILDING in p.hold
-    upd = {c["type"]: c for c in p.status["conditions"]}
+    upd = conds(p)
     assert upd[names.UPDATING]["status"] == "True" and upd[names.UPDATING]["reason"] == "WaitingForImage"
 
 
@@ -270,13 +273,10 @@ def test_a_degraded_node_on_the_target_holds_a_slot() -> None:
     nodes[0] = node("w00", desired=R2, current=R1, state=names.STATE_DEGRADED, reason="rebase failed")
     p = plan(pool(max_unavailable=1), nodes)
     assert p.start == ()
-    conds = {c["type"]: c for c in p.status["conditions"]}
-    assert conds[names.NODE_DEGRADED]["status"] == "True"
-    assert (
-        "w00" in conds[names.NODE_DEGRADED]["message"]
-        and "rebase failed" in conds[names.NODE_DEGRADED]["message"]
-    )
-    assert conds[names.DEGRADED]["status"] == "True"
+    c = conds(p)
+    assert c[names.NODE_DEGRADED]["status"] == "True"
+    assert "w00" in c[names.NODE_DEGRADED]["message"] and "rebase failed" in c[names.NODE_DEGRADED]["message"]
+    assert c[names.DEGRADED]["status"] == "True"
     assert p.status["degradedMachineCount"] == 1
 
 
@@ -303,8 +303,8 @@ def test_paused_pool_changes_no_target_and_releases_unstarted_drains() -> None:
     assert p.start == ()
     assert p.release == ("w00",)
     assert p.uncordon == ("w02",)
-    conds = {c["type"]: c for c in p.status["conditions"]}
-    assert conds[names.UPDATING]["reason"] == "Paused" and conds[names.UPDATED]["status"] == "False"
+    c = conds(p)
+    assert c[names.UPDATING]["reason"] == "Paused" and c[names.UPDATED]["status"] == "False"
 
 
 def test_holding_releases_unstarted_drains() -> None:
@@ -375,22 +375,22 @@ def test_status_counts_mid_rollout() -> None:
     s = p.status
     assert (s["machineCount"], s["updatedMachineCount"], s["readyMachineCount"]) == (10, 7, 6)
     assert (s["unavailableMachineCount"], s["degradedMachineCount"]) == (4, 1)
-    conds = {c["type"]: c for c in s["conditions"]}
-    assert conds[names.UPDATING]["message"].startswith("7/10 updated; 1 draining, 1 rebooting, 1 degraded")
+    c = conds(p)
+    assert c[names.UPDATING]["message"].startswith("7/10 updated; 1 draining, 1 rebooting, 1 degraded")
 
 
 def test_all_updated() -> None:
     p = plan(pool(), fleet(3, desired=R2))
-    conds = {c["type"]: c for c in p.status["conditions"]}
-    assert conds[names.UPDATED]["status"] == "True" and conds[names.UPDATING]["status"] == "False"
-    assert conds[names.DEGRADED]["status"] == "False" and conds[names.NODE_DEGRADED]["status"] == "False"
+    c = conds(p)
+    assert c[names.UPDATED]["status"] == "True" and c[names.UPDATING]["status"] == "False"
+    assert c[names.DEGRADED]["status"] == "False" and c[names.NODE_DEGRADED]["status"] == "False"
     assert p.status["configuration"]["name"] == R2
 
 
 def test_drain_stuck_degrades_the_pool_naming_pod_and_pdb() -> None:
     stuck = {"w00": "drain of node w00 stuck: pod app/web-1 blocked by PodDisruptionBudget app/web"}
     p = plan(pool(), fleet(2), drain_stuck=stuck)
-    deg = next(c for c in p.status["conditions"] if c["type"] == names.DEGRADED)
+    deg = conds(p)[names.DEGRADED]
     assert deg["status"] == "True" and deg["reason"] == names.REASON_DRAIN_STUCK
     assert "app/web-1" in deg["message"] and "app/web" in deg["message"]
 
@@ -398,44 +398,8 @@ def test_drain_stuck_degrades_the_pool_naming_pod_and_pdb() -> None:
 def test_render_degraded_folds_into_degraded() -> None:
     cond = {"type": names.RENDER_DEGRADED, "status": "True", "reason": "Bad", "message": "mc 99-x: bad path"}
     p = plan(pool(conditions=[cond]), fleet(1, desired=R2))
-    deg = next(c for c in p.status["conditions"] if c["type"] == names.DEGRADED)
+    deg = conds(p)[names.DEGRADED]
     assert deg["status"] == "True" and "99-x" in deg["message"]
-
-
-def test_status_patch_keeps_others_conditions_and_transition_times() -> None:
-    others = {
-        "type": names.BUILD_SUCCESS,
-        "status": "True",
-        "reason": "X",
-        "message": R2,
-        "lastTransitionTime": "t0",
-    }
-    mine_old = {
-        "type": names.DEGRADED,
-        "status": "False",
-        "reason": "AsExpected",
-        "message": "old words",
-        "lastTransitionTime": "t1",
-    }
-    p = pool(conditions=[others, mine_old])
-    status = plan(p, fleet(2)).status
-    patch = rollout.status_patch(p, status, NOW)
-    assert patch is not None
-    assert patch["metadata"]["resourceVersion"] == "7"
-    conds = {c["type"]: c for c in patch["status"]["conditions"]}
-    assert conds[names.BUILD_SUCCESS] == others
-    assert conds[names.DEGRADED]["lastTransitionTime"] == "t1", "status unchanged: time kept"
-    assert conds[names.UPDATING]["lastTransitionTime"] == NOW
-    assert patch["status"]["observedGeneration"] == 3
-
-
-def test_status_patch_is_none_when_nothing_changes() -> None:
-    p = pool()
-    status = plan(p, fleet(2)).status
-    first = rollout.status_patch(p, status, NOW)
-    assert first is not None
-    p["status"] = {**p["status"], **first["status"]}
-    assert rollout.status_patch(p, plan(p, fleet(2)).status, "2026-11-26T10:00:00Z") is None
 
 
 # Pool membership.
