@@ -77,3 +77,33 @@ class KubeSettings:
 def namespace_from_env(env: Mapping[str, str], override: str | None = None) -> str:
     """The namespace mcosup lives in (contract section 1: MCOSUP_NAMESPACE)."""
     return override or env_str(env, "MCOSUP_NAMESPACE", names.DEFAULT_NAMESPACE)
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorSettings:
+    namespace: str = names.DEFAULT_NAMESPACE
+    #: Address of the plain-HTTP port (probes, metrics).
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    #: Image of the builder pod: the supervisor's own image (one image for all three processes).
+    image: str = "quay.io/mcosup/mcosup:latest"
+    #: This replica's name in the leader Lease (the pod name in a cluster).
+    identity: str = "mcosup"
+    #: The supervisor's Deployment, owner of the builder pod; empty outside a cluster.
+    deployment: str = ""
+    #: Seconds a drain may take before the pool reports DrainStuck (contract: default 1h).
+    drain_timeout: float = 3600.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: object) -> SupervisorSettings:
+        values: dict[str, object] = {
+            "namespace": namespace_from_env(env),
+            "http_host": env_str(env, "MCOSUP_HTTP_HOST", cls.http_host),
+            "http_port": env_int(env, "MCOSUP_HTTP_PORT", cls.http_port),
+            "image": env_str(env, "MCOSUP_IMAGE", cls.image),
+            "identity": env_str(env, "POD_NAME", env_str(env, "HOSTNAME", cls.identity)),
+            "deployment": env_str(env, "MCOSUP_DEPLOYMENT", ""),
+            "drain_timeout": env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.drain_timeout, minimum=1),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]

@@ -54,13 +54,10 @@ class Controller(Generic[K]):
         self._gauge()
 
     async def run(self) -> None:
-        """Run the workers until cancelled."""
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for i in range(self.workers):
-                    tg.create_task(self._worker(), name=f"{self.name}-worker-{i}")
-        finally:
-            self.queue.shut_down()
+        """Run the workers until cancelled. The queue survives, so a new leader term can run again."""
+        async with asyncio.TaskGroup() as tg:
+            for i in range(self.workers):
+                tg.create_task(self._worker(), name=f"{self.name}-worker-{i}")
 
     async def _worker(self) -> None:
         while True:

@@ -1,17 +1,62 @@
-"""`mcosup supervisor`: placeholder until its issue lands; it says so instead of pretending to work."""
+"""``mcosup supervisor``: parse flags and environment, run the composition root until SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+import os
+import signal
+from collections.abc import Coroutine
+from typing import Any
+
+from mcosup.settings import KubeSettings, SettingsError, SupervisorSettings
 
 HELP = "the supervisor: watch loops, render, opt-in, builder pod, rollout, webhook, probes and metrics"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, else in-cluster config)")
+    parser.add_argument(
+        "--namespace",
+        help="namespace of mcosup (default: $MCOSUP_NAMESPACE or openshift-machine-config-operator)",
+    )
+    parser.add_argument(
+        "--http-port", type=int, help="probes and metrics port (default: $MCOSUP_HTTP_PORT or 8080)"
+    )
+    parser.add_argument("--image", help="image of the builder pod (default: $MCOSUP_IMAGE)")
+    parser.add_argument("--identity", help="name in the leader Lease (default: $POD_NAME or $HOSTNAME)")
 
 
 def main(args: argparse.Namespace) -> int:
-    print("mcosup supervisor: not built yet in this version", file=sys.stderr)
-    return 2
+    from mcosup.supervisor.run import run
+
+    try:
+        settings = SupervisorSettings.from_env(
+            os.environ,
+            namespace=args.namespace,
+            http_port=args.http_port,
+            image=args.image,
+            identity=args.identity,
+        )
+        kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
+    except SettingsError as exc:
+        print(f"mcosup supervisor: {exc}")
+        return 2
+    return run_until_signalled(run(settings, kube_settings))
+
+
+def run_until_signalled(coro: Coroutine[Any, Any, None]) -> int:
+    """Run ``coro`` until it ends or SIGTERM/SIGINT cancels it; a signal is a clean exit (0)."""
+
+    async def main() -> int:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            return 0
+        return 0
+
+    return asyncio.run(main())

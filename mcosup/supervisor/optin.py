@@ -1,0 +1,254 @@
+"""The opt-in controller (contract section 2): layering readiness, the builder pod's life, opt-out cleanup.
+
+One key for the whole namespace: whether the builder must run depends on every pool at once, and there
+are few pools. ``reconcile`` reads only caches, so it is cheap to run on any change of pools, the build
+ConfigMap, its Secrets or the builder pod.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from mcosup import conditions
+from mcosup.conditions import Condition
+from mcosup.control.clock import Clock
+from mcosup.control.controller import Result
+from mcosup.kube import errors
+from mcosup.kube.cache import Informer
+from mcosup.kube.client import Kube, Obj
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
+from mcosup.logs import fields
+from mcosup.metrics import Metrics
+from mcosup.poolstatus import update_pool_status
+from mcosup.supervisor import buildconfig, builderpod
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+KEY = "builder"
+#: How often to look at a pod that is starting or going away (pod status changes also wake us).
+POLL_SECONDS = 2.0
+LAYERING_CONDITIONS = (*names.BUILD_CONDITIONS, names.LAYERING_READY)
+
+
+def opted_in(pool: Mapping[str, Any]) -> bool:
+    return names.LAYERING_ENABLED in ((pool.get("metadata") or {}).get("labels") or {})
+
+
+@dataclasses.dataclass
+class Caches:
+    pools: Informer
+    configmaps: Informer  # every ConfigMap of the namespace
+    secrets: Informer  # every Secret of the namespace
+    pods: Informer  # every Pod of the namespace (the builder and build pods)
+
+
+class OptInController:
+    def __init__(
+        self,
+        kube: Kube,
+        caches: Caches,
+        *,
+        namespace: str,
+        pod_spec: builderpod.BuilderPodSpec,
+        clock: Clock,
+        metrics: Metrics,
+    ):
+        self.kube = kube
+        self.caches = caches
+        self.namespace = namespace
+        self.pod_spec = pod_spec
+        self.clock = clock
+        self.metrics = metrics
+        self.restarts = builderpod.RestartTracker()
+        # The builder pod as last seen while it was wanted, so a pod deleted behind our back counts as a
+        # failure (with backoff) rather than being recreated in a tight loop.
+        self._last_seen: Obj | None = None
+
+    async def reconcile(self, key: str) -> Result:
+        pools = list(self.caches.pools.items())
+        opted = [p for p in pools if opted_in(p)]
+        self.metrics.opted_in_pools.set(len(opted))
+        for pool in pools:
+            if not opted_in(pool):
+                await self._clean_up_opted_out(pool)
+        await self._delete_orphan_build_objects({p["metadata"]["name"] for p in opted})
+        pod = self.caches.pods.get(names.BUILDER_POD, self.namespace)
+        if not opted:
+            return await self._ensure_no_builder(pod)
+        _config, problems = buildconfig.validate(
+            self.caches.configmaps.get(names.BUILD_CONFIG_CM, self.namespace),
+            lambda name: self.caches.secrets.get(name, self.namespace),
+            self.namespace,
+        )
+        if problems:
+            await self._ensure_no_builder(pod)
+            ready = Condition(names.LAYERING_READY, "False", names.REASON_INVALID_CONFIG, "; ".join(problems))
+            await self._set_ready(opted, ready)
+            return Result()
+        return await self._ensure_builder(pod, opted)
+
+    async def _ensure_builder(self, pod: Obj | None, opted: list[Obj]) -> Result:
+        now = self.clock.now()
+        requeue: float | None = None
+        if pod is not None and pod["metadata"].get("deletionTimestamp"):
+            requeue = POLL_SECONDS  # going away: wait for it before creating the next one
+        elif pod is not None and builderpod.finished(pod):
+            delay = self.restarts.failed(now, _lifetime(pod))
+            self.metrics.builder_restarts.inc()
+            log.warning(
+                "builder pod ended (%s); recreating in %.0fs",
+                _phase(pod),
+                delay,
+                extra=fields(pod=names.BUILDER_POD),
+            )
+            await self._delete_pod(pod)
+            self._last_seen = None
+            requeue = delay
+        elif pod is None:
+            if self._last_seen is not None:
+                delay = self.restarts.failed(now, _lifetime(self._last_seen))
+                self.metrics.builder_restarts.inc()
+                log.warning(
+                    "builder pod vanished; recreating in %.0fs", delay, extra=fields(pod=names.BUILDER_POD)
+                )
+                self._last_seen = None
+            if now < self.restarts.not_before:
+                requeue = self.restarts.not_before - now
+            else:
+                await self._create_pod()
+                requeue = POLL_SECONDS
+        elif builderpod.running(pod):
+            lifetime = _lifetime(pod)
+            if lifetime is not None and lifetime >= builderpod.QUICK_FAILURE_SECONDS:
+                self.restarts.healthy()
+            else:
+                requeue = builderpod.QUICK_FAILURE_SECONDS
+        else:
+            requeue = POLL_SECONDS  # Pending: wake up to report Running
+        if pod is not None and not builderpod.finished(pod) and not pod["metadata"].get("deletionTimestamp"):
+            self._last_seen = pod
+        if pod is not None and builderpod.running(pod) and not pod["metadata"].get("deletionTimestamp"):
+            ready = Condition(
+                names.LAYERING_READY, "True", "BuilderRunning", "the Machine OS Builder is running"
+            )
+        elif self.restarts.crashlooping:
+            ready = Condition(
+                names.LAYERING_READY,
+                "False",
+                names.REASON_BUILDER_CRASHLOOPING,
+                f"the Machine OS Builder pod failed {self.restarts.quick_failures} times in a row; "
+                f"see `kubectl -n {self.namespace} logs {names.BUILDER_POD}` (recreated with backoff)",
+            )
+        else:
+            ready = Condition(
+                names.LAYERING_READY,
+                "False",
+                names.REASON_BUILDER_STARTING,
+                "the Machine OS Builder pod is starting",
+            )
+        await self._set_ready(opted, ready)
+        return Result(requeue_after=requeue)
+
+    async def _ensure_no_builder(self, pod: Obj | None) -> Result:
+        self._last_seen = None
+        if pod is None:
+            return Result()
+        if not pod["metadata"].get("deletionTimestamp"):
+            log.info(
+                "no pool needs the builder (or its config is invalid): deleting its pod",
+                extra=fields(pod=names.BUILDER_POD),
+            )
+            await self._delete_pod(pod)
+        # The contract wants the supervisor to wait until the pod is really gone.
+        return Result(requeue_after=POLL_SECONDS)
+
+    async def _create_pod(self) -> None:
+        try:
+            await self.kube.create(PODS, builderpod.manifest(self.pod_spec), namespace=self.namespace)
+            log.info("created the builder pod", extra=fields(pod=names.BUILDER_POD))
+        except errors.AlreadyExists:
+            pass  # another writer (or our previous attempt) won: adopt it on the next pass
+
+    async def _delete_pod(self, pod: Obj) -> None:
+        try:
+            await self.kube.delete(
+                PODS, names.BUILDER_POD, namespace=self.namespace, uid=pod["metadata"]["uid"]
+            )
+        except (errors.NotFound, errors.Conflict):
+            pass  # already gone, or already replaced
+
+    async def _set_ready(self, pools: list[Obj], ready: Condition) -> None:
+        for pool in pools:
+            current = conditions.find((pool.get("status") or {}).get("conditions"), names.LAYERING_READY)
+            if current and (current.get("status"), current.get("reason"), current.get("message")) == (
+                ready.status,
+                ready.reason,
+                ready.message,
+            ):
+                continue
+            await update_pool_status(self.kube, pool, set_conditions=[ready], event_namespace=self.namespace)
+
+    async def _clean_up_opted_out(self, pool: Obj) -> None:
+        """Opt-out: build conditions and the image annotation go; build objects are deleted below."""
+        name = pool["metadata"]["name"]
+        status_conds = (pool.get("status") or {}).get("conditions") or []
+        if any(c.get("type") in LAYERING_CONDITIONS for c in status_conds):
+            log.info("pool opted out: removing its build conditions", extra=fields(pool=name))
+            await update_pool_status(self.kube, pool, remove_conditions=LAYERING_CONDITIONS)
+        if names.NEWEST_IMAGE_ANNOTATION in (pool["metadata"].get("annotations") or {}):
+            await self.kube.patch(
+                MACHINECONFIGPOOLS, name, {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: None}}}
+            )
+
+    async def _delete_orphan_build_objects(self, opted: set[str]) -> None:
+        """Build objects (by label) whose pool is no longer opted in, or gone."""
+        sources = (
+            (self.caches.pods, PODS),
+            (self.caches.configmaps, CONFIGMAPS),
+            (self.caches.secrets, SECRETS),
+        )
+        for informer, resource in sources:
+            for obj in informer.items():
+                meta = obj["metadata"]
+                labels = meta.get("labels") or {}
+                pool = labels.get(names.TARGET_POOL_LABEL, "")
+                if names.BUILD_OBJECT_LABEL not in labels or pool in opted or meta.get("deletionTimestamp"):
+                    continue
+                log.info(
+                    "deleting build object of opted-out pool", extra=fields(pool=pool, object=meta["name"])
+                )
+                try:
+                    await self.kube.delete(resource, meta["name"], namespace=self.namespace)
+                except errors.NotFound:
+                    pass
+
+
+def _phase(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase", "Unknown"))
+
+
+def _lifetime(pod: Mapping[str, Any]) -> float | None:
+    """Seconds the pod's container ran (or has been running), when the status says."""
+    status = pod.get("status") or {}
+    start = status.get("startTime")
+    end = None
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or {}
+        end = term.get("finishedAt") or end
+    if not start:
+        return None
+    try:
+        t0 = datetime.datetime.fromisoformat(start.replace("Z", "+00:00"))
+        t1 = (
+            datetime.datetime.fromisoformat(end.replace("Z", "+00:00"))
+            if end
+            else datetime.datetime.now(datetime.UTC)
+        )
+    except ValueError:
+        return None
+    return (t1 - t0).total_seconds()

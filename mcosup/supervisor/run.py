@@ -1,0 +1,150 @@
+"""The supervisor's composition root: builds shared state and starts every long-lived loop by name.
+
+Caches and HTTP run on every replica (a standby is warm and serves probes and the webhook); the
+controllers run only while this replica holds the leader Lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from mcosup.control.clock import RealClock
+from mcosup.control.controller import Controller
+from mcosup.http import probes
+from mcosup.kube import client as kclient
+from mcosup.kube import errors
+from mcosup.kube.cache import Informer
+from mcosup.kube.client import Kube, Obj
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    NODES,
+    PODS,
+    SECRETS,
+)
+from mcosup.metrics import Metrics
+from mcosup.settings import KubeSettings, SupervisorSettings
+from mcosup.supervisor import builderpod
+from mcosup.supervisor.leader import LeaderElector, LeaseSettings
+from mcosup.supervisor.optin import KEY as OPTIN_KEY
+from mcosup.supervisor.optin import Caches, OptInController
+from mcosup.supervisor.render import RenderController, is_rendered
+
+log = logging.getLogger(__name__)
+
+
+async def run(
+    settings: SupervisorSettings,
+    kube_settings: KubeSettings,
+    *,
+    lease: LeaseSettings | None = None,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Run until cancelled. ``on_ready(http_port)`` is called once the HTTP port is bound."""
+    metrics = Metrics()
+    ns = settings.namespace
+    async with kclient.connect(kube_settings) as kube:
+        informers = {
+            "pools": Informer(kube, MACHINECONFIGPOOLS, metrics=metrics),
+            "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
+            "nodes": Informer(kube, NODES, metrics=metrics),
+            "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
+            "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
+            "pods": Informer(kube, PODS, namespace=ns, metrics=metrics),
+        }
+        pools = informers["pools"]
+        render = RenderController(
+            kube,
+            pools=pools,
+            machineconfigs=informers["machineconfigs"],
+            nodes=informers["nodes"],
+            namespace=ns,
+        )
+        optin = OptInController(
+            kube,
+            Caches(
+                pools=pools,
+                configmaps=informers["configmaps"],
+                secrets=informers["secrets"],
+                pods=informers["pods"],
+            ),
+            namespace=ns,
+            pod_spec=builderpod.BuilderPodSpec(
+                namespace=ns, image=settings.image, owner=await _own_deployment(kube, settings)
+            ),
+            clock=RealClock(),
+            metrics=metrics,
+        )
+        controllers: dict[str, Controller[str]] = {
+            "render": Controller("render", render.reconcile, workers=2, metrics=metrics),
+            "optin": Controller("optin", optin.reconcile, metrics=metrics),
+        }
+        _wire(informers, controllers)
+        elector = LeaderElector(kube, namespace=ns, identity=settings.identity, settings=lease)
+
+        async def lead() -> None:
+            # A new term starts from the whole state: every key once, then events.
+            for pool in pools.items():
+                controllers["render"].enqueue(pool["metadata"]["name"])
+            controllers["optin"].enqueue(OPTIN_KEY)
+            async with asyncio.TaskGroup() as tg:
+                for name, controller in controllers.items():
+                    tg.create_task(controller.run(), name=f"controller-{name}")
+
+        def caches_listed() -> str | None:
+            waiting = [name for name, inf in informers.items() if not inf.listed.is_set()]
+            return f"waiting for the first list of {', '.join(waiting)}" if waiting else None
+
+        def leader_known() -> str | None:
+            return None if elector.known.is_set() else "leader not known yet"
+
+        app = probes.probes_app(
+            liveness={"loops": lambda: None},
+            readiness={"caches": caches_listed, "leader": leader_known},
+            metrics=metrics,
+        )
+        async with probes.serving(app, settings.http_host, settings.http_port) as port:
+            log.info("supervisor serving probes and metrics on %s:%d", settings.http_host, port)
+            if on_ready is not None:
+                on_ready(port)
+            async with asyncio.TaskGroup() as tg:
+                for name, informer in informers.items():
+                    tg.create_task(informer.run(), name=f"informer-{name}")
+                await asyncio.gather(*(inf.listed.wait() for inf in informers.values()))
+                tg.create_task(elector.run(lead), name="leader-election")
+
+
+def _wire(informers: dict[str, Informer], controllers: dict[str, Controller[str]]) -> None:
+    """Watch events only enqueue keys; reconcilers re-read state from the caches."""
+    pools = informers["pools"]
+    render, optin = controllers["render"], controllers["optin"]
+
+    def every_pool(_: str, obj: Obj) -> None:
+        if not is_rendered(obj):
+            for pool in pools.items():
+                render.enqueue(pool["metadata"]["name"])
+
+    pools.subscribe(lambda _, obj: render.enqueue(obj["metadata"]["name"]))
+    pools.subscribe(lambda _, obj: optin.enqueue(OPTIN_KEY))
+    informers["machineconfigs"].subscribe(every_pool)
+    for name in ("configmaps", "secrets", "pods"):
+        informers[name].subscribe(lambda _, obj: optin.enqueue(OPTIN_KEY))
+
+
+async def _own_deployment(kube: Kube, settings: SupervisorSettings) -> tuple[str, str] | None:
+    if not settings.deployment:
+        return None
+    try:
+        deployment = await kube.get(DEPLOYMENTS, settings.deployment, namespace=settings.namespace)
+    except errors.NotFound:
+        log.warning(
+            "Deployment %s/%s not found: the builder pod gets no owner",
+            settings.namespace,
+            settings.deployment,
+        )
+        return None
+    return settings.deployment, deployment["metadata"]["uid"]
