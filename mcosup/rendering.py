@@ -20,21 +20,16 @@ inputs, or 3.2.0.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import gzip
 import hashlib
 import json
-import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from webhooks import names
+from webhooks import machineconfig, names
 
 DEFAULT_IGNITION_VERSION = "3.2.0"
 
-# Ignition storage sections mcosup does not deliver (contract section 7 lists them as unsupported).
-_UNSUPPORTED_STORAGE = ("directories", "links", "disks", "filesystems", "raid", "luks")
 
 Obj = dict[str, Any]
 
@@ -135,111 +130,28 @@ def select(pool: Mapping[str, Any], machineconfigs: Iterable[Mapping[str, Any]])
 def decode_data_url(source: str, compression: str | None = None) -> bytes:
     """Bytes of an Ignition ``contents.source`` data URL (RFC 2397), gunzipped when ``compression=gzip``.
 
-    Raises ValueError with a message saying what is wrong; callers add the object and field.
+    The decoding is the admission webhook's, so what it admits is exactly what render and the builder
+    can read. Raises ValueError saying what is wrong; callers add the object and field.
     """
-    if not source.startswith("data:"):
-        raise ValueError(
-            f"source {source[:40]!r} is not a data: URL; embed the contents as data:,<urlencoded>"
-        )
-    header, sep, payload = source[5:].partition(",")
-    if not sep:
-        raise ValueError("data: URL has no ',' separating the media type from the data")
-    if header.split(";")[-1] == "base64":
-        try:
-            raw = base64.b64decode(urllib.parse.unquote(payload), validate=True)
-        except ValueError as exc:
-            raise ValueError(f"base64 data does not decode ({exc})") from None
-    else:
-        raw = urllib.parse.unquote_to_bytes(payload)
-    if compression in (None, ""):
-        return raw
-    if compression == "gzip":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"contents are marked gzip but do not gunzip ({exc})") from None
-    raise ValueError(f"compression {compression!r} is not supported; use gzip or none")
+    if compression not in (None, "", "gzip"):
+        raise ValueError(f"compression {compression!r} is not supported; use gzip or none")
+    return machineconfig.decode_data_url(source, compression or None)
 
 
 # --------------------------------------------------------------------------------------------- checks
 
 
-def _problems(mc: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """Structural problems that would make the merge meaningless: (field, message) pairs.
-
-    Deliberately minimal: the admission webhook (``webhooks``) owns full validation; this only refuses
-    what render itself cannot merge or what would produce a config no node could apply.
-    """
-    out: list[tuple[str, str]] = []
-    spec = mc.get("spec")
-    if spec is None:
-        return out
-    if not isinstance(spec, Mapping):
-        return [("spec", "must be an object")]
-    config = spec.get("config") or {}
-    if not isinstance(config, Mapping):
-        return [("spec.config", "must be an Ignition config object")]
-    version = str((config.get("ignition") or {}).get("version") or "")
-    if version and version.split(".")[0] not in ("2", "3"):
-        out.append(("spec.config.ignition.version", f"{version!r} is not an Ignition 2.x or 3.x version"))
-    storage = config.get("storage") or {}
-    for section in _UNSUPPORTED_STORAGE:
-        if storage.get(section):
-            out.append((f"spec.config.storage.{section}", "is not supported; deliver content as files"))
-    for i, f in enumerate(storage.get("files") or []):
-        where = f"spec.config.storage.files[{i}]"
-        path = f.get("path") if isinstance(f, Mapping) else None
-        if not isinstance(path, str) or not path.startswith("/"):
-            out.append((where + ".path", f"{path!r} is not an absolute path"))
-            continue
-        mode = f.get("mode")
-        if mode is not None and (
-            not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o777
-        ):
-            out.append((where + ".mode", f"{mode!r} is not a file mode between 0 and 0777 (decimal 511)"))
-        contents = f.get("contents") or {}
-        source = contents.get("source")
-        if source is not None:
-            try:
-                decode_data_url(str(source), contents.get("compression"))
-            except ValueError as exc:
-                out.append((where + ".contents.source", str(exc)))
-        if f.get("append"):
-            out.append((where + ".append", "is not supported; write the whole file"))
-    for i, u in enumerate((config.get("systemd") or {}).get("units") or []):
-        name = u.get("name") if isinstance(u, Mapping) else None
-        if not isinstance(name, str) or not name or "/" in name:
-            out.append((f"spec.config.systemd.units[{i}].name", f"{name!r} is not a unit name"))
-            continue
-        for j, d in enumerate(u.get("dropins") or []):
-            dname = d.get("name") if isinstance(d, Mapping) else None
-            if not isinstance(dname, str) or not dname.endswith(".conf") or "/" in dname:
-                out.append(
-                    (
-                        f"spec.config.systemd.units[{i}].dropins[{j}].name",
-                        f"{dname!r} is not a *.conf drop-in name",
-                    )
-                )
-    for i, user in enumerate((config.get("passwd") or {}).get("users") or []):
-        if not isinstance(user, Mapping) or not user.get("name"):
-            out.append((f"spec.config.passwd.users[{i}].name", "every user needs a name"))
-    kargs = spec.get("kernelArguments") or []
-    if not isinstance(kargs, list) or not all(isinstance(k, str) for k in kargs):
-        out.append(("spec.kernelArguments", "must be a list of strings"))
-    extensions = spec.get("extensions") or []
-    if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
-        out.append(("spec.extensions", "must be a list of strings"))
-    return out
-
-
 def check(mc: Mapping[str, Any]) -> None:
-    """Raise RenderError for the first problem of ``mc`` (all of them are named in the message)."""
-    problems = _problems(mc)
+    """Raise RenderError naming ``mc``, the first invalid field and every problem found.
+
+    Validation is the admission webhook's (``webhooks.machineconfig``): a MachineConfig that got past
+    a webhook-less install (or an older mcosup) degrades the render with the same text a denial has.
+    """
+    problems = machineconfig.problems(mc)
     if problems:
         name = str((mc.get("metadata") or {}).get("name", "?"))
-        field = problems[0][0]
-        message = "; ".join(f"{f}: {m}" if i else m for i, (f, m) in enumerate(problems))
-        raise RenderError(name, field, message)
+        message = "; ".join(p.message if i == 0 else str(p) for i, p in enumerate(problems))
+        raise RenderError(name, problems[0].field, message)
 
 
 # --------------------------------------------------------------------------------------------- merge

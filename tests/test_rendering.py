@@ -330,10 +330,21 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     (mc("bad", config=files(("etc/x", "a", 0o644))), "spec.config.storage.files[0].path"),
     (mc("bad", config=files(("/etc/x", "a", 0o1777))), "spec.config.storage.files[0].mode"),
     (
-        mc("bad", config={"storage": {"files": [{"path": "/etc/x", "contents": {"source": "https://x/y"}}]}}),
+        mc(
+            "bad",
+            config={
+                "ignition": {"version": "3.2.0"},
+                "storage": {"files": [{"path": "/etc/x", "contents": {"source": "https://x/y"}}]},
+            },
+        ),
         "spec.config.storage.files[0].contents.source",
     ),
-    (mc("bad", config={"storage": {"directories": [{"path": "/etc/d"}]}}), "spec.config.storage.directories"),
+    (
+        mc(
+            "bad", config={"ignition": {"version": "3.2.0"}, "storage": {"directories": [{"path": "/etc/d"}]}}
+        ),
+        "spec.config.storage.directories",
+    ),
     (mc("bad", config=units({"name": "x.service", "dropins": [{"name": "x"}]})), "dropins[0].name"),
     (mc("bad", kernelArguments="nosmt"), "spec.kernelArguments"),
 ]
@@ -369,8 +380,8 @@ def test_decode_data_url(source: str, compression: str | None, expected: bytes) 
     ("source", "compression", "message"),
     [
         ("http://x", None, "not a data: URL"),
-        ("data:;base64,@@@", None, "base64"),
-        ("data:,abc", "gzip", "gunzip"),
+        ("data:;base64,a", None, "base64"),
+        ("data:,abc", "gzip", "not valid gzip"),
         ("data:,abc", "xz", "not supported"),
     ],
 )
