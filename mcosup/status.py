@@ -1,17 +1,116 @@
-"""`mcosup status`: placeholder until its issue lands; it says so instead of pretending to work."""
+"""``mcosup status``: a human summary of pools, builds, nodes and the builder pod, from any kubeconfig."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import asyncio
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from mcosup import conditions, rendering
+from mcosup.kube import client as kclient
+from mcosup.kube import errors
+from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES, PODS
+from mcosup.settings import KubeSettings, SettingsError, namespace_from_env
+from webhooks import names
 
 HELP = "a summary of pools, builds and nodes"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, else in-cluster config)")
+    parser.add_argument("--namespace", help="namespace of mcosup (default: $MCOSUP_NAMESPACE)")
+
+
+def build_state(pool: Mapping[str, Any]) -> str:
+    for type_ in names.BUILD_CONDITIONS:
+        if conditions.is_true(pool, type_):
+            return type_
+    return "-"
+
+
+def tables(
+    pools: list[dict[str, Any]], nodes: list[dict[str, Any]], builder: dict[str, Any] | None
+) -> list[Table]:
+    pool_table = Table(title="MachineConfigPools")
+    for column in (
+        "pool",
+        "layered",
+        "rendered config",
+        "build",
+        "image",
+        "nodes updated/total",
+        "conditions",
+    ):
+        pool_table.add_column(column)
+    for pool in sorted(pools, key=lambda p: p["metadata"]["name"]):
+        meta = pool["metadata"]
+        rendered = ((pool.get("spec") or {}).get("configuration") or {}).get("name", "-")
+        members = [
+            n
+            for n in nodes
+            if _selects((pool.get("spec") or {}).get("nodeSelector"), n["metadata"].get("labels") or {})
+        ]
+        updated = sum(
+            1
+            for n in members
+            if (n["metadata"].get("annotations") or {}).get(names.CURRENT_CONFIG) == rendered
+            and (n["metadata"].get("annotations") or {}).get(names.STATE) == names.STATE_DONE
+        )
+        bad = [
+            f"{c['type']}: {c.get('message', '')}"[:80]
+            for c in (pool.get("status") or {}).get("conditions") or []
+            if (
+                c.get("type") in ("Degraded", "NodeDegraded", "RenderDegraded", "BuildFailed")
+                and c.get("status") == "True"
+            )
+            or (c.get("type") == names.LAYERING_READY and c.get("status") == "False")
+        ]
+        pool_table.add_row(
+            meta["name"],
+            "yes" if names.LAYERING_ENABLED in (meta.get("labels") or {}) else "no",
+            rendered,
+            build_state(pool),
+            (meta.get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION, "-"),
+            f"{updated}/{len(members)}",
+            "\n".join(bad) or "ok",
+        )
+    builder_table = Table(title="Machine OS Builder")
+    for column in ("pod", "phase", "started"):
+        builder_table.add_column(column)
+    if builder is None:
+        builder_table.add_row("(none)", "-", "-")
+    else:
+        status = builder.get("status") or {}
+        builder_table.add_row(
+            builder["metadata"]["name"], status.get("phase", "Pending"), status.get("startTime", "-")
+        )
+    return [pool_table, builder_table]
+
+
+async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
+    async with kclient.connect(settings) as kube:
+        pools, _ = await kube.list(MACHINECONFIGPOOLS)
+        nodes, _ = await kube.list(NODES)
+        try:
+            builder: dict[str, Any] | None = await kube.get(PODS, names.BUILDER_POD, namespace=namespace)
+        except errors.NotFound:
+            builder = None
+    return tables(pools, nodes, builder)
 
 
 def main(args: argparse.Namespace) -> int:
-    print("mcosup status: not built yet in this version", file=sys.stderr)
-    return 2
+    console = Console()
+    try:
+        settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
+        result = asyncio.run(collect(settings, namespace_from_env(os.environ, args.namespace)))
+    except (SettingsError, errors.ApiError) as exc:
+        console.print(f"mcosup status: {exc}")
+        return 1
+    for table in result:
+        console.print(table)
+    return 0
