@@ -53,7 +53,9 @@ def tables(
         members = [
             n
             for n in nodes
-            if _selects((pool.get("spec") or {}).get("nodeSelector"), n["metadata"].get("labels") or {})
+            if rendering.label_selector_matches(
+                (pool.get("spec") or {}).get("nodeSelector"), n["metadata"].get("labels") or {}, meta["name"]
+            )
         ]
         updated = sum(
             1
