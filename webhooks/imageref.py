@@ -62,6 +62,9 @@ def parse_image_ref(text: str, *, require_registry: bool = True) -> ImageRef:
         raise InvalidImageRef("image reference is empty: expected registry.example.com/namespace/name:tag")
     if text != text.strip() or any(c.isspace() for c in text):
         raise InvalidImageRef(f"image reference {text!r} contains whitespace")
+    if "://" in text:
+        scheme = text.split("://", 1)[0]
+        raise InvalidImageRef(f"image reference {text!r} has a URL scheme: drop {scheme + '://'!r}")
     remainder = text
     digest: str | None = None
     if "@" in remainder:
