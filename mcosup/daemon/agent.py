@@ -1,0 +1,180 @@
+"""The daemon's loop: observe the Node and the host, plan, run the plan, report on the Node.
+
+Level-triggered: every pass re-reads the Node, the rendered config, the ConfigMaps and the host, and a
+pass with nothing to do only makes sure the Node's report is right. What the agent reads and writes in
+the cluster goes through the :class:`Cluster` seam (the real one is :mod:`mcosup.daemon.cluster`), so
+this module has no Kubernetes client in it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from mcosup.daemon import plan as p
+from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
+from mcosup.daemon.host import Host, HostError
+from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
+from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
+from mcosup.logs import fields
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+#: Target of the certificate track (it has no config or image of its own).
+CERTIFICATES = p.Target(mode="certificates", config=names.NODE_CERTIFICATES_CM)
+#: Longest Degraded reason written to the Node (annotations are for people, not logs).
+MAX_REASON = 1000
+
+
+class Cluster(Protocol):
+    """What the daemon needs from the API: its Node, rendered configs, two ConfigMaps, a Node patch."""
+
+    def node(self) -> Obj | None: ...
+    def machineconfig(self, name: str) -> Obj | None: ...
+    def configmap(self, name: str) -> Obj | None: ...
+    async def wait_changed(self, seconds: float) -> None: ...
+    async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    #: Seconds between passes when nothing changes: host drift and missed events are noticed this late.
+    resync: float = 300.0
+    #: First retry delay after a failure, in seconds; doubles per consecutive failure.
+    backoff_initial: float = 1.0
+    #: Cap of the retry delay in seconds: a fixed cause (a pushed image, a fixed path) is picked up
+    #: within this long even without a watch event.
+    backoff_max: float = 60.0
+
+
+class Agent:
+    def __init__(
+        self,
+        cluster: Cluster,
+        host: Host,
+        *,
+        node_name: str,
+        settings: AgentSettings = AgentSettings(),
+        journal: Journal | None = None,
+    ):
+        self.cluster = cluster
+        self.host = host
+        self.node_name = node_name
+        self.settings = settings
+        self.journal = journal or Journal(host)
+        self._where = fields(node=node_name)
+        self._sent: dict[str, str | None] = {}
+        self._sent_from: str | None = None
+
+    async def run(self) -> None:
+        """Reconcile until cancelled; raises :class:`RebootRequested` when the host reboots."""
+        failures = 0
+        while True:
+            try:
+                await self.reconcile()
+                failures = 0
+                delay = self.settings.resync
+            except RebootRequested:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
+                await self._degraded(exc, delay)
+            await self.cluster.wait_changed(delay)
+
+    async def _degraded(self, exc: Exception, delay: float) -> None:
+        if isinstance(exc, p.PlanError | StepFailed | HostError | ConfigError):
+            reason = str(exc)
+            log.warning("degraded: %s; retrying in %.0fs", reason, delay, extra=self._where)
+        else:
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            log.exception("pass failed; retrying in %.0fs", delay, extra=self._where)
+        try:
+            await self._report({names.STATE: names.STATE_DEGRADED, names.REASON: reason[:MAX_REASON]})
+        except Exception as report_exc:
+            log.warning("cannot report Degraded on the node: %s", report_exc, extra=self._where)
+
+    async def reconcile(self) -> None:
+        """One level-triggered pass: certificates, then the node's config, then the report."""
+        node = self.cluster.node()
+        if node is None:
+            log.info("node %s not found yet", self.node_name, extra=self._where)
+            return
+        view = p.NodeView.from_node(node)
+        state = self.journal.load()
+        await self._certificates(state)
+        target = p.resolve_target(view, p.HostFacts(applied=state.applied))
+        if target is None:
+            log.debug("node has no desired config yet", extra=self._where)
+            return
+        if state.plan is not None and state.plan.target != target:
+            log.info("target changed to %s; abandoning plan %s", target, state.plan.key, extra=self._where)
+            state.abandon_plan()
+            self.journal.save(state)
+        if state.plan is None:
+            plan = await self._plan(view, state)
+            if plan is not None and plan.steps:
+                log.info(
+                    "plan %s: %d step(s) to %s",
+                    plan.key(),
+                    len(plan.steps),
+                    plan.target,
+                    extra=self._where,
+                )
+                state.plan = PlanRecord.start(plan)
+                self.journal.save(state)
+        if state.plan is not None:
+            await self._report({names.STATE: names.STATE_WORKING, names.REASON: None})
+            await run_record(
+                self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
+            )
+        await self._report(p.report(target))
+
+    async def _plan(self, view: p.NodeView, state: DaemonState) -> p.Plan | None:
+        rendered_obj = self.cluster.machineconfig(view.desired_config or "")
+        rendered = parse_machineconfig(rendered_obj) if rendered_obj is not None else None
+        booted, staged = await self.host.deployments()
+        disk = {path: self.host.read_file(path) for path in sorted(p.paths_to_read(rendered, state.applied))}
+        facts = p.HostFacts(booted=booted, staged=staged, applied=state.applied, disk=disk)
+        osimage = self.cluster.configmap(names.OSIMAGEURL_CM)
+        stock = ((osimage or {}).get("data") or {}).get(names.BASE_OS_CONTAINER_IMAGE_KEY) or None
+        return p.plan_config(view, rendered, facts, stock_image=stock)
+
+    async def _certificates(self, state: DaemonState) -> None:
+        """Contract 6.4: every mode, paused pool or not, before anything else."""
+        if state.certs is not None:
+            await run_record(self.host, self.journal, state, "certs", on_reboot=self._rebooting)
+        cm = self.cluster.configmap(names.NODE_CERTIFICATES_CM)
+        data: Mapping[str, str] | None = None if cm is None else (cm.get("data") or {})
+        paths = {*p.certificate_paths(data).values(), p.USER_CA_PATH}
+        disk = {path: self.host.read_file(path) for path in sorted(paths)}
+        registries = frozenset(self.host.list_dir(p.REGISTRY_CERTS_DIR))
+        steps = p.plan_certificates(data, disk, registries)
+        if not steps:
+            return
+        state.certs = PlanRecord.start(p.Plan(CERTIFICATES, steps))
+        self.journal.save(state)
+        await run_record(self.host, self.journal, state, "certs", on_reboot=self._rebooting)
+
+    async def _rebooting(self, step: p.Reboot) -> None:
+        await self._report({names.STATE: names.STATE_REBOOTING, names.REASON: None})
+
+    async def _report(self, annotations: Mapping[str, str | None]) -> None:
+        node = self.cluster.node() or {}
+        have = dict((node.get("metadata") or {}).get("annotations") or {})
+        version = (node.get("metadata") or {}).get("resourceVersion")
+        # The cache lags our own patches: until it holds a newer version of the Node than the one we
+        # patched from, what we sent is the truth.
+        if version != self._sent_from:
+            self._sent.clear()
+        have.update(self._sent)
+        change = {k: v for k, v in annotations.items() if have.get(k) != v}
+        if change:
+            log.info("reporting %s", change, extra=self._where)
+            await self.cluster.patch_node_annotations(change)
+            self._sent.update(change)
+            self._sent_from = version

@@ -1,0 +1,129 @@
+"""The daemon's persisted intent on the host: what it applied, and the plan it is in the middle of.
+
+One JSON file under the host root, rewritten atomically after every step, so a crash or a reboot at
+any point resumes at the first step not recorded as done (steps are idempotent, so the one that was
+running when the process died is simply run again). A reboot step records the boot id it was requested
+from: after restart, a different boot id means the reboot happened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mcosup.daemon.host import Host, HostError
+from mcosup.daemon.machineconfig import HostConfig
+from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step, Target
+
+STATE_FILE = "/etc/mco/mcosup-daemon-state.json"
+FORMAT = 1
+
+
+@dataclasses.dataclass
+class PlanRecord:
+    key: str
+    target: Target
+    steps: tuple[Step, ...]
+    done: int = 0
+    #: Boot id the plan's reboot was requested from; another boot id means it has happened.
+    reboot_from: str | None = None
+
+    @classmethod
+    def start(cls, plan: Plan) -> PlanRecord:
+        return cls(key=plan.key(), target=plan.target, steps=plan.steps)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "target": dataclasses.asdict(self.target),
+            "steps": [s.to_json() for s in self.steps],
+            "done": self.done,
+            "rebootFrom": self.reboot_from,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PlanRecord:
+        return cls(
+            key=data["key"],
+            target=Target(**data["target"]),
+            steps=tuple(Step.from_json(s) for s in data["steps"]),
+            done=int(data["done"]),
+            reboot_from=data.get("rebootFrom"),
+        )
+
+    def final_applied(self) -> Applied | None:
+        for step in self.steps:
+            if isinstance(step, RecordApplied):
+                return step.applied
+        return None
+
+
+@dataclasses.dataclass
+class DaemonState:
+    applied: Applied | None = None
+    #: The config plan (contract 6.1-6.3) in progress.
+    plan: PlanRecord | None = None
+    #: The certificate plan (6.4) in progress.
+    certs: PlanRecord | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "applied": None if self.applied is None else self.applied.to_json(),
+            "plan": None if self.plan is None else self.plan.to_json(),
+            "certs": None if self.certs is None else self.certs.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DaemonState:
+        return cls(
+            applied=None if data.get("applied") is None else Applied.from_json(data["applied"]),
+            plan=None if data.get("plan") is None else PlanRecord.from_json(data["plan"]),
+            certs=None if data.get("certs") is None else PlanRecord.from_json(data["certs"]),
+        )
+
+    def abandon_plan(self) -> None:
+        """Drop the plan in progress, remembering what it may have written so a later plan removes it."""
+        if self.plan is None:
+            return
+        target = self.plan.final_applied()
+        self.plan = None
+        if target is None or target.on_disk is None or self.applied is None:
+            return
+        self.applied = dataclasses.replace(self.applied, on_disk=union(self.applied.on_disk, target.on_disk))
+
+
+def union(a: HostConfig | None, b: HostConfig) -> HostConfig:
+    """Files and units of both (``a``'s win): everything the daemon may have left on disk."""
+    if a is None:
+        return b
+    files = {f.path: f for f in b.files} | {f.path: f for f in a.files}
+    units = {u.name: u for u in b.units} | {u.name: u for u in a.units}
+    return dataclasses.replace(a, files=tuple(files.values()), units=tuple(units.values()))
+
+
+class Journal:
+    def __init__(self, host: Host, path: str = STATE_FILE):
+        self.host = host
+        self.path = path
+
+    def load(self) -> DaemonState:
+        current = self.host.read_file(self.path)
+        if current is None:
+            return DaemonState()
+        try:
+            data = json.loads(current.contents)
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
+            return DaemonState.from_json(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise HostError(
+                f"daemon state {self.path} on the host is unreadable ({exc}); move it aside and the daemon "
+                "re-plans from what the host reports"
+            ) from None
+
+    def save(self, state: DaemonState) -> None:
+        body = json.dumps(state.to_json(), sort_keys=True, indent=1).encode()
+        self.host.write_file(self.path, body, 0o600)

@@ -1,0 +1,733 @@
+"""The daemon's plan: which host steps take a node from what it runs to what it should run.
+
+Pure: no I/O. ``plan_config`` turns (the Node's mode label and desired*/current* annotations, the rendered
+config, what the host reports) into an ordered list of idempotent steps for contract sections 6.1-6.3;
+``plan_certificates`` does the same for 6.4. The executor persists a plan before running it, so every
+step here must be safe to run twice (a crash between doing a step and recording it repeats it).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from mcosup.daemon.machineconfig import CORE_USER, HostConfig, UnitSpec
+from webhooks import names
+
+#: Contract 6.3: the target config persisted outside image-owned paths during a revert.
+REVERT_FILE = "/etc/mco/machineconfig-revert.json"
+#: Where user ``core``'s ssh keys are written (the path the MCO writes before per-file key dirs).
+SSH_KEYS_FILE = f"/home/{CORE_USER}/.ssh/authorized_keys"
+#: Contract 6.4 destinations.
+KUBELET_CA_KEY = "kubelet-ca.crt"
+KUBELET_CA_PATH = "/etc/kubernetes/kubelet-ca.crt"
+USER_CA_KEY = "user-ca-bundle.crt"
+USER_CA_PATH = "/etc/pki/ca-trust/source/anchors/user-ca-bundle.crt"
+REGISTRY_CERTS_DIR = "/etc/docker/certs.d"
+_REGISTRY_KEY = re.compile(r"^registry-(?P<host>[A-Za-z0-9.-]+?)(?:\.\.(?P<port>[0-9]+))?\.crt$")
+
+# Image references: the transports rpm-ostree and bootc print in front of a pullspec.
+_TRANSPORTS = (
+    "ostree-unverified-registry:",
+    "ostree-unverified-image:registry:",
+    "ostree-unverified-image:docker://",
+    "ostree-remote-registry:",
+    "ostree-image-signed:docker://",
+    "ostree-image-signed:registry:",
+    "docker://",
+    "registry:",
+)
+
+
+class PlanError(Exception):
+    """The node cannot be planned for; the message is the Degraded reason a person acts on."""
+
+
+# Host facts.
+
+
+@dataclasses.dataclass(frozen=True)
+class Deployment:
+    """One OS deployment as the host reports it."""
+
+    image: str | None = None
+    digest: str | None = None
+    kargs: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class DiskFile:
+    contents: bytes
+    mode: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    """What the daemon last finished applying, as recorded on the host."""
+
+    #: The config whose kernel arguments, ssh keys and password hash are on the host.
+    config: HostConfig
+    mode: str
+    #: The layered image applied, None in legacy mode.
+    image: str | None = None
+    #: The config whose files and units the daemon wrote (the last legacy one); what a new config drops
+    #: from it is removed.
+    on_disk: HostConfig | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "config": self.config.to_json(),
+            "mode": self.mode,
+            "image": self.image,
+            "onDisk": None if self.on_disk is None else self.on_disk.to_json(),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Applied:
+        return cls(
+            config=HostConfig.from_json(data["config"]),
+            mode=data["mode"],
+            image=data.get("image"),
+            on_disk=None if data.get("onDisk") is None else HostConfig.from_json(data["onDisk"]),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class HostFacts:
+    booted: Deployment | None = None
+    staged: Deployment | None = None
+    applied: Applied | None = None
+    #: Current state of every path the plan may touch (see ``paths_to_read``); None = absent.
+    disk: Mapping[str, DiskFile | None] = dataclasses.field(default_factory=dict)
+    #: Directory names under /etc/docker/certs.d.
+    registry_cert_dirs: frozenset[str] = frozenset()
+
+    def next_boot(self) -> Deployment | None:
+        return self.staged or self.booted
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeView:
+    """The slice of the Node the daemon acts on."""
+
+    name: str
+    mode: str | None = None
+    desired_config: str | None = None
+    current_config: str | None = None
+    desired_image: str | None = None
+    current_image: str | None = None
+    state: str | None = None
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> NodeView:
+        meta = node.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        labels = meta.get("labels") or {}
+        return cls(
+            name=str(meta.get("name", "")),
+            mode=labels.get(names.DAEMON_MODE),
+            desired_config=ann.get(names.DESIRED_CONFIG) or None,
+            current_config=ann.get(names.CURRENT_CONFIG) or None,
+            desired_image=ann.get(names.DESIRED_IMAGE) or None,
+            current_image=ann.get(names.CURRENT_IMAGE) or None,
+            state=ann.get(names.STATE) or None,
+        )
+
+
+# Steps. Each is idempotent; the executor (mcosup.daemon.executor) carries them out.
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+    kind: ClassVar[str] = ""
+
+    def describe(self) -> str:
+        return self.kind
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bytes):
+                value = base64.b64encode(value).decode()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Applied):
+                value = value.to_json()
+            out[f.name] = value
+        return out
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> Step:
+        cls = STEP_KINDS[data["kind"]]
+        kwargs: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            value = data[f.name]
+            if f.type == "bytes":
+                value = base64.b64decode(value)
+            elif str(f.type).startswith("tuple"):
+                value = tuple(value)
+            elif f.type == "Applied":
+                value = Applied.from_json(value)
+            kwargs[f.name] = value
+        step: Step = cls(**kwargs)
+        return step
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteFile(Step):
+    kind: ClassVar[str] = "write-file"
+    path: str
+    contents: bytes
+    mode: int = 0o644
+    user: str | None = None
+    group: str | None = None
+
+    def describe(self) -> str:
+        return f"write {self.path} (mode {self.mode:04o})"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveFile(Step):
+    kind: ClassVar[str] = "remove-file"
+    path: str
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoveDir(Step):
+    kind: ClassVar[str] = "remove-dir"
+    path: str
+
+    def describe(self) -> str:
+        return f"remove directory {self.path}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Systemctl(Step):
+    """``systemctl enable|disable|mask|unmask UNIT...``."""
+
+    kind: ClassVar[str] = "systemctl"
+    action: str
+    units: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"systemctl {self.action} {' '.join(self.units)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DaemonReload(Step):
+    kind: ClassVar[str] = "daemon-reload"
+
+    def describe(self) -> str:
+        return "systemctl daemon-reload"
+
+
+@dataclasses.dataclass(frozen=True)
+class SetSshKeys(Step):
+    kind: ClassVar[str] = "ssh-keys"
+    user: str
+    keys: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"write {len(self.keys)} ssh key(s) for user {self.user}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SetPasswordHash(Step):
+    kind: ClassVar[str] = "password-hash"
+    user: str
+    #: None locks the password ("*"), as when a config drops its hash.
+    password_hash: str | None
+
+    def describe(self) -> str:
+        return f"set the password hash of user {self.user}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kargs(Step):
+    """Kernel arguments to append/delete; the executor skips what the host already has right."""
+
+    kind: ClassVar[str] = "kargs"
+    append: tuple[str, ...] = ()
+    delete: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        parts = [f"+{a}" for a in self.append] + [f"-{d}" for d in self.delete]
+        return f"kernel arguments {' '.join(parts)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebase(Step):
+    kind: ClassVar[str] = "rebase"
+    image: str
+
+    def describe(self) -> str:
+        return f"rebase onto {self.image}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Reboot(Step):
+    kind: ClassVar[str] = "reboot"
+    reason: str
+
+    def describe(self) -> str:
+        return f"reboot ({self.reason})"
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyImage(Step):
+    """After the reboot: the booted deployment must be ``image``."""
+
+    kind: ClassVar[str] = "verify-image"
+    image: str
+
+    def describe(self) -> str:
+        return f"verify the host booted {self.image}"
+
+
+@dataclasses.dataclass(frozen=True)
+class UpdateCaTrust(Step):
+    kind: ClassVar[str] = "update-ca-trust"
+
+    def describe(self) -> str:
+        return "update-ca-trust"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordApplied(Step):
+    kind: ClassVar[str] = "record-applied"
+    applied: Applied
+
+    def describe(self) -> str:
+        return f"record {self.applied.config.name} ({self.applied.mode}) as applied"
+
+
+STEP_KINDS: dict[str, type[Step]] = {
+    cls.kind: cls
+    for cls in (
+        WriteFile,
+        RemoveFile,
+        RemoveDir,
+        Systemctl,
+        DaemonReload,
+        SetSshKeys,
+        SetPasswordHash,
+        Kargs,
+        Rebase,
+        Reboot,
+        VerifyImage,
+        UpdateCaTrust,
+        RecordApplied,
+    )
+}
+
+
+# Images.
+
+
+def strip_transport(ref: str) -> str:
+    for prefix in _TRANSPORTS:
+        if ref.startswith(prefix):
+            return ref[len(prefix) :]
+    return ref
+
+
+def digest_of(ref: str) -> str | None:
+    _, sep, digest = strip_transport(ref).rpartition("@")
+    return digest if sep and digest.startswith("sha256:") else None
+
+
+def same_image(deployment: Deployment | None, want: str) -> bool:
+    """Whether ``deployment`` runs ``want`` (same pullspec, or same content digest)."""
+    if deployment is None or not deployment.image:
+        return False
+    if strip_transport(deployment.image) == strip_transport(want):
+        return True
+    want_digest = digest_of(want)
+    have = deployment.digest or digest_of(deployment.image)
+    return want_digest is not None and have == want_digest
+
+
+# Plans.
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What the node reports once a plan is done."""
+
+    mode: str
+    config: str
+    image: str | None = None
+    revert: bool = False
+
+    def key(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    target: Target
+    steps: tuple[Step, ...]
+
+    def key(self) -> str:
+        """Identity of this exact plan (target and steps)."""
+        body = json.dumps([self.target.key(), [s.to_json() for s in self.steps]], sort_keys=True)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+
+
+def target_of(node: NodeView) -> Target | None:
+    """The target the Node asks for; None while the supervisor has not given it one."""
+    if node.mode is None or node.desired_config is None:
+        return None
+    if node.mode == names.MODE_LAYERED:
+        if not node.desired_image:
+            raise PlanError(
+                f"node {node.name} is labelled {names.DAEMON_MODE}={names.MODE_LAYERED} without "
+                f"{names.DESIRED_IMAGE}; the supervisor sets both in one patch — check its logs"
+            )
+        return Target(names.MODE_LAYERED, node.desired_config, node.desired_image)
+    if node.mode == names.MODE_LEGACY:
+        return Target(names.MODE_LEGACY, node.desired_config)
+    raise PlanError(
+        f"node {node.name} has {names.DAEMON_MODE}={node.mode!r}; expected "
+        f"{names.MODE_LEGACY!r} or {names.MODE_LAYERED!r}"
+    )
+
+
+def needs_revert(node: NodeView, host: HostFacts) -> bool:
+    """Contract 6.3: back to legacy while the host still runs (or reports) a layered image."""
+    if host.applied is not None:
+        return host.applied.mode == names.MODE_LAYERED
+    return node.current_image is not None
+
+
+def paths_to_read(config: HostConfig | None, applied: Applied | None) -> set[str]:
+    """Paths whose current contents ``plan_config`` compares against."""
+    paths = {SSH_KEYS_FILE, REVERT_FILE}
+    for cfg in (config, applied.on_disk if applied else None):
+        if cfg is None:
+            continue
+        paths.update(f.path for f in cfg.files)
+        for unit in cfg.units:
+            paths.add(unit.path)
+            paths.update(unit.dropin_path(d.name) for d in unit.dropins)
+    return paths
+
+
+def plan_config(
+    node: NodeView,
+    rendered: HostConfig | None,
+    host: HostFacts,
+    *,
+    stock_image: str | None = None,
+) -> Plan | None:
+    """Steps to reach the Node's target; None when it asks for nothing yet, no steps when it is there.
+
+    ``rendered`` is the parsed desired config (None when the API does not have it); ``stock_image`` is
+    ``machine-config-osimageurl``'s ``baseOSContainerImage``.
+    """
+    target = resolve_target(node, host)
+    if target is None:
+        return None
+    if rendered is None or rendered.name != target.config:
+        raise PlanError(
+            f"rendered MachineConfig {target.config} (the node's {names.DESIRED_CONFIG}) does not exist; "
+            "the supervisor renders it from the pool's MachineConfigs — check the pool's RenderDegraded"
+        )
+    if target.mode == names.MODE_LAYERED:
+        return Plan(target, _layered(target, rendered, host))
+    if target.revert:
+        stock = rendered.os_image_url or stock_image
+        if not stock:
+            raise PlanError(
+                f"cannot return node {node.name} to the stock OS: rendered config {rendered.name} has no "
+                f"osImageURL and ConfigMap {names.OSIMAGEURL_CM} has no {names.BASE_OS_CONTAINER_IMAGE_KEY}; "
+                "set one of them"
+            )
+        return Plan(target, _revert(rendered, host, stock))
+    return Plan(target, _legacy(rendered, host))
+
+
+def resolve_target(node: NodeView, host: HostFacts) -> Target | None:
+    """The node's target, with ``revert`` set when reaching it means leaving a layered image first."""
+    target = target_of(node)
+    if target is not None and target.mode == names.MODE_LEGACY and needs_revert(node, host):
+        return dataclasses.replace(target, revert=True)
+    return target
+
+
+def _kargs(old: HostConfig | None, new: HostConfig, host: HostFacts) -> Kargs | None:
+    """The MCO's diff: arguments the old config added and the new one lacks go; new ones come."""
+    new_args = set(new.kernel_arguments)
+    nxt = host.next_boot()
+    have = set(nxt.kargs) if nxt else set()
+    append = tuple(a for a in new.kernel_arguments if a not in have)
+    delete = tuple(a for a in (old.kernel_arguments if old else ()) if a in have and a not in new_args)
+    if not append and not delete:
+        return None
+    return Kargs(append=append, delete=delete)
+
+
+def _ssh_and_password(new: HostConfig, host: HostFacts, *, force: bool) -> list[Step]:
+    steps: list[Step] = []
+    current = host.disk.get(SSH_KEYS_FILE)
+    wanted = _ssh_file(new.ssh_keys)
+    if (force and new.ssh_keys) or (
+        (current.contents if current else b"") != wanted and (current is not None or new.ssh_keys)
+    ):
+        steps.append(SetSshKeys(CORE_USER, new.ssh_keys))
+    old_hash = host.applied.config.password_hash if host.applied else None
+    if (new.password_hash != old_hash and (new.password_hash or old_hash)) or (force and new.password_hash):
+        steps.append(SetPasswordHash(CORE_USER, new.password_hash))
+    return steps
+
+
+def _ssh_file(keys: tuple[str, ...]) -> bytes:
+    return "".join(k.rstrip("\n") + "\n" for k in keys).encode()
+
+
+def _rebase_and_reboot(
+    image: str | None, kargs: Kargs | None, host: HostFacts, *, other_change: bool, why: str
+) -> list[Step]:
+    steps: list[Step] = []
+    if kargs is not None:
+        steps.append(kargs)
+    reboot = other_change or kargs is not None
+    if image is not None and not same_image(host.booted, image):
+        if not same_image(host.staged, image):
+            steps.insert(0, Rebase(image))
+        reboot = True
+    elif image is not None and host.staged is not None and not same_image(host.staged, image):
+        # Someone staged another deployment; booting it would leave the image we want.
+        steps.insert(0, Rebase(image))
+    if reboot:
+        steps.append(Reboot(why))
+    if image is not None:
+        steps.append(VerifyImage(image))
+    return steps
+
+
+def _layered(target: Target, rendered: HostConfig, host: HostFacts) -> tuple[Step, ...]:
+    assert target.image is not None
+    applied = host.applied
+    old = applied.config if applied else None
+    steps: list[Step] = _ssh_and_password(rendered, host, force=False)
+    kargs = _kargs(old, rendered, host)
+    steps += _rebase_and_reboot(
+        target.image, kargs, host, other_change=False, why=f"boot image {target.image}"
+    )
+    record = Applied(
+        config=rendered,
+        mode=names.MODE_LAYERED,
+        image=target.image,
+        on_disk=applied.on_disk if applied else None,
+    )
+    return _finish(steps, record, applied)
+
+
+def _finish(steps: list[Step], record: Applied, applied: Applied | None) -> tuple[Step, ...]:
+    work = [s for s in steps if not isinstance(s, VerifyImage)]
+    if not work and applied == record:
+        return ()
+    return (*steps, RecordApplied(record))
+
+
+def _unit_steps(
+    old: HostConfig | None, new: HostConfig, host: HostFacts, *, force: bool
+) -> tuple[list[Step], list[Step], list[Step], bool]:
+    """(removals, writes, state changes, any unit file changed)."""
+    old_units: dict[str, UnitSpec] = {u.name: u for u in old.units} if old else {}
+    new_units = {u.name: u for u in new.units}
+    removals: list[Step] = []
+    writes: list[Step] = []
+    changed = False
+    gone = [u for name, u in old_units.items() if name not in new_units]
+    if to_disable := tuple(u.name for u in gone if u.enabled):
+        removals.append(Systemctl("disable", to_disable))
+    if to_unmask := tuple(u.name for u in gone if u.mask):
+        removals.append(Systemctl("unmask", to_unmask))
+    for unit in gone:
+        paths = [unit.dropin_path(d.name) for d in unit.dropins]
+        if unit.contents is not None:
+            paths.append(unit.path)
+        for path in paths:
+            if host.disk.get(path) is not None:
+                removals.append(RemoveFile(path))
+                changed = True
+    for unit in new.units:
+        before = old_units.get(unit.name)
+        kept_dropins = {d.name for d in unit.dropins}
+        if before is not None:
+            for d in before.dropins:
+                if d.name not in kept_dropins and host.disk.get(unit.dropin_path(d.name)) is not None:
+                    removals.append(RemoveFile(unit.dropin_path(d.name)))
+                    changed = True
+            if before.contents is not None and unit.contents is None and host.disk.get(unit.path):
+                removals.append(RemoveFile(unit.path))
+                changed = True
+        files = [(unit.path, unit.contents)] if unit.contents is not None else []
+        files += [(unit.dropin_path(d.name), d.contents) for d in unit.dropins]
+        for path, text in files:
+            data = text.encode()
+            if force or host.disk.get(path) != DiskFile(data, 0o644):
+                writes.append(WriteFile(path, data, 0o644))
+                changed = True
+    state: list[Step] = []
+    if changed:
+        state.append(DaemonReload())
+    if to_unmask_new := tuple(
+        u.name for u in new.units if not u.mask and (before := old_units.get(u.name)) and before.mask
+    ):
+        state.append(Systemctl("unmask", to_unmask_new))
+    if to_mask := tuple(
+        u.name
+        for u in new.units
+        if u.mask and (force or not (before := old_units.get(u.name)) or not before.mask)
+    ):
+        state.append(Systemctl("mask", to_mask))
+    if enable := tuple(
+        u.name
+        for u in new.units
+        if u.enabled is True and not u.mask and (force or _was(old_units.get(u.name)) is not True)
+    ):
+        state.append(Systemctl("enable", enable))
+    if disable := tuple(
+        u.name
+        for u in new.units
+        if u.enabled is False and (force or _was(old_units.get(u.name)) is not False)
+    ):
+        state.append(Systemctl("disable", disable))
+    return removals, writes, state, changed
+
+
+def _was(unit: UnitSpec | None) -> bool | None:
+    return None if unit is None else unit.enabled
+
+
+def _file_steps(
+    old: HostConfig | None, new: HostConfig, host: HostFacts, *, force: bool
+) -> tuple[list[Step], list[Step]]:
+    new_paths = {f.path for f in new.files}
+    removals: list[Step] = [
+        RemoveFile(f.path)
+        for f in (old.files if old else ())
+        if f.path not in new_paths and host.disk.get(f.path) is not None
+    ]
+    writes: list[Step] = [
+        WriteFile(f.path, f.contents, f.mode, f.user, f.group)
+        for f in new.files
+        if force or host.disk.get(f.path) != DiskFile(f.contents, f.mode)
+    ]
+    return removals, writes
+
+
+def _legacy(rendered: HostConfig, host: HostFacts) -> tuple[Step, ...]:
+    applied = host.applied
+    on_disk = applied.on_disk if applied else None
+    file_removals, file_writes = _file_steps(on_disk, rendered, host, force=False)
+    unit_removals, unit_writes, unit_state, _ = _unit_steps(on_disk, rendered, host, force=False)
+    steps: list[Step] = [*unit_removals, *file_removals, *file_writes, *unit_writes, *unit_state]
+    disk_changed = bool(file_removals or file_writes or unit_removals or unit_writes)
+    steps += _ssh_and_password(rendered, host, force=False)
+    kargs = _kargs(applied.config if applied else None, rendered, host)
+    steps += _rebase_and_reboot(
+        rendered.os_image_url or None,
+        kargs,
+        host,
+        other_change=disk_changed,
+        why=f"apply {rendered.name}",
+    )
+    record = Applied(config=rendered, mode=names.MODE_LEGACY, image=None, on_disk=rendered)
+    return _finish(steps, record, applied)
+
+
+def _revert(rendered: HostConfig, host: HostFacts, stock: str) -> tuple[Step, ...]:
+    applied = host.applied
+    on_disk = applied.on_disk if applied else None
+    payload = json.dumps(rendered.to_json(), sort_keys=True).encode()
+    steps: list[Step] = [WriteFile(REVERT_FILE, payload, 0o600)]
+    kargs = _kargs(applied.config if applied else None, rendered, host)
+    steps += _rebase_and_reboot(stock, kargs, host, other_change=True, why="return to the stock OS")
+    # After the reboot the image's copies are gone: write everything again, unconditionally.
+    file_removals, file_writes = _file_steps(on_disk, rendered, host, force=True)
+    unit_removals, unit_writes, unit_state, _ = _unit_steps(on_disk, rendered, host, force=True)
+    if DaemonReload() not in unit_state and unit_writes:
+        unit_state.insert(0, DaemonReload())
+    steps += [*unit_removals, *file_removals, *file_writes, *unit_writes, *unit_state]
+    steps += _ssh_and_password(rendered, host, force=True)
+    steps.append(RemoveFile(REVERT_FILE))
+    steps.append(
+        RecordApplied(Applied(config=rendered, mode=names.MODE_LEGACY, image=None, on_disk=rendered))
+    )
+    return tuple(steps)
+
+
+# Certificates (contract 6.4).
+
+
+def certificate_paths(data: Mapping[str, str] | None) -> dict[str, str]:
+    """ConfigMap key -> host path, for the keys the contract names (others are ignored)."""
+    out: dict[str, str] = {}
+    for key in (data or {}).keys():
+        if key == KUBELET_CA_KEY:
+            out[key] = KUBELET_CA_PATH
+        elif key == USER_CA_KEY:
+            out[key] = USER_CA_PATH
+        elif host := registry_of(key):
+            out[key] = f"{REGISTRY_CERTS_DIR}/{host}/ca.crt"
+    return out
+
+
+def registry_of(key: str) -> str | None:
+    """``registry-<host>[..<port>].crt`` -> ``<host>[:<port>]``."""
+    match = _REGISTRY_KEY.match(key)
+    if not match:
+        return None
+    host = match["host"]
+    return f"{host}:{match['port']}" if match["port"] else host
+
+
+def plan_certificates(
+    data: Mapping[str, str] | None, disk: Mapping[str, DiskFile | None], registry_dirs: frozenset[str]
+) -> tuple[Step, ...]:
+    """Steps that make the host's certificates match ConfigMap ``node-certificates``.
+
+    ``data`` None (the ConfigMap does not exist) changes nothing: absence is not an instruction to
+    delete every certificate the host has.
+    """
+    if data is None:
+        return ()
+    paths = certificate_paths(data)
+    steps: list[Step] = []
+    trust_changed = False
+    for key, path in sorted(paths.items()):
+        contents = data[key].encode()
+        if disk.get(path) != DiskFile(contents, 0o644):
+            steps.append(WriteFile(path, contents, 0o644))
+            trust_changed |= path == USER_CA_PATH
+    listed = {registry_of(k) for k in paths}
+    steps += [RemoveDir(f"{REGISTRY_CERTS_DIR}/{d}") for d in sorted(registry_dirs) if d not in listed]
+    if USER_CA_KEY not in data and disk.get(USER_CA_PATH) is not None:
+        steps.append(RemoveFile(USER_CA_PATH))
+        trust_changed = True
+    if trust_changed:
+        steps.append(UpdateCaTrust())
+    return tuple(steps)
+
+
+def report(target: Target) -> dict[str, str | None]:
+    """The annotations a finished plan reports (None deletes in a merge patch)."""
+    return {
+        names.CURRENT_CONFIG: target.config,
+        names.CURRENT_IMAGE: target.image,
+        names.STATE: names.STATE_DONE,
+        names.REASON: None,
+    }
