@@ -31,12 +31,13 @@ import enum
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from mcosup.conditions import Condition
-from webhooks import names
+from webhooks import facts, names
 
 Obj = Mapping[str, Any]
+_O = TypeVar("_O", bound=Mapping[str, Any])
 
 #: The well-known topology label (not a contract name: Kubernetes owns it).
 ZONE_LABEL = "topology.kubernetes.io/zone"
@@ -145,27 +146,16 @@ class NodeView:
 # Pools and their nodes.
 
 
-def selector_matches(selector: Obj | None, labels: Mapping[str, str]) -> bool:
-    """A metav1.LabelSelector against a label set. A missing or empty selector matches nothing: a pool
-    must say which nodes it manages (the MCO refuses to act on a pool selecting everything)."""
+def selector_matches(
+    selector: Obj | None, labels: Mapping[str, str], *, empty_matches_all: bool = False
+) -> bool:
+    """A metav1.LabelSelector against a label set; an invalid selector matches nothing. By default a
+    missing or empty selector matches nothing too: a pool must say which nodes it manages (the MCO
+    refuses to act on a pool selecting everything). PodDisruptionBudgets pass ``empty_matches_all``,
+    as policy/v1 defines."""
     if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-        if op not in ("In", "NotIn", "Exists", "DoesNotExist"):
-            return False
-    return True
+        return empty_matches_all and selector is not None
+    return facts.safe_selector_matches(selector, labels)
 
 
 def _pool_rank(name: str) -> tuple[int, str]:
@@ -183,7 +173,7 @@ def pool_of_node(node: Obj, pools: Iterable[Obj]) -> str | None:
     return min(matching, key=_pool_rank) if matching else None
 
 
-def nodes_of_pool(pool: Obj, pools: Iterable[Obj], nodes: Iterable[Obj]) -> list[Obj]:
+def nodes_of_pool(pool: Obj, pools: Iterable[Obj], nodes: Iterable[_O]) -> list[_O]:
     pools = list(pools)
     name = pool["metadata"]["name"]
     return [n for n in nodes if pool_of_node(n, pools) == name]

@@ -1,0 +1,362 @@
+"""The node controller: rolls each pool's target out to its nodes, drains them, reports pool status.
+
+Level-triggered: pool, node and pod events only enqueue pool names; ``reconcile(pool)`` reads the
+caches, asks :func:`mcosup.supervisor.rollout.plan_rollout` what to do and does it:
+
+- uncordon nodes that finished (only those carrying ``cordoned-by=mcosup``);
+- for each node the plan starts: cordon it with ``cordoned-by=mcosup`` in one write (never a node that
+  is already unschedulable: that cordon is someone else's), drain it in a background task, and once
+  drained set the mode label and desired annotations in **one** merge patch;
+- write the pool's counts and its Updated/Updating/Degraded/NodeDegraded conditions.
+
+Every node write carries the resourceVersion the decision was made on, so a node that changed since
+(daemon report, admin cordon) gives a 409 and a fresh decision instead of a blind write. The cap on
+unavailable nodes comes from the cluster state; the only memory is a safety margin over it: nodes
+this process has written to but whose new version its cache has not shown yet, and nodes it is
+draining, count as unavailable. After a restart that memory is empty and the freshly listed caches
+are exact, so the cap holds across restarts too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from mcosup.conditions import Condition
+from mcosup.control.clock import Clock, RealClock
+from mcosup.control.controller import Controller, Result
+from mcosup.kube import errors
+from mcosup.kube.cache import Informer
+from mcosup.kube.client import Kube, Obj
+from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
+from mcosup.logs import fields
+from mcosup.metrics import Metrics
+from mcosup.poolstatus import update_pool_status
+from mcosup.supervisor import drain, rollout
+from mcosup.supervisor.rollout import NodeView, Phase, Target
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSettings:
+    drain: drain.DrainSettings = dataclasses.field(default_factory=drain.DrainSettings)
+    #: Seconds between reconciles of a pool that is not fully updated even without events: a safety
+    #: net for missed events, not the way progress is noticed.
+    resync: float = 60.0
+    #: Seconds before retrying a pool after a node write hit a 409 (the cache is about to catch up).
+    conflict_retry: float = 0.2
+    #: Seconds after which a write our cache never showed stops counting as in flight.
+    expectation_timeout: float = 300.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
+        return cls(drain=drain.DrainSettings.from_env(env))
+
+
+@dataclasses.dataclass
+class _Drain:
+    pool: str
+    task: asyncio.Task[None]
+    wake: asyncio.Event
+
+
+class NodeRollout:
+    """Run with ``await NodeRollout(...).run()`` inside the supervisor's task group.
+
+    The informers are shared with other controllers and run by the caller; ``run`` waits until they
+    have listed before reconciling anything, so no decision is ever made on a half-filled cache.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        *,
+        pools: Informer,
+        nodes: Informer,
+        pods: Informer,
+        namespace: str,
+        settings: RolloutSettings | None = None,
+        clock: Clock | None = None,
+        image_for: Callable[[Obj], str | None] = rollout.image_for_current_config,
+        workers: int = 2,
+        metrics: Metrics | None = None,
+    ):
+        self.kube = kube
+        self.pools = pools
+        self.nodes = nodes
+        self.pods = pods
+        self.namespace = namespace
+        self.settings = settings or RolloutSettings()
+        self.clock: Clock = clock or RealClock()
+        self.image_for = image_for
+        self.controller: Controller[str] = Controller(
+            "rollout", self.reconcile, workers=workers, metrics=metrics
+        )
+        self._tg: asyncio.TaskGroup | None = None
+        self._drains: dict[str, _Drain] = {}
+        self._drained: set[str] = set()
+        self._stuck: dict[str, drain.Stuck] = {}
+        self._expected: dict[str, tuple[str, float]] = {}  # node -> (resourceVersion written, when)
+        self._targeted: dict[str, Target] = {}  # target patches whose completion gets an Event
+        self._node_pool: dict[str, str] = {}
+        pools.subscribe(self._on_pool)
+        nodes.subscribe(self._on_node)
+        pods.subscribe(self._on_pod)
+
+    # Wiring.
+
+    async def run(self) -> None:
+        """Reconcile until cancelled; drains run as tasks of this call and end with it."""
+        for informer in (self.pools, self.nodes, self.pods):
+            await informer.listed.wait()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                for pool in self.pools.items():
+                    self.controller.enqueue(pool["metadata"]["name"])
+                await self.controller.run()
+        finally:
+            self._tg = None
+            self._drains.clear()
+
+    def _on_pool(self, event: str, pool: Obj) -> None:
+        self.controller.enqueue(pool["metadata"]["name"])
+        if event == "DELETED":
+            # Its nodes may now belong to another pool (a custom pool's nodes fall back to worker).
+            for other in self.pools.items():
+                self.controller.enqueue(other["metadata"]["name"])
+
+    def _on_node(self, event: str, node: Obj) -> None:
+        name = node["metadata"]["name"]
+        previous = self._node_pool.pop(name, None)
+        if previous:
+            self.controller.enqueue(previous)
+        pool = None if event == "DELETED" else rollout.pool_of_node(node, self.pools.items())
+        if pool:
+            self._node_pool[name] = pool
+            self.controller.enqueue(pool)
+        if name in self._drains:
+            self._drains[name].wake.set()
+
+    def _on_pod(self, event: str, pod: Obj) -> None:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node and node in self._drains:
+            self._drains[node].wake.set()
+
+    # Reconcile.
+
+    async def reconcile(self, pool_name: str) -> Result | None:
+        pool = self.pools.get(pool_name)
+        if pool is None:
+            for node, d in list(self._drains.items()):
+                if d.pool == pool_name:
+                    self._cancel_drain(node)
+            return None
+        members = rollout.nodes_of_pool(pool, self.pools.items(), self.nodes.items())
+        member_names = {n["metadata"]["name"] for n in members}
+        plan = rollout.plan_rollout(
+            pool,
+            members,
+            image=self.image_for(pool),
+            in_flight=self._in_flight(member_names),
+            drain_stuck={n: s.message for n, s in self._stuck.items() if n in member_names},
+        )
+        by_name = {n["metadata"]["name"]: n for n in members}
+        retry = False
+
+        for name in plan.uncordon:
+            retry |= not await self._uncordon(by_name[name], pool, finished=True)
+        for name in plan.release:
+            retry |= not await self._uncordon(by_name[name], pool, finished=False)
+        starting = set(plan.start)
+        for name in list(self._drains):
+            if self._drains[name].pool == pool_name and name not in starting:
+                self._cancel_drain(name)
+        if plan.target is not None:
+            for name in plan.start:
+                if name not in self._expected:  # else our last write is not in the cache yet
+                    retry |= not await self._advance(by_name[name], pool, plan.target)
+        for name, target in list(self._targeted.items()):
+            if name in by_name and plan.phases.get(name) is Phase.UPDATED and target == plan.target:
+                del self._targeted[name]
+                await self._event(by_name[name], NODES, "Updated", f"node {name} runs {target.describe()}")
+
+        await self._write_status(pool, plan)
+        if retry:
+            return Result(requeue_after=self.settings.conflict_retry)
+        if plan.status.get("updatedMachineCount") != plan.status.get("machineCount") or plan.start:
+            return Result(requeue_after=self.settings.resync)
+        return None
+
+    def _in_flight(self, members: set[str]) -> set[str]:
+        flying = {n for n in self._drains if n in members}
+        now = self.clock.now()
+        for node, (rv, when) in list(self._expected.items()):
+            cached = self.nodes.get(node)
+            if cached is None or _caught_up(str(cached["metadata"].get("resourceVersion", "")), rv):
+                del self._expected[node]
+            elif now - when > self.settings.expectation_timeout:
+                log.warning(
+                    "cache never showed our write to node %s (rv %s)", node, rv, extra=fields(node=node)
+                )
+                del self._expected[node]
+            elif node in members:
+                flying.add(node)
+        return flying
+
+    async def _patch_node(self, node: Obj, patch: dict[str, Any], what: str) -> bool:
+        name = node["metadata"]["name"]
+        try:
+            written = await self.kube.patch(NODES, name, patch)
+        except (errors.Conflict, errors.NotFound) as exc:
+            log.info("%s of node %s deferred: %s", what, name, exc.reason or exc, extra=fields(node=name))
+            return False
+        self._expected[name] = (str(written["metadata"].get("resourceVersion", "")), self.clock.now())
+        return True
+
+    async def _uncordon(self, node: Obj, pool: Obj, *, finished: bool) -> bool:
+        view = NodeView.of(node)
+        if not await self._patch_node(node, rollout.uncordon_patch(view), "uncordon"):
+            return False
+        self._drained.discard(view.name)
+        if finished:
+            target = self._targeted.pop(view.name, None)
+            text = (
+                f"node {view.name} updated to {target.describe()}; uncordoned"
+                if target
+                else f"uncordoned node {view.name}"
+            )
+            await self._event(node, NODES, "Updated", text)
+        else:
+            why = "the pool is paused" if (pool.get("spec") or {}).get("paused") else "its target is on hold"
+            await self._event(node, NODES, "UpdateDeferred", f"uncordoned node {view.name}: {why}")
+        log.info("uncordoned node %s", view.name, extra=fields(pool=pool["metadata"]["name"], node=view.name))
+        return True
+
+    async def _advance(self, node: Obj, pool: Obj, target: Target) -> bool:
+        """One step for a node the plan starts: cordon, drain (in the background), set target."""
+        view = NodeView.of(node)
+        pool_name = pool["metadata"]["name"]
+        if view.name in self._drained and view.unschedulable:
+            if not await self._patch_node(node, rollout.target_patch(view, target), "target"):
+                return False
+            self._drained.discard(view.name)
+            self._stuck.pop(view.name, None)
+            self._targeted[view.name] = target
+            await self._event(
+                node, NODES, "Drained", f"node {view.name} drained; target set to {target.describe()}"
+            )
+            log.info(
+                "node %s target %s",
+                view.name,
+                target.describe(),
+                extra=fields(pool=pool_name, node=view.name),
+            )
+            return True
+        if not view.unschedulable and view.name not in self._drains:
+            if not await self._patch_node(node, rollout.cordon_patch(view), "cordon"):
+                return False
+            await self._event(
+                node, NODES, "UpdateStarted", f"cordoned node {view.name} to update it to {target.describe()}"
+            )
+            log.info("cordoned node %s", view.name, extra=fields(pool=pool_name, node=view.name))
+        self._ensure_drain(view.name, pool_name)
+        return True
+
+    # Drains.
+
+    def _ensure_drain(self, node: str, pool: str) -> None:
+        if node in self._drains or self._tg is None:
+            return
+        wake = asyncio.Event()
+        task = self._tg.create_task(self._drain(node, pool, wake), name=f"drain-{node}")
+        self._drains[node] = _Drain(pool, task, wake)
+
+    def _cancel_drain(self, node: str) -> None:
+        d = self._drains.pop(node, None)
+        if d is not None:
+            d.task.cancel()
+        self._stuck.pop(node, None)
+
+    async def _drain(self, node: str, pool: str, wake: asyncio.Event) -> None:
+        try:
+            result = await drain.drain_node(
+                self.kube,
+                node,
+                pods=lambda: list(self.pods.items()),
+                node_state=lambda: self.nodes.get(node),
+                wake=wake,
+                clock=self.clock,
+                settings=self.settings.drain,
+                on_stuck=lambda stuck: self._on_stuck(pool, stuck),
+            )
+            if not result.node_gone:
+                self._drained.add(node)
+            self._stuck.pop(node, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("drain of node %s failed; it is retried", node, extra=fields(pool=pool, node=node))
+        finally:
+            current = self._drains.get(node)
+            if current is not None and current.task is asyncio.current_task():
+                del self._drains[node]
+            self.controller.enqueue(pool)
+
+    async def _on_stuck(self, pool: str, stuck: drain.Stuck) -> None:
+        self._stuck[stuck.node] = stuck
+        log.warning("%s", stuck.message, extra=fields(pool=pool, node=stuck.node))
+        node = self.nodes.get(stuck.node)
+        if node is not None:
+            await self._event(node, NODES, names.REASON_DRAIN_STUCK, stuck.message, warning=True)
+        self.controller.enqueue(pool)
+
+    # Status and events.
+
+    async def _write_status(self, pool: Obj, plan: rollout.Plan) -> None:
+        before = {c.get("type"): c.get("status") for c in (pool.get("status") or {}).get("conditions") or []}
+        written = await update_pool_status(
+            self.kube, pool, set_conditions=plan.conditions, status_fields=dict(plan.status)
+        )
+        if written is pool:
+            return
+        for cond in plan.conditions:
+            if before.get(cond.type) != cond.status:
+                await self._event(
+                    written,
+                    MACHINECONFIGPOOLS,
+                    cond.reason,
+                    f"{cond.type}={cond.status}: {cond.message}",
+                    warning=_bad(cond),
+                )
+
+    async def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        ref = {**obj, "kind": kind.kind, "apiVersion": kind.api_version}
+        await self.kube.record_event(
+            ref,
+            reason=reason,
+            message=message,
+            namespace=self.namespace,
+            type_="Warning" if warning else "Normal",
+        )
+
+
+def _bad(cond: Condition) -> bool:
+    return (cond.status == "True") == (cond.type in (names.DEGRADED, names.NODE_DEGRADED))
+
+
+def _caught_up(cached: str, written: str) -> bool:
+    """Whether the cache shows our write. resourceVersions are opaque, but every API server in use
+    (etcd's revision, the emulator's counter) issues increasing integers: compare them as such,
+    else fall back to equality."""
+    if cached == written:
+        return True
+    with contextlib.suppress(ValueError):
+        return int(cached) >= int(written)
+    return False
