@@ -470,7 +470,9 @@ def build_pod(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -
                     # buildah's chroot isolation needs to create mount and user namespaces.
                     "securityContext": {"privileged": True},
                     "terminationMessagePath": TERMINATION_LOG,
-                    "terminationMessagePolicy": "File",
+                    # The digest on success; the log's tail when the build fails before writing it, so
+                    # the failure is readable from the Pod's status alone.
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
                     "volumeMounts": mounts,
                 }
             ],

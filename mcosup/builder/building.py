@@ -1,0 +1,508 @@
+"""The Machine OS Builder's reconciler: one key per opted-in pool, level-triggered (contract section 4).
+
+``reconcile(pool)`` reads everything from caches, works out the build the pool needs now (its build
+identity) and moves it one step: reuse an image the registry still has, create the build objects,
+report the build Pod's progress, record the digest, retry a failure with backoff, or remove builds that
+are no longer current. It keeps no state of its own between calls: build Pods are found by name and
+labels, and a finished success is recognised from the pool's own status, so a restarted builder
+continues where the last one stopped.
+
+Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``): a build for
+any other name is stale by definition, and nothing from a stale build is ever recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
+
+import aiohttp
+
+from mcosup import rendering
+from mcosup.builder import buildplan, manifests
+from mcosup.conditions import Condition
+from mcosup.control.controller import Result
+from mcosup.kube import errors
+from mcosup.kube.client import Kube, Obj
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS, Resource
+from mcosup.logs import fields
+from mcosup.metrics import Metrics
+from mcosup.poolstatus import update_pool_status
+from mcosup.supervisor import buildconfig
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+_RETRY_SUFFIX = re.compile(r"-retry-(\d+)$")
+
+
+class StaleBuild(Exception):
+    """A build finished for inputs that are no longer the pool's; reconciling again moves on."""
+
+
+class Cache(Protocol):
+    def get(self, name: str, namespace: str | None = None) -> Obj | None: ...
+
+    def items(self) -> Iterator[Obj]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Caches:
+    pools: Cache
+    machineconfigs: Cache
+    configmaps: Cache  # the namespace's
+    secrets: Cache  # the namespace's
+    pods: Cache  # the namespace's build Pods (label mc/build-object)
+
+
+@dataclasses.dataclass(frozen=True)
+class BuilderSettings:
+    namespace: str = names.DEFAULT_NAMESPACE
+    pod: buildplan.PodOptions = dataclasses.field(default_factory=buildplan.PodOptions)
+    #: Retries of a failed build per identity (contract: 3), after the first attempt.
+    max_retries: int = 3
+    #: Seconds before the first retry; each further retry waits twice as long.
+    retry_backoff: float = 30.0
+    #: Lines of the build log quoted in the BuildFailed message.
+    log_tail_lines: int = 15
+
+
+class _Snapshot:
+    """Objects read fresh from the API, answering like a cache."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, Obj] = {}
+
+    def put(self, obj: Obj) -> None:
+        self._objects[_name(obj)] = obj
+
+    def get(self, name: str, namespace: str | None = None) -> Obj | None:
+        return self._objects.get(name)
+
+    def items(self) -> Iterator[Obj]:
+        return iter(list(self._objects.values()))
+
+
+def opted_in(pool: Mapping[str, Any]) -> bool:
+    return names.LAYERING_ENABLED in ((pool.get("metadata") or {}).get("labels") or {})
+
+
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
+    return (obj.get("metadata") or {}).get("labels") or {}
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str(obj["metadata"]["name"])
+
+
+def attempt_of(pod_name: str) -> int:
+    match = _RETRY_SUFFIX.search(pod_name)
+    return int(match.group(1)) if match else 0
+
+
+def pod_name(build_name: str, attempt: int) -> str:
+    return build_name if attempt == 0 else f"{build_name}-retry-{attempt}"
+
+
+def belongs_to(obj_name: str, build_name: str) -> bool:
+    """Whether an object (Pod, ConfigMap, Secret) is one of the build ``build_name``'s."""
+    return obj_name == build_name or obj_name.startswith(build_name + "-")
+
+
+def _container_state(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    return (statuses[0].get("state") or {}) if statuses else {}
+
+
+def termination(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _container_state(pod).get("terminated") or {}
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def tail(text: str, lines: int) -> str:
+    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
+    return "\n".join(kept)
+
+
+class Builder:
+    """``reconcile(pool_name)`` for the controller runner; see the module docstring."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        caches: Caches,
+        settings: BuilderSettings,
+        *,
+        http: aiohttp.ClientSession,
+        metrics: Metrics | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ):
+        self.kube = kube
+        self.caches = caches
+        self.settings = settings
+        self.http = http
+        self.metrics = metrics
+        self.wall_clock = wall_clock
+        self.ns = settings.namespace
+
+    # ----------------------------------------------------------------------------------------- reconcile
+
+    async def reconcile(self, pool_name: str) -> Result | None:
+        try:
+            return await self._reconcile(pool_name)
+        except StaleBuild as exc:
+            log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
+            return Result(requeue_after=0.5)
+
+    async def _reconcile(self, pool_name: str) -> Result | None:
+        pool = self.caches.pools.get(pool_name)
+        if pool is None or not opted_in(pool):
+            # Opt-out cleanup (objects, conditions, annotation) is the supervisor's; only stop building.
+            await self._delete_builds(pool_name, keep=None)
+            return None
+        rendered_name = ((pool.get("spec") or {}).get("configuration") or {}).get("name") or ""
+        if not rendered_name:
+            await self._state(
+                pool, names.BUILD_PENDING, "WaitingForRender", "the pool has no rendered config yet"
+            )
+            return None
+        rendered = self.caches.machineconfigs.get(rendered_name)
+        if rendered is None:
+            await self._state(
+                pool,
+                names.BUILD_PENDING,
+                "WaitingForRender",
+                f"rendered config {rendered_name} is not there yet",
+            )
+            return None
+        inputs_or_problem = self._inputs(pool_name, rendered)
+        if isinstance(inputs_or_problem, str):
+            await self._state(pool, names.BUILD_PENDING, "InvalidConfig", inputs_or_problem)
+            return None
+        config, inputs = inputs_or_problem
+        try:
+            plan = buildplan.plan(inputs)
+        except buildplan.BuildError as exc:
+            await self._delete_builds(pool_name, keep=None)
+            await self._state(pool, names.BUILD_FAILED, "CannotBuild", str(exc))
+            return None
+
+        if self._recorded(pool, plan):
+            await self._delete_builds(pool_name, keep=None)
+            return None
+
+        pods = sorted(
+            (p for p in self._pool_objects(self.caches.pods, pool_name) if belongs_to(_name(p), plan.name)),
+            key=lambda p: attempt_of(_name(p)),
+        )
+        for pod in pods:
+            if (pod.get("status") or {}).get("phase") == "Succeeded":
+                digest = str(termination(pod).get("message") or "").strip()
+                try:
+                    image = buildplan.digested_pullspec(config.pullspec, digest)
+                except ValueError:
+                    log.warning(
+                        "build pod %s succeeded without a digest in its termination message (%r)",
+                        _name(pod),
+                        digest[:80],
+                        extra=fields(pool=pool_name),
+                    )
+                    continue
+                await self._record(pool, plan, image, f"built by {_name(pod)}")
+                return None
+
+        live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
+        if live:
+            pod = live[-1]
+            await self._delete_builds(pool_name, keep=plan.name)
+            running = (pod.get("status") or {}).get("phase") == "Running"
+            if running:
+                await self._state(
+                    pool,
+                    names.BUILDING,
+                    "Building",
+                    f"{_name(pod)} is building {plan.target} for {rendered_name}",
+                )
+            else:
+                await self._state(
+                    pool,
+                    names.BUILD_PENDING,
+                    "BuildPodPending",
+                    f"{_name(pod)} is waiting to build {plan.target} for {rendered_name}",
+                )
+            return None
+
+        if not pods:
+            reusable = await self._in_registry(plan, config)
+            if reusable is not None:
+                await self._record(pool, plan, reusable, "found in the registry, reused without building")
+                return None
+            await self._start(pool, plan, config, attempt=0)
+            return None
+
+        # Every attempt so far failed.
+        failed = pods[-1]
+        attempts = attempt_of(_name(failed)) + 1
+        log_tail = await self._failure_text(failed)
+        if attempts > self.settings.max_retries:
+            await self._state(
+                pool,
+                names.BUILD_FAILED,
+                "BuildFailed",
+                f"build of {plan.target} for {rendered_name} failed {attempts} times; giving up until the "
+                f"config changes. Last lines of {_name(failed)}:\n{log_tail}",
+            )
+            await self._delete_builds(pool_name, keep=plan.name)
+            return None
+        delay = self.settings.retry_backoff * 2 ** (attempts - 1)
+        finished = _parse_time(termination(failed).get("finishedAt")) or self.wall_clock()
+        wait = finished + delay - self.wall_clock()
+        if wait > 0:
+            await self._state(
+                pool,
+                names.BUILD_FAILED,
+                "BuildFailed",
+                f"build of {plan.target} for {rendered_name} failed (attempt {attempts} of "
+                f"{self.settings.max_retries + 1}); retrying in {wait:.0f}s. Last lines of {_name(failed)}:\n"
+                f"{log_tail}",
+            )
+            await self._delete_builds(pool_name, keep=plan.name)
+            return Result(requeue_after=wait)
+        await self._start(pool, plan, config, attempt=attempts)
+        return None
+
+    # ----------------------------------------------------------------------------------------- inputs
+
+    def _inputs(
+        self, pool_name: str, rendered: Obj, configmaps: Cache | None = None, secrets: Cache | None = None
+    ) -> tuple[buildconfig.BuildConfig, buildplan.BuildInputs] | str:
+        """The build config and inputs, or why there are none (a message naming objects and fields)."""
+        cms = configmaps or self.caches.configmaps
+        secret_cache = secrets or self.caches.secrets
+        config, problems = buildconfig.validate(
+            cms.get(names.BUILD_CONFIG_CM, self.ns),
+            lambda name: secret_cache.get(name, self.ns),
+            self.ns,
+        )
+        if config is None:
+            return "; ".join(problems)
+        spec = rendered.get("spec") or {}
+        base = str(spec.get("osImageURL") or "")
+        if not base:
+            cm = cms.get(names.OSIMAGEURL_CM, self.ns) or {}
+            base = str((cm.get("data") or {}).get(names.BASE_OS_CONTAINER_IMAGE_KEY) or "").strip()
+        if not base:
+            return (
+                f"rendered config {_name(rendered)} has no osImageURL and ConfigMap {self.ns}/"
+                f"{names.OSIMAGEURL_CM} has no data.{names.BASE_OS_CONTAINER_IMAGE_KEY}: "
+                "set the stock OS image there"
+            )
+        custom_cm = cms.get(names.CUSTOM_DOCKERFILE_CM, self.ns) or {}
+        custom = str((custom_cm.get("data") or {}).get(pool_name) or "")
+        return config, buildplan.BuildInputs(
+            pool=pool_name,
+            rendered_name=_name(rendered),
+            rendered_spec=spec,
+            base_image=base,
+            custom_containerfile=custom,
+            pullspec=config.pullspec,
+        )
+
+    def _recorded(self, pool: Obj, plan: buildplan.BuildPlan) -> bool:
+        """The pool already records an image of this identity (its BuildSuccess names the build)."""
+        annotations = (pool.get("metadata") or {}).get("annotations") or {}
+        if not annotations.get(names.NEWEST_IMAGE_ANNOTATION):
+            return False
+        for cond in (pool.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == names.BUILD_SUCCESS and cond.get("status") == "True":
+                return f"[{plan.name}]" in str(cond.get("message", ""))
+        return False
+
+    def _auths(self, config: buildconfig.BuildConfig) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for secret_name in (config.push_secret, config.base_pull_secret):
+            secret = self.caches.secrets.get(secret_name, self.ns)
+            if secret is None:
+                continue
+            try:
+                auths = json.loads(buildplan.dockerconfigjson(secret))["auths"]
+            except ValueError:
+                continue
+            merged.update(auths)
+        return merged
+
+    async def _in_registry(self, plan: buildplan.BuildPlan, config: buildconfig.BuildConfig) -> str | None:
+        try:
+            digest = await manifests.manifest_digest(
+                self.http, plan.target, self._auths(config), tls_verify=self.settings.pod.tls_verify
+            )
+        except manifests.RegistryError as exc:
+            log.info(
+                "cannot ask the registry for %s (%s): building",
+                plan.target,
+                exc,
+                extra=fields(pool=plan.inputs.pool),
+            )
+            return None
+        if digest is None:
+            return None
+        return buildplan.digested_pullspec(config.pullspec, digest)
+
+    async def _failure_text(self, pod: Obj) -> str:
+        """The last lines of a failed build: its log, else the termination message (logs on error)."""
+        text = ""
+        # pods/log, when the client layer offers it; the termination message (FallbackToLogsOnError)
+        # carries the same tail otherwise.
+        read_log = getattr(self.kube, "pod_log", None)
+        if read_log is not None:
+            try:
+                text = str(await read_log(_name(pod), self.ns, tail_lines=self.settings.log_tail_lines * 4))
+            except errors.ApiError:
+                pass
+        if not text.strip():
+            term = termination(pod)
+            text = (
+                str(term.get("message") or "")
+                or f"exit code {term.get('exitCode')}, reason {term.get('reason')}"
+            )
+        return tail(text, self.settings.log_tail_lines)
+
+    # ----------------------------------------------------------------------------------------- writes
+
+    async def _start(
+        self, pool: Obj, plan: buildplan.BuildPlan, config: buildconfig.BuildConfig, *, attempt: int
+    ) -> None:
+        """Create the build's objects (idempotent), then remove every other build of the pool."""
+        pool_name = plan.inputs.pool
+        owner = rendering.owner_reference(pool)
+        opts = self.settings.pod
+        pull = self.caches.secrets.get(config.base_pull_secret, self.ns) or {}
+        push = self.caches.secrets.get(config.push_secret, self.ns) or {}
+        objects: list[tuple[Resource, Obj]] = [
+            (SECRETS, s) for s in buildplan.credential_secrets(plan, pull, push, opts, owner)
+        ]
+        objects += [(CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)]
+        pod = buildplan.build_pod(plan, opts, owner)
+        pod["metadata"]["name"] = pod_name(plan.name, attempt)
+        objects.append((PODS, pod))
+        for resource, body in objects:
+            try:
+                await self.kube.create(resource, body, namespace=self.ns)
+            except errors.AlreadyExists:
+                pass
+        log.info(
+            "started build %s of %s (attempt %d)",
+            _name(pod),
+            plan.target,
+            attempt + 1,
+            extra=fields(pool=pool_name),
+        )
+        # Supersede: the new build exists before the stale one goes.
+        await self._delete_builds(pool_name, keep=plan.name)
+        what = "retrying" if attempt else "started"
+        await self._state(
+            pool,
+            names.BUILD_PENDING,
+            "BuildStarted",
+            f"{what} {_name(pod)} to build {plan.target} for {plan.inputs.rendered_name}",
+        )
+
+    async def _current_identity(self, pool_name: str) -> tuple[Obj, str | None]:
+        """The pool read fresh from the API and its build identity computed from fresh reads too.
+
+        Caches lag: recording must not trust them, or a build of a config the pool just left could be
+        recorded as its image.
+        """
+        pool = await self.kube.get(MACHINECONFIGPOOLS, pool_name)
+        rendered_name = ((pool.get("spec") or {}).get("configuration") or {}).get("name") or ""
+        if not opted_in(pool) or not rendered_name:
+            return pool, None
+        try:
+            rendered = await self.kube.get(MACHINECONFIGS, rendered_name)
+        except errors.NotFound:
+            return pool, None
+        snapshot = _Snapshot()
+        for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM):
+            try:
+                snapshot.put(await self.kube.get(CONFIGMAPS, cm_name, namespace=self.ns))
+            except errors.NotFound:
+                pass
+        # Secrets are not part of the identity; the cached ones only have to validate.
+        found = self._inputs(pool_name, rendered, snapshot, self.caches.secrets)
+        if isinstance(found, str):
+            return pool, None
+        return pool, buildplan.build_identity(found[1])
+
+    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, image: str, how: str) -> None:
+        pool_name = plan.inputs.pool
+        fresh, identity = await self._current_identity(pool_name)
+        if identity != plan.identity:
+            raise StaleBuild(
+                f"{plan.name} is no longer the current build of pool {pool_name}: not recording {image}"
+            )
+        # The resourceVersion makes the patch fail (409) if the pool changed since it was read.
+        fresh = await self.kube.patch(
+            MACHINECONFIGPOOLS,
+            pool_name,
+            {
+                "metadata": {
+                    "resourceVersion": fresh["metadata"]["resourceVersion"],
+                    "annotations": {names.NEWEST_IMAGE_ANNOTATION: image},
+                }
+            },
+        )
+        await self._state(
+            fresh,
+            names.BUILD_SUCCESS,
+            "BuildSucceeded",
+            f"{image} for {plan.inputs.rendered_name}: {how} [{plan.name}]",
+        )
+        if self.metrics is not None:
+            self.metrics.builds.labels("success").inc()
+        log.info("recorded image %s (%s)", image, how, extra=fields(pool=pool_name))
+        await self._delete_builds(pool_name, keep=None)
+
+    async def _state(self, pool: Obj, true_type: str, reason: str, message: str) -> None:
+        """Make ``true_type`` the one True build condition (the others False with the same reason)."""
+        updates = [
+            Condition(t, "True" if t == true_type else "False", reason, message if t == true_type else "")
+            for t in names.BUILD_CONDITIONS
+        ]
+        await update_pool_status(self.kube, pool, set_conditions=updates, event_namespace=self.ns)
+
+    def _pool_objects(self, cache: Cache, pool_name: str) -> Iterator[Obj]:
+        for obj in cache.items():
+            labels = _labels(obj)
+            if names.BUILD_OBJECT_LABEL in labels and labels.get(names.TARGET_POOL_LABEL) == pool_name:
+                yield obj
+
+    async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
+        """Delete the pool's build objects except those of build ``keep`` (Pods first: they use the rest)."""
+        for resource, cache in (
+            (PODS, self.caches.pods),
+            (CONFIGMAPS, self.caches.configmaps),
+            (SECRETS, self.caches.secrets),
+        ):
+            for obj in list(self._pool_objects(cache, pool_name)):
+                name = _name(obj)
+                if (keep is not None and belongs_to(name, keep)) or obj["metadata"].get("deletionTimestamp"):
+                    continue
+                log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
+                try:
+                    await self.kube.delete(resource, name, namespace=self.ns, uid=obj["metadata"].get("uid"))
+                except (errors.NotFound, errors.Conflict):
+                    pass
