@@ -119,6 +119,16 @@ class LocalHost:
         uid, gid = self._owner(user, group, path)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next(
+                p for p in (target.parent, *target.parent.parents) if p.exists() and not p.is_dir()
+            )
+            raise HostError(
+                f"cannot write {path}: /{blocker.relative_to(self.root)} on the host is not a directory"
+            ) from None
+        except OSError as exc:
+            raise HostError(f"cannot write {path}: {exc.strerror} ({exc.filename})") from exc
+        try:
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".mcosup")
         except OSError as exc:
             raise HostError(f"cannot write {path}: {exc.strerror} ({exc.filename or target.parent})") from exc
