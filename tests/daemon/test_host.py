@@ -43,7 +43,7 @@ async def test_rebase_stages_and_reboot_boots(host: LocalHost, fake: FakeHost) -
 
 async def test_kargs_stage_a_deployment(host: LocalHost, fake: FakeHost) -> None:
     await host.kargs(["nosmt", "foo=bar"], ["rw"])
-    booted, staged = await host.deployments()
+    _, staged = await host.deployments()
     assert staged is not None and staged.kargs == ("root=/dev/vda4", "nosmt", "foo=bar")
     assert fake.kargs() == ["root=/dev/vda4", "rw"]  # not before the reboot
     await host.reboot()
@@ -90,7 +90,7 @@ def test_files_atomic_with_mode_and_owner(fake: FakeHost) -> None:
     host.write_file("/etc/deep/dir/x.conf", b"two", 0o600)
     assert fake.read("/etc/deep/dir/x.conf") == b"two" and fake.mode("/etc/deep/dir/x.conf") == 0o600
     assert [p.name for p in (fake.rootfs / "etc/deep/dir").iterdir()] == ["x.conf"]  # no temp left
-    with pytest.raises(HostError, match="user 'nobody-here'.*not in /etc/passwd"):
+    with pytest.raises(HostError, match=r"user 'nobody-here'.*not in /etc/passwd"):
         host.write_file("/etc/y", b"", 0o644, "nobody-here")
     with pytest.raises(HostError, match="absolute"):
         host.write_file("/etc/../../escape", b"", 0o644)
