@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,23 @@ async def no_leaked_tasks() -> AsyncIterator[None]:
             t.cancel()
         await asyncio.gather(*leaked, return_exceptions=True)
         pytest.fail(f"test leaked {len(leaked)} asyncio task(s): {[t.get_coro() for t in leaked]}")
+
+
+@pytest.fixture
+async def emulator(mco_fixtures: Path) -> AsyncIterator[Any]:
+    """A started Kubernetes API emulator with the two MCO CRDs installed; stopped at teardown."""
+    import yaml
+
+    from mcosup.sim.apiserver import Emulator
+
+    async with Emulator() as emu:
+        for crd in sorted((mco_fixtures / "crds").glob("*.yaml")):
+            await emu.create_object(yaml.safe_load(crd.read_text()))
+        yield emu
+
+
+@pytest.fixture
+def admin_kubeconfig(emulator: Any, tmp_path: Path) -> Path:
+    """An admin (group system:masters) kubeconfig for the `emulator` fixture."""
+    path: Path = emulator.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    return path

@@ -1,0 +1,1895 @@
+"""The Kubernetes API emulator: an aiohttp HTTPS server speaking the apiserver's wire protocol.
+
+    async with Emulator(history_window=1000, service_map={}) as emu:
+        emu.write_kubeconfig(path)            # admin, group system:masters
+        ...                                   # point any client at emu.url with that kubeconfig
+
+Everything a controller relies on is modelled on the real kube-apiserver (see the package README in
+``docs/emulator.md`` of this module's docstring below); anything not modelled is listed here so
+nobody mistakes its absence for real behaviour:
+
+- no authorization: every authenticated user may do everything (tokens still map to users,
+  groups and `extra`, which admission webhooks see); requests without a known token get 401;
+- no server-side apply (`application/apply-patch+yaml` gets 415), no managedFields, no Table output
+  (kubectl falls back to client-side printing), no protobuf;
+- built-in kinds get light validation (names, namespaces, pod containers) and a few defaults, not
+  their full OpenAPI validation; CRD schemas are applied (pruning, defaults, validation; no CEL);
+- list `continue` tokens page through the current state rather than a snapshot;
+- garbage collection runs synchronously after the owner is removed and does not call admission.
+
+Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
+object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import re
+import secrets
+import shutil
+import ssl
+import tempfile
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+from aiohttp import web
+from multidict import CIMultiDict, MultiMapping
+
+from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tls
+from mcosup.sim.admission import Attributes, UserInfo
+from mcosup.sim.faults import Faults
+from mcosup.sim.resources import BUILTINS, ResourceType, api_resource_entries, from_crd
+from mcosup.sim.store import ADDED, CUT, DELETED, MODIFIED, Store, Watcher, WatchEvent
+
+log = logging.getLogger(__name__)
+
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0-mcosup-sim",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "go1.23",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
+
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
+PATCH_TYPES = {
+    "application/merge-patch+json": "merge",
+    "application/json-patch+json": "json",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+CR_PATCH_TYPES = [
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/apply-patch+yaml",
+]
+BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
+
+
+def timestamp(offset_seconds: float = 0.0) -> str:
+    moment = datetime.now(UTC) + timedelta(seconds=offset_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+    user: str
+    status: int
+
+
+@dataclass
+class Target:
+    rt: ResourceType
+    version: str
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+    @property
+    def api_version(self) -> str:
+        return self.rt.api_version_for(self.version)
+
+
+@dataclass
+class Ctx:
+    user: UserInfo
+    query: MultiMapping[str]
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+ADMIN = UserInfo("system:admin", ("system:masters", "system:authenticated"))
+
+
+class Emulator:
+    """An in-process kube-apiserver stand-in (see the module docstring for what is modelled)."""
+
+    def __init__(
+        self,
+        history_window: int = 1000,
+        service_map: Mapping[tuple[str, str, int], str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        bookmark_interval: float = 5.0,
+        default_watch_timeout: float = 1800.0,
+        graceful_pod_deletion: bool = True,
+    ) -> None:
+        """`history_window`: events kept per resource type for watch resume (older: 410 Expired).
+        `service_map[(namespace, name, port)] = "127.0.0.1:PORT"`: where webhook Services live.
+        `bookmark_interval`: seconds between BOOKMARK events on watches that allow them.
+        `graceful_pod_deletion`: pods bound to a node stay (with a deletionTimestamp) until a delete
+        with gracePeriodSeconds=0 (the kubelet's), as on a real cluster; False deletes at once.
+        """
+        self.store = Store(history_window)
+        self.service_map: dict[tuple[str, str, int], str] = dict(service_map or {})
+        self.host = host
+        self.port = port
+        self.bookmark_interval = bookmark_interval
+        self.default_watch_timeout = default_watch_timeout
+        self.graceful_pod_deletion = graceful_pod_deletion
+        self.requests: list[RequestRecord] = []
+        self.faults = Faults(self.store.cut_watches, self.store.compact)
+        self._tokens: dict[str, UserInfo] = {}
+        self._types: dict[tuple[str, str, str], ResourceType] = {}
+        self._crd_types: dict[str, list[ResourceType]] = {}
+        self._pod_logs: dict[tuple[str, str, str], str] = {}
+        self._log_changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self._tmp: Path | None = None
+        self._caller = admission.Caller(self.service_map)
+        self._ca_pem = b""
+        self.url = ""
+        self.ca_path = Path()
+        for rt in BUILTINS:
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+        for ns in INITIAL_NAMESPACES:
+            self._seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        ca, ca_key, ca_cert = tls.make_ca()
+        server = tls.issue_server_cert(ca_key, ca_cert, [self.host, "localhost", "127.0.0.1", "kubernetes"])
+        self._tmp = Path(tempfile.mkdtemp(prefix="mcosup-sim-"))
+        self.ca_path = self._tmp / "ca.pem"
+        self.ca_path.write_bytes(ca.cert_pem)
+        self._ca_pem = ca.cert_pem
+        (self._tmp / "server.pem").write_bytes(server.cert_pem)
+        (self._tmp / "server-key.pem").write_bytes(server.key_pem)
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(self._tmp / "server.pem", self._tmp / "server-key.pem")
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx)
+        await site.start()
+        sockets = self._runner.addresses
+        self.port = int(sockets[0][1])
+        self.url = f"https://{self.host}:{self.port}"
+        self._caller.session = aiohttp.ClientSession()
+        log.info("emulator serving on %s", self.url)
+
+    async def stop(self) -> None:
+        self.store.cut_watches(abrupt=False)
+        self._log_changed.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._caller.session is not None:
+            await self._caller.session.close()
+            self._caller.session = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    # Users and kubeconfigs --------------------------------------------------------------------
+
+    def add_token(
+        self,
+        user: str,
+        groups: Iterable[str] = (),
+        extra: Mapping[str, Iterable[str]] | None = None,
+        token: str | None = None,
+    ) -> str:
+        """Map a new bearer token to a user; `system:authenticated` is added as the apiserver does."""
+        token = token or secrets.token_urlsafe(24)
+        all_groups = tuple(dict.fromkeys([*groups, "system:authenticated"]))
+        self._tokens[token] = UserInfo(
+            user, all_groups, {k: tuple(v) for k, v in (extra or {}).items()}, uid=str(uuid.uuid4())
+        )
+        return token
+
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        user: str = "admin",
+        groups: Iterable[str] = ("system:masters",),
+        extra: Mapping[str, Iterable[str]] | None = None,
+    ) -> Path:
+        token = self.add_token(user, groups, extra)
+        return self._write_kubeconfig(Path(path), user, token)
+
+    def write_kubeconfig_for_service_account(
+        self, path: str | Path, namespace: str, name: str, node_name: str | None = None
+    ) -> Path:
+        user = f"system:serviceaccount:{namespace}:{name}"
+        extra = {NODE_NAME_EXTRA: [node_name]} if node_name else None
+        token = self.add_token(user, ("system:serviceaccounts", f"system:serviceaccounts:{namespace}"), extra)
+        return self._write_kubeconfig(Path(path), user, token)
+
+    def _write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+        if not self.url:
+            raise RuntimeError(
+                "start the emulator before writing a kubeconfig (its URL and CA are not known yet)"
+            )
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "mcosup-sim",
+                    "cluster": {
+                        "server": self.url,
+                        "certificate-authority-data": base64.b64encode(self._ca_pem).decode(),
+                    },
+                }
+            ],
+            "users": [{"name": user, "user": {"token": token}}],
+            "contexts": [{"name": "mcosup-sim", "context": {"cluster": "mcosup-sim", "user": user}}],
+            "current-context": "mcosup-sim",
+            "preferences": {},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    # Test hooks -------------------------------------------------------------------------------
+
+    @property
+    def history(self) -> list[tuple[int, str, dict[str, Any]]]:
+        """Every object version ever written: (resourceVersion, ADDED|MODIFIED|DELETED, object)."""
+        return self.store.history
+
+    def set_pod_log(self, namespace: str, name: str, container: str, text: str) -> None:
+        """Replace what `pods/<name>/log?container=<container>` serves."""
+        self._pod_logs[(namespace, name, container)] = text
+        self._notify_logs()
+
+    def append_pod_log(self, namespace: str, name: str, container: str, text: str) -> None:
+        """Append to a pod container's log (followers of `?follow=true` see it at once)."""
+        key = (namespace, name, container)
+        self._pod_logs[key] = self._pod_logs.get(key, "") + text
+        self._notify_logs()
+
+    def _notify_logs(self) -> None:
+        self._log_changed.set()
+        self._log_changed = asyncio.Event()
+
+    def get_object(
+        self, api_version: str, plural: str, name: str, namespace: str | None = None
+    ) -> dict[str, Any] | None:
+        """The stored object (read-only: do not mutate it), or None."""
+        group = api_version.rpartition("/")[0]
+        return self.store.get((group, plural), namespace, name)
+
+    def list_objects(
+        self, api_version: str, plural: str, namespace: str | None = None
+    ) -> list[dict[str, Any]]:
+        group = api_version.rpartition("/")[0]
+        return list(self.store.items((group, plural), namespace))
+
+    async def create_object(self, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
+        """Create an object in-process as the admin (admission webhooks are still called)."""
+        rt, version = self._type_for_object(body)
+        ns = (
+            (namespace or (body.get("metadata") or {}).get("namespace") or "default")
+            if rt.namespaced
+            else None
+        )
+        ctx = Ctx(ADMIN, CIMultiDict())
+        target = Target(rt, version, ns, None, None)
+        return await self._create(target, ctx, orjson.loads(orjson.dumps(body)))
+
+    def _type_for_object(self, body: Mapping[str, Any]) -> tuple[ResourceType, str]:
+        api_version = str(body.get("apiVersion", ""))
+        group, _, version = api_version.rpartition("/")
+        kind = body.get("kind")
+        for (g, v, _), rt in self._types.items():
+            if g == group and v == version and rt.kind == kind:
+                return rt, version
+        raise errors.not_found("kinds", group, f"{kind} in {api_version}")
+
+    def _seed(self, obj: dict[str, Any]) -> None:
+        rt, _ = self._type_for_object(obj)
+        meta = dict(obj["metadata"])
+        meta.update(uid=str(uuid.uuid4()), creationTimestamp=timestamp())
+        new = {**obj, "metadata": meta}
+        if rt.initial_status is not None:
+            new["status"] = dict(rt.initial_status)
+        self.store.commit(rt.key, new, ADDED, None)
+
+    # HTTP -------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        user_name = ""
+        status = 500
+        try:
+            user = self._authenticate(request)
+            user_name = user.username
+            delay = self.faults.match_delay(request.method, request.path)
+            if delay:
+                await asyncio.sleep(delay)
+            rule = self.faults.match_failure(request.method, request.path)
+            if rule is not None:
+                headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None
+                details = {"retryAfterSeconds": rule.retry_after} if rule.retry_after is not None else None
+                raise errors.ApiStatusError(
+                    rule.status,
+                    errors.REASONS.get(rule.status, "Unknown"),
+                    rule.message,
+                    details,
+                    headers=headers,
+                )
+            response = await self._route(request, user)
+            status = response.status
+            return response
+        except errors.ApiStatusError as exc:
+            status = exc.code
+            return self._error_response(exc)
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        except Exception as exc:
+            log.exception("emulator: unhandled error for %s %s", request.method, request.path_qs)
+            status = 500
+            return self._error_response(errors.internal(f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.requests.append(
+                RequestRecord(request.method, request.path, dict(request.query), user_name, status)
+            )
+
+    def _error_response(self, exc: errors.ApiStatusError) -> web.Response:
+        headers: CIMultiDict[str] = CIMultiDict(exc.headers)
+        for warning in exc.warnings:
+            headers.add("Warning", _warning_header(warning))
+        return web.Response(
+            status=exc.code, body=orjson.dumps(exc.body()), content_type="application/json", headers=headers
+        )
+
+    def _authenticate(self, request: web.Request) -> UserInfo:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip() in self._tokens:
+            return self._tokens[token.strip()]
+        raise errors.unauthorized()
+
+    async def _route(self, request: web.Request, user: UserInfo) -> web.StreamResponse:
+        parts = [p for p in request.path.split("/") if p]
+        if not parts:
+            return _json({"paths": ["/api", "/api/v1", "/apis", "/version", "/healthz", "/readyz", "/livez"]})
+        head = parts[0]
+        if head in ("healthz", "readyz", "livez") and len(parts) == 1:
+            return web.Response(text="ok")
+        if head == "version" and len(parts) == 1:
+            return _json(KUBE_VERSION)
+        if head == "openapi":
+            return self._openapi(parts)
+        if head == "api":
+            if len(parts) == 1:
+                return _json(
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"{self.host}:{self.port}"}
+                        ],
+                    }
+                )
+            group, version, rest = "", parts[1], parts[2:]
+        elif head == "apis":
+            if len(parts) == 1:
+                return _json(self._group_list())
+            if len(parts) == 2:
+                group_doc = self._group(parts[1])
+                if group_doc is None:
+                    raise _no_route()
+                return _json(group_doc)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise _no_route()
+        if not rest:
+            if request.method != "GET":
+                raise errors.method_not_allowed()
+            return _json(self._resource_list(group, version))
+        ctx = Ctx(user, request.query)
+        watch = False
+        if rest[0] == "watch":
+            watch = True
+            rest = rest[1:]
+        target = self._target(group, version, rest)
+        dry_run = request.query.getall("dryRun", [])
+        if dry_run and any(d != "All" for d in dry_run):
+            raise errors.bad_request(f'dryRun: Unsupported value: {dry_run[0]!r}: supported values: "All"')
+        ctx.dry_run = bool(dry_run)
+        if watch or request.query.get("watch") in ("true", "1"):
+            if request.method != "GET" or (target.name is not None and not watch):
+                raise errors.method_not_allowed()
+            return await self._watch(request, target, ctx)
+        return await self._dispatch(request, target, ctx)
+
+    def _target(self, group: str, version: str, rest: list[str]) -> Target:
+        namespace: str | None = None
+        if (
+            rest[0] == "namespaces"
+            and len(rest) >= 3
+            and not (len(rest) == 3 and rest[2] in ("status", "finalize"))
+        ):
+            namespace, rest = rest[1], rest[2:]
+        rt = self._types.get((group, version, rest[0]))
+        if rt is None or len(rest) > 3:
+            raise _no_route()
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else None
+        if rt.namespaced and name is not None and namespace is None:
+            raise _no_route()
+        if not rt.namespaced and namespace is not None:
+            raise _no_route()
+        if sub is not None and sub not in rt.subresources():
+            raise _no_route()
+        return Target(rt, version, namespace, name, sub)
+
+    async def _dispatch(self, request: web.Request, t: Target, ctx: Ctx) -> web.StreamResponse:
+        method = request.method
+        if t.name is None:
+            if method == "GET":
+                return _json(self._list(t, ctx))
+            if method == "POST":
+                obj = await self._create(t, ctx, await _read_body(request))
+                return _json(obj, 201, ctx.warnings)
+            if method == "DELETE":
+                result = await self._delete_collection(t, ctx, await _read_optional_body(request))
+                return _json(result, 200, ctx.warnings)
+            raise errors.method_not_allowed()
+        if t.subresource == "log":
+            if method != "GET":
+                raise errors.method_not_allowed()
+            return await self._pod_log(request, t)
+        if t.subresource == "eviction":
+            if method != "POST":
+                raise errors.method_not_allowed()
+            result = await self._evict(t, ctx, await _read_body(request))
+            return _json(result, 201, ctx.warnings)
+        if method == "GET":
+            return _json(self._get(t))
+        if method == "PUT":
+            obj = await self._update(t, ctx, await _read_body(request))
+            return _json(obj, 200, ctx.warnings)
+        if method == "PATCH":
+            patch_type = PATCH_TYPES.get(request.content_type)
+            if (
+                patch_type is None
+                or patch_type == "apply"
+                or (patch_type == "strategic" and not t.rt.builtin)
+            ):
+                accepted = list(PATCH_TYPES) if t.rt.builtin else CR_PATCH_TYPES
+                raise errors.unsupported_media_type(request.content_type, accepted)
+            try:
+                patch = orjson.loads(await request.read())
+            except orjson.JSONDecodeError as exc:
+                raise errors.bad_request(f"error decoding patch: {exc}") from None
+            obj = await self._patch(t, ctx, patch_type, patch)
+            return _json(obj, 200, ctx.warnings)
+        if method == "DELETE" and t.subresource is None:
+            obj = await self._delete(t, ctx, await _read_optional_body(request))
+            return _json(obj, 200, ctx.warnings)
+        raise errors.method_not_allowed()
+
+    # Discovery --------------------------------------------------------------------------------
+
+    def _groups(self) -> dict[str, list[str]]:
+        groups: dict[str, list[str]] = {}
+        for group, version, _ in self._types:
+            if group:
+                versions = groups.setdefault(group, [])
+                if version not in versions:
+                    versions.append(version)
+        return groups
+
+    def _group(self, name: str) -> dict[str, Any] | None:
+        versions = self._groups().get(name)
+        if not versions:
+            return None
+        entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+        return {
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": name,
+            "versions": entries,
+            "preferredVersion": entries[0],
+        }
+
+    def _group_list(self) -> dict[str, Any]:
+        groups = [self._group(name) for name in self._groups()]
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [g for g in groups if g]}
+
+    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
+        resources: list[dict[str, Any]] = []
+        for (g, v, _), rt in self._types.items():
+            if g == group and v == version:
+                resources.extend(api_resource_entries(rt))
+        if not resources:
+            raise _no_route()
+        group_version = f"{group}/{version}" if group else version
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": group_version,
+            "resources": resources,
+        }
+
+    def _openapi(self, parts: list[str]) -> web.Response:
+        """A minimal OpenAPI v3: enough for kubectl to see that the server validates fields itself.
+
+        kubectl looks for a PATCH operation tagged with the kind's group/version/kind that accepts the
+        `fieldValidation` query parameter; finding it, it sends `fieldValidation=Strict` and skips
+        client-side schema validation (which would need the protobuf OpenAPI v2 document). No schemas
+        are published, so kubectl computes strategic patches from its compiled-in types.
+        """
+        if len(parts) < 2 or parts[1] != "v3":
+            raise _no_route()
+        gvs: dict[str, list[ResourceType]] = {}
+        for (group, version, _), rt in self._types.items():
+            key = f"apis/{group}/{version}" if group else f"api/{version}"
+            gvs.setdefault(key, []).append(rt)
+        if len(parts) == 2:
+            return _json(
+                {
+                    "paths": {
+                        key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={self.store.rv}"} for key in gvs
+                    }
+                }
+            )
+        key = "/".join(parts[2:])
+        types = gvs.get(key)
+        if types is None:
+            raise _no_route()
+        paths: dict[str, Any] = {}
+        for rt in types:
+            prefix = f"/{key}/namespaces/{{namespace}}" if rt.namespaced else f"/{key}"
+            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
+            paths[f"{prefix}/{rt.plural}/{{name}}"] = {
+                "patch": {
+                    "operationId": f"patch{rt.kind}",
+                    "x-kubernetes-action": "patch",
+                    "x-kubernetes-group-version-kind": gvk,
+                    "parameters": [
+                        {
+                            "name": "fieldValidation",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "uniqueItems": True,
+                        },
+                        {"name": "dryRun", "in": "query", "schema": {"type": "string"}, "uniqueItems": True},
+                        {
+                            "name": "fieldManager",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "uniqueItems": True,
+                        },
+                    ],
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        return _json(
+            {
+                "openapi": "3.0.0",
+                "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
+                "paths": paths,
+                "components": {"schemas": {}},
+            }
+        )
+
+    # Reads ------------------------------------------------------------------------------------
+
+    def _get(self, t: Target) -> dict[str, Any]:
+        assert t.name is not None
+        obj = self.store.get(t.rt.key, t.namespace, t.name)
+        if obj is None:
+            raise errors.not_found(t.rt.plural, t.rt.group, t.name)
+        return _as_version(obj, t.api_version)
+
+    def _selectors(
+        self, t: Target, query: MultiMapping[str]
+    ) -> tuple[selectors.LabelSelector, selectors.FieldSelector]:
+        labels = selectors.parse_label_selector(query.get("labelSelector"))
+        fields = selectors.parse_field_selector(query.get("fieldSelector"), t.rt.kind)
+        return labels, fields
+
+    def _matching(
+        self, t: Target, labels: selectors.LabelSelector, fields: selectors.FieldSelector
+    ) -> list[dict[str, Any]]:
+        name = fields.exact_name()
+        if name is not None:
+            if t.namespace is None and t.rt.namespaced:
+                candidates = [o for o in self.store.items(t.rt.key) if o["metadata"]["name"] == name]
+            else:
+                one = self.store.get(t.rt.key, t.namespace, name)
+                candidates = [one] if one is not None else []
+        else:
+            candidates = list(self.store.items(t.rt.key, t.namespace if t.rt.namespaced else None))
+        return [
+            o
+            for o in candidates
+            if (labels.empty or labels.matches(o["metadata"].get("labels"))) and fields.matches(o)
+        ]
+
+    def _list(self, t: Target, ctx: Ctx) -> dict[str, Any]:
+        labels, fields = self._selectors(t, ctx.query)
+        items = self._matching(t, labels, fields)
+        rv = self.store.rv
+        meta: dict[str, Any] = {}
+        token = ctx.query.get("continue")
+        if token:
+            try:
+                state = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+                start = (str(state["start"][0]), str(state["start"][1]))
+                rv = int(state["rv"])
+            except (ValueError, KeyError, TypeError, IndexError):
+                raise errors.bad_request(f"continue key is not valid: {token!r}") from None
+            items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
+        limit_text = ctx.query.get("limit")
+        if limit_text:
+            try:
+                limit = int(limit_text)
+            except ValueError:
+                raise errors.bad_request(f"limit: invalid value {limit_text!r}") from None
+            if 0 < limit < len(items):
+                last = items[limit - 1]["metadata"]
+                meta["continue"] = base64.urlsafe_b64encode(
+                    orjson.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]})
+                ).decode()
+                meta["remainingItemCount"] = len(items) - limit
+                items = items[:limit]
+        meta["resourceVersion"] = str(rv)
+        api_version = t.api_version
+        if t.rt.builtin:
+            # Typed lists on a real server omit kind/apiVersion on items; clients must not rely on them.
+            out_items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
+        else:
+            out_items = [_as_version(o, api_version) for o in items]
+        return {"kind": f"{t.rt.kind}List", "apiVersion": api_version, "metadata": meta, "items": out_items}
+
+    # Watch ------------------------------------------------------------------------------------
+
+    async def _watch(self, request: web.Request, t: Target, ctx: Ctx) -> web.StreamResponse:
+        rt = t.rt
+        q = ctx.query
+        labels, fields = self._selectors(t, q)
+        if t.name is not None:  # legacy /watch/<plural>/<name>
+            fields = selectors.FieldSelector(
+                (*fields.requirements, selectors.FieldRequirement("metadata.name", False, t.name))
+            )
+        namespace = t.namespace if rt.namespaced else None
+        rv_param = q.get("resourceVersion", "")
+        try:
+            timeout = float(q.get("timeoutSeconds") or self.default_watch_timeout)
+        except ValueError:
+            raise errors.bad_request(f"timeoutSeconds: invalid value {q.get('timeoutSeconds')!r}") from None
+        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
+        send_initial = q.get("sendInitialEvents") == "true"
+        api_version = t.api_version
+        resource_log = self.store.log(rt.key)
+        watcher = Watcher(rt.key)
+        initial: list[dict[str, Any]] = []
+        expired: errors.ApiStatusError | None = None
+        if rv_param in ("", "0") or send_initial:
+            initial = self._matching(Target(rt, t.version, namespace, None, None), labels, fields)
+            start_rv = self.store.rv
+        else:
+            try:
+                start_rv = int(rv_param)
+            except ValueError:
+                raise errors.bad_request(
+                    f"resourceVersion: Invalid value: {rv_param!r}: not a number"
+                ) from None
+            if start_rv < resource_log.compacted_rv:
+                expired = errors.expired(
+                    f"too old resource version: {start_rv} ({resource_log.compacted_rv})"
+                )
+            else:
+                for event in resource_log.events:
+                    if event.rv > start_rv:
+                        watcher.queue.put_nowait(event)
+        if expired is None:
+            resource_log.watchers.add(watcher)
+
+        def matches(obj: dict[str, Any] | None) -> bool:
+            if obj is None:
+                return False
+            meta = obj["metadata"]
+            if namespace is not None and meta.get("namespace") != namespace:
+                return False
+            return (labels.empty or labels.matches(meta.get("labels"))) and fields.matches(obj)
+
+        response = web.StreamResponse(
+            status=200, headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
+        )
+        response.enable_chunked_encoding()
+        try:
+            await response.prepare(request)
+            if expired is not None:
+                await response.write(orjson.dumps({"type": "ERROR", "object": expired.body()}) + b"\n")
+                await response.write_eof()
+                return response
+            for obj in initial:
+                await response.write(_event_line("ADDED", obj, api_version))
+            if send_initial and bookmarks:
+                await response.write(self._bookmark(rt, api_version, start_rv, initial_end=True))
+            deadline = time.monotonic() + timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    if bookmarks:
+                        await response.write(self._bookmark(rt, api_version, self.store.rv))
+                    break
+                wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
+                try:
+                    item = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                except TimeoutError:
+                    if bookmarks and watcher.queue.empty():
+                        await response.write(self._bookmark(rt, api_version, self.store.rv))
+                    continue
+                if item is CUT:
+                    if watcher.abrupt and request.transport is not None:
+                        request.transport.abort()
+                        return response
+                    break
+                assert isinstance(item, WatchEvent)
+                kind = _transition(item, matches)
+                if kind is not None:
+                    line = item.cache.get((kind, api_version))
+                    if line is None:
+                        line = item.cache[(kind, api_version)] = _event_line(kind, item.obj, api_version)
+                    await response.write(line)
+            await response.write_eof()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            pass
+        finally:
+            resource_log.watchers.discard(watcher)
+        return response
+
+    def _bookmark(self, rt: ResourceType, api_version: str, rv: int, *, initial_end: bool = False) -> bytes:
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if initial_end:
+            meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+        return (
+            orjson.dumps(
+                {"type": "BOOKMARK", "object": {"kind": rt.kind, "apiVersion": api_version, "metadata": meta}}
+            )
+            + b"\n"
+        )
+
+    # Create -----------------------------------------------------------------------------------
+
+    def _decode(self, body: Any, t: Target) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request must be a JSON object")
+        api_version = t.api_version
+        if body.get("apiVersion") and body["apiVersion"] != api_version:
+            raise errors.bad_request(
+                f"the API version in the data ({body['apiVersion']}) does not match the expected API "
+                f"version ({api_version})"
+            )
+        if body.get("kind") and body["kind"] != t.rt.kind:
+            raise errors.bad_request(
+                f"the kind in the data ({body['kind']}) does not match the expected kind ({t.rt.kind})"
+            )
+        obj = {"apiVersion": api_version, "kind": t.rt.kind, **body}
+        obj["apiVersion"], obj["kind"] = api_version, t.rt.kind
+        meta = obj.get("metadata")
+        obj["metadata"] = dict(meta) if isinstance(meta, dict) else {}
+        return obj
+
+    async def _create(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
+        rt = t.rt
+        obj = self._decode(body, t)
+        meta = obj["metadata"]
+        if rt.namespaced:
+            if meta.get("namespace") and t.namespace and meta["namespace"] != t.namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            if not t.namespace:
+                raise errors.method_not_allowed()
+            meta["namespace"] = t.namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = str(meta["generateName"]) + "".join(
+                    secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
+                )
+            else:
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    "",
+                    [
+                        {
+                            "reason": "FieldValueRequired",
+                            "field": "metadata.name",
+                            "message": "Required value: name or generateName is required",
+                        }
+                    ],
+                )
+        name = str(meta["name"])
+        self._validate_name(rt, name)
+        for key in (
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "selfLink",
+            "managedFields",
+        ):
+            meta.pop(key, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = timestamp()
+        if rt.tracks_generation:
+            meta["generation"] = 1
+        else:
+            meta.pop("generation", None)
+        if rt.builtin and rt.initial_status is not None:
+            obj["status"] = dict(rt.initial_status)
+        elif not rt.builtin and rt.status_subresource:
+            obj.pop("status", None)
+        obj = self._defaults_and_validation(t, ctx, obj, None)
+        if rt.namespaced:
+            assert t.namespace is not None
+            self._check_namespace_open(rt, t.namespace, name)
+        await self._admit(ctx, t, "CREATE", obj, None, name, _options("CreateOptions", ctx))
+        if self.store.get(rt.key, t.namespace, name) is not None:
+            raise errors.already_exists(rt.plural, rt.group, name)
+        if rt.namespaced:
+            assert t.namespace is not None
+            self._check_namespace_open(rt, t.namespace, name)
+        if ctx.dry_run:
+            return obj
+        stored = self.store.commit(rt.key, obj, ADDED, None)
+        self._after_write(rt, stored, None)
+        return _as_version(stored, t.api_version)
+
+    def _validate_name(self, rt: ResourceType, name: str) -> None:
+        if rt.kind == "Namespace":
+            ok, what = bool(_LABEL.match(name)) and len(name) <= 63, "RFC 1123 label"
+            regex = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+        else:
+            ok, what = bool(_SUBDOMAIN.match(name)) and len(name) <= 253, "RFC 1123 subdomain"
+            regex = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+        if not ok:
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.name",
+                        "message": (
+                            f'Invalid value: "{name}": a lowercase {what} must consist of lower case '
+                            f"alphanumeric characters, '-' or '.', and must start and end with an "
+                            f"alphanumeric character (regex used for validation is '{regex}')"
+                        ),
+                    }
+                ],
+            )
+
+    def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
+        ns = self.store.get(("", "namespaces"), None, namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if ns["metadata"].get("deletionTimestamp"):
+            raise errors.forbidden(
+                f'{errors.qualified(rt.plural, rt.group)} "{name}" is forbidden: '
+                f"unable to create new content "
+                f"in namespace {namespace} because it is being terminated",
+                rt.plural,
+                rt.group,
+                name,
+            )
+
+    def _defaults_and_validation(
+        self, t: Target, ctx: Ctx, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        rt = t.rt
+        name = obj["metadata"]["name"]
+        if not rt.builtin:
+            schema_doc = rt.schemas.get(t.version)
+            if schema_doc:
+                obj, dropped = schema.prune_and_default(obj, schema_doc)
+                mode = ctx.query.get("fieldValidation", "Warn")
+                if dropped and mode == "Strict":
+                    raise errors.bad_request(
+                        "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in dropped)
+                    )
+                if dropped and mode == "Warn":
+                    ctx.warnings.extend(f'unknown field "{p}"' for p in dropped)
+                causes = schema.validate(obj, schema_doc)
+                if causes:
+                    raise errors.invalid(rt.kind, rt.group, name, causes)
+            return obj
+        if rt.kind == "Pod":
+            obj = _pod_defaults(obj)
+            causes = _pod_validation(obj, old)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
+        elif rt.kind == "CustomResourceDefinition":
+            obj = self._crd_prepare(obj, old)
+        elif rt.kind == "PodDisruptionBudget":
+            spec = obj.get("spec") or {}
+            if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "spec",
+                            "message": "Invalid value: {}: "
+                            "minAvailable and maxUnavailable cannot be both set",
+                        }
+                    ],
+                )
+        return obj
+
+    def _crd_prepare(self, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        name = obj["metadata"]["name"]
+        causes = []
+        expected = f"{names.get('plural', '')}.{spec.get('group', '')}"
+        if name != expected:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "metadata.name",
+                    "message": f'Invalid value: "{name}": must be spec.names.plural+"."+spec.group',
+                }
+            )
+        versions = spec.get("versions") or []
+        if not versions:
+            causes.append(
+                {"reason": "FieldValueRequired", "field": "spec.versions", "message": "Required value"}
+            )
+        elif sum(1 for v in versions if v.get("storage")) != 1:
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "spec.versions",
+                    "message": "Invalid value: must have exactly one version marked as storage version",
+                }
+            )
+        if not names.get("kind"):
+            causes.append(
+                {"reason": "FieldValueRequired", "field": "spec.names.kind", "message": "Required value"}
+            )
+        if causes:
+            raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
+        storage = next(str(v["name"]) for v in versions if v.get("storage"))
+        accepted = {k: v for k, v in names.items()}
+        accepted.setdefault("singular", str(names.get("kind", "")).lower())
+        accepted.setdefault("listKind", f"{names.get('kind')}List")
+        if old is None or obj.get("status") in (None, {}):
+            now = timestamp()
+            stored_versions = sorted({*((old or {}).get("status") or {}).get("storedVersions", []), storage})
+            obj["status"] = {
+                "conditions": [
+                    {
+                        "type": "NamesAccepted",
+                        "status": "True",
+                        "reason": "NoConflicts",
+                        "message": "no conflicts found",
+                        "lastTransitionTime": now,
+                    },
+                    {
+                        "type": "Established",
+                        "status": "True",
+                        "reason": "InitialNamesAccepted",
+                        "message": "the initial names have been accepted",
+                        "lastTransitionTime": now,
+                    },
+                ],
+                "acceptedNames": accepted,
+                "storedVersions": stored_versions,
+            }
+        return obj
+
+    # Update and patch -------------------------------------------------------------------------
+
+    def _prepare_update(self, t: Target, old: dict[str, Any], incoming: dict[str, Any]) -> dict[str, Any]:
+        rt = t.rt
+        old_meta = old["metadata"]
+        if t.subresource == "status":
+            new = {k: v for k, v in old.items() if k != "status"}
+            if incoming.get("status") is not None:
+                new["status"] = incoming["status"]
+            meta = dict(old_meta)
+        else:
+            new = {k: v for k, v in incoming.items() if k != "status"}
+            source = old if rt.status_subresource else incoming
+            if source.get("status") is not None:
+                new["status"] = source["status"]
+            meta = dict(incoming.get("metadata") or {})
+            for key in SERVER_META:
+                if key in old_meta:
+                    meta[key] = old_meta[key]
+                else:
+                    meta.pop(key, None)
+            for key in ("selfLink", "managedFields", "generateName"):
+                meta.pop(key, None)
+            if "generateName" in old_meta:
+                meta["generateName"] = old_meta["generateName"]
+            meta["name"] = old_meta["name"]
+            if rt.namespaced:
+                meta["namespace"] = old_meta["namespace"]
+            else:
+                meta.pop("namespace", None)
+            if old_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+                if added:
+                    raise errors.invalid(
+                        rt.kind,
+                        rt.group,
+                        old_meta["name"],
+                        [
+                            {
+                                "reason": "FieldValueForbidden",
+                                "field": "metadata.finalizers",
+                                "message": "Forbidden: no new finalizers can be added "
+                                "if the object is being deleted, "
+                                f"found new finalizers {sorted(added)}",
+                            }
+                        ],
+                    )
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        new["metadata"] = meta
+        new["apiVersion"] = t.api_version
+        new["kind"] = rt.kind
+        if rt.tracks_generation and _spec_view(new, rt.status_subresource) != _spec_view(
+            old, rt.status_subresource
+        ):
+            meta["generation"] = int(old_meta.get("generation") or 0) + 1
+        return new
+
+    async def _update(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
+        assert t.name is not None
+        incoming = self._decode(body, t)
+        meta = incoming["metadata"]
+        if meta.get("name") and meta["name"] != t.name:
+            raise errors.bad_request(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({t.name})"
+            )
+        if t.rt.namespaced and meta.get("namespace") and meta["namespace"] != t.namespace:
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        wanted_rv = str(meta.get("resourceVersion") or "")
+        return await self._write_loop(t, ctx, wanted_rv, lambda old: incoming)
+
+    async def _patch(self, t: Target, ctx: Ctx, patch_type: str, patch: Any) -> dict[str, Any]:
+        assert t.name is not None
+
+        def apply(old: dict[str, Any]) -> dict[str, Any]:
+            current = _as_version(old, t.api_version)
+            try:
+                if patch_type == "merge":
+                    if not isinstance(patch, dict):
+                        raise patching.PatchError("a merge patch must be a JSON object", code=400)
+                    result = patching.merge_patch(current, patch)
+                elif patch_type == "json":
+                    result = patching.json_patch(current, patch)
+                else:
+                    result = patching.strategic_merge_patch(current, patch)
+            except patching.PatchError as exc:
+                if exc.code == 400:
+                    raise errors.bad_request(str(exc)) from None
+                raise errors.ApiStatusError(422, "Invalid", str(exc)) from None
+            if not isinstance(result, dict):
+                raise errors.bad_request("the patch did not produce an object")
+            if result.get("apiVersion") != t.api_version or result.get("kind") != t.rt.kind:
+                raise errors.bad_request("the patch must not change apiVersion or kind")
+            if not isinstance(result.get("metadata"), dict):
+                raise errors.bad_request("the patch removed metadata")
+            if result["metadata"].get("name") != old["metadata"]["name"]:
+                raise errors.bad_request("the patch must not change metadata.name")
+            return result
+
+        return await self._write_loop(t, ctx, None, apply)
+
+    async def _write_loop(
+        self,
+        t: Target,
+        ctx: Ctx,
+        wanted_rv: str | None,
+        make: Any,
+    ) -> dict[str, Any]:
+        """Build the new object from the current one, admit it, and commit it if nothing raced.
+
+        `wanted_rv` None means "read it from the built object" (patches may carry one). An unconditional
+        write that races with another while its webhooks run is rebuilt, as GuaranteedUpdate does.
+        """
+        assert t.name is not None
+        rt = t.rt
+        for _ in range(10):
+            old = self.store.get(rt.key, t.namespace, t.name)
+            if old is None:
+                raise errors.not_found(rt.plural, rt.group, t.name)
+            incoming = make(old)
+            rv = (
+                wanted_rv if wanted_rv is not None else str(incoming["metadata"].get("resourceVersion") or "")
+            )
+            current_rv = old["metadata"]["resourceVersion"]
+            if rv and rv != current_rv:
+                raise errors.conflict(rt.plural, rt.group, t.name)
+            new = self._prepare_update(t, old, incoming)
+            new = self._defaults_and_validation(t, ctx, new, old)
+            if _same(new, old):
+                return _as_version(old, t.api_version)
+            await self._admit(ctx, t, "UPDATE", new, old, t.name, _options("UpdateOptions", ctx))
+            latest = self.store.get(rt.key, t.namespace, t.name)
+            if latest is None:
+                raise errors.not_found(rt.plural, rt.group, t.name)
+            if latest["metadata"]["resourceVersion"] != current_rv:
+                if rv:
+                    raise errors.conflict(rt.plural, rt.group, t.name)
+                continue
+            if ctx.dry_run:
+                return new
+            stored = self.store.commit(rt.key, new, MODIFIED, old)
+            self._after_write(rt, stored, old)
+            final = self.store.get(rt.key, t.namespace, t.name)
+            return _as_version(final if final is not None else stored, t.api_version)
+        raise errors.conflict(rt.plural, rt.group, t.name, "too many concurrent updates; try again")
+
+    def _after_write(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Effects of a committed ADDED/MODIFIED: CRD registration, finalization, GC of orphans."""
+        if rt.kind == "CustomResourceDefinition" and rt.builtin:
+            self._register_crd(obj)
+        meta = obj["metadata"]
+        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
+            if rt.kind == "Pod" and rt.builtin:
+                had_finalizers = old is not None and old["metadata"].get("finalizers")
+                if had_finalizers and not self._pod_waits_for_kubelet(obj, None):
+                    self._remove(rt, obj)
+            else:
+                self._remove(rt, obj)
+
+    # Delete -----------------------------------------------------------------------------------
+
+    async def _delete(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
+        assert t.name is not None
+        rt = t.rt
+        options = _delete_options(body, ctx.query)
+        old = self.store.get(rt.key, t.namespace, t.name)
+        if old is None:
+            raise errors.not_found(rt.plural, rt.group, t.name)
+        pre = options.get("preconditions") or {}
+        meta = old["metadata"]
+        if pre.get("uid") and pre["uid"] != meta.get("uid"):
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                t.name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {meta.get('uid')}",
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                t.name,
+                f"Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                f"{meta.get('resourceVersion')}",
+            )
+        await self._admit(
+            ctx,
+            t,
+            "DELETE",
+            None,
+            old,
+            t.name,
+            {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", **options},
+        )
+        if ctx.dry_run:
+            return _as_version(old, t.api_version)
+        current = self.store.get(rt.key, t.namespace, t.name)
+        if current is None:
+            raise errors.not_found(rt.plural, rt.group, t.name)
+        result = self._delete_now(rt, current, options)
+        return _as_version(result, t.api_version)
+
+    async def _delete_collection(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
+        labels, fields = self._selectors(t, ctx.query)
+        deleted = []
+        for obj in self._matching(t, labels, fields):
+            name = obj["metadata"]["name"]
+            sub = Target(t.rt, t.version, obj["metadata"].get("namespace"), name, None)
+            with contextlib.suppress(errors.ApiStatusError):
+                deleted.append(await self._delete(sub, ctx, body))
+        return {
+            "kind": f"{t.rt.kind}List",
+            "apiVersion": t.api_version,
+            "metadata": {"resourceVersion": str(self.store.rv)},
+            "items": deleted,
+        }
+
+    def _pod_waits_for_kubelet(self, pod: dict[str, Any], grace: int | None) -> bool:
+        if not self.graceful_pod_deletion:
+            return False
+        if not (pod.get("spec") or {}).get("nodeName"):
+            return False
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            return False
+        if grace is None:
+            grace = int(pod["metadata"].get("deletionGracePeriodSeconds", 30) or 0)
+        return grace > 0
+
+    def _delete_now(
+        self, rt: ResourceType, obj: dict[str, Any], options: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Delete (or start deleting) a stored object; no admission. Returns the last state."""
+        meta = obj["metadata"]
+        propagation = options.get("propagationPolicy")
+        if propagation is None and options.get("orphanDependents") is not None:
+            propagation = "Orphan" if options["orphanDependents"] else "Background"
+        propagation = propagation or "Background"
+        if propagation not in ("Background", "Foreground", "Orphan"):
+            raise errors.bad_request(
+                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
+                '"Foreground", "Background", "Orphan"'
+            )
+        uid = str(meta.get("uid", ""))
+        finalizers = list(meta.get("finalizers") or [])
+        has_dependents = bool(self.store.dependents.get(uid))
+        if propagation == "Orphan" and has_dependents:
+            self._orphan_dependents(uid)
+        if propagation == "Foreground" and has_dependents and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if rt.kind == "Namespace" and rt.builtin:
+            return self._delete_namespace(obj)
+        if rt.kind == "Pod" and rt.builtin:
+            grace = options.get("gracePeriodSeconds")
+            if grace is None:
+                grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            grace = int(grace)
+            waits = self._pod_waits_for_kubelet(obj, grace)
+            if meta.get("deletionTimestamp"):
+                if not waits and meta.get("deletionGracePeriodSeconds") != 0:
+                    if not finalizers:
+                        return self._remove(rt, obj)
+                    new_meta = {**meta, "deletionGracePeriodSeconds": 0}
+                    return self.store.commit(rt.key, {**obj, "metadata": new_meta}, MODIFIED, obj)
+                return obj
+            if not waits and not finalizers:
+                return self._remove(rt, obj)
+            new_meta = {
+                **meta,
+                "deletionTimestamp": timestamp(grace if waits else 0),
+                "deletionGracePeriodSeconds": grace if waits else 0,
+                "finalizers": finalizers,
+            }
+            if not finalizers:
+                new_meta.pop("finalizers")
+            return self.store.commit(rt.key, {**obj, "metadata": new_meta}, MODIFIED, obj)
+        if finalizers:
+            if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
+                return obj
+            new_meta = {**meta, "finalizers": finalizers}
+            new_meta.setdefault("deletionTimestamp", timestamp())
+            new_meta.setdefault("deletionGracePeriodSeconds", 0)
+            new = {**obj, "metadata": new_meta}
+            stored = self.store.commit(rt.key, new, MODIFIED, obj)
+            if "foregroundDeletion" in finalizers:
+                self._delete_dependents(uid, "Foreground")
+                latest = self.store.by_uid_get(uid)
+                return latest[1] if latest else stored
+            return stored
+        return self._remove(rt, obj)
+
+    def _remove(self, rt: ResourceType, obj: dict[str, Any]) -> dict[str, Any]:
+        """Remove an object for good, then collect its dependents and unblock its owners."""
+        meta = obj["metadata"]
+        final = {**obj, "metadata": dict(meta)}
+        stored = self.store.commit(rt.key, final, DELETED, obj)
+        uid = str(meta.get("uid", ""))
+        if rt.builtin and rt.kind == "Pod":
+            for key in [k for k in self._pod_logs if k[0] == meta.get("namespace") and k[1] == meta["name"]]:
+                del self._pod_logs[key]
+        if rt.builtin and rt.kind == "CustomResourceDefinition":
+            self._unregister_crd(obj)
+        self._delete_dependents(uid, "Background")
+        for ref in meta.get("ownerReferences") or []:
+            self._maybe_finish_foreground(str(ref.get("uid", "")))
+        namespace = meta.get("namespace")
+        if namespace:
+            self._maybe_finish_namespace(namespace)
+        return stored
+
+    def _delete_dependents(self, owner_uid: str, propagation: str) -> None:
+        for rt_key, key in sorted(self.store.dependents.get(owner_uid, set())):
+            dependent = self.store.objects.get(rt_key, {}).get(key)
+            if dependent is None:
+                continue
+            rt = self._rt_for_key(rt_key)
+            if rt is None:
+                continue
+            refs = dependent["metadata"].get("ownerReferences") or []
+            others_alive = [
+                r for r in refs if r.get("uid") != owner_uid and self._owner_alive(str(r.get("uid", "")))
+            ]
+            if others_alive and propagation == "Background":
+                remaining = [r for r in refs if r.get("uid") != owner_uid]
+                new = {**dependent, "metadata": {**dependent["metadata"], "ownerReferences": remaining}}
+                self.store.commit(rt_key, new, MODIFIED, dependent)
+                continue
+            if dependent["metadata"].get("deletionTimestamp") and propagation == "Background":
+                continue
+            self._delete_now(rt, dependent, {"propagationPolicy": propagation})
+
+    def _owner_alive(self, uid: str) -> bool:
+        found = self.store.by_uid_get(uid)
+        return found is not None and not found[1]["metadata"].get("deletionTimestamp")
+
+    def _orphan_dependents(self, owner_uid: str) -> None:
+        for rt_key, key in sorted(self.store.dependents.get(owner_uid, set())):
+            dependent = self.store.objects.get(rt_key, {}).get(key)
+            if dependent is None:
+                continue
+            refs = [
+                r for r in dependent["metadata"].get("ownerReferences") or [] if r.get("uid") != owner_uid
+            ]
+            meta = {**dependent["metadata"], "ownerReferences": refs}
+            if not refs:
+                meta.pop("ownerReferences")
+            self.store.commit(rt_key, {**dependent, "metadata": meta}, MODIFIED, dependent)
+
+    def _maybe_finish_foreground(self, owner_uid: str) -> None:
+        found = self.store.by_uid_get(owner_uid)
+        if found is None:
+            return
+        rt_key, owner = found
+        meta = owner["metadata"]
+        if "foregroundDeletion" not in (meta.get("finalizers") or []) or not meta.get("deletionTimestamp"):
+            return
+        if self.store.dependents.get(owner_uid):
+            return
+        rt = self._rt_for_key(rt_key)
+        if rt is None:
+            return
+        finalizers = [f for f in meta["finalizers"] if f != "foregroundDeletion"]
+        new_meta = {**meta, "finalizers": finalizers}
+        if not finalizers:
+            new_meta.pop("finalizers")
+        stored = self.store.commit(rt_key, {**owner, "metadata": new_meta}, MODIFIED, owner)
+        self._after_write(rt, stored, owner)
+
+    def _delete_namespace(self, ns: dict[str, Any]) -> dict[str, Any]:
+        meta = ns["metadata"]
+        name = meta["name"]
+        if not meta.get("deletionTimestamp"):
+            new = {
+                **ns,
+                "metadata": {**meta, "deletionTimestamp": timestamp()},
+                "status": {**(ns.get("status") or {}), "phase": "Terminating"},
+            }
+            ns = self.store.commit(("", "namespaces"), new, MODIFIED, ns)
+            for rt_key, bucket in list(self.store.objects.items()):
+                rt = self._rt_for_key(rt_key)
+                if rt is None or not rt.namespaced:
+                    continue
+                for key in sorted(k for k in bucket if k[0] == name):
+                    obj = bucket.get(key)
+                    if obj is not None and not obj["metadata"].get("deletionTimestamp"):
+                        self._delete_now(
+                            rt, obj, {"propagationPolicy": "Background", "gracePeriodSeconds": 0}
+                        )
+        self._maybe_finish_namespace(name)
+        latest = self.store.get(("", "namespaces"), None, name)
+        return latest if latest is not None else ns
+
+    def _maybe_finish_namespace(self, name: str) -> None:
+        ns = self.store.get(("", "namespaces"), None, name)
+        if ns is None or not ns["metadata"].get("deletionTimestamp") or ns["metadata"].get("finalizers"):
+            return
+        if self.store.count_in_namespace(name):
+            return
+        self.store.commit(("", "namespaces"), {**ns, "metadata": dict(ns["metadata"])}, DELETED, ns)
+
+    def _rt_for_key(self, rt_key: tuple[str, str]) -> ResourceType | None:
+        for (group, _, plural), rt in self._types.items():
+            if (group, plural) == rt_key:
+                return rt
+        return None
+
+    # CRDs -------------------------------------------------------------------------------------
+
+    def _register_crd(self, crd: dict[str, Any]) -> None:
+        name = crd["metadata"]["name"]
+        for rt in self._crd_types.pop(name, []):
+            self._types.pop((rt.group, rt.version, rt.plural), None)
+        types = from_crd(crd)
+        self._crd_types[name] = types
+        for rt in types:
+            self._types[(rt.group, rt.version, rt.plural)] = rt
+
+    def _unregister_crd(self, crd: dict[str, Any]) -> None:
+        name = crd["metadata"]["name"]
+        types = self._crd_types.pop(name, [])
+        if not types:
+            return
+        rt = types[0]
+        for obj in list(self.store.items(rt.key)):
+            self.store.commit(rt.key, {**obj, "metadata": dict(obj["metadata"])}, DELETED, obj)
+        for watcher in list(self.store.log(rt.key).watchers):
+            watcher.cut(False)
+        for t in types:
+            self._types.pop((t.group, t.version, t.plural), None)
+
+    # Pods: log and eviction -------------------------------------------------------------------
+
+    async def _pod_log(self, request: web.Request, t: Target) -> web.StreamResponse:
+        pod = self._get(t)
+        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
+        container = request.query.get("container")
+        if not container:
+            if len(containers) != 1:
+                raise errors.bad_request(
+                    f"a container name must be specified for pod {t.name}, choose one of: "
+                    f"[{' '.join(str(c) for c in containers)}]"
+                )
+            container = str(containers[0])
+        elif container not in containers and container not in [
+            c.get("name") for c in (pod.get("spec") or {}).get("initContainers") or []
+        ]:
+            raise errors.bad_request(f"container {container} is not valid for pod {t.name}")
+        assert t.namespace is not None and t.name is not None
+        key = (t.namespace, t.name, container)
+        text = self._pod_logs.get(key, "")
+        tail = request.query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-int(tail) :]) if int(tail) else ""
+        if request.query.get("follow") not in ("true", "1"):
+            return web.Response(text=text, content_type="text/plain")
+        response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        sent = len(self._pod_logs.get(key, ""))
+        with contextlib.suppress(ConnectionResetError, aiohttp.ClientConnectionResetError):
+            await response.write(text.encode())
+            while True:
+                changed = self._log_changed
+                current = self.store.get(t.rt.key, t.namespace, t.name)
+                full = self._pod_logs.get(key, "")
+                if len(full) > sent:
+                    await response.write(full[sent:].encode())
+                    sent = len(full)
+                if current is None or (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                    break
+                if self._runner is None:
+                    break
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=1.0)
+                except TimeoutError:
+                    continue
+            await response.write_eof()
+        return response
+
+    async def _evict(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
+        assert t.name is not None and t.namespace is not None
+        if not isinstance(body, dict):
+            raise errors.bad_request("the body of the request must be an Eviction object")
+        if body.get("kind") not in (None, "Eviction"):
+            raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match Eviction")
+        body_name = (body.get("metadata") or {}).get("name")
+        if body_name and body_name != t.name:
+            raise errors.bad_request(
+                f"name in URL does not match name in Eviction object: {t.name} != {body_name}"
+            )
+        pod = self.store.get(t.rt.key, t.namespace, t.name)
+        if pod is None:
+            raise errors.not_found("pods", "", t.name)
+        options = dict(body.get("deleteOptions") or {})
+        if "All" in (options.get("dryRun") or []):
+            ctx.dry_run = True
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", **body}
+        eviction["metadata"] = {**(body.get("metadata") or {}), "name": t.name, "namespace": t.namespace}
+        await self._admit(
+            ctx,
+            t,
+            "CREATE",
+            eviction,
+            None,
+            t.name,
+            _options("CreateOptions", ctx),
+            kind={"group": "policy", "version": "v1", "kind": "Eviction"},
+        )
+        pod = self.store.get(t.rt.key, t.namespace, t.name)
+        if pod is None:
+            raise errors.not_found("pods", "", t.name)
+        phase = (pod.get("status") or {}).get("phase")
+        skip_pdb = phase in ("Succeeded", "Failed", "Pending") or bool(
+            pod["metadata"].get("deletionTimestamp")
+        )
+        if not skip_pdb:
+            self._check_budgets(pod, ctx)
+        if not ctx.dry_run:
+            self._delete_now(t.rt, pod, options)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _check_budgets(self, pod: dict[str, Any], ctx: Ctx) -> None:
+        namespace = pod["metadata"]["namespace"]
+        labels = pod["metadata"].get("labels") or {}
+        pdb_key = ("policy", "poddisruptionbudgets")
+        pdbs = [
+            p
+            for p in self.store.items(pdb_key, namespace)
+            if selectors.label_selector_from_dict(
+                (p.get("spec") or {}).get("selector"), none_matches_nothing=True
+            ).matches(labels)
+        ]
+        if not pdbs:
+            return
+        if len(pdbs) > 1:
+            raise errors.ApiStatusError(
+                500,
+                "InternalError",
+                "This pod has more than one PodDisruptionBudget, "
+                "which the eviction subresource does not support.",
+            )
+        pdb = pdbs[0]
+        selector = selectors.label_selector_from_dict(
+            (pdb.get("spec") or {}).get("selector"), none_matches_nothing=True
+        )
+        pods = [
+            p
+            for p in self.store.items(("", "pods"), namespace)
+            if selector.matches(p["metadata"].get("labels"))
+        ]
+        try:
+            budget = disruption.budget(pdb, pods)
+        except disruption.BudgetError as exc:
+            raise errors.internal(f"PodDisruptionBudget {pdb['metadata']['name']}: {exc}") from None
+        healthy = disruption.is_healthy(pod)
+        status = budget.status(int(pdb["metadata"].get("generation") or 1))
+        allowed = (
+            budget.disruptions_allowed > 0 if healthy else budget.current_healthy >= budget.desired_healthy
+        )
+        if not allowed:
+            if not ctx.dry_run:
+                self._write_pdb_status(pdb, status)
+            pdb_name = pdb["metadata"]["name"]
+            raise errors.too_many_requests(
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                [
+                    {
+                        "reason": "DisruptionBudget",
+                        "message": f"The disruption budget {pdb_name} needs "
+                        f"{budget.desired_healthy} healthy pods "
+                        f"and has {budget.current_healthy} currently",
+                    }
+                ],
+            )
+        if not ctx.dry_run and healthy:
+            status["disruptionsAllowed"] = budget.disruptions_allowed - 1
+            status["disruptedPods"] = {
+                **((pdb.get("status") or {}).get("disruptedPods") or {}),
+                pod["metadata"]["name"]: timestamp(),
+            }
+            self._write_pdb_status(pdb, status)
+
+    def _write_pdb_status(self, pdb: dict[str, Any], status: dict[str, Any]) -> None:
+        merged = {**(pdb.get("status") or {}), **status}
+        if merged == pdb.get("status"):
+            return
+        new = {**pdb, "metadata": dict(pdb["metadata"]), "status": merged}
+        self.store.commit(("policy", "poddisruptionbudgets"), new, MODIFIED, pdb)
+
+    # Admission --------------------------------------------------------------------------------
+
+    async def _admit(
+        self,
+        ctx: Ctx,
+        t: Target,
+        operation: str,
+        obj: dict[str, Any] | None,
+        old: dict[str, Any] | None,
+        name: str,
+        options: dict[str, Any],
+        kind: dict[str, str] | None = None,
+    ) -> None:
+        rt = t.rt
+        if rt.builtin and rt.kind in ("ValidatingWebhookConfiguration",):
+            return  # the apiserver never calls webhooks about webhook configurations
+        configs = list(self.store.items(("admissionregistration.k8s.io", "validatingwebhookconfigurations")))
+        if not configs:
+            return
+        namespace = t.namespace or ""
+        ns_obj = self.store.get(("", "namespaces"), None, namespace) if namespace else None
+        ns_labels = (ns_obj or {}).get("metadata", {}).get("labels") or {}
+        attrs = Attributes(
+            operation=operation,
+            group=rt.group,
+            version=t.version,
+            resource=rt.plural,
+            subresource=t.subresource or "",
+            kind=kind or {"group": rt.group, "version": t.version, "kind": rt.kind},
+            name=name,
+            namespace=namespace,
+            obj=obj,
+            old=old,
+            dry_run=ctx.dry_run,
+            options=options,
+            user=ctx.user,
+        )
+        ctx.warnings.extend(await admission.call_webhooks(self._caller, configs, attrs, ns_labels))
+
+
+# Helpers ------------------------------------------------------------------------------------------
+
+
+def _no_route() -> errors.ApiStatusError:
+    return errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource", {})
+
+
+def _warning_header(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
+
+
+def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers: CIMultiDict[str] = CIMultiDict()
+    for warning in warnings or []:
+        headers.add("Warning", _warning_header(warning))
+    return web.Response(
+        status=status, body=orjson.dumps(obj), content_type="application/json", headers=headers
+    )
+
+
+def _event_line(kind: str, obj: dict[str, Any], api_version: str) -> bytes:
+    return orjson.dumps({"type": kind, "object": _as_version(obj, api_version)}) + b"\n"
+
+
+def _as_version(obj: dict[str, Any], api_version: str) -> dict[str, Any]:
+    if obj.get("apiVersion") == api_version:
+        return obj
+    return {**obj, "apiVersion": api_version}
+
+
+def _transition(event: WatchEvent, matches: Any) -> str | None:
+    """The event type a selector-filtered watch sees, as the apiserver's watch cache computes it."""
+    now = matches(event.obj)
+    if event.type == ADDED:
+        return ADDED if now else None
+    if event.type == DELETED:
+        return DELETED if now else None
+    before = matches(event.old)
+    if now and before:
+        return MODIFIED
+    if now:
+        return ADDED
+    if before:
+        return DELETED
+    return None
+
+
+def _spec_view(obj: Mapping[str, Any], status_subresource: bool) -> dict[str, Any]:
+    skip = {"metadata", "kind", "apiVersion"} | ({"status"} if status_subresource else set())
+    return {k: v for k, v in obj.items() if k not in skip}
+
+
+def _same(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
+    """A no-op write: the apiserver keeps the resourceVersion and sends no watch event."""
+
+    def strip(o: Mapping[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in o["metadata"].items() if k not in ("resourceVersion", "managedFields")}
+        return {**o, "metadata": meta}
+
+    return strip(new) == strip(old)
+
+
+def _options(kind: str, ctx: Ctx) -> dict[str, Any]:
+    options: dict[str, Any] = {"kind": kind, "apiVersion": "meta.k8s.io/v1"}
+    if ctx.dry_run:
+        options["dryRun"] = ["All"]
+    manager = ctx.query.get("fieldManager")
+    if manager:
+        options["fieldManager"] = manager
+    return options
+
+
+def _delete_options(body: Any, query: MultiMapping[str]) -> dict[str, Any]:
+    options: dict[str, Any] = dict(body) if isinstance(body, dict) else {}
+    options.pop("kind", None)
+    options.pop("apiVersion", None)
+    if "gracePeriodSeconds" in query:
+        try:
+            options["gracePeriodSeconds"] = int(query["gracePeriodSeconds"])
+        except ValueError:
+            raise errors.bad_request(
+                f"gracePeriodSeconds: invalid value {query['gracePeriodSeconds']!r}"
+            ) from None
+    if "propagationPolicy" in query:
+        options["propagationPolicy"] = query["propagationPolicy"]
+    if "orphanDependents" in query:
+        options["orphanDependents"] = query["orphanDependents"] == "true"
+    if query.getall("dryRun", []):
+        options["dryRun"] = ["All"]
+    return options
+
+
+async def _read_body(request: web.Request) -> Any:
+    raw = await request.read()
+    if not raw:
+        raise errors.bad_request("the request body is empty; send the object as JSON")
+    content_type = request.content_type
+    if content_type in ("application/json", "application/octet-stream", "text/plain", ""):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise errors.bad_request(f"error decoding the request body as JSON: {exc}") from None
+    if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise errors.bad_request(f"error decoding the request body as YAML: {exc}") from None
+    raise errors.unsupported_media_type(content_type, BODY_TYPES)
+
+
+async def _read_optional_body(request: web.Request) -> Any:
+    if not request.can_read_body:
+        return None
+    raw = await request.read()
+    if not raw.strip():
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise errors.bad_request(f"error decoding DeleteOptions: {exc}") from None
+
+
+def _image_pull_policy(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return "IfNotPresent"
+    if ":" not in name or name.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def _pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(pod.get("spec") or {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount"))
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for field_name in ("containers", "initContainers"):
+        if isinstance(spec.get(field_name), list):
+            out = []
+            for c in spec[field_name]:
+                if isinstance(c, dict):
+                    c = dict(c)
+                    c.setdefault("imagePullPolicy", _image_pull_policy(str(c.get("image", ""))))
+                    c.setdefault("terminationMessagePath", "/dev/termination-log")
+                    c.setdefault("terminationMessagePolicy", "File")
+                    c.setdefault("resources", {})
+                out.append(c)
+            spec[field_name] = out
+    return {**pod, "spec": spec}
+
+
+def _pod_validation(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
+    causes: list[dict[str, str]] = []
+    spec = pod.get("spec") or {}
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(
+            {"reason": "FieldValueRequired", "field": "spec.containers", "message": "Required value"}
+        )
+    else:
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict):
+                causes.append(
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": f"spec.containers[{i}]",
+                        "message": "Invalid value: must be an object",
+                    }
+                )
+                continue
+            if not c.get("name"):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"spec.containers[{i}].name",
+                        "message": "Required value",
+                    }
+                )
+            if not c.get("image"):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"spec.containers[{i}].image",
+                        "message": "Required value",
+                    }
+                )
+    if old is not None:
+
+        def mutable_view(s: Mapping[str, Any]) -> dict[str, Any]:
+            view = {k: v for k, v in s.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+            for field_name in ("containers", "initContainers"):
+                if isinstance(view.get(field_name), list):
+                    view[field_name] = [
+                        {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                        for c in view[field_name]
+                    ]
+            return view
+
+        old_spec = old.get("spec") or {}
+        if mutable_view(spec) != mutable_view(old_spec):
+            causes.append(
+                {
+                    "reason": "FieldValueForbidden",
+                    "field": "spec",
+                    "message": "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`, "
+                    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                    "`spec.tolerations` (only additions to existing tolerations)",
+                }
+            )
+    return causes
