@@ -16,6 +16,7 @@ from typing import Any
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.machineconfig import HostConfig
 from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step, Target
+from webhooks import names
 
 STATE_FILE = "/etc/mco/mcosup-daemon-state.json"
 FORMAT = 1
@@ -89,8 +90,15 @@ class DaemonState:
         if self.plan is None:
             return
         target = self.plan.final_applied()
+        reverting = self.plan.target.revert
         self.plan = None
-        if target is None or target.on_disk is None or self.applied is None:
+        if target is None or target.on_disk is None:
+            return
+        if self.applied is None:
+            # Nothing finished before: remember only what may be on disk (no kargs, keys or hash
+            # baseline), and that a revert is still owed if this was one.
+            mode = names.MODE_LAYERED if reverting else target.mode
+            self.applied = Applied(config=HostConfig(name=""), mode=mode, on_disk=target.on_disk)
             return
         self.applied = dataclasses.replace(self.applied, on_disk=union(self.applied.on_disk, target.on_disk))
 
