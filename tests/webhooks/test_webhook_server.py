@@ -258,8 +258,8 @@ KINDS = ["MachineConfig", "MachineConfigPool", "Node", "ConfigMap", "Pod", "", "
 
 
 def _mutate(body: dict[str, Any], path: list[str], value: Any, delete: bool) -> dict[str, Any]:
-    copy = orjson.loads(orjson.dumps(body))
-    target = copy
+    copy: dict[str, Any] = orjson.loads(orjson.dumps(body))
+    target: dict[str, Any] = copy
     for key in path[:-1]:
         nxt = target.get(key) if isinstance(target, dict) else None
         if not isinstance(nxt, dict):
