@@ -195,7 +195,11 @@ class FakeHost:
     def kill_daemon_at(
         self, command: str, when: Literal["before", "after"] = "before", skip: int = 0
     ) -> None:
-        """SIGKILL the daemon running ``command`` (once), before or after the command does its work."""
+        """SIGKILL the daemon running ``command`` (once), before or after the command does its work.
+
+        ``command`` is the start of the command line, words complete: ``"rpm-ostree kargs --append=x"``
+        or ``"rpm-ostree rebase"``; ``skip`` lets that many matching runs go by first.
+        """
         with self._update() as state:
             state["kill"].append({"match": command, "when": when, "skip": skip})
 
@@ -258,7 +262,7 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     with _locked(root):
         state = _read_json(root / "host.json")
         state["log"].append([name, *argv])
-        kill = _take_kill(state, what)
+        kill = _take_kill(state, " ".join([name, *argv]))
         _write_json(root / "host.json", state)
     if kill == "before":
         os.kill(os.getppid(), signal.SIGKILL)
@@ -282,9 +286,9 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     return status
 
 
-def _take_kill(state: Json, what: str) -> str | None:
+def _take_kill(state: Json, command_line: str) -> str | None:
     for rule in state["kill"]:
-        if rule["match"] == what:
+        if command_line == rule["match"] or command_line.startswith(rule["match"] + " "):
             if rule["skip"] > 0:
                 rule["skip"] -= 1
                 return None

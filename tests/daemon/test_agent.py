@@ -10,7 +10,6 @@ import copy
 import json
 import urllib.parse
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,11 +111,6 @@ class MemoryCluster:
 
     def configmap_data(self, name: str, data: dict[str, str]) -> None:
         self.cms[name] = {"metadata": {"name": name, "namespace": NS}, "data": data}
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeHost:
-    return FakeHost(tmp_path / "host")
 
 
 @pytest.fixture

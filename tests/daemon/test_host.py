@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import pytest
-from aiohttp import web
+from daemon_kit import Registry
 
 from mcosup.daemon.host import HostError, LocalHost, parse_bootc_status, parse_rpm_ostree_status
 from mcosup.daemon.plan import Deployment, DiskFile
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 
 IMG = "registry.local:5000/os/worker@sha256:" + "c" * 64
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeHost:
-    return FakeHost(tmp_path / "host")
 
 
 @pytest.fixture(params=["rpm-ostree", "bootc"])
@@ -140,42 +132,10 @@ def test_status_parsers_read_real_shapes() -> None:
         parse_rpm_ostree_status("Deployments: *")
 
 
-class Registry:
-    """The registry API slice the fake rebase uses: HEAD /v2/<repo>/manifests/<ref>."""
-
-    def __init__(self) -> None:
-        self.manifests: set[tuple[str, str]] = set()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        key = (request.match_info["repo"], request.match_info["ref"])
-        if key not in self.manifests:
-            return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
-        return web.Response(headers={"Docker-Content-Digest": key[1]})
-
-
-@pytest.fixture
-async def registry() -> AsyncIterator[tuple[Registry, str]]:
-    reg = Registry()
-    app = web.Application()
-    app.router.add_route("HEAD", "/v2/{repo:.+}/manifests/{ref}", reg.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield reg, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
-
-
-async def test_rebase_checks_the_registry(
-    host: LocalHost, fake: FakeHost, registry: tuple[Registry, str]
-) -> None:
-    reg, url = registry
-    fake.set_registry(url)
+async def test_rebase_checks_the_registry(host: LocalHost, fake: FakeHost, registry: Registry) -> None:
+    fake.set_registry(registry.url)
     with pytest.raises(HostError, match="manifest unknown"):
         await host.rebase(IMG)
-    reg.manifests.add(("os/worker", "sha256:" + "c" * 64))
+    registry.push(IMG)
     await host.rebase(IMG)
     assert fake.staged_image() == IMG
