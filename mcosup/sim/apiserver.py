@@ -892,7 +892,8 @@ class Emulator:
         if ctx.dry_run:
             return obj
         stored = self.store.commit(rt.key, obj, ADDED, None)
-        self._after_write(rt, stored, None)
+        if rt.kind == "CustomResourceDefinition" and rt.builtin:
+            self._register_crd(stored)
         return _as_version(stored, t.api_version)
 
     def _validate_name(self, rt: ResourceType, name: str) -> None:
@@ -1182,24 +1183,27 @@ class Emulator:
                 continue
             if ctx.dry_run:
                 return new
-            stored = self.store.commit(rt.key, new, MODIFIED, old)
-            self._after_write(rt, stored, old)
-            final = self.store.get(rt.key, t.namespace, t.name)
-            return _as_version(final if final is not None else stored, t.api_version)
+            stored = self._commit_update(rt, new, old)
+            return _as_version(stored, t.api_version)
         raise errors.conflict(rt.plural, rt.group, t.name, "too many concurrent updates; try again")
 
-    def _after_write(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        """Effects of a committed ADDED/MODIFIED: CRD registration, finalization, GC of orphans."""
+    def _commit_update(self, rt: ResourceType, new: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+        """Commit an update; one that empties the finalizers of an object being deleted deletes it.
+
+        As in the apiserver's store, that is a single DELETED event carrying the last stored state
+        (the one still listing the finalizers); a pod still in its grace period stays for the kubelet.
+        """
+        meta = new["metadata"]
+        if (
+            meta.get("deletionTimestamp")
+            and not meta.get("finalizers")
+            and not meta.get("deletionGracePeriodSeconds")
+        ):
+            return self._remove(rt, old)
+        stored = self.store.commit(rt.key, new, MODIFIED, old)
         if rt.kind == "CustomResourceDefinition" and rt.builtin:
-            self._register_crd(obj)
-        meta = obj["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            if rt.kind == "Pod" and rt.builtin:
-                had_finalizers = old is not None and old["metadata"].get("finalizers")
-                if had_finalizers and not self._pod_waits_for_kubelet(obj, None):
-                    self._remove(rt, obj)
-            else:
-                self._remove(rt, obj)
+            self._register_crd(stored)
+        return stored
 
     # Delete -----------------------------------------------------------------------------------
 
@@ -1408,8 +1412,7 @@ class Emulator:
         new_meta = {**meta, "finalizers": finalizers}
         if not finalizers:
             new_meta.pop("finalizers")
-        stored = self.store.commit(rt_key, {**owner, "metadata": new_meta}, MODIFIED, owner)
-        self._after_write(rt, stored, owner)
+        self._commit_update(rt, {**owner, "metadata": new_meta}, owner)
 
     def _delete_namespace(self, ns: dict[str, Any]) -> dict[str, Any]:
         meta = ns["metadata"]
