@@ -529,7 +529,10 @@ class Kubelet:
                 start_new_session=True,  # its own process group: a kill reaches sh's children too
             )
         if report is not None:
-            await report(name, _cstatus(container, {"running": {"startedAt": started}}, restarts))
+            running = _cstatus(container, {"running": {"startedAt": started}}, restarts)
+            # A real kubelet names the runtime's container; here the process is the container.
+            running["containerID"] = f"local://{proc.pid}"
+            await report(name, running)
         waiter = asyncio.ensure_future(proc.wait())
         stopper = asyncio.ensure_future(stop.wait())
         try:
@@ -558,7 +561,9 @@ class Kubelet:
         if message:
             terminated["message"] = message
         if report is not None and not stop.is_set():
-            await report(name, _cstatus(container, {"terminated": terminated}, restarts))
+            ended = _cstatus(container, {"terminated": terminated}, restarts)
+            ended["containerID"] = terminated["containerID"] = f"local://{proc.pid}"
+            await report(name, ended)
         return code
 
     def _sink(self, ns: str, pod: str, container: str, log_path: Path) -> None:

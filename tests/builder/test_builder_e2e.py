@@ -1,0 +1,230 @@
+"""The Machine OS Builder end to end (issue 5): emulator, supervisor, kubelet stand-in, buildah, registry.
+
+Every assertion is something an administrator would see: the pool's conditions and annotation, the
+objects in the namespace, the image in the registry and what is inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster import REPO, Cluster, machineconfig, running_cluster
+
+from mcosup.kube.resources import MACHINECONFIGS
+from mcosup.sim.registry import Registry, read_image
+from waiting import eventually
+from webhooks import names
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+UNIT = (
+    "[Unit]\nDescription=hello\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+)
+FILES = {"/etc/hello.conf": ("hello\n", 0o600), "/usr/lib/tool": ("#!/bin/sh\n", 0o755)}
+
+
+@pytest.fixture
+async def cluster(
+    emulator: Any,
+    admin_kubeconfig: Path,
+    registry: Registry,
+    base_image: str,
+    tmp_path: Path,
+    mco_fixtures: Path,
+) -> AsyncIterator[Cluster]:
+    async with running_cluster(emulator, admin_kubeconfig, registry, base_image, tmp_path, mco_fixtures) as c:
+        await c.add_machineconfig(
+            machineconfig("50-hello", FILES, [{"name": "hello.service", "enabled": True, "contents": UNIT}])
+        )
+        yield c
+
+
+async def wait_state(cluster: Cluster, wanted: str, *, containing: str = "", within: float = 60) -> str:
+    seen: list[Any] = []
+
+    async def check() -> bool:
+        state = await cluster.true_build_condition()
+        seen[:] = [state]
+        return state is not None and state[0] == wanted and containing in state[1]
+
+    try:
+        await eventually(check, within=within, what=f"{wanted} containing {containing!r}")
+    except BaseException:
+        print("last build condition:", seen)
+        raise
+    state = seen[0]
+    assert state is not None
+    return str(state[1])
+
+
+async def no_build_objects(cluster: Cluster) -> None:
+    async def check() -> bool:
+        return await cluster.build_objects() == {"Pod": [], "ConfigMap": [], "Secret": []}
+
+    await eventually(check, what="no build objects left")
+
+
+async def test_opt_in_builds_records_digest_and_cleans_up(cluster: Cluster) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    message = await wait_state(cluster, names.BUILD_SUCCESS)
+    rendered = await cluster.rendered()
+    assert rendered in message
+
+    image = await cluster.image()
+    assert image is not None
+    repo, digest = image.split("@")
+    assert repo == f"{cluster.registry.host}/{REPO}"
+    tags = await asyncio.to_thread(cluster.registry.tags, REPO)
+    assert len(tags) == 1 and tags[0].startswith("worker-")
+    assert await asyncio.to_thread(cluster.registry.manifest_digest, REPO, tags[0]) == digest
+
+    labels, files = await asyncio.to_thread(read_image, cluster.registry, REPO, digest)
+    assert labels[names.RENDERED_CONFIG_LABEL] == rendered
+    assert labels[names.POOL_LABEL] == "worker"
+    assert files["/usr/lib/os-release"].data.startswith(b'NAME="mcosup test OS"')  # the base is there
+    for path, (text, mode) in FILES.items():
+        assert files[path].data == text.encode()
+        assert files[path].mode & 0o7777 == mode
+    assert files["/etc/systemd/system/hello.service"].data == UNIT.encode()
+    link = files["/etc/systemd/system/multi-user.target.wants/hello.service"]
+    assert link.link == "/etc/systemd/system/hello.service"
+
+    await no_build_objects(cluster)
+    assert (await cluster.builder_pod()) is not None
+
+
+async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster) -> None:
+    cluster.gate.touch()
+    await eventually(cluster.has_rendered, what="pool rendered")
+    first_rendered = await cluster.rendered()
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILDING, containing=first_rendered)
+    (old_pod,) = [p["metadata"]["name"] for p in await cluster.build_pods()]
+
+    await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
+    await eventually(lambda: _differs(cluster, first_rendered), what="pool re-rendered")
+    second_rendered = await cluster.rendered()
+
+    async def superseded() -> bool:
+        names_now = [p["metadata"]["name"] for p in await cluster.build_pods()]
+        return old_pod not in names_now and len(names_now) == 1
+
+    await eventually(superseded, what="stale build pod replaced by the new one")
+    cluster.gate.unlink()
+    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    assert first_rendered not in message
+
+    # The new build Pod was created before the stale one was deleted.
+    history = cluster.emulator.history
+    created = {
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "ADDED" and o.get("kind") == "Pod"
+    }
+    deleted = {
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "DELETED" and o.get("kind") == "Pod"
+    }
+    new_pod = next(n for n in created if n.startswith("build-worker-") and n != old_pod)
+    assert created[new_pod] < deleted[old_pod]
+
+    # The pool never recorded an image for anything but its current config: one image, the new one.
+    recorded = {
+        (o["metadata"].get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
+        for _, _, o in history
+        if o.get("kind") == "MachineConfigPool"
+    } - {None}
+    assert recorded == {await cluster.image()}
+    image = await cluster.image()
+    assert image is not None
+    labels, files = await asyncio.to_thread(read_image, cluster.registry, REPO, image.split("@")[1])
+    assert labels[names.RENDERED_CONFIG_LABEL] == second_rendered
+    assert "/etc/more.conf" in files
+    await no_build_objects(cluster)
+
+
+async def _differs(cluster: Cluster, rendered: str) -> bool:
+    current = await cluster.rendered()
+    return bool(current) and current != rendered
+
+
+async def test_failing_containerfile_retries_three_times_then_fixing_it_builds(cluster: Cluster) -> None:
+    # The base image has no shell, so any RUN fails inside buildah.
+    await cluster.set_custom_containerfile("RUN /bin/false-and-missing")
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    message = await wait_state(cluster, names.BUILD_FAILED, containing="failed 4 times", within=90)
+    assert "false-and-missing" in message or "/bin/sh" in message  # the build log's tail
+    assert await cluster.image() is None
+
+    objects = await cluster.build_objects()
+    build = objects["Pod"][0]
+    assert objects["Pod"] == [build, f"{build}-retry-1", f"{build}-retry-2", f"{build}-retry-3"]
+    assert objects["ConfigMap"] == [f"{build}-context-0"]
+    assert objects["Secret"] == [f"{build}-pull", f"{build}-push"]
+
+    await cluster.set_custom_containerfile("LABEL fixed=yes")
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    image = await cluster.image()
+    assert image is not None
+    labels, _ = await asyncio.to_thread(read_image, cluster.registry, REPO, image.split("@")[1])
+    assert labels["fixed"] == "yes"
+    await no_build_objects(cluster)
+
+
+async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_image(cluster: Cluster) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    first_rendered = await cluster.rendered()
+    await cluster.opt_in()
+    first_message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
+    first_image = await cluster.image()
+
+    cluster.gate.touch()
+    await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
+    await eventually(lambda: _differs(cluster, first_rendered), what="pool re-rendered")
+    second_rendered = await cluster.rendered()
+    await wait_state(cluster, names.BUILDING, containing=second_rendered)
+
+    builder = await cluster.builder_pod()
+    assert builder is not None
+    pid = int(builder["status"]["containerStatuses"][0]["containerID"].removeprefix("local://"))
+    os.kill(pid, signal.SIGKILL)
+
+    async def replaced() -> bool:
+        pod = await cluster.builder_pod()
+        return pod is not None and pod["metadata"]["uid"] != builder["metadata"]["uid"]
+
+    await eventually(replaced, what="builder pod recreated by the supervisor", within=60)
+    cluster.gate.unlink()
+    await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    await no_build_objects(cluster)
+    build_pods = cluster.pods_created(names.BUILD_OBJECT_LABEL)
+    assert len(build_pods) == 2, build_pods  # one per config: the restart did not start a second build
+    tags = await asyncio.to_thread(cluster.registry.tags, REPO)
+    assert len(tags) == 2
+
+    # Back to the first config: its image is still in the registry, so it is reused without a build.
+    await cluster.kube.delete(MACHINECONFIGS, "60-more")
+    await eventually(lambda: _is(cluster, first_rendered), what="pool back on its first config")
+    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
+    assert "reused" in message and message != first_message
+    assert await cluster.image() == first_image
+    assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == build_pods
+
+
+async def _is(cluster: Cluster, rendered: str) -> bool:
+    return await cluster.rendered() == rendered
+
+
+async def test_file_under_var_fails_the_build_naming_the_path(cluster: Cluster) -> None:
+    await cluster.add_machineconfig(machineconfig("70-var", {"/var/lib/app/state": ("x", 0o644)}))
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    message = await wait_state(cluster, names.BUILD_FAILED, containing="/var/lib/app/state")
+    assert "/var" in message
+    assert await cluster.image() is None
+    assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == []
