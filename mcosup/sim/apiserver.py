@@ -448,7 +448,7 @@ class Emulator:
         if dry_run and any(d != "All" for d in dry_run):
             raise errors.bad_request(f'dryRun: Unsupported value: {dry_run[0]!r}: supported values: "All"')
         ctx.dry_run = bool(dry_run)
-        if watch or request.query.get("watch") in ("true", "1"):
+        if watch or _truthy(request.query.get("watch")):
             if request.method != "GET" or (target.name is not None and not watch):
                 raise errors.method_not_allowed()
             return await self._watch(request, target, ctx)
@@ -712,8 +712,8 @@ class Emulator:
             timeout = float(q.get("timeoutSeconds") or self.default_watch_timeout)
         except ValueError:
             raise errors.bad_request(f"timeoutSeconds: invalid value {q.get('timeoutSeconds')!r}") from None
-        bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-        send_initial = q.get("sendInitialEvents") == "true"
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        send_initial = _truthy(q.get("sendInitialEvents"))
         api_version = t.api_version
         resource_log = self.store.log(rt.key)
         watcher = Watcher(rt.key)
@@ -1500,7 +1500,7 @@ class Emulator:
         if tail and tail.isdigit():
             lines = text.splitlines(keepends=True)
             text = "".join(lines[-int(tail) :]) if int(tail) else ""
-        if request.query.get("follow") not in ("true", "1"):
+        if not _truthy(request.query.get("follow")):
             return web.Response(text=text, content_type="text/plain")
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
@@ -1679,6 +1679,11 @@ class Emulator:
 # Helpers ------------------------------------------------------------------------------------------
 
 
+def _truthy(value: str | None) -> bool:
+    """A boolean query parameter, parsed as Go's strconv.ParseBool does for the apiserver."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _no_route() -> errors.ApiStatusError:
     return errors.ApiStatusError(404, "NotFound", "the server could not find the requested resource", {})
 
@@ -1763,7 +1768,7 @@ def _delete_options(body: Any, query: MultiMapping[str]) -> dict[str, Any]:
     if "propagationPolicy" in query:
         options["propagationPolicy"] = query["propagationPolicy"]
     if "orphanDependents" in query:
-        options["orphanDependents"] = query["orphanDependents"] == "true"
+        options["orphanDependents"] = _truthy(query["orphanDependents"])
     if query.getall("dryRun", []):
         options["dryRun"] = ["All"]
     return options

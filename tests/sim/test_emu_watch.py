@@ -1,0 +1,207 @@
+"""Watches: initial state, resume, 410 Expired, bookmarks, timeouts, selector transitions, cuts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from conftest import Api, cm
+from kubernetes_asyncio import client, config, watch
+
+from mcosup.sim.apiserver import Emulator
+from waiting import eventually
+
+CMS = "/api/v1/namespaces/default/configmaps"
+
+
+class Collector:
+    """Runs a watch in the background and keeps its events."""
+
+    def __init__(self, api: Api, path: str, **params: str) -> None:
+        self.events: list[dict[str, Any]] = []
+        self.ended = asyncio.Event()
+        self.error: BaseException | None = None
+        self._task = asyncio.create_task(self._run(api, path, params))
+
+    async def _run(self, api: Api, path: str, params: dict[str, str]) -> None:
+        try:
+            async for event in api.watch(path, **params):
+                self.events.append(event)
+        except aiohttp.ClientError as exc:
+            self.error = exc
+        finally:
+            self.ended.set()
+
+    def seen(self) -> list[tuple[str, str]]:
+        return [
+            (e["type"], e["object"]["metadata"].get("name", ""))
+            for e in self.events
+            if e["type"] != "BOOKMARK"
+        ]
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+
+@pytest.fixture
+async def collect(api: Api) -> AsyncIterator[Any]:
+    collectors: list[Collector] = []
+
+    def start(path: str, **params: str) -> Collector:
+        c = Collector(api, path, **params)
+        collectors.append(c)
+        return c
+
+    yield start
+    for c in collectors:
+        await c.close()
+
+
+async def test_watch_sends_current_state_then_changes(api: Api, collect: Any) -> None:
+    await api.post(CMS, cm("a"))
+    w = collect(CMS, timeoutSeconds="30")
+    await eventually(lambda: w.seen() == [("ADDED", "a")], what="the initial ADDED")
+    await api.post(CMS, cm("b"))
+    await api.patch(f"{CMS}/a", {"data": {"k": "v"}})
+    await api.delete(f"{CMS}/b")
+    expected = [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    await eventually(lambda: w.seen() == expected, what="the live events")
+    modified = w.events[2]["object"]
+    assert modified["kind"] == "ConfigMap" and modified["data"] == {"k": "v"}
+
+
+async def test_watch_resumes_after_a_resource_version(api: Api, collect: Any) -> None:
+    _, a = await api.post(CMS, cm("a"))
+    await api.patch(f"{CMS}/a", {"data": {"k": "1"}})
+    await api.post(CMS, cm("b"))
+    w = collect(CMS, resourceVersion=a["metadata"]["resourceVersion"], timeoutSeconds="30")
+    await eventually(
+        lambda: w.seen() == [("MODIFIED", "a"), ("ADDED", "b")], what="the events after a's creation"
+    )
+
+
+async def test_a_resource_version_older_than_the_window_gets_410(tmp_path: Path, mco_fixtures: Path) -> None:
+    async with Emulator(history_window=3) as emu:
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(emu.ca_path))
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, emu.url, ctx, emu.add_token("admin", ["system:masters"]))
+            _, first = await api.post(CMS, cm("a"))
+            for i in range(4):
+                await api.patch(f"{CMS}/a", {"data": {"i": str(i)}})
+            events = [e async for e in api.watch(CMS, resourceVersion=first["metadata"]["resourceVersion"])]
+            assert len(events) == 1 and events[0]["type"] == "ERROR"
+            status = events[0]["object"]
+            assert (status["kind"], status["code"], status["reason"]) == ("Status", 410, "Expired")
+            assert status["message"].startswith(
+                f"too old resource version: {first['metadata']['resourceVersion']} ("
+            )
+            # A version inside the window still resumes.
+            _, latest = await api.get(f"{CMS}/a")
+            await api.patch(f"{CMS}/a", {"data": {"i": "last"}})
+            stream = api.watch(CMS, resourceVersion=latest["metadata"]["resourceVersion"])
+            event = await anext(stream)
+            assert (event["type"], event["object"]["data"]) == ("MODIFIED", {"i": "last"})
+            await stream.aclose()
+
+
+async def test_forced_compaction_expires_every_older_version(api: Api, emulator: Emulator) -> None:
+    _, a = await api.post(CMS, cm("a"))
+    await api.post(CMS, cm("b"))
+    emulator.faults.compact()
+    events = [e async for e in api.watch(CMS, resourceVersion=a["metadata"]["resourceVersion"])]
+    assert [e["object"]["code"] for e in events] == [410]
+
+
+async def test_bookmarks_when_asked_and_one_before_the_timeout(api: Api, emulator: Emulator) -> None:
+    emulator.bookmark_interval = 0.2
+    _, a = await api.post(CMS, cm("a"))
+    rv = a["metadata"]["resourceVersion"]
+    events = [
+        e async for e in api.watch(CMS, resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds="1")
+    ]
+    assert events and all(e["type"] == "BOOKMARK" for e in events)
+    assert events[-1]["object"] == {
+        "kind": "ConfigMap",
+        "apiVersion": "v1",
+        "metadata": {"resourceVersion": rv},
+    }
+    # Without allowWatchBookmarks there are none: the stream just ends at the timeout.
+    assert [e async for e in api.watch(CMS, resourceVersion=rv, timeoutSeconds="1")] == []
+
+
+async def test_send_initial_events_ends_with_a_marked_bookmark(api: Api) -> None:
+    await api.post(CMS, cm("a"))
+    stream = api.watch(
+        CMS, sendInitialEvents="true", resourceVersionMatch="NotOlderThan", allowWatchBookmarks="true"
+    )
+    first, second = await anext(stream), await anext(stream)
+    await stream.aclose()
+    assert first["type"] == "ADDED"
+    assert second["type"] == "BOOKMARK"
+    assert second["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+
+
+async def test_selector_transitions_are_added_and_deleted(api: Api, collect: Any) -> None:
+    await api.post(CMS, {"metadata": {"name": "a", "labels": {"team": "x"}}})
+    await api.post(CMS, {"metadata": {"name": "b"}})
+    w = collect(CMS, labelSelector="team=x", timeoutSeconds="30")
+    await eventually(lambda: w.seen() == [("ADDED", "a")], what="the initial matching object")
+    await api.patch(f"{CMS}/b", {"metadata": {"labels": {"team": "x"}}})  # starts matching
+    await api.patch(f"{CMS}/a", {"metadata": {"labels": {"team": "y"}}})  # stops matching
+    await api.patch(f"{CMS}/a", {"data": {"ignored": "1"}})  # not matching: no event
+    await api.patch(f"{CMS}/b", {"data": {"k": "v"}})
+    expected = [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a"), ("MODIFIED", "b")]
+    await eventually(lambda: w.seen() == expected, what="selector transitions")
+    assert w.events[2]["object"]["metadata"]["labels"] == {"team": "y"}  # DELETED carries the new state
+
+
+async def test_field_selector_watch_on_one_name_and_the_legacy_watch_path(api: Api, collect: Any) -> None:
+    w = collect(CMS, fieldSelector="metadata.name=b", timeoutSeconds="30")
+    legacy = collect("/api/v1/watch/namespaces/default/configmaps/b", timeoutSeconds="30")
+    await api.post(CMS, cm("a"))
+    await api.post(CMS, cm("b"))
+    await eventually(
+        lambda: w.seen() == [("ADDED", "b")] and legacy.seen() == [("ADDED", "b")], what="b only"
+    )
+
+
+async def test_cut_watches_ends_streams_cleanly_or_abruptly(
+    api: Api, emulator: Emulator, collect: Any
+) -> None:
+    clean = collect(CMS, timeoutSeconds="60")
+    await eventually(lambda: emulator.faults.cut_watches() == 1, what="the watch to be open")
+    await asyncio.wait_for(clean.ended.wait(), 10)
+    assert clean.error is None
+    abrupt = collect(CMS, timeoutSeconds="60")
+    await eventually(
+        lambda: emulator.faults.cut_watches(abrupt=True) == 1, what="the second watch to be open"
+    )
+    await asyncio.wait_for(abrupt.ended.wait(), 10)
+    assert isinstance(abrupt.error, aiohttp.ClientPayloadError)
+
+
+async def test_kubernetes_asyncio_watch(admin_kubeconfig: Path, api: Api) -> None:
+    await api.post(CMS, cm("a"))
+    loader = client.Configuration()
+    await config.load_kube_config(config_file=str(admin_kubeconfig), client_configuration=loader)
+    async with client.ApiClient(loader) as api_client:
+        core = client.CoreV1Api(api_client)
+        listed = await core.list_namespaced_config_map("default")
+        assert [i.metadata.name for i in listed.items] == ["a"]
+        rv = listed.metadata.resource_version
+        await api.post(CMS, cm("b"))
+        async with watch.Watch() as w:
+            async for event in w.stream(
+                core.list_namespaced_config_map, "default", resource_version=rv, timeout_seconds=5
+            ):
+                assert (event["type"], event["object"].metadata.name) == ("ADDED", "b")
+                break
