@@ -1598,9 +1598,35 @@ class Emulator:
             if selector.matches(p["metadata"].get("labels"))
         ]
         try:
-            budget = disruption.budget(pdb, pods)
+            budget = disruption.budget(pdb, pods, lambda: self._expected_scale(pods))
         except disruption.BudgetError as exc:
-            raise errors.internal(f"PodDisruptionBudget {pdb['metadata']['name']}: {exc}") from None
+            # The disruption controller fails safe: no disruption allowed, and it says why.
+            failed = {
+                **(pdb.get("status") or {}),
+                "disruptionsAllowed": 0,
+                "conditions": [
+                    {
+                        "type": "DisruptionAllowed",
+                        "status": "False",
+                        "reason": "SyncFailed",
+                        "message": str(exc),
+                        "lastTransitionTime": timestamp(),
+                    }
+                ],
+            }
+            if not ctx.dry_run:
+                self._write_pdb_status(pdb, failed)
+            raise errors.too_many_requests(
+                "Cannot evict pod as it would violate the pod's disruption budget.",
+                [
+                    {
+                        "reason": "DisruptionBudget",
+                        "message": f"The disruption budget {pdb['metadata']['name']} needs "
+                        f"{failed.get('desiredHealthy', 0)} healthy pods "
+                        f"and has {failed.get('currentHealthy', 0)} currently",
+                    }
+                ],
+            ) from None
         healthy = disruption.is_healthy(pod)
         status = budget.status(int(pdb["metadata"].get("generation") or 1))
         allowed = (
@@ -1628,6 +1654,22 @@ class Emulator:
                 pod["metadata"]["name"]: timestamp(),
             }
             self._write_pdb_status(pdb, status)
+
+    def _expected_scale(self, pods: list[dict[str, Any]]) -> int:
+        """The replicas of the selected pods' controllers, as the disruption controller reads them."""
+        scales: dict[str, int] = {}
+        for pod in pods:
+            ref = disruption.controller_ref(pod)
+            name = pod["metadata"]["name"]
+            if ref is None:
+                raise disruption.BudgetError(f'found no controller ref for pod "{name}"')
+            found = self.store.by_uid_get(str(ref.get("uid", "")))
+            owner_spec = (found[1].get("spec") or {}) if found is not None else None
+            scalable = ref.get("kind") in ("Deployment", "ReplicaSet", "StatefulSet", "ReplicationController")
+            if owner_spec is None or not (scalable or "replicas" in owner_spec):
+                raise disruption.BudgetError(f'found no controllers for pod "{name}"')
+            scales[str(ref["uid"])] = int(owner_spec.get("replicas", 1))
+        return sum(scales.values())
 
     def _write_pdb_status(self, pdb: dict[str, Any], status: dict[str, Any]) -> None:
         merged = {**(pdb.get("status") or {}), **status}

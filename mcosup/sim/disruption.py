@@ -4,7 +4,9 @@ Pure: takes the PDB and the pods it selects, returns the budget and the verdict.
 numbers the disruption controller would publish in the PDB's status (there is no controller in the
 emulator, so the eviction handler computes them at eviction time):
 
-- expectedPods: the selected pods that are not terminal (Succeeded/Failed);
+- expectedPods: with an integer `minAvailable`, the selected pods that are not terminal
+  (Succeeded/Failed); otherwise the scale of the pods' controllers (`expected_scale`), which fails
+  for bare pods, as it does on a real cluster (the budget then allows no disruption);
 - currentHealthy: those Running, Ready and not being deleted;
 - desiredHealthy: `minAvailable` (an int, or a percentage of expectedPods rounded up), or
   expectedPods minus `maxUnavailable` (an int, or a percentage rounded up);
@@ -14,6 +16,7 @@ emulator, so the eviction handler computes them at eviction time):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +66,13 @@ def scaled(value: Any, total: int, field: str) -> int:
     raise BudgetError(f"{field}: {value!r} is not an integer or a percentage")
 
 
+def controller_ref(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for ref in pod["metadata"].get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
 def is_terminal(pod: dict[str, Any]) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
@@ -76,13 +86,22 @@ def is_healthy(pod: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
-def budget(pdb: dict[str, Any], pods: list[dict[str, Any]]) -> Budget:
+def budget(
+    pdb: dict[str, Any], pods: list[dict[str, Any]], expected_scale: Callable[[], int] | None = None
+) -> Budget:
+    """`expected_scale` gives the replicas of the pods' controllers, raising BudgetError when unknown."""
     spec = pdb.get("spec") or {}
     live = [p for p in pods if not is_terminal(p)]
     expected = len(live)
     healthy = sum(1 for p in live if is_healthy(p))
-    if spec.get("minAvailable") is not None:
-        desired = scaled(spec["minAvailable"], expected, "spec.minAvailable")
+    min_available = spec.get("minAvailable")
+    if min_available is not None or spec.get("maxUnavailable") is not None:
+        if not (isinstance(min_available, int) and not isinstance(min_available, bool)):
+            if expected_scale is None:
+                raise BudgetError("the expected scale of the selected pods is unknown")
+            expected = expected_scale()
+    if min_available is not None:
+        desired = scaled(min_available, expected, "spec.minAvailable")
     elif spec.get("maxUnavailable") is not None:
         desired = max(0, expected - scaled(spec["maxUnavailable"], expected, "spec.maxUnavailable"))
     else:

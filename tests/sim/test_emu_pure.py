@@ -224,7 +224,7 @@ FOUR = [pod("a"), pod("b"), pod("c"), pod("d", ready=False), pod("e", phase="Suc
     ],
 )
 def test_budget(spec: dict[str, Any], desired: int, allowed: int) -> None:
-    b = disruption.budget({"spec": spec}, FOUR)
+    b = disruption.budget({"spec": spec}, FOUR, lambda: 4)  # the controllers' replicas: 4
     assert (b.expected, b.current_healthy, b.desired_healthy, b.disruptions_allowed) == (
         4,
         3,
@@ -235,7 +235,13 @@ def test_budget(spec: dict[str, Any], desired: int, allowed: int) -> None:
 
 def test_a_malformed_percentage_names_the_field() -> None:
     with pytest.raises(disruption.BudgetError, match=r"spec\.minAvailable"):
-        disruption.budget({"spec": {"minAvailable": "half"}}, FOUR)
+        disruption.budget({"spec": {"minAvailable": "half"}}, FOUR, lambda: 4)
+
+
+def test_percentages_and_max_unavailable_need_the_controllers_scale() -> None:
+    assert disruption.budget({"spec": {"minAvailable": 2}}, FOUR).expected == 4
+    with pytest.raises(disruption.BudgetError):
+        disruption.budget({"spec": {"maxUnavailable": 1}}, FOUR)
 
 
 # Webhook matching -------------------------------------------------------------------------------
