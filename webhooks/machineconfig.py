@@ -11,7 +11,6 @@ no disks, filesystems, RAID, LUKS, directories, links, appends, groups or Igniti
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 import zlib
@@ -49,6 +48,9 @@ _UNIT_TYPES = (
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(?:" + "|".join(_UNIT_TYPES) + r")$")
 _DROPIN_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.conf$")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
+_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+_BAD_PERCENT_TEXT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_CANONICAL_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _CORE_FIELDS = frozenset(("name", "sshAuthorizedKeys", "passwordHash"))
 
 _STORAGE_UNSUPPORTED = {
@@ -94,7 +96,7 @@ def _list(value: object, field: str, out: list[Problem]) -> Sequence[Any]:
 def _map(value: object, field: str, out: list[Problem]) -> Mapping[str, Any] | None:
     if value is None:
         return None
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         out.append(Problem(field, f"must be an object, got {type(value).__name__}"))
         return None
     return value
@@ -113,8 +115,9 @@ def is_normalised_absolute(path: str) -> bool:
     """True for ``/a/b``; False for relative paths, ``/``, ``//``, ``.``/``..`` parts or a trailing slash."""
     if not path.startswith("/") or path == "/":
         return False
-    parts = path[1:].split("/")
-    return all(part not in ("", ".", "..") for part in parts) and "\x00" not in path
+    if "//" in path or "/./" in path or "/../" in path or "\x00" in path:
+        return False
+    return not path.endswith(("/", "/.", "/.."))
 
 
 def normalised(path: str) -> str:
@@ -138,26 +141,49 @@ def decode_data_url(source: str, compression: str | None = None) -> bytes:
     header, comma, payload = source[5:].partition(",")
     if not comma:
         raise ValueError("data: URL has no ',' separating the media type from the data")
-    params = [p.strip().lower() for p in header.split(";")]
-    raw = payload.encode("utf-8", "surrogateescape")
-    if _BAD_PERCENT.search(raw):
-        raise ValueError("data: URL has a '%' that is not followed by two hex digits")
-    unescaped = unquote_to_bytes(raw) if b"%" in raw else raw
-    if params and params[-1] == "base64":
-        compact = b"".join(unescaped.split())
-        compact += b"=" * (-len(compact) % 4)
+    is_base64 = header.rpartition(";")[2].strip().lower() == "base64"
+    if is_base64 and "%" not in payload:
+        # Fast path for what nearly every MachineConfig carries: canonical base64, checked in C.
         try:
-            data = base64.b64decode(compact, validate=True)
+            data = binascii.a2b_base64(payload, strict_mode=True)
         except (binascii.Error, ValueError):
-            try:
-                data = base64.urlsafe_b64decode(compact)
-            except (binascii.Error, ValueError):
-                raise ValueError("data: URL is marked ;base64 but its data is not valid base64") from None
+            data = _lenient_base64(payload.encode("utf-8", "surrogateescape"))
     else:
-        data = unescaped
+        raw = payload.encode("utf-8", "surrogateescape")
+        if _BAD_PERCENT.search(raw):
+            raise ValueError("data: URL has a '%' that is not followed by two hex digits")
+        unescaped = unquote_to_bytes(raw) if b"%" in raw else raw
+        data = _lenient_base64(unescaped) if is_base64 else unescaped
     if compression == "gzip":
         data = _gunzip(data)
     return data
+
+
+def check_data_url(source: str, compression: str | None = None) -> None:
+    """Raise ValueError (saying why) unless ``source`` decodes; cheaper than decoding when it can be.
+
+    Validation runs for every file of every MachineConfig review, so the common encodings (canonical
+    base64, percent-encoding) are checked by pattern without materialising the file.
+    """
+    if compression != "gzip" and source[:5].lower() == "data:":
+        header, comma, payload = source[5:].partition(",")
+        if comma:
+            if header.rpartition(";")[2].strip().lower() == "base64":
+                if len(payload) % 4 == 0 and _CANONICAL_BASE64.fullmatch(payload):
+                    return
+            elif not _BAD_PERCENT_TEXT.search(payload):
+                return
+    decode_data_url(source, compression)
+
+
+def _lenient_base64(encoded: bytes) -> bytes:
+    """Base64 as Ignition accepts it: whitespace ignored, padding optional, URL-safe alphabet allowed."""
+    compact = b"".join(encoded.split())
+    compact += b"=" * (-len(compact) % 4)
+    try:
+        return binascii.a2b_base64(compact.translate(_URLSAFE_TO_STD), strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("data: URL is marked ;base64 but its data is not valid base64") from None
 
 
 def _gunzip(data: bytes) -> bytes:
@@ -298,7 +324,7 @@ def _check_file(
         )
         return
     try:
-        decode_data_url(source, compression if isinstance(compression, str) else None)
+        check_data_url(source, compression if isinstance(compression, str) else None)
     except ValueError as exc:
         out.append(
             Problem(
@@ -463,7 +489,7 @@ def _check_config(config: Mapping[str, Any], out: list[Problem]) -> None:
     seen: dict[str, int] = {}
     for i, file in enumerate(_list(storage.get("files"), "spec.config.storage.files", out)):
         field = f"spec.config.storage.files[{i}]"
-        if not isinstance(file, Mapping):
+        if type(file) is not dict and not isinstance(file, Mapping):
             out.append(Problem(field, "must be an object with a path"))
             continue
         _check_file(file, field, v2, seen, i, out)
@@ -521,25 +547,32 @@ def _files(mc: Mapping[str, Any]) -> Iterator[tuple[int, str]]:
     if not isinstance(files, list):
         return
     for i, file in enumerate(files):
-        if isinstance(file, Mapping) and isinstance(file.get("path"), str):
+        if (type(file) is dict or isinstance(file, Mapping)) and isinstance(file.get("path"), str):
             yield i, file["path"]
+
+
+def _undeliverable(path: str) -> bool:
+    # Cheap rejection first: this runs for every file of every MachineConfig review.
+    candidate = path if is_normalised_absolute(path) else normalised(path)
+    return (
+        candidate.startswith(names.IMAGE_UNDELIVERABLE_PREFIXES)
+        and names.image_undeliverable(candidate) is not None
+    )
 
 
 def undeliverable_paths(mc: Mapping[str, Any]) -> list[str]:
     """Paths of ``mc``'s files an OS image cannot deliver (``names.IMAGE_UNDELIVERABLE_PREFIXES``)."""
     out: list[str] = []
     for _, path in _files(mc):
-        candidate = normalised(path) if path.startswith("/") else path
-        if names.image_undeliverable(candidate) is not None and path not in out:
+        if path.startswith("/") and _undeliverable(path) and path not in out:
             out.append(path)
     return out
 
 
 def undeliverable_files(mc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(field, path)`` of each undeliverable file of ``mc`` (field: ``spec.config.storage.files[i]``)."""
-    out: list[tuple[str, str]] = []
-    for i, path in _files(mc):
-        candidate = normalised(path) if path.startswith("/") else path
-        if names.image_undeliverable(candidate) is not None:
-            out.append((f"spec.config.storage.files[{i}].path", path))
-    return out
+    return [
+        (f"spec.config.storage.files[{i}].path", path)
+        for i, path in _files(mc)
+        if path.startswith("/") and _undeliverable(path)
+    ]
