@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -164,8 +165,14 @@ BASE_FILES = {
 }
 
 
-async def build_base_image(registry: Registry, repo: str = "os/base", tag: str = "stock") -> str:
-    """Build a tiny OS image FROM scratch, push it to ``registry``; return ``<host>/<repo>@<digest>``."""
+async def build_base_image(
+    registry: Registry, repo: str = "os/base", tag: str = "stock", *, filler_bytes: int = 0
+) -> str:
+    """Build a tiny OS image FROM scratch, push it to ``registry``; return ``<host>/<repo>@<digest>``.
+
+    ``filler_bytes`` adds an incompressible ``/usr/lib/filler`` of that size, for a base as heavy as a
+    real OS image's layers (benchmarks).
+    """
     work = Path(tempfile.mkdtemp(prefix="mcosup-base-"))
     try:
         ctx = work / "ctx"
@@ -177,6 +184,8 @@ async def build_base_image(registry: Registry, repo: str = "os/base", tag: str =
             else:
                 path.write_text(text)
                 path.chmod(0o644)
+        if filler_bytes:
+            (ctx / "usr/lib/filler").write_bytes(os.urandom(filler_bytes))
         (work / "Containerfile").write_text(
             "FROM scratch\nCOPY . /\nLABEL org.opencontainers.image.title=mcosup-test-os\n"
         )

@@ -1,0 +1,156 @@
+"""Build overhead: opt-in → BuildSuccess against buildah alone on the same Containerfile and context.
+
+Runs the whole system on this machine (emulator, supervisor, kubelet stand-in, the builder process,
+real buildah, Debian's docker-registry) for a pool whose config has ``--files`` files and a few units,
+and times:
+
+- system: from labelling the pool to ``BuildSuccess`` (builder pod start, planning, ConfigMaps, the
+  build Pod, buildah, digest, recording, clean-up), with a breakdown;
+- buildah alone: ``buildah bud`` + ``buildah push`` of the same Containerfile and context, with fresh
+  vfs storage as a build Pod has, into a fresh repository of the same registry.
+
+Each round uses a fresh emulator and registry; buildah alone runs first so the system gets no blob
+cache advantage. Prints every round and the median ratio (target <= 1.5x for 50 files).
+
+    .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import logging
+import statistics
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "builder"))
+
+from cluster import Cluster, machineconfig, running_cluster  # noqa: E402
+
+from mcosup.builder import buildplan  # noqa: E402
+from mcosup.kube.resources import MACHINECONFIGS  # noqa: E402
+from mcosup.sim.apiserver import Emulator  # noqa: E402
+from mcosup.sim.registry import Registry, build_base_image, buildah_storage_args, run  # noqa: E402
+from webhooks import names  # noqa: E402
+
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "mco"
+UNIT = (
+    "[Unit]\nDescription=bench {i}\n[Service]\nExecStart=/usr/bin/true\n"
+    "[Install]\nWantedBy=multi-user.target\n"
+)
+
+
+def config(n_files: int) -> dict[str, Any]:
+    files = {f"/etc/bench/file-{i:03d}.conf": (f"key{i}=" + "v" * 200 + "\n", 0o644) for i in range(n_files)}
+    units = [{"name": f"bench-{i}.service", "enabled": True, "contents": UNIT.format(i=i)} for i in range(3)]
+    return machineconfig("50-bench", files, units)  # type: ignore[no-any-return]
+
+
+async def buildah_alone(cluster: Cluster, work: Path) -> float:
+    """Build and push the Containerfile and context the builder would, timing buildah only."""
+    rendered = await cluster.kube.get(MACHINECONFIGS, await cluster.rendered())
+    plan = buildplan.plan(
+        buildplan.BuildInputs(
+            pool="worker",
+            rendered_name=rendered["metadata"]["name"],
+            rendered_spec=rendered["spec"],
+            base_image=cluster.base_image,
+            custom_containerfile="",
+            pullspec=f"{cluster.registry.host}/bench/baseline:latest",
+        )
+    )
+    ctx = work / "ctx"
+    ctx.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(buildplan.context_tar(plan.context))) as tar:
+        tar.extractall(ctx, filter="tar")
+    (work / "Containerfile").write_text(plan.containerfile)
+    storage = buildah_storage_args(work / "buildah")
+    start = time.perf_counter()
+    await run(
+        "buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false",
+        "-f", str(work / "Containerfile"), "-t", plan.target, str(ctx),
+    )  # fmt: skip
+    await run("buildah", *storage, "push", "--tls-verify=false", "--digestfile", str(work / "d"), plan.target)
+    return time.perf_counter() - start
+
+
+async def system(cluster: Cluster) -> tuple[float, dict[str, float]]:
+    """Seconds from opt-in to BuildSuccess, and when each milestone was first seen."""
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    await cluster.opt_in()
+    while True:
+        now = time.perf_counter() - start
+        builder = await cluster.builder_pod()
+        if builder and (builder.get("status") or {}).get("phase") == "Running":
+            marks.setdefault("builder pod running", now)
+        pods = await cluster.build_pods()
+        if pods:
+            marks.setdefault("build pod created", now)
+            if any((p.get("status") or {}).get("phase") == "Running" for p in pods):
+                marks.setdefault("build pod running", now)
+            if any((p.get("status") or {}).get("phase") == "Succeeded" for p in pods):
+                marks.setdefault("build pod succeeded", now)
+        state = await cluster.true_build_condition()
+        if state is not None and state[0] == names.BUILD_SUCCESS:
+            return time.perf_counter() - start, marks
+        if state is not None and state[0] == names.BUILD_FAILED:
+            raise RuntimeError(f"build failed: {state[1]}")
+        # Not too eager: the emulator shares this process and the 2 cores with the build.
+        await asyncio.sleep(0.05)
+
+
+async def one_round(n_files: int, base_mb: int, work: Path) -> tuple[float, float, dict[str, float]]:
+    async with Registry(work / "registry") as registry:
+        base = await build_base_image(registry, filler_bytes=base_mb * 1024 * 1024)
+        async with Emulator() as emu:
+            for crd in sorted((FIXTURES / "crds").glob("*.yaml")):
+                await emu.create_object(yaml.safe_load(crd.read_text()))
+            admin = emu.write_kubeconfig(work / "admin.kubeconfig")
+            async with running_cluster(emu, admin, registry, base, work, FIXTURES) as cluster:
+                await cluster.add_machineconfig(config(n_files))
+                while not await cluster.has_rendered():  # noqa: ASYNC110  (polling the API, as a user would)
+                    await asyncio.sleep(0.02)
+                alone = await buildah_alone(cluster, work / "alone")
+                total, marks = await system(cluster)
+                # Let the builder finish its clean-up before everything stops.
+                while (await cluster.build_objects())["Pod"]:  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+    return total, alone, marks
+
+
+async def main(n_files: int, rounds: int, base_mb: int) -> None:
+    ratios = []
+    for i in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="mcosup-bench-") as tmp:
+            total, alone, marks = await one_round(n_files, base_mb, Path(tmp))
+        ratios.append(total / alone)
+        steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(marks.items(), key=lambda kv: kv[1]))
+        if "build pod succeeded" in marks and "build pod running" in marks:
+            pod_run = marks["build pod succeeded"] - marks["build pod running"]
+            steps += f"; outside the build pod {total - pod_run:.2f}s"
+        print(f"round {i + 1}: opt-in→BuildSuccess {total:.2f}s, buildah alone {alone:.2f}s, "
+              f"ratio {total / alone:.2f}x ({steps})")  # fmt: skip
+    print(
+        f"{n_files} files, base +{base_mb} MiB, {rounds} rounds: median ratio "
+        f"{statistics.median(ratios):.2f}x (target <= 1.5x)"
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--files", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--base-mb", type=int, default=0, help="incompressible MiB added to the base image")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main(args.files, args.rounds, args.base_mb))
