@@ -128,7 +128,10 @@ class Agent:
                 state.plan = PlanRecord.start(plan)
                 self.journal.save(state)
         if state.plan is not None:
-            await self._report({names.STATE: names.STATE_WORKING, names.REASON: None})
+            # A retry after a failure stays Degraded (with its reason) until it succeeds, rather than
+            # flapping through Working on every attempt.
+            if view.state != names.STATE_DEGRADED:
+                await self._report({names.STATE: names.STATE_WORKING, names.REASON: None})
             await run_record(
                 self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
             )

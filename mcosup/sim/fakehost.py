@@ -262,7 +262,8 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     with _locked(root):
         state = _read_json(root / "host.json")
         state["log"].append([name, *argv])
-        kill = _take_kill(state, " ".join([name, *argv]))
+        # Matched without systemctl's --root=..., so rules read like the command a person would type.
+        kill = _take_kill(state, " ".join([name, *(a for a in argv if not a.startswith("--root="))]))
         _write_json(root / "host.json", state)
     if kill == "before":
         os.kill(os.getppid(), signal.SIGKILL)
