@@ -372,6 +372,9 @@ class Emulator:
             return response
         except errors.ApiStatusError as exc:
             status = exc.code
+            log.debug(
+                "%s %s -> %d %s: %s", request.method, request.path_qs, exc.code, exc.reason, exc.message
+            )
             return self._error_response(exc)
         except asyncio.CancelledError:
             status = 499
