@@ -1,0 +1,334 @@
+"""The webhook through the emulator's real admission path: ValidatingWebhookConfiguration → HTTPS → server.
+
+Self-managed TLS sets it up the way the supervisor does: :func:`reconcile_self_managed` stores the CA and
+serving certificate in a Secret, injects the CA bundle into deploy/webhook.yaml's configuration, and
+writes the serving files the server loads. Facts come from the emulator's store (the supervisor reads
+the same objects from its caches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from prometheus_client import CollectorRegistry
+
+from mcosup.http.admission import AdmissionMetrics, admission_app, serving_tls
+from mcosup.http.tls import (
+    CertFileReloader,
+    WebhookTLSState,
+    reconcile_self_managed,
+    service_dns_names,
+    signed_by,
+)
+from mcosup.kube import client as kclient
+from mcosup.kube import errors
+from mcosup.kube import resources as R
+from mcosup.settings import KubeSettings
+from webhooks import names
+from webhooks.facts import ClusterFacts
+
+NS = names.DEFAULT_NAMESPACE
+SERVICE = "machine-config-supervisor"
+SECRET = "machine-config-supervisor-tls"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def deploy_configuration() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "webhook.yaml").read_text())
+    return loaded
+
+
+@dataclass
+class Cluster:
+    emulator: Any
+    admin: Path
+    tmp: Path
+    kube: kclient.Kube
+    tls: CertFileReloader
+    configuration: str
+
+    async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            "kubectl",
+            "--kubeconfig",
+            str(self.admin),
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await process.communicate(stdin.encode() if stdin is not None else None)
+        assert process.returncode is not None
+        return process.returncode, out.decode()
+
+    def as_service_account(self, name: str, node_name: str | None = None) -> Path:
+        path: Path = self.emulator.write_kubeconfig_for_service_account(
+            self.tmp / f"{name}-{node_name}.kubeconfig", NS, name, node_name=node_name
+        )
+        return path
+
+
+def machineconfig(name: str, role: str, path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfig",
+        "metadata": {"name": name, "labels": {names.ROLE_LABEL: role}},
+        "spec": {
+            "config": {
+                "ignition": {"version": "3.4.0"},
+                "storage": {
+                    "files": [
+                        {
+                            "path": path,
+                            "mode": 420,
+                            "contents": {"source": "data:;base64," + base64.b64encode(b"x=1\n").decode()},
+                        }
+                    ]
+                },
+            }
+        },
+    }
+
+
+@pytest.fixture
+async def cluster(
+    emulator: Any, admin_kubeconfig: Path, mco_fixtures: Path, tmp_path: Path
+) -> AsyncIterator[Cluster]:
+    await emulator.create_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}},
+        }
+    )
+    for name in ("worker", "master"):
+        pool = yaml.safe_load((mco_fixtures / "objects" / f"{name}.machineconfigpool.yaml").read_text())
+        if name == "worker":
+            pool["metadata"]["labels"][names.LAYERING_ENABLED] = ""
+        await emulator.create_object(pool)
+    configuration = deploy_configuration()
+    await emulator.create_object(configuration)
+
+    def facts() -> ClusterFacts:
+        return ClusterFacts.from_objects(
+            namespace=NS,
+            pools=emulator.list_objects(names.API_VERSION, "machineconfigpools"),
+            machineconfigs=emulator.list_objects(names.API_VERSION, "machineconfigs"),
+            secrets=emulator.list_objects("v1", "secrets", NS),
+        )
+
+    supervisor = emulator.write_kubeconfig_for_service_account(
+        tmp_path / "supervisor.kubeconfig", NS, names.SUPERVISOR_SA
+    )
+    async with kclient.connect(KubeSettings(kubeconfig=str(supervisor))) as kube:
+        await reconcile_self_managed(
+            kube,
+            namespace=NS,
+            secret_name=SECRET,
+            webhook_configuration=configuration["metadata"]["name"],
+            dns_names=service_dns_names(SERVICE, NS),
+            cert_file=tmp_path / "tls" / "tls.crt",
+            key_file=tmp_path / "tls" / "tls.key",
+            now=dt.datetime.now(dt.UTC),
+        )
+        tls = CertFileReloader(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
+        app = admission_app(facts, metrics=AdmissionMetrics(CollectorRegistry()))
+        async with serving_tls(app, tls, "127.0.0.1", 0) as port:
+            emulator.service_map[(NS, SERVICE, 443)] = f"127.0.0.1:{port}"
+            yield Cluster(emulator, admin_kubeconfig, tmp_path, kube, tls, configuration["metadata"]["name"])
+
+
+async def test_self_managed_tls_stored_the_secret_and_injected_the_ca(cluster: Cluster) -> None:
+    secret = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
+    state = WebhookTLSState.from_secret_data(secret["data"])
+    assert state is not None and secret["type"] == "kubernetes.io/tls"
+    configuration = await cluster.kube.get(R.VALIDATING_WEBHOOK_CONFIGURATIONS, cluster.configuration)
+    bundles = {w["clientConfig"]["caBundle"] for w in configuration["webhooks"]}
+    assert bundles == {base64.b64encode(state.ca_bundle).decode()}
+    assert (cluster.tmp / "tls" / "tls.crt").read_bytes() == state.serving.cert_pem
+
+
+async def test_kubectl_apply_of_an_undeliverable_file_for_a_layered_pool_is_denied(cluster: Cluster) -> None:
+    code, out = await cluster.kubectl(
+        "apply", "-f", "-", stdin=yaml.safe_dump(machineconfig("50-var", "worker", "/var/lib/x"))
+    )
+    assert code != 0
+    assert (
+        'admission webhook "machineconfigs.mcosup.machineconfiguration.openshift.io" denied the request'
+        in out
+    )
+    assert "MachineConfig 50-var" in out and "/var/lib/x" in out and "layered pool worker" in out
+    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-var") is None
+
+
+async def test_the_same_file_for_a_legacy_pool_is_allowed(cluster: Cluster) -> None:
+    code, out = await cluster.kubectl(
+        "apply", "-f", "-", stdin=yaml.safe_dump(machineconfig("50-var", "master", "/var/lib/x"))
+    )
+    assert code == 0, out
+    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-var") is not None
+
+
+async def test_dry_run_server_is_judged_and_writes_nothing(cluster: Cluster) -> None:
+    denied = yaml.safe_dump(machineconfig("50-dry", "worker", "/var/lib/x"))
+    code, out = await cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=denied)
+    assert code != 0 and "/var/lib/x" in out and "denied the request" in out
+    allowed = yaml.safe_dump(machineconfig("50-dry", "worker", "/etc/x"))
+    code, out = await cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=allowed)
+    assert code == 0, out
+    assert "triggers an image build" in out  # kubectl prints the webhook's warning
+    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-dry") is None
+
+
+async def create_node(cluster: Cluster, name: str, layered: bool) -> None:
+    labels = {
+        "node-role.kubernetes.io/worker": "",
+        names.DAEMON_MODE: names.MODE_LAYERED if layered else names.MODE_LEGACY,
+    }
+    annotations = {
+        names.DESIRED_CONFIG: "rendered-worker-a",
+        names.CURRENT_CONFIG: "rendered-worker-a",
+        names.STATE: "Done",
+    }
+    if layered:
+        annotations[names.DESIRED_IMAGE] = "registry.example.com/os@sha256:" + "a" * 64
+    await cluster.emulator.create_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+        }
+    )
+
+
+async def test_admin_setting_desired_config_on_a_layered_node_is_denied(cluster: Cluster) -> None:
+    await create_node(cluster, "worker-0", layered=True)
+    code, out = await cluster.kubectl(
+        "annotate", "--overwrite", "node", "worker-0", f"{names.DESIRED_CONFIG}=rendered-worker-b"
+    )
+    assert code != 0
+    assert "Node worker-0 is layered" in out and "direct MachineConfig application is blocked" in out
+    node = cluster.emulator.get_object("v1", "nodes", "worker-0")
+    assert node["metadata"]["annotations"][names.DESIRED_CONFIG] == "rendered-worker-a"
+
+
+async def test_daemon_of_node_a_patching_node_b_is_denied_and_its_own_node_passes(cluster: Cluster) -> None:
+    await create_node(cluster, "worker-0", layered=False)
+    await create_node(cluster, "worker-1", layered=False)
+    daemon_on_1 = cluster.as_service_account(names.DAEMON_SA, node_name="worker-1")
+    patch = {"metadata": {"annotations": {names.STATE: names.STATE_WORKING}}}
+    async with kclient.connect(KubeSettings(kubeconfig=str(daemon_on_1))) as daemon:
+        with pytest.raises(errors.Forbidden) as denied:
+            await daemon.patch(R.NODES, "worker-0", patch)
+        assert "Node worker-0" in denied.value.message and "daemon on node worker-1" in denied.value.message
+        await daemon.patch(R.NODES, "worker-1", patch)
+    assert (
+        cluster.emulator.get_object("v1", "nodes", "worker-0")["metadata"]["annotations"][names.STATE]
+        == "Done"
+    )
+    assert (
+        cluster.emulator.get_object("v1", "nodes", "worker-1")["metadata"]["annotations"][names.STATE]
+        == "Working"
+    )
+
+
+async def test_the_supervisors_own_patches_pass(cluster: Cluster) -> None:
+    await create_node(cluster, "worker-0", layered=True)
+    patch = {
+        "metadata": {
+            "labels": {names.DAEMON_MODE: names.MODE_LEGACY},
+            "annotations": {names.DESIRED_CONFIG: "rendered-worker-b", names.DESIRED_IMAGE: None},
+        }
+    }
+    await cluster.kube.patch(R.NODES, "worker-0", patch)  # the fixture's client is the supervisor's
+    node = cluster.emulator.get_object("v1", "nodes", "worker-0")
+    assert node["metadata"]["labels"][names.DAEMON_MODE] == names.MODE_LEGACY
+    assert names.DESIRED_IMAGE not in node["metadata"]["annotations"]
+
+
+async def test_opting_in_a_pool_with_undeliverable_files_is_denied(cluster: Cluster) -> None:
+    code, out = await cluster.kubectl(
+        "apply", "-f", "-", stdin=yaml.safe_dump(machineconfig("50-home", "master", "/home/core/x"))
+    )
+    assert code == 0, out
+    code, out = await cluster.kubectl("label", "mcp", "master", f"{names.LAYERING_ENABLED}=")
+    assert code != 0
+    assert "MachineConfigPool master" in out and "MachineConfig 50-home" in out and "/home/core/x" in out
+
+
+async def test_build_config_is_checked_and_missing_secrets_warned(cluster: Cluster) -> None:
+    bad = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": names.BUILD_CONFIG_CM, "namespace": NS},
+        "data": {names.FINAL_IMAGE_PULLSPEC_KEY: "not a pullspec"},
+    }
+    code, out = await cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(bad))
+    assert code != 0
+    assert (
+        f"data.{names.BASE_IMAGE_PULL_SECRET_KEY} is missing" in out
+        and f"data.{names.FINAL_IMAGE_PULLSPEC_KEY}" in out
+    )
+    good = dict(bad)
+    good["data"] = {
+        names.BASE_IMAGE_PULL_SECRET_KEY: "pull",
+        names.FINAL_IMAGE_PUSH_SECRET_KEY: "push",
+        names.FINAL_IMAGE_PULLSPEC_KEY: "registry.example.com/ns/os-image:latest",
+    }
+    code, out = await cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(good))
+    assert code == 0, out
+    assert "Secret pull" in out and "Secret push" in out and "does not exist" in out
+
+
+async def test_ca_rotation_through_the_configuration_keeps_admission_working(cluster: Cluster) -> None:
+    async def verdicts_still_arrive() -> None:
+        # The emulator trusts only the injected bundle: a verdict (not a TLS failure) proves the chain.
+        mc = machineconfig("50-var", "worker", "/var/lib/x")
+        code, out = await cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(mc))
+        assert code != 0 and "layered pool worker" in out, out
+
+    plan: dict[str, Any] = {
+        "namespace": NS,
+        "secret_name": SECRET,
+        "webhook_configuration": cluster.configuration,
+        "dns_names": service_dns_names(SERVICE, NS),
+        "cert_file": cluster.tmp / "tls" / "tls.crt",
+        "key_file": cluster.tmp / "tls" / "tls.key",
+    }
+    secret = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
+    before = WebhookTLSState.from_secret_data(secret["data"])
+    assert before is not None
+    # Renewal forced now (renew_fraction=1): a new CA joins the bundle, and the serving certificate from
+    # the old CA keeps serving while the new CA propagates.
+    rotated = await reconcile_self_managed(
+        cluster.kube,
+        now=dt.datetime.now(dt.UTC),
+        renew_fraction=1.0,
+        propagation=dt.timedelta(hours=1),
+        **plan,
+    )
+    assert rotated is not None and rotated.ca != before.ca and rotated.serving == before.serving
+    assert len(x509.load_pem_x509_certificates(rotated.ca_bundle)) == 2
+    assert not cluster.tls.reload_if_changed()
+    await verdicts_still_arrive()
+    # Propagation over (zero here): the serving certificate moves to the new CA.
+    switched = await reconcile_self_managed(
+        cluster.kube, now=dt.datetime.now(dt.UTC), propagation=dt.timedelta(0), **plan
+    )
+    assert switched is not None and switched.ca == rotated.ca
+    assert signed_by(switched.serving.cert, rotated.ca.cert)
+    configuration = await cluster.kube.get(R.VALIDATING_WEBHOOK_CONFIGURATIONS, cluster.configuration)
+    assert {w["clientConfig"]["caBundle"] for w in configuration["webhooks"]} == {
+        base64.b64encode(switched.ca_bundle).decode()
+    }
+    assert cluster.tls.reload_if_changed()
+    await verdicts_still_arrive()
