@@ -30,7 +30,7 @@ from mcosup.conditions import Condition
 from mcosup.control.controller import Result
 from mcosup.kube import errors
 from mcosup.kube.client import Kube, Obj
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS, Resource
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
@@ -390,13 +390,16 @@ class Builder:
         pool_name = plan.inputs.pool
         owner = rendering.owner_reference(pool)
         opts = self.settings.pod
-        pull = self.caches.secrets.get(config.base_pull_secret, self.ns) or {}
-        push = self.caches.secrets.get(config.push_secret, self.ns) or {}
+        refs = []
+        for secret_name in (config.base_pull_secret, config.push_secret):
+            secret = self.caches.secrets.get(secret_name, self.ns) or {}
+            refs.append(
+                buildplan.SecretRef(secret_name, str(secret.get("type") or "kubernetes.io/dockerconfigjson"))
+            )
         objects: list[tuple[Resource, Obj]] = [
-            (SECRETS, s) for s in buildplan.credential_secrets(plan, pull, push, opts, owner)
+            (CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)
         ]
-        objects += [(CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)]
-        pod = buildplan.build_pod(plan, opts, owner)
+        pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=refs[1])
         pod["metadata"]["name"] = pod_name(plan.name, attempt)
         objects.append((PODS, pod))
         for resource, body in objects:
@@ -491,12 +494,9 @@ class Builder:
                 yield obj
 
     async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
-        """Delete the pool's build objects except those of build ``keep`` (Pods first: they use the rest)."""
-        for resource, cache in (
-            (PODS, self.caches.pods),
-            (CONFIGMAPS, self.caches.configmaps),
-            (SECRETS, self.caches.secrets),
-        ):
+        """Delete the pool's build objects except those of build ``keep``."""
+        # Pods first: they use the rest. Secrets are never created by builds (the config's are mounted).
+        for resource, cache in ((PODS, self.caches.pods), (CONFIGMAPS, self.caches.configmaps)):
             for obj in list(self._pool_objects(cache, pool_name)):
                 name = _name(obj)
                 if (keep is not None and belongs_to(name, keep)) or obj["metadata"].get("deletionTimestamp"):

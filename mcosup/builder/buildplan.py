@@ -13,8 +13,8 @@ Choices written down here because the contract is silent on them:
 - The Containerfile travels as a plain ``data`` key of the first ConfigMap so a person debugging a
   failed build reads it with ``kubectl get configmap``; the root filesystem travels as a tar (gzipped
   when larger than 64 KiB) split over as many ConfigMaps as needed to stay under ~900 KiB each.
-- Pull and push credentials are copied into ephemeral Secrets in ``kubernetes.io/dockerconfigjson``
-  form, so both Secret types the contract accepts reach buildah as one ``--authfile`` format.
+- The pull and push Secrets are mounted as they are; a ``kubernetes.io/dockercfg`` one (a bare auths
+  map) is wrapped into ``{"auths": ...}`` by the build script, since buildah reads only that format.
 """
 
 from __future__ import annotations
@@ -390,51 +390,75 @@ def dockerconfigjson(secret: Mapping[str, Any]) -> bytes:
     return rendering.canonical_json({"auths": auths})
 
 
-def credential_secrets(
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    """A registry credential Secret the build Pod mounts as it is (never copied)."""
+
+    name: str
+    type: str = "kubernetes.io/dockerconfigjson"
+
+    @property
+    def legacy(self) -> bool:
+        """``kubernetes.io/dockercfg``: the bare auths map, which buildah reads only once wrapped."""
+        return self.type == "kubernetes.io/dockercfg"
+
+    @property
+    def key(self) -> str:
+        return ".dockercfg" if self.legacy else ".dockerconfigjson"
+
+
+def _authfile_lines(role: str, ref: SecretRef, mount: str) -> tuple[list[str], str]:
+    """Shell lines preparing the ``--authfile`` of ``role`` (pull/push) and its path."""
+    if not ref.legacy:
+        return [], f"{mount}/config.json"
+    path = f"{WORK_MOUNT}/{role}-auth.json"
+    return [f'printf \'{{"auths":%s}}\' "$(cat {mount}/dockercfg)" > {path}'], path
+
+
+def build_script(
     build: BuildPlan,
-    pull: Mapping[str, Any],
-    push: Mapping[str, Any],
     options: PodOptions,
-    owner: Obj | None = None,
-) -> list[Obj]:
-    """Ephemeral ``<build>-pull`` and ``<build>-push`` Secrets in dockerconfigjson form."""
-    out = []
-    for suffix, source in (("pull", pull), ("push", push)):
-        out.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "type": "kubernetes.io/dockerconfigjson",
-                "metadata": _metadata(f"{build.name}-{suffix}", build, options, owner),
-                "data": {".dockerconfigjson": base64.b64encode(dockerconfigjson(source)).decode()},
-            }
-        )
-    return out
-
-
-def build_script(build: BuildPlan, options: PodOptions, context_parts: Sequence[str]) -> str:
+    context_parts: Sequence[str],
+    pull: SecretRef,
+    push: SecretRef,
+) -> str:
     """The shell script the build container runs: unpack, build, push writing the digest."""
     q = shlex.quote
     storage = f"--storage-driver vfs --root {WORK_MOUNT}/storage --runroot {WORK_MOUNT}/run"
     tls = "" if options.tls_verify else " --tls-verify=false"
     unpack = "tar -xzf -" if context_parts and context_parts[0].endswith(".gz.000") else "tar -xf -"
     parts = " ".join(q(f"{CONTEXT_MOUNT}-{i}/{p}") for i, p in enumerate(context_parts))
+    pull_lines, pull_auth = _authfile_lines("pull", pull, PULL_MOUNT)
+    push_lines, push_auth = _authfile_lines("push", push, PUSH_MOUNT)
     return "\n".join(
         [
             "set -eu",
             f"mkdir -p {WORK_MOUNT}/context",
+            *pull_lines,
+            *push_lines,
             f"cat {parts} | (cd {WORK_MOUNT}/context && {unpack})",
-            f"buildah {storage} bud --isolation chroot{tls} --authfile {PULL_MOUNT}/.dockerconfigjson"
+            f"buildah {storage} bud --isolation chroot{tls} --authfile {pull_auth}"
             f" --file {CONTEXT_MOUNT}-0/{CONTAINERFILE_KEY} --tag {q(build.target)} {WORK_MOUNT}/context",
-            f"buildah {storage} push{tls} --authfile {PUSH_MOUNT}/.dockerconfigjson"
+            f"buildah {storage} push{tls} --authfile {push_auth}"
             f" --digestfile {TERMINATION_LOG} {q(build.target)} docker://{q(build.target)}",
             "",
         ]
     )
 
 
-def build_pod(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -> Obj:
-    """The build Pod: one buildah container, context from the ConfigMaps, credentials from Secrets."""
+def build_pod(
+    build: BuildPlan,
+    options: PodOptions,
+    owner: Obj | None = None,
+    *,
+    pull: SecretRef,
+    push: SecretRef,
+) -> Obj:
+    """The build Pod: one buildah container, context from the ConfigMaps, credentials from the Secrets.
+
+    The build config's Secrets are mounted as they are (only their credential key), so no copy of a
+    credential is ever written and the builder needs no right to create Secrets.
+    """
     cms = configmaps(build, options, owner)
     parts = [next(iter(cm["binaryData"])) for cm in cms]
     volumes: list[Obj] = [
@@ -444,9 +468,10 @@ def build_pod(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -
         {"name": f"context-{i}", "mountPath": f"{CONTEXT_MOUNT}-{i}", "readOnly": True}
         for i in range(len(cms))
     ]
-    for suffix, mount in (("pull", PULL_MOUNT), ("push", PUSH_MOUNT)):
-        volumes.append({"name": f"{suffix}-secret", "secret": {"secretName": f"{build.name}-{suffix}"}})
-        mounts.append({"name": f"{suffix}-secret", "mountPath": mount, "readOnly": True})
+    for role, ref, mount in (("pull", pull, PULL_MOUNT), ("push", push, PUSH_MOUNT)):
+        item = {"key": ref.key, "path": "dockercfg" if ref.legacy else "config.json"}
+        volumes.append({"name": f"{role}-secret", "secret": {"secretName": ref.name, "items": [item]}})
+        mounts.append({"name": f"{role}-secret", "mountPath": mount, "readOnly": True})
     volumes.append({"name": "work", "emptyDir": {}})
     mounts.append({"name": "work", "mountPath": WORK_MOUNT})
     return {
@@ -461,7 +486,7 @@ def build_pod(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -
                 {
                     "name": "build",
                     "image": options.buildah_image,
-                    "command": ["/bin/sh", "-c", build_script(build, options, parts)],
+                    "command": ["/bin/sh", "-c", build_script(build, options, parts, pull, push)],
                     "env": [
                         {"name": "STORAGE_DRIVER", "value": "vfs"},
                         {"name": "BUILDAH_ISOLATION", "value": "chroot"},

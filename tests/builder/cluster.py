@@ -40,14 +40,17 @@ exec {buildah} "$@"
 """
 
 
-def docker_secret(name: str, host: str) -> dict[str, Any]:
-    auths = {"auths": {host: {"auth": base64.b64encode(b"builder:secret").decode()}}}
+def docker_secret(name: str, host: str, *, legacy: bool = False) -> dict[str, Any]:
+    """A registry credential Secret; ``legacy``: type dockercfg (the bare auths map)."""
+    auths = {host: {"auth": base64.b64encode(b"builder:secret").decode()}}
+    payload = auths if legacy else {"auths": auths}
+    key = ".dockercfg" if legacy else ".dockerconfigjson"
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": NS},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(json.dumps(auths).encode()).decode()},
+        "type": "kubernetes.io/dockercfg" if legacy else "kubernetes.io/dockerconfigjson",
+        "data": {key: base64.b64encode(json.dumps(payload).encode()).decode()},
     }
 
 
@@ -94,8 +97,11 @@ class Cluster:
     async def install(self, mco_fixtures: Path) -> None:
         with contextlib.suppress(errors.AlreadyExists):
             await self.kube.create(NAMESPACES, {"metadata": {"name": NS}})
-        for name in ("pull-secret", "push-secret"):
-            await self.kube.create(SECRETS, docker_secret(name, self.registry.host), namespace=NS)
+        # One Secret of each type the contract accepts: the push one is a legacy dockercfg.
+        await self.kube.create(SECRETS, docker_secret("pull-secret", self.registry.host), namespace=NS)
+        await self.kube.create(
+            SECRETS, docker_secret("push-secret", self.registry.host, legacy=True), namespace=NS
+        )
         await self.kube.create(
             CONFIGMAPS,
             {

@@ -165,7 +165,7 @@ async def test_failing_containerfile_retries_three_times_then_fixing_it_builds(c
     build = objects["Pod"][0]
     assert objects["Pod"] == [build, f"{build}-retry-1", f"{build}-retry-2", f"{build}-retry-3"]
     assert objects["ConfigMap"] == [f"{build}-context-0"]
-    assert objects["Secret"] == [f"{build}-pull", f"{build}-push"]
+    assert objects["Secret"] == []  # credentials are mounted from the config's Secrets, never copied
 
     await cluster.set_custom_containerfile("LABEL fixed=yes")
     await wait_state(cluster, names.BUILD_SUCCESS)

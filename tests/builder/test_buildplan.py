@@ -343,7 +343,8 @@ def test_build_pod() -> None:
     plan = bp.plan(inputs())
     opts = bp.PodOptions(namespace="ns", buildah_image="example/buildah:1", tls_verify=False)
     owner = {"apiVersion": names.API_VERSION, "kind": "MachineConfigPool", "name": "worker", "uid": "u"}
-    pod = bp.build_pod(plan, opts, owner)
+    pull, push = bp.SecretRef("pull-secret"), bp.SecretRef("push-secret", "kubernetes.io/dockercfg")
+    pod = bp.build_pod(plan, opts, owner, pull=pull, push=push)
     meta = pod["metadata"]
     assert meta["name"] == plan.name == f"build-worker-{plan.identity[:16]}"
     assert meta["namespace"] == "ns"
@@ -364,15 +365,27 @@ def test_build_pod() -> None:
         "--storage-driver vfs" in script and "--isolation chroot" in script and "--tls-verify=false" in script
     )
     assert f"--digestfile /dev/termination-log {plan.target} docker://{plan.target}" in script
-    assert "--authfile /etc/mcosup-build/pull/.dockerconfigjson" in script
-    assert "--authfile /etc/mcosup-build/push/.dockerconfigjson" in script
+    # The dockerconfigjson Secret is used as it is; the legacy dockercfg one is wrapped into {"auths": ...}.
+    assert "--authfile /etc/mcosup-build/pull/config.json" in script
+    assert "--authfile /var/lib/mcosup-build/push-auth.json" in script
+    assert (
+        """printf '{"auths":%s}' "$(cat /etc/mcosup-build/push/dockercfg)" """
+        "> /var/lib/mcosup-build/push-auth.json" in script
+    )
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["context-0"]["configMap"]["name"] == f"{plan.name}-context-0"
-    assert volumes["pull-secret"]["secret"]["secretName"] == f"{plan.name}-pull"
-    assert volumes["push-secret"]["secret"]["secretName"] == f"{plan.name}-push"
+    assert volumes["pull-secret"]["secret"] == {
+        "secretName": "pull-secret",
+        "items": [{"key": ".dockerconfigjson", "path": "config.json"}],
+    }
+    assert volumes["push-secret"]["secret"] == {
+        "secretName": "push-secret",
+        "items": [{"key": ".dockercfg", "path": "dockercfg"}],
+    }
     assert "emptyDir" in volumes["work"]
     assert {m["name"] for m in c["volumeMounts"]} == set(volumes)
-    assert "--tls-verify" not in bp.build_pod(plan, bp.PodOptions())["spec"]["containers"][0]["command"][2]
+    default = bp.build_pod(plan, bp.PodOptions(), pull=pull, push=pull)
+    assert "--tls-verify" not in default["spec"]["containers"][0]["command"][2]
 
 
 def test_plan_refuses_bad_pullspec_naming_the_config() -> None:
