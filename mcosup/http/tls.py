@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -540,3 +540,25 @@ async def reconcile_self_managed(
     if state is not None:
         await asyncio.to_thread(write_serving_files, state.serving, cert_file, key_file)
     return state
+
+
+async def self_managed_tls_loop(
+    kube: Kube,
+    *,
+    is_leader: Callable[[], bool],
+    interval: float = 60.0,
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    **reconcile: Any,
+) -> None:
+    """Run :func:`reconcile_self_managed` every ``interval`` seconds until cancelled.
+
+    ``reconcile`` carries its keyword arguments (namespace, secret_name, webhook_configuration,
+    dns_names, cert_file, key_file, and optional plan tuning). Only the leader writes; every replica
+    keeps its serving files in step with the Secret. API errors are logged and retried next round.
+    """
+    while True:
+        try:
+            await reconcile_self_managed(kube, now=clock(), write=is_leader(), **reconcile)
+        except errors.ApiError as exc:
+            log.warning("self-managed webhook TLS round failed, retrying in %.0fs: %s", interval, exc)
+        await asyncio.sleep(interval)

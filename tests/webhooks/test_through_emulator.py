@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from mcosup.http.tls import (
     CertFileReloader,
     WebhookTLSState,
     reconcile_self_managed,
+    self_managed_tls_loop,
     service_dns_names,
     signed_by,
 )
@@ -33,6 +35,7 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube import resources as R
 from mcosup.settings import KubeSettings
+from waiting import eventually
 from webhooks import names
 from webhooks.facts import ClusterFacts
 
@@ -332,3 +335,31 @@ async def test_ca_rotation_through_the_configuration_keeps_admission_working(clu
     }
     assert cluster.tls.reload_if_changed()
     await verdicts_still_arrive()
+
+
+async def test_standby_replicas_follow_the_secret_without_writing(cluster: Cluster, tmp_path: Path) -> None:
+    secret_before = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
+    standby_dir = tmp_path / "standby"
+    loop = asyncio.create_task(
+        self_managed_tls_loop(
+            cluster.kube,
+            is_leader=lambda: False,
+            interval=0.05,
+            namespace=NS,
+            secret_name=SECRET,
+            webhook_configuration=cluster.configuration,
+            dns_names=service_dns_names("renamed-would-force-a-reissue", NS),
+            cert_file=standby_dir / "tls.crt",
+            key_file=standby_dir / "tls.key",
+        )
+    )
+    try:
+        await eventually(lambda: (standby_dir / "tls.crt").exists(), what="the standby's serving files")
+    finally:
+        loop.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop
+    state = WebhookTLSState.from_secret_data(secret_before["data"])
+    assert state is not None and (standby_dir / "tls.crt").read_bytes() == state.serving.cert_pem
+    secret_after = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
+    assert secret_after["metadata"]["resourceVersion"] == secret_before["metadata"]["resourceVersion"]
