@@ -48,6 +48,13 @@ def test_kustomization_lists_every_manifest_file() -> None:
     assert on_disk == listed
 
 
+def test_kustomization_uses_only_fields_every_kustomize_understands() -> None:
+    """kubectl 1.20 embeds kustomize 2.0: no `labels`, `replacements` or directories as resources."""
+    spec = kustomization()
+    assert set(spec) <= {"apiVersion", "kind", "namespace", "resources"}
+    assert all((DEPLOY / entry).is_file() for entry in spec["resources"])
+
+
 def test_kubectl_kustomize_renders_exactly_these_objects() -> None:
     kubectl = shutil.which("kubectl")
     assert kubectl, "kubectl is required to render deploy/ (see README: setup)"
