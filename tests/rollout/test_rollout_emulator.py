@@ -1,0 +1,370 @@
+"""The node controller against the emulator, the test playing each node's daemon (and the kubelet).
+
+Every test asserts on what the cluster shows: node labels/annotations/cordons, the pool's status and
+events, and the emulator's history of every object version (the maxUnavailable cap is checked at
+every recorded instant, not only at the end).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rollout_harness import (
+    FAST,
+    IMG,
+    NS,
+    R0,
+    R1,
+    FakeDaemons,
+    FakeKubelet,
+    Supervisor,
+    cap_violations,
+    connect,
+    create_nodes,
+    ensure_namespace,
+    node_versions,
+    pool_body,
+    running,
+    set_ready,
+)
+
+from mcosup.kube import client as kclient
+from mcosup.kube.resources import EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
+from mcosup.supervisor import drain
+from mcosup.supervisor.nodes import RolloutSettings
+from waiting import eventually
+from webhooks import names
+
+
+@pytest.fixture
+async def kube(admin_kubeconfig: Path) -> AsyncIterator[kclient.Kube]:
+    async with connect(admin_kubeconfig) as k:
+        await ensure_namespace(k)
+        yield k
+
+
+async def nodes_now(kube: kclient.Kube) -> dict[str, dict[str, Any]]:
+    items, _ = await kube.list(NODES)
+    return {n["metadata"]["name"]: n for n in items}
+
+
+def ann(node: dict[str, Any]) -> dict[str, str]:
+    return node["metadata"].get("annotations") or {}
+
+
+async def pool_condition(kube: kclient.Kube, type_: str) -> dict[str, Any] | None:
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    for cond in (pool.get("status") or {}).get("conditions") or []:
+        if cond["type"] == type_:
+            return dict(cond)
+    return None
+
+
+def all_at(nodes: dict[str, dict[str, Any]], config: str, image: str | None, mode: str) -> bool:
+    return all(
+        ann(n).get(names.CURRENT_CONFIG) == config
+        and ann(n).get(names.DESIRED_CONFIG) == config
+        and ann(n).get(names.CURRENT_IMAGE) == image
+        and ann(n).get(names.DESIRED_IMAGE) == image
+        and n["metadata"]["labels"].get(names.DAEMON_MODE) == mode
+        and ann(n).get(names.STATE) == names.STATE_DONE
+        for n in nodes.values()
+    )
+
+
+async def rolled_out(kube: kclient.Kube, config: str, image: str | None = None, mode: str = "legacy") -> bool:
+    nodes = await nodes_now(kube)
+    if not all_at(nodes, config, image, mode):
+        return False
+    if any(names.CORDONED_BY in ann(n) for n in nodes.values()):
+        return False
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    status = pool.get("status") or {}
+    if status.get("readyMachineCount") != len(nodes) or status.get("unavailableMachineCount") != 0:
+        return False
+    updated = await pool_condition(kube, names.UPDATED)
+    return updated is not None and updated["status"] == "True"
+
+
+def last_rv(emulator: Any) -> int:
+    return max((rv for rv, _, _ in emulator.history), default=0)
+
+
+async def test_ten_nodes_max_three_across_a_restart_and_a_node_failing_on_its_own(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=3))
+    await create_nodes(kube, 10)
+    daemons = FakeDaemons(kube, seconds=0.3)
+    async with running(daemons.run):
+        async with Supervisor(admin_kubeconfig) as sup:
+            await eventually(lambda: rolled_out(kube, R0), what="the pool to report Updated at R0")
+            since = last_rv(emulator)
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+
+            async def count_done(n: int) -> bool:
+                nodes = await nodes_now(kube)
+                return sum(ann(x).get(names.CURRENT_CONFIG) == R1 for x in nodes.values()) >= n
+
+            await eventually(lambda: count_done(3), what="three nodes updated")
+            await sup.restart()  # killed mid-rollout, wherever it was
+
+            await eventually(lambda: count_done(5), what="five nodes updated")
+            # A node not yet updated fails by itself.
+            nodes = await nodes_now(kube)
+            victim = next(n for n, x in sorted(nodes.items()) if ann(x).get(names.DESIRED_CONFIG) != R1)
+            await set_ready(kube, victim, False)
+
+            async def victim_targeted() -> bool:
+                return ann((await nodes_now(kube))[victim]).get(names.DESIRED_CONFIG) == R1
+
+            await eventually(victim_targeted, what=f"the failed node {victim} to be given the target")
+            await set_ready(kube, victim, True)
+            await eventually(lambda: rolled_out(kube, R1), within=60, what="the rollout to finish")
+
+    assert cap_violations(emulator.history, 3, since=since) == []
+    assert daemons.updates == 10
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    status = pool["status"]
+    assert (status["machineCount"], status["updatedMachineCount"], status["readyMachineCount"]) == (
+        10,
+        10,
+        10,
+    )
+    assert status["unavailableMachineCount"] == 0 and status["degradedMachineCount"] == 0
+
+
+async def test_layered_pool_holds_while_building_then_one_patch_per_node(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(rendered=R1, layered=True, max_unavailable=2))
+    pending = {
+        "type": names.BUILD_PENDING,
+        "status": "True",
+        "reason": "Pending",
+        "message": f"build of {R1}",
+    }
+    await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [pending]}})
+    await create_nodes(kube, 4)
+    daemons = FakeDaemons(kube, seconds=0.05)
+    async with running(daemons.run):
+        async with Supervisor(admin_kubeconfig):
+
+            async def waiting_for_image() -> bool:
+                cond = await pool_condition(kube, names.UPDATING)
+                return cond is not None and cond["reason"] == "WaitingForImage"
+
+            await eventually(waiting_for_image, what="the pool to report it waits for its image")
+            assert all(ann(n)[names.DESIRED_CONFIG] == R0 for n in (await nodes_now(kube)).values())
+
+            # The builder records success for the current config.
+            pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+            success = {
+                "type": names.BUILD_SUCCESS,
+                "status": "True",
+                "reason": "Built",
+                "message": f"{R1} as {IMG}",
+            }
+            others = [c for c in pool["status"]["conditions"] if c["type"] not in names.BUILD_CONDITIONS]
+            await kube.patch(
+                MACHINECONFIGPOOLS,
+                "worker",
+                {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: IMG}}},
+            )
+            await kube.patch_status(
+                MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [*others, success]}}
+            )
+            await eventually(lambda: rolled_out(kube, R1, IMG, names.MODE_LAYERED), what="every node layered")
+
+    for _rv, kind, node in node_versions(emulator.history):
+        a = node["metadata"].get("annotations") or {}
+        if kind != "DELETED" and a.get(names.DESIRED_CONFIG) == R1:
+            # Never the new config without the image, never the image without the layered mode.
+            assert a.get(names.DESIRED_IMAGE) == IMG, node["metadata"]["name"]
+            assert node["metadata"]["labels"][names.DAEMON_MODE] == names.MODE_LAYERED
+    assert cap_violations(emulator.history, 2) == []
+
+
+async def test_opt_out_returns_every_node_to_legacy_without_image(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(rendered=R1, max_unavailable=2))
+    await create_nodes(kube, 5, config=R1, image=IMG)
+    since = last_rv(emulator)
+    async with running(FakeDaemons(kube, seconds=0.05).run):
+        async with Supervisor(admin_kubeconfig):
+            await eventually(
+                lambda: rolled_out(kube, R1, None, names.MODE_LEGACY), what="every node legacy again"
+            )
+    for n in (await nodes_now(kube)).values():
+        assert names.DESIRED_IMAGE not in ann(n) and names.CURRENT_IMAGE not in ann(n)
+    assert cap_violations(emulator.history, 2, since=since) == []
+    events, _ = await kube.list(EVENTS, namespace=NS)
+    seen = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+    for i in range(5):
+        for reason in ("UpdateStarted", "Drained", "Updated"):
+            assert (f"w{i:02d}", reason) in seen, (f"w{i:02d}", reason)
+    pool_events = {e["reason"] for e in events if e["involvedObject"]["kind"] == "MachineConfigPool"}
+    assert {"NodesUpdating", "AllNodesUpdated"} <= pool_events
+
+
+async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    # The admin's cordon counts as unavailable and keeps one slot for good (as in the MCO).
+    await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=2))
+    await create_nodes(kube, 3, unschedulable=["w02"])  # w02: cordoned by an admin beforehand
+    await ensure_namespace(kube, "app")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-1", "namespace": "app", "labels": {"app": "web"}},
+        "spec": {"nodeName": "w00", "containers": [{"name": "c", "image": "web"}]},
+    }
+    await kube.create(PODS, pod, namespace="app")
+    running_ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    await kube.patch_status(PODS, "web-1", {"status": running_ready}, namespace="app")
+    ds_pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "agent-w00",
+            "namespace": "app",
+            "ownerReferences": [
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "DaemonSet",
+                    "name": "agent",
+                    "uid": "u1",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"nodeName": "w00", "containers": [{"name": "c", "image": "agent"}]},
+    }
+    await kube.create(PODS, ds_pod, namespace="app")
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "web", "namespace": "app"},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
+    }
+    await kube.create(PDBS, budget, namespace="app")
+
+    settings = RolloutSettings(
+        drain=drain.DrainSettings(timeout=0.5, retry_base=0.05, retry_cap=0.2), resync=5
+    )
+    async with running(FakeDaemons(kube, seconds=0.05).run, FakeKubelet(kube).run):
+        async with Supervisor(admin_kubeconfig, settings):
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+
+            async def stuck() -> bool:
+                cond = await pool_condition(kube, names.DEGRADED)
+                return (
+                    cond is not None
+                    and cond["status"] == "True"
+                    and cond["reason"] == names.REASON_DRAIN_STUCK
+                )
+
+            await eventually(stuck, what="the pool to report DrainStuck")
+            degraded = await pool_condition(kube, names.DEGRADED)
+            assert degraded is not None
+            assert "app/web-1" in degraded["message"] and "PodDisruptionBudget app/web" in degraded["message"]
+            nodes = await nodes_now(kube)
+            blocked = next(
+                n for n, x in nodes.items() if ann(x).get(names.CORDONED_BY) == names.CORDONED_BY_VALUE
+            )
+            assert nodes[blocked]["spec"].get("unschedulable") is True, "a stuck node stays cordoned"
+            events, _ = await kube.list(EVENTS, namespace=NS)
+            assert any(e["reason"] == names.REASON_DRAIN_STUCK and "app/web" in e["message"] for e in events)
+
+            await kube.delete(PDBS, "web", namespace="app")
+            await eventually(
+                lambda: rolled_out_except_cordon(kube, {"w02"}), within=30, what="the rollout to finish"
+            )
+            degraded = await pool_condition(kube, names.DEGRADED)
+            assert degraded is not None and degraded["status"] == "False"
+
+    nodes = await nodes_now(kube)
+    assert nodes["w02"]["spec"].get("unschedulable") is True, "the admin's cordon is left alone"
+    assert names.CORDONED_BY not in ann(nodes["w02"])
+    pods, _ = await kube.list(PODS, namespace="app")
+    assert [p["metadata"]["name"] for p in pods] == ["agent-w00"], "DaemonSet pods are not evicted"
+
+
+async def rolled_out_except_cordon(kube: kclient.Kube, admin_cordoned: set[str]) -> bool:
+    nodes = await nodes_now(kube)
+    if not all_at(nodes, R1, None, names.MODE_LEGACY):
+        return False
+    for name, n in nodes.items():
+        if names.CORDONED_BY in ann(n):
+            return False
+        if name not in admin_cordoned and n["spec"].get("unschedulable"):
+            return False
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    return bool(pool.get("status", {}).get("updatedMachineCount") == len(nodes))
+
+
+async def test_paused_pool_changes_no_target(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(rendered=R1, paused=True, max_unavailable=2))
+    await create_nodes(kube, 3)
+    async with running(FakeDaemons(kube, seconds=0.05).run):
+        async with Supervisor(admin_kubeconfig):
+
+            async def reports_paused() -> bool:
+                cond = await pool_condition(kube, names.UPDATING)
+                return (
+                    cond is not None
+                    and cond["reason"] == "Paused"
+                    and cond["message"].startswith("pool is paused: 0/3")
+                )
+
+            await eventually(reports_paused, what="the pool to report it is paused")
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"paused": False}})
+            await eventually(lambda: rolled_out(kube, R1), what="the rollout once unpaused")
+    # Before the unpause, no node version ever carried the new target or our cordon.
+    unpaused_at = next(
+        rv
+        for rv, _, obj in emulator.history
+        if obj.get("kind") == "MachineConfigPool" and not obj["spec"].get("paused")
+    )
+    for rv, _, node in node_versions(emulator.history):
+        if rv < unpaused_at:
+            a = node["metadata"].get("annotations") or {}
+            assert a.get(names.DESIRED_CONFIG) != R1 and names.CORDONED_BY not in a
+
+
+async def test_deleting_a_node_mid_update_frees_its_slot(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=1))
+    await create_nodes(kube, 3)
+    stuck_daemons = FakeDaemons(kube, seconds=3600)  # the first node never finishes
+    async with running(stuck_daemons.run):
+        async with Supervisor(admin_kubeconfig, FAST):
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+
+            async def first_targeted() -> str | None:
+                for name, n in (await nodes_now(kube)).items():
+                    if ann(n).get(names.DESIRED_CONFIG) == R1:
+                        return name
+                return None
+
+            async def any_targeted() -> bool:
+                return await first_targeted() is not None
+
+            await eventually(any_targeted, what="a first node to get the target")
+            first = await first_targeted()
+            assert first is not None
+            await kube.delete(NODES, first)
+
+            async def second_started() -> bool:
+                nodes = await nodes_now(kube)
+                return any(ann(n).get(names.DESIRED_CONFIG) == R1 for n in nodes.values())
+
+            await eventually(second_started, what="another node to take the freed slot")
