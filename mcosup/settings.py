@@ -93,6 +93,8 @@ class SupervisorSettings:
     deployment: str = ""
     #: Seconds a drain may take before the pool reports DrainStuck (contract: default 1h).
     drain_timeout: float = 3600.0
+    #: Seconds before recreating a builder pod after its first failure; doubles per quick failure.
+    builder_backoff: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> SupervisorSettings:
@@ -104,6 +106,7 @@ class SupervisorSettings:
             "identity": env_str(env, "POD_NAME", env_str(env, "HOSTNAME", cls.identity)),
             "deployment": env_str(env, "MCOSUP_DEPLOYMENT", ""),
             "drain_timeout": env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.drain_timeout, minimum=1),
+            "builder_backoff": env_float(env, "MCOSUP_BUILDER_BACKOFF", cls.builder_backoff, minimum=0.01),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

@@ -57,6 +57,7 @@ class OptInController:
         pod_spec: builderpod.BuilderPodSpec,
         clock: Clock,
         metrics: Metrics,
+        backoff: float = 5.0,
     ):
         self.kube = kube
         self.caches = caches
@@ -64,7 +65,7 @@ class OptInController:
         self.pod_spec = pod_spec
         self.clock = clock
         self.metrics = metrics
-        self.restarts = builderpod.RestartTracker()
+        self.restarts = builderpod.RestartTracker(base=backoff)
         # The builder pod as last seen while it was wanted, so a pod deleted behind our back counts as a
         # failure (with backoff) rather than being recreated in a tight loop.
         self._last_seen: Obj | None = None

@@ -78,6 +78,7 @@ async def run(
             ),
             clock=RealClock(),
             metrics=metrics,
+            backoff=settings.builder_backoff,
         )
         controllers: dict[str, Controller[str]] = {
             "render": Controller("render", render.reconcile, workers=2, metrics=metrics),
