@@ -20,36 +20,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
-import json
 import os
 import signal
 import stat
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
+
+from mcosup.sim.fakebin import Json, deployment, locked, read_json, write_json
 
 #: Mirrors mcosup.daemon.command.REBOOT_EXIT_CODE (the sim must not import product code's internals,
 #: and the product must not import the sim; the e2e tests check both agree).
 REBOOT_EXIT_CODE = 75
 STOCK_IMAGE = "quay.io/mcosup/stock-os@sha256:" + "0" * 64
 COMMANDS = ("rpm-ostree", "bootc", "systemctl", "update-ca-trust")
-_UNIT_DIRS = ("etc/systemd/system", "usr/lib/systemd/system")
-_MANIFEST_TYPES = ", ".join(
-    (
-        "application/vnd.oci.image.manifest.v1+json",
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    )
-)
-_TRANSPORTS = ("ostree-unverified-registry:", "ostree-remote-registry:", "ostree-image-signed:docker://")
-Json = dict[str, Any]
 
 
 class FakeHost:
@@ -97,7 +83,7 @@ class FakeHost:
         boot_id = str(uuid.uuid4())
         (self.rootfs / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
         state: Json = {
-            "booted": _deployment(image, kargs),
+            "booted": deployment(image, kargs),
             "staged": None,
             "bootId": boot_id,
             "registry": registry,
@@ -110,14 +96,14 @@ class FakeHost:
             "fail": {},
             "kill": [],
         }
-        _write_json(self.state_path, state)
+        write_json(self.state_path, state)
         self.bin_dir.mkdir(exist_ok=True)
         for name in COMMANDS:
             script = self.bin_dir / name
             script.write_text(
                 f"#!{sys.executable}\n"
                 "import sys\n"
-                "from mcosup.sim.fakehost import command_main\n"
+                "from mcosup.sim.fakebin import command_main\n"
                 f"sys.exit(command_main({name!r}, sys.argv[1:], {str(self.root)!r}))\n"
             )
             script.chmod(0o755)
@@ -132,8 +118,8 @@ class FakeHost:
     # What tests look at.
 
     def state(self) -> Json:
-        with _locked(self.root):
-            return _read_json(self.state_path)
+        with locked(self.root):
+            return read_json(self.state_path)
 
     def booted_image(self) -> str | None:
         image: str | None = (self.state()["booted"] or {}).get("image")
@@ -212,306 +198,10 @@ class FakeHost:
 
     @contextlib.contextmanager
     def _update(self) -> Iterator[Json]:
-        with _locked(self.root):
-            state = _read_json(self.state_path)
+        with locked(self.root):
+            state = read_json(self.state_path)
             yield state
-            _write_json(self.state_path, state)
-
-
-def _deployment(image: str | None, kargs: list[str], digest: str | None = None) -> Json:
-    if image is not None and digest is None:
-        _, sep, tail = image.rpartition("@")
-        digest = tail if sep else "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-    checksum = hashlib.sha256(f"{image}|{' '.join(kargs)}".encode()).hexdigest()
-    return {"image": image, "digest": digest, "kargs": kargs, "checksum": checksum}
-
-
-@contextlib.contextmanager
-def _locked(root: Path) -> Iterator[None]:
-    with (root / "host.lock").open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _read_json(path: Path) -> Json:
-    data: Json = json.loads(path.read_text())
-    return data
-
-
-def _write_json(path: Path, data: Json) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-# The fake commands.
-
-
-class _Fail(Exception):
-    pass
-
-
-def command_main(name: str, argv: list[str], host_dir: str) -> int:
-    """Entry point of the fake executables in ``bin/``."""
-    root = Path(host_dir)
-    words = [a for a in argv if not a.startswith("-")]
-    what = f"{name} {words[0]}" if words else name
-    with _locked(root):
-        state = _read_json(root / "host.json")
-        state["log"].append([name, *argv])
-        # Matched without systemctl's --root=..., so rules read like the command a person would type.
-        kill = _take_kill(state, " ".join([name, *(a for a in argv if not a.startswith("--root="))]))
-        _write_json(root / "host.json", state)
-    if kill == "before":
-        os.kill(os.getppid(), signal.SIGKILL)
-        return 1
-    try:
-        with _locked(root):
-            state = _read_json(root / "host.json")
-            if what in state["fail"]:
-                raise _Fail(state["fail"][what])
-            out = _COMMANDS[name](state, argv, root / "rootfs")
-            _write_json(root / "host.json", state)
-        status = 0
-    except _Fail as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        out, status = "", 1
-    if out:
-        sys.stdout.write(out)
-        sys.stdout.flush()
-    if kill == "after":
-        os.kill(os.getppid(), signal.SIGKILL)
-    return status
-
-
-def _take_kill(state: Json, command_line: str) -> str | None:
-    for rule in state["kill"]:
-        if command_line == rule["match"] or command_line.startswith(rule["match"] + " "):
-            if rule["skip"] > 0:
-                rule["skip"] -= 1
-                return None
-            state["kill"].remove(rule)
-            return str(rule["when"])
-    return None
-
-
-def _next_boot(state: Json) -> Json:
-    nxt: Json = state["staged"] or state["booted"]
-    return nxt
-
-
-def _stage(state: Json, image: str | None, kargs: list[str], digest: str | None = None) -> None:
-    state["staged"] = _deployment(image, kargs, digest)
-
-
-def _check_registry(state: Json, image: str) -> str | None:
-    """The manifest digest from the configured registry (None when none is configured)."""
-    registry = state.get("registry")
-    if not registry:
-        return None
-    first, _, rest = image.partition("/")
-    repo_ref = rest if rest and ("." in first or ":" in first or first == "localhost") else image
-    if "@" in repo_ref:
-        repo, _, ref = repo_ref.partition("@")
-    else:
-        repo, _, ref = (
-            repo_ref.rpartition(":") if ":" in repo_ref.rsplit("/", 1)[-1] else (repo_ref, "", "latest")
-        )
-    url = f"{registry.rstrip('/')}/v2/{repo}/manifests/{ref}"
-    request = urllib.request.Request(url, method="HEAD", headers={"Accept": _MANIFEST_TYPES})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            digest: str | None = resp.headers.get("Docker-Content-Digest")
-            return digest
-    except urllib.error.HTTPError as exc:
-        raise _Fail(
-            f"Creating importer: failed to invoke method OpenImage: reading manifest {ref} in "
-            f"{first}/{repo}: manifest unknown (HTTP {exc.code})"
-        ) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise _Fail(f"pinging container registry {registry}: {exc}") from None
-
-
-def _rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
-    words = [a for a in argv if not a.startswith("-")]
-    sub = words[0] if words else ""
-    if sub == "status":
-        if "--json" not in argv:
-            booted = state["booted"]
-            return f"State: idle\nDeployments:\n* {booted['image']}\n"
-        deployments = []
-        for key in ("staged", "booted"):
-            d = state[key]
-            if d is None:
-                continue
-            entry: Json = {"booted": key == "booted", "staged": key == "staged", "checksum": d["checksum"]}
-            if d["image"]:
-                entry["container-image-reference"] = "ostree-unverified-registry:" + d["image"]
-                entry["container-image-reference-digest"] = d["digest"]
-            else:
-                entry["origin"] = "fedora:fedora/x86_64/coreos/stable"
-            deployments.append(entry)
-        return json.dumps({"deployments": deployments, "transactions": None}) + "\n"
-    if sub == "kargs":
-        nxt = _next_boot(state)
-        kargs = list(nxt["kargs"])
-        changed = False
-        for arg in argv[1:]:
-            opt, _, value = arg.partition("=")
-            if opt in ("--append", "--append-if-missing"):
-                if opt == "--append" or value not in kargs:
-                    kargs.append(value)
-                    changed = True
-            elif opt in ("--delete", "--delete-if-present"):
-                if value not in kargs:
-                    if opt == "--delete":
-                        raise _Fail(f"No karg '{value}' found")
-                    continue
-                kargs.remove(value)
-                changed = True
-            else:
-                raise _Fail(f"rpm-ostree kargs: unknown option {arg}")
-        if changed:
-            _stage(state, nxt["image"], kargs, nxt["digest"])
-            return ""
-        return " ".join(kargs) + "\n"
-    if sub == "rebase":
-        if len(words) != 2:
-            raise _Fail("rpm-ostree rebase takes exactly one REFSPEC")
-        ref = words[1]
-        transport = next((t for t in _TRANSPORTS if ref.startswith(t)), None)
-        if transport is None:
-            raise _Fail(f"Unsupported refspec {ref!r}: use ostree-unverified-registry:<pullspec>")
-        image = ref[len(transport) :]
-        digest = _check_registry(state, image)
-        _stage(state, image, list(_next_boot(state)["kargs"]), digest)
-        return 'Staging deployment...done\nRun "systemctl reboot" to start a reboot\n'
-    raise _Fail(f"rpm-ostree: unknown command {sub!r}")
-
-
-def _bootc(state: Json, argv: list[str], rootfs: Path) -> str:
-    words = [a for a in argv if not a.startswith("-") and a != "registry"]
-    sub = words[0] if words else ""
-    if sub == "status":
-
-        def entry(d: Json | None) -> Json | None:
-            if d is None or not d["image"]:
-                return None
-            return {
-                "image": {
-                    "image": {"image": d["image"], "transport": "registry"},
-                    "imageDigest": d["digest"],
-                },
-                "ostree": {"checksum": d["checksum"]},
-            }
-
-        spec_image = _next_boot(state)["image"]
-        return (
-            json.dumps(
-                {
-                    "apiVersion": "org.containers.bootc/v1",
-                    "kind": "BootcHost",
-                    "spec": {"image": {"image": spec_image, "transport": "registry"} if spec_image else None},
-                    "status": {
-                        "staged": entry(state["staged"]),
-                        "booted": entry(state["booted"]),
-                        "rollback": None,
-                    },
-                }
-            )
-            + "\n"
-        )
-    if sub == "switch":
-        if len(words) != 2:
-            raise _Fail("bootc switch takes exactly one IMAGE")
-        image = words[1]
-        digest = _check_registry(state, image)
-        _stage(state, image, list(_next_boot(state)["kargs"]), digest)
-        return "Queued for next boot\n"
-    raise _Fail(f"bootc: unknown command {sub!r}")
-
-
-def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
-    args: list[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--root"):
-            given = arg.partition("=")[2] if "=" in arg else argv[i + 1]
-            i += 0 if "=" in arg else 1
-            if Path(given).resolve() != rootfs.resolve():
-                raise _Fail(f"--root={given} is not this host's root {rootfs}")
-        elif not arg.startswith("-"):
-            args.append(arg)
-        i += 1
-    sub, units = (args[0], args[1:]) if args else ("", [])
-    if sub == "daemon-reload":
-        state["daemonReloads"] += 1
-        return ""
-    if sub == "reboot":
-        if state["staged"] is not None:
-            state["booted"], state["staged"] = state["staged"], None
-        state["bootId"] = str(uuid.uuid4())
-        (rootfs / "proc/sys/kernel/random/boot_id").write_text(state["bootId"] + "\n")
-        state["reboots"] += 1
-        return ""
-    if sub in ("enable", "disable", "mask", "unmask", "is-enabled"):
-        if not units:
-            raise _Fail(f"Too few arguments for systemctl {sub}")
-        out = []
-        for unit in units:
-            exists = any((rootfs / d / unit).is_file() for d in _UNIT_DIRS)
-            if sub == "enable":
-                if not exists:
-                    raise _Fail(f"Failed to enable unit: Unit file {unit} does not exist.")
-                if unit in state["masked"]:
-                    raise _Fail(f"Failed to enable unit: Unit file /etc/systemd/system/{unit} is masked.")
-                if unit not in state["enabled"]:
-                    state["enabled"].append(unit)
-            elif sub == "disable":
-                if unit in state["enabled"]:
-                    state["enabled"].remove(unit)
-            elif sub == "mask":
-                if unit not in state["masked"]:
-                    state["masked"].append(unit)
-            elif sub == "unmask":
-                if unit in state["masked"]:
-                    state["masked"].remove(unit)
-            else:
-                out.append(
-                    "masked"
-                    if unit in state["masked"]
-                    else "enabled"
-                    if unit in state["enabled"]
-                    else "disabled"
-                )
-        return "".join(o + "\n" for o in out)
-    raise _Fail(f"systemctl: unknown command {sub!r}")
-
-
-def _update_ca_trust(state: Json, argv: list[str], rootfs: Path) -> str:
-    anchors = rootfs / "etc/pki/ca-trust/source/anchors"
-    bundle = (
-        b"".join(p.read_bytes() for p in sorted(anchors.glob("*")) if p.is_file())
-        if anchors.is_dir()
-        else b""
-    )
-    out = rootfs / "etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(bundle)
-    state["caTrustUpdates"] += 1
-    return ""
-
-
-_COMMANDS = {
-    "rpm-ostree": _rpm_ostree,
-    "bootc": _bootc,
-    "systemctl": _systemctl,
-    "update-ca-trust": _update_ca_trust,
-}
+            write_json(self.state_path, state)
 
 
 # The kubelet stand-in for daemons.
