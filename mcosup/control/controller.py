@@ -42,12 +42,16 @@ class Controller(Generic[K]):
         workers: int = 1,
         queue: WorkQueue[K] | None = None,
         metrics: Metrics | None = None,
+        expected_errors: tuple[type[Exception], ...] = (),
     ):
         self.name = name
         self.reconcile = reconcile
         self.workers = workers
         self.queue: WorkQueue[K] = queue or WorkQueue()
         self.metrics = metrics
+        #: Failures that are part of normal operation (an optimistic-concurrency conflict): retried the
+        #: same way, logged in one line instead of with a traceback.
+        self.expected_errors = expected_errors
 
     def enqueue(self, key: K) -> None:
         self.queue.add(key)
@@ -81,10 +85,13 @@ class Controller(Generic[K]):
             self._count("terminal")
             log.error("%s: %s cannot be reconciled: %s", self.name, key, exc, extra={"fields": {"key": key}})
             return
-        except Exception:
+        except Exception as exc:
             delay = self.queue.add_rate_limited(key)
             self._count("error")
-            log.exception("%s: reconcile of %s failed; retrying in %.2fs", self.name, key, delay)
+            if isinstance(exc, self.expected_errors):
+                log.info("%s: reconcile of %s: %s; retrying in %.2fs", self.name, key, exc, delay)
+            else:
+                log.exception("%s: reconcile of %s failed; retrying in %.2fs", self.name, key, delay)
             return
         self.queue.forget(key)
         if result is not None and result.requeue_after is not None:

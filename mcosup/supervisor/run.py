@@ -80,9 +80,12 @@ async def run(
             metrics=metrics,
             backoff=settings.builder_backoff,
         )
+        expected = (errors.Conflict,)
         controllers: dict[str, Controller[str]] = {
-            "render": Controller("render", render.reconcile, workers=2, metrics=metrics),
-            "optin": Controller("optin", optin.reconcile, metrics=metrics),
+            "render": Controller(
+                "render", render.reconcile, workers=2, metrics=metrics, expected_errors=expected
+            ),
+            "optin": Controller("optin", optin.reconcile, metrics=metrics, expected_errors=expected),
         }
         _wire(informers, controllers)
         elector = LeaderElector(kube, namespace=ns, identity=settings.identity, settings=lease)

@@ -178,7 +178,7 @@ async def test_invalid_config_means_no_builder_and_a_named_problem(
     assert any(e["reason"] == "InvalidConfig" and e["involvedObject"]["name"] == "worker" for e in events)
 
     # Fixing the config alone starts the builder.
-    if breakage in ("missing-secret", "wrong-type-secret"):
+    if breakage == "wrong-type-secret":
         await kube.delete(SECRETS, "push-secret", namespace=NS)
     if breakage == "unknown-builder":
         await kube.patch(
