@@ -211,6 +211,51 @@ def _gunzip(data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+_PLAIN_FILE_KEYS = frozenset(("path", "mode", "contents", "overwrite", "user", "group", "filesystem"))
+_PLAIN_CONTENTS_KEYS = frozenset(("source", "verification"))
+
+
+def _plain_file_ok(file: Mapping[str, Any]) -> bool:
+    """True for the common file shape that is valid on sight; anything else takes the full check.
+
+    Validation runs for every file of every MachineConfig review, and nearly all files are an
+    absolute path, a plain mode and inline base64 or percent-encoded contents.
+    """
+    if type(file) is not dict or not file.keys() <= _PLAIN_FILE_KEYS:
+        return False
+    path = file.get("path")
+    if (
+        type(path) is not str
+        or path[:1] != "/"
+        or "//" in path
+        or "/." in path  # '.', '..' or a dot-file: dot-files take the full check, which accepts them
+        or path.endswith("/")
+        or "\x00" in path
+    ):
+        return False
+    mode = file.get("mode")
+    if mode is not None and (type(mode) is not int or not 0 <= mode <= MAX_MODE):
+        return False
+    filesystem = file.get("filesystem")
+    if filesystem is not None and filesystem != "root":
+        return False
+    contents = file.get("contents")
+    if contents is None:
+        return True
+    if type(contents) is not dict or not contents.keys() <= _PLAIN_CONTENTS_KEYS:
+        return False
+    source = contents.get("source")
+    if source is None:
+        return True
+    if type(source) is not str:
+        return False
+    if source.startswith("data:;base64,"):
+        return (len(source) - 13) % 4 == 0 and _CANONICAL_BASE64.fullmatch(source, 13) is not None
+    if source.startswith("data:,"):
+        return _BAD_PERCENT_TEXT.search(source, 6) is None
+    return False
+
+
 def _check_file(
     file: Mapping[str, Any], field: str, v2: bool, seen: dict[str, int], index: int, out: list[Problem]
 ) -> None:
@@ -488,6 +533,9 @@ def _check_config(config: Mapping[str, Any], out: list[Problem]) -> None:
             out.append(Problem(f"spec.config.storage.{key}", fix))
     seen: dict[str, int] = {}
     for i, file in enumerate(_list(storage.get("files"), "spec.config.storage.files", out)):
+        if _plain_file_ok(file) and file["path"] not in seen:
+            seen[file["path"]] = i
+            continue
         field = f"spec.config.storage.files[{i}]"
         if type(file) is not dict and not isinstance(file, Mapping):
             out.append(Problem(field, "must be an object with a path"))
@@ -553,7 +601,7 @@ def _files(mc: Mapping[str, Any]) -> Iterator[tuple[int, str]]:
 
 def _undeliverable(path: str) -> bool:
     # Cheap rejection first: this runs for every file of every MachineConfig review.
-    candidate = path if is_normalised_absolute(path) else normalised(path)
+    candidate = path if "/." not in path and "//" not in path else normalised(path)
     return (
         candidate.startswith(names.IMAGE_UNDELIVERABLE_PREFIXES)
         and names.image_undeliverable(candidate) is not None
