@@ -213,6 +213,17 @@ async def test_layered_then_new_image(cluster: Cluster, fake: FakeHost) -> None:
     assert not fake.unit_enabled("app.service") and not fake.unit_masked("crio.service")
 
 
+async def test_layered_with_the_bootc_backend(cluster: Cluster, fake: FakeHost) -> None:
+    async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig, backend="bootc"):
+        await cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
+        await cluster.done("rendered-worker-1", IMG_A)
+    assert fake.booted_image() == IMG_A and fake.reboots() == 1
+    assert [c for c in fake.command_log() if c[:2] == ["bootc", "switch"]] == [
+        ["bootc", "switch", "--transport", "registry", IMG_A]
+    ]
+    assert rebases(fake) == 0
+
+
 async def test_revert_to_stock(cluster: Cluster, fake: FakeHost) -> None:
     await cluster.configmap(names.OSIMAGEURL_CM, {names.BASE_OS_CONTAINER_IMAGE_KEY: STOCK_IMAGE})
     async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
