@@ -269,14 +269,8 @@ async def test_two_supervisors_only_one_acts_and_the_other_takes_over(
     )
     leader = lease["spec"]["holderIdentity"]
     assert leader in ("sup-a", "sup-b")
-    writers = {
-        r["user"]
-        for r in emulator.requests
-        if r["method"] in ("POST", "PATCH", "PUT", "DELETE")
-        and "/leases" not in r["path"]
-        and "/events" not in r["path"]
-    }
-    assert len(writers) <= 2  # admin (test) and one supervisor identity: both supervisors share admin here
+    await eventually(lambda: _ready(kube, "worker", "False"), what="LayeringReady reported")
+    assert _writers(emulator) == {leader}, "the standby wrote to the cluster"
 
     # Kill the leader; the standby takes over and keeps the single pod.
     (a if leader == "sup-a" else b).task.cancel()
@@ -300,6 +294,23 @@ async def test_two_supervisors_only_one_acts_and_the_other_takes_over(
         if e[1] == "ADDED" and e[2].get("kind") == "Pod" and e[2]["metadata"]["name"] == "machine-os-builder"
     ]
     assert len(creates) == 2
+    assert _writers(emulator) == {leader, survivor}
+
+
+def _writers(emulator: Any) -> set[str]:
+    """Supervisor identities that wrote anything but their Lease."""
+    return {
+        r.user
+        for r in emulator.requests
+        if r.method in ("POST", "PATCH", "PUT", "DELETE")
+        and r.user.startswith("sup-")
+        and "/leases" not in r.path
+    }
+
+
+async def _ready(kube: kclient.Kube, pool: str, status: str) -> bool:
+    cond = await condition(kube, pool, "LayeringReady")
+    return cond is not None and cond["status"] == status
 
 
 async def test_render_creates_rendered_config_and_points_the_pool_at_it(
