@@ -1,1 +1,37 @@
-"""daemon"""
+"""The node daemon (`mcosup daemon`, contract section 6): one per node, the MCO's "MCD".
+
+Layers, from pure to I/O:
+
+- :mod:`~mcosup.daemon.machineconfig` and :mod:`~mcosup.daemon.plan` are pure: a rendered config and
+  what the Node and host say in, an ordered list of idempotent steps out. No I/O there.
+- :mod:`~mcosup.daemon.host` is the only code that touches the host (files under the root, ``rpm-ostree``
+  / ``bootc``, ``systemctl``, ``update-ca-trust``, reboot).
+- :mod:`~mcosup.daemon.journal` persists intent on the host; :mod:`~mcosup.daemon.executor` runs a
+  journalled plan step by step.
+- :mod:`~mcosup.daemon.agent` is the level-triggered loop behind a small ``Cluster`` seam;
+  :mod:`~mcosup.daemon.cluster` implements the seam with the Kubernetes client; ``command`` wires it up.
+  Nothing here imports :mod:`mcosup.sim`.
+
+Choices where the contract is silent (what an MCO administrator would expect):
+
+- Legacy mode reboots when a file, unit, kernel argument or the OS image changes; ssh keys, the
+  password hash and certificates never cause a reboot.
+- A reboot is proven by a new boot id (``/proc/sys/kernel/random/boot_id``), recorded before asking
+  for it, so a crash around the reboot neither skips it nor reboots twice. The process then exits with
+  status 75 and the kubelet starts it again.
+- ``core``'s ssh keys go to ``/home/core/.ssh/authorized_keys`` (mode 0600, owner core); the password
+  hash is set in ``/etc/shadow`` as ``usermod -p`` would; a config that drops the hash locks it (``*``).
+- Kernel arguments follow the MCO's diff: arguments the previous config added and the new one lacks are
+  deleted, new ones appended, arguments nobody configured are left alone. On bootc hosts they are
+  changed with ``rpm-ostree kargs`` too (bootc only takes kernel arguments from the image).
+- Certificates: a missing ``node-certificates`` ConfigMap changes nothing; a dropped
+  ``user-ca-bundle.crt`` is removed (and the trust store rebuilt); a dropped ``kubelet-ca.crt`` is left
+  in place (removing it would cut the kubelet off); ``/etc/docker/certs.d`` is owned by the daemon:
+  every directory there that the ConfigMap does not list is removed.
+- After a failure the node stays ``Degraded`` with the reason while the daemon retries (capped
+  exponential backoff), rather than flapping through ``Working`` on each attempt.
+- Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored; the
+  webhook and the renderer own their validation.
+- State on the host: ``/etc/mco/mcosup-daemon-state.json`` (what was applied, the plan in progress);
+  during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3).
+"""
