@@ -156,6 +156,7 @@ class Emulator:
         self.requests: list[RequestRecord] = []
         self.faults = Faults(self.store.cut_watches, self.store.compact)
         self._tokens: dict[str, UserInfo] = {}
+        self._streaming: set[int] = set()  # watch requests already in the request log
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._crd_types: dict[str, list[ResourceType]] = {}
         self._pod_logs: dict[tuple[str, str, str], str] = {}
@@ -384,9 +385,12 @@ class Emulator:
             status = 500
             return self._error_response(errors.internal(f"{type(exc).__name__}: {exc}"))
         finally:
-            self.requests.append(
-                RequestRecord(request.method, request.path, dict(request.query), user_name, status)
-            )
+            if id(request) in self._streaming:
+                self._streaming.discard(id(request))
+            else:
+                self.requests.append(
+                    RequestRecord(request.method, request.path, dict(request.query), user_name, status)
+                )
 
     def _error_response(self, exc: errors.ApiStatusError) -> web.Response:
         headers: CIMultiDict[str] = CIMultiDict(exc.headers)
@@ -757,6 +761,11 @@ class Emulator:
         response.enable_chunked_encoding()
         try:
             await response.prepare(request)
+            # Logged once the stream is open, so tests can wait for a client's watch to be in place.
+            self._streaming.add(id(request))
+            self.requests.append(
+                RequestRecord(request.method, request.path, dict(request.query), ctx.user.username, 200)
+            )
             if expired is not None:
                 await response.write(orjson.dumps({"type": "ERROR", "object": expired.body()}) + b"\n")
                 await response.write_eof()
