@@ -178,9 +178,8 @@ def _figures(latencies: list[float], seconds: float) -> tuple[float, float, floa
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--seconds", type=float, default=6.0, help="measuring time per server and concurrency"
-    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measuring time of one run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per server; the best counts")
     parser.add_argument("--files", type=int, default=300)
     parser.add_argument(
         "--max-file-bytes", type=int, default=1500, help="largest file (sizes are uniform from 100)"
@@ -192,32 +191,48 @@ def main() -> int:
     leaf = ca.issue_cert("127.0.0.1", "localhost")
     client_context = ssl.create_default_context()
     ca.configure_trust(client_context)
+    # On a shared machine a neighbour's burst can halve one run: runs alternate between the two
+    # servers and each keeps its best round (highest throughput), so both see the same conditions.
     results: dict[tuple[str, int], tuple[float, float, float]] = {}
     spawn = multiprocessing.get_context("spawn")
+    servers: dict[str, Any] = {}
+    ports: dict[str, int] = {}
     with tempfile.TemporaryDirectory() as tmp:
         cert, key = Path(tmp, "tls.crt"), Path(tmp, "tls.key")
         leaf.cert_chain_pems[0].write_to_path(str(cert))
         leaf.private_key_pem.write_to_path(str(key))
-        for kind in ("bare", "mcosup"):
-            ready = spawn.Queue()
-            server = spawn.Process(target=_serve, args=(kind, str(cert), str(key), ready), daemon=True)
-            server.start()
-            try:
-                port = ready.get(timeout=30)
-                for concurrency in CONCURRENCIES:
-                    latencies = asyncio.run(_load(port, client_context, body, concurrency, args.seconds))
-                    results[(kind, concurrency)] = _figures(latencies, args.seconds)
-            finally:
+        try:
+            for kind in ("bare", "mcosup"):
+                ready = spawn.Queue()
+                servers[kind] = spawn.Process(
+                    target=_serve, args=(kind, str(cert), str(key), ready), daemon=True
+                )
+                servers[kind].start()
+                ports[kind] = ready.get(timeout=30)
+            for concurrency in CONCURRENCIES:
+                for _ in range(args.rounds):
+                    for kind in ("bare", "mcosup"):
+                        latencies = asyncio.run(
+                            _load(ports[kind], client_context, body, concurrency, args.seconds)
+                        )
+                        figures = _figures(latencies, args.seconds)
+                        if figures[0] > results.get((kind, concurrency), (0.0, 0.0, 0.0))[0]:
+                            results[(kind, concurrency)] = figures
+        finally:
+            for server in servers.values():
                 server.terminate()
                 server.join(10)
 
+    load = os.getloadavg()[0]
     print(
         f"webhook latency over TLS: {args.files}-file MachineConfig review, {len(body) / 1024:.0f} KiB body, "
-        f"{os.cpu_count()} CPUs, {args.seconds:.0f} s per run"
+        f"{os.cpu_count()} CPUs (load {load:.1f}), best of {args.rounds} x {args.seconds:.0f} s runs"
     )
     print(f"{'server':<8} {'conc':>4} {'reviews/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for (kind, concurrency), (rate, p50, p99) in results.items():
-        print(f"{kind:<8} {concurrency:>4} {rate:>10.1f} {p50:>8.2f} {p99:>8.2f}")
+    for concurrency in CONCURRENCIES:
+        for kind in ("bare", "mcosup"):
+            rate, p50, p99 = results[(kind, concurrency)]
+            print(f"{kind:<8} {concurrency:>4} {rate:>10.1f} {p50:>8.2f} {p99:>8.2f}")
     for concurrency in CONCURRENCIES:
         ratio = results[("mcosup", concurrency)][0] / results[("bare", concurrency)][0]
         print(f"throughput ratio mcosup/bare at concurrency {concurrency}: {ratio:.2f}x (target >= 0.70x)")
