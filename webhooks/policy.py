@@ -109,7 +109,10 @@ def node_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
     if request["operation"] != "UPDATE" or request["subResource"]:
         return Verdict.allow()
     new = _object(request)
-    old = request["oldObject"] or {}
+    old = request["oldObject"]
+    if old is None:
+        # Without the old object every guarded key would look newly set: refuse to guess.
+        raise MalformedReview("request.oldObject is required for a Node UPDATE")
     node = _name(request)
     user = request["userInfo"]["username"]
     if user == facts.supervisor_username:

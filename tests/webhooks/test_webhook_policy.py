@@ -343,6 +343,11 @@ def test_admin_editing_the_daemons_report_is_a_warned_recovery_step() -> None:
     assert "recovery step" in verdict.warnings[0] and f"[{names.CURRENT_CONFIG}]" in verdict.warnings[0]
 
 
+def test_node_update_without_the_old_object_is_malformed() -> None:
+    with pytest.raises(MalformedReview, match=r"request\.oldObject is required"):
+        review(request("Node", LEGACY_NODE, None), LEGACY)
+
+
 def test_unrelated_node_changes_pass_for_anyone() -> None:
     new = with_labels(LAYERED_NODE, **{"topology.kubernetes.io/zone": "b"})
     assert node_review(LAYERED_NODE, new) == Verdict(True)
