@@ -48,6 +48,11 @@ def split_image(image: str) -> tuple[str, str, str]:
     return DOCKER_HUB, name if rest else f"library/{name}", reference
 
 
+def basic(creds: tuple[str, str]) -> str:
+    """An HTTP Basic ``Authorization`` value (RFC 7617; registries take UTF-8 credentials)."""
+    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
+
+
 def credentials_for(host: str, auths: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(username, password)`` for ``host`` from an ``auths`` map (keys may carry a scheme or path)."""
     for key, entry in auths.items():
@@ -60,7 +65,7 @@ def credentials_for(host: str, auths: Mapping[str, Any]) -> tuple[str, str] | No
             return str(entry["username"]), str(entry.get("password", ""))
         if entry.get("auth"):
             try:
-                user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+                user, _, password = base64.b64decode(entry["auth"], validate=True).decode().partition(":")
             except ValueError:
                 continue
             return user, password
@@ -79,8 +84,8 @@ async def _token(
     if not realm:
         raise RegistryError(f"registry asked for a token without a realm: {challenge!r}")
     params.setdefault("scope", f"repository:{repo}:pull")
-    auth = aiohttp.BasicAuth(*creds) if creds else None
-    async with session.get(realm, params=params, auth=auth, ssl=ssl) as resp:
+    headers = {"Authorization": basic(creds)} if creds else {}
+    async with session.get(realm, params=params, headers=headers, ssl=ssl) as resp:
         if resp.status != 200:
             raise RegistryError(f"token endpoint {realm} answered {resp.status}")
         body = await resp.json(content_type=None)
@@ -140,7 +145,7 @@ async def _ask(
                         raise RegistryError(
                             f"registry {host} wants credentials and the Secrets have none for it"
                         )
-                    headers["Authorization"] = aiohttp.BasicAuth(*creds).encode()
+                    headers["Authorization"] = basic(creds)
                     continue
                 if resp.status == 404:
                     return None

@@ -9,6 +9,7 @@ storage in a directory the caller owns (plain HTTP, no auth: clients use ``--tls
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -42,11 +44,32 @@ def free_port() -> int:
 class Registry:
     """``async with Registry(directory) as reg:`` — ``reg.host`` is ``127.0.0.1:<port>``."""
 
-    def __init__(self, directory: Path, *, port: int = 0, binary: str = REGISTRY_BINARY) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        port: int = 0,
+        binary: str = REGISTRY_BINARY,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
+        """``credentials``: require HTTP Basic auth with this user and password (htpasswd, bcrypt)."""
         self.directory = Path(directory)
         self.port = port or free_port()
         self.binary = binary
+        self.credentials = credentials
         self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def auth_header(self) -> dict[str, str]:
+        if self.credentials is None:
+            return {}
+        token = base64.b64encode(":".join(self.credentials).encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+    @property
+    def creds_args(self) -> list[str]:
+        """``--creds user:password`` for buildah/skopeo, when the registry wants credentials."""
+        return ["--creds", ":".join(self.credentials)] if self.credentials else []
 
     @property
     def host(self) -> str:
@@ -60,17 +83,22 @@ class Registry:
         storage = self.directory / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         config = self.directory / "config.yml"
+        settings: dict[str, object] = {
+            "version": 0.1,
+            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+            "http": {"addr": self.host},
+        }
+        if self.credentials is not None:
+            import bcrypt  # only registries with credentials need it (dev dependency)
+
+            user, password = self.credentials
+            htpasswd = self.directory / "htpasswd"
+            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
+            htpasswd.write_text(f"{user}:{hashed}\n")
+            settings["auth"] = {"htpasswd": {"realm": "mcosup-test", "path": str(htpasswd)}}
         # JSON is YAML: no YAML writer needed for a five-key config.
-        config.write_text(
-            json.dumps(
-                {
-                    "version": 0.1,
-                    "log": {"level": "warn", "accesslog": {"disabled": True}},
-                    "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
-                    "http": {"addr": self.host},
-                }
-            )
-        )
+        config.write_text(json.dumps(settings))
         log = (self.directory / "registry.log").open("ab")
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -90,6 +118,8 @@ class Registry:
         try:
             with urllib.request.urlopen(self.url + "/v2/", timeout=1) as resp:
                 return bool(resp.status == 200)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 401  # up, and asking for the credentials it was configured with
         except (OSError, urllib.error.URLError):
             return False
 
@@ -118,7 +148,9 @@ class Registry:
     def manifest_digest(self, repo: str, reference: str) -> str | None:
         """The digest the registry serves for ``repo:reference``, or None when it has no such manifest."""
         req = urllib.request.Request(
-            f"{self.url}/v2/{repo}/manifests/{reference}", method="HEAD", headers={"Accept": MANIFEST_TYPES}
+            f"{self.url}/v2/{repo}/manifests/{reference}",
+            method="HEAD",
+            headers={"Accept": MANIFEST_TYPES, **self.auth_header},
         )
         try:
             with urllib.request.urlopen(req, timeout=5) as resp:
@@ -131,7 +163,8 @@ class Registry:
 
     def tags(self, repo: str) -> list[str]:
         try:
-            with urllib.request.urlopen(f"{self.url}/v2/{repo}/tags/list", timeout=5) as resp:
+            req = urllib.request.Request(f"{self.url}/v2/{repo}/tags/list", headers=self.auth_header)
+            with urllib.request.urlopen(req, timeout=5) as resp:
                 return list(json.load(resp).get("tags") or [])
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
@@ -208,6 +241,7 @@ async def build_base_image(
             "buildah",
             *storage,
             "push",
+            *registry.creds_args,
             "--tls-verify=false",
             "--digestfile",
             str(digestfile),
@@ -233,8 +267,10 @@ class ImageFile:
         return f"ImageFile({oct(self.mode)}, {kind})"
 
 
-def _get(url: str, accept: str | None = None) -> tuple[bytes, dict[str, str]]:
-    req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+def _get(
+    url: str, accept: str | None = None, auth: Mapping[str, str] | None = None
+) -> tuple[bytes, dict[str, str]]:
+    req = urllib.request.Request(url, headers={**({"Accept": accept} if accept else {}), **(auth or {})})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return resp.read(), dict(resp.headers.items())
 
@@ -248,13 +284,14 @@ def read_image(registry: Registry, repo: str, reference: str) -> tuple[dict[str,
     import io
     import tarfile
 
-    raw, _ = _get(f"{registry.url}/v2/{repo}/manifests/{reference}", MANIFEST_TYPES)
+    auth = registry.auth_header
+    raw, _ = _get(f"{registry.url}/v2/{repo}/manifests/{reference}", MANIFEST_TYPES, auth)
     manifest = json.loads(raw)
-    config_raw, _ = _get(f"{registry.url}/v2/{repo}/blobs/{manifest['config']['digest']}")
+    config_raw, _ = _get(f"{registry.url}/v2/{repo}/blobs/{manifest['config']['digest']}", None, auth)
     labels: dict[str, str] = (json.loads(config_raw).get("config") or {}).get("Labels") or {}
     files: dict[str, ImageFile] = {}
     for layer in manifest["layers"]:
-        blob, _ = _get(f"{registry.url}/v2/{repo}/blobs/{layer['digest']}")
+        blob, _ = _get(f"{registry.url}/v2/{repo}/blobs/{layer['digest']}", None, auth)
         if blob[:2] == b"\x1f\x8b":
             blob = gzip.decompress(blob)
         with tarfile.open(fileobj=io.BytesIO(blob)) as tar:

@@ -40,9 +40,9 @@ exec {buildah} "$@"
 """
 
 
-def docker_secret(name: str, host: str, *, legacy: bool = False) -> dict[str, Any]:
+def docker_secret(name: str, host: str, creds: tuple[str, str], *, legacy: bool = False) -> dict[str, Any]:
     """A registry credential Secret; ``legacy``: type dockercfg (the bare auths map)."""
-    auths = {host: {"auth": base64.b64encode(b"builder:secret").decode()}}
+    auths = {host: {"auth": base64.b64encode(":".join(creds).encode()).decode()}}
     payload = auths if legacy else {"auths": auths}
     key = ".dockercfg" if legacy else ".dockerconfigjson"
     return {
@@ -98,10 +98,10 @@ class Cluster:
         with contextlib.suppress(errors.AlreadyExists):
             await self.kube.create(NAMESPACES, {"metadata": {"name": NS}})
         # One Secret of each type the contract accepts: the push one is a legacy dockercfg.
-        await self.kube.create(SECRETS, docker_secret("pull-secret", self.registry.host), namespace=NS)
-        await self.kube.create(
-            SECRETS, docker_secret("push-secret", self.registry.host, legacy=True), namespace=NS
-        )
+        creds = self.registry.credentials or ("anonymous", "")
+        host = self.registry.host
+        await self.kube.create(SECRETS, docker_secret("pull-secret", host, creds), namespace=NS)
+        await self.kube.create(SECRETS, docker_secret("push-secret", host, creds, legacy=True), namespace=NS)
         await self.kube.create(
             CONFIGMAPS,
             {

@@ -9,11 +9,14 @@ import pytest
 
 from mcosup.sim.registry import Registry, build_base_image
 
+CREDENTIALS = ("builder", "s3cret")
+
 
 @pytest.fixture
 async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
-    """Debian's docker-registry on 127.0.0.1:<free port>, storage under the test's tmp_path."""
-    async with Registry(tmp_path / "registry") as reg:
+    """Debian's docker-registry on 127.0.0.1:<free port>, storage under the test's tmp_path, asking for
+    HTTP Basic credentials (``CREDENTIALS``) like a real private registry."""
+    async with Registry(tmp_path / "registry", credentials=CREDENTIALS) as reg:
         yield reg
 
 
