@@ -11,7 +11,9 @@ unbound, when it is told to schedule), runs every container as a local process:
   environment's ``mcosup`` and the buildah image to the local ``buildah``. A container whose image
   matches no rule waits with ``ErrImagePull``, as one whose image cannot be pulled would.
 - **Volumes.** ConfigMap, Secret and emptyDir volumes are materialised in a per-Pod directory
-  (``items``, ``defaultMode`` and per-item ``mode`` honoured); every ``mountPath`` and the
+  (``items``, ``defaultMode`` and per-item ``mode`` honoured); a hostPath volume is that path under
+  ``host_root(node)`` (default ``<workdir>/hosts/<node>``: point it at a fake host's root so a
+  DaemonSet's Pod sees its node's files); every ``mountPath`` and the
   ``terminationMessagePath`` are rewritten to those local paths wherever they occur in the command,
   args, env values and working directory. A volume whose ConfigMap or Secret does not exist keeps the
   Pod Pending until it does (``optional: true`` volumes are empty instead).
@@ -132,6 +134,7 @@ class Kubelet:
         log_sink: LogSink | None = None,
         namespace: str | None = None,
         volume_retry_seconds: float = 0.2,
+        host_root: Callable[[str], Path] | None = None,
     ):
         self.kube = kube
         self.workdir = Path(workdir)
@@ -142,6 +145,7 @@ class Kubelet:
         self.log_sink = log_sink
         self.namespace = namespace
         self.volume_retry_seconds = volume_retry_seconds
+        self.host_root = host_root or (lambda node: self.workdir / "hosts" / (node or "unbound"))
         self._running: dict[tuple[str, str], _Running] = {}
         self._pods = Informer(kube, PODS, namespace=namespace)
         self._wake = asyncio.Event()
@@ -405,8 +409,10 @@ class Kubelet:
         volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
         while True:
             try:
+                node = str((pod.get("spec") or {}).get("nodeName") or "")
                 local = {
-                    name: await self._volume(ns, v, pod_dir / "volumes" / name) for name, v in volumes.items()
+                    name: await self._volume(ns, v, pod_dir / "volumes" / name, node)
+                    for name, v in volumes.items()
                 }
                 break
             except _MissingSource as exc:
@@ -432,7 +438,12 @@ class Kubelet:
             per_container[c["name"]] = paths
         return per_container
 
-    async def _volume(self, ns: str, volume: Mapping[str, Any], target: Path) -> Path:
+    async def _volume(self, ns: str, volume: Mapping[str, Any], target: Path, node: str) -> Path:
+        if "hostPath" in volume:
+            # The node's filesystem is a directory here (a fake host's root, for instance).
+            host = self.host_root(node) / str(volume["hostPath"].get("path", "/")).lstrip("/")
+            _write_files(host, {})
+            return host
         _write_files(target, {})
         if "configMap" in volume or "secret" in volume:
             is_cm = "configMap" in volume

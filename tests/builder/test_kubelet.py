@@ -219,3 +219,14 @@ async def test_deletion_kills_the_process_group(kube: kclient.Kube, kubelet: Kub
         return True
 
     await eventually(dead, what=f"child process {child} killed")
+
+
+async def test_host_path_is_the_nodes_directory(kube: kclient.Kube, kubelet: Kubelet, tmp_path: Path) -> None:
+    body = pod("p6", "mkdir -p /rootfs/etc && echo node-a > /rootfs/etc/marker", volumeMounts=[
+        {"name": "host", "mountPath": "/rootfs"},
+    ])  # fmt: skip
+    body["spec"]["nodeName"] = "node-a"
+    body["spec"]["volumes"] = [{"name": "host", "hostPath": {"path": "/"}}]
+    await kube.create(PODS, body, namespace=NS)
+    await phase(kube, "p6", "Succeeded")
+    assert (tmp_path / "kubelet" / "hosts" / "node-a" / "etc" / "marker").read_text() == "node-a\n"
