@@ -133,6 +133,10 @@ def _parse_time(text: str | None) -> float | None:
         return None
 
 
+def _rfc3339(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def tail(text: str, lines: int) -> str:
     kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
     return "\n".join(kept)
@@ -277,7 +281,9 @@ class Builder:
                 names.BUILD_FAILED,
                 "BuildFailed",
                 f"build of {plan.target} for {rendered_name} failed (attempt {attempts} of "
-                f"{self.settings.max_retries + 1}); retrying in {wait:.0f}s. Last lines of {_name(failed)}:\n"
+                # An absolute time keeps the message (and so the status) stable while waiting.
+                f"{self.settings.max_retries + 1}); retrying at {_rfc3339(finished + delay)}. "
+                f"Last lines of {_name(failed)}:\n"
                 f"{log_tail}",
             )
             await self._delete_builds(pool_name, keep=plan.name)
