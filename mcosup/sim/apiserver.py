@@ -416,6 +416,22 @@ class Emulator:
             return web.Response(text="ok")
         if head == "version" and len(parts) == 1:
             return _json(KUBE_VERSION)
+        if head == "openapi" and parts[1:2] == ["v2"]:
+            # An empty OpenAPI v2 document (protobuf: zero bytes is an empty message). Clients that
+            # validate against it find no schema for any kind and skip client-side validation, which
+            # is what they do for kinds a real server does not describe.
+            if "protobuf" in request.headers.get("Accept", ""):
+                return web.Response(
+                    body=b"", content_type="application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+                )
+            return _json(
+                {
+                    "swagger": "2.0",
+                    "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
+                    "paths": {},
+                    "definitions": {},
+                }
+            )
         if head == "openapi":
             return self._openapi(parts)
         if head == "api":

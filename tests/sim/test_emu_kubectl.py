@@ -12,9 +12,13 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import Api
 
 from mcosup.sim.apiserver import Emulator
 from waiting import eventually
+
+# The kubectl to drive: the one on PATH, or another (e.g. Debian's 1.20 `kubernetes-client`) named here.
+KUBECTL = os.environ.get("MCOSUP_TEST_KUBECTL", "kubectl")
 
 
 class Kubectl:
@@ -23,7 +27,7 @@ class Kubectl:
 
     async def __call__(self, *args: str, ok: bool = True) -> tuple[int, str, str]:
         proc = await asyncio.create_subprocess_exec(
-            "kubectl",
+            KUBECTL,
             "--kubeconfig",
             str(self.kubeconfig),
             *args,
@@ -141,7 +145,7 @@ async def test_kubectl_with_the_mco_custom_resources(
     assert (code == 1 and "UnsupportedMediaType" in err) or "unknown format" in err
 
 
-async def test_kubectl_wait_and_watch(kubectl: Kubectl, emulator: Emulator) -> None:
+async def test_kubectl_wait_and_watch(kubectl: Kubectl, emulator: Emulator, api: Api) -> None:
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -150,7 +154,7 @@ async def test_kubectl_wait_and_watch(kubectl: Kubectl, emulator: Emulator) -> N
     }
     await emulator.create_object(pod)
     watcher = await asyncio.create_subprocess_exec(
-        "kubectl",
+        KUBECTL,
         "--kubeconfig",
         str(kubectl.kubeconfig),
         "get",
@@ -169,19 +173,11 @@ async def test_kubectl_wait_and_watch(kubectl: Kubectl, emulator: Emulator) -> N
         ),
         what="kubectl wait to watch",
     )
-    admin = Path(kubectl.kubeconfig)
-    await Kubectl(admin)(
-        "patch",
-        "pod",
-        "p",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}]}}',
-    )
+    ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+    status, _ = await api.patch("/api/v1/namespaces/default/pods/p/status", ready)
+    assert status == 200
     _, out, _ = await waiter
     assert "pod/p condition met" in out
-    await kubectl("wait", "--for=jsonpath={.status.phase}=Running", "pod/p", "--timeout=30s")
     assert watcher.stdout is not None
     line = await asyncio.wait_for(watcher.stdout.readline(), 30)
     assert line.decode().strip() == "pod/p"
@@ -190,7 +186,15 @@ async def test_kubectl_wait_and_watch(kubectl: Kubectl, emulator: Emulator) -> N
         raise AssertionError(f"watcher ended {watcher.returncode}: {rest!r} {err.decode()[-3000:]}")
     watcher.terminate()
     await watcher.wait()
+
+    def watches() -> int:
+        return sum(
+            1 for r in emulator.requests if r.query.get("watch") == "true" and "fieldSelector" in r.query
+        )
+
+    before = watches()
     deleter = asyncio.create_task(kubectl("wait", "--for=delete", "pod/p", "--timeout=30s"))
+    await eventually(lambda: watches() > before or deleter.done(), what="kubectl wait --for=delete to watch")
     await kubectl("delete", "pod", "p", "--wait=false")
     await deleter
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
@@ -222,7 +223,7 @@ async def test_kubectl_shows_the_denial(
 
     def kubectl(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["kubectl", "--kubeconfig", str(admin_kubeconfig), *args],
+            [os.environ.get("MCOSUP_TEST_KUBECTL", "kubectl"), "--kubeconfig", str(admin_kubeconfig), *args],
             capture_output=True,
             text=True,
             timeout=60,
