@@ -130,7 +130,7 @@ class Agent:
         if state.plan is not None:
             # A retry after a failure stays Degraded (with its reason) until it succeeds, rather than
             # flapping through Working on every attempt.
-            if view.state != names.STATE_DEGRADED:
+            if self._annotations().get(names.STATE) != names.STATE_DEGRADED:
                 await self._report({names.STATE: names.STATE_WORKING, names.REASON: None})
             await run_record(
                 self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
@@ -166,18 +166,25 @@ class Agent:
     async def _rebooting(self, step: p.Reboot) -> None:
         await self._report({names.STATE: names.STATE_REBOOTING, names.REASON: None})
 
-    async def _report(self, annotations: Mapping[str, str | None]) -> None:
-        node = self.cluster.node() or {}
-        have = dict((node.get("metadata") or {}).get("annotations") or {})
-        version = (node.get("metadata") or {}).get("resourceVersion")
-        # The cache lags our own patches: until it holds a newer version of the Node than the one we
-        # patched from, what we sent is the truth.
-        if version != self._sent_from:
+    def _annotations(self) -> dict[str, str | None]:
+        """The Node's annotations as far as we know: the cache, plus our patches it has not shown yet."""
+        meta = (self.cluster.node() or {}).get("metadata") or {}
+        have: dict[str, str | None] = dict(meta.get("annotations") or {})
+        # Until the cache holds a newer version of the Node than the one we patched from, what we sent
+        # is the truth.
+        if meta.get("resourceVersion") != self._sent_from:
             self._sent.clear()
         have.update(self._sent)
+        return have
+
+    async def _report(self, annotations: Mapping[str, str | None]) -> None:
+        have = self._annotations()
         change = {k: v for k, v in annotations.items() if have.get(k) != v}
         if change:
             log.info("reporting %s", change, extra=self._where)
+            version = ((self.cluster.node() or {}).get("metadata") or {}).get("resourceVersion")
             await self.cluster.patch_node_annotations(change)
+            if version != self._sent_from:
+                self._sent.clear()
             self._sent.update(change)
             self._sent_from = version
