@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import REPO, Cluster, machineconfig, running_cluster
+from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
-from mcosup.kube.resources import MACHINECONFIGS
+from mcosup.kube.resources import EVENTS, MACHINECONFIGS
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
 from webhooks import names
@@ -98,6 +98,11 @@ async def test_opt_in_builds_records_digest_and_cleans_up(cluster: Cluster) -> N
 
     await no_build_objects(cluster)
     assert (await cluster.builder_pod()) is not None
+
+    # Every step was an Event on the pool, as `kubectl describe machineconfigpool worker` shows.
+    events, _ = await cluster.kube.list(EVENTS, namespace=NS)
+    reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "worker"]
+    assert "BuildStarted" in reasons and "BuildSucceeded" in reasons
 
 
 async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster) -> None:
