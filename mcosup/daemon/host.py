@@ -104,7 +104,8 @@ class LocalHost:
         try:
             with target.open("rb") as f:
                 return DiskFile(f.read(), stat.S_IMODE(os.fstat(f.fileno()).st_mode))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
+            # Absent (a parent being a file means absent too; writing it is what fails, with a reason).
             return None
         except IsADirectoryError:
             return DiskFile(b"", -1)

@@ -307,3 +307,19 @@ async def test_target_change_mid_plan_removes_what_the_abandoned_plan_wrote(
     assert fake.read("/etc/old.conf") is None and fake.read("/etc/systemd/system/app.service") is None
     assert not fake.unit_enabled("app.service")
     assert Journal(LocalHost(fake.rootfs)).load().plan is None
+
+
+async def test_unwritable_path_is_degraded_with_the_path(cluster: MemoryCluster, fake: FakeHost) -> None:
+    cluster.mcs = {
+        "rendered-bad": rendered("rendered-bad", files={"/etc/os-release/extra.conf": ("x", 0o644)})
+    }
+    cluster.target(names.MODE_LEGACY, "rendered-bad")
+    a = agent(cluster, fake)
+    with pytest.raises(Exception, match="not a directory") as info:
+        await a.reconcile()
+    await a._degraded(info.value, 1)
+    reason = cluster.annotations()[names.REASON]
+    assert (
+        "write /etc/os-release/extra.conf" in reason
+        and "/etc/os-release on the host is not a directory" in reason
+    )

@@ -299,6 +299,25 @@ async def test_failed_rebase_degrades_then_recovers(
         assert host.booted_image() == IMG_A and host.reboots() == 1
 
 
+async def test_missing_rendered_config_degrades_until_it_exists(
+    cluster: Cluster, fake: FakeHost, emulator: Any
+) -> None:
+    async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
+        await cluster.target(names.MODE_LEGACY, "rendered-worker-3")
+
+        async def degraded() -> bool:
+            ann = await cluster.annotations()
+            return ann.get(names.STATE) == names.STATE_DEGRADED and "rendered-worker-3" in ann.get(
+                names.REASON, ""
+            )
+
+        await eventually(degraded, what="Degraded naming the missing rendered config")
+        mc3 = machineconfig("rendered-worker-3", {"/etc/three": ("3\n", 0o644)}, [], [], [KEY])
+        await emulator.create_object(mc3)
+        await cluster.done("rendered-worker-3")
+        assert fake.read("/etc/three") == b"3\n"
+
+
 # Kill -9 at each host command of each flow: the daemon converges, and never reboots twice.
 LEGACY_POINTS = [
     "systemctl daemon-reload",
