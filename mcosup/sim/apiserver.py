@@ -47,7 +47,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tls
+from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tables, tls
 from mcosup.sim.admission import Attributes, UserInfo
 from mcosup.sim.faults import Faults
 from mcosup.sim.resources import BUILTINS, ResourceType, api_resource_entries, from_crd
@@ -502,7 +502,7 @@ class Emulator:
         method = request.method
         if t.name is None:
             if method == "GET":
-                return _json(self._list(t, ctx))
+                return _json(self._list(t, ctx, tables.wants_table(request.headers.get("Accept", ""))))
             if method == "POST":
                 obj = await self._create(t, ctx, await _read_body(request))
                 return _json(obj, 201, ctx.warnings)
@@ -520,7 +520,10 @@ class Emulator:
             result = await self._evict(t, ctx, await _read_body(request))
             return _json(result, 201, ctx.warnings)
         if method == "GET":
-            return _json(self._get(t))
+            obj = self._get(t)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return _json(self._table(t, ctx, [obj], obj["metadata"]["resourceVersion"]))
+            return _json(obj)
         if method == "PUT":
             obj = await self._update(t, ctx, await _read_body(request))
             return _json(obj, 200, ctx.warnings)
@@ -683,7 +686,7 @@ class Emulator:
             if (labels.empty or labels.matches(o["metadata"].get("labels"))) and fields.matches(o)
         ]
 
-    def _list(self, t: Target, ctx: Ctx) -> dict[str, Any]:
+    def _list(self, t: Target, ctx: Ctx, as_table: bool = False) -> dict[str, Any]:
         labels, fields = self._selectors(t, ctx.query)
         items = self._matching(t, labels, fields)
         rv = self.store.rv
@@ -712,12 +715,21 @@ class Emulator:
                 items = items[:limit]
         meta["resourceVersion"] = str(rv)
         api_version = t.api_version
+        if as_table:
+            rv_text = meta.pop("resourceVersion")
+            return self._table(t, ctx, [_as_version(o, api_version) for o in items], rv_text, meta)
         if t.rt.builtin:
             # Typed lists on a real server omit kind/apiVersion on items; clients must not rely on them.
             out_items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
         else:
             out_items = [_as_version(o, api_version) for o in items]
         return {"kind": f"{t.rt.kind}List", "apiVersion": api_version, "metadata": meta, "items": out_items}
+
+    def _table(
+        self, t: Target, ctx: Ctx, items: list[dict[str, Any]], rv: str, meta: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        cols = tables.columns(t.rt, t.rt.printer_columns.get(t.version))
+        return tables.table(cols, items, ctx.query.get("includeObject", "Metadata"), rv, meta)
 
     # Watch ------------------------------------------------------------------------------------
 
@@ -738,7 +750,17 @@ class Emulator:
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         send_initial = _truthy(q.get("sendInitialEvents"))
         api_version = t.api_version
+        as_table = tables.wants_table(request.headers.get("Accept", ""))
         resource_log = self.store.log(rt.key)
+
+        def line_for(kind: str, obj: dict[str, Any]) -> bytes:
+            if as_table:
+                shown = self._table(
+                    t, ctx, [_as_version(obj, api_version)], obj["metadata"]["resourceVersion"]
+                )
+                return orjson.dumps({"type": kind, "object": shown}) + b"\n"
+            return _event_line(kind, obj, api_version)
+
         watcher = Watcher(rt.key)
         initial: list[dict[str, Any]] = []
         expired: errors.ApiStatusError | None = None
@@ -787,7 +809,7 @@ class Emulator:
                 await response.write_eof()
                 return response
             for obj in initial:
-                await response.write(_event_line("ADDED", obj, api_version))
+                await response.write(line_for("ADDED", obj))
             if send_initial and bookmarks:
                 await response.write(self._bookmark(rt, api_version, start_rv, initial_end=True))
             deadline = time.monotonic() + timeout
@@ -812,9 +834,10 @@ class Emulator:
                 assert isinstance(item, WatchEvent)
                 kind = _transition(item, matches)
                 if kind is not None:
-                    line = item.cache.get((kind, api_version))
+                    cache_key = (kind, api_version + (f";table;{q.get('includeObject')}" if as_table else ""))
+                    line = item.cache.get(cache_key)
                     if line is None:
-                        line = item.cache[(kind, api_version)] = _event_line(kind, item.obj, api_version)
+                        line = item.cache[cache_key] = line_for(kind, item.obj)
                     await response.write(line)
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):

@@ -33,6 +33,7 @@ class ResourceType:
     # For custom resources: every served version and the schema of each (name -> openAPIV3Schema).
     versions: tuple[str, ...] = ()
     schemas: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    printer_columns: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     crd_name: str = ""
 
     @property
@@ -198,6 +199,7 @@ def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
     versions = [v for v in spec.get("versions") or [] if v.get("served", True)]
     served = tuple(str(v["name"]) for v in versions)
     schemas = {str(v["name"]): (v.get("schema") or {}).get("openAPIV3Schema") for v in versions}
+    printer_columns = {str(v["name"]): list(v.get("additionalPrinterColumns") or []) for v in versions}
     out: list[ResourceType] = []
     for v in versions:
         subresources = v.get("subresources") or {}
@@ -217,6 +219,7 @@ def from_crd(crd: dict[str, Any]) -> list[ResourceType]:
                 categories=tuple(names.get("categories") or ()),
                 versions=served,
                 schemas=schemas,
+                printer_columns=printer_columns,
                 crd_name=str((crd.get("metadata") or {}).get("name", "")),
             )
         )

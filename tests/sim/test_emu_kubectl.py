@@ -116,6 +116,43 @@ async def test_kubectl_apply_label_annotate_patch_get_delete(kubectl: Kubectl, t
     assert code == 1 and 'configmaps "settings" not found' in err
 
 
+async def test_kubectl_get_prints_the_servers_columns(kubectl: Kubectl, mco_fixtures: Path, api: Api) -> None:
+    await kubectl("apply", "-f", str(mco_fixtures / "objects" / "worker.machineconfigpool.yaml"))
+    status = {
+        "configuration": {"name": "rendered-worker-1"},
+        "machineCount": 3,
+        "conditions": [{"type": "Updated", "status": "True"}, {"type": "Degraded", "status": "False"}],
+    }
+    assert (
+        await api.patch(
+            "/apis/machineconfiguration.openshift.io/v1/machineconfigpools/worker/status", {"status": status}
+        )
+    )[0] == 200
+    _, out, _ = await kubectl("get", "mcp")
+    header, row = out.splitlines()
+    assert header.split() == [
+        "NAME",
+        "CONFIG",
+        "UPDATED",
+        "UPDATING",
+        "DEGRADED",
+        "MACHINECOUNT",
+        "READYMACHINECOUNT",
+        "UPDATEDMACHINECOUNT",
+        "DEGRADEDMACHINECOUNT",
+        "AGE",
+    ]
+    assert row.split()[:4] == ["worker", "rendered-worker-1", "True", "False"]
+    node = {
+        "metadata": {"name": "n1", "labels": {"node-role.kubernetes.io/worker": ""}},
+        "spec": {"unschedulable": True},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    await api.post("/api/v1/nodes", node)
+    _, out, _ = await kubectl("get", "nodes")
+    assert out.splitlines()[1].split()[:3] == ["n1", "Ready,SchedulingDisabled", "worker"]
+
+
 async def test_kubectl_with_the_mco_custom_resources(
     kubectl: Kubectl, mco_fixtures: Path, tmp_path: Path
 ) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcosup.sim import admission, disruption, errors, patching, selectors
+from mcosup.sim import admission, disruption, errors, patching, selectors, tables
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 
@@ -336,3 +336,47 @@ def test_webhook_selectors(
 def test_denial_is_worded_as_the_apiserver_words_it(status: Any, code: int, message: str) -> None:
     err = admission.denial("w.example.com", status)
     assert (err.code, err.message) == (code, message)
+
+
+# Tables -------------------------------------------------------------------------------------------
+
+POOL = {
+    "status": {
+        "configuration": {"name": "rendered-1"},
+        "conditions": [{"type": "Updated", "status": "True"}, {"type": "Degraded", "status": "False"}],
+    }
+}
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        (".status.configuration.name", "rendered-1"),
+        ('.status.conditions[?(@.type=="Degraded")].status', "False"),
+        (".status.conditions[0].type", "Updated"),
+        (".status.conditions[5].type", None),
+        (".status.missing.x", None),
+        ("{.status.configuration.name}", "rendered-1"),
+    ],
+)
+def test_printer_column_json_paths(path: str, value: Any) -> None:
+    assert tables.json_path(POOL, path) == value
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (5, "5s"),
+        (119, "119s"),
+        (200, "3m20s"),
+        (600, "10m"),
+        (7500, "125m"),
+        (14700, "4h5m"),
+        (72000, "20h"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
+        (12 * 86400, "12d"),
+        (800 * 86400, "2y70d"),
+    ],
+)
+def test_ages_read_like_kubectl_ages(seconds: int, text: str) -> None:
+    assert tables.human_duration(seconds) == text
