@@ -47,7 +47,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tables, tls
+from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tables, tls, validation
 from mcosup.sim.admission import Attributes, UserInfo
 from mcosup.sim.faults import Faults
 from mcosup.sim.resources import BUILTINS, ResourceType, api_resource_entries, from_crd
@@ -991,6 +991,9 @@ class Emulator:
     ) -> dict[str, Any]:
         rt = t.rt
         name = obj["metadata"]["name"]
+        meta_causes = validation.metadata_causes(obj["metadata"])
+        if meta_causes:
+            raise errors.invalid(rt.kind, rt.group, name, meta_causes)
         if not rt.builtin:
             schema_doc = rt.schemas.get(t.version)
             if schema_doc:
@@ -1006,6 +1009,24 @@ class Emulator:
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj
+        if rt.kind == "Secret":
+            bad_key = validation.undecodable_secret_key(obj)
+            if bad_key is not None:
+                raise errors.bad_request(
+                    'Secret in version "v1" cannot be handled as a Secret: '
+                    f"illegal base64 data in data[{bad_key}]"
+                )
+            obj, causes = validation.normalise_secret(obj)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
+        elif rt.kind == "ConfigMap":
+            causes = validation.configmap_causes(obj)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
+        elif rt.kind == "Event":
+            causes = validation.event_causes(obj)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
         if rt.kind == "Pod":
             obj = _pod_defaults(obj)
             causes = _pod_validation(obj, old)

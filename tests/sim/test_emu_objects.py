@@ -528,3 +528,65 @@ async def test_deletecollection_by_label(api: Api) -> None:
     assert status == 200
     _, left = await api.get(CMS)
     assert [i["metadata"]["name"] for i in left["items"]] == ["b"]
+
+
+async def test_metadata_validation(api: Api) -> None:
+    status, body = await api.post(CMS, {"metadata": {"name": "a", "labels": {"config": "rendered:worker"}}})
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["field"] == "metadata.labels"
+    assert "a valid label must be an empty string" in body["message"]
+    status, body = await api.post(CMS, {"metadata": {"name": "a", "labels": {"v": "x" * 64}}})
+    assert status == 422 and "must be no more than 63 characters" in body["message"]
+    status, body = await api.post(CMS, {"metadata": {"name": "a", "annotations": {"bad key": "v"}}})
+    assert status == 422 and body["details"]["causes"][0]["field"] == "metadata.annotations"
+    status, body = await api.post(
+        CMS, {"metadata": {"name": "a", "ownerReferences": [{"kind": "X", "name": "x"}]}}
+    )
+    assert status == 422
+    assert {c["field"] for c in body["details"]["causes"]} == {
+        "metadata.ownerReferences[0].apiVersion",
+        "metadata.ownerReferences[0].uid",
+    }
+    ok = {
+        "name": "a",
+        "labels": {"example.com/role": "", "v": "A-1_b.2"},
+        "annotations": {"note": "any: text!"},
+    }
+    assert (await api.post(CMS, {"metadata": ok}))[0] == 201
+    status, body = await api.patch(f"{CMS}/a", {"metadata": {"labels": {"v": "-bad"}}})
+    assert status == 422
+
+
+async def test_events_about_cluster_scoped_objects_live_in_default(api: Api) -> None:
+    await api.post("/api/v1/namespaces", {"metadata": {"name": "ops"}})
+
+    def event(involved_namespace: str) -> dict[str, Any]:
+        return {
+            "metadata": {"generateName": "e."},
+            "reason": "Updated",
+            "message": "m",
+            "type": "Normal",
+            "involvedObject": {"kind": "Node", "name": "n1", "namespace": involved_namespace},
+        }
+
+    status, body = await api.post("/api/v1/namespaces/ops/events", event(""))
+    assert (status, body["details"]["causes"][0]["field"]) == (422, "involvedObject.namespace")
+    assert body["details"]["causes"][0]["message"] == 'Invalid value: "": does not match event.namespace'
+    assert (await api.post("/api/v1/namespaces/default/events", event("")))[0] == 201
+    assert (await api.post("/api/v1/namespaces/ops/events", event("ops")))[0] == 201
+    assert (await api.post("/api/v1/namespaces/default/events", event("ops")))[0] == 422
+
+
+async def test_secrets_merge_string_data_and_reject_bad_base64(api: Api) -> None:
+    secrets = "/api/v1/namespaces/default/secrets"
+    status, created = await api.post(
+        secrets,
+        {"metadata": {"name": "s"}, "stringData": {"password": "hunter2"}, "data": {"user": "YWRtaW4="}},
+    )
+    assert status == 201
+    assert created["data"] == {"user": "YWRtaW4=", "password": "aHVudGVyMg=="}
+    assert "stringData" not in created and created["type"] == "Opaque"
+    status, body = await api.post(secrets, {"metadata": {"name": "t"}, "data": {"k": "not base64!"}})
+    assert (status, body["reason"]) == (400, "BadRequest")
+    status, body = await api.post(CMS, {"metadata": {"name": "c"}, "data": {"bad/key": "v"}})
+    assert status == 422

@@ -1,0 +1,187 @@
+"""Validation and normalisation the apiserver applies to every object, and to a few built-in kinds.
+
+Pure: objects in, causes (`Status` field errors) out. These are the checks a controller most often
+trips over on a real cluster, so the emulator must trip it too:
+
+- metadata: label keys and values, annotation keys, ownerReferences (apiVersion, kind, name, uid);
+- Event (core/v1, without eventTime): `involvedObject.namespace` must equal the Event's namespace,
+  and an Event about a cluster-scoped object (a Node) must live in `default`;
+- Secret: `stringData` is merged into `data` (base64) and dropped, `type` defaults to Opaque, keys
+  must be valid (and `data` values base64, which the server checks while decoding: a 400);
+- ConfigMap: keys valid, no key in both `data` and `binaryData`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+Cause = dict[str, str]
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+_NAME_PART = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_CONFIG_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+LABEL_VALUE_HELP = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and "
+    "must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', "
+    "regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+NAME_PART_HELP = (
+    "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
+    "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
+    "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')"
+)
+
+
+def _invalid(field: str, value: Any, detail: str) -> Cause:
+    return {"reason": "FieldValueInvalid", "field": field, "message": f'Invalid value: "{value}": {detail}'}
+
+
+def qualified_name_problems(key: str) -> list[str]:
+    """Why `key` is not a valid label/annotation key (`[prefix/]name`), in the apiserver's words."""
+    prefix, slash, name = key.rpartition("/")
+    problems = []
+    if slash and not prefix:
+        problems.append("prefix part must be non-empty")
+    elif prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        problems.append(
+            "prefix part a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+            "'-' or '.', and must start and end with an alphanumeric character"
+        )
+    if not name:
+        problems.append("name part must be non-empty")
+    else:
+        if len(name) > 63:
+            problems.append("name part must be no more than 63 characters")
+        if not _NAME_PART.match(name):
+            problems.append(NAME_PART_HELP)
+    return problems
+
+
+def metadata_causes(meta: dict[str, Any]) -> list[Cause]:
+    causes: list[Cause] = []
+    labels = meta.get("labels")
+    if labels is not None and not isinstance(labels, dict):
+        causes.append(_invalid("metadata.labels", labels, "must be a map of strings"))
+        labels = {}
+    for key, value in (labels or {}).items():
+        for problem in qualified_name_problems(str(key)):
+            causes.append(_invalid("metadata.labels", key, problem))
+        if not isinstance(value, str):
+            causes.append(_invalid(f"metadata.labels.{key}", value, "must be a string"))
+            continue
+        if len(value) > 63:
+            causes.append(_invalid("metadata.labels", value, "must be no more than 63 characters"))
+        if not _LABEL_VALUE.match(value):
+            causes.append(_invalid("metadata.labels", value, LABEL_VALUE_HELP))
+    annotations = meta.get("annotations")
+    if annotations is not None and not isinstance(annotations, dict):
+        causes.append(_invalid("metadata.annotations", annotations, "must be a map of strings"))
+        annotations = {}
+    total = 0
+    for key, value in (annotations or {}).items():
+        for problem in qualified_name_problems(str(key)):
+            causes.append(_invalid("metadata.annotations", key, problem))
+        if not isinstance(value, str):
+            causes.append(_invalid(f"metadata.annotations.{key}", value, "must be a string"))
+            continue
+        total += len(key) + len(value)
+    if total > 256 * 1024:
+        causes.append(
+            {
+                "reason": "FieldValueTooLong",
+                "field": "metadata.annotations",
+                "message": "Too long: must have at most 262144 bytes",
+            }
+        )
+    for i, ref in enumerate(meta.get("ownerReferences") or []):
+        path = f"metadata.ownerReferences[{i}]"
+        if not isinstance(ref, dict):
+            causes.append(_invalid(path, ref, "must be an object"))
+            continue
+        for field in ("apiVersion", "kind", "name", "uid"):
+            if not ref.get(field):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired" if field != "uid" else "FieldValueInvalid",
+                        "field": f"{path}.{field}",
+                        "message": 'Invalid value: "": uid must not be empty'
+                        if field == "uid"
+                        else "Required value",
+                    }
+                )
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and not (
+        isinstance(finalizers, list) and all(isinstance(f, str) for f in finalizers)
+    ):
+        causes.append(_invalid("metadata.finalizers", finalizers, "must be a list of strings"))
+    return causes
+
+
+def event_causes(event: dict[str, Any]) -> list[Cause]:
+    """The namespace rule for core/v1 Events (the legacy kind, written without eventTime)."""
+    if event.get("eventTime"):
+        return []
+    namespace = event["metadata"].get("namespace", "")
+    involved = str((event.get("involvedObject") or {}).get("namespace") or "")
+    if (not involved and namespace not in ("", "default")) or (involved and involved != namespace):
+        return [_invalid("involvedObject.namespace", involved, "does not match event.namespace")]
+    return []
+
+
+def normalise_secret(secret: dict[str, Any]) -> tuple[dict[str, Any], list[Cause]]:
+    causes: list[Cause] = []
+    out = dict(secret)
+    data = dict(out.get("data") or {})
+    for key, value in (out.pop("stringData", None) or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    for key in data:
+        if not _CONFIG_KEY.match(str(key)):
+            causes.append(
+                _invalid(
+                    f"data[{key}]",
+                    key,
+                    "a valid config key must consist of alphanumeric "
+                    "characters, '-', '_' or '.' (regex used for validation is '[-._a-zA-Z0-9]+')",
+                )
+            )
+    if data or "data" in out:
+        out["data"] = data
+    out.setdefault("type", "Opaque")
+    return out, causes
+
+
+def undecodable_secret_key(secret: dict[str, Any]) -> str | None:
+    """The first `data` key whose value is not base64 (the apiserver cannot even decode such a body)."""
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except (binascii.Error, ValueError):
+            return str(key)
+    return None
+
+
+def configmap_causes(cm: dict[str, Any]) -> list[Cause]:
+    causes: list[Cause] = []
+    data = cm.get("data") or {}
+    binary = cm.get("binaryData") or {}
+    for section, values in (("data", data), ("binaryData", binary)):
+        for key, value in values.items():
+            if not _CONFIG_KEY.match(str(key)):
+                causes.append(
+                    _invalid(
+                        f"{section}[{key}]",
+                        key,
+                        "a valid config key must consist of alphanumeric "
+                        "characters, '-', '_' or '.' (regex used for validation is '[-._a-zA-Z0-9]+')",
+                    )
+                )
+            if section == "data" and not isinstance(value, str):
+                causes.append(_invalid(f"data[{key}]", value, "must be a string"))
+    for key in set(data) & set(binary):
+        causes.append(_invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
+    return causes
