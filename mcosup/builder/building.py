@@ -24,8 +24,9 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from mcosup import rendering
+from mcosup import conditions, rendering
 from mcosup.builder import buildplan, manifests
+from mcosup.builder.buildplan import BuilderSettings
 from mcosup.conditions import Condition
 from mcosup.control.controller import Result
 from mcosup.kube import errors
@@ -59,18 +60,6 @@ class Caches:
     configmaps: Cache  # the namespace's
     secrets: Cache  # the namespace's
     pods: Cache  # the namespace's build Pods (label mc/build-object)
-
-
-@dataclasses.dataclass(frozen=True)
-class BuilderSettings:
-    namespace: str = names.DEFAULT_NAMESPACE
-    pod: buildplan.PodOptions = dataclasses.field(default_factory=buildplan.PodOptions)
-    #: Retries of a failed build per identity (contract: 3), after the first attempt.
-    max_retries: int = 3
-    #: Seconds before the first retry; each further retry waits twice as long.
-    retry_backoff: float = 30.0
-    #: Lines of the build log quoted in the BuildFailed message.
-    log_tail_lines: int = 15
 
 
 class _Snapshot:
@@ -486,12 +475,31 @@ class Builder:
         await self._delete_builds(pool_name, keep=None)
 
     async def _state(self, pool: Obj, true_type: str, reason: str, message: str) -> None:
-        """Make ``true_type`` the one True build condition (the others False with the same reason)."""
+        """Make ``true_type`` the one True build condition (the others False with the same reason).
+
+        One Event per change of the True condition (not one per condition type touched), recorded where
+        the API server accepts Events about a cluster-scoped object: the ``default`` namespace.
+        """
+        before = conditions.find((pool.get("status") or {}).get("conditions"), true_type)
         updates = [
             Condition(t, "True" if t == true_type else "False", reason, message if t == true_type else "")
             for t in names.BUILD_CONDITIONS
         ]
-        await update_pool_status(self.kube, pool, set_conditions=updates, event_namespace=self.ns)
+        written = await update_pool_status(self.kube, pool, set_conditions=updates)
+        if before is not None and (before.get("status"), before.get("reason"), before.get("message")) == (
+            "True",
+            reason,
+            message,
+        ):
+            return
+        failed = true_type == names.BUILD_FAILED
+        await self.kube.record_event(
+            written,
+            reason=reason,
+            message=f"{true_type}: {message}",
+            namespace=str(written["metadata"].get("namespace") or "default"),
+            type_="Warning" if failed else "Normal",
+        )
 
     def _pool_objects(self, cache: Cache, pool_name: str) -> Iterator[Obj]:
         for obj in cache.items():

@@ -292,6 +292,20 @@ class PodOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class BuilderSettings:
+    """Settings of the builder process (``mcosup builder``; see its module for the variables)."""
+
+    namespace: str = names.DEFAULT_NAMESPACE
+    pod: PodOptions = dataclasses.field(default_factory=PodOptions)
+    #: Retries of a failed build per identity (contract: 3), after the first attempt.
+    max_retries: int = 3
+    #: Seconds before the first retry; each further retry waits twice as long.
+    retry_backoff: float = 30.0
+    #: Lines of the build log quoted in the BuildFailed message.
+    log_tail_lines: int = 15
+
+
+@dataclasses.dataclass(frozen=True)
 class BuildPlan:
     inputs: BuildInputs
     identity: str

@@ -1,7 +1,6 @@
 """``mcosup builder``: the Machine OS Builder process (contract section 4).
 
-The composition root: caches of pools, MachineConfigs and the namespace's ConfigMaps, Secrets and build
-Pods; one controller keyed by pool name; watch events only enqueue pools. Runs until SIGTERM.
+Flags and settings; the composition root is ``mcosup.builder.run``. Runs until SIGTERM.
 
 Settings (environment):
 
@@ -15,28 +14,14 @@ Settings (environment):
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
 import os
 from collections.abc import Mapping
 
-import aiohttp
-
 from mcosup.builder import buildplan
-from mcosup.builder.building import Builder, BuilderSettings, Caches
-from mcosup.control.controller import Controller
-from mcosup.kube import client as kclient
-from mcosup.kube.cache import Informer
-from mcosup.kube.client import Obj
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
-from mcosup.metrics import Metrics
+from mcosup.builder.buildplan import BuilderSettings
 from mcosup.settings import KubeSettings, SettingsError, env_float, env_int, env_str, namespace_from_env
-from mcosup.supervisor.command import run_until_signalled
-from webhooks import names
 
 HELP = "the Machine OS Builder: builds one OS image per opted-in pool"
-
-log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -75,56 +60,8 @@ def main(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(f"mcosup builder: {exc}")
         return 2
+    # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
+    from mcosup.builder.run import run
+    from mcosup.supervisor.command import run_until_signalled
+
     return run_until_signalled(run(settings, kube_settings))
-
-
-async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
-    """Run the builder until cancelled."""
-    metrics = Metrics()
-    ns = settings.namespace
-    async with kclient.connect(kube_settings) as kube, aiohttp.ClientSession() as http:
-        informers = {
-            "pools": Informer(kube, MACHINECONFIGPOOLS, metrics=metrics),
-            "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
-            "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
-            "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
-            "pods": Informer(
-                kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL, metrics=metrics
-            ),
-        }
-        caches = Caches(**informers)
-        builder = Builder(kube, caches, settings, http=http, metrics=metrics)
-        controller: Controller[str] = Controller("builder", builder.reconcile, metrics=metrics)
-        wire(informers, controller)
-        async with asyncio.TaskGroup() as tg:
-            for name, informer in informers.items():
-                tg.create_task(informer.run(), name=f"informer-{name}")
-            await asyncio.gather(*(inf.listed.wait() for inf in informers.values()))
-            log.info("builder caches listed; reconciling %d pools", len(informers["pools"]))
-            for pool in informers["pools"].items():
-                controller.enqueue(pool["metadata"]["name"])
-            tg.create_task(controller.run(), name="controller-builder")
-
-
-def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None:
-    """Watch events only enqueue pool names; the reconciler re-reads everything from the caches."""
-    pools = informers["pools"]
-
-    def all_pools(_: str, obj: Obj) -> None:
-        for pool in pools.items():
-            controller.enqueue(pool["metadata"]["name"])
-
-    def target_pool(_: str, obj: Obj) -> None:
-        pool = ((obj.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
-        if pool:
-            controller.enqueue(pool)
-
-    pools.subscribe(lambda _, obj: controller.enqueue(obj["metadata"]["name"]))
-    informers["machineconfigs"].subscribe(
-        lambda _, obj: (
-            all_pools(_, obj) if obj["metadata"]["name"].startswith(names.RENDERED_PREFIX) else None
-        )
-    )
-    informers["configmaps"].subscribe(all_pools)
-    informers["secrets"].subscribe(all_pools)
-    informers["pods"].subscribe(target_pool)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import NS, REPO, Cluster, machineconfig, running_cluster
+from cluster import REPO, Cluster, machineconfig, running_cluster
 
 from mcosup.kube.resources import EVENTS, MACHINECONFIGS
 from mcosup.sim.registry import Registry, read_image
@@ -100,9 +100,10 @@ async def test_opt_in_builds_records_digest_and_cleans_up(cluster: Cluster) -> N
     assert (await cluster.builder_pod()) is not None
 
     # Every step was an Event on the pool, as `kubectl describe machineconfigpool worker` shows.
-    events, _ = await cluster.kube.list(EVENTS, namespace=NS)
+    # (Events about a cluster-scoped object live in the default namespace, as the API server requires.)
+    events, _ = await cluster.kube.list(EVENTS, namespace="default")
     reasons = [e["reason"] for e in events if e["involvedObject"]["name"] == "worker"]
-    assert "BuildStarted" in reasons and "BuildSucceeded" in reasons
+    assert reasons.count("BuildStarted") == 1 and reasons.count("BuildSucceeded") == 1, reasons
 
 
 async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster) -> None:

@@ -1,0 +1,78 @@
+"""The builder's composition root: caches, the build controller, and the wiring between them.
+
+Caches of pools, MachineConfigs and the namespace's ConfigMaps, Secrets and build Pods; one controller
+keyed by pool name; watch events only enqueue pools, the reconciler re-reads everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from mcosup.builder.building import Builder, Caches
+from mcosup.builder.buildplan import BuilderSettings
+from mcosup.control.controller import Controller
+from mcosup.kube import client as kclient
+from mcosup.kube.cache import Informer
+from mcosup.kube.client import Obj
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
+from mcosup.metrics import Metrics
+from mcosup.settings import KubeSettings
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
+    """Run the builder until cancelled."""
+    metrics = Metrics()
+    ns = settings.namespace
+    async with kclient.connect(kube_settings) as kube, aiohttp.ClientSession() as http:
+        informers = {
+            "pools": Informer(kube, MACHINECONFIGPOOLS, metrics=metrics),
+            "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
+            "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
+            "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
+            "pods": Informer(
+                kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL, metrics=metrics
+            ),
+        }
+        caches = Caches(**informers)
+        builder = Builder(kube, caches, settings, http=http, metrics=metrics)
+        controller: Controller[str] = Controller("builder", builder.reconcile, metrics=metrics)
+        wire(informers, controller)
+        async with asyncio.TaskGroup() as tg:
+            for name, informer in informers.items():
+                tg.create_task(informer.run(), name=f"informer-{name}")
+            await asyncio.gather(*(inf.listed.wait() for inf in informers.values()))
+            log.info("builder caches listed; reconciling %d pools", len(informers["pools"]))
+            for pool in informers["pools"].items():
+                controller.enqueue(pool["metadata"]["name"])
+            tg.create_task(controller.run(), name="controller-builder")
+
+
+def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None:
+    """Watch events only enqueue pool names; the reconciler re-reads everything from the caches."""
+    pools = informers["pools"]
+
+    def all_pools(_: str, obj: Obj) -> None:
+        for pool in pools.items():
+            controller.enqueue(pool["metadata"]["name"])
+
+    def target_pool(_: str, obj: Obj) -> None:
+        pool = ((obj.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
+        if pool:
+            controller.enqueue(pool)
+
+    pools.subscribe(lambda _, obj: controller.enqueue(obj["metadata"]["name"]))
+    informers["machineconfigs"].subscribe(
+        lambda _, obj: (
+            all_pools(_, obj) if obj["metadata"]["name"].startswith(names.RENDERED_PREFIX) else None
+        )
+    )
+    informers["configmaps"].subscribe(all_pools)
+    informers["secrets"].subscribe(all_pools)
+    informers["pods"].subscribe(target_pool)
