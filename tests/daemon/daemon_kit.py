@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import urllib.parse
+from collections.abc import Mapping
+from typing import Any
+
 from aiohttp import web
+
+from webhooks import names
+
+NODE = "worker-0"
+KEY = "ssh-ed25519 AAAAC3 admin@example"
+NS = names.DEFAULT_NAMESPACE
 
 
 class Registry:
@@ -23,3 +34,108 @@ class Registry:
         _, _, rest = image.partition("/")
         repo, _, digest = rest.partition("@")
         self.manifests.add((repo, digest))
+
+
+def rendered(
+    name: str,
+    files: Mapping[str, tuple[str, int]] = {},
+    units: list[dict[str, Any]] | None = None,
+    kargs: list[str] | None = None,
+    keys: list[str] | None = None,
+    password: str | None = None,
+) -> dict[str, Any]:
+    core: dict[str, Any] = {"name": "core", "sshAuthorizedKeys": keys or []}
+    if password:
+        core["passwordHash"] = password
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfig",
+        "metadata": {"name": name},
+        "spec": {
+            "kernelArguments": kargs or [],
+            "config": {
+                "ignition": {"version": "3.2.0"},
+                "storage": {
+                    "files": [
+                        {
+                            "path": path,
+                            "mode": mode,
+                            "contents": {"source": "data:," + urllib.parse.quote(text)},
+                        }
+                        for path, (text, mode) in files.items()
+                    ]
+                },
+                "systemd": {"units": units or []},
+                "passwd": {"users": [core]},
+            },
+        },
+    }
+
+
+class MemoryCluster:
+    def __init__(self) -> None:
+        self.node_obj: dict[str, Any] = {
+            "metadata": {"name": NODE, "resourceVersion": "1", "annotations": {}}
+        }
+        self.mcs: dict[str, dict[str, Any]] = {}
+        self.cms: dict[str, dict[str, Any]] = {}
+        self.patches: list[dict[str, str | None]] = []
+
+    def node(self) -> dict[str, Any] | None:
+        return copy.deepcopy(self.node_obj)
+
+    def machineconfig(self, name: str) -> dict[str, Any] | None:
+        return self.mcs.get(name)
+
+    def configmap(self, name: str) -> dict[str, Any] | None:
+        return self.cms.get(name)
+
+    async def wait_changed(self, seconds: float) -> None:
+        return None
+
+    async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None:
+        self.patches.append(dict(annotations))
+        ann = self.node_obj["metadata"]["annotations"]
+        for k, v in annotations.items():
+            if v is None:
+                ann.pop(k, None)
+            else:
+                ann[k] = v
+        meta = self.node_obj["metadata"]
+        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
+
+    def target(self, mode: str, config: str, image: str | None = None) -> None:
+        meta = self.node_obj["metadata"]
+        meta.setdefault("labels", {})[names.DAEMON_MODE] = mode
+        meta["annotations"][names.DESIRED_CONFIG] = config
+        if image:
+            meta["annotations"][names.DESIRED_IMAGE] = image
+        else:
+            meta["annotations"].pop(names.DESIRED_IMAGE, None)
+
+    def annotations(self) -> dict[str, str]:
+        return dict(self.node_obj["metadata"]["annotations"])
+
+    def configmap_data(self, name: str, data: dict[str, str]) -> None:
+        self.cms[name] = {"metadata": {"name": name, "namespace": NS}, "data": data}
+
+
+MC1 = rendered(
+    "rendered-worker-1",
+    files={"/etc/app/app.conf": ("x=1\n", 0o640), "/etc/old.conf": ("old\n", 0o600)},
+    units=[
+        {"name": "app.service", "enabled": True, "contents": "[Service]\nExecStart=/bin/app\n"},
+        {"name": "docker.service", "dropins": [{"name": "10-opts.conf", "contents": "[Service]\n"}]},
+        {"name": "crio.service", "mask": True},
+    ],
+    kargs=["nosmt"],
+    keys=[KEY],
+    password="$6$abc$def",
+)
+MC2 = rendered(
+    "rendered-worker-2",
+    files={"/etc/app/app.conf": ("x=2\n", 0o644)},
+    units=[{"name": "docker.service", "enabled": True}],
+    kargs=["mitigations=off"],
+    keys=[KEY, "ssh-rsa BBBB second"],
+)

@@ -6,13 +6,10 @@ Agent (nothing survives but the host tree and the fake OS state), as the kubelet
 
 from __future__ import annotations
 
-import copy
 import json
-import urllib.parse
-from collections.abc import Mapping
-from typing import Any
 
 import pytest
+from daemon_kit import KEY, MC1, MC2, NODE, MemoryCluster, rendered
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.agent import Agent, AgentSettings
@@ -22,95 +19,8 @@ from mcosup.daemon.journal import STATE_FILE, Journal
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 from webhooks import names
 
-NODE = "worker-0"
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "registry.local:5000/os/worker@sha256:" + "b" * 64
-KEY = "ssh-ed25519 AAAAC3 admin@example"
-NS = names.DEFAULT_NAMESPACE
-
-
-def rendered(
-    name: str,
-    files: Mapping[str, tuple[str, int]] = {},
-    units: list[dict[str, Any]] | None = None,
-    kargs: list[str] | None = None,
-    keys: list[str] | None = None,
-    password: str | None = None,
-) -> dict[str, Any]:
-    core: dict[str, Any] = {"name": "core", "sshAuthorizedKeys": keys or []}
-    if password:
-        core["passwordHash"] = password
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfig",
-        "metadata": {"name": name},
-        "spec": {
-            "kernelArguments": kargs or [],
-            "config": {
-                "ignition": {"version": "3.2.0"},
-                "storage": {
-                    "files": [
-                        {
-                            "path": path,
-                            "mode": mode,
-                            "contents": {"source": "data:," + urllib.parse.quote(text)},
-                        }
-                        for path, (text, mode) in files.items()
-                    ]
-                },
-                "systemd": {"units": units or []},
-                "passwd": {"users": [core]},
-            },
-        },
-    }
-
-
-class MemoryCluster:
-    def __init__(self) -> None:
-        self.node_obj: dict[str, Any] = {
-            "metadata": {"name": NODE, "resourceVersion": "1", "annotations": {}}
-        }
-        self.mcs: dict[str, dict[str, Any]] = {}
-        self.cms: dict[str, dict[str, Any]] = {}
-        self.patches: list[dict[str, str | None]] = []
-
-    def node(self) -> dict[str, Any] | None:
-        return copy.deepcopy(self.node_obj)
-
-    def machineconfig(self, name: str) -> dict[str, Any] | None:
-        return self.mcs.get(name)
-
-    def configmap(self, name: str) -> dict[str, Any] | None:
-        return self.cms.get(name)
-
-    async def wait_changed(self, seconds: float) -> None:
-        return None
-
-    async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None:
-        self.patches.append(dict(annotations))
-        ann = self.node_obj["metadata"]["annotations"]
-        for k, v in annotations.items():
-            if v is None:
-                ann.pop(k, None)
-            else:
-                ann[k] = v
-        meta = self.node_obj["metadata"]
-        meta["resourceVersion"] = str(int(meta["resourceVersion"]) + 1)
-
-    def target(self, mode: str, config: str, image: str | None = None) -> None:
-        meta = self.node_obj["metadata"]
-        meta.setdefault("labels", {})[names.DAEMON_MODE] = mode
-        meta["annotations"][names.DESIRED_CONFIG] = config
-        if image:
-            meta["annotations"][names.DESIRED_IMAGE] = image
-        else:
-            meta["annotations"].pop(names.DESIRED_IMAGE, None)
-
-    def annotations(self) -> dict[str, str]:
-        return dict(self.node_obj["metadata"]["annotations"])
-
-    def configmap_data(self, name: str, data: dict[str, str]) -> None:
-        self.cms[name] = {"metadata": {"name": name, "namespace": NS}, "data": data}
 
 
 @pytest.fixture
@@ -135,27 +45,6 @@ async def converge(cluster: MemoryCluster, fake: FakeHost, *, passes: int = 6) -
         if cluster.annotations().get(names.STATE) == names.STATE_DONE:
             return restarts
     pytest.fail(f"did not converge: {cluster.annotations()}")
-
-
-MC1 = rendered(
-    "rendered-worker-1",
-    files={"/etc/app/app.conf": ("x=1\n", 0o640), "/etc/old.conf": ("old\n", 0o600)},
-    units=[
-        {"name": "app.service", "enabled": True, "contents": "[Service]\nExecStart=/bin/app\n"},
-        {"name": "docker.service", "dropins": [{"name": "10-opts.conf", "contents": "[Service]\n"}]},
-        {"name": "crio.service", "mask": True},
-    ],
-    kargs=["nosmt"],
-    keys=[KEY],
-    password="$6$abc$def",
-)
-MC2 = rendered(
-    "rendered-worker-2",
-    files={"/etc/app/app.conf": ("x=2\n", 0o644)},
-    units=[{"name": "docker.service", "enabled": True}],
-    kargs=["mitigations=off"],
-    keys=[KEY, "ssh-rsa BBBB second"],
-)
 
 
 async def test_legacy_apply_then_new_config(cluster: MemoryCluster, fake: FakeHost) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_agent import MC1, MemoryCluster
+from daemon_kit import MC1, MemoryCluster
 
 from mcosup.daemon.agent import Agent, AgentSettings
 from mcosup.daemon.executor import RebootRequested
