@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Mapping
@@ -39,6 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--kubeconfig", default=None, help="kubeconfig path (default: $KUBECONFIG, else in-cluster)"
+    )
+    parser.add_argument(
+        "--host-exec",
+        default=os.environ.get("MCOSUP_HOST_EXEC", ""),
+        help="prefix for host commands, e.g. 'chroot /rootfs' (default: $MCOSUP_HOST_EXEC, or run them "
+        "from PATH with systemctl --root)",
     )
     parser.add_argument(
         "--backend",
@@ -93,7 +100,7 @@ async def serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     #: anyway; the fake host reboots at once and sets it to 0.
     reboot_grace = s.env_float(env, "MCOSUP_DAEMON_REBOOT_GRACE", 300.0)
     namespace = s.namespace_from_env(env)
-    host = LocalHost(args.root, backend=args.backend)
+    host = LocalHost(args.root, backend=args.backend, exec_prefix=shlex.split(args.host_exec))
     where = fields(node=args.node_name)
     main_task = asyncio.current_task()
     assert main_task is not None

@@ -94,6 +94,8 @@ async def apply_step(host: Host, state: DaemonState, step: p.Step) -> None:
             await host.daemon_reload()
         case p.SetSshKeys():
             data = "".join(k.rstrip("\n") + "\n" for k in step.keys).encode()
+            # sshd's StrictModes refuses keys in a directory others can write: 0700, owned by the user.
+            host.make_dir(p.SSH_KEYS_FILE.rsplit("/", 1)[0], 0o700, step.user, step.user)
             host.write_file(p.SSH_KEYS_FILE, data, 0o600, step.user, step.user)
         case p.SetPasswordHash():
             host.set_password_hash(step.user, step.password_hash)

@@ -51,6 +51,7 @@ class Host(Protocol):
     def remove_file(self, path: str) -> None: ...
     def remove_dir(self, path: str) -> None: ...
     def list_dir(self, path: str) -> list[str]: ...
+    def make_dir(self, path: str, mode: int, user: str | None = None, group: str | None = None) -> None: ...
     def set_password_hash(self, user: str, password_hash: str | None) -> None: ...
     def boot_id(self) -> str: ...
     async def deployments(self) -> tuple[Deployment | None, Deployment | None]: ...
@@ -81,6 +82,7 @@ class LocalHost:
         commands: Commands = Commands(),
         env: Mapping[str, str] | None = None,
         command_timeout: float = 900.0,
+        exec_prefix: Sequence[str] = (),
     ):
         if backend not in BACKENDS:
             raise ValueError(f"host backend {backend!r} unknown; use one of {', '.join(BACKENDS)}")
@@ -90,6 +92,9 @@ class LocalHost:
         self.env = dict(env) if env is not None else None
         #: Seconds a host command may run (a rebase pulls an OS image: minutes, not hours).
         self.command_timeout = command_timeout
+        #: Run host tools through this (e.g. ``chroot /rootfs`` or ``nsenter --target 1 --mount --``) so
+        #: the host's own binaries act on the host, as the MCO's daemon chroots; empty = from PATH here.
+        self.exec_prefix = tuple(exec_prefix)
 
     # Paths.
 
@@ -217,6 +222,21 @@ class LocalHost:
         except FileNotFoundError:
             return []
 
+    def make_dir(self, path: str, mode: int, user: str | None = None, group: str | None = None) -> None:
+        """Create ``path`` (and parents) if missing, then give it ``mode`` and owner."""
+        target = self._abs(path)
+        uid, gid = self._owner(user, group, path)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            os.chmod(target, mode)
+            fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                self._chown(fd, uid, gid, path)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise HostError(f"cannot create directory {path}: {exc.strerror}") from exc
+
     def set_password_hash(self, user: str, password_hash: str | None) -> None:
         """Edit the user's line of /etc/shadow (what ``usermod -p`` does), keeping its mode."""
         shadow = "/etc/shadow"
@@ -246,6 +266,7 @@ class LocalHost:
 
     async def run(self, *argv: str) -> str:
         """Run a host command; its stdout, or HostError with its exit status and last stderr lines."""
+        argv = (*self.exec_prefix, *argv)
         log.info("running %s", " ".join(argv))
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -305,8 +326,10 @@ class LocalHost:
 
     async def systemctl(self, action: str, units: Sequence[str]) -> None:
         # --root: enable/disable/mask only edit symlinks, which works on the mounted host tree from
-        # inside the daemon's container without reaching the host's systemd.
-        await self.run(self.commands.systemctl, f"--root={self.root}", action, *units)
+        # inside the daemon's container without reaching the host's systemd (under a chroot/nsenter
+        # prefix the host's / is already the root).
+        root = () if self.exec_prefix else (f"--root={self.root}",)
+        await self.run(self.commands.systemctl, *root, action, *units)
 
     async def daemon_reload(self) -> None:
         await self.run(self.commands.systemctl, "daemon-reload")

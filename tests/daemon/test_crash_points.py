@@ -46,6 +46,10 @@ class CrashingHost(LocalHost):
         super().write_file(path, contents, mode, user, group)
         self._changed()
 
+    def make_dir(self, path: str, mode: int, user: str | None = None, group: str | None = None) -> None:
+        super().make_dir(path, mode, user, group)
+        self._changed()
+
     def remove_file(self, path: str) -> None:
         super().remove_file(path)
         self._changed()

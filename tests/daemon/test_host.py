@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from daemon_kit import Registry
 
@@ -139,3 +141,18 @@ async def test_rebase_checks_the_registry(host: LocalHost, fake: FakeHost, regis
     registry.push(IMG)
     await host.rebase(IMG)
     assert fake.staged_image() == IMG
+
+
+async def test_exec_prefix_runs_host_tools_through_it(fake: FakeHost) -> None:
+    # `env` stands in for `chroot /rootfs`: the prefix comes first, systemctl then needs no --root.
+    host = LocalHost(fake.rootfs, env=fake.env(), exec_prefix=["env"])
+    await host.systemctl("enable", ["sshd.service"])
+    assert fake.unit_enabled("sshd.service")
+    assert fake.command_log()[-1] == ["systemctl", "enable", "sshd.service"]
+
+
+def test_ssh_directory_is_private(fake: FakeHost) -> None:
+    host = LocalHost(fake.rootfs)
+    host.make_dir("/home/core/.ssh", 0o700, "core", "core")
+    assert fake.mode("/home/core/.ssh") == 0o700
+    assert (fake.rootfs / "home/core/.ssh").stat().st_uid in (1000, os.getuid())
