@@ -504,7 +504,9 @@ class Builder:
     def _pool_objects(self, cache: Cache, pool_name: str) -> Iterator[Obj]:
         for obj in cache.items():
             labels = _labels(obj)
-            if names.BUILD_OBJECT_LABEL in labels and labels.get(names.TARGET_POOL_LABEL) == pool_name:
+            if names.BUILD_OBJECT_LABEL in labels and labels.get(
+                names.TARGET_POOL_LABEL
+            ) == buildplan.label_value(pool_name):
                 yield obj
 
     async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from mcosup.builder.building import Builder, Caches
-from mcosup.builder.buildplan import BuilderSettings
+from mcosup.builder.buildplan import BuilderSettings, label_value
 from mcosup.control.controller import Controller
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
@@ -63,9 +63,13 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
             controller.enqueue(pool["metadata"]["name"])
 
     def target_pool(_: str, obj: Obj) -> None:
-        pool = ((obj.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
-        if pool:
-            controller.enqueue(pool)
+        label = ((obj.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
+        if not label:
+            return
+        # The label holds the pool's name, cut to a label's 63 characters.
+        for pool in pools.items():
+            if label_value(pool["metadata"]["name"]) == label:
+                controller.enqueue(pool["metadata"]["name"])
 
     pools.subscribe(lambda _, obj: controller.enqueue(obj["metadata"]["name"]))
     informers["machineconfigs"].subscribe(

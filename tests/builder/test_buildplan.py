@@ -391,3 +391,19 @@ def test_build_pod() -> None:
 def test_plan_refuses_bad_pullspec_naming_the_config() -> None:
     with pytest.raises(bp.BuildError, match="on-cluster-build-config: finalImagePullspec"):
         bp.plan(inputs(pullspec="Not A Ref"))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("rendered-worker-" + "a" * 32, "rendered-worker-" + "a" * 32),
+        (
+            "rendered-a-very-long-pool-name-x-" + "b" * 32,
+            ("rendered-a-very-long-pool-name-x-" + "b" * 32)[:63],
+        ),
+        ("p" * 62 + "-x", "p" * 62),
+    ],
+)
+def test_label_values_stay_valid(value: str, expected: str) -> None:
+    assert bp.label_value(value) == expected
+    assert len(bp.label_value(value)) <= 63
