@@ -24,6 +24,9 @@ class Metrics:
             ["resource", "cause"],
             registry=r,
         )
+        self.watch_events = Counter(
+            "mcosup_watch_events", "Watch events applied to a cache, by resource", ["resource"], registry=r
+        )
         self.opted_in_pools = Gauge(
             "mcosup_opted_in_pools", "Pools carrying the layering opt-in label", registry=r
         )

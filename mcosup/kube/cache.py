@@ -86,6 +86,8 @@ class Informer:
         self.listed.set()
 
     async def _on_event(self, kind: str, obj: Obj) -> None:
+        if self.metrics is not None:
+            self.metrics.watch_events.labels(str(self.resource)).inc()
         key = key_of(obj)
         if kind == "DELETED":
             self._objects.pop(key, None)

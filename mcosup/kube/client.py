@@ -290,17 +290,22 @@ class Kube:
         *,
         reason: str,
         message: str,
-        namespace: str,
         type_: Literal["Normal", "Warning"] = "Normal",
         component: str = "mcosup",
+        namespace: str | None = None,
     ) -> None:
-        """Emit a core/v1 Event about ``involved``. Failing to record an event never fails the caller."""
+        """Emit a core/v1 Event about ``involved``. Failing to record an event never fails the caller.
+
+        The Event lives in the involved object's namespace, or in ``default`` for a cluster-scoped object
+        (pools, nodes): the API server accepts no other. ``namespace`` is accepted and ignored.
+        """
         meta = involved.get("metadata", {})
+        event_namespace = meta.get("namespace") or "default"
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": namespace},
+            "metadata": {"generateName": f"{meta.get('name', 'object')}.", "namespace": event_namespace},
             "involvedObject": {
                 "apiVersion": involved.get("apiVersion", ""),
                 "kind": involved.get("kind", ""),
@@ -318,7 +323,7 @@ class Kube:
             "reportingComponent": component,
         }
         try:
-            await self.create(EVENTS, event, namespace=namespace)
+            await self.create(EVENTS, event, namespace=event_namespace)
         except errors.ApiError as exc:
             log.warning(
                 "could not record event %s on %s/%s: %s", reason, involved.get("kind"), meta.get("name"), exc

@@ -174,7 +174,7 @@ async def test_invalid_config_means_no_builder_and_a_named_problem(
     cond = await condition(kube, "worker", "LayeringReady")
     assert cond["status"] == "False" and expected in cond["message"], cond["message"]
     assert await builder_pods(kube) == []
-    events, _ = await kube.list(EVENTS, namespace=NS)
+    events, _ = await kube.list(EVENTS, namespace="default")  # cluster-scoped object's events
     assert any(e["reason"] == "InvalidConfig" and e["involvedObject"]["name"] == "worker" for e in events)
 
     # Fixing the config alone starts the builder.
