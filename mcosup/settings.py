@@ -95,6 +95,16 @@ class SupervisorSettings:
     drain_timeout: float = 3600.0
     #: Seconds before recreating a builder pod after its first failure; doubles per quick failure.
     builder_backoff: float = 5.0
+    #: HTTPS port of the admission webhook (0 picks a free one).
+    webhook_port: int = 9443
+    #: Webhook TLS: "self-managed" (the supervisor keeps a CA and serving cert in a Secret and injects the
+    #: CA into the ValidatingWebhookConfiguration), "files" (tls.crt/tls.key in webhook_cert_dir, e.g. from
+    #: cert-manager or the service CA; reloaded when they change), or "off" (no webhook served).
+    webhook_tls: str = "self-managed"
+    #: Directory of tls.crt/tls.key: read in "files" mode, written in "self-managed" mode.
+    webhook_cert_dir: str = "/tmp/mcosup-webhook"
+    #: The Service in front of the webhook (its DNS names go into the self-managed certificate).
+    webhook_service: str = "machine-config-supervisor"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> SupervisorSettings:
@@ -107,6 +117,17 @@ class SupervisorSettings:
             "deployment": env_str(env, "MCOSUP_DEPLOYMENT", ""),
             "drain_timeout": env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.drain_timeout, minimum=1),
             "builder_backoff": env_float(env, "MCOSUP_BUILDER_BACKOFF", cls.builder_backoff, minimum=0.01),
+            "webhook_port": env_int(env, "MCOSUP_WEBHOOK_PORT", cls.webhook_port),
+            "webhook_tls": env_str(env, "MCOSUP_WEBHOOK_TLS", cls.webhook_tls),
+            "webhook_cert_dir": env_str(env, "MCOSUP_WEBHOOK_CERT_DIR", cls.webhook_cert_dir),
+            "webhook_service": env_str(env, "MCOSUP_WEBHOOK_SERVICE", cls.webhook_service),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if values["webhook_tls"] not in WEBHOOK_TLS_MODES:
+            raise SettingsError(
+                f"MCOSUP_WEBHOOK_TLS={values['webhook_tls']!r} is not one of {', '.join(WEBHOOK_TLS_MODES)}"
+            )
         return cls(**values)  # type: ignore[arg-type]
+
+
+WEBHOOK_TLS_MODES = ("self-managed", "files", "off")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from mcosup.control.clock import RealClock
 from mcosup.control.controller import Controller
 from mcosup.http import probes
+from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
@@ -28,7 +29,7 @@ from mcosup.kube.resources import (
 )
 from mcosup.metrics import Metrics
 from mcosup.settings import KubeSettings, SupervisorSettings
-from mcosup.supervisor import builderpod
+from mcosup.supervisor import builderpod, webhook
 from mcosup.supervisor.leader import LeaderElector, LeaseSettings
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
@@ -106,11 +107,14 @@ async def run(
         def leader_known() -> str | None:
             return None if elector.known.is_set() else "leader not known yet"
 
-        app = probes.probes_app(
-            liveness={"loops": lambda: None},
-            readiness={"caches": caches_listed, "leader": leader_known},
-            metrics=metrics,
-        )
+        readiness = {"caches": caches_listed, "leader": leader_known}
+        tls: CertFileReloader | None = None
+        if settings.webhook_tls != "off":
+            tls = CertFileReloader(*webhook.cert_paths(settings))
+            readiness["webhook"] = lambda: (
+                None if tls is not None and tls.loaded else "webhook TLS not loaded"
+            )
+        app = probes.probes_app(liveness={"loops": lambda: None}, readiness=readiness, metrics=metrics)
         async with probes.serving(app, settings.http_host, settings.http_port) as port:
             log.info("supervisor serving probes and metrics on %s:%d", settings.http_host, port)
             if on_ready is not None:
@@ -120,6 +124,21 @@ async def run(
                     tg.create_task(informer.run(), name=f"informer-{name}")
                 await asyncio.gather(*(inf.listed.wait() for inf in informers.values()))
                 tg.create_task(elector.run(lead), name="leader-election")
+                if tls is not None:
+                    tg.create_task(
+                        webhook.serve_webhook(
+                            kube,
+                            settings,
+                            tls=tls,
+                            pools=pools,
+                            machineconfigs=informers["machineconfigs"],
+                            secrets=informers["secrets"],
+                            is_leader=lambda: elector.leading,
+                            metrics=metrics,
+                            host=settings.http_host,
+                        ),
+                        name="webhook",
+                    )
 
 
 def _wire(informers: dict[str, Informer], controllers: dict[str, Controller[str]]) -> None:

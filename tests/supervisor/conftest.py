@@ -44,7 +44,12 @@ async def start_supervisor(emulator: Any, tmp_path: Path) -> AsyncIterator[Start
             identity=identity,
             image="mcosup:test",
             builder_backoff=0.3,
-            **overrides,
+            **{
+                "webhook_tls": "off",
+                "webhook_port": 0,
+                "webhook_cert_dir": str(tmp_path / identity),
+                **overrides,
+            },
         )
         bound = asyncio.get_running_loop().create_future()
         task = asyncio.ensure_future(
