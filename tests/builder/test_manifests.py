@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from mcosup.builder import manifests
 from mcosup.sim.registry import Registry
@@ -87,3 +89,45 @@ async def test_refused_credentials_are_an_error_not_a_miss(
 async def test_unreachable_registry_is_an_error(http: aiohttp.ClientSession) -> None:
     with pytest.raises(manifests.RegistryError, match="cannot be reached"):
         await manifests.manifest_digest(http, "127.0.0.1:1/os/base:stock", {}, tls_verify=False)
+
+
+def token_registry() -> web.Application:
+    """A registry speaking the distribution spec's token flow (what quay.io and Docker Hub do)."""
+    manifest = b'{"schemaVersion":2}'
+
+    async def token(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != manifests.basic(("robot", "pw")):
+            return web.Response(status=401)
+        assert request.query["scope"] == "repository:org/os:pull"
+        assert request.query["service"] == "registry.test"
+        return web.json_response({"token": "t0k"})
+
+    async def manifest_endpoint(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer t0k":
+            realm = f"http://{request.host}/token"
+            challenge = f'Bearer realm="{realm}",service="registry.test",scope="repository:org/os:pull"'
+            return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+        if request.match_info["tag"] != "present":
+            return web.Response(status=404)
+        # No Docker-Content-Digest header: the client must hash the manifest itself.
+        return web.Response(body=b"" if request.method == "HEAD" else manifest)
+
+    app = web.Application()
+    app.router.add_get("/token", token)
+    app.router.add_route("*", "/v2/org/os/manifests/{tag}", manifest_endpoint)
+    return app
+
+
+async def test_bearer_token_flow_and_digest_by_hashing(
+    aiohttp_server: Any, http: aiohttp.ClientSession
+) -> None:
+    server = await aiohttp_server(token_registry())
+    host = f"127.0.0.1:{server.port}"
+    auths = {host: {"username": "robot", "password": "pw"}}
+    expected = "sha256:" + hashlib.sha256(b'{"schemaVersion":2}').hexdigest()
+    assert (
+        await manifests.manifest_digest(http, f"{host}/org/os:present", auths, tls_verify=False) == expected
+    )
+    assert await manifests.manifest_digest(http, f"{host}/org/os:absent", auths, tls_verify=False) is None
+    with pytest.raises(manifests.RegistryError, match="token endpoint"):
+        await manifests.manifest_digest(http, f"{host}/org/os:present", {}, tls_verify=False)
