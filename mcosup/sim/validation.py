@@ -4,8 +4,10 @@ Pure: objects in, causes (`Status` field errors) out. These are the checks a con
 trips over on a real cluster, so the emulator must trip it too:
 
 - metadata: label keys and values, annotation keys, ownerReferences (apiVersion, kind, name, uid);
-- Event (core/v1, without eventTime): `involvedObject.namespace` must equal the Event's namespace,
-  and an Event about a cluster-scoped object (a Node) must live in `default`;
+- Event (core/v1): without `eventTime`, `involvedObject.namespace` must equal the Event's namespace
+  and an Event about a cluster-scoped object (a Node, a MachineConfigPool) must live in `default`;
+  with `eventTime`, such an Event may live in `default` or `kube-system` and needs
+  `reportingComponent`, `reportingInstance` and `action`;
 - Secret: `stringData` is merged into `data` (base64) and dropped, `type` defaults to Opaque, keys
   must be valid (and `data` values base64, which the server checks while decoding: a 400);
 - ConfigMap: keys valid, no key in both `data` and `binaryData`.
@@ -123,14 +125,19 @@ def metadata_causes(meta: dict[str, Any]) -> list[Cause]:
 
 
 def event_causes(event: dict[str, Any]) -> list[Cause]:
-    """The namespace rule for core/v1 Events (the legacy kind, written without eventTime)."""
-    if event.get("eventTime"):
-        return []
+    """The apiserver's namespace rule for core/v1 Events, for legacy ones and ones with eventTime."""
     namespace = event["metadata"].get("namespace", "")
     involved = str((event.get("involvedObject") or {}).get("namespace") or "")
-    if (not involved and namespace not in ("", "default")) or (involved and involved != namespace):
-        return [_invalid("involvedObject.namespace", involved, "does not match event.namespace")]
-    return []
+    mismatch = _invalid("involvedObject.namespace", involved, "does not match event.namespace")
+    if not event.get("eventTime"):
+        if (not involved and namespace not in ("", "default")) or (involved and involved != namespace):
+            return [mismatch]
+        return []
+    causes = [mismatch] if not involved and namespace not in ("default", "kube-system") else []
+    for field in ("reportingComponent", "reportingInstance", "action"):
+        if not event.get(field):
+            causes.append({"reason": "FieldValueRequired", "field": field, "message": "Required value"})
+    return causes
 
 
 def normalise_secret(secret: dict[str, Any]) -> tuple[dict[str, Any], list[Cause]]:

@@ -575,6 +575,21 @@ async def test_events_about_cluster_scoped_objects_live_in_default(api: Api) -> 
     assert (await api.post("/api/v1/namespaces/default/events", event("")))[0] == 201
     assert (await api.post("/api/v1/namespaces/ops/events", event("ops")))[0] == 201
     assert (await api.post("/api/v1/namespaces/default/events", event("ops")))[0] == 422
+    new_style = {**event(""), "eventTime": "2026-01-01T00:00:00.000000Z"}
+    status, body = await api.post("/api/v1/namespaces/kube-system/events", new_style)
+    assert status == 422
+    assert {c["field"] for c in body["details"]["causes"]} == {
+        "reportingComponent",
+        "reportingInstance",
+        "action",
+    }
+    complete = {
+        **new_style,
+        "reportingComponent": "mcosup",
+        "reportingInstance": "mcosup-1",
+        "action": "Update",
+    }
+    assert (await api.post("/api/v1/namespaces/kube-system/events", complete))[0] == 201
 
 
 async def test_secrets_merge_string_data_and_reject_bad_base64(api: Api) -> None:
