@@ -105,6 +105,9 @@ class SupervisorSettings:
     webhook_cert_dir: str = "/tmp/mcosup-webhook"
     #: The Service in front of the webhook (its DNS names go into the self-managed certificate).
     webhook_service: str = "machine-config-supervisor"
+    #: Build settings handed on to the builder pod's environment (MCOSUP_BUILD_*, MCOSUP_BUILDAH_IMAGE),
+    #: so the builder is configured where the supervisor is.
+    builder_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **overrides: object) -> SupervisorSettings:
@@ -121,6 +124,13 @@ class SupervisorSettings:
             "webhook_tls": env_str(env, "MCOSUP_WEBHOOK_TLS", cls.webhook_tls),
             "webhook_cert_dir": env_str(env, "MCOSUP_WEBHOOK_CERT_DIR", cls.webhook_cert_dir),
             "webhook_service": env_str(env, "MCOSUP_WEBHOOK_SERVICE", cls.webhook_service),
+            "builder_env": tuple(
+                sorted(
+                    (k, v)
+                    for k, v in env.items()
+                    if k.startswith("MCOSUP_BUILD_") or k == "MCOSUP_BUILDAH_IMAGE"
+                )
+            ),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         if values["webhook_tls"] not in WEBHOOK_TLS_MODES:
@@ -131,3 +141,7 @@ class SupervisorSettings:
 
 
 WEBHOOK_TLS_MODES = ("self-managed", "files", "off")
+
+
+def _is_build_setting(var: str) -> bool:
+    return var.startswith("MCOSUP_BUILD_") or var == "MCOSUP_BUILDAH_IMAGE"

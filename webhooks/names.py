@@ -114,3 +114,13 @@ def image_undeliverable(path: str) -> str | None:
         if path == prefix or path.startswith(prefix + "/"):
             return prefix
     return None
+
+
+def label_value(value: str) -> str:
+    """``value`` made a valid label value: at most 63 characters, ending alphanumeric.
+
+    Build objects carry their pool and rendered config as labels; ``rendered-<pool>-<32 hex>`` outgrows
+    a label once the pool's name passes 21 characters. Names keep the whole value; the label only has to
+    stay recognisable, and every reader compares through this same function.
+    """
+    return value[:63].rstrip("-_.")

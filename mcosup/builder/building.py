@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from mcosup import conditions, rendering
+from mcosup import buildconfig, conditions, rendering
 from mcosup.builder import buildplan, manifests
 from mcosup.builder.buildplan import BuilderSettings
 from mcosup.conditions import Condition
@@ -35,7 +35,6 @@ from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
-from mcosup.supervisor import buildconfig
 from webhooks import names
 
 log = logging.getLogger(__name__)
@@ -360,14 +359,12 @@ class Builder:
     async def _failure_text(self, pod: Obj) -> str:
         """The last lines of a failed build: its log, else the termination message (logs on error)."""
         text = ""
-        # pods/log, when the client layer offers it; the termination message (FallbackToLogsOnError)
-        # carries the same tail otherwise.
-        read_log = getattr(self.kube, "pod_log", None)
-        if read_log is not None:
-            try:
-                text = str(await read_log(_name(pod), self.ns, tail_lines=self.settings.log_tail_lines * 4))
-            except errors.ApiError:
-                pass
+        # pods/log; the termination message (FallbackToLogsOnError) carries the same tail when the log
+        # is gone (the node was lost, the pod evicted).
+        try:
+            text = await self.kube.pod_log(_name(pod), self.ns, tail_lines=self.settings.log_tail_lines * 4)
+        except errors.ApiError:
+            pass
         if not text.strip():
             term = termination(pod)
             text = (
@@ -506,7 +503,7 @@ class Builder:
             labels = _labels(obj)
             if names.BUILD_OBJECT_LABEL in labels and labels.get(
                 names.TARGET_POOL_LABEL
-            ) == buildplan.label_value(pool_name):
+            ) == names.label_value(pool_name):
                 yield obj
 
     async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:

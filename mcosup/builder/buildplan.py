@@ -122,15 +122,6 @@ def digested_pullspec(pullspec: str, digest: str) -> str:
     return f"{repo}@{digest}"
 
 
-def label_value(value: str) -> str:
-    """``value`` as a valid label value: at most 63 characters, ending alphanumeric.
-
-    ``rendered-<pool>-<32 hex>`` outgrows a label for pools named with more than 21 characters; the
-    objects' names still carry the whole build identity, so the label only has to stay recognisable.
-    """
-    return value[:63].rstrip("-_.")
-
-
 def build_name(pool: str, identity: str) -> str:
     """Name of the build Pod; its ConfigMaps and Secrets share it as a prefix."""
     return f"build-{pool}-{identity[:16]}"
@@ -327,8 +318,8 @@ class BuildPlan:
     def labels(self) -> dict[str, str]:
         return {
             names.BUILD_OBJECT_LABEL: "true",
-            names.TARGET_POOL_LABEL: label_value(self.inputs.pool),
-            names.RENDERED_CONFIG_LABEL: label_value(self.inputs.rendered_name),
+            names.TARGET_POOL_LABEL: names.label_value(self.inputs.pool),
+            names.RENDERED_CONFIG_LABEL: names.label_value(self.inputs.rendered_name),
         }
 
 

@@ -62,6 +62,6 @@ def main(args: argparse.Namespace) -> int:
         return 2
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
     from mcosup.builder.run import run
-    from mcosup.supervisor.command import run_until_signalled
+    from mcosup.lifecycle import run_until_signalled
 
     return run_until_signalled(run(settings, kube_settings))

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 import aiohttp
 
 from mcosup.builder.building import Builder, Caches
-from mcosup.builder.buildplan import BuilderSettings, label_value
+from mcosup.builder.buildplan import BuilderSettings
 from mcosup.control.controller import Controller
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
@@ -68,7 +68,7 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
             return
         # The label holds the pool's name, cut to a label's 63 characters.
         for pool in pools.items():
-            if label_value(pool["metadata"]["name"]) == label:
+            if names.label_value(pool["metadata"]["name"]) == label:
                 controller.enqueue(pool["metadata"]["name"])
 
     pools.subscribe(lambda _, obj: controller.enqueue(obj["metadata"]["name"]))

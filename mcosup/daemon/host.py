@@ -319,9 +319,11 @@ class LocalHost:
 
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None:
         # bootc hosts (FCOS/RHCOS) ship rpm-ostree too; bootc itself only takes kargs from the image.
+        # The -if-present/-if-missing forms act on the deployment rpm-ostree modifies (the pending one
+        # when there is one), so running this twice never duplicates or fails on an argument.
         argv = [self.commands.rpm_ostree, "kargs"]
-        argv += [f"--delete={a}" for a in delete]
-        argv += [f"--append={a}" for a in append]
+        argv += [f"--delete-if-present={a}" for a in delete]
+        argv += [f"--append-if-missing={a}" for a in append]
         await self.run(*argv)
 
     async def systemctl(self, action: str, units: Sequence[str]) -> None:

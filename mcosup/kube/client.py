@@ -154,6 +154,27 @@ class Kube:
             item.setdefault("apiVersion", resource.api_version)
         return items, str(result.get("metadata", {}).get("resourceVersion", ""))
 
+    async def pod_log(
+        self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None
+    ) -> str:
+        """The pod's log (``pods/log``), the last ``tail_lines`` lines when given."""
+        query: dict[str, str] = {}
+        if container:
+            query["container"] = container
+        if tail_lines is not None:
+            query["tailLines"] = str(tail_lines)
+        headers = await self._headers(None)
+        headers["Accept"] = "text/plain"
+        async with self._session.get(
+            self._host + PODS.path(name, namespace, "log"),
+            params=query,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+        ) as resp:
+            if resp.status >= 400:
+                raise errors.from_status(resp.status, await resp.read())
+            return await resp.text(errors="replace")
+
     async def watch(
         self,
         resource: Resource,

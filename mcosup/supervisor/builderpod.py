@@ -29,6 +29,8 @@ class BuilderPodSpec:
     #: mcosup removes it too.
     owner: tuple[str, str] | None = None
     command: tuple[str, ...] = ("mcosup", "builder")
+    #: Extra environment (the build settings the supervisor was given).
+    env: tuple[tuple[str, str], ...] = ()
     cpu_request: str = "50m"
     memory_request: str = "128Mi"
 
@@ -62,7 +64,10 @@ def manifest(spec: BuilderPodSpec) -> Obj:
                     "name": "machine-os-builder",
                     "image": spec.image,
                     "command": list(spec.command),
-                    "env": [{"name": "MCOSUP_NAMESPACE", "value": spec.namespace}],
+                    "env": [
+                        {"name": "MCOSUP_NAMESPACE", "value": spec.namespace},
+                        *({"name": k, "value": v} for k, v in spec.env),
+                    ],
                     "resources": {"requests": {"cpu": spec.cpu_request, "memory": spec.memory_request}},
                     "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
                 }

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import signal
-from collections.abc import Coroutine
-from typing import Any
 
 from mcosup.settings import KubeSettings, SettingsError, SupervisorSettings
 
@@ -28,6 +24,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from mcosup.lifecycle import run_until_signalled
     from mcosup.supervisor.run import run
 
     try:
@@ -43,20 +40,3 @@ def main(args: argparse.Namespace) -> int:
         print(f"mcosup supervisor: {exc}")
         return 2
     return run_until_signalled(run(settings, kube_settings))
-
-
-def run_until_signalled(coro: Coroutine[Any, Any, None]) -> int:
-    """Run ``coro`` until it ends or SIGTERM/SIGINT cancels it; a signal is a clean exit (0)."""
-
-    async def main() -> int:
-        task = asyncio.ensure_future(coro)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, task.cancel)
-        try:
-            await task
-        except asyncio.CancelledError:
-            return 0
-        return 0
-
-    return asyncio.run(main())

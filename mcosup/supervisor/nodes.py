@@ -23,8 +23,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Literal
 
 from mcosup.conditions import Condition
 from mcosup.control.clock import Clock, RealClock
@@ -102,7 +102,7 @@ class NodeRollout:
         self._drains: dict[str, _Drain] = {}
         self._drained: set[str] = set()
         self._stuck: dict[str, drain.Stuck] = {}
-        self._expected: dict[str, tuple[str, float]] = {}  # node -> (resourceVersion written, when)
+        self._written: dict[str, tuple[Obj, float]] = {}  # node -> (our last write's result, when)
         self._targeted: dict[str, Target] = {}  # target patches whose completion gets an Event
         self._node_pool: dict[str, str] = {}
         pools.subscribe(self._on_pool)
@@ -158,71 +158,86 @@ class NodeRollout:
                 if d.pool == pool_name:
                     self._cancel_drain(node)
             return None
-        members = rollout.nodes_of_pool(pool, self.pools.items(), self.nodes.items())
-        member_names = {n["metadata"]["name"] for n in members}
-        plan = rollout.plan_rollout(
-            pool,
-            members,
-            image=self.image_for(pool),
-            in_flight=self._in_flight(member_names),
-            drain_stuck={n: s.message for n, s in self._stuck.items() if n in member_names},
-        )
-        by_name = {n["metadata"]["name"]: n for n in members}
-        retry = False
+        image = self.image_for(pool)
+        plan, by_name = self._plan(pool, image)
+        # Nodes are independent: their writes go out together, so one slow answer delays no other node.
+        steps = [self._uncordon(by_name[n], pool, finished=True) for n in plan.uncordon]
+        steps += [self._uncordon(by_name[n], pool, finished=False) for n in plan.release]
+        done = await asyncio.gather(*steps)
+        retry = not all(done)
+        if any(done):
+            # Uncordoned nodes are available again (their new versions are known): plan with the slots
+            # they free. Their uncordons are written already, so the cap holds at every instant.
+            plan, by_name = self._plan(pool, image)
 
-        for name in plan.uncordon:
-            retry |= not await self._uncordon(by_name[name], pool, finished=True)
-        for name in plan.release:
-            retry |= not await self._uncordon(by_name[name], pool, finished=False)
         starting = set(plan.start)
         for name in list(self._drains):
             if self._drains[name].pool == pool_name and name not in starting:
                 self._cancel_drain(name)
-        if plan.target is not None:
-            for name in plan.start:
-                if name not in self._expected:  # else our last write is not in the cache yet
-                    retry |= not await self._advance(by_name[name], pool, plan.target)
-        for name, target in list(self._targeted.items()):
-            if name in by_name and plan.phases.get(name) is Phase.UPDATED and target == plan.target:
+        target = plan.target
+        advances = [self._advance(by_name[n], pool, target) for n in plan.start] if target is not None else []
+        results = await asyncio.gather(self._write_status(pool, plan), *advances)
+        retry |= not all(results[1:])
+        for name, was in list(self._targeted.items()):
+            if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
                 del self._targeted[name]
-                await self._event(by_name[name], NODES, "Updated", f"node {name} runs {target.describe()}")
+                self._event(by_name[name], NODES, "Updated", f"node {name} runs {was.describe()}")
 
-        await self._write_status(pool, plan)
         if retry:
             return Result(requeue_after=self.settings.conflict_retry)
         if plan.status.get("updatedMachineCount") != plan.status.get("machineCount") or plan.start:
             return Result(requeue_after=self.settings.resync)
         return None
 
-    def _in_flight(self, members: set[str]) -> set[str]:
-        flying = {n for n in self._drains if n in members}
-        now = self.clock.now()
-        for node, (rv, when) in list(self._expected.items()):
-            cached = self.nodes.get(node)
-            if cached is None or _caught_up(str(cached["metadata"].get("resourceVersion", "")), rv):
-                del self._expected[node]
-            elif now - when > self.settings.expectation_timeout:
-                log.warning(
-                    "cache never showed our write to node %s (rv %s)", node, rv, extra=fields(node=node)
-                )
-                del self._expected[node]
-            elif node in members:
-                flying.add(node)
-        return flying
+    def _plan(self, pool: Obj, image: str | None) -> tuple[rollout.Plan, dict[str, Obj]]:
+        members = rollout.nodes_of_pool(pool, self.pools.items(), self._current_nodes())
+        by_name = {n["metadata"]["name"]: n for n in members}
+        plan = rollout.plan_rollout(
+            pool,
+            members,
+            image=image,
+            in_flight=[n for n in self._drains if n in by_name],
+            drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
+        )
+        return plan, by_name
 
-    async def _patch_node(self, node: Obj, patch: dict[str, Any], what: str) -> bool:
+    def _current_nodes(self) -> list[Obj]:
+        """The cached nodes, each replaced by the version our own last write returned while the cache
+        has not caught up with it: decisions never rest on a version older than what we wrote."""
+        now = self.clock.now()
+        out = []
+        for node in self.nodes.items():
+            name = node["metadata"]["name"]
+            mine = self._written.get(name)
+            if mine is not None:
+                written, when = mine
+                cached_rv = str(node["metadata"].get("resourceVersion", ""))
+                if _caught_up(cached_rv, str(written["metadata"].get("resourceVersion", ""))):
+                    del self._written[name]
+                elif now - when > self.settings.expectation_timeout:
+                    log.warning("cache never showed our write to node %s", name, extra=fields(node=name))
+                    del self._written[name]
+                else:
+                    node = written
+            out.append(node)
+        for name in set(self._written) - {n["metadata"]["name"] for n in out}:
+            del self._written[name]  # deleted
+        return out
+
+    async def _patch_node(self, node: Obj, patch: dict[str, Any], what: str) -> Obj | None:
+        """The node as written, or None when it changed or vanished since the decision (409/404)."""
         name = node["metadata"]["name"]
         try:
             written = await self.kube.patch(NODES, name, patch)
         except (errors.Conflict, errors.NotFound) as exc:
             log.info("%s of node %s deferred: %s", what, name, exc.reason or exc, extra=fields(node=name))
-            return False
-        self._expected[name] = (str(written["metadata"].get("resourceVersion", "")), self.clock.now())
-        return True
+            return None
+        self._written[name] = (written, self.clock.now())
+        return written
 
     async def _uncordon(self, node: Obj, pool: Obj, *, finished: bool) -> bool:
         view = NodeView.of(node)
-        if not await self._patch_node(node, rollout.uncordon_patch(view), "uncordon"):
+        if await self._patch_node(node, rollout.uncordon_patch(view), "uncordon") is None:
             return False
         self._drained.discard(view.name)
         if finished:
@@ -232,10 +247,10 @@ class NodeRollout:
                 if target
                 else f"uncordoned node {view.name}"
             )
-            await self._event(node, NODES, "Updated", text)
+            self._event(node, NODES, "Updated", text)
         else:
             why = "the pool is paused" if (pool.get("spec") or {}).get("paused") else "its target is on hold"
-            await self._event(node, NODES, "UpdateDeferred", f"uncordoned node {view.name}: {why}")
+            self._event(node, NODES, "UpdateDeferred", f"uncordoned node {view.name}: {why}")
         log.info("uncordoned node %s", view.name, extra=fields(pool=pool["metadata"]["name"], node=view.name))
         return True
 
@@ -243,13 +258,24 @@ class NodeRollout:
         """One step for a node the plan starts: cordon, drain (in the background), set target."""
         view = NodeView.of(node)
         pool_name = pool["metadata"]["name"]
+        if not view.unschedulable and view.name not in self._drains:
+            cordoned = await self._patch_node(node, rollout.cordon_patch(view), "cordon")
+            if cordoned is None:
+                return False
+            self._event(
+                node, NODES, "UpdateStarted", f"cordoned node {view.name} to update it to {target.describe()}"
+            )
+            log.info("cordoned node %s", view.name, extra=fields(pool=pool_name, node=view.name))
+            node, view = cordoned, NodeView.of(cordoned)
+            if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
+                self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
         if view.name in self._drained and view.unschedulable:
-            if not await self._patch_node(node, rollout.target_patch(view, target), "target"):
+            if await self._patch_node(node, rollout.target_patch(view, target), "target") is None:
                 return False
             self._drained.discard(view.name)
             self._stuck.pop(view.name, None)
             self._targeted[view.name] = target
-            await self._event(
+            self._event(
                 node, NODES, "Drained", f"node {view.name} drained; target set to {target.describe()}"
             )
             log.info(
@@ -259,13 +285,6 @@ class NodeRollout:
                 extra=fields(pool=pool_name, node=view.name),
             )
             return True
-        if not view.unschedulable and view.name not in self._drains:
-            if not await self._patch_node(node, rollout.cordon_patch(view), "cordon"):
-                return False
-            await self._event(
-                node, NODES, "UpdateStarted", f"cordoned node {view.name} to update it to {target.describe()}"
-            )
-            log.info("cordoned node %s", view.name, extra=fields(pool=pool_name, node=view.name))
         self._ensure_drain(view.name, pool_name)
         return True
 
@@ -314,7 +333,7 @@ class NodeRollout:
         log.warning("%s", stuck.message, extra=fields(pool=pool, node=stuck.node))
         node = self.nodes.get(stuck.node)
         if node is not None:
-            await self._event(node, NODES, names.REASON_DRAIN_STUCK, stuck.message, warning=True)
+            self._event(node, NODES, names.REASON_DRAIN_STUCK, stuck.message, warning=True)
         self.controller.enqueue(pool)
 
     # Status and events.
@@ -328,7 +347,7 @@ class NodeRollout:
             return
         for cond in plan.conditions:
             if before.get(cond.type) != cond.status:
-                await self._event(
+                self._event(
                     written,
                     MACHINECONFIGPOOLS,
                     cond.reason,
@@ -336,15 +355,24 @@ class NodeRollout:
                     warning=_bad(cond),
                 )
 
-    async def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
+    def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        """Record an Event without holding up the rollout (events are best effort, never a step)."""
         ref = {**obj, "kind": kind.kind, "apiVersion": kind.api_version}
-        await self.kube.record_event(
-            ref,
-            reason=reason,
-            message=message,
-            namespace=self.namespace,
-            type_="Warning" if warning else "Normal",
+        type_: Literal["Normal", "Warning"] = "Warning" if warning else "Normal"
+        coro = self.kube.record_event(
+            ref, reason=reason, message=message, namespace=self.namespace, type_=type_
         )
+        if self._tg is None:
+            coro.close()
+            return
+        self._tg.create_task(_quietly(coro))
+
+
+async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("recording an event failed")
 
 
 def _bad(cond: Condition) -> bool:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mcosup import conditions
+from mcosup import buildconfig, conditions
 from mcosup.conditions import Condition
 from mcosup.control.clock import Clock
 from mcosup.control.controller import Result
@@ -24,7 +24,7 @@ from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
-from mcosup.supervisor import buildconfig, builderpod
+from mcosup.supervisor import builderpod
 from webhooks import names
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class OptInController:
         for pool in pools:
             if not opted_in(pool):
                 await self._clean_up_opted_out(pool)
-        await self._delete_orphan_build_objects({p["metadata"]["name"] for p in opted})
+        await self._delete_orphan_build_objects({names.label_value(p["metadata"]["name"]) for p in opted})
         pod = self.caches.pods.get(names.BUILDER_POD, self.namespace)
         if not opted:
             return await self._ensure_no_builder(pod)
@@ -207,7 +207,8 @@ class OptInController:
             )
 
     async def _delete_orphan_build_objects(self, opted: set[str]) -> None:
-        """Build objects (by label) whose pool is no longer opted in, or gone."""
+        """Build objects (by label) whose pool is no longer opted in, or gone. ``opted`` holds the opted-in
+        pools' names as label values (cut to 63 characters, as the builder writes them)."""
         sources = (
             (self.caches.pods, PODS),
             (self.caches.configmaps, CONFIGMAPS),

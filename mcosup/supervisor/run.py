@@ -75,7 +75,10 @@ async def run(
             ),
             namespace=ns,
             pod_spec=builderpod.BuilderPodSpec(
-                namespace=ns, image=settings.image, owner=await _own_deployment(kube, settings)
+                namespace=ns,
+                image=settings.image,
+                owner=await _own_deployment(kube, settings),
+                env=settings.builder_env,
             ),
             clock=RealClock(),
             metrics=metrics,

@@ -405,5 +405,5 @@ def test_plan_refuses_bad_pullspec_naming_the_config() -> None:
     ],
 )
 def test_label_values_stay_valid(value: str, expected: str) -> None:
-    assert bp.label_value(value) == expected
-    assert len(bp.label_value(value)) <= 63
+    assert names.label_value(value) == expected
+    assert len(names.label_value(value)) <= 63

@@ -8,9 +8,9 @@ from typing import Any
 import orjson
 import pytest
 
-from mcosup import conditions
+from mcosup import buildconfig, conditions
 from mcosup.conditions import Condition
-from mcosup.supervisor import buildconfig, builderpod
+from mcosup.supervisor import builderpod
 from mcosup.supervisor.render import collectable, referenced_configs
 from webhooks import names
 
