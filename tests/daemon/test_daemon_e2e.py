@@ -323,13 +323,13 @@ LEGACY_POINTS = [
     "systemctl daemon-reload",
     "systemctl mask",
     "systemctl enable",
-    "rpm-ostree kargs --append=nosmt",
+    "rpm-ostree kargs --append-if-missing=nosmt",
     "systemctl reboot",
 ]
 LAYERED_POINTS = [
     "update-ca-trust",
     "rpm-ostree rebase",
-    "rpm-ostree kargs --append=nosmt",
+    "rpm-ostree kargs --append-if-missing=nosmt",
     "systemctl reboot",
 ]
 REVERT_POINTS = ["rpm-ostree rebase", "systemctl reboot", "systemctl daemon-reload", "systemctl enable"]
