@@ -184,6 +184,8 @@ async def test_legacy_apply_and_replace(cluster: Cluster, fake: FakeHost) -> Non
         assert fake.kargs() == ["root=/dev/vda4", "rw", "mitigations=off"]
         assert fake.read(p.SSH_KEYS_FILE) == (KEY + "\nssh-rsa BBBB second\n").encode()
         assert fake.reboots() == 2
+    # SIGTERM (the pod being deleted) ends the daemon cleanly.
+    assert handle.process is not None and handle.process.returncode == 0
 
 
 async def test_layered_then_new_image(cluster: Cluster, fake: FakeHost) -> None:
