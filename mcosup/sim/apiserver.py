@@ -4,18 +4,30 @@
         emu.write_kubeconfig(path)            # admin, group system:masters
         ...                                   # point any client at emu.url with that kubeconfig
 
-Everything a controller relies on is modelled on the real kube-apiserver (see the package README in
-``docs/emulator.md`` of this module's docstring below); anything not modelled is listed here so
-nobody mistakes its absence for real behaviour:
+What is modelled (each pinned by tests/sim): bearer-token users with groups and `extra`; discovery,
+a minimal OpenAPI v3/v2 and server-side Table printing (kubectl get/describe/apply/wait/patch work,
+1.20 and 1.32); built-in kinds and CRD-registered kinds (status subresource, schema pruning,
+defaulting and validation); server-set metadata, generation, generateName, 409 AlreadyExists and
+Conflict, no-op writes keeping the resourceVersion; merge, JSON and strategic merge patches (415 for
+custom resources); label and field selectors; finalizers, deletionTimestamp, graceful pod deletion,
+namespace deletion and ownerReference GC (background, foreground, orphan); watches with resume,
+bookmarks, timeouts, selector transitions and 410 Expired; eviction under PDBs; pods/log; validating
+admission webhooks; the metadata, Event, Secret and ConfigMap validation controllers meet first.
+
+What is not modelled, so nobody mistakes its absence for real behaviour:
 
 - no authorization: every authenticated user may do everything (tokens still map to users,
   groups and `extra`, which admission webhooks see); requests without a known token get 401;
-- no server-side apply (`application/apply-patch+yaml` gets 415), no managedFields, no Table output
-  (kubectl falls back to client-side printing), no protobuf;
-- built-in kinds get light validation (names, namespaces, pod containers) and a few defaults, not
-  their full OpenAPI validation; CRD schemas are applied (pruning, defaults, validation; no CEL);
+- no server-side apply (`application/apply-patch+yaml` gets 415), no managedFields, no protobuf
+  request bodies (kubectl's imperative `create <kind>` sends protobuf and gets 415; `create -f` and
+  `apply` send JSON and work);
+- built-in kinds get the validation listed above and a few defaults, not their full OpenAPI
+  validation; CRD `x-kubernetes-validations` (CEL) rules are not evaluated;
 - list `continue` tokens page through the current state rather than a snapshot;
-- garbage collection runs synchronously after the owner is removed and does not call admission.
+- no controllers: Deployments, DaemonSets and PDB status are stored as written (PDB status is
+  computed when an eviction asks); no scheduler (pods run where `spec.nodeName` says);
+- garbage collection runs synchronously after the owner is removed and does not call admission;
+- mutating admission webhooks are not called.
 
 Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
 object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves).
