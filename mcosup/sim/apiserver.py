@@ -833,7 +833,10 @@ class Emulator:
                     break
                 wait = min(remaining, self.bookmark_interval) if bookmarks else remaining
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                    if watcher.queue.empty():
+                        item = await asyncio.wait_for(watcher.queue.get(), timeout=wait)
+                    else:
+                        item = watcher.queue.get_nowait()
                 except TimeoutError:
                     if bookmarks and watcher.queue.empty():
                         await response.write(self._bookmark(rt, api_version, self.store.rv))
