@@ -18,9 +18,9 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
 
 - no authorization: every authenticated user may do everything (tokens still map to users,
   groups and `extra`, which admission webhooks see); requests without a known token get 401;
-- no server-side apply (`application/apply-patch+yaml` gets 415), no managedFields, no protobuf
-  request bodies (kubectl's imperative `create <kind>` sends protobuf and gets 415; `create -f` and
-  `apply` send JSON and work);
+- no server-side apply (`application/apply-patch+yaml` gets 415), no managedFields; protobuf
+  request bodies only for the kinds kubectl creates imperatively here (`create namespace|configmap|
+  secret|serviceaccount`), others get 415; responses are always JSON;
 - built-in kinds get the validation listed above and a few defaults, not their full OpenAPI
   validation; CRD `x-kubernetes-validations` (CEL) rules are not evaluated;
 - list `continue` tokens page through the current state rather than a snapshot;
@@ -59,7 +59,18 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from mcosup.sim import admission, disruption, errors, patching, schema, selectors, tables, tls, validation
+from mcosup.sim import (
+    admission,
+    disruption,
+    errors,
+    patching,
+    protobuf,
+    schema,
+    selectors,
+    tables,
+    tls,
+    validation,
+)
 from mcosup.sim.admission import Attributes, UserInfo
 from mcosup.sim.faults import Faults
 from mcosup.sim.resources import BUILTINS, ResourceType, api_resource_entries, from_crd
@@ -1918,6 +1929,13 @@ async def _read_body(request: web.Request) -> Any:
             return yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise errors.bad_request(f"error decoding the request body as YAML: {exc}") from None
+    if content_type == "application/vnd.kubernetes.protobuf":
+        try:
+            return protobuf.decode(raw)
+        except protobuf.Unsupported as exc:
+            raise errors.ApiStatusError(
+                415, "UnsupportedMediaType", f"the emulator cannot decode this protobuf body: {exc}"
+            ) from None
     raise errors.unsupported_media_type(content_type, BODY_TYPES)
 
 

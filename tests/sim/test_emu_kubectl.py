@@ -280,3 +280,16 @@ async def test_mcosup_sim_serve_rejects_bad_arguments(tmp_path: Path) -> None:
     )
     _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2 and "is not a directory of CRD manifests" in err.decode()
+
+
+async def test_kubectl_imperative_creates(kubectl: Kubectl, emulator: Emulator) -> None:
+    # kubectl 1.32 sends these as protobuf; the emulator decodes the four kinds it creates this way.
+    await kubectl("create", "namespace", "tools")
+    await kubectl("create", "configmap", "c", "--from-literal=a=b", "--from-literal=empty=", "-n", "tools")
+    await kubectl("create", "secret", "generic", "s", "--from-literal=password=hunter2", "-n", "tools")
+    await kubectl("create", "serviceaccount", "robot", "-n", "tools")
+    assert emulator.get_object("v1", "namespaces", "tools") is not None
+    assert (emulator.get_object("v1", "configmaps", "c", "tools") or {})["data"] == {"a": "b", "empty": ""}
+    secret = emulator.get_object("v1", "secrets", "s", "tools") or {}
+    assert (secret["data"], secret["type"]) == ({"password": "aHVudGVyMg=="}, "Opaque")
+    assert emulator.get_object("v1", "serviceaccounts", "robot", "tools") is not None

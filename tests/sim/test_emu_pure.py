@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcosup.sim import admission, disruption, errors, patching, selectors, tables
+from mcosup.sim import admission, disruption, errors, patching, protobuf, selectors, tables
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 
@@ -380,3 +380,13 @@ def test_printer_column_json_paths(path: str, value: Any) -> None:
 )
 def test_ages_read_like_kubectl_ages(seconds: int, text: str) -> None:
     assert tables.human_duration(seconds) == text
+
+
+def test_protobuf_bodies_other_than_the_envelope_are_refused() -> None:
+    with pytest.raises(protobuf.Unsupported, match="magic"):
+        protobuf.decode(b'{"kind": "ConfigMap"}')
+    # An envelope holding a kind the emulator has no schema for names the kind.
+    type_meta = b"\x0a\x07apps/v1" + b"\x12\x0aDeployment"
+    envelope = protobuf.MAGIC + b"\x0a" + bytes([len(type_meta)]) + type_meta + b"\x12\x00"
+    with pytest.raises(protobuf.Unsupported, match="Deployment"):
+        protobuf.decode(envelope)
