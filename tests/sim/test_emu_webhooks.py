@@ -244,3 +244,60 @@ async def test_kubectl_shows_the_denial(
     result = await asyncio.to_thread(kubectl, "create", "-f", str(cm_file))
     assert result.returncode == 0, result.stderr
     assert emulator.get_object("v1", "configmaps", "blocked", "default") is not None
+
+
+async def test_subresource_rules_match_evictions_and_status_updates(api: Api, hook: Hook) -> None:
+    eviction_rule = {
+        "operations": ["CREATE"],
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "resources": ["pods/eviction"],
+    }
+    status_rule = {
+        "operations": ["UPDATE"],
+        "apiGroups": [""],
+        "apiVersions": ["v1"],
+        "resources": ["nodes/status"],
+    }
+    vwc = config("sub", by_url(hook))
+    vwc["webhooks"][0]["rules"] = [eviction_rule, status_rule]
+    await api.post(VWCS, vwc)
+    await api.post(
+        "/api/v1/namespaces/default/pods",
+        {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+    )
+    await api.post("/api/v1/nodes", {"metadata": {"name": "n1"}})
+    status, body = await api.post(
+        "/api/v1/namespaces/default/pods/p/eviction",
+        {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "p"}},
+    )
+    assert (status, body["message"]) == (
+        403,
+        'admission webhook "sub.example.com" denied the request: no configmaps today',
+    )
+    assert (await api.get("/api/v1/namespaces/default/pods/p"))[0] == 200
+    assert (await api.patch("/api/v1/nodes/n1", {"metadata": {"labels": {"a": "b"}}}))[0] == 200
+    assert (await api.patch("/api/v1/nodes/n1/status", {"status": {"phase": "x"}}))[0] == 403
+    evict, update = (r["request"] for r in hook.reviews)
+    assert (evict["kind"], evict["resource"]["resource"], evict["subResource"], evict["operation"]) == (
+        {"group": "policy", "version": "v1", "kind": "Eviction"},
+        "pods",
+        "eviction",
+        "CREATE",
+    )
+    assert evict["object"]["kind"] == "Eviction" and evict["name"] == "p"
+    assert (update["subResource"], update["kind"]["kind"], update["oldObject"]["metadata"]["name"]) == (
+        "status",
+        "Node",
+        "n1",
+    )
+
+
+async def test_webhook_configurations_are_never_sent_to_webhooks(api: Api, hook: Hook) -> None:
+    everything = {"operations": ["*"], "apiGroups": ["*"], "apiVersions": ["*"], "resources": ["*/*"]}
+    vwc = config("all", by_url(hook))
+    vwc["webhooks"][0]["rules"] = [everything]
+    await api.post(VWCS, vwc)
+    # The deny-all webhook would otherwise lock itself in: it can still be removed.
+    assert (await api.delete(f"{VWCS}/all"))[0] == 200
+    assert hook.reviews == []
