@@ -938,6 +938,9 @@ class Emulator:
                 )
         name = str(meta["name"])
         self._validate_name(rt, name)
+        if meta.get("resourceVersion") not in (None, "", "0"):
+            # etcd's store refuses it; the handler answers with a 500, as here.
+            raise errors.internal("resourceVersion should not be set on objects to be created")
         for key in (
             "resourceVersion",
             "deletionTimestamp",
@@ -1267,6 +1270,15 @@ class Emulator:
             current_rv = old["metadata"]["resourceVersion"]
             if rv and rv != current_rv:
                 raise errors.conflict(rt.plural, rt.group, t.name)
+            uid = incoming["metadata"].get("uid")
+            if uid and uid != old["metadata"].get("uid"):
+                raise errors.conflict(
+                    rt.plural,
+                    rt.group,
+                    t.name,
+                    f"Precondition failed: UID in precondition: {uid}, "
+                    f"UID in object meta: {old['metadata'].get('uid')}",
+                )
             new = self._prepare_update(t, old, incoming)
             new = self._defaults_and_validation(t, ctx, new, old)
             if _same(new, old):

@@ -58,13 +58,16 @@ async def test_discovery(api: Api) -> None:
 
 
 async def test_create_sets_server_metadata_and_namespace_from_the_url(api: Api) -> None:
-    status, created = await api.post(
-        CMS, {**cm("a", k="v"), "metadata": {"name": "a", "resourceVersion": "99"}}
+    status, body = await api.post(CMS, {**cm("a"), "metadata": {"name": "a", "resourceVersion": "99"}})
+    assert (status, body["message"]) == (
+        500,
+        "Internal error occurred: resourceVersion should not be set on objects to be created",
     )
+    status, created = await api.post(CMS, cm("a", k="v"))
     assert status == 201
     meta = created["metadata"]
     assert meta["namespace"] == "default" and meta["uid"] and meta["creationTimestamp"].endswith("Z")
-    assert int(meta["resourceVersion"]) > 0 and meta["resourceVersion"] != "99"
+    assert int(meta["resourceVersion"]) > 0
     assert "generation" not in meta  # ConfigMaps do not track generation
     status, again = await api.post(CMS, cm("a"))
     assert (status, again["reason"], again["message"]) == (
@@ -120,6 +123,9 @@ async def test_update_conflicts_on_a_stale_resource_version(api: Api) -> None:
     assert (status, body["reason"]) == (404, "NotFound")
     status, body = await api.put(f"{CMS}/a", cm("b"))
     assert status == 400
+    # A replacement object (same name, other uid) is not the object being updated.
+    status, body = await api.put(f"{CMS}/a", {**cm("a"), "metadata": {"name": "a", "uid": "other"}})
+    assert (status, body["reason"]) == (409, "Conflict") and "Precondition failed: UID" in body["message"]
 
 
 async def test_a_no_op_write_keeps_the_resource_version(api: Api, emulator: Emulator) -> None:
