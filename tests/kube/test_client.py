@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from waiting import eventually
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
@@ -17,6 +16,7 @@ from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, NAMESPACES
 from mcosup.metrics import Metrics
 from mcosup.settings import KubeSettings
+from waiting import eventually
 
 NS = "kube-tests"
 
