@@ -1,0 +1,699 @@
+"""A whole mcosup cluster on this machine, for ``mcosup demo`` and the end-to-end tests (contract section 10).
+
+:class:`LocalCluster` starts, under one work directory, everything a real installation has:
+
+- the API emulator, with mcosup's own CRDs (``deploy/crds/``), namespace and ServiceAccounts
+  (``deploy/``) installed, and ``deploy/webhook.yaml``'s ValidatingWebhookConfiguration pointing (through
+  the emulator's ``service_map``) at the supervisor's webhook port;
+- a local ``docker-registry`` asking for credentials, with a tiny stock OS image pushed to it;
+- the build config (``on-cluster-build-config`` and its two Secrets), ``machine-config-osimageurl``,
+  ``node-certificates``, a ``master`` and a ``worker`` pool with a few MachineConfigs each;
+- Nodes (Ready, with the pool role labels), each with a :class:`~mcosup.sim.fakehost.FakeHost` and a real
+  ``mcosup daemon`` process using the daemon ServiceAccount bound to its node (restarted after reboots);
+- ``mcosup supervisor`` as a real subprocess with its own ServiceAccount and self-managed webhook TLS;
+- the kubelet stand-in, running the builder pod and the build pods (local ``mcosup`` and ``buildah``).
+
+Start-up and shutdown are bounded; every process started here is stopped on the way out. Nothing here
+knows the story the demo tells: it offers actions (opt in, add a MachineConfig, add a node) and
+observations (pools, nodes, hosts, the registry) and :func:`wait_until` for outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mcosup.kube import client as kclient
+from mcosup.kube import errors
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, PODS, SECRETS
+from mcosup.settings import KubeSettings
+from mcosup.sim.apiserver import Emulator
+from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
+from mcosup.sim.kubelet import Kubelet, default_image_rules
+from mcosup.sim.registry import Registry, build_base_image, free_port
+from webhooks import names
+
+log = logging.getLogger(__name__)
+
+#: The repository's install manifests (the harness installs the same CRDs and webhook a user would).
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+WEBHOOK_SERVICE = "machine-config-supervisor"
+MCOSUP_IMAGE = "quay.io/mcosup/mcosup:local"
+BUILDAH_IMAGE = "quay.io/buildah/stable:local"
+ROLE_NODE_LABEL = "node-role.kubernetes.io/"
+#: Files a daemon keeps for itself on the host: they name configs and steps, so they differ per history.
+DAEMON_BOOKKEEPING = ("/etc/mco/mcosup-daemon-state.json",)
+SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcosupDemoKey core@mcosup-demo"
+UNIT_TEMPLATE = (
+    "[Unit]\nDescription={what}\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n"
+)
+
+Say = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    """Something in the local cluster did not come up or did not happen in time."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterConfig:
+    #: Nodes per pool.
+    masters: int = 1
+    workers: int = 3
+    #: ``spec.maxUnavailable`` of the worker pool (the master pool keeps the default, 1).
+    max_unavailable: int | str = 1
+    namespace: str = names.DEFAULT_NAMESPACE
+    #: HTTP Basic credentials of the local registry (the build config's Secrets carry them).
+    registry_credentials: tuple[str, str] = ("mcosup", "local-registry-password")
+    #: Repository of the built images in the local registry.
+    repo: str = "os/layered"
+    #: Extra environment of the supervisor (and, for ``MCOSUP_BUILD_*``, of the builder it spawns).
+    supervisor_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds allowed for each start-up step (registry, base image build, supervisor readiness).
+    startup_seconds: float = 120.0
+
+
+# ---------------------------------------------------------------------------------------- pure helpers
+
+
+def data_url(text: str) -> str:
+    return "data:;base64," + base64.b64encode(text.encode()).decode()
+
+
+def machineconfig(
+    name: str,
+    role: str,
+    files: Mapping[str, tuple[str, int]] = {},
+    units: Sequence[Mapping[str, Any]] = (),
+    *,
+    ssh_keys: Sequence[str] = (),
+    kernel_arguments: Sequence[str] = (),
+) -> dict[str, Any]:
+    """A MachineConfig for pool ``role``: files (path → (text, mode)), systemd units, core's ssh keys."""
+    config: dict[str, Any] = {
+        "ignition": {"version": "3.2.0"},
+        "storage": {
+            "files": [
+                {"path": path, "mode": mode, "overwrite": True, "contents": {"source": data_url(text)}}
+                for path, (text, mode) in sorted(files.items())
+            ]
+        },
+        "systemd": {"units": [dict(u) for u in units]},
+    }
+    if ssh_keys:
+        config["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": list(ssh_keys)}]}
+    spec: dict[str, Any] = {"config": config}
+    if kernel_arguments:
+        spec["kernelArguments"] = list(kernel_arguments)
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfig",
+        "metadata": {"name": name, "labels": {names.ROLE_LABEL: role}},
+        "spec": spec,
+    }
+
+
+def unit(name: str, what: str, *, enabled: bool = True) -> dict[str, Any]:
+    return {"name": name, "enabled": enabled, "contents": UNIT_TEMPLATE.format(what=what)}
+
+
+def base_machineconfigs(role: str) -> list[dict[str, Any]]:
+    """What an installer leaves for a pool: a role file, a unit, kernel arguments and core's ssh key."""
+    return [
+        machineconfig(
+            f"00-{role}",
+            role,
+            {f"/etc/mcosup-demo/{role}.conf": (f"role={role}\n", 0o644)},
+            [unit(f"{role}-agent.service", f"{role} agent")],
+            kernel_arguments=["console=ttyS0"],
+        ),
+        machineconfig(f"99-{role}-ssh", role, ssh_keys=[SSH_KEY]),
+    ]
+
+
+def pool(name: str, max_unavailable: int | str | None = None) -> dict[str, Any]:
+    """A MachineConfigPool shaped like the MCO's built-in ones."""
+    spec: dict[str, Any] = {
+        "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: name}},
+        "nodeSelector": {"matchLabels": {ROLE_NODE_LABEL + name: ""}},
+        "paused": False,
+    }
+    if max_unavailable is not None:
+        spec["maxUnavailable"] = max_unavailable
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineConfigPool",
+        "metadata": {"name": name, "labels": {"machineconfiguration.openshift.io/mco-built-in": ""}},
+        "spec": spec,
+    }
+
+
+def node(name: str, role: str) -> dict[str, Any]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                ROLE_NODE_LABEL + role: "",
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+            },
+        },
+        "spec": {},
+        "status": {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status",
+                    "lastHeartbeatTime": now,
+                    "lastTransitionTime": now,
+                }
+            ],
+            "nodeInfo": {"osImage": "Fake CoreOS", "kubeletVersion": "v1.32.0"},
+        },
+    }
+
+
+def docker_secret(name: str, namespace: str, host: str, creds: tuple[str, str]) -> dict[str, Any]:
+    auths = {host: {"auth": base64.b64encode(":".join(creds).encode()).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps({"auths": auths}).encode()).decode()},
+    }
+
+
+def node_unavailable(obj: Mapping[str, Any]) -> bool:
+    """Contract section 5: not Ready, unschedulable, state not Done, or desired* differ from current*."""
+    meta = obj.get("metadata") or {}
+    ann = meta.get("annotations") or {}
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    return (
+        not ready
+        or bool((obj.get("spec") or {}).get("unschedulable"))
+        or ann.get(names.STATE) != names.STATE_DONE
+        or ann.get(names.DESIRED_CONFIG) != ann.get(names.CURRENT_CONFIG)
+        or ann.get(names.DESIRED_IMAGE) != ann.get(names.CURRENT_IMAGE)
+    )
+
+
+def most_unavailable(
+    history: Iterable[tuple[int, str, Mapping[str, Any]]], nodes: Iterable[str], *, since: int = 0
+) -> tuple[int, int, list[str]]:
+    """The most ``nodes`` unavailable at once at any recorded version after ``since``.
+
+    Replays the emulator's history (every version of every object): returns (count, resourceVersion,
+    names) of the worst version. Nodes not seen yet at a version count as available.
+    """
+    wanted = set(nodes)
+    state: dict[str, bool] = {}
+    worst: tuple[int, int, list[str]] = (0, since, [])
+    for rv, kind, obj in history:
+        if obj.get("kind") != "Node":
+            continue
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        if name not in wanted:
+            continue
+        state[name] = kind != "DELETED" and node_unavailable(obj)
+        if rv <= since:
+            continue
+        down = sorted(n for n, bad in state.items() if bad)
+        if len(down) > worst[0]:
+            worst = (len(down), rv, down)
+    return worst
+
+
+def not_converged(
+    pool_obj: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], *, layered: bool
+) -> str | None:
+    """Why the pool's nodes are not all running its current config (and image), or None when they are."""
+    rendered = ((pool_obj.get("spec") or {}).get("configuration") or {}).get("name")
+    if not rendered:
+        return "pool not rendered yet"
+    image = ((pool_obj.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
+    if layered:
+        cond = next(
+            (
+                c
+                for c in (pool_obj.get("status") or {}).get("conditions") or []
+                if c.get("type") == names.BUILD_SUCCESS
+            ),
+            None,
+        )
+        if (
+            not image
+            or cond is None
+            or cond.get("status") != "True"
+            or rendered not in cond.get("message", "")
+        ):
+            return f"no image built for {rendered} yet"
+    else:
+        image = None
+    mode = names.MODE_LAYERED if layered else names.MODE_LEGACY
+    for n in nodes:
+        meta = n.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        label = (meta.get("labels") or {}).get(names.DAEMON_MODE)
+        got = (label, ann.get(names.CURRENT_CONFIG), ann.get(names.CURRENT_IMAGE), ann.get(names.STATE))
+        if got != (mode, rendered, image, names.STATE_DONE) or node_unavailable(n):
+            return f"node {meta.get('name')}: mode={label} config={got[1]} image={got[2]} state={got[3]}"
+    return None
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[str | None]],
+    *,
+    within: float,
+    what: str,
+    every: float = 0.2,
+) -> None:
+    """Poll ``check`` (returns None when satisfied, else why not) until it passes or ``within`` s pass."""
+    deadline = time.monotonic() + within
+    why: str | None = "not checked yet"
+    while True:
+        why = await check()
+        if why is None:
+            return
+        if time.monotonic() > deadline:
+            raise ClusterError(f"timed out after {within:.0f}s waiting for {what}: {why}")
+        await asyncio.sleep(every)
+
+
+def _documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def missing_tools() -> list[str]:
+    """The Debian packages the local cluster needs and this machine lacks."""
+    missing = []
+    if shutil.which("buildah") is None:
+        missing.append("buildah")
+    if not (shutil.which("docker-registry") or Path("/usr/bin/docker-registry").exists()):
+        missing.append("docker-registry")
+    return missing
+
+
+# ---------------------------------------------------------------------------------------- the cluster
+
+
+@dataclasses.dataclass
+class SimNode:
+    name: str
+    role: str
+    host: FakeHost
+    daemon: DaemonHandle
+    task: asyncio.Task[None] | None = None
+
+
+class LocalCluster:
+    """``async with LocalCluster(config, workdir) as cluster:`` — see the module docstring."""
+
+    def __init__(
+        self, config: ClusterConfig = ClusterConfig(), workdir: Path | None = None, say: Say | None = None
+    ):
+        self.config = config
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="mcosup-cluster-"))
+        self.say: Say = say or (lambda text: log.info("%s", text))
+        self.ns = config.namespace
+        self.registry = Registry(self.workdir / "registry", credentials=config.registry_credentials)
+        self.webhook_port = free_port()
+        self.emulator = Emulator(
+            service_map={(self.ns, WEBHOOK_SERVICE, 443): f"127.0.0.1:{self.webhook_port}"}
+        )
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.base_image = ""
+        self.nodes: dict[str, SimNode] = {}
+        self.supervisor: asyncio.subprocess.Process | None = None
+        self.supervisor_log = self.workdir / "supervisor.log"
+        self.http_port = 0
+        self._kube_cm: contextlib.AbstractAsyncContextManager[kclient.Kube] | None = None
+        self._kube: kclient.Kube | None = None
+        self._kubelet_task: asyncio.Task[None] | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    @property
+    def kube(self) -> kclient.Kube:
+        if self._kube is None:
+            raise ClusterError("the cluster is not started")
+        return self._kube
+
+    @property
+    def pullspec(self) -> str:
+        """``finalImagePullspec`` of the build config (its tag is replaced per build)."""
+        return f"{self.registry.host}/{self.config.repo}:latest"
+
+    # -------------------------------------------------------------------------------- life cycle
+
+    async def __aenter__(self) -> LocalCluster:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not DEPLOY.is_dir():
+            raise ClusterError(f"install manifests not found at {DEPLOY}: run from a checkout of mcosup")
+        missing = missing_tools()
+        if missing:
+            raise ClusterError(f"missing tools: apt-get install -y {' '.join(missing)}")
+        self.say("starting the local registry (docker-registry, with credentials)")
+        async with asyncio.timeout(self.config.startup_seconds):
+            await self.registry.start()
+        self.say("building the stock OS image and pushing it")
+        async with asyncio.timeout(self.config.startup_seconds):
+            self.base_image = await build_base_image(self.registry, "os/stock", "stock")
+        self.say("starting the Kubernetes API emulator")
+        await self.emulator.start()
+        self.emulator.write_kubeconfig(self.kubeconfig)
+        self._kube_cm = kclient.connect(KubeSettings(kubeconfig=str(self.kubeconfig), watch_timeout=60))
+        self._kube = await self._kube_cm.__aenter__()
+        self.say("installing CRDs, namespace, ServiceAccounts and the build config")
+        await self._install()
+        self.say(f"creating nodes: {self.config.masters} master, {self.config.workers} worker")
+        for i in range(self.config.masters):
+            await self.add_node(f"master-{i}", "master")
+        for i in range(self.config.workers):
+            await self.add_node(f"worker-{i}", "worker")
+        self.say("starting the kubelet stand-in")
+        self._kubelet_task = asyncio.create_task(self._kubelet().run(), name="kubelet")
+        self.say("starting the supervisor (real process, self-managed webhook TLS)")
+        await self._start_supervisor()
+
+    async def stop(self) -> None:
+        """Stop everything started, newest first; bounded (each process gets SIGTERM, then SIGKILL)."""
+        tasks = [n.task for n in self.nodes.values() if n.task is not None]
+        if self._kubelet_task is not None:
+            tasks.append(self._kubelet_task)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for n in self.nodes.values():
+            n.task = None
+        self._kubelet_task = None
+        await self._stop_supervisor()
+        if self._kube_cm is not None:
+            with contextlib.suppress(Exception):
+                await self._kube_cm.__aexit__(None, None, None)
+            self._kube_cm = self._kube = None
+        await self.emulator.stop()
+        await self.registry.stop()
+
+    def remove_workdir(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -------------------------------------------------------------------------------- set-up
+
+    async def _install(self) -> None:
+        emu, ns = self.emulator, self.ns
+        for path in (DEPLOY / "namespace.yaml", *sorted((DEPLOY / "crds").glob("*.yaml"))):
+            for doc in _documents(path):
+                await emu.create_object(doc)
+        for doc in _documents(DEPLOY / "rbac" / "serviceaccounts.yaml"):
+            await emu.create_object(doc, namespace=ns)
+        host, creds = self.registry.host, self.config.registry_credentials
+        await emu.create_object(docker_secret("demo-pull-secret", ns, host, creds))
+        await emu.create_object(docker_secret("demo-push-secret", ns, host, creds))
+        cms: dict[str, dict[str, str]] = {
+            names.BUILD_CONFIG_CM: {
+                names.BASE_IMAGE_PULL_SECRET_KEY: "demo-pull-secret",
+                names.FINAL_IMAGE_PUSH_SECRET_KEY: "demo-push-secret",
+                names.FINAL_IMAGE_PULLSPEC_KEY: self.pullspec,
+            },
+            names.OSIMAGEURL_CM: {names.BASE_OS_CONTAINER_IMAGE_KEY: self.base_image},
+            names.NODE_CERTIFICATES_CM: {"kubelet-ca.crt": "-----BEGIN CERTIFICATE-----\nMCOSUPDEMO\n"},
+        }
+        for name, data in cms.items():
+            await emu.create_object(
+                {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": name, "namespace": ns},
+                    "data": data,
+                }
+            )
+        await emu.create_object(pool("master"))
+        await emu.create_object(pool("worker", self.config.max_unavailable))
+        for role in ("master", "worker"):
+            for mc in base_machineconfigs(role):
+                await emu.create_object(mc)
+
+    def _kubelet(self) -> Kubelet:
+        def credentials(ns: str, account: str, node_name: str | None, target: Path) -> Path:
+            return self.emulator.write_kubeconfig_for_service_account(target, ns, account, node_name)
+
+        return Kubelet(
+            self.kube,
+            self.workdir / "kubelet",
+            image_rules=default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,)),
+            credentials=credentials,
+            log_sink=self.emulator.set_pod_log,
+            namespace=self.ns,
+        )
+
+    async def add_node(self, name: str, role: str) -> SimNode:
+        """A Ready Node in pool ``role`` with a fake host and a daemon running on it."""
+        await self.emulator.create_object(node(name, role))
+        host = FakeHost(self.workdir / "hosts" / name, image=self.base_image or None)
+        kubeconfig = self.emulator.write_kubeconfig_for_service_account(
+            self.workdir / "hosts" / name / "daemon.kubeconfig", self.ns, names.DAEMON_SA, name
+        )
+        handle = DaemonHandle(host, name)
+        sim = SimNode(name, role, host, handle)
+        sim.task = asyncio.create_task(
+            run_daemon(handle, kubeconfig=kubeconfig, namespace=self.ns), name=f"daemon-{name}"
+        )
+        self.nodes[name] = sim
+        return sim
+
+    async def _start_supervisor(self) -> None:
+        kubeconfig = self.emulator.write_kubeconfig_for_service_account(
+            self.workdir / "supervisor.kubeconfig", self.ns, names.SUPERVISOR_SA
+        )
+        # The webhook configuration exists before the supervisor, as `kubectl apply -k deploy/` leaves it;
+        # the supervisor injects its CA. (MachineConfig writes wait for it: failurePolicy Fail.)
+        for doc in _documents(DEPLOY / "webhook.yaml"):
+            await self.emulator.create_object(doc)
+        self.http_port = free_port()
+        env = {
+            **os.environ,
+            "MCOSUP_NAMESPACE": self.ns,
+            "MCOSUP_HTTP_HOST": "127.0.0.1",
+            "MCOSUP_WEBHOOK_TLS": "self-managed",
+            "MCOSUP_WEBHOOK_PORT": str(self.webhook_port),
+            "MCOSUP_WEBHOOK_CERT_DIR": str(self.workdir / "webhook-tls"),
+            "MCOSUP_WEBHOOK_SERVICE": WEBHOOK_SERVICE,
+            "MCOSUP_BUILDER_BACKOFF": "1",
+            "MCOSUP_BUILDAH_IMAGE": BUILDAH_IMAGE,
+            "MCOSUP_BUILD_TLS_VERIFY": "false",
+            "MCOSUP_BUILD_RETRY_BACKOFF": "2",
+            **self.config.supervisor_env,
+        }
+        env.pop("KUBECONFIG", None)
+        argv = [
+            sys.executable, "-m", "mcosup", "supervisor",
+            "--kubeconfig", str(kubeconfig),
+            "--http-port", str(self.http_port),
+            "--image", MCOSUP_IMAGE,
+            "--identity", "machine-config-supervisor-0",
+        ]  # fmt: skip
+        with self.supervisor_log.open("ab") as out:
+            self.supervisor = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+            )
+        await wait_until(
+            self._supervisor_ready, within=self.config.startup_seconds, what="the supervisor's /readyz"
+        )
+        await wait_until(
+            self._ca_injected, within=self.config.startup_seconds, what="the webhook CA injected"
+        )
+
+    async def _supervisor_ready(self) -> str | None:
+        proc = self.supervisor
+        if proc is None or proc.returncode is not None:
+            raise ClusterError(
+                f"the supervisor exited ({proc and proc.returncode}):\n{self.supervisor_tail()}"
+            )
+        url = f"http://127.0.0.1:{self.http_port}/readyz"
+
+        def get() -> str | None:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:
+                    return None if resp.status == 200 else f"HTTP {resp.status}"
+            except Exception as exc:
+                return str(exc)
+
+        return await asyncio.to_thread(get)
+
+    async def _ca_injected(self) -> str | None:
+        obj = self.emulator.get_object(
+            "admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "mcosup"
+        )
+        hooks = (obj or {}).get("webhooks") or []
+        if hooks and all((h.get("clientConfig") or {}).get("caBundle") for h in hooks):
+            return None
+        return "no caBundle yet"
+
+    def supervisor_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.supervisor_log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    async def _stop_supervisor(self) -> None:
+        proc, self.supervisor = self.supervisor, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(15):
+                await asyncio.shield(proc.wait())
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    # -------------------------------------------------------------------------------- actions
+
+    async def opt_in(self, pool_name: str, on: bool = True) -> None:
+        """Add (or remove) the layering opt-in label, as ``kubectl label mcp <pool> ...`` does."""
+        await self.kube.patch(
+            MACHINECONFIGPOOLS,
+            pool_name,
+            {"metadata": {"labels": {names.LAYERING_ENABLED: "" if on else None}}},
+        )
+
+    async def apply_machineconfig(self, mc: Mapping[str, Any]) -> None:
+        try:
+            await self.kube.create(MACHINECONFIGS, dict(mc))
+        except errors.AlreadyExists:
+            await self.kube.patch(MACHINECONFIGS, mc["metadata"]["name"], {"spec": mc["spec"]})
+
+    # -------------------------------------------------------------------------------- observations
+
+    async def pool(self, name: str) -> dict[str, Any]:
+        return await self.kube.get(MACHINECONFIGPOOLS, name)
+
+    async def rendered(self, pool_name: str) -> str | None:
+        p = await self.pool(pool_name)
+        return ((p.get("spec") or {}).get("configuration") or {}).get("name") or None
+
+    async def rendered_config(self, pool_name: str) -> dict[str, Any]:
+        name = await self.rendered(pool_name)
+        if not name:
+            raise ClusterError(f"pool {pool_name} has no rendered config")
+        return await self.kube.get(MACHINECONFIGS, name)
+
+    async def image(self, pool_name: str) -> str | None:
+        p = await self.pool(pool_name)
+        value = ((p.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
+        return str(value) if value else None
+
+    async def build_state(self, pool_name: str) -> tuple[str, str] | None:
+        """The True build condition of the pool: (type, message), or None."""
+        p = await self.pool(pool_name)
+        for cond in (p.get("status") or {}).get("conditions") or []:
+            if cond.get("type") in names.BUILD_CONDITIONS and cond.get("status") == "True":
+                return str(cond["type"]), str(cond.get("message", ""))
+        return None
+
+    async def condition(self, pool_name: str, type_: str) -> dict[str, Any] | None:
+        p = await self.pool(pool_name)
+        for cond in (p.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == type_:
+                return dict(cond)
+        return None
+
+    async def pool_nodes(self, pool_name: str) -> list[dict[str, Any]]:
+        items, _ = await self.kube.list(NODES, label_selector=ROLE_NODE_LABEL + pool_name)
+        return sorted(items, key=lambda n: n["metadata"]["name"])
+
+    async def builder_pod(self) -> dict[str, Any] | None:
+        with contextlib.suppress(errors.NotFound):
+            return await self.kube.get(PODS, names.BUILDER_POD, namespace=self.ns)
+        return None
+
+    async def build_objects(self) -> list[str]:
+        """``Kind/name`` of every object carrying the build-object label."""
+        out = []
+        for resource in (PODS, CONFIGMAPS, SECRETS):
+            items, _ = await self.kube.list(
+                resource, namespace=self.ns, label_selector=names.BUILD_OBJECT_LABEL
+            )
+            out += [f"{resource.kind}/{i['metadata']['name']}" for i in items]
+        return sorted(out)
+
+    async def converged(self, pool_name: str, *, layered: bool) -> str | None:
+        """None when every node of the pool runs the pool's current config (and image when layered)."""
+        return not_converged(await self.pool(pool_name), await self.pool_nodes(pool_name), layered=layered)
+
+    async def wait_converged(self, pool_name: str, *, layered: bool, within: float = 300) -> None:
+        mode = "layered" if layered else "legacy"
+        await wait_until(
+            lambda: self.converged(pool_name, layered=layered),
+            within=within,
+            what=f"every {pool_name} node {mode} on the pool's current config",
+        )
+
+    def host_tree(self, node_name: str) -> dict[str, tuple[bytes, int]]:
+        """Every file of the node's host tree (path → contents, mode), without the daemon's bookkeeping."""
+        files = self.nodes[node_name].host.files()
+        return {p: v for p, v in files.items() if p not in DAEMON_BOOKKEEPING}
+
+    def registry_has(self, image: str) -> bool:
+        """Blocking: does the local registry serve ``<host>/<repo>@<digest>``?"""
+        rest = image.split("/", 1)[1]
+        repo, _, digest = rest.partition("@")
+        return self.registry.manifest_digest(repo, digest) == digest
+
+    def history_rv(self) -> int:
+        """The newest resourceVersion in the emulator's history (a marker for :func:`most_unavailable`)."""
+        history = self.emulator.history
+        return history[-1][0] if history else 0
+
+
+@contextlib.asynccontextmanager
+async def local_cluster(
+    config: ClusterConfig = ClusterConfig(), workdir: Path | None = None, say: Say | None = None
+) -> AsyncIterator[LocalCluster]:
+    """A started :class:`LocalCluster`, stopped (and its temporary work dir removed) afterwards."""
+    cluster = LocalCluster(config, workdir, say)
+    try:
+        async with cluster:
+            yield cluster
+    finally:
+        cluster.remove_workdir()
