@@ -1,0 +1,197 @@
+"""The whole layering story end to end, as ``mcosup demo`` tells it, without the narration (issue 9).
+
+One cluster on this machine (:mod:`mcosup.sim.cluster`): the emulator, the supervisor process, the
+kubelet stand-in running the builder and build pods with real buildah, a real registry, and a real
+daemon per node on a fake host. Every assertion is on what an administrator could look at: the API
+objects, the image in the registry, the hosts' files and booted images, and the emulator's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcosup.sim.cluster import (
+    ClusterConfig,
+    LocalCluster,
+    machineconfig,
+    missing_tools,
+    most_unavailable,
+    unit,
+    wait_until,
+)
+from mcosup.sim.registry import read_image
+from webhooks import names
+from webhooks.machineconfig import decode_data_url
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+WORKERS = 3
+MAX_UNAVAILABLE = 2
+CHANGE = machineconfig(
+    "50-worker-motd",
+    "worker",
+    {
+        "/etc/motd.d/50-layered": ("built into the image\n", 0o644),
+        "/usr/libexec/hello": ("#!/bin/sh\n", 0o755),
+    },
+    [unit("hello.service", "hello from the image")],
+)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+    if missing := missing_tools():
+        pytest.fail(f"the end-to-end story needs: apt-get install -y {' '.join(missing)}")
+    config = ClusterConfig(masters=1, workers=WORKERS, max_unavailable=MAX_UNAVAILABLE)
+    async with LocalCluster(config, tmp_path / "cluster") as c:
+        yield c
+
+
+def expected_image_files(rendered: dict[str, Any]) -> dict[str, tuple[bytes, int]]:
+    """Path → (contents, mode) the image must carry for a rendered config: its files and unit files."""
+    config = rendered["spec"]["config"]
+    out: dict[str, tuple[bytes, int]] = {}
+    for f in (config.get("storage") or {}).get("files") or []:
+        contents = f.get("contents") or {}
+        out[f["path"]] = (
+            decode_data_url(contents["source"], contents.get("compression")),
+            f.get("mode", 0o644),
+        )
+    for u in (config.get("systemd") or {}).get("units") or []:
+        if "contents" in u:
+            out[f"/etc/systemd/system/{u['name']}"] = (u["contents"].encode(), 0o644)
+    return out
+
+
+def enabled_units(rendered: dict[str, Any]) -> list[tuple[str, str]]:
+    """(unit, target) for every enabled unit of a rendered config, from its [Install] WantedBy."""
+    out = []
+    for u in (rendered["spec"]["config"].get("systemd") or {}).get("units") or []:
+        if u.get("enabled"):
+            for target in re.findall(r"^WantedBy=(.+)$", u.get("contents", ""), re.M):
+                out += [(u["name"], t) for t in target.split()]
+    return out
+
+
+async def assert_image_matches(cluster: LocalCluster, image: str, rendered: dict[str, Any]) -> None:
+    host_repo, _, digest = image.partition("@")
+    assert host_repo == f"{cluster.registry.host}/{cluster.config.repo}"
+    assert await asyncio.to_thread(cluster.registry_has, image), f"{image} is not in the registry"
+    labels, files = await asyncio.to_thread(read_image, cluster.registry, cluster.config.repo, digest)
+    assert labels[names.RENDERED_CONFIG_LABEL] == rendered["metadata"]["name"]
+    assert labels[names.POOL_LABEL] == "worker"
+    assert "/usr/lib/os-release" in files  # built FROM the stock OS image
+    expected = expected_image_files(rendered)
+    assert expected, "the rendered config has no files: the story would prove nothing"
+    got = {p: (files[p].data, files[p].mode & 0o7777) for p in expected if p in files}
+    assert got == expected
+    for name, target in enabled_units(rendered):
+        link = files.get(f"/etc/systemd/system/{target}.wants/{name}")
+        assert link is not None and link.link == f"/etc/systemd/system/{name}", (name, target)
+
+
+async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
+    workers = [f"worker-{i}" for i in range(WORKERS)]
+
+    # 0. Every node runs its pool's rendered config file by file.
+    await cluster.wait_converged("master", layered=False)
+    await cluster.wait_converged("worker", layered=False)
+    since = cluster.history_rv()
+    legacy_trees = {n: cluster.host_tree(n) for n in cluster.nodes}
+    first = await cluster.rendered_config("worker")
+    for n in workers:
+        tree = legacy_trees[n]
+        for path, (data, mode) in expected_image_files(first).items():
+            assert tree[path] == (data, mode), (n, path)
+        assert cluster.nodes[n].host.booted_image() == cluster.base_image
+    assert await cluster.builder_pod() is None
+
+    # 1. Opt in: the builder pod runs, one image is built for the rendered config and pushed.
+    await cluster.opt_in("worker")
+
+    async def builder_running() -> str | None:
+        pod = await cluster.builder_pod()
+        phase = ((pod or {}).get("status") or {}).get("phase")
+        return None if phase == "Running" else f"builder pod phase {phase}"
+
+    await wait_until(builder_running, within=60, what="the builder pod running")
+    await cluster.wait_converged("worker", layered=True, within=240)
+    image1 = await cluster.image("worker")
+    assert image1 is not None
+    await assert_image_matches(cluster, image1, first)
+    ready = await cluster.condition("worker", names.LAYERING_READY)
+    assert ready is not None and ready["status"] == "True", ready
+
+    # 2. Rebased: every worker boots the image; no daemon wrote a MachineConfig file in layered mode.
+    for n in workers:
+        assert cluster.nodes[n].host.booted_image() == image1
+        assert cluster.host_tree(n) == legacy_trees[n], f"{n}'s files changed in layered mode"
+    assert cluster.nodes["master-0"].host.booted_image() == cluster.base_image
+
+    # 3. A MachineConfig change is built into a new image and rolled out; the hosts' files stay put.
+    await cluster.apply_machineconfig(CHANGE)
+
+    async def re_rendered() -> str | None:
+        name = await cluster.rendered("worker")
+        return None if name and name != first["metadata"]["name"] else "not re-rendered yet"
+
+    await wait_until(re_rendered, within=30, what="the worker pool re-rendered")
+    await cluster.wait_converged("worker", layered=True, within=240)
+    second = await cluster.rendered_config("worker")
+    image2 = await cluster.image("worker")
+    assert image2 is not None and image2 != image1
+    await assert_image_matches(cluster, image2, second)
+    for n in workers:
+        assert cluster.nodes[n].host.booted_image() == image2
+        assert cluster.nodes[n].host.read("/etc/motd.d/50-layered") is None
+        assert cluster.host_tree(n) == legacy_trees[n], f"{n}'s files changed in layered mode"
+    assert await cluster.build_objects() == []
+
+    # 4. Opt out: back to the stock OS, files re-applied; no builder, build object or annotation left.
+    await cluster.opt_in("worker", on=False)
+    await cluster.wait_converged("worker", layered=False, within=240)
+
+    async def builder_gone() -> str | None:
+        return None if await cluster.builder_pod() is None else "builder pod still there"
+
+    await wait_until(builder_gone, within=60, what="the builder pod deleted")
+    assert await cluster.build_objects() == []
+    pool = await cluster.pool("worker")
+    assert names.NEWEST_IMAGE_ANNOTATION not in (pool["metadata"].get("annotations") or {})
+    leftover = [
+        c["type"] for c in pool["status"].get("conditions") or [] if c["type"] in names.BUILD_CONDITIONS
+    ]
+    assert leftover == []
+    nodes = {n["metadata"]["name"]: n for n in await cluster.pool_nodes("worker")}
+    for n in workers:
+        assert names.CURRENT_IMAGE not in nodes[n]["metadata"]["annotations"]
+        assert cluster.nodes[n].host.booted_image() == cluster.base_image
+
+    # The legacy tree: a node that joins now gets the same config file by file, never layered.
+    end = cluster.history_rv()
+    await cluster.add_node(f"worker-{WORKERS}", "worker")
+    await cluster.wait_converged("worker", layered=False, within=120)
+    reference = cluster.host_tree(f"worker-{WORKERS}")
+    for path, (data, mode) in expected_image_files(second).items():
+        assert reference[path] == (data, mode), path
+    ref_host = cluster.nodes[f"worker-{WORKERS}"].host
+    for n in workers:
+        host = cluster.nodes[n].host
+        assert cluster.host_tree(n) == reference, f"{n} after opt-out differs from a legacy node"
+        assert sorted(host.state()["enabled"]) == sorted(ref_host.state()["enabled"])
+        assert host.kargs() == ref_host.kargs()
+
+    # maxUnavailable held at every recorded version of the story.
+    worst, rv, down = most_unavailable(
+        (e for e in cluster.emulator.history if e[0] <= end), workers, since=since
+    )
+    assert worst <= MAX_UNAVAILABLE, f"{down} unavailable at once at resourceVersion {rv}"
+    assert worst >= 1, "the history shows no node ever updating: the check above proved nothing"
+    worst, rv, down = most_unavailable(cluster.emulator.history, ["master-0"], since=since)
+    assert worst == 0, f"master touched by the worker story: {down} at {rv}"
