@@ -29,6 +29,7 @@ from typing import Any, Literal
 from mcosup.conditions import Condition
 from mcosup.control.clock import Clock, RealClock
 from mcosup.control.controller import Controller, Result
+from mcosup.control.queue import WorkQueue
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube, Obj
@@ -59,6 +60,22 @@ class RolloutSettings:
         return cls(drain=drain.DrainSettings.from_env(env))
 
 
+class CancelSafeClock(RealClock):
+    """:class:`RealClock` whose wait never swallows a cancellation.
+
+    On Python 3.11 ``asyncio.wait_for`` returns normally when the awaited event fires in the same
+    loop turn as a cancel (fixed in 3.12): a worker or drain loop then never ends and the task group
+    that owns it waits forever on shutdown. ``asyncio.timeout`` does not have that flaw.
+    """
+
+    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        try:
+            async with asyncio.timeout(seconds):
+                await event.wait()
+        except TimeoutError:
+            pass
+
+
 @dataclasses.dataclass
 class _Drain:
     pool: str
@@ -67,10 +84,12 @@ class _Drain:
 
 
 class NodeRollout:
-    """Run with ``await NodeRollout(...).run()`` inside the supervisor's task group.
+    """Run with ``await NodeRollout(...).run()`` inside the supervisor's task group (once per
+    leadership term; cancelling it ends the term's drains too).
 
     The informers are shared with other controllers and run by the caller; ``run`` waits until they
     have listed before reconciling anything, so no decision is ever made on a half-filled cache.
+    ``pods`` must cover every namespace (a drain evicts whatever runs on the node).
     """
 
     def __init__(
@@ -80,7 +99,6 @@ class NodeRollout:
         pools: Informer,
         nodes: Informer,
         pods: Informer,
-        namespace: str,
         settings: RolloutSettings | None = None,
         clock: Clock | None = None,
         image_for: Callable[[Obj], str | None] = rollout.image_for_current_config,
@@ -91,13 +109,14 @@ class NodeRollout:
         self.pools = pools
         self.nodes = nodes
         self.pods = pods
-        self.namespace = namespace
         self.settings = settings or RolloutSettings()
-        self.clock: Clock = clock or RealClock()
+        self.clock: Clock = clock or CancelSafeClock()
         self.image_for = image_for
         self.controller: Controller[str] = Controller(
             "rollout", self.reconcile, workers=workers, metrics=metrics
         )
+        # Set after construction: Controller's ``queue or WorkQueue()`` drops an empty queue (len 0).
+        self.controller.queue = WorkQueue(clock=self.clock)
         self._tg: asyncio.TaskGroup | None = None
         self._drains: dict[str, _Drain] = {}
         self._drained: set[str] = set()
@@ -115,6 +134,11 @@ class NodeRollout:
         """Reconcile until cancelled; drains run as tasks of this call and end with it."""
         for informer in (self.pools, self.nodes, self.pods):
             await informer.listed.wait()
+        # A new leadership term starts from the cluster alone: another replica may have acted since.
+        self._drained.clear()
+        self._stuck.clear()
+        self._written.clear()
+        self._targeted.clear()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -360,12 +384,18 @@ class NodeRollout:
         ref = {**obj, "kind": kind.kind, "apiVersion": kind.api_version}
         type_: Literal["Normal", "Warning"] = "Warning" if warning else "Normal"
         coro = self.kube.record_event(
-            ref, reason=reason, message=message, namespace=self.namespace, type_=type_
+            ref, reason=reason, message=message, namespace=_event_namespace(obj), type_=type_
         )
         if self._tg is None:
             coro.close()
             return
         self._tg.create_task(_quietly(coro))
+
+
+def _event_namespace(obj: Obj) -> str:
+    """Events live in their object's namespace; for cluster-scoped objects (nodes, pools) the API
+    server accepts only ``default`` (or none), as ``kubectl describe node`` expects."""
+    return str((obj.get("metadata") or {}).get("namespace") or "default")
 
 
 async def _quietly(coro: Coroutine[Any, Any, None]) -> None:

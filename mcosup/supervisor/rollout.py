@@ -284,9 +284,9 @@ class Plan:
     conditions: tuple[Condition, ...]
 
 
-def _order_key(view: NodeView) -> tuple[int, int, str, str, str]:
+def _order_key(view: NodeView, unavailable: set[str]) -> tuple[int, int, str, str, str]:
     return (
-        0 if view.unavailable else 1,
+        0 if view.name in unavailable else 1,
         0 if view.zone is not None else 1,
         view.zone or "",
         view.created,
@@ -354,16 +354,26 @@ def plan_rollout(
             release.append(v.name)
 
     if target is not None and rolling:
-        behind = sorted((v for v in views if not v.at(target)), key=_order_key)
-        # Already unavailable nodes first: they take no free slot.
-        start.extend(v.name for v in behind if v.name in unavailable)
-        free = capacity - len(unavailable)
-        for v in behind:
-            if free <= 0:
-                break
-            if v.name not in unavailable:
+        # Unavailable for reasons of its own (not Ready, an admin's cordon), not because of a rollout:
+        # such a node may come back by itself, so updating it must fit the cap without it.
+        external = {
+            v.name
+            for v in views
+            if v.name in unavailable and v.converged and not v.cordoned_by_us and v.name not in flying
+        }
+        load = len(unavailable)  # unavailable now, whatever the cause
+        ours = load - len(external)  # unavailable because of a rollout
+        for v in sorted((v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable)):
+            if v.name in unavailable and v.name not in external:
+                start.append(v.name)  # mid-update already: counted in both
+            elif v.name in external:
+                if ours < capacity:
+                    start.append(v.name)
+                    ours += 1
+            elif load < capacity:
                 start.append(v.name)
-                free -= 1
+                load += 1
+                ours += 1
 
     starting = set(start)
     phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}

@@ -210,9 +210,7 @@ class Supervisor:
                 Informer(kube, NODES),
                 Informer(kube, PODS),
             )
-            self.rollout = NodeRollout(
-                kube, pools=pools, nodes=nodes, pods=pods, namespace=NS, settings=self.settings
-            )
+            self.rollout = NodeRollout(kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings)
             async with asyncio.TaskGroup() as tg:
                 for informer in (pools, nodes, pods):
                     tg.create_task(informer.run())
@@ -265,9 +263,9 @@ def node_versions(
 
 def unavailable_over_time(
     history: Iterable[tuple[int, str, dict[str, Any]]],
-) -> list[tuple[int, int, str, bool]]:
-    """(resourceVersion, unavailable count, node changed, whether that node became NotReady) for
-    every recorded node version, in order."""
+) -> list[tuple[int, int, str, bool, list[str]]]:
+    """(resourceVersion, unavailable count, node changed, whether that node became NotReady, the
+    unavailable nodes) for every recorded node version, in order."""
     state: dict[str, dict[str, Any]] = {}
     out = []
     for rv, kind, obj in node_versions(history):
@@ -278,9 +276,9 @@ def unavailable_over_time(
             state.pop(name, None)
         else:
             state[name] = obj
-        count = sum(rollout.NodeView.of(o).unavailable for o in state.values())
+        down = sorted(_why(o) for o in state.values() if rollout.NodeView.of(o).unavailable)
         went_not_ready = was_ready and kind != "DELETED" and not rollout.NodeView.of(obj).ready
-        out.append((rv, count, name, went_not_ready))
+        out.append((rv, len(down), name, went_not_ready, down))
     return out
 
 
@@ -292,8 +290,19 @@ def cap_violations(
     must never do is add to it then.) Only versions after ``since`` are judged (setup comes before)."""
     bad = []
     previous = None
-    for rv, count, name, went_not_ready in unavailable_over_time(history):
+    for rv, count, name, went_not_ready, down in unavailable_over_time(history):
         if rv > since and previous is not None and count > previous and count > cap and not went_not_ready:
-            bad.append(f"rv {rv}: node {name} made {count} unavailable (cap {cap})")
+            bad.append(f"rv {rv}: node {name} made {count} unavailable (cap {cap}): {down}")
         previous = count
     return bad
+
+
+def _why(node: dict[str, Any]) -> str:
+    v = rollout.NodeView.of(node)
+    reasons = [
+        "notready" if not v.ready else "",
+        "cordoned" + ("(ours)" if v.cordoned_by_us else "") if v.unschedulable else "",
+        f"state={v.state}" if v.state != names.STATE_DONE else "",
+        "behind" if v.desired_config != v.current_config else "",
+    ]
+    return f"{v.name}[{' '.join(r for r in reasons if r)}]"

@@ -238,7 +238,7 @@ def test_in_flight_writes_count_before_the_cache_shows_them() -> None:
     assert p.start == ("w05", "w07", "w00")
 
 
-def test_an_unavailable_node_goes_first_without_taking_a_slot() -> None:
+def test_an_unavailable_node_goes_first_and_takes_no_extra_unavailability() -> None:
     nodes = fleet(5)
     nodes[3] = node("w03", ready=False, created="2026-01-04T00:00:00Z")
     p = plan(pool(max_unavailable=1), nodes)
@@ -246,6 +246,27 @@ def test_an_unavailable_node_goes_first_without_taking_a_slot() -> None:
     nodes[3] = node("w03", desired=R2, ready=False)  # not ready but already at target
     p = plan(pool(max_unavailable=2), nodes)
     assert p.start == ("w00",)
+
+
+def test_a_node_failing_on_its_own_waits_for_a_slot_of_its_own() -> None:
+    # Three nodes mid-update (cap 3) and w05 not Ready by itself: updating w05 now would leave four
+    # unavailable once it comes back, so it waits; when one update finishes, it goes next, alone.
+    working = {
+        "desired": R2,
+        "current": R1,
+        "state": names.STATE_WORKING,
+        "unschedulable": True,
+        "ours": True,
+    }
+    nodes = fleet(10)
+    for i in range(3):
+        nodes[i] = node(f"w{i:02d}", **working)
+    nodes[5] = node("w05", ready=False)
+    p = plan(pool(max_unavailable=3), nodes)
+    assert p.start == (), "four unavailable: nothing new, not even the failed node"
+    nodes[0] = node("w00", desired=R2)  # finished and uncordoned
+    p = plan(pool(max_unavailable=3), nodes)
+    assert p.start == ("w05",)
 
 
 def test_zone_then_age_order() -> None:

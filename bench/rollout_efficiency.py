@@ -1,0 +1,201 @@
+"""How close the node controller gets to the ideal rollout time.
+
+200 simulated nodes in the emulator, fake daemons that take a fixed T seconds per update, one pool
+with ``maxUnavailable: k``. The ideal is ceil(200/k)·T: k nodes always busy, no time lost between
+one node finishing and the next starting. Prints measured ÷ ideal (target ≤ 1.10) and checks the cap
+held at every recorded instant.
+
+    .venv/bin/python bench/rollout_efficiency.py [--nodes 200] [--k 20] [--seconds 1.0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mcosup.kube import client as kclient
+from mcosup.kube import errors
+from mcosup.kube.cache import Informer
+from mcosup.kube.resources import CRDS, MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
+from mcosup.settings import KubeSettings
+from mcosup.sim.apiserver import Emulator
+from mcosup.supervisor import rollout
+from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
+from webhooks import names
+
+NS = names.DEFAULT_NAMESPACE
+R0 = "rendered-worker-" + "0" * 32
+R1 = "rendered-worker-" + "1" * 32
+ROLE = "node-role.kubernetes.io/worker"
+CRD_DIR = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "mco" / "crds"
+
+
+async def install_crds(kube: kclient.Kube) -> None:
+    import yaml
+
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        with contextlib.suppress(errors.AlreadyExists):
+            await kube.create(CRDS, yaml.safe_load(path.read_text()))
+    # Wait until the API serves pools.
+    for _ in range(200):
+        try:
+            await kube.list(MACHINECONFIGPOOLS)
+            return
+        except errors.ApiError:
+            await asyncio.sleep(0.05)
+
+
+class Daemons:
+    """Every node's daemon: Working, T seconds, then current* = desired* and Done."""
+
+    def __init__(self, kube: kclient.Kube, seconds: float):
+        self.kube, self.seconds = kube, seconds
+        self.nodes = Informer(kube, NODES)
+        self.busy: set[str] = set()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+
+            def on_node(_t: str, node: dict[str, Any]) -> None:
+                name = node["metadata"]["name"]
+                if name not in self.busy and _behind(node):
+                    self.busy.add(name)
+                    tg.create_task(self.update(name))
+
+            self.nodes.subscribe(on_node)
+            await self.nodes.run()
+
+    async def update(self, name: str) -> None:
+        try:
+            await self.kube.patch(
+                NODES, name, {"metadata": {"annotations": {names.STATE: names.STATE_WORKING}}}
+            )
+            await asyncio.sleep(self.seconds)
+            node = self.nodes.get(name)
+            if node is None:
+                return
+            a = node["metadata"]["annotations"]
+            done = {
+                names.CURRENT_CONFIG: a.get(names.DESIRED_CONFIG),
+                names.CURRENT_IMAGE: a.get(names.DESIRED_IMAGE),
+                names.STATE: names.STATE_DONE,
+            }
+            await self.kube.patch(NODES, name, {"metadata": {"annotations": done}})
+        finally:
+            self.busy.discard(name)
+
+
+def _behind(node: dict[str, Any]) -> bool:
+    a = node["metadata"].get("annotations") or {}
+    return a.get(names.DESIRED_CONFIG) != a.get(names.CURRENT_CONFIG) or a.get(names.DESIRED_IMAGE) != a.get(
+        names.CURRENT_IMAGE
+    )
+
+
+def max_unavailable_seen(history: list[tuple[int, str, dict[str, Any]]], since: int) -> int:
+    state: dict[str, dict[str, Any]] = {}
+    worst = 0
+    for rv, kind, obj in history:
+        if obj.get("kind") != "Node":
+            continue
+        if kind == "DELETED":
+            state.pop(obj["metadata"]["name"], None)
+        else:
+            state[obj["metadata"]["name"]] = obj
+        if rv > since:
+            worst = max(worst, sum(rollout.NodeView.of(o).unavailable for o in state.values()))
+    return worst
+
+
+async def main(nodes: int, k: int, seconds: float) -> int:
+    async with Emulator(history_window=1_000_000) as emu:
+        with tempfile.TemporaryDirectory() as tmp:
+            kubeconfig = emu.write_kubeconfig(Path(tmp) / "kubeconfig")
+            async with kclient.connect(KubeSettings(kubeconfig=str(kubeconfig))) as kube:
+                await install_crds(kube)
+                await kube.create(NAMESPACES, {"metadata": {"name": NS}})
+                pool = {
+                    "apiVersion": names.API_VERSION,
+                    "kind": "MachineConfigPool",
+                    "metadata": {"name": "worker"},
+                    "spec": {
+                        "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: "worker"}},
+                        "nodeSelector": {"matchLabels": {ROLE: ""}},
+                        "configuration": {"name": R0, "source": []},
+                        "maxUnavailable": k,
+                    },
+                }
+                await kube.create(MACHINECONFIGPOOLS, pool)
+                for i in range(nodes):
+                    name = f"n{i:03d}"
+                    a = {names.DESIRED_CONFIG: R0, names.CURRENT_CONFIG: R0, names.STATE: names.STATE_DONE}
+                    body = {
+                        "metadata": {
+                            "name": name,
+                            "labels": {ROLE: "", names.DAEMON_MODE: "legacy"},
+                            "annotations": a,
+                        }
+                    }
+                    await kube.create(NODES, body)
+                    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"}
+                    await kube.patch_status(NODES, name, {"status": {"conditions": [ready]}})
+
+                pools, node_cache, pods = (
+                    Informer(kube, MACHINECONFIGPOOLS),
+                    Informer(kube, NODES),
+                    Informer(kube, PODS),
+                )
+                controller = NodeRollout(
+                    kube, pools=pools, nodes=node_cache, pods=pods, settings=RolloutSettings()
+                )
+                daemons = Daemons(kube, seconds)
+                async with asyncio.TaskGroup() as tg:
+                    loops = [tg.create_task(x.run()) for x in (pools, node_cache, pods, controller, daemons)]
+                    await pools.listed.wait()
+                    await node_cache.listed.wait()
+
+                    async def pool_updated(config: str) -> None:
+                        while True:
+                            p = pools.get("worker") or {}
+                            st = p.get("status") or {}
+                            if (
+                                (st.get("configuration") or {}).get("name") == config
+                                and st.get("updatedMachineCount") == nodes
+                                and st.get("unavailableMachineCount") == 0
+                            ):
+                                return
+                            await asyncio.sleep(0.01)
+
+                    await pool_updated(R0)
+                    since = max(rv for rv, _, _ in emu.history)
+                    start = time.monotonic()
+                    await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+                    await pool_updated(R1)
+                    measured = time.monotonic() - start
+                    for t in loops:
+                        t.cancel()
+                ideal = math.ceil(nodes / k) * seconds
+                worst = max_unavailable_seen(emu.history, since)
+                print(f"nodes={nodes} maxUnavailable={k} T={seconds}s")
+                print(f"measured={measured:.2f}s ideal=ceil({nodes}/{k})*{seconds}={ideal:.2f}s")
+                print(f"ratio={measured / ideal:.3f} (target <= 1.10)")
+                print(f"max unavailable at any recorded instant={worst} (cap {k})")
+                return 0 if worst <= k else 1
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=200)
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=1.0)
+    args = parser.parse_args()
+    sys.exit(asyncio.run(main(args.nodes, args.k, args.seconds)))
