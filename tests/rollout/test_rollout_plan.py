@@ -251,7 +251,7 @@ def test_an_unavailable_node_goes_first_and_takes_no_extra_unavailability() -> N
 def test_a_node_failing_on_its_own_waits_for_a_slot_of_its_own() -> None:
     # Three nodes mid-update (cap 3) and w05 not Ready by itself: updating w05 now would leave four
     # unavailable once it comes back, so it waits; when one update finishes, it goes next, alone.
-    working = {
+    working: dict[str, Any] = {
         "desired": R2,
         "current": R1,
         "state": names.STATE_WORKING,
