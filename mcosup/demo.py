@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _installed(tool: str) -> bool:
-    return shutil.which(tool) is not None or Path("/usr/bin", tool).exists()
+    return shutil.which(tool) is not None
 
 
 class Demo:

@@ -100,8 +100,8 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     workers = [f"worker-{i}" for i in range(WORKERS)]
 
     # 0. Every node runs its pool's rendered config file by file.
-    await cluster.wait_converged("master", layered=False)
-    await cluster.wait_converged("worker", layered=False)
+    await cluster.wait_converged("master", layered=False, within=120)
+    await cluster.wait_converged("worker", layered=False, within=120)
     since = cluster.history_rv()
     legacy_trees = {n: cluster.host_tree(n) for n in cluster.nodes}
     first = await cluster.rendered_config("worker")
