@@ -1707,6 +1707,9 @@ class Emulator:
             for p in self.store.items(("", "pods"), namespace)
             if selector.matches(p["metadata"].get("labels"))
         ]
+        always = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy") == "AlwaysAllow"
+        if always and not disruption.is_healthy(pod):
+            return
         try:
             budget = disruption.budget(pdb, pods, lambda: self._expected_scale(pods))
         except disruption.BudgetError as exc:
@@ -1739,9 +1742,10 @@ class Emulator:
             ) from None
         healthy = disruption.is_healthy(pod)
         status = budget.status(int(pdb["metadata"].get("generation") or 1))
-        allowed = (
-            budget.disruptions_allowed > 0 if healthy else budget.current_healthy >= budget.desired_healthy
-        )
+        # An unready pod may go while the budget is met (IfHealthyBudget, the default; AlwaysAllow let it
+        # go above), a ready one only while disruptions are allowed, as the eviction handler rules.
+        budget_met = budget.current_healthy >= budget.desired_healthy and budget.desired_healthy > 0
+        allowed = budget.disruptions_allowed > 0 or (not healthy and budget_met)
         if not allowed:
             if not ctx.dry_run:
                 self._write_pdb_status(pdb, status)

@@ -130,6 +130,19 @@ async def test_unhealthy_and_pending_pods_and_pods_without_a_budget(api: Api) ->
     assert (status, body["reason"]) == (404, "NotFound")
 
 
+async def test_unhealthy_pods_under_a_broken_budget_need_always_allow(api: Api) -> None:
+    await running_pod(api, "ok")
+    await running_pod(api, "sick1", ready=False)
+    await running_pod(api, "sick2", ready=False)
+    budget = {"selector": {"matchLabels": {"app": "web"}}, "minAvailable": 2}
+    await api.post(PDBS, {"metadata": {"name": "web"}, "spec": budget})
+    # 1 healthy of 2 needed: the default policy keeps even unready pods.
+    assert (await api.post(f"{PODS}/sick1/eviction", eviction("sick1")))[0] == 429
+    await api.patch(f"{PDBS}/web", {"spec": {"unhealthyPodEvictionPolicy": "AlwaysAllow"}})
+    assert (await api.post(f"{PODS}/sick1/eviction", eviction("sick1")))[0] == 201
+    assert (await api.post(f"{PODS}/ok/eviction", eviction("ok")))[0] == 429
+
+
 async def test_eviction_dry_run_and_two_budgets(api: Api) -> None:
     await running_pod(api, "a")
     assert (await api.post(f"{PODS}/a/eviction", eviction("a", dryRun=["All"])))[0] == 201
