@@ -121,6 +121,7 @@ class NodeRollout:
         self._drains: dict[str, _Drain] = {}
         self._drained: set[str] = set()
         self._stuck: dict[str, drain.Stuck] = {}
+        self._pool_written: dict[str, Obj] = {}  # pool -> our last status write's result
         self._written: dict[str, tuple[Obj, float]] = {}  # node -> (our last write's result, when)
         self._targeted: dict[str, Target] = {}  # target patches whose completion gets an Event
         self._node_pool: dict[str, str] = {}
@@ -138,6 +139,7 @@ class NodeRollout:
         self._drained.clear()
         self._stuck.clear()
         self._written.clear()
+        self._pool_written.clear()
         self._targeted.clear()
         try:
             async with asyncio.TaskGroup() as tg:
@@ -363,12 +365,19 @@ class NodeRollout:
     # Status and events.
 
     async def _write_status(self, pool: Obj, plan: rollout.Plan) -> None:
+        name = pool["metadata"]["name"]
+        # Our previous status write may not be in the cache yet: start from it, not from an older
+        # version that would only earn a 409 and a re-read.
+        mine = self._pool_written.get(name)
+        if mine is not None and not _caught_up(_rv(pool), _rv(mine)):
+            pool = mine
         before = {c.get("type"): c.get("status") for c in (pool.get("status") or {}).get("conditions") or []}
         written = await update_pool_status(
             self.kube, pool, set_conditions=plan.conditions, status_fields=dict(plan.status)
         )
         if written is pool:
             return
+        self._pool_written[name] = written
         for cond in plan.conditions:
             if before.get(cond.type) != cond.status:
                 self._event(
@@ -407,6 +416,10 @@ async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
 
 def _bad(cond: Condition) -> bool:
     return (cond.status == "True") == (cond.type in (names.DEGRADED, names.NODE_DEGRADED))
+
+
+def _rv(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
 
 
 def _caught_up(cached: str, written: str) -> bool:
