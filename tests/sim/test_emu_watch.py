@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +206,29 @@ async def test_kubernetes_asyncio_watch(admin_kubeconfig: Path, api: Api) -> Non
             ):
                 assert (event["type"], event["object"].metadata.name) == ("ADDED", "b")
                 break
+
+
+async def test_kubernetes_asyncio_typed_crud_and_errors(admin_kubeconfig: Path) -> None:
+    loader = client.Configuration()
+    await config.load_kube_config(config_file=str(admin_kubeconfig), client_configuration=loader)
+    async with client.ApiClient(loader) as api_client:
+        core = client.CoreV1Api(api_client)
+        body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name="typed"), data={"k": "v"})
+        created = await core.create_namespaced_config_map("default", body)
+        assert created.metadata.uid and created.data == {"k": "v"}
+        with pytest.raises(client.ApiException) as info:
+            await core.create_namespaced_config_map("default", body)
+        assert info.value.status == 409 and json.loads(info.value.body)["reason"] == "AlreadyExists"
+        created.data = {"k": "2"}
+        await core.replace_namespaced_config_map("typed", "default", created)
+        with pytest.raises(client.ApiException) as info:
+            await core.replace_namespaced_config_map("typed", "default", created)  # now stale
+        assert info.value.status == 409 and json.loads(info.value.body)["reason"] == "Conflict"
+        patched = await core.patch_namespaced_config_map(
+            "typed", "default", [{"op": "add", "path": "/data/j", "value": "3"}]
+        )
+        assert patched.data == {"k": "2", "j": "3"}
+        await core.delete_namespaced_config_map("typed", "default")
+        with pytest.raises(client.ApiException) as info:
+            await core.read_namespaced_config_map("typed", "default")
+        assert info.value.status == 404
