@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mcosup.kube import errors
 from mcosup.sim.cluster import (
     ClusterConfig,
     LocalCluster,
@@ -134,6 +135,13 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
         assert cluster.nodes[n].host.booted_image() == image1
         assert cluster.host_tree(n) == legacy_trees[n], f"{n}'s files changed in layered mode"
     assert cluster.nodes["master-0"].host.booted_image() == cluster.base_image
+
+    # The webhook is in the loop: a layered pool cannot be given a file its image cannot deliver.
+    with pytest.raises(errors.ApiError) as denied:
+        await cluster.apply_machineconfig(
+            machineconfig("60-var", "worker", {"/var/lib/app.conf": ("x\n", 0o644)})
+        )
+    assert "/var/lib/app.conf" in str(denied.value) and "worker" in str(denied.value)
 
     # 3. A MachineConfig change is built into a new image and rolled out; the hosts' files stay put.
     await cluster.apply_machineconfig(CHANGE)
