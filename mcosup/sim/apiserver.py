@@ -1020,6 +1020,8 @@ class Emulator:
     ) -> dict[str, Any]:
         rt = t.rt
         name = obj["metadata"]["name"]
+        obj, dropped = validation.prune_unknown(rt.kind, obj, rt.builtin)
+        self._unknown_fields(ctx, t, dropped)
         meta_causes = validation.metadata_causes(obj["metadata"])
         if meta_causes:
             raise errors.invalid(rt.kind, rt.group, name, meta_causes)
@@ -1027,13 +1029,7 @@ class Emulator:
             schema_doc = rt.schemas.get(t.version)
             if schema_doc:
                 obj, dropped = schema.prune_and_default(obj, schema_doc)
-                mode = ctx.query.get("fieldValidation", "Warn")
-                if dropped and mode == "Strict":
-                    raise errors.bad_request(
-                        "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in dropped)
-                    )
-                if dropped and mode == "Warn":
-                    ctx.warnings.extend(f'unknown field "{p}"' for p in dropped)
+                self._unknown_fields(ctx, t, dropped)
                 causes = schema.validate(obj, schema_doc)
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
@@ -1080,6 +1076,20 @@ class Emulator:
                     ],
                 )
         return obj
+
+    def _unknown_fields(self, ctx: Ctx, t: Target, dropped: list[str]) -> None:
+        """Pruned fields: a warning each (fieldValidation=Warn, the default) or a 400 when Strict."""
+        if not dropped:
+            return
+        mode = ctx.query.get("fieldValidation", "Warn")
+        if mode == "Strict":
+            kind = t.rt.kind
+            raise errors.bad_request(
+                f'{kind} in version "{t.version}" cannot be handled as a {kind}: strict decoding error: '
+                + ", ".join(f'unknown field "{p}"' for p in dropped)
+            )
+        if mode == "Warn":
+            ctx.warnings.extend(f'unknown field "{p}"' for p in dropped)
 
     def _crd_prepare(self, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
         spec = obj.get("spec") or {}

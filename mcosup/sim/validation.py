@@ -192,3 +192,100 @@ def configmap_causes(cm: dict[str, Any]) -> list[Cause]:
     for key in set(data) & set(binary):
         causes.append(_invalid(f"data[{key}]", key, "duplicate of key present in binaryData"))
     return causes
+
+
+OBJECT_META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
+TOP_LEVEL_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset({"apiVersion", "kind", "metadata", *fields})
+    for kind, fields in {
+        "Namespace": ("spec", "status"),
+        "Node": ("spec", "status"),
+        "Pod": ("spec", "status"),
+        "ConfigMap": ("data", "binaryData", "immutable"),
+        "Secret": ("data", "stringData", "type", "immutable"),
+        "ServiceAccount": ("secrets", "imagePullSecrets", "automountServiceAccountToken"),
+        "Service": ("spec", "status"),
+        "Event": (
+            "involvedObject",
+            "reason",
+            "message",
+            "source",
+            "firstTimestamp",
+            "lastTimestamp",
+            "count",
+            "type",
+            "eventTime",
+            "series",
+            "action",
+            "related",
+            "reportingComponent",
+            "reportingInstance",
+        ),
+        "Lease": ("spec",),
+        "PodDisruptionBudget": ("spec", "status"),
+        "DaemonSet": ("spec", "status"),
+        "Deployment": ("spec", "status"),
+        "ValidatingWebhookConfiguration": ("webhooks",),
+        "CustomResourceDefinition": ("spec", "status"),
+    }.items()
+}
+SPEC_FIELDS: dict[str, frozenset[str]] = {
+    "Node": frozenset(
+        {"podCIDR", "podCIDRs", "providerID", "unschedulable", "taints", "configSource", "externalID"}
+    ),
+    "Lease": frozenset(
+        {
+            "holderIdentity",
+            "leaseDurationSeconds",
+            "acquireTime",
+            "renewTime",
+            "leaseTransitions",
+            "strategy",
+            "preferredHolder",
+        }
+    ),
+    "PodDisruptionBudget": frozenset(
+        {"minAvailable", "maxUnavailable", "selector", "unhealthyPodEvictionPolicy"}
+    ),
+}
+
+
+def prune_unknown(kind: str, obj: dict[str, Any], builtin: bool) -> tuple[dict[str, Any], list[str]]:
+    """Drop the fields a typed apiserver would not keep: unknown metadata fields for every kind and,
+    for the built-in kinds listed above, unknown top-level fields and (Node, Lease, PDB) spec fields.
+
+    Returns the object and the dropped paths (the server warns, or refuses under fieldValidation=Strict).
+    """
+    dropped: list[str] = []
+    out = dict(obj)
+    meta = out.get("metadata")
+    if isinstance(meta, dict) and not set(meta) <= OBJECT_META_FIELDS:
+        dropped.extend(f"metadata.{k}" for k in meta if k not in OBJECT_META_FIELDS)
+        out["metadata"] = {k: v for k, v in meta.items() if k in OBJECT_META_FIELDS}
+    if builtin and kind in TOP_LEVEL_FIELDS:
+        allowed = TOP_LEVEL_FIELDS[kind]
+        dropped.extend(k for k in out if k not in allowed)
+        out = {k: v for k, v in out.items() if k in allowed}
+        spec = out.get("spec")
+        if kind in SPEC_FIELDS and isinstance(spec, dict) and not set(spec) <= SPEC_FIELDS[kind]:
+            dropped.extend(f"spec.{k}" for k in spec if k not in SPEC_FIELDS[kind])
+            out["spec"] = {k: v for k, v in spec.items() if k in SPEC_FIELDS[kind]}
+    return out, dropped

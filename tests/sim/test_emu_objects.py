@@ -611,3 +611,23 @@ async def test_secrets_merge_string_data_and_reject_bad_base64(api: Api) -> None
     assert (status, body["reason"]) == (400, "BadRequest")
     status, body = await api.post(CMS, {"metadata": {"name": "c"}, "data": {"bad/key": "v"}})
     assert status == 422
+
+
+async def test_unknown_fields_of_built_in_kinds_are_dropped_as_a_typed_server_drops_them(api: Api) -> None:
+    status, body, headers = await api.call(
+        "POST", "/api/v1/nodes", {"metadata": {"name": "n1", "color": "red"}, "spec": {"unschedulabel": True}}
+    )
+    assert status == 201
+    assert "color" not in body["metadata"] and body.get("spec", {}) == {}
+    assert headers.getall("Warning") == [
+        '299 - "unknown field \\"metadata.color\\""',
+        '299 - "unknown field \\"spec.unschedulabel\\""',
+    ]
+    status, body, _ = await api.call(
+        "POST", CMS, {**cm("a"), "spec": {}}, params={"fieldValidation": "Strict"}
+    )
+    assert (status, body["message"]) == (
+        400,
+        'ConfigMap in version "v1" cannot be handled as a ConfigMap: '
+        'strict decoding error: unknown field "spec"',
+    )
