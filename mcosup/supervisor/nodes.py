@@ -115,8 +115,13 @@ class NodeRollout:
         self.controller: Controller[str] = Controller(
             "rollout", self.reconcile, workers=workers, metrics=metrics
         )
+        self.status_writer: Controller[str] = Controller(
+            "rollout-status", self._flush_status, metrics=metrics
+        )
         # Set after construction: Controller's ``queue or WorkQueue()`` drops an empty queue (len 0).
         self.controller.queue = WorkQueue(clock=self.clock)
+        self.status_writer.queue = WorkQueue(clock=self.clock)
+        self._pending_status: dict[str, rollout.Plan] = {}
         self._tg: asyncio.TaskGroup | None = None
         self._drains: dict[str, _Drain] = {}
         self._drained: set[str] = set()
@@ -146,6 +151,7 @@ class NodeRollout:
                 self._tg = tg
                 for pool in self.pools.items():
                     self.controller.enqueue(pool["metadata"]["name"])
+                tg.create_task(self.status_writer.run())
                 await self.controller.run()
         finally:
             self._tg = None
@@ -202,8 +208,11 @@ class NodeRollout:
                 self._cancel_drain(name)
         target = plan.target
         advances = [self._advance(by_name[n], pool, target) for n in plan.start] if target is not None else []
-        results = await asyncio.gather(self._write_status(pool, plan), *advances)
-        retry |= not all(results[1:])
+        # The status is written by its own worker, latest plan wins: a status write never delays a
+        # node's next step.
+        self._pending_status[pool_name] = plan
+        self.status_writer.enqueue(pool_name)
+        retry |= not all(await asyncio.gather(*advances))
         for name, was in list(self._targeted.items()):
             if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
                 del self._targeted[name]
@@ -363,6 +372,18 @@ class NodeRollout:
         self.controller.enqueue(pool)
 
     # Status and events.
+
+    async def _flush_status(self, pool_name: str) -> None:
+        plan = self._pending_status.pop(pool_name, None)
+        pool = self.pools.get(pool_name)
+        if plan is None or pool is None:
+            return
+        try:
+            await self._write_status(pool, plan)
+        except BaseException:
+            # Retried with backoff by the controller; a newer plan, if any, wins meanwhile.
+            self._pending_status.setdefault(pool_name, plan)
+            raise
 
     async def _write_status(self, pool: Obj, plan: rollout.Plan) -> None:
         name = pool["metadata"]["name"]
