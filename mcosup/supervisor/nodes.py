@@ -255,8 +255,12 @@ class NodeRollout:
                 else:
                     node = written
             out.append(node)
-        for name in set(self._written) - {n["metadata"]["name"] for n in out}:
+        present = {n["metadata"]["name"] for n in out}
+        for name in set(self._written) - present:
             del self._written[name]  # deleted
+        for gone in set(self._targeted) - present:
+            del self._targeted[gone]
+        self._drained &= present
         return out
 
     async def _patch_node(self, node: Obj, patch: dict[str, Any], what: str) -> Obj | None:
