@@ -12,6 +12,8 @@
   ``mcosup daemon`` process using the daemon ServiceAccount bound to its node (restarted after reboots);
 - ``mcosup supervisor`` as a real subprocess with its own ServiceAccount and self-managed webhook TLS;
 - the kubelet stand-in, running the builder pod and the build pods (local ``mcosup`` and ``buildah``).
+  It runs them unbound, as no scheduler binds them here: they sit on no node, so no drain evicts them
+  (on a real cluster a drain of the node they landed on would, and the supervisor or builder retries).
 
 Start-up and shutdown are bounded; every process started here is stopped on the way out. Nothing here
 knows the story the demo tells: it offers actions (opt in, add a MachineConfig, add a node) and
