@@ -306,3 +306,8 @@ def _why(node: dict[str, Any]) -> str:
         "behind" if v.desired_config != v.current_config else "",
     ]
     return f"{v.name}[{' '.join(r for r in reasons if r)}]"
+
+
+def most_unavailable(history: Iterable[tuple[int, str, dict[str, Any]]], *, since: int = 0) -> int:
+    """The most nodes unavailable at once at any recorded instant after ``since``."""
+    return max((count for rv, count, *_ in unavailable_over_time(history) if rv > since), default=0)
