@@ -91,8 +91,6 @@ class SupervisorSettings:
     identity: str = "mcosup"
     #: The supervisor's Deployment, owner of the builder pod; empty outside a cluster.
     deployment: str = ""
-    #: Seconds a drain may take before the pool reports DrainStuck (contract: default 1h).
-    drain_timeout: float = 3600.0
     #: Seconds before recreating a builder pod after its first failure; doubles per quick failure.
     builder_backoff: float = 5.0
     #: HTTPS port of the admission webhook (0 picks a free one).
@@ -118,7 +116,6 @@ class SupervisorSettings:
             "image": env_str(env, "MCOSUP_IMAGE", cls.image),
             "identity": env_str(env, "POD_NAME", env_str(env, "HOSTNAME", cls.identity)),
             "deployment": env_str(env, "MCOSUP_DEPLOYMENT", ""),
-            "drain_timeout": env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.drain_timeout, minimum=1),
             "builder_backoff": env_float(env, "MCOSUP_BUILDER_BACKOFF", cls.builder_backoff, minimum=0.01),
             "webhook_port": env_int(env, "MCOSUP_WEBHOOK_PORT", cls.webhook_port),
             "webhook_tls": env_str(env, "MCOSUP_WEBHOOK_TLS", cls.webhook_tls),

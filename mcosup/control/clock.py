@@ -20,8 +20,11 @@ class RealClock:
         return time.monotonic()
 
     async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
+        # asyncio.timeout rather than wait_for: on Python 3.11, wait_for returns normally when the event
+        # fires in the same loop turn as a cancellation, swallowing it (a worker would never stop).
         try:
-            await asyncio.wait_for(event.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await event.wait()
         except TimeoutError:
             pass
 

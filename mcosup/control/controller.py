@@ -47,7 +47,7 @@ class Controller(Generic[K]):
         self.name = name
         self.reconcile = reconcile
         self.workers = workers
-        self.queue: WorkQueue[K] = queue or WorkQueue()
+        self.queue: WorkQueue[K] = queue if queue is not None else WorkQueue()
         self.metrics = metrics
         #: Failures that are part of normal operation (an optimistic-concurrency conflict): retried the
         #: same way, logged in one line instead of with a traceback.

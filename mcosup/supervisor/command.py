@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mcosup.lifecycle import run_until_signalled
+    from mcosup.supervisor.nodes import RolloutSettings
     from mcosup.supervisor.run import run
 
     try:
@@ -36,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
             identity=args.identity,
         )
         kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
+        rollout_settings = RolloutSettings.from_env(os.environ)
     except SettingsError as exc:
         print(f"mcosup supervisor: {exc}")
         return 2
-    return run_until_signalled(run(settings, kube_settings))
+    return run_until_signalled(run(settings, kube_settings, rollout_settings=rollout_settings))

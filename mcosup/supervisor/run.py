@@ -31,6 +31,7 @@ from mcosup.metrics import Metrics
 from mcosup.settings import KubeSettings, SupervisorSettings
 from mcosup.supervisor import builderpod, webhook
 from mcosup.supervisor.leader import LeaderElector, LeaseSettings
+from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
 from mcosup.supervisor.render import RenderController, is_rendered
@@ -43,6 +44,7 @@ async def run(
     kube_settings: KubeSettings,
     *,
     lease: LeaseSettings | None = None,
+    rollout_settings: RolloutSettings | None = None,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
     """Run until cancelled. ``on_ready(http_port)`` is called once the HTTP port is bound."""
@@ -56,6 +58,8 @@ async def run(
             "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
             "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
             "pods": Informer(kube, PODS, namespace=ns, metrics=metrics),
+            # Every pod of the cluster, for drains (which pods run on a node).
+            "all-pods": Informer(kube, PODS, metrics=metrics),
         }
         pools = informers["pools"]
         render = RenderController(
@@ -92,6 +96,14 @@ async def run(
             "optin": Controller("optin", optin.reconcile, metrics=metrics, expected_errors=expected),
         }
         _wire(informers, controllers)
+        nodes = NodeRollout(
+            kube,
+            pools=pools,
+            nodes=informers["nodes"],
+            pods=informers["all-pods"],
+            settings=rollout_settings,
+            metrics=metrics,
+        )
         elector = LeaderElector(kube, namespace=ns, identity=settings.identity, settings=lease)
 
         async def lead() -> None:
@@ -102,6 +114,7 @@ async def run(
             async with asyncio.TaskGroup() as tg:
                 for name, controller in controllers.items():
                     tg.create_task(controller.run(), name=f"controller-{name}")
+                tg.create_task(nodes.run(), name="controller-rollout")
 
         def caches_listed() -> str | None:
             waiting = [name for name, inf in informers.items() if not inf.listed.is_set()]
