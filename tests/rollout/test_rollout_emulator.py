@@ -33,7 +33,7 @@ from rollout_harness import (
 )
 
 from mcosup.kube import client as kclient
-from mcosup.kube.resources import EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
+from mcosup.kube.resources import DAEMONSETS, EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
 from mcosup.supervisor import drain
 from mcosup.supervisor.nodes import RolloutSettings
 from waiting import eventually
@@ -235,21 +235,34 @@ async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays
     await kube.create(PODS, pod, namespace="app")
     running_ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
     await kube.patch_status(PODS, "web-1", {"status": running_ready}, namespace="app")
+    daemonset = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "template": {
+                "metadata": {"labels": {"app": "agent"}},
+                "spec": {"containers": [{"name": "c", "image": "agent"}]},
+            },
+        },
+    }
+    ds = await kube.create(DAEMONSETS, daemonset, namespace="app")
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "name": "agent",
+        "uid": ds["metadata"]["uid"],
+        "controller": True,
+    }
     ds_pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
             "name": "agent-w00",
             "namespace": "app",
-            "ownerReferences": [
-                {
-                    "apiVersion": "apps/v1",
-                    "kind": "DaemonSet",
-                    "name": "agent",
-                    "uid": "u1",
-                    "controller": True,
-                }
-            ],
+            "labels": {"app": "agent"},
+            "ownerReferences": [owner],
         },
         "spec": {"nodeName": "w00", "containers": [{"name": "c", "image": "agent"}]},
     }
@@ -378,3 +391,51 @@ async def test_deleting_a_node_mid_update_frees_its_slot(
                 return any(ann(n).get(names.DESIRED_CONFIG) == R1 for n in nodes.values())
 
             await eventually(second_started, what="another node to take the freed slot")
+
+
+async def test_pausing_mid_drain_releases_the_node_and_resuming_finishes(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=1))
+    await create_nodes(kube, 2)
+    await ensure_namespace(kube, "app")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "db-0", "namespace": "app", "labels": {"app": "db"}},
+        "spec": {"nodeName": "w00", "containers": [{"name": "c", "image": "db"}]},
+    }
+    await kube.create(PODS, pod, namespace="app")
+    running_ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    await kube.patch_status(PODS, "db-0", {"status": running_ready}, namespace="app")
+    budget = {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": "db", "namespace": "app"},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "db"}}},
+    }
+    await kube.create(PDBS, budget, namespace="app")
+    async with running(FakeDaemons(kube, seconds=0.05).run, FakeKubelet(kube).run):
+        async with Supervisor(admin_kubeconfig):
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+
+            async def w00_cordoned_by_us() -> bool:
+                return ann((await nodes_now(kube))["w00"]).get(names.CORDONED_BY) == names.CORDONED_BY_VALUE
+
+            await eventually(w00_cordoned_by_us, what="w00 cordoned for its drain")
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"paused": True}})
+
+            async def w00_released() -> bool:
+                node = (await nodes_now(kube))["w00"]
+                return names.CORDONED_BY not in ann(node) and not node["spec"].get("unschedulable")
+
+            await eventually(w00_released, what="the pause to release w00's cordon")
+            assert ann((await nodes_now(kube))["w00"])[names.DESIRED_CONFIG] == R0, "no target while paused"
+            events, _ = await kube.list(EVENTS, namespace="default")
+            assert any(
+                e["reason"] == "UpdateDeferred" and e["involvedObject"]["name"] == "w00" for e in events
+            )
+
+            await kube.delete(PDBS, "db", namespace="app")
+            await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"paused": False}})
+            await eventually(lambda: rolled_out(kube, R1), what="the rollout once resumed")
