@@ -41,7 +41,19 @@ async def connect(settings: KubeSettings, *, retry: errors.RetryPolicy | None = 
     """A client for the cluster ``settings`` name (kubeconfig, else in-cluster config), closed on exit."""
     configuration = Configuration()
     if settings.kubeconfig:
-        await kconfig.load_kube_config(config_file=settings.kubeconfig, client_configuration=configuration)
+        try:
+            await kconfig.load_kube_config(
+                config_file=settings.kubeconfig, client_configuration=configuration
+            )
+        except (
+            Exception
+        ) as exc:  # the loader raises whatever a malformed file trips (TypeError, KeyError, ...)
+            raise errors.ApiError(
+                0,
+                "BadKubeconfig",
+                f"cannot use kubeconfig {settings.kubeconfig}: {exc}; check the path "
+                "and that it names a current context with a server and credentials",
+            ) from exc
     else:
         try:
             kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
