@@ -131,6 +131,11 @@ class NodeView:
         )
 
     @property
+    def mid_update(self) -> bool:
+        """Asked to run something it does not run yet."""
+        return self.desired_config != self.current_config or self.desired_image != self.current_image
+
+    @property
     def unavailable(self) -> bool:
         """Contract section 5: not Ready, unschedulable, not Done, or desired* != current*."""
         return not self.ready or self.unschedulable or not self.converged
@@ -354,12 +359,13 @@ def plan_rollout(
             release.append(v.name)
 
     if target is not None and rolling:
-        # Unavailable for reasons of its own (not Ready, an admin's cordon), not because of a rollout:
-        # such a node may come back by itself, so updating it must fit the cap without it.
+        # Unavailable for reasons of its own (not Ready, an admin's cordon, no daemon report yet), not
+        # because an update is under way: such a node may come back by itself, so updating it must
+        # fit the cap without it.
         external = {
             v.name
             for v in views
-            if v.name in unavailable and v.converged and not v.cordoned_by_us and v.name not in flying
+            if v.name in unavailable and not v.mid_update and not v.cordoned_by_us and v.name not in flying
         }
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout

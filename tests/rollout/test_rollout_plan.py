@@ -10,6 +10,7 @@ from mcosup.supervisor import rollout
 from mcosup.supervisor.rollout import Phase, Target
 from webhooks import names
 
+R0 = "rendered-worker-" + "0" * 32
 R1 = "rendered-worker-" + "1" * 32
 R2 = "rendered-worker-" + "2" * 32
 IMG = "registry.local/os@sha256:" + "a" * 64
@@ -267,6 +268,23 @@ def test_a_node_failing_on_its_own_waits_for_a_slot_of_its_own() -> None:
     nodes[0] = node("w00", desired=R2)  # finished and uncordoned
     p = plan(pool(max_unavailable=3), nodes)
     assert p.start == ("w05",)
+
+
+@pytest.mark.parametrize(
+    ("kw", "starts_free"),
+    [
+        ({"ready": False}, False),  # may come back by itself mid-update
+        ({"unschedulable": True}, False),  # an admin's cordon
+        ({"state": None}, False),  # no daemon report yet: not a reason to drain it now
+        ({"state": names.STATE_DEGRADED}, False),
+        ({"current": R0, "state": names.STATE_WORKING}, True),  # mid-update to an older target
+        ({"current": R0, "state": names.STATE_DONE}, True),  # targeted, daemon not started yet
+    ],
+)
+def test_which_unavailable_nodes_start_without_a_slot(kw: dict[str, Any], starts_free: bool) -> None:
+    nodes = [node("w00", **kw), node("w01", desired=R2, current=R1, state=names.STATE_WORKING)]
+    p = plan(pool(max_unavailable=1), nodes)
+    assert p.start == (("w00",) if starts_free else ())
 
 
 def test_zone_then_age_order() -> None:
