@@ -10,10 +10,13 @@ Choices where the contract leaves room, following the MCO's node controller:
 - ``maxUnavailable``: an int, or a percent of the pool's nodes rounded **down**; a result of 0 becomes 1
   (the MCO does ``GetScaledValueFromIntOrPercent(..., roundUp=false)`` then ``max(..., 1)``; the CRD
   says "You cannot set this value to 0 to stop updates (it will default back to 1)").
-- A node that is already unavailable (not Ready, cordoned by an admin, degraded, mid-update to an old
-  target) is started without taking a free slot: it is counted already, so giving it the new target
-  cannot raise the count. Such nodes go first, then by zone (``topology.kubernetes.io/zone``; nodes
-  without a zone last), then oldest ``creationTimestamp``, then name.
+- A node mid-update (asked to run something it does not run yet) is given the new target without
+  taking a free slot: it is counted already. A node unavailable for reasons of its own (not Ready,
+  an admin's cordon, no daemon report yet, degraded) may come back by itself while we update it, so
+  updating it must fit the cap *without* it: the number of nodes unavailable because of updates stays
+  within ``maxUnavailable``, and the total does too unless nodes fail on their own. Candidates: nodes
+  unavailable now first, then by zone (``topology.kubernetes.io/zone``; nodes without a zone last),
+  then oldest ``creationTimestamp``, then name.
 - A node we cordoned but have not yet given its target is in its drain phase; while the pool is paused
   or holding for an image, such a node is released (uncordoned) instead of being left cordoned.
 - A node selected by several pools belongs to one: ``master`` first, then a custom pool, ``worker``
