@@ -116,7 +116,7 @@ class NodeRollout:
             "rollout", self.reconcile, workers=workers, metrics=metrics
         )
         self.status_writer: Controller[str] = Controller(
-            "rollout-status", self._flush_status, metrics=metrics
+            "rollout-status", self._flush_status, metrics=metrics, expected_errors=(errors.Conflict,)
         )
         # Set after construction: Controller's ``queue or WorkQueue()`` drops an empty queue (len 0).
         self.controller.queue = WorkQueue(clock=self.clock)
