@@ -66,8 +66,9 @@ def test_kubectl_kustomize_renders_exactly_these_objects() -> None:
 
 
 def test_everything_lives_in_the_mcosup_namespace() -> None:
+    """All but the events Role: Events about cluster-scoped objects must be created in default."""
     for obj in OBJECTS:
-        if "namespace" in obj["metadata"]:
+        if "namespace" in obj["metadata"] and obj["metadata"]["name"] != "mcosup:events":
             assert obj["metadata"]["namespace"] == NAMESPACE, _id(obj)
     for binding in (o for o in OBJECTS if o["kind"] in ("RoleBinding", "ClusterRoleBinding")):
         for subject in binding["subjects"]:
@@ -159,6 +160,8 @@ def test_daemonset() -> None:
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes[mounts["/rootfs"]]["hostPath"]["path"] == "/"
+    # The host's own tools run inside the host's root (the daemon's command prefix).
+    assert _env(container)["MCOSUP_HOST_EXEC"] == "chroot /rootfs"
     # Every taint tolerated: a tainted node still needs its agent.
     assert {"operator": "Exists"} in pod["tolerations"]
     assert daemonset["spec"]["updateStrategy"] == {

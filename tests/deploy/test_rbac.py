@@ -71,6 +71,10 @@ ALLOWED = [
         Request("update", "deployments/finalizers", "apps", namespace=NS, name="machine-config-supervisor"),
     ),
     (SUPERVISOR, Request("create", "events", namespace=NS)),
+    # Events about pools and nodes (cluster-scoped) live in default.
+    (SUPERVISOR, Request("create", "events", namespace="default")),
+    (BUILDER, Request("create", "events", namespace="default")),
+    (DAEMON, Request("create", "events", namespace="default")),
     # supervisor: leader election
     (SUPERVISOR, Request("create", "leases", "coordination.k8s.io", namespace=NS)),
     (SUPERVISOR, Request("update", "leases", "coordination.k8s.io", namespace=NS, name="mcosup-supervisor")),
@@ -121,7 +125,7 @@ DENIED = [
     ),
     (SUPERVISOR, Request("update", "leases", "coordination.k8s.io", namespace=NS, name="other")),
     (SUPERVISOR, Request("update", "deployments", "apps", namespace=NS, name="machine-config-supervisor")),
-    (SUPERVISOR, Request("create", "events", namespace="default")),
+    (SUPERVISOR, Request("create", "events", namespace="kube-system")),
     (BUILDER, Request("patch", "nodes", name="worker-0")),
     (BUILDER, Request("create", "machineconfigs", MC)),
     (BUILDER, Request("update", "machineconfigpools", MC, name="worker")),
