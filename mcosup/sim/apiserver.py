@@ -162,12 +162,16 @@ class Emulator:
         bookmark_interval: float = 5.0,
         default_watch_timeout: float = 1800.0,
         graceful_pod_deletion: bool = True,
+        collect_dangling_dependents: bool = True,
     ) -> None:
         """`history_window`: events kept per resource type for watch resume (older: 410 Expired).
         `service_map[(namespace, name, port)] = "127.0.0.1:PORT"`: where webhook Services live.
         `bookmark_interval`: seconds between BOOKMARK events on watches that allow them.
         `graceful_pod_deletion`: pods bound to a node stay (with a deletionTimestamp) until a delete
         with gracePeriodSeconds=0 (the kubelet's), as on a real cluster; False deletes at once.
+        `collect_dangling_dependents`: an object whose ownerReferences all name owners that do not
+        exist (wrong uid, other namespace) is garbage-collected right after the write, as the real
+        garbage collector does moments later; False keeps such objects (for fixtures that fake owners).
         """
         self.store = Store(history_window)
         self.service_map: dict[tuple[str, str, int], str] = dict(service_map or {})
@@ -176,6 +180,7 @@ class Emulator:
         self.bookmark_interval = bookmark_interval
         self.default_watch_timeout = default_watch_timeout
         self.graceful_pod_deletion = graceful_pod_deletion
+        self.collect_dangling_dependents = collect_dangling_dependents
         self.requests: list[RequestRecord] = []
         self.faults = Faults(self.store.cut_watches, self.store.compact)
         self._tokens: dict[str, UserInfo] = {}
@@ -974,6 +979,7 @@ class Emulator:
         stored = self.store.commit(rt.key, obj, ADDED, None)
         if rt.kind == "CustomResourceDefinition" and rt.builtin:
             self._register_crd(stored)
+        self._collect_if_dangling(rt, stored)
         return _as_version(stored, t.api_version)
 
     def _validate_name(self, rt: ResourceType, name: str) -> None:
@@ -1323,7 +1329,37 @@ class Emulator:
         stored = self.store.commit(rt.key, new, MODIFIED, old)
         if rt.kind == "CustomResourceDefinition" and rt.builtin:
             self._register_crd(stored)
+        if meta.get("ownerReferences") != old["metadata"].get("ownerReferences"):
+            self._collect_if_dangling(rt, stored)
         return stored
+
+    def _owner_is_dangling(self, ref: Mapping[str, Any], dependent: dict[str, Any]) -> bool:
+        """The garbage collector's test: the owner named by (apiVersion, kind, name) in the dependent's
+        namespace (or cluster-wide) is gone or has another uid. Unknown kinds are left alone."""
+        try:
+            owner_rt, _ = self._type_for_object(ref)
+        except errors.ApiStatusError:
+            return False
+        namespace = dependent["metadata"].get("namespace") if owner_rt.namespaced else None
+        if owner_rt.namespaced and not namespace:
+            return True
+        owner = self.store.get(owner_rt.key, namespace, str(ref.get("name", "")))
+        return owner is None or owner["metadata"].get("uid") != ref.get("uid")
+
+    def _collect_if_dangling(self, rt: ResourceType, obj: dict[str, Any]) -> None:
+        """What the garbage collector does soon after a write naming owners that do not exist: drop
+        the dangling references, or delete the object when no owner is left."""
+        refs = obj["metadata"].get("ownerReferences") or []
+        if not refs or not self.collect_dangling_dependents or obj["metadata"].get("deletionTimestamp"):
+            return
+        solid = [r for r in refs if not self._owner_is_dangling(r, obj)]
+        if len(solid) == len(refs):
+            return
+        if solid:
+            meta = {**obj["metadata"], "ownerReferences": solid}
+            self.store.commit(rt.key, {**obj, "metadata": meta}, MODIFIED, obj)
+        else:
+            self._delete_now(rt, obj, {"propagationPolicy": "Background"})
 
     # Delete -----------------------------------------------------------------------------------
 

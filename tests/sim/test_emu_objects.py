@@ -631,3 +631,56 @@ async def test_unknown_fields_of_built_in_kinds_are_dropped_as_a_typed_server_dr
         'ConfigMap in version "v1" cannot be handled as a ConfigMap: '
         'strict decoding error: unknown field "spec"',
     )
+
+
+async def test_objects_naming_owners_that_do_not_exist_are_collected(api: Api, emulator: Emulator) -> None:
+    await api.post("/api/v1/namespaces", {"metadata": {"name": "other"}})
+    _, here = await api.post(CMS, cm("here"))
+    _, there = await api.post("/api/v1/namespaces/other/configmaps", cm("there"))
+
+    def ref(owner: dict[str, Any], uid: str | None = None, kind: str = "ConfigMap") -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": kind,
+            "name": owner["metadata"]["name"],
+            "uid": uid or owner["metadata"]["uid"],
+        }
+
+    # A stale uid: the owner by that name is another object, so the dependent is collected.
+    assert (await api.post(CMS, {"metadata": {"name": "stale", "ownerReferences": [ref(here, "old-uid")]}}))[
+        0
+    ] == 201
+    assert (await api.get(f"{CMS}/stale"))[0] == 404
+    # An owner in another namespace cannot own a namespaced object.
+    await api.post(CMS, {"metadata": {"name": "cross", "ownerReferences": [ref(there)]}})
+    assert (await api.get(f"{CMS}/cross"))[0] == 404
+    # With one real owner left, only the dangling reference goes.
+    await api.post(CMS, {"metadata": {"name": "mixed", "ownerReferences": [ref(here), ref(there)]}})
+    _, mixed = await api.get(f"{CMS}/mixed")
+    assert [r["name"] for r in mixed["metadata"]["ownerReferences"]] == ["here"]
+    # Kinds the server does not serve are left alone, as the garbage collector cannot resolve them.
+    await api.post(CMS, {"metadata": {"name": "unknown", "ownerReferences": [ref(here, "x", kind="Gizmo")]}})
+    assert (await api.get(f"{CMS}/unknown"))[0] == 200
+    # A cluster-scoped owner may own a namespaced object.
+    _, node = await api.post("/api/v1/nodes", {"metadata": {"name": "n1"}})
+    await api.post(CMS, {"metadata": {"name": "node-owned", "ownerReferences": [ref(node, kind="Node")]}})
+    assert (await api.get(f"{CMS}/node-owned"))[0] == 200
+
+
+async def test_dangling_owner_collection_can_be_turned_off_for_fixtures(mco_fixtures: Path) -> None:
+    async with Emulator(collect_dangling_dependents=False) as emu:
+        fake = {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "name": "agent",
+            "uid": "u1",
+            "controller": True,
+        }
+        await emu.create_object(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "kept", "namespace": "default", "ownerReferences": [fake]},
+            }
+        )
+        assert emu.get_object("v1", "configmaps", "kept", "default") is not None
