@@ -149,7 +149,7 @@ def base_machineconfigs(role: str) -> list[dict[str, Any]]:
     ]
 
 
-def pool(name: str, max_unavailable: int | str | None = None) -> dict[str, Any]:
+def pool_object(name: str, max_unavailable: int | str | None = None) -> dict[str, Any]:
     """A MachineConfigPool shaped like the MCO's built-in ones."""
     spec: dict[str, Any] = {
         "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: name}},
@@ -166,7 +166,7 @@ def pool(name: str, max_unavailable: int | str | None = None) -> dict[str, Any]:
     }
 
 
-def node(name: str, role: str) -> dict[str, Any]:
+def node_object(name: str, role: str) -> dict[str, Any]:
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     return {
         "apiVersion": "v1",
@@ -464,8 +464,8 @@ class LocalCluster:
                     "data": data,
                 }
             )
-        await emu.create_object(pool("master"))
-        await emu.create_object(pool("worker", self.config.max_unavailable))
+        await emu.create_object(pool_object("master"))
+        await emu.create_object(pool_object("worker", self.config.max_unavailable))
         for role in ("master", "worker"):
             for mc in base_machineconfigs(role):
                 await emu.create_object(mc)
@@ -485,7 +485,7 @@ class LocalCluster:
 
     async def add_node(self, name: str, role: str) -> SimNode:
         """A Ready Node in pool ``role`` with a fake host and a daemon running on it."""
-        await self.emulator.create_object(node(name, role))
+        await self.emulator.create_object(node_object(name, role))
         host = FakeHost(self.workdir / "hosts" / name, image=self.base_image or None)
         kubeconfig = self.emulator.write_kubeconfig_for_service_account(
             self.workdir / "hosts" / name / "daemon.kubeconfig", self.ns, names.DAEMON_SA, name
