@@ -94,6 +94,7 @@ NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
 _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
@@ -983,6 +984,38 @@ class Emulator:
         return _as_version(stored, t.api_version)
 
     def _validate_name(self, rt: ResourceType, name: str) -> None:
+        if rt.builtin and rt.group == "rbac.authorization.k8s.io":
+            # RBAC names are path segment names ("system:controller:x" is fine).
+            if name in (".", "..") or "/" in name or "%" in name:
+                raise errors.invalid(
+                    rt.kind,
+                    rt.group,
+                    name,
+                    [
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "metadata.name",
+                            "message": f'Invalid value: "{name}": '
+                            "may not be '.' or '..' and may not contain '/' or '%'",
+                        }
+                    ],
+                )
+            return
+        if rt.builtin and rt.kind == "Service" and not (_DNS1035.match(name) and len(name) <= 63):
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": "metadata.name",
+                        "message": f'Invalid value: "{name}": a DNS-1035 label must consist of lower case '
+                        "alphanumeric characters or '-', start with an alphabetic character, and end with an "
+                        "alphanumeric character (regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                    }
+                ],
+            )
         if rt.kind == "Namespace":
             ok, what = bool(_LABEL.match(name)) and len(name) <= 63, "RFC 1123 label"
             regex = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
@@ -1056,6 +1089,10 @@ class Emulator:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         elif rt.kind == "Event":
             causes = validation.event_causes(obj)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
+        elif rt.kind == "ValidatingWebhookConfiguration":
+            causes = validation.webhook_configuration_causes(obj)
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         if rt.kind == "Pod":
@@ -1244,7 +1281,7 @@ class Emulator:
                 elif patch_type == "json":
                     result = patching.json_patch(current, patch)
                 else:
-                    result = patching.strategic_merge_patch(current, patch)
+                    result = patching.strategic_merge_patch(current, patch, t.rt.kind)
             except patching.PatchError as exc:
                 if exc.code == 400:
                     raise errors.bad_request(str(exc)) from None

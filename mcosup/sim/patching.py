@@ -7,7 +7,9 @@ Strategic merge patch subset (built-in kinds only; custom resources get 415 as o
 maps merge recursively and `null` deletes a key; lists merge by the keys in `MERGE_KEYS` (containers,
 initContainers, ephemeralContainers, volumes, env, imagePullSecrets by `name`; volumeMounts by
 `mountPath`; container ports by `containerPort`; Service ports by `port`; conditions by `type`;
-node addresses by `type`; ownerReferences by `uid`; hostAliases by `ip`; podIPs by `ip`);
+node addresses by `type`; ownerReferences by `uid`; hostAliases by `ip`; podIPs by `ip`; webhook
+configurations' webhooks, ServiceAccount secrets, schedulingGates and resourceClaims by `name`;
+topologySpreadConstraints by `topologyKey`);
 `metadata.finalizers` merges as a set of strings, as in the Go types. Every other list is replaced
 whole, which is what the real server does for lists without a patch strategy (notably node
 `spec.taints` and pod `tolerations`). Directives: `$patch: delete|replace|merge` in maps and list
@@ -189,6 +191,11 @@ MERGE_KEYS: dict[tuple[str, str], str] = {
     ("", "ownerReferences"): "uid",
     ("", "hostAliases"): "ip",
     ("", "podIPs"): "ip",
+    ("", "webhooks"): "name",
+    ("", "secrets"): "name",
+    ("", "topologySpreadConstraints"): "topologyKey",
+    ("", "schedulingGates"): "name",
+    ("", "resourceClaims"): "name",
     ("status", "addresses"): "type",
     ("containers", "ports"): "containerPort",
     ("initContainers", "ports"): "containerPort",
@@ -202,13 +209,25 @@ def _merge_key(parent: str, field: str) -> str | None:
     return MERGE_KEYS.get((parent, field)) or MERGE_KEYS.get(("", field))
 
 
-def strategic_merge_patch(target: Any, patch: Any) -> Any:
+# Maps with `patchStrategy: replace` in the Go types, by kind: the patch's map replaces the old one.
+REPLACE_MAPS: dict[str, frozenset[tuple[str, str]]] = {
+    "PodDisruptionBudget": frozenset({("spec", "selector")}),
+}
+
+
+def strategic_merge_patch(target: Any, patch: Any, kind: str = "") -> Any:
     if not isinstance(patch, dict):
         raise PatchError("a strategic merge patch must be a JSON object", code=400)
-    return _smp_map(target if isinstance(target, dict) else {}, patch, parent="")
+    replace = REPLACE_MAPS.get(kind, frozenset())
+    return _smp_map(target if isinstance(target, dict) else {}, patch, parent="", replace=replace)
 
 
-def _smp_map(target: dict[str, Any], patch: dict[str, Any], parent: str) -> dict[str, Any]:
+def _smp_map(
+    target: dict[str, Any],
+    patch: dict[str, Any],
+    parent: str,
+    replace: frozenset[tuple[str, str]] = frozenset(),
+) -> dict[str, Any]:
     directive = patch.get("$patch")
     if directive == "replace":
         return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
@@ -231,9 +250,13 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any], parent: str) -> dict
             continue
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict) and (parent, key) in replace:
+            result[key] = {k: copy.deepcopy(v) for k, v in value.items() if not k.startswith("$")}
         elif isinstance(value, dict):
             existing = result.get(key)
-            result[key] = _smp_map(existing if isinstance(existing, dict) else {}, value, parent=key)
+            result[key] = _smp_map(
+                existing if isinstance(existing, dict) else {}, value, parent=key, replace=replace
+            )
         elif isinstance(value, list):
             result[key] = _smp_list(result.get(key), value, parent, key)
         else:

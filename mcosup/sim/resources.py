@@ -175,6 +175,11 @@ BUILTINS: tuple[ResourceType, ...] = (
         False,
         generation=True,
     ),
+    # RBAC objects are stored (installs create them) but not enforced: every user may do everything.
+    _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    _builtin("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    _builtin("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+    _builtin("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
     _builtin(
         "apiextensions.k8s.io",
         "v1",

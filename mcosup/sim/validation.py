@@ -10,7 +10,10 @@ trips over on a real cluster, so the emulator must trip it too:
   `reportingComponent`, `reportingInstance` and `action`;
 - Secret: `stringData` is merged into `data` (base64) and dropped, `type` defaults to Opaque, keys
   must be valid (and `data` values base64, which the server checks while decoding: a 400);
-- ConfigMap: keys valid, no key in both `data` and `binaryData`.
+- ConfigMap: keys valid, no key in both `data` and `binaryData`;
+- ValidatingWebhookConfiguration: webhook names (three-segment domains, unique), sideEffects,
+  admissionReviewVersions, failurePolicy, timeoutSeconds (1-30), clientConfig (https url xor
+  service), rules.
 """
 
 from __future__ import annotations
@@ -244,6 +247,10 @@ TOP_LEVEL_FIELDS: dict[str, frozenset[str]] = {
         "DaemonSet": ("spec", "status"),
         "Deployment": ("spec", "status"),
         "ValidatingWebhookConfiguration": ("webhooks",),
+        "Role": ("rules",),
+        "ClusterRole": ("rules", "aggregationRule"),
+        "RoleBinding": ("subjects", "roleRef"),
+        "ClusterRoleBinding": ("subjects", "roleRef"),
         "CustomResourceDefinition": ("spec", "status"),
     }.items()
 }
@@ -289,3 +296,116 @@ def prune_unknown(kind: str, obj: dict[str, Any], builtin: bool) -> tuple[dict[s
             dropped.extend(f"spec.{k}" for k in spec if k not in SPEC_FIELDS[kind])
             out["spec"] = {k: v for k, v in spec.items() if k in SPEC_FIELDS[kind]}
     return out, dropped
+
+
+def _required(field: str, detail: str = "") -> Cause:
+    return {
+        "reason": "FieldValueRequired",
+        "field": field,
+        "message": f"Required value: {detail}" if detail else "Required value",
+    }
+
+
+def _unsupported(field: str, value: Any, supported: tuple[str, ...]) -> Cause:
+    allowed = ", ".join(f'"{s}"' for s in supported)
+    return {
+        "reason": "FieldValueNotSupported",
+        "field": field,
+        "message": f'Unsupported value: "{value}": supported values: {allowed}',
+    }
+
+
+def webhook_configuration_causes(vwc: dict[str, Any]) -> list[Cause]:
+    """admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration validation (the common rules)."""
+    causes: list[Cause] = []
+    seen: set[str] = set()
+    for i, hook in enumerate(vwc.get("webhooks") or []):
+        path = f"webhooks[{i}]"
+        if not isinstance(hook, dict):
+            causes.append(_invalid(path, hook, "must be an object"))
+            continue
+        name = str(hook.get("name") or "")
+        if not name:
+            causes.append(_required(f"{path}.name"))
+        elif len(name.split(".")) < 3 or not _DNS_SUBDOMAIN.match(name):
+            causes.append(
+                _invalid(
+                    f"{path}.name", name, "should be a domain with at least three segments separated by dots"
+                )
+            )
+        elif name in seen:
+            causes.append(
+                {
+                    "reason": "FieldValueDuplicate",
+                    "field": f"{path}.name",
+                    "message": f'Duplicate value: "{name}"',
+                }
+            )
+        seen.add(name)
+        side_effects = hook.get("sideEffects")
+        if side_effects is None:
+            causes.append(_required(f"{path}.sideEffects", "must specify one of None, NoneOnDryRun"))
+        elif side_effects not in ("None", "NoneOnDryRun"):
+            causes.append(_unsupported(f"{path}.sideEffects", side_effects, ("None", "NoneOnDryRun")))
+        versions = hook.get("admissionReviewVersions")
+        if not versions:
+            causes.append(_required(f"{path}.admissionReviewVersions", "must specify one of v1, v1beta1"))
+        elif not {"v1", "v1beta1"} & set(versions):
+            causes.append(
+                _invalid(
+                    f"{path}.admissionReviewVersions", versions, "must include at least one of v1, v1beta1"
+                )
+            )
+        policy = hook.get("failurePolicy")
+        if policy is not None and policy not in ("Fail", "Ignore"):
+            causes.append(_unsupported(f"{path}.failurePolicy", policy, ("Fail", "Ignore")))
+        timeout = hook.get("timeoutSeconds")
+        if timeout is not None and not (isinstance(timeout, int) and 1 <= timeout <= 30):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": f"{path}.timeoutSeconds",
+                    "message": f"Invalid value: {timeout}: "
+                    "the timeout value must be between 1 and 30 seconds",
+                }
+            )
+        config = hook.get("clientConfig") or {}
+        if bool(config.get("url")) == bool(config.get("service")):
+            causes.append(_required(f"{path}.clientConfig", "exactly one of url or service is required"))
+        elif config.get("url") and not str(config["url"]).startswith("https://"):
+            causes.append(
+                _invalid(f"{path}.clientConfig.url", config["url"], "'https' is the only allowed URL scheme")
+            )
+        elif config.get("service"):
+            service = config["service"]
+            for field in ("namespace", "name"):
+                if not service.get(field):
+                    causes.append(
+                        _required(f"{path}.clientConfig.service.{field}", f"service {field} is required")
+                    )
+            port = service.get("port", 443)
+            if not (isinstance(port, int) and 1 <= port <= 65535):
+                causes.append(
+                    _invalid(
+                        f"{path}.clientConfig.service.port",
+                        port,
+                        "port is not valid: must be between 1 and 65535, inclusive",
+                    )
+                )
+        for j, rule in enumerate(hook.get("rules") or []):
+            for field in ("operations", "apiGroups", "apiVersions", "resources"):
+                if not rule.get(field):
+                    causes.append(_required(f"{path}.rules[{j}].{field}"))
+            for op in rule.get("operations") or []:
+                if op not in ("*", "CREATE", "UPDATE", "DELETE", "CONNECT"):
+                    causes.append(
+                        _unsupported(
+                            f"{path}.rules[{j}].operations",
+                            op,
+                            ("*", "CONNECT", "CREATE", "DELETE", "UPDATE"),
+                        )
+                    )
+            scope = rule.get("scope")
+            if scope is not None and scope not in ("*", "Cluster", "Namespaced"):
+                causes.append(_unsupported(f"{path}.rules[{j}].scope", scope, ("*", "Cluster", "Namespaced")))
+    return causes

@@ -19,6 +19,7 @@ from waiting import eventually
 
 # The kubectl to drive: the one on PATH, or another (e.g. Debian's 1.20 `kubernetes-client`) named here.
 KUBECTL = os.environ.get("MCOSUP_TEST_KUBECTL", "kubectl")
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"  # the install manifests (contract section 9)
 
 
 class Kubectl:
@@ -293,3 +294,13 @@ async def test_kubectl_imperative_creates(kubectl: Kubectl, emulator: Emulator) 
     secret = emulator.get_object("v1", "secrets", "s", "tools") or {}
     assert (secret["data"], secret["type"]) == ({"password": "aHVudGVyMg=="}, "Opaque")
     assert emulator.get_object("v1", "serviceaccounts", "robot", "tools") is not None
+
+
+async def test_the_install_manifests_apply_and_reapply_unchanged(kubectl: Kubectl) -> None:
+    _, out, _ = await kubectl("apply", "-k", str(DEPLOY))
+    assert "validatingwebhookconfiguration.admissionregistration.k8s.io/mcosup created" in out
+    _, out, _ = await kubectl("apply", "-k", str(DEPLOY))
+    changed = [line for line in out.splitlines() if not line.endswith(" unchanged")]
+    # The PDB's selector has patchStrategy replace, so kubectl 1.32 always sends it: "configured", as
+    # against a real cluster (1.20 does not).
+    assert set(changed) <= {"poddisruptionbudget.policy/machine-config-supervisor configured"}

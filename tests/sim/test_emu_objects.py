@@ -684,3 +684,30 @@ async def test_dangling_owner_collection_can_be_turned_off_for_fixtures(mco_fixt
             }
         )
         assert emu.get_object("v1", "configmaps", "kept", "default") is not None
+
+
+async def test_names_follow_each_kinds_rule(api: Api) -> None:
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    role = {
+        "metadata": {"name": "mcosup:reader"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    }
+    assert (await api.post(f"{rbac}/clusterroles", role))[0] == 201
+    assert (await api.post(f"{rbac}/clusterroles", {**role, "metadata": {"name": "a/b"}}))[0] == 422
+    services = "/api/v1/namespaces/default/services"
+    assert (await api.post(services, {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}))[
+        0
+    ] == 201
+    status, body = await api.post(services, {"metadata": {"name": "1web"}, "spec": {}})
+    assert status == 422 and "DNS-1035" in body["message"]
+
+
+async def test_a_pdb_selector_is_replaced_by_a_strategic_patch(api: Api) -> None:
+    pdbs = "/apis/policy/v1/namespaces/default/poddisruptionbudgets"
+    selector = {"matchLabels": {"app": "web", "tier": "front"}}
+    await api.post(pdbs, {"metadata": {"name": "b"}, "spec": {"minAvailable": 1, "selector": selector}})
+    _, out = await api.patch(
+        f"{pdbs}/b", {"spec": {"selector": {"matchLabels": {"app": "web"}}}}, "strategic"
+    )
+    assert out["spec"]["selector"] == {"matchLabels": {"app": "web"}}  # patchStrategy: replace
+    assert out["metadata"]["generation"] == 2

@@ -301,3 +301,35 @@ async def test_webhook_configurations_are_never_sent_to_webhooks(api: Api, hook:
     # The deny-all webhook would otherwise lock itself in: it can still be removed.
     assert (await api.delete(f"{VWCS}/all"))[0] == 200
     assert hook.reviews == []
+
+
+async def test_webhook_configurations_are_validated(api: Api) -> None:
+    bad = config("bad", {"url": "http://127.0.0.1:1/validate"}, timeoutSeconds=31, failurePolicy="Maybe")
+    del bad["webhooks"][0]["sideEffects"]
+    bad["webhooks"][0]["name"] = "short.name"
+    status, body = await api.post(VWCS, bad)
+    assert (status, body["reason"]) == (422, "Invalid")
+    fields = {c["field"]: c["message"] for c in body["details"]["causes"]}
+    assert fields == {
+        "webhooks[0].name": 'Invalid value: "short.name": '
+        "should be a domain with at least three segments separated by dots",
+        "webhooks[0].sideEffects": "Required value: must specify one of None, NoneOnDryRun",
+        "webhooks[0].failurePolicy": 'Unsupported value: "Maybe": supported values: "Fail", "Ignore"',
+        "webhooks[0].timeoutSeconds": "Invalid value: 31: the timeout value must be between 1 and 30 seconds",
+        "webhooks[0].clientConfig.url": 'Invalid value: "http://127.0.0.1:1/validate": '
+        "'https' is the only allowed URL scheme",
+    }
+
+
+async def test_a_strategic_patch_merges_webhooks_by_name(api: Api, hook: Hook) -> None:
+    vwc = config("two", by_url(hook))
+    vwc["webhooks"].append({**vwc["webhooks"][0], "name": "second.example.com"})
+    await api.post(VWCS, vwc)
+    status, out = await api.patch(
+        f"{VWCS}/two", {"webhooks": [{"name": "second.example.com", "failurePolicy": "Ignore"}]}, "strategic"
+    )
+    assert status == 200
+    assert [(w["name"], w.get("failurePolicy"), w["sideEffects"]) for w in out["webhooks"]] == [
+        ("two.example.com", None, "None"),
+        ("second.example.com", "Ignore", "None"),
+    ]
