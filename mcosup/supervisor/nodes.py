@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from mcosup.conditions import Condition
@@ -54,6 +54,9 @@ class RolloutSettings:
     conflict_retry: float = 0.2
     #: Seconds after which a write our cache never showed stops counting as in flight.
     expectation_timeout: float = 300.0
+    #: Least seconds between two pool status writes that only update counts and messages (a condition
+    #: changing status is written at once): a wave of nodes finishing makes one write, not twenty.
+    status_interval: float = 0.25
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
@@ -122,6 +125,8 @@ class NodeRollout:
         self.controller.queue = WorkQueue(clock=self.clock)
         self.status_writer.queue = WorkQueue(clock=self.clock)
         self._pending_status: dict[str, rollout.Plan] = {}
+        self._status_written_at: dict[str, float] = {}
+        self._events: asyncio.Queue[tuple[Obj, str, str, Literal["Normal", "Warning"]]] = asyncio.Queue()
         self._tg: asyncio.TaskGroup | None = None
         self._drains: dict[str, _Drain] = {}
         self._drained: set[str] = set()
@@ -152,6 +157,7 @@ class NodeRollout:
                 for pool in self.pools.items():
                     self.controller.enqueue(pool["metadata"]["name"])
                 tg.create_task(self.status_writer.run())
+                tg.create_task(self._send_events())
                 await self.controller.run()
         finally:
             self._tg = None
@@ -377,17 +383,42 @@ class NodeRollout:
 
     # Status and events.
 
-    async def _flush_status(self, pool_name: str) -> None:
-        plan = self._pending_status.pop(pool_name, None)
+    async def _flush_status(self, pool_name: str) -> Result | None:
+        plan = self._pending_status.get(pool_name)
         pool = self.pools.get(pool_name)
         if plan is None or pool is None:
-            return
+            return None
+        wait = self._status_written_at.get(pool_name, -1e9) + self.settings.status_interval - self.clock.now()
+        if wait > 0 and not self._transitions(pool, plan):
+            return Result(requeue_after=wait)
+        del self._pending_status[pool_name]
         try:
             await self._write_status(pool, plan)
         except BaseException:
             # Retried with backoff by the controller; a newer plan, if any, wins meanwhile.
             self._pending_status.setdefault(pool_name, plan)
             raise
+        self._status_written_at[pool_name] = self.clock.now()
+        return None
+
+    def _transitions(self, pool: Obj, plan: rollout.Plan) -> bool:
+        mine = self._pool_written.get(pool["metadata"]["name"])
+        if mine is not None and not _caught_up(_rv(pool), _rv(mine)):
+            pool = mine
+        status = pool.get("status") or {}
+        before = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+        if any(before.get(c.type) != c.status for c in plan.conditions):
+            return True
+        # Settling (nothing unavailable any more, everything updated) is news too, not a mere count.
+        settled = (
+            status.get("unavailableMachineCount") == 0,
+            status.get("updatedMachineCount") == status.get("machineCount"),
+        )
+        new = plan.status
+        return settled != (
+            new.get("unavailableMachineCount") == 0,
+            new.get("updatedMachineCount") == new.get("machineCount"),
+        )
 
     async def _write_status(self, pool: Obj, plan: rollout.Plan) -> None:
         name = pool["metadata"]["name"]
@@ -414,29 +445,26 @@ class NodeRollout:
                 )
 
     def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
-        """Record an Event without holding up the rollout (events are best effort, never a step)."""
+        """Queue an Event; one sender records them in order. Events are best effort, never a step: a
+        burst of them (a wave of nodes finishing) must not crowd out the writes that move nodes on."""
         ref = {**obj, "kind": kind.kind, "apiVersion": kind.api_version}
-        type_: Literal["Normal", "Warning"] = "Warning" if warning else "Normal"
-        coro = self.kube.record_event(
-            ref, reason=reason, message=message, namespace=_event_namespace(obj), type_=type_
-        )
-        if self._tg is None:
-            coro.close()
-            return
-        self._tg.create_task(_quietly(coro))
+        self._events.put_nowait((ref, reason, message, "Warning" if warning else "Normal"))
+
+    async def _send_events(self) -> None:
+        while True:
+            ref, reason, message, type_ = await self._events.get()
+            try:
+                await self.kube.record_event(
+                    ref, reason=reason, message=message, namespace=_event_namespace(ref), type_=type_
+                )
+            except Exception:
+                log.exception("recording event %s failed", reason)
 
 
 def _event_namespace(obj: Obj) -> str:
     """Events live in their object's namespace; for cluster-scoped objects (nodes, pools) the API
     server accepts only ``default`` (or none), as ``kubectl describe node`` expects."""
     return str((obj.get("metadata") or {}).get("namespace") or "default")
-
-
-async def _quietly(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        await coro
-    except Exception:
-        log.exception("recording an event failed")
 
 
 def _bad(cond: Condition) -> bool:

@@ -207,16 +207,17 @@ async def test_opt_out_returns_every_node_to_legacy_without_image(
             await eventually(
                 lambda: rolled_out(kube, R1, None, names.MODE_LEGACY), what="every node legacy again"
             )
+            wanted = {(f"w{i:02d}", r) for i in range(5) for r in ("UpdateStarted", "Drained", "Updated")}
+            wanted |= {("worker", "NodesUpdating"), ("worker", "AllNodesUpdated")}
+
+            async def all_events() -> bool:
+                events, _ = await kube.list(EVENTS, namespace="default")
+                return wanted <= {(e["involvedObject"]["name"], e["reason"]) for e in events}
+
+            await eventually(all_events, what="an Event for each node started, drained and updated")
     for n in (await nodes_now(kube)).values():
         assert names.DESIRED_IMAGE not in ann(n) and names.CURRENT_IMAGE not in ann(n)
     assert most_unavailable(emulator.history, since=since) == 2
-    events, _ = await kube.list(EVENTS, namespace="default")
-    seen = {(e["involvedObject"]["name"], e["reason"]) for e in events}
-    for i in range(5):
-        for reason in ("UpdateStarted", "Drained", "Updated"):
-            assert (f"w{i:02d}", reason) in seen, (f"w{i:02d}", reason)
-    pool_events = {e["reason"] for e in events if e["involvedObject"]["kind"] == "MachineConfigPool"}
-    assert {"NodesUpdating", "AllNodesUpdated"} <= pool_events
 
 
 async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays(
@@ -300,8 +301,14 @@ async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays
                 n for n, x in nodes.items() if ann(x).get(names.CORDONED_BY) == names.CORDONED_BY_VALUE
             )
             assert nodes[blocked]["spec"].get("unschedulable") is True, "a stuck node stays cordoned"
-            events, _ = await kube.list(EVENTS, namespace="default")
-            assert any(e["reason"] == names.REASON_DRAIN_STUCK and "app/web" in e["message"] for e in events)
+
+            async def stuck_event() -> bool:
+                events, _ = await kube.list(EVENTS, namespace="default")
+                return any(
+                    e["reason"] == names.REASON_DRAIN_STUCK and "app/web" in e["message"] for e in events
+                )
+
+            await eventually(stuck_event, what="a DrainStuck Event naming the budget")
 
             await kube.delete(PDBS, "web", namespace="app")
             await eventually(
@@ -431,10 +438,14 @@ async def test_pausing_mid_drain_releases_the_node_and_resuming_finishes(
 
             await eventually(w00_released, what="the pause to release w00's cordon")
             assert ann((await nodes_now(kube))["w00"])[names.DESIRED_CONFIG] == R0, "no target while paused"
-            events, _ = await kube.list(EVENTS, namespace="default")
-            assert any(
-                e["reason"] == "UpdateDeferred" and e["involvedObject"]["name"] == "w00" for e in events
-            )
+
+            async def deferred_event() -> bool:
+                events, _ = await kube.list(EVENTS, namespace="default")
+                return any(
+                    e["reason"] == "UpdateDeferred" and e["involvedObject"]["name"] == "w00" for e in events
+                )
+
+            await eventually(deferred_event, what="an UpdateDeferred Event for w00")
 
             await kube.delete(PDBS, "db", namespace="app")
             await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"paused": False}})
