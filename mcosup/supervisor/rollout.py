@@ -1,8 +1,8 @@
 """The rollout plan: which nodes of a pool get a new target, when, and what the pool status says.
 
 Pure: no I/O, no clock reads, no memory between calls. Everything is derived from the pool and node
-objects as the API server holds them (plus the controller's list of writes it has issued but not yet
-seen in its cache), so a restarted supervisor computes the same plan and never exceeds
+objects as the API server holds them (plus the nodes the controller is about to cordon or is
+draining), so a restarted supervisor computes the same plan and never exceeds
 ``maxUnavailable`` (contract section 5).
 
 Choices where the contract leaves room, following the MCO's node controller:
