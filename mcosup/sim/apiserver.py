@@ -61,6 +61,7 @@ from multidict import CIMultiDict, MultiMapping
 
 from mcosup.sim import (
     admission,
+    discovery,
     disruption,
     errors,
     patching,
@@ -73,7 +74,7 @@ from mcosup.sim import (
 )
 from mcosup.sim.admission import Attributes, UserInfo
 from mcosup.sim.faults import Faults
-from mcosup.sim.resources import BUILTINS, ResourceType, api_resource_entries, from_crd
+from mcosup.sim.resources import BUILTINS, ResourceType, from_crd
 from mcosup.sim.store import ADDED, CUT, DELETED, MODIFIED, Store, Watcher, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -477,9 +478,9 @@ class Emulator:
             group, version, rest = "", parts[1], parts[2:]
         elif head == "apis":
             if len(parts) == 1:
-                return _json(self._group_list())
+                return _json(discovery.group_list(self._types))
             if len(parts) == 2:
-                group_doc = self._group(parts[1])
+                group_doc = discovery.group(self._types, parts[1])
                 if group_doc is None:
                     raise _no_route()
                 return _json(group_doc)
@@ -489,7 +490,10 @@ class Emulator:
         if not rest:
             if request.method != "GET":
                 raise errors.method_not_allowed()
-            return _json(self._resource_list(group, version))
+            resources = discovery.resource_list(self._types, group, version)
+            if resources is None:
+                raise _no_route()
+            return _json(resources)
         ctx = Ctx(user, request.query)
         watch = False
         if rest[0] == "watch":
@@ -578,108 +582,15 @@ class Emulator:
 
     # Discovery --------------------------------------------------------------------------------
 
-    def _groups(self) -> dict[str, list[str]]:
-        groups: dict[str, list[str]] = {}
-        for group, version, _ in self._types:
-            if group:
-                versions = groups.setdefault(group, [])
-                if version not in versions:
-                    versions.append(version)
-        return groups
-
-    def _group(self, name: str) -> dict[str, Any] | None:
-        versions = self._groups().get(name)
-        if not versions:
-            return None
-        entries = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
-        return {
-            "kind": "APIGroup",
-            "apiVersion": "v1",
-            "name": name,
-            "versions": entries,
-            "preferredVersion": entries[0],
-        }
-
-    def _group_list(self) -> dict[str, Any]:
-        groups = [self._group(name) for name in self._groups()]
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [g for g in groups if g]}
-
-    def _resource_list(self, group: str, version: str) -> dict[str, Any]:
-        resources: list[dict[str, Any]] = []
-        for (g, v, _), rt in self._types.items():
-            if g == group and v == version:
-                resources.extend(api_resource_entries(rt))
-        if not resources:
-            raise _no_route()
-        group_version = f"{group}/{version}" if group else version
-        return {
-            "kind": "APIResourceList",
-            "apiVersion": "v1",
-            "groupVersion": group_version,
-            "resources": resources,
-        }
-
     def _openapi(self, parts: list[str]) -> web.Response:
-        """A minimal OpenAPI v3: enough for kubectl to see that the server validates fields itself.
-
-        kubectl looks for a PATCH operation tagged with the kind's group/version/kind that accepts the
-        `fieldValidation` query parameter; finding it, it sends `fieldValidation=Strict` and skips
-        client-side schema validation (which would need the protobuf OpenAPI v2 document). No schemas
-        are published, so kubectl computes strategic patches from its compiled-in types.
-        """
         if len(parts) < 2 or parts[1] != "v3":
             raise _no_route()
-        gvs: dict[str, list[ResourceType]] = {}
-        for (group, version, _), rt in self._types.items():
-            key = f"apis/{group}/{version}" if group else f"api/{version}"
-            gvs.setdefault(key, []).append(rt)
         if len(parts) == 2:
-            return _json(
-                {
-                    "paths": {
-                        key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={self.store.rv}"} for key in gvs
-                    }
-                }
-            )
-        key = "/".join(parts[2:])
-        types = gvs.get(key)
-        if types is None:
+            return _json(discovery.openapi_v3_index(self._types, self.store.rv))
+        doc = discovery.openapi_v3_document(self._types, "/".join(parts[2:]), KUBE_VERSION["gitVersion"])
+        if doc is None:
             raise _no_route()
-        paths: dict[str, Any] = {}
-        for rt in types:
-            prefix = f"/{key}/namespaces/{{namespace}}" if rt.namespaced else f"/{key}"
-            gvk = {"group": rt.group, "version": rt.version, "kind": rt.kind}
-            paths[f"{prefix}/{rt.plural}/{{name}}"] = {
-                "patch": {
-                    "operationId": f"patch{rt.kind}",
-                    "x-kubernetes-action": "patch",
-                    "x-kubernetes-group-version-kind": gvk,
-                    "parameters": [
-                        {
-                            "name": "fieldValidation",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "uniqueItems": True,
-                        },
-                        {"name": "dryRun", "in": "query", "schema": {"type": "string"}, "uniqueItems": True},
-                        {
-                            "name": "fieldManager",
-                            "in": "query",
-                            "schema": {"type": "string"},
-                            "uniqueItems": True,
-                        },
-                    ],
-                    "responses": {"200": {"description": "OK"}},
-                }
-            }
-        return _json(
-            {
-                "openapi": "3.0.0",
-                "info": {"title": "Kubernetes", "version": KUBE_VERSION["gitVersion"]},
-                "paths": paths,
-                "components": {"schemas": {}},
-            }
-        )
+        return _json(doc)
 
     # Reads ------------------------------------------------------------------------------------
 
@@ -1096,8 +1007,8 @@ class Emulator:
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         if rt.kind == "Pod":
-            obj = _pod_defaults(obj)
-            causes = _pod_validation(obj, old)
+            obj = validation.pod_defaults(obj)
+            causes = validation.pod_causes(obj, old)
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         elif rt.kind == "CustomResourceDefinition":
@@ -2048,102 +1959,3 @@ async def _read_optional_body(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.bad_request(f"error decoding DeleteOptions: {exc}") from None
-
-
-def _image_pull_policy(image: str) -> str:
-    name = image.rsplit("/", 1)[-1]
-    if "@" in name:
-        return "IfNotPresent"
-    if ":" not in name or name.endswith(":latest"):
-        return "Always"
-    return "IfNotPresent"
-
-
-def _pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
-    spec = dict(pod.get("spec") or {})
-    spec.setdefault("restartPolicy", "Always")
-    spec.setdefault("terminationGracePeriodSeconds", 30)
-    spec.setdefault("dnsPolicy", "ClusterFirst")
-    spec.setdefault("schedulerName", "default-scheduler")
-    spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    spec.setdefault("priority", 0)
-    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
-        spec.setdefault("serviceAccountName", spec.get("serviceAccount"))
-        spec.setdefault("serviceAccount", spec["serviceAccountName"])
-    for field_name in ("containers", "initContainers"):
-        if isinstance(spec.get(field_name), list):
-            out = []
-            for c in spec[field_name]:
-                if isinstance(c, dict):
-                    c = dict(c)
-                    c.setdefault("imagePullPolicy", _image_pull_policy(str(c.get("image", ""))))
-                    c.setdefault("terminationMessagePath", "/dev/termination-log")
-                    c.setdefault("terminationMessagePolicy", "File")
-                    c.setdefault("resources", {})
-                out.append(c)
-            spec[field_name] = out
-    return {**pod, "spec": spec}
-
-
-def _pod_validation(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
-    causes: list[dict[str, str]] = []
-    spec = pod.get("spec") or {}
-    containers = spec.get("containers")
-    if not isinstance(containers, list) or not containers:
-        causes.append(
-            {"reason": "FieldValueRequired", "field": "spec.containers", "message": "Required value"}
-        )
-    else:
-        for i, c in enumerate(containers):
-            if not isinstance(c, dict):
-                causes.append(
-                    {
-                        "reason": "FieldValueInvalid",
-                        "field": f"spec.containers[{i}]",
-                        "message": "Invalid value: must be an object",
-                    }
-                )
-                continue
-            if not c.get("name"):
-                causes.append(
-                    {
-                        "reason": "FieldValueRequired",
-                        "field": f"spec.containers[{i}].name",
-                        "message": "Required value",
-                    }
-                )
-            if not c.get("image"):
-                causes.append(
-                    {
-                        "reason": "FieldValueRequired",
-                        "field": f"spec.containers[{i}].image",
-                        "message": "Required value",
-                    }
-                )
-    if old is not None:
-
-        def mutable_view(s: Mapping[str, Any]) -> dict[str, Any]:
-            view = {k: v for k, v in s.items() if k not in ("activeDeadlineSeconds", "tolerations")}
-            for field_name in ("containers", "initContainers"):
-                if isinstance(view.get(field_name), list):
-                    view[field_name] = [
-                        {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
-                        for c in view[field_name]
-                    ]
-            return view
-
-        old_spec = old.get("spec") or {}
-        if mutable_view(spec) != mutable_view(old_spec):
-            causes.append(
-                {
-                    "reason": "FieldValueForbidden",
-                    "field": "spec",
-                    "message": "Forbidden: pod updates may not change fields other than "
-                    "`spec.containers[*].image`, "
-                    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
-                    "`spec.tolerations` (only additions to existing tolerations)",
-                }
-            )
-    return causes

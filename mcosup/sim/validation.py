@@ -10,6 +10,9 @@ trips over on a real cluster, so the emulator must trip it too:
   `reportingComponent`, `reportingInstance` and `action`;
 - Secret: `stringData` is merged into `data` (base64) and dropped, `type` defaults to Opaque, keys
   must be valid (and `data` values base64, which the server checks while decoding: a 400);
+- Pod: a few defaults (restartPolicy, grace period, dnsPolicy, imagePullPolicy, ...), containers
+  with names and images, and a spec that updates may change only in images, activeDeadlineSeconds
+  and tolerations;
 - ConfigMap: keys valid, no key in both `data` and `binaryData`;
 - ValidatingWebhookConfiguration: webhook names (three-segment domains, unique), sideEffects,
   admissionReviewVersions, failurePolicy, timeoutSeconds (1-30), clientConfig (https url xor
@@ -21,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Mapping
 from typing import Any
 
 Cause = dict[str, str]
@@ -408,4 +412,106 @@ def webhook_configuration_causes(vwc: dict[str, Any]) -> list[Cause]:
             scope = rule.get("scope")
             if scope is not None and scope not in ("*", "Cluster", "Namespaced"):
                 causes.append(_unsupported(f"{path}.rules[{j}].scope", scope, ("*", "Cluster", "Namespaced")))
+    return causes
+
+
+# Pods ---------------------------------------------------------------------------------------------
+
+
+def image_pull_policy(image: str) -> str:
+    name = image.rsplit("/", 1)[-1]
+    if "@" in name:
+        return "IfNotPresent"
+    if ":" not in name or name.endswith(":latest"):
+        return "Always"
+    return "IfNotPresent"
+
+
+def pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
+    spec = dict(pod.get("spec") or {})
+    spec.setdefault("restartPolicy", "Always")
+    spec.setdefault("terminationGracePeriodSeconds", 30)
+    spec.setdefault("dnsPolicy", "ClusterFirst")
+    spec.setdefault("schedulerName", "default-scheduler")
+    spec.setdefault("securityContext", {})
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    if spec.get("serviceAccountName") or spec.get("serviceAccount"):
+        spec.setdefault("serviceAccountName", spec.get("serviceAccount"))
+        spec.setdefault("serviceAccount", spec["serviceAccountName"])
+    for field_name in ("containers", "initContainers"):
+        if isinstance(spec.get(field_name), list):
+            out = []
+            for c in spec[field_name]:
+                if isinstance(c, dict):
+                    c = dict(c)
+                    c.setdefault("imagePullPolicy", image_pull_policy(str(c.get("image", ""))))
+                    c.setdefault("terminationMessagePath", "/dev/termination-log")
+                    c.setdefault("terminationMessagePolicy", "File")
+                    c.setdefault("resources", {})
+                out.append(c)
+            spec[field_name] = out
+    return {**pod, "spec": spec}
+
+
+def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
+    causes: list[dict[str, str]] = []
+    spec = pod.get("spec") or {}
+    containers = spec.get("containers")
+    if not isinstance(containers, list) or not containers:
+        causes.append(
+            {"reason": "FieldValueRequired", "field": "spec.containers", "message": "Required value"}
+        )
+    else:
+        for i, c in enumerate(containers):
+            if not isinstance(c, dict):
+                causes.append(
+                    {
+                        "reason": "FieldValueInvalid",
+                        "field": f"spec.containers[{i}]",
+                        "message": "Invalid value: must be an object",
+                    }
+                )
+                continue
+            if not c.get("name"):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"spec.containers[{i}].name",
+                        "message": "Required value",
+                    }
+                )
+            if not c.get("image"):
+                causes.append(
+                    {
+                        "reason": "FieldValueRequired",
+                        "field": f"spec.containers[{i}].image",
+                        "message": "Required value",
+                    }
+                )
+    if old is not None:
+
+        def mutable_view(s: Mapping[str, Any]) -> dict[str, Any]:
+            view = {k: v for k, v in s.items() if k not in ("activeDeadlineSeconds", "tolerations")}
+            for field_name in ("containers", "initContainers"):
+                if isinstance(view.get(field_name), list):
+                    view[field_name] = [
+                        {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                        for c in view[field_name]
+                    ]
+            return view
+
+        old_spec = old.get("spec") or {}
+        if mutable_view(spec) != mutable_view(old_spec):
+            causes.append(
+                {
+                    "reason": "FieldValueForbidden",
+                    "field": "spec",
+                    "message": "Forbidden: pod updates may not change fields other than "
+                    "`spec.containers[*].image`, "
+                    "`spec.initContainers[*].image`, `spec.activeDeadlineSeconds`, "
+                    "`spec.tolerations` (only additions to existing tolerations)",
+                }
+            )
     return causes
