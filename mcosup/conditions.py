@@ -26,6 +26,15 @@ class Condition:
     message: str = ""
 
 
+#: Condition types for which True is bad news; for every other type, False is.
+BAD_WHEN_TRUE = frozenset({"Degraded", "NodeDegraded", "RenderDegraded", "BuildFailed"})
+
+
+def is_bad(cond: Condition) -> bool:
+    """Whether ``cond`` reports trouble (its Event is a Warning)."""
+    return (cond.status == "True") == (cond.type in BAD_WHEN_TRUE)
+
+
 def find(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any] | None:
     for cond in conditions or ():
         if cond.get("type") == type_:

@@ -27,13 +27,13 @@ async def update_pool_status(
     set_conditions: Iterable[Condition] = (),
     remove_conditions: Iterable[str] = (),
     status_fields: Mapping[str, Any] | None = None,
-    event_namespace: str | None = None,
+    events: bool = False,
     attempts: int = 5,
 ) -> Obj:
     """Set/remove conditions (and plain status fields) on ``pool``; returns the pool as written.
 
     ``pool`` may be stale (from a cache): a conflict re-reads it. Nothing is written when nothing would
-    change. With ``event_namespace``, every condition transition is also recorded as an Event there.
+    change. With ``events``, every condition transition is also recorded as an Event.
     """
     updates = list(set_conditions)
     remove = list(remove_conditions)
@@ -56,7 +56,7 @@ async def update_pool_status(
         except errors.Conflict:
             current = await kube.get(MACHINECONFIGPOOLS, name)
             continue
-        if event_namespace:
+        if events:
             for cond in updates:
                 if cond.type in changed_types:
                     text = f"{cond.type}={cond.status}" + (f": {cond.message}" if cond.message else "")
@@ -64,16 +64,7 @@ async def update_pool_status(
                         written,
                         reason=cond.reason or cond.type,
                         message=text,
-                        namespace=event_namespace,
-                        type_="Warning" if _bad(cond) else "Normal",
+                        type_="Warning" if conditions.is_bad(cond) else "Normal",
                     )
         return written
     raise errors.Conflict(409, "Conflict", f"MachineConfigPool {name}: status kept changing under us")
-
-
-# Condition types for which True is bad news (Warning events); for the rest, False is.
-_BAD_WHEN_TRUE = frozenset({"Degraded", "NodeDegraded", "RenderDegraded", "BuildFailed"})
-
-
-def _bad(cond: Condition) -> bool:
-    return (cond.status == "True") == (cond.type in _BAD_WHEN_TRUE)

@@ -494,7 +494,6 @@ class Builder:
             written,
             reason=reason,
             message=f"{true_type}: {message}",
-            namespace=str(written["metadata"].get("namespace") or "default"),
             type_="Warning" if failed else "Normal",
         )
 

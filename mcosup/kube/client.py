@@ -325,12 +325,11 @@ class Kube:
         message: str,
         type_: Literal["Normal", "Warning"] = "Normal",
         component: str = "mcosup",
-        namespace: str | None = None,
     ) -> None:
         """Emit a core/v1 Event about ``involved``. Failing to record an event never fails the caller.
 
         The Event lives in the involved object's namespace, or in ``default`` for a cluster-scoped object
-        (pools, nodes): the API server accepts no other. ``namespace`` is accepted and ignored.
+        (pools, nodes): the API server accepts no other.
         """
         meta = involved.get("metadata", {})
         event_namespace = meta.get("namespace") or "default"

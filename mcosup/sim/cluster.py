@@ -486,7 +486,13 @@ class LocalCluster:
     async def add_node(self, name: str, role: str) -> SimNode:
         """A Ready Node in pool ``role`` with a fake host and a daemon running on it."""
         await self.emulator.create_object(node_object(name, role))
-        host = FakeHost(self.workdir / "hosts" / name, image=self.base_image or None)
+        user, password = self.config.registry_credentials
+        # The fake rebase checks the image exists in the registry, with the node's pull credentials.
+        host = FakeHost(
+            self.workdir / "hosts" / name,
+            image=self.base_image or None,
+            registry=f"http://{user}:{password}@{self.registry.host}",
+        )
         kubeconfig = self.emulator.write_kubeconfig_for_service_account(
             self.workdir / "hosts" / name / "daemon.kubeconfig", self.ns, names.DAEMON_SA, name
         )

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
-from mcosup.conditions import Condition
+from mcosup import conditions
 from mcosup.control.clock import Clock, RealClock
 from mcosup.control.controller import Controller, Result
 from mcosup.control.queue import WorkQueue
@@ -63,22 +63,6 @@ class RolloutSettings:
         return cls(drain=drain.DrainSettings.from_env(env))
 
 
-class CancelSafeClock(RealClock):
-    """:class:`RealClock` whose wait never swallows a cancellation.
-
-    On Python 3.11 ``asyncio.wait_for`` returns normally when the awaited event fires in the same
-    loop turn as a cancel (fixed in 3.12): a worker or drain loop then never ends and the task group
-    that owns it waits forever on shutdown. ``asyncio.timeout`` does not have that flaw.
-    """
-
-    async def wait(self, event: asyncio.Event, seconds: float | None) -> None:
-        try:
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        except TimeoutError:
-            pass
-
-
 @dataclasses.dataclass
 class _Drain:
     pool: str
@@ -113,17 +97,18 @@ class NodeRollout:
         self.nodes = nodes
         self.pods = pods
         self.settings = settings or RolloutSettings()
-        self.clock: Clock = clock or CancelSafeClock()
+        self.clock: Clock = clock or RealClock()
         self.image_for = image_for
         self.controller: Controller[str] = Controller(
-            "rollout", self.reconcile, workers=workers, metrics=metrics
+            "rollout", self.reconcile, workers=workers, queue=WorkQueue(clock=self.clock), metrics=metrics
         )
         self.status_writer: Controller[str] = Controller(
-            "rollout-status", self._flush_status, metrics=metrics, expected_errors=(errors.Conflict,)
+            "rollout-status",
+            self._flush_status,
+            queue=WorkQueue(clock=self.clock),
+            metrics=metrics,
+            expected_errors=(errors.Conflict,),
         )
-        # Set after construction: Controller's ``queue or WorkQueue()`` drops an empty queue (len 0).
-        self.controller.queue = WorkQueue(clock=self.clock)
-        self.status_writer.queue = WorkQueue(clock=self.clock)
         self._pending_status: dict[str, rollout.Plan] = {}
         self._status_written_at: dict[str, float] = {}
         self._events: asyncio.Queue[tuple[Obj, str, str, Literal["Normal", "Warning"]]] = asyncio.Queue()
@@ -441,7 +426,7 @@ class NodeRollout:
                     MACHINECONFIGPOOLS,
                     cond.reason,
                     f"{cond.type}={cond.status}: {cond.message}",
-                    warning=_bad(cond),
+                    warning=conditions.is_bad(cond),
                 )
 
     def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
@@ -454,21 +439,9 @@ class NodeRollout:
         while True:
             ref, reason, message, type_ = await self._events.get()
             try:
-                await self.kube.record_event(
-                    ref, reason=reason, message=message, namespace=_event_namespace(ref), type_=type_
-                )
+                await self.kube.record_event(ref, reason=reason, message=message, type_=type_)
             except Exception:
                 log.exception("recording event %s failed", reason)
-
-
-def _event_namespace(obj: Obj) -> str:
-    """Events live in their object's namespace; for cluster-scoped objects (nodes, pools) the API
-    server accepts only ``default`` (or none), as ``kubectl describe node`` expects."""
-    return str((obj.get("metadata") or {}).get("namespace") or "default")
-
-
-def _bad(cond: Condition) -> bool:
-    return (cond.status == "True") == (cond.type in (names.DEGRADED, names.NODE_DEGRADED))
 
 
 def _rv(obj: Obj) -> str:

@@ -192,7 +192,7 @@ class OptInController:
                 ready.message,
             ):
                 continue
-            await update_pool_status(self.kube, pool, set_conditions=[ready], event_namespace=self.namespace)
+            await update_pool_status(self.kube, pool, set_conditions=[ready], events=True)
 
     async def _clean_up_opted_out(self, pool: Obj) -> None:
         """Opt-out: build conditions and the image annotation go; build objects are deleted below."""

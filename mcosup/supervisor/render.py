@@ -88,7 +88,7 @@ class RenderController:
                 self.kube,
                 pool,
                 set_conditions=[Condition(names.RENDER_DEGRADED, "True", "RenderFailed", str(exc))],
-                event_namespace=self.namespace,
+                events=True,
             )
             return Result()
         if self.machineconfigs.get(result.name) is None:
@@ -116,7 +116,6 @@ class RenderController:
                 pool,
                 reason="RenderedConfigChanged",
                 message=f"pool {pool_name} now renders to {result.name}",
-                namespace=self.namespace,
             )
         await update_pool_status(
             self.kube,
@@ -124,7 +123,7 @@ class RenderController:
             set_conditions=[
                 Condition(names.RENDER_DEGRADED, "False", "Rendered", f"rendered to {result.name}")
             ],
-            event_namespace=self.namespace,
+            events=True,
         )
         used = referenced_configs(self.pools.items(), self.nodes.items()) | {result.name}
         for name in collectable(pool_name, self.machineconfigs.items(), used):

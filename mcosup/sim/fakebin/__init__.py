@@ -134,11 +134,22 @@ def _check_registry(state: Json, image: str) -> str | None:
         repo, _, ref = (
             repo_ref.rpartition(":") if ":" in repo_ref.rsplit("/", 1)[-1] else (repo_ref, "", "latest")
         )
+    import base64
     import urllib.error
+    import urllib.parse
     import urllib.request
 
-    url = f"{registry.rstrip('/')}/v2/{repo}/manifests/{ref}"
-    request = urllib.request.Request(url, method="HEAD", headers={"Accept": _MANIFEST_TYPES})
+    # The registry URL may carry credentials (http://user:pass@host:port), as a node's pull secret would.
+    parts = urllib.parse.urlsplit(registry.rstrip("/"))
+    headers = {"Accept": _MANIFEST_TYPES}
+    if parts.username is not None:
+        userpass = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(userpass.encode()).decode()
+    base = urllib.parse.urlunsplit(
+        parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
+    )
+    url = f"{base}/v2/{repo}/manifests/{ref}"
+    request = urllib.request.Request(url, method="HEAD", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as resp:
             digest: str | None = resp.headers.get("Docker-Content-Digest")
