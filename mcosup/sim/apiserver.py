@@ -1535,9 +1535,8 @@ class Emulator:
                 for key in sorted(k for k in bucket if k[0] == name):
                     obj = bucket.get(key)
                     if obj is not None and not obj["metadata"].get("deletionTimestamp"):
-                        self._delete_now(
-                            rt, obj, {"propagationPolicy": "Background", "gracePeriodSeconds": 0}
-                        )
+                        # Default grace, as the namespace controller: pods on nodes wait for their kubelet.
+                        self._delete_now(rt, obj, {"propagationPolicy": "Background"})
         self._maybe_finish_namespace(name)
         latest = self.store.get(("", "namespaces"), None, name)
         return latest if latest is not None else ns

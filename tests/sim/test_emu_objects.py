@@ -711,3 +711,15 @@ async def test_a_pdb_selector_is_replaced_by_a_strategic_patch(api: Api) -> None
     )
     assert out["spec"]["selector"] == {"matchLabels": {"app": "web"}}  # patchStrategy: replace
     assert out["metadata"]["generation"] == 2
+
+
+async def test_a_terminating_namespace_waits_for_its_running_pods(api: Api) -> None:
+    await api.post("/api/v1/namespaces", {"metadata": {"name": "apps"}})
+    pod = {"metadata": {"name": "p"}, "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]}}
+    await api.post("/api/v1/namespaces/apps/pods", pod)
+    await api.delete("/api/v1/namespaces/apps")
+    _, left = await api.get("/api/v1/namespaces/apps/pods/p")
+    assert left["metadata"]["deletionTimestamp"] and left["metadata"]["deletionGracePeriodSeconds"] == 30
+    assert (await api.get("/api/v1/namespaces/apps"))[1]["status"]["phase"] == "Terminating"
+    await api.delete("/api/v1/namespaces/apps/pods/p", gracePeriodSeconds="0")  # the kubelet's confirmation
+    assert (await api.get("/api/v1/namespaces/apps"))[0] == 404
