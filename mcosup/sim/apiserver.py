@@ -10,9 +10,10 @@ a minimal OpenAPI v3/v2 and server-side Table printing (kubectl get/describe/app
 defaulting and validation); server-set metadata, generation, generateName, 409 AlreadyExists and
 Conflict, no-op writes keeping the resourceVersion; merge, JSON and strategic merge patches (415 for
 custom resources); label and field selectors; finalizers, deletionTimestamp, graceful pod deletion,
-namespace deletion and ownerReference GC (background, foreground, orphan); watches with resume,
-bookmarks, timeouts, selector transitions and 410 Expired; eviction under PDBs; pods/log; validating
-admission webhooks; the metadata, Event, Secret and ConfigMap validation controllers meet first.
+namespace deletion and ownerReference GC (background, foreground, orphan, dangling owners); watches
+with resume, bookmarks, timeouts, selector transitions and 410 Expired; eviction under PDBs; pods/log;
+validating admission webhooks; unknown-field pruning with warnings (or 400 under Strict); the
+metadata, Event, Secret, ConfigMap, Pod and webhook-configuration validation controllers meet first.
 
 What is not modelled, so nobody mistakes its absence for real behaviour:
 
@@ -22,7 +23,9 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
   request bodies only for the kinds kubectl creates imperatively here (`create namespace|configmap|
   secret|serviceaccount`), others get 415; responses are always JSON;
 - built-in kinds get the validation listed above and a few defaults, not their full OpenAPI
-  validation; CRD `x-kubernetes-validations` (CEL) rules are not evaluated;
+  validation (unknown fields are pruned only at the top level, in metadata and in Node/Lease/PDB
+  specs); CRD `x-kubernetes-validations` (CEL) rules and `format`s are not evaluated;
+- no RBAC enforcement (Roles and bindings are stored); no Service cluster IPs;
 - list `continue` tokens page through the current state rather than a snapshot;
 - no controllers: Deployments, DaemonSets and PDB status are stored as written (PDB status is
   computed when an eviction asks); no scheduler (pods run where `spec.nodeName` says);
@@ -30,7 +33,9 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
 - mutating admission webhooks are not called.
 
 Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
-object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves).
+object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves),
+`emu.add_token(...)` (a user for raw HTTP), `await emu.create_object(obj)` (seed as admin, in-process),
+`emu.get_object(...)` / `emu.list_objects(...)` (read the store without HTTP).
 """
 
 from __future__ import annotations
