@@ -790,6 +790,12 @@ class Emulator:
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass
+        except Exception:
+            # The stream is already open: a Status can no longer be sent, so end the watch like a
+            # dropped connection (clients re-watch) and say why in the log.
+            log.exception("emulator: watch of %s failed; closing the stream", request.path_qs)
+            if request.transport is not None:
+                request.transport.abort()
         finally:
             resource_log.watchers.discard(watcher)
         return response
