@@ -134,7 +134,7 @@ async def test_rbac_objects_are_served(admin_kubeconfig: Path, kind: str) -> Non
     expected = sorted(i.split("/", 1)[1] for i in OBJECTS_BY_ID if i.startswith(kind + "/"))
     args = ["get", kind.lower() + "s", "-o", "name"]
     if kind.startswith("Role"):
-        args += ["-n", NS]
+        args += ["--all-namespaces"]  # the events Role lives in default
     status, out, err = await kubectl(admin_kubeconfig, *args)
     assert status == 0, err
     mcosup = sorted(line.split("/", 1)[1] for line in out.split() if "/mcosup:" in line)
