@@ -995,6 +995,11 @@ class Emulator:
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj
+        bad_time = validation.undecodable_time(rt.kind, obj)
+        if bad_time is not None:
+            raise errors.bad_request(
+                f'{rt.kind} in version "{t.version}" cannot be handled as a {rt.kind}: {bad_time}'
+            )
         if rt.kind == "Secret":
             bad_key = validation.undecodable_secret_key(obj)
             if bad_key is not None:

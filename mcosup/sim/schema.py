@@ -9,8 +9,8 @@ Pure: no I/O. What the real apiserver does and this module does too:
 - validation with `jsonschema` (draft 4 semantics, as OpenAPI v3.0) plus the Kubernetes extensions
   `x-kubernetes-int-or-string` and `nullable`; errors are rendered as the apiserver's field errors.
 
-Not done: `x-kubernetes-validations` (CEL rules) and `format` checks are not evaluated; list-type
-`map`/`set` uniqueness is not enforced.
+`format: date-time` is checked (RFC 3339); other formats and `x-kubernetes-validations` (CEL rules)
+are not evaluated; list-type `map`/`set` uniqueness is not enforced.
 """
 
 from __future__ import annotations
@@ -22,7 +22,13 @@ from typing import Any
 import jsonschema
 import orjson
 
-_DROP_KEYS = {"nullable", "description", "example", "externalDocs", "default", "format", "title"}
+from mcosup.sim.validation import is_date_time
+
+_DROP_KEYS = {"nullable", "description", "example", "externalDocs", "default", "title"}
+# The formats the apiserver checks that matter here; others (int32, int64, ...) are not checked.
+_FORMATS = jsonschema.FormatChecker(formats=())
+_FORMATS.checks("date-time")(is_date_time)
+_CHECKED_FORMATS = {"date-time"}
 
 
 def _translate(schema: Any) -> Any:
@@ -31,6 +37,8 @@ def _translate(schema: Any) -> Any:
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key.startswith("x-kubernetes-") or key in _DROP_KEYS:
+            continue
+        if key == "format" and value not in _CHECKED_FORMATS:
             continue
         if key == "properties" and isinstance(value, dict):
             out[key] = {k: _translate(v) for k, v in value.items()}
@@ -58,7 +66,7 @@ def _validator(schema_json: bytes) -> jsonschema.Draft4Validator:
     if isinstance(translated, dict) and isinstance(translated.get("properties"), dict):
         # The root metadata is ObjectMeta, validated by the server itself, not by the CRD schema.
         translated["properties"].pop("metadata", None)
-    return jsonschema.Draft4Validator(translated)
+    return jsonschema.Draft4Validator(translated, format_checker=_FORMATS)
 
 
 def _field_path(path: list[Any]) -> str:
@@ -121,6 +129,15 @@ def validate(obj: dict[str, Any], schema: dict[str, Any] | None) -> list[dict[st
                     "reason": "FieldValueInvalid",
                     "field": field,
                     "message": f'Invalid value: "{got}": {field} in body must be of type {want_s}: "{got}"',
+                }
+            )
+        elif error.validator == "format":
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": field,
+                    "message": f"Invalid value: {_render(error.instance)}: {field} in body must be of type "
+                    f"{error.validator_value}: {_render(error.instance)}",
                 }
             )
         elif error.validator == "enum":

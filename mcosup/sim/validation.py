@@ -515,3 +515,55 @@ def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str
                 }
             )
     return causes
+
+
+# Timestamps -----------------------------------------------------------------------------------------
+
+# metav1.Time parses RFC 3339 (fraction optional); metav1.MicroTime needs exactly six fraction digits.
+_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+_MICRO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}(Z|[+-]\d\d:\d\d)$")
+TIME_LAYOUT = "2006-01-02T15:04:05Z07:00"
+MICRO_TIME_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
+
+# Built-in kinds: (path, micro) of timestamp fields; "*" stands for every item of a list.
+TIME_FIELDS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
+    "Lease": ((("spec", "acquireTime"), True), (("spec", "renewTime"), True)),
+    "Event": ((("eventTime",), True), (("firstTimestamp",), False), (("lastTimestamp",), False)),
+    "Node": (
+        (("status", "conditions", "*", "lastTransitionTime"), False),
+        (("status", "conditions", "*", "lastHeartbeatTime"), False),
+    ),
+    "Pod": (
+        (("status", "startTime"), False),
+        (("status", "conditions", "*", "lastTransitionTime"), False),
+        (("status", "conditions", "*", "lastProbeTime"), False),
+    ),
+}
+
+
+def _values_at(obj: Any, path: tuple[str, ...], prefix: str = "") -> list[tuple[str, Any]]:
+    if not path:
+        return [(prefix, obj)]
+    head, rest = path[0], path[1:]
+    if head == "*":
+        if not isinstance(obj, list):
+            return []
+        return [found for i, item in enumerate(obj) for found in _values_at(item, rest, f"{prefix}[{i}]")]
+    if not isinstance(obj, dict) or obj.get(head) is None:
+        return []
+    return _values_at(obj[head], rest, f"{prefix}.{head}" if prefix else head)
+
+
+def undecodable_time(kind: str, obj: dict[str, Any]) -> str | None:
+    """Why a built-in object's timestamp cannot be decoded (the apiserver answers 400), or None."""
+    for path, micro in TIME_FIELDS.get(kind, ()):
+        for field, value in _values_at(obj, path):
+            pattern, layout = (_MICRO_TIME, MICRO_TIME_LAYOUT) if micro else (_TIME, TIME_LAYOUT)
+            if not isinstance(value, str) or not pattern.match(value):
+                return f'parsing time "{value}" as "{layout}": cannot parse it ({field})'
+    return None
+
+
+def is_date_time(value: object) -> bool:
+    """The `format: date-time` check CRD schemas get (RFC 3339, fraction optional)."""
+    return not isinstance(value, str) or bool(_TIME.match(value))

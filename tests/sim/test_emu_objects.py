@@ -723,3 +723,31 @@ async def test_a_terminating_namespace_waits_for_its_running_pods(api: Api) -> N
     assert (await api.get("/api/v1/namespaces/apps"))[1]["status"]["phase"] == "Terminating"
     await api.delete("/api/v1/namespaces/apps/pods/p", gracePeriodSeconds="0")  # the kubelet's confirmation
     assert (await api.get("/api/v1/namespaces/apps"))[0] == 404
+
+
+async def test_timestamps_must_parse_as_the_apiserver_parses_them(api: Api) -> None:
+    leases = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    status, body = await api.post(
+        leases, {"metadata": {"name": "l"}, "spec": {"renewTime": "2026-01-01T00:00:00Z"}}
+    )
+    assert (status, body["reason"]) == (400, "BadRequest")  # a MicroTime needs six fraction digits
+    assert "2006-01-02T15:04:05.000000Z07:00" in body["message"] and "spec.renewTime" in body["message"]
+    micro = {"renewTime": "2026-01-01T00:00:00.123456Z", "holderIdentity": "a"}
+    assert (await api.post(leases, {"metadata": {"name": "l"}, "spec": micro}))[0] == 201
+    node = {
+        "metadata": {"name": "n1"},
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "2026-01-01 00:00:00"}]
+        },
+    }
+    assert (await api.post("/api/v1/nodes", node))[0] == 400
+    await api.post(MCPS, mcp("pool"))
+    condition = {"type": "Updated", "status": "True", "lastTransitionTime": "2026-11-26 08:00:00"}
+    status, body = await api.patch(f"{MCPS}/pool/status", {"status": {"conditions": [condition]}})
+    assert (status, body["reason"]) == (422, "Invalid")
+    assert body["details"]["causes"][0]["message"] == (
+        'Invalid value: "2026-11-26 08:00:00": status.conditions[0].lastTransitionTime in body '
+        'must be of type date-time: "2026-11-26 08:00:00"'
+    )
+    condition["lastTransitionTime"] = "2026-11-26T08:00:00+00:00"
+    assert (await api.patch(f"{MCPS}/pool/status", {"status": {"conditions": [condition]}}))[0] == 200
