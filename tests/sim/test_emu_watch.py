@@ -182,6 +182,9 @@ async def test_cut_watches_ends_streams_cleanly_or_abruptly(
     await eventually(lambda: emulator.faults.cut_watches() == 1, what="the watch to be open")
     await asyncio.wait_for(clean.ended.wait(), 10)
     assert clean.error is None
+    await eventually(
+        lambda: not emulator.store.log(("", "configmaps")).watchers, what="the first watch to go"
+    )
     abrupt = collect(CMS, timeoutSeconds="60")
     await eventually(
         lambda: emulator.faults.cut_watches(abrupt=True) == 1, what="the second watch to be open"
