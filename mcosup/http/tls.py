@@ -21,6 +21,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import ipaddress
 import logging
 import os
 import ssl
@@ -305,7 +306,11 @@ def issue_serving_cert(
     validity: dt.timedelta,
     backdate: dt.timedelta = dt.timedelta(minutes=5),
 ) -> CertKeyPair:
-    """A serving certificate for ``dns_names`` signed by ``ca``, never outliving the CA."""
+    """A serving certificate for ``dns_names`` signed by ``ca``, never outliving the CA.
+
+    A name that parses as an IP address becomes an IP subject alternative name (clients check those,
+    not DNS names, when they connect to an address).
+    """
     ca_cert = ca.cert
     ca_key = _load_key(ca.key_pem)
     key = _key()
@@ -318,7 +323,7 @@ def issue_serving_cert(
         .serial_number(x509.random_serial_number())
         .not_valid_before(max(now - backdate, ca_cert.not_valid_before_utc))
         .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in dns_names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in dns_names]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(
@@ -327,6 +332,13 @@ def issue_serving_cert(
         .sign(ca_key, hashes.SHA256())
     )
     return CertKeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
 
 
 def renewal_due(cert: x509.Certificate, now: dt.datetime, renew_fraction: float) -> bool:

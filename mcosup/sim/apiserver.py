@@ -64,6 +64,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
+from mcosup.http import tls
 from mcosup.sim import (
     admission,
     discovery,
@@ -74,7 +75,6 @@ from mcosup.sim import (
     schema,
     selectors,
     tables,
-    tls,
     validation,
 )
 from mcosup.sim.admission import Attributes, UserInfo
@@ -210,8 +210,13 @@ class Emulator:
     # Lifecycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        ca, ca_key, ca_cert = tls.make_ca()
-        server = tls.issue_server_cert(ca_key, ca_cert, [self.host, "localhost", "127.0.0.1", "kubernetes"])
+        # The same certificate code as the webhook's self-managed TLS: a CA and a serving cert for the
+        # addresses clients use.
+        now = datetime.now(UTC)
+        ca = tls.generate_ca(now=now, validity=timedelta(days=3650), common_name="mcosup-sim-ca")
+        server = tls.issue_serving_cert(
+            ca, [self.host, "localhost", "127.0.0.1", "kubernetes"], now=now, validity=timedelta(days=365)
+        )
         self._tmp = Path(tempfile.mkdtemp(prefix="mcosup-sim-"))
         self.ca_path = self._tmp / "ca.pem"
         self.ca_path.write_bytes(ca.cert_pem)

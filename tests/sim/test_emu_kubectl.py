@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Api
+from emu_http import Api
 
 from mcosup.sim.apiserver import Emulator
 from waiting import eventually

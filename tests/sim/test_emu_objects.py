@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from conftest import Api, cm
+from emu_http import Api, cm
 
 from mcosup.sim.apiserver import Emulator
 

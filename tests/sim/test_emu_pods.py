@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import Api, cm
+from emu_http import Api, cm
 
 from mcosup.sim.apiserver import Emulator
 

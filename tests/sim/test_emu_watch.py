@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import Api, cm
+from emu_http import Api, cm
 from kubernetes_asyncio import client, config, watch
 
 from mcosup.sim.apiserver import Emulator

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from conftest import Api, cm
+from emu_http import Api, cm
 
 from mcosup.sim.apiserver import Emulator
 
