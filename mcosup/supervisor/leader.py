@@ -60,7 +60,9 @@ class LeaderElector:
                     await self._lead(lead)
                 await asyncio.sleep(self.settings.retry_period)
         finally:
-            if self.leading:
+            # _lead has already set leading=False on its way out; whether we still hold the Lease is
+            # what the last write we made says.
+            if self.holder == self.identity:
                 await asyncio.shield(self._release())
 
     async def _lead(self, lead: Callable[[], Awaitable[None]]) -> None:
