@@ -122,7 +122,9 @@ async def test_cut_watch_resumes_without_losing_or_duplicating_events(
             lambda: all(seen[("ADDED", f"w{i}")] for i in range(10)) and seen[("MODIFIED", "w0")],
             what="events after the cut",
         )
-        await asyncio.sleep(0.2)  # any duplicate would arrive now; none may
+        # Watch events arrive in order: once a sentinel made last is seen, any duplicate would have been.
+        await kube.create(CONFIGMAPS, cm("sentinel"), namespace=NS)
+        await eventually(lambda: seen[("ADDED", "sentinel")] == 1, what="the sentinel")
         assert all(seen[("ADDED", f"w{i}")] == 1 for i in range(10)), seen
         assert seen[("MODIFIED", "w0")] == 1
         assert informer.get("w0", NS)["data"] == {"after": "cut"}  # type: ignore[index]
