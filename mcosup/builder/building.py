@@ -33,7 +33,6 @@ from mcosup.kube import errors
 from mcosup.kube.client import Kube, Obj
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
 from mcosup.logs import fields
-from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
 from webhooks import names
 
@@ -140,14 +139,12 @@ class Builder:
         settings: BuilderSettings,
         *,
         http: aiohttp.ClientSession,
-        metrics: Metrics | None = None,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.kube = kube
         self.caches = caches
         self.settings = settings
         self.http = http
-        self.metrics = metrics
         self.wall_clock = wall_clock
         self.ns = settings.namespace
 
@@ -466,8 +463,6 @@ class Builder:
             "BuildSucceeded",
             f"{image} for {plan.inputs.rendered_name}: {how} [{plan.name}]",
         )
-        if self.metrics is not None:
-            self.metrics.builds.labels("success").inc()
         log.info("recorded image %s (%s)", image, how, extra=fields(pool=pool_name))
         await self._delete_builds(pool_name, keep=None)
 

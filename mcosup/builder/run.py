@@ -41,7 +41,7 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
             ),
         }
         caches = Caches(**informers)
-        builder = Builder(kube, caches, settings, http=http, metrics=metrics)
+        builder = Builder(kube, caches, settings, http=http)
         controller: Controller[str] = Controller("builder", builder.reconcile, metrics=metrics)
         wire(informers, controller)
         async with asyncio.TaskGroup() as tg:

@@ -20,6 +20,7 @@ are exact, so the cap holds across restarts too.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -99,6 +100,7 @@ class NodeRollout:
         self.settings = settings or RolloutSettings()
         self.clock: Clock = clock or RealClock()
         self.image_for = image_for
+        self.metrics = metrics
         self.controller: Controller[str] = Controller(
             "rollout", self.reconcile, workers=workers, queue=WorkQueue(clock=self.clock), metrics=metrics
         )
@@ -192,6 +194,7 @@ class NodeRollout:
             # Uncordoned nodes are available again (their new versions are known): plan with the slots
             # they free. Their uncordons are written already, so the cap holds at every instant.
             plan, by_name = self._plan(pool, image)
+        self._count_nodes(pool_name, plan)
 
         starting = set(plan.start)
         for name in list(self._drains):
@@ -226,6 +229,14 @@ class NodeRollout:
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
         )
         return plan, by_name
+
+    def _count_nodes(self, pool_name: str, plan: rollout.Plan) -> None:
+        """The ``mcosup_nodes{pool,state}`` gauge: the pool's nodes by where they stand."""
+        if self.metrics is None:
+            return
+        counts = collections.Counter(phase.value for phase in plan.phases.values())
+        for phase in Phase:
+            self.metrics.nodes.labels(pool_name, phase.value).set(counts[phase.value])
 
     def _current_nodes(self) -> list[Obj]:
         """The cached nodes, each replaced by the version our own last write returned while the cache

@@ -30,6 +30,7 @@ from mcosup.kube.resources import (
 from mcosup.metrics import Metrics
 from mcosup.settings import KubeSettings, SupervisorSettings
 from mcosup.supervisor import builderpod, webhook
+from mcosup.supervisor.buildmetrics import BuildObserver
 from mcosup.supervisor.leader import LeaderElector, LeaseSettings
 from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
@@ -96,6 +97,7 @@ async def run(
             "optin": Controller("optin", optin.reconcile, metrics=metrics, expected_errors=expected),
         }
         _wire(informers, controllers)
+        pools.subscribe(BuildObserver(metrics).on_pool)
         nodes = NodeRollout(
             kube,
             pools=pools,

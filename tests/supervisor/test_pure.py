@@ -143,3 +143,36 @@ def test_condition_transition_time_changes_only_with_status() -> None:
     assert third[0]["lastTransitionTime"] == "t3"
     kept = conditions.apply([{"type": "Other", "status": "True"}, *third], remove=["Ready"])
     assert kept == [{"type": "Other", "status": "True"}]
+
+
+def test_build_metrics_count_each_finished_build_once_with_its_duration() -> None:
+    from mcosup.metrics import Metrics
+    from mcosup.supervisor.buildmetrics import BuildObserver
+
+    def pool(*conds: tuple[str, str, str]) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "worker"},
+            "status": {
+                "conditions": [{"type": t, "status": s, "lastTransitionTime": at} for t, s, at in conds]
+            },
+        }
+
+    metrics = Metrics()
+    observer = BuildObserver(metrics)
+    value = metrics.registry.get_sample_value
+    # Already finished when this replica starts: not counted again.
+    observer.on_pool("ADDED", pool(("BuildSuccess", "True", "2026-01-01T00:00:00Z")))
+    observer.on_pool("MODIFIED", pool(("Building", "True", "2026-01-01T00:01:00Z")))
+    observer.on_pool(
+        "MODIFIED",
+        pool(("Building", "False", "2026-01-01T00:03:00Z"), ("BuildSuccess", "True", "2026-01-01T00:03:00Z")),
+    )
+    observer.on_pool(
+        "MODIFIED",
+        pool(("Building", "False", "2026-01-01T00:03:00Z"), ("BuildSuccess", "True", "2026-01-01T00:03:00Z")),
+    )  # resync
+    observer.on_pool("MODIFIED", pool(("BuildFailed", "True", "2026-01-01T00:09:00Z")))
+    assert value("mcosup_builds_total", {"result": "success"}) == 1
+    assert value("mcosup_builds_total", {"result": "failure"}) == 1
+    assert value("mcosup_build_duration_seconds_count", {}) == 1
+    assert value("mcosup_build_duration_seconds_sum", {}) == 120
