@@ -100,14 +100,16 @@ def data_url(text: str) -> str:
 
 def machineconfig(
     name: str,
-    role: str,
+    role: str | None,
     files: Mapping[str, tuple[str, int]] = {},
     units: Sequence[Mapping[str, Any]] = (),
     *,
     ssh_keys: Sequence[str] = (),
     kernel_arguments: Sequence[str] = (),
+    password_hash: str | None = None,
 ) -> dict[str, Any]:
-    """A MachineConfig for pool ``role``: files (path → (text, mode)), systemd units, core's ssh keys."""
+    """A MachineConfig for pool ``role`` (None: no role label, as a rendered config): files (path →
+    (text, mode)), systemd units, core's ssh keys and password hash, kernel arguments."""
     config: dict[str, Any] = {
         "ignition": {"version": "3.2.0"},
         "storage": {
@@ -118,17 +120,18 @@ def machineconfig(
         },
         "systemd": {"units": [dict(u) for u in units]},
     }
-    if ssh_keys:
-        config["passwd"] = {"users": [{"name": "core", "sshAuthorizedKeys": list(ssh_keys)}]}
+    if ssh_keys or password_hash:
+        core: dict[str, Any] = {"name": "core", "sshAuthorizedKeys": list(ssh_keys)}
+        if password_hash:
+            core["passwordHash"] = password_hash
+        config["passwd"] = {"users": [core]}
     spec: dict[str, Any] = {"config": config}
     if kernel_arguments:
         spec["kernelArguments"] = list(kernel_arguments)
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfig",
-        "metadata": {"name": name, "labels": {names.ROLE_LABEL: role}},
-        "spec": spec,
-    }
+    metadata: dict[str, Any] = {"name": name}
+    if role is not None:
+        metadata["labels"] = {names.ROLE_LABEL: role}
+    return {"apiVersion": names.API_VERSION, "kind": "MachineConfig", "metadata": metadata, "spec": spec}
 
 
 def unit(name: str, what: str, *, enabled: bool = True) -> dict[str, Any]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import copy
-import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
+from mcosup.sim.cluster import machineconfig
 from webhooks import names
 
 NODE = "worker-0"
@@ -44,32 +44,16 @@ def rendered(
     keys: list[str] | None = None,
     password: str | None = None,
 ) -> dict[str, Any]:
-    core: dict[str, Any] = {"name": "core", "sshAuthorizedKeys": keys or []}
-    if password:
-        core["passwordHash"] = password
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfig",
-        "metadata": {"name": name},
-        "spec": {
-            "kernelArguments": kargs or [],
-            "config": {
-                "ignition": {"version": "3.2.0"},
-                "storage": {
-                    "files": [
-                        {
-                            "path": path,
-                            "mode": mode,
-                            "contents": {"source": "data:," + urllib.parse.quote(text)},
-                        }
-                        for path, (text, mode) in files.items()
-                    ]
-                },
-                "systemd": {"units": units or []},
-                "passwd": {"users": [core]},
-            },
-        },
-    }
+    """A rendered MachineConfig (no role label) for the daemon to apply."""
+    return machineconfig(
+        name,
+        None,
+        files,
+        units or [],
+        ssh_keys=keys or [],
+        kernel_arguments=kargs or [],
+        password_hash=password,
+    )
 
 
 class MemoryCluster:

@@ -6,13 +6,12 @@ waits for what a user would see: the Node's report and the host tree.
 
 from __future__ import annotations
 
-import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_kit import Registry
+from daemon_kit import Registry, rendered
 
 from mcosup.daemon import command
 from mcosup.daemon import plan as p
@@ -32,39 +31,7 @@ IMG_A = "127.0.0.1:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "127.0.0.1:5000/os/worker@sha256:" + "b" * 64
 
 
-def machineconfig(
-    name: str,
-    files: dict[str, tuple[str, int]],
-    units: list[dict[str, Any]],
-    kargs: list[str],
-    keys: list[str],
-) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfig",
-        "metadata": {"name": name},
-        "spec": {
-            "kernelArguments": kargs,
-            "config": {
-                "ignition": {"version": "3.2.0"},
-                "storage": {
-                    "files": [
-                        {
-                            "path": path,
-                            "mode": mode,
-                            "contents": {"source": "data:," + urllib.parse.quote(text)},
-                        }
-                        for path, (text, mode) in files.items()
-                    ]
-                },
-                "systemd": {"units": units},
-                "passwd": {"users": [{"name": "core", "sshAuthorizedKeys": keys}]},
-            },
-        },
-    }
-
-
-MC1 = machineconfig(
+MC1 = rendered(
     "rendered-worker-1",
     files={"/etc/app/app.conf": ("x=1\n", 0o640), "/etc/old.conf": ("old\n", 0o600)},
     units=[
@@ -75,7 +42,7 @@ MC1 = machineconfig(
     kargs=["nosmt"],
     keys=[KEY],
 )
-MC2 = machineconfig(
+MC2 = rendered(
     "rendered-worker-2",
     files={"/etc/app/app.conf": ("x=2\n", 0o644)},
     units=[{"name": "docker.service", "enabled": True}],
@@ -314,7 +281,7 @@ async def test_missing_rendered_config_degrades_until_it_exists(
             )
 
         await eventually(degraded, what="Degraded naming the missing rendered config")
-        mc3 = machineconfig("rendered-worker-3", {"/etc/three": ("3\n", 0o644)}, [], [], [KEY])
+        mc3 = rendered("rendered-worker-3", {"/etc/three": ("3\n", 0o644)}, keys=[KEY])
         await emulator.create_object(mc3)
         await cluster.done("rendered-worker-3")
         assert fake.read("/etc/three") == b"3\n"
