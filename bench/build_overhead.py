@@ -52,7 +52,7 @@ UNIT = (
 def config(n_files: int) -> dict[str, Any]:
     files = {f"/etc/bench/file-{i:03d}.conf": (f"key{i}=" + "v" * 200 + "\n", 0o644) for i in range(n_files)}
     units = [{"name": f"bench-{i}.service", "enabled": True, "contents": UNIT.format(i=i)} for i in range(3)]
-    return machineconfig("50-bench", files, units)  # type: ignore[no-any-return]
+    return machineconfig("50-bench", files, units)
 
 
 async def buildah_alone(cluster: Cluster, work: Path) -> float:

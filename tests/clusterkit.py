@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
-
-import orjson
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, SECRETS
+from mcosup.sim.cluster import docker_secret
 from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE
@@ -32,23 +29,14 @@ class SupervisorHandle:
 StartSupervisor = Callable[..., Awaitable[SupervisorHandle]]
 
 
-def docker_secret(name: str) -> dict[str, Any]:
-    auth = base64.b64encode(orjson.dumps({"auths": {"registry.local:5000": {"auth": "dTpw"}}})).decode()
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": auth},
-    }
-
-
 async def install_build_config(
     kube: kclient.Kube, pullspec: str = "registry.local:5000/os/image:latest"
 ) -> None:
     for name in ("pull-secret", "push-secret"):
         with contextlib.suppress(errors.AlreadyExists):
-            await kube.create(SECRETS, docker_secret(name), namespace=NS)
+            await kube.create(
+                SECRETS, docker_secret(name, NS, "registry.local:5000", ("u", "p")), namespace=NS
+            )
     body = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -199,14 +199,19 @@ def node_object(name: str, role: str) -> dict[str, Any]:
     }
 
 
-def docker_secret(name: str, namespace: str, host: str, creds: tuple[str, str]) -> dict[str, Any]:
+def docker_secret(
+    name: str, namespace: str, host: str, creds: tuple[str, str], *, legacy: bool = False
+) -> dict[str, Any]:
+    """A registry credential Secret; ``legacy``: of type dockercfg (the bare auths map)."""
     auths = {host: {"auth": base64.b64encode(":".join(creds).encode()).decode()}}
+    payload = auths if legacy else {"auths": auths}
+    key = ".dockercfg" if legacy else ".dockerconfigjson"
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/dockerconfigjson",
-        "data": {".dockerconfigjson": base64.b64encode(json.dumps({"auths": auths}).encode()).decode()},
+        "type": "kubernetes.io/dockercfg" if legacy else "kubernetes.io/dockerconfigjson",
+        "data": {key: base64.b64encode(json.dumps(payload).encode()).decode()},
     }
 
 

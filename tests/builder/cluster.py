@@ -8,9 +8,7 @@ door: the build Pods' ``buildah`` is a wrapper that waits while a gate file exis
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +21,8 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NAMESPACES, PODS, SECRETS
 from mcosup.settings import KubeSettings, SupervisorSettings
+from mcosup.sim.cluster import docker_secret
+from mcosup.sim.cluster import machineconfig as sim_machineconfig
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.registry import Registry
 from mcosup.supervisor.leader import LeaseSettings
@@ -40,46 +40,11 @@ exec {buildah} "$@"
 """
 
 
-def docker_secret(name: str, host: str, creds: tuple[str, str], *, legacy: bool = False) -> dict[str, Any]:
-    """A registry credential Secret; ``legacy``: type dockercfg (the bare auths map)."""
-    auths = {host: {"auth": base64.b64encode(":".join(creds).encode()).decode()}}
-    payload = auths if legacy else {"auths": auths}
-    key = ".dockercfg" if legacy else ".dockerconfigjson"
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": NS},
-        "type": "kubernetes.io/dockercfg" if legacy else "kubernetes.io/dockerconfigjson",
-        "data": {key: base64.b64encode(json.dumps(payload).encode()).decode()},
-    }
-
-
 def machineconfig(
     name: str, files: dict[str, tuple[str, int]], units: list[dict[str, Any]] | None = None
-) -> Any:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfig",
-        "metadata": {"name": name, "labels": {names.ROLE_LABEL: "worker"}},
-        "spec": {
-            "config": {
-                "ignition": {"version": "3.2.0"},
-                "storage": {
-                    "files": [
-                        {
-                            "path": path,
-                            "mode": mode,
-                            "contents": {
-                                "source": "data:;base64," + base64.b64encode(text.encode()).decode()
-                            },
-                        }
-                        for path, (text, mode) in files.items()
-                    ]
-                },
-                "systemd": {"units": units or []},
-            }
-        },
-    }
+) -> dict[str, Any]:
+    """A MachineConfig for the worker pool."""
+    return sim_machineconfig(name, "worker", files, units or [])
 
 
 class Cluster:
@@ -100,8 +65,10 @@ class Cluster:
         # One Secret of each type the contract accepts: the push one is a legacy dockercfg.
         creds = self.registry.credentials or ("anonymous", "")
         host = self.registry.host
-        await self.kube.create(SECRETS, docker_secret("pull-secret", host, creds), namespace=NS)
-        await self.kube.create(SECRETS, docker_secret("push-secret", host, creds, legacy=True), namespace=NS)
+        await self.kube.create(SECRETS, docker_secret("pull-secret", NS, host, creds), namespace=NS)
+        await self.kube.create(
+            SECRETS, docker_secret("push-secret", NS, host, creds, legacy=True), namespace=NS
+        )
         await self.kube.create(
             CONFIGMAPS,
             {
