@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from daemon_kit import Registry, rendered
+from daemon_kit import KEY, MC1, MC2, Registry, rendered
 
 from mcosup.daemon import command
 from mcosup.daemon import plan as p
@@ -26,29 +26,8 @@ from webhooks import names
 
 NODE = "worker-0"
 NS = names.DEFAULT_NAMESPACE
-KEY = "ssh-ed25519 AAAAC3 admin@example"
 IMG_A = "127.0.0.1:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "127.0.0.1:5000/os/worker@sha256:" + "b" * 64
-
-
-MC1 = rendered(
-    "rendered-worker-1",
-    files={"/etc/app/app.conf": ("x=1\n", 0o640), "/etc/old.conf": ("old\n", 0o600)},
-    units=[
-        {"name": "app.service", "enabled": True, "contents": "[Service]\nExecStart=/bin/app\n"},
-        {"name": "docker.service", "dropins": [{"name": "10-opts.conf", "contents": "[Service]\n"}]},
-        {"name": "crio.service", "mask": True},
-    ],
-    kargs=["nosmt"],
-    keys=[KEY],
-)
-MC2 = rendered(
-    "rendered-worker-2",
-    files={"/etc/app/app.conf": ("x=2\n", 0o644)},
-    units=[{"name": "docker.service", "enabled": True}],
-    kargs=["mitigations=off"],
-    keys=[KEY, "ssh-rsa BBBB second"],
-)
 
 
 class Cluster:
