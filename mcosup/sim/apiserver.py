@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import orjson
@@ -914,34 +914,15 @@ class Emulator:
         if rt.builtin and rt.group == "rbac.authorization.k8s.io":
             # RBAC names are path segment names ("system:controller:x" is fine).
             if name in (".", "..") or "/" in name or "%" in name:
-                raise errors.invalid(
-                    rt.kind,
-                    rt.group,
-                    name,
-                    [
-                        {
-                            "reason": "FieldValueInvalid",
-                            "field": "metadata.name",
-                            "message": f'Invalid value: "{name}": '
-                            "may not be '.' or '..' and may not contain '/' or '%'",
-                        }
-                    ],
-                )
+                _invalid_name(rt, name, "may not be '.' or '..' and may not contain '/' or '%'")
             return
         if rt.builtin and rt.kind == "Service" and not (_DNS1035.match(name) and len(name) <= 63):
-            raise errors.invalid(
-                rt.kind,
-                rt.group,
+            _invalid_name(
+                rt,
                 name,
-                [
-                    {
-                        "reason": "FieldValueInvalid",
-                        "field": "metadata.name",
-                        "message": f'Invalid value: "{name}": a DNS-1035 label must consist of lower case '
-                        "alphanumeric characters or '-', start with an alphabetic character, and end with an "
-                        "alphanumeric character (regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
-                    }
-                ],
+                "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+                "alphabetic character, and end with an alphanumeric character (regex used for validation "
+                "is '[a-z]([-a-z0-9]*[a-z0-9])?')",
             )
         if rt.kind == "Namespace":
             ok, what = bool(_LABEL.match(name)) and len(name) <= 63, "RFC 1123 label"
@@ -950,21 +931,11 @@ class Emulator:
             ok, what = bool(_SUBDOMAIN.match(name)) and len(name) <= 253, "RFC 1123 subdomain"
             regex = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
         if not ok:
-            raise errors.invalid(
-                rt.kind,
-                rt.group,
+            _invalid_name(
+                rt,
                 name,
-                [
-                    {
-                        "reason": "FieldValueInvalid",
-                        "field": "metadata.name",
-                        "message": (
-                            f'Invalid value: "{name}": a lowercase {what} must consist of lower case '
-                            f"alphanumeric characters, '-' or '.', and must start and end with an "
-                            f"alphanumeric character (regex used for validation is '{regex}')"
-                        ),
-                    }
-                ],
+                f"a lowercase {what} must consist of lower case alphanumeric characters, '-' or '.', and "
+                f"must start and end with an alphanumeric character (regex used for validation is '{regex}')",
             )
 
     def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
@@ -1979,3 +1950,13 @@ async def _read_optional_body(request: web.Request) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.bad_request(f"error decoding DeleteOptions: {exc}") from None
+
+
+def _invalid_name(rt: ResourceType, name: str, why: str) -> NoReturn:
+    """422 for an object name the real API server refuses, in its words."""
+    cause = {
+        "reason": "FieldValueInvalid",
+        "field": "metadata.name",
+        "message": f'Invalid value: "{name}": {why}',
+    }
+    raise errors.invalid(rt.kind, rt.group, name, [cause])
