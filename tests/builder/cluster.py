@@ -25,13 +25,11 @@ from mcosup.sim.cluster import docker_secret
 from mcosup.sim.cluster import machineconfig as sim_machineconfig
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.registry import Registry
-from mcosup.supervisor.leader import LeaseSettings
 from mcosup.supervisor.run import run as run_supervisor
 from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE
 REPO = "os/worker"
-FAST_LEASE = LeaseSettings(lease_duration=2.0, renew_deadline=1.5, retry_period=0.2)
 
 GATED_BUILDAH = """#!/bin/sh
 # Hold every buildah call while the gate file exists (the test opens the gate).
@@ -222,13 +220,13 @@ async def running_cluster(
             identity="sup",
             image="quay.io/mcosup/mcosup:test",
             builder_backoff=0.3,
+            webhook_tls="off",  # admission is not what these tests are about (and would bind :9443)
         )
         tasks = [
             asyncio.create_task(kubelet.run(), name="kubelet"),
             asyncio.create_task(
-                run_supervisor(
-                    settings, KubeSettings(kubeconfig=str(sup_kubeconfig), watch_timeout=60), lease=FAST_LEASE
-                ),
+                # One supervisor: the default Lease timings, so a loaded machine cannot make it flap.
+                run_supervisor(settings, KubeSettings(kubeconfig=str(sup_kubeconfig), watch_timeout=60)),
                 name="supervisor",
             ),
         ]

@@ -18,7 +18,9 @@ from mcosup.settings import KubeSettings, SupervisorSettings
 from mcosup.supervisor.leader import LeaseSettings
 from mcosup.supervisor.run import run
 
-FAST_LEASE = LeaseSettings(lease_duration=2.0, renew_deadline=1.5, retry_period=0.2)
+# Short enough that the takeover test is quick, long enough that a loaded 2-core machine does not make
+# a lone leader miss its renewals.
+FAST_LEASE = LeaseSettings(lease_duration=4.0, renew_deadline=3.0, retry_period=0.3)
 
 
 @pytest.fixture
