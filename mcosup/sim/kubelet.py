@@ -334,14 +334,7 @@ class Kubelet:
                     {
                         **base_status,
                         "phase": phase,
-                        "conditions": [
-                            scheduled,
-                            {
-                                "type": "Ready",
-                                "status": "True" if ready else "False",
-                                "lastTransitionTime": _now(),
-                            },
-                        ],
+                        "conditions": [scheduled, _ready_condition(ready)],
                         "containerStatuses": [statuses[c["name"]] for c in containers],
                     },
                 )
@@ -362,15 +355,7 @@ class Kubelet:
             {
                 **base_status,
                 "phase": phase,
-                "conditions": [
-                    scheduled,
-                    {
-                        "type": "Ready",
-                        "status": "False",
-                        "reason": "PodCompleted",
-                        "lastTransitionTime": _now(),
-                    },
-                ],
+                "conditions": [scheduled, _ready_condition(False, reason="PodCompleted")],
                 "containerStatuses": final,
             },
         )
@@ -697,3 +682,10 @@ def _field(pod: Mapping[str, Any], path: str) -> str | None:
         value = (meta.get(match.group(1)) or {}).get(match.group(2))
         return None if value is None else str(value)
     return None
+
+
+def _ready_condition(ready: bool, *, reason: str | None = None) -> dict[str, Any]:
+    condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _now()}
+    if reason:
+        condition["reason"] = reason
+    return condition

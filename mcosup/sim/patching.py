@@ -77,9 +77,10 @@ def _index(container: list[Any], token: str, *, for_add: bool) -> int:
     return idx
 
 
-def _parent(doc: Any, tokens: list[str], path: str) -> Any:
+def _walk(doc: Any, tokens: list[str], path: str) -> Any:
+    """The value ``tokens`` lead to inside ``doc``; PatchError naming ``path`` when one is missing."""
     current = doc
-    for token in tokens[:-1]:
+    for token in tokens:
         if isinstance(current, dict):
             if token not in current:
                 raise PatchError(f"doc is missing path: {path!r}")
@@ -89,20 +90,14 @@ def _parent(doc: Any, tokens: list[str], path: str) -> Any:
         else:
             raise PatchError(f"doc is missing path: {path!r}")
     return current
+
+
+def _parent(doc: Any, tokens: list[str], path: str) -> Any:
+    return _walk(doc, tokens[:-1], path)
 
 
 def _get(doc: Any, path: str) -> Any:
-    current = doc
-    for token in _split_pointer(path):
-        if isinstance(current, dict):
-            if token not in current:
-                raise PatchError(f"doc is missing path: {path!r}")
-            current = current[token]
-        elif isinstance(current, list):
-            current = current[_index(current, token, for_add=False)]
-        else:
-            raise PatchError(f"doc is missing path: {path!r}")
-    return current
+    return _walk(doc, _split_pointer(path), path)
 
 
 def _add(doc: Any, path: str, value: Any) -> Any:
