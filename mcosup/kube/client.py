@@ -1,10 +1,9 @@
 """The API client facade: exactly the calls mcosup makes, over one aiohttp session.
 
-kubernetes_asyncio provides what is fiddly and security-relevant — reading kubeconfigs and in-cluster
-config, TLS with client certificates, token refresh — and its aiohttp session. Requests themselves are
-made here, on raw JSON with orjson, so objects stay plain dicts (no generated model classes: they cost
-memory per cached object and drop unknown fields) and so content types are always explicit (the
-library would send a dict patch to a custom resource as a JSON patch).
+Where the server is and how to authenticate comes from :mod:`mcosup.kube.clientconfig` (kubeconfig or
+in-cluster config: server URL, TLS context, ``Authorization`` header source). Requests are made here,
+on raw JSON with orjson, so objects stay plain dicts (no generated model classes: they cost memory per
+cached object and drop unknown fields) and so content types are always explicit.
 """
 
 from __future__ import annotations
@@ -18,10 +17,8 @@ from typing import Any, Literal
 
 import aiohttp
 import orjson
-from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.client import ApiClient, Configuration
 
-from mcosup.kube import errors
+from mcosup.kube import clientconfig, errors
 from mcosup.kube.resources import EVENTS, PODS, Resource
 from mcosup.settings import KubeSettings
 
@@ -36,48 +33,51 @@ _PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 
 
+#: Connections per client: each informer holds one long-lived watch connection; leave room for them
+#: plus ordinary calls.
+CONNECTION_LIMIT = 64
+
+
 @contextlib.asynccontextmanager
-async def connect(settings: KubeSettings, *, retry: errors.RetryPolicy | None = None) -> AsyncIterator[Kube]:
-    """A client for the cluster ``settings`` name (kubeconfig, else in-cluster config), closed on exit."""
-    configuration = Configuration()
-    if settings.kubeconfig:
-        try:
-            await kconfig.load_kube_config(
-                config_file=settings.kubeconfig, client_configuration=configuration
-            )
-        except (
-            Exception
-        ) as exc:  # the loader raises whatever a malformed file trips (TypeError, KeyError, ...)
-            raise errors.ApiError(
-                0,
-                "BadKubeconfig",
-                f"cannot use kubeconfig {settings.kubeconfig}: {exc}; check the path "
-                "and that it names a current context with a server and credentials",
-            ) from exc
-    else:
-        try:
-            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        except kconfig.ConfigException as exc:
-            raise errors.ApiError(
-                0, "NoConfig", f"no kubeconfig given (--kubeconfig or KUBECONFIG) and not in a cluster: {exc}"
-            ) from exc
-    # Each informer holds one long-lived watch connection; leave room for them plus ordinary calls.
-    configuration.connection_pool_maxsize = 64
-    api = ApiClient(configuration)
+async def connect(
+    settings: KubeSettings,
+    *,
+    retry: errors.RetryPolicy | None = None,
+    config: clientconfig.ClientConfig | None = None,
+) -> AsyncIterator[Kube]:
+    """A client for the cluster ``settings`` name (kubeconfig, else in-cluster config), closed on exit.
+
+    ``config`` overrides what ``settings`` would load (tests build in-cluster configs this way).
+    """
+    if config is None:
+        config = await clientconfig.load(settings)
+    connector = aiohttp.TCPConnector(
+        limit=CONNECTION_LIMIT, ssl=config.ssl_context if config.ssl_context is not None else True
+    )
+    # trust_env: HTTPS_PROXY/NO_PROXY apply, as they do for kubectl. read_bufsize: a watch event with a
+    # large object must fit aiohttp's read buffer.
+    session = aiohttp.ClientSession(connector=connector, trust_env=True, read_bufsize=2**21)
     try:
-        yield Kube(api, settings, retry or errors.RetryPolicy())
+        yield Kube(session, config, settings, retry or errors.RetryPolicy())
     finally:
-        await api.close()
+        await session.close()
 
 
 class Kube:
     """Typed calls against the API server; every one goes through :meth:`request`."""
 
-    def __init__(self, api: ApiClient, settings: KubeSettings, retry: errors.RetryPolicy):
-        self._api = api
-        self._configuration: Configuration = api.configuration
-        self._session: aiohttp.ClientSession = api.rest_client.pool_manager
-        self._host: str = str(self._configuration.host).rstrip("/")
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        config: clientconfig.ClientConfig,
+        settings: KubeSettings,
+        retry: errors.RetryPolicy,
+    ):
+        self._session = session
+        self._host = config.server
+        self._authorization = config.authorization
+        # tls-server-name: the name the server's certificate is checked against, instead of the host.
+        self._server_hostname = config.server_hostname
         self.settings = settings
         self.retry = retry
 
@@ -85,10 +85,9 @@ class Kube:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        auth = await self._configuration.auth_settings()
-        bearer = auth.get("BearerToken")
-        if bearer and bearer.get("value"):
-            headers["Authorization"] = bearer["value"]
+        authorization = await self._authorization()
+        if authorization:
+            headers["Authorization"] = authorization
         return headers
 
     async def request(
@@ -117,6 +116,7 @@ class Kube:
                     data=data,
                     headers=headers,
                     timeout=timeout,
+                    server_hostname=self._server_hostname,
                 ) as resp:
                     payload = await resp.read()
                     if resp.status < 400:
@@ -182,6 +182,7 @@ class Kube:
             params=query,
             headers=headers,
             timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
+            server_hostname=self._server_hostname,
         ) as resp:
             if resp.status >= 400:
                 raise errors.from_status(resp.status, await resp.read())
@@ -214,7 +215,11 @@ class Kube:
         path = resource.path(namespace=namespace)
         try:
             async with self._session.get(
-                self._host + path, params=query, headers=await self._headers(None), timeout=timeout
+                self._host + path,
+                params=query,
+                headers=await self._headers(None),
+                timeout=timeout,
+                server_hostname=self._server_hostname,
             ) as resp:
                 if resp.status >= 400:
                     raise errors.from_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))

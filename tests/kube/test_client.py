@@ -165,7 +165,7 @@ async def test_expired_watch_relists_and_cache_converges(kube: kclient.Kube, emu
 
 async def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path: Path) -> None:
     missing = tmp_path / "nope.kubeconfig"
-    with pytest.raises(errors.ApiError, match=r"cannot use kubeconfig .*nope\.kubeconfig"):
+    with pytest.raises(errors.ApiError, match=r"kubeconfig .*nope\.kubeconfig does not exist"):
         async with kclient.connect(KubeSettings(kubeconfig=str(missing))):
             pass
     garbage = tmp_path / "garbage.kubeconfig"
