@@ -6,17 +6,15 @@ import argparse
 import asyncio
 import os
 from collections.abc import Mapping
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from mcosup import conditions, rendering
-from mcosup.kube import client as kclient
-from mcosup.kube import errors
-from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES, PODS
 from mcosup.settings import KubeSettings, SettingsError, namespace_from_env
 from webhooks import names
+
+# rich and the client stack load when the command runs, not for `mcosup --help`.
+if TYPE_CHECKING:
+    from rich.table import Table
 
 HELP = "a summary of pools, builds and nodes"
 
@@ -36,6 +34,8 @@ def build_state(pool: Mapping[str, Any]) -> str:
 def tables(
     pools: list[dict[str, Any]], nodes: list[dict[str, Any]], builder: dict[str, Any] | None
 ) -> list[Table]:
+    from rich.table import Table
+
     pool_table = Table(title="MachineConfigPools")
     for column in (
         "pool",
@@ -95,6 +95,10 @@ def tables(
 
 
 async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
+    from mcosup.kube import client as kclient
+    from mcosup.kube import errors
+    from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES, PODS
+
     async with kclient.connect(settings) as kube:
         pools, _ = await kube.list(MACHINECONFIGPOOLS)
         nodes, _ = await kube.list(NODES)
@@ -106,6 +110,10 @@ async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
 
 
 def main(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from mcosup.kube import errors
+
     console = Console()
     try:
         settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
