@@ -63,7 +63,8 @@ def main(args: argparse.Namespace) -> int:
     from mcosup.kube import errors
 
     kubeconfig = args.kubeconfig or env.get("KUBECONFIG", "")
-    if kubeconfig and not os.path.isfile(kubeconfig):
+    # KUBECONFIG may list several files (merged as kubectl does); one existing file is enough.
+    if kubeconfig and not any(os.path.isfile(p) for p in kubeconfig.split(os.pathsep) if p):
         print(
             f"mcosup daemon: kubeconfig {kubeconfig} does not exist; fix --kubeconfig or $KUBECONFIG",
             file=sys.stderr,
