@@ -78,3 +78,14 @@ def test_process_modules_do_not_import_kubernetes_asyncio() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_builder_process_imports_neither_metrics_nor_yaml() -> None:
+    # It serves no HTTP and runs in-cluster: prometheus_client and PyYAML would only slow every first build.
+    code = (
+        "import sys\n"
+        "import mcosup.builder.run\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in ('prometheus_client', 'yaml'))\n"
+        "assert not loaded, loaded\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,7 +19,6 @@ from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Obj
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
-from mcosup.metrics import Metrics
 from mcosup.settings import KubeSettings
 from webhooks import names
 
@@ -27,22 +26,23 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
-    """Run the builder until cancelled."""
-    metrics = Metrics()
+    """Run the builder until cancelled.
+
+    The builder pod serves no HTTP, so it keeps no metrics (the supervisor counts builds from the pool
+    conditions) and does not import prometheus_client: its start-up is on the path of every first build.
+    """
     ns = settings.namespace
     async with kclient.connect(kube_settings) as kube, aiohttp.ClientSession() as http:
         informers = {
-            "pools": Informer(kube, MACHINECONFIGPOOLS, metrics=metrics),
-            "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
-            "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
-            "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
-            "pods": Informer(
-                kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL, metrics=metrics
-            ),
+            "pools": Informer(kube, MACHINECONFIGPOOLS),
+            "machineconfigs": Informer(kube, MACHINECONFIGS),
+            "configmaps": Informer(kube, CONFIGMAPS, namespace=ns),
+            "secrets": Informer(kube, SECRETS, namespace=ns),
+            "pods": Informer(kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL),
         }
         caches = Caches(**informers)
         builder = Builder(kube, caches, settings, http=http)
-        controller: Controller[str] = Controller("builder", builder.reconcile, metrics=metrics)
+        controller: Controller[str] = Controller("builder", builder.reconcile)
         wire(informers, controller)
         async with asyncio.TaskGroup() as tg:
             for name, informer in informers.items():

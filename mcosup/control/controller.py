@@ -12,10 +12,12 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Hashable
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mcosup.control.queue import ShutDown, WorkQueue
-from mcosup.metrics import Metrics
+
+if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
+    from mcosup.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from mcosup.kube.client import Kube, Obj
 from mcosup.kube.resources import Resource
 from mcosup.kube.watching import list_then_watch
-from mcosup.metrics import Metrics
+
+if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
+    from mcosup.metrics import Metrics
 
 Key = tuple[str, str]  # (namespace or "", name)
 Subscriber = Callable[[str, Obj], None]

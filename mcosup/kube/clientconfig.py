@@ -40,8 +40,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mcosup.kube import errors
 from mcosup.settings import KubeSettings
 
@@ -207,6 +205,8 @@ def _read_one(path: Path) -> dict[str, Any]:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _bad(f"kubeconfig {path} cannot be read: {exc}; point --kubeconfig at a YAML file") from None
+    import yaml  # here, not at the top: in-cluster processes (the builder pod) start faster without it
+
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -12,12 +12,14 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcosup.kube import errors
 from mcosup.kube.client import Kube, Obj
 from mcosup.kube.resources import Resource
-from mcosup.metrics import Metrics
+
+if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
+    from mcosup.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
