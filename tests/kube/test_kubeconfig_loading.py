@@ -365,10 +365,18 @@ async def test_missing_and_unreadable_files(tmp_path: Path) -> None:
         await clientconfig.from_kubeconfig(str(path))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
-async def test_a_kubeconfig_without_read_permission(tmp_path: Path) -> None:
+async def test_a_kubeconfig_without_read_permission(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write_kubeconfig(tmp_path / "config", cluster={"server": "https://h:1"})
     path.chmod(0)
+    if os.geteuid() == 0:  # root reads files whatever their mode: make the read fail as it would for a user
+        real_read_text = Path.read_text
+
+        def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+            if self == path:
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_read_text(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "read_text", read_text)
     try:
         with pytest.raises(errors.ApiError, match=r"cannot be read \(permission denied\); make it readable"):
             await clientconfig.from_kubeconfig(str(path))
