@@ -14,7 +14,7 @@ from __future__ import annotations
 import binascii
 import re
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import compress, repeat
 from operator import itemgetter, not_
@@ -291,24 +291,27 @@ def _plain_paths(files: Sequence[Any]) -> list[str] | None:
             return None
     if "filesystem" in keys and not {None, "root"}.issuperset(map(dict.get, files, repeat("filesystem"))):
         return None
-    contents: list[Any] = list(map(dict.get, files, repeat("contents")))
-    kinds = set(map(type, contents))
-    if kinds != {dict}:
-        if not kinds <= {dict, _NONE}:
-            return None
-        contents = [c for c in contents if c is not None]
-    if not set().union(*contents) <= _PLAIN_CONTENTS_KEYS:
+    contents = _given(map(dict.get, files, repeat("contents")), dict)
+    if contents is None or not set().union(*contents) <= _PLAIN_CONTENTS_KEYS:
         return None
-    sources: list[Any] = list(map(dict.get, contents, repeat("source")))
-    kinds = set(map(type, sources))
-    if kinds != {str}:
-        if not kinds <= {str, _NONE}:
-            return None
-        sources = [s for s in sources if s is not None]
+    sources = _given(map(dict.get, contents, repeat("source")), str)
+    if sources is None:
+        return None
     is_base64 = list(map(str.startswith, sources, repeat(_BASE64_PREFIX)))
     base64 = list(compress(sources, is_base64))
     percent = list(compress(sources, map(not_, is_base64)))
     return paths if _canonical_base64_urls(base64) and _plain_percent_urls(percent) else None
+
+
+def _given(values: Iterable[Any], kind: type) -> list[Any] | None:
+    """The values that are not None, when all of those are exactly of type ``kind``; else None."""
+    given = list(values)
+    kinds = set(map(type, given))
+    if kinds == {kind}:
+        return given
+    if not kinds <= {kind, _NONE}:
+        return None
+    return [value for value in given if value is not None]
 
 
 def _canonical_base64_urls(sources: list[str]) -> bool:
