@@ -33,6 +33,9 @@ import trustme
 
 from webhooks import names
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "webhooks"))
+from webhook_support import admission_review  # the tests' AdmissionReview builder
+
 CONCURRENCIES = (1, 32)
 
 
@@ -80,21 +83,7 @@ def machineconfig_review(files: int = 300, max_file_bytes: int = 1500, seed: int
             "kernelArguments": ["nosmt"],
         },
     }
-    review = {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "00000000-0000-0000-0000-000000000001",
-            "kind": {"group": names.GROUP, "version": "v1", "kind": "MachineConfig"},
-            "resource": {"group": names.GROUP, "version": "v1", "resource": "machineconfigs"},
-            "name": "50-workers-app",
-            "operation": "CREATE",
-            "userInfo": {"username": "kube:admin", "groups": ["system:authenticated"]},
-            "object": mc,
-            "oldObject": None,
-            "dryRun": False,
-        },
-    }
+    review = admission_review("MachineConfig", mc, uid="00000000-0000-0000-0000-000000000001")
     return orjson.dumps(review)
 
 

@@ -6,6 +6,7 @@ import base64
 from typing import Any
 
 import pytest
+from webhook_support import admission_review
 
 from webhooks import names
 from webhooks.facts import ClusterFacts, InvalidSelector, PoolFacts, selector_matches
@@ -32,25 +33,11 @@ def request(
     sub_resource: str = "",
 ) -> AdmissionRequest:
     extra = {names.NODE_NAME_EXTRA: [node_name]} if node_name else {}
-    return parse_review(
-        {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "u-1",
-                "kind": {"group": group, "version": "v1", "kind": kind},
-                "resource": {"group": group, "version": "v1", "resource": kind.lower() + "s"},
-                "subResource": sub_resource,
-                "name": (obj or old or {}).get("metadata", {}).get("name", ""),
-                "namespace": namespace,
-                "operation": operation,
-                "userInfo": {"username": user, "groups": ["system:authenticated"], "extra": extra},
-                "object": obj,
-                "oldObject": old,
-                "dryRun": False,
-            },
-        }
-    )
+    body = admission_review(
+        kind, obj, old, operation=operation, group=group, user=user, extra=extra,
+        namespace=namespace, sub_resource=sub_resource,
+    )  # fmt: skip
+    return parse_review(body)
 
 
 def machineconfig(name: str, role: str, *paths: str, **spec: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from webhook_support import CertFiles, Webhook
+from webhook_support import CertFiles, Webhook, admission_review
 
 from mcosup.http.admission import AdmissionMetrics, admission_app, run_admission_server, serving_tls
 from mcosup.http.tls import CertFileReloader
@@ -51,21 +51,7 @@ def mc_review(uid: str, *paths: str, role: str = "worker", dry_run: bool = False
             }
         },
     }
-    return {
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": names.GROUP, "version": "v1", "kind": "MachineConfig"},
-            "resource": {"group": names.GROUP, "version": "v1", "resource": "machineconfigs"},
-            "name": "50-test",
-            "operation": "CREATE",
-            "userInfo": {"username": "kube:admin", "groups": ["system:authenticated"]},
-            "object": obj,
-            "oldObject": None,
-            "dryRun": dry_run,
-        },
-    }
+    return admission_review("MachineConfig", obj, uid=uid, dry_run=dry_run)
 
 
 async def post(webhook: Webhook, body: bytes | dict[str, Any], path: str = "") -> tuple[int, Any]:

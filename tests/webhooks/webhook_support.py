@@ -1,17 +1,59 @@
-"""Helpers for the webhook tests: certificate files issued by a trustme CA, and a running server handle."""
+"""Helpers for the webhook tests: AdmissionReview bodies, certificate files issued by a trustme CA, and a
+running server handle."""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import trustme
 from prometheus_client import CollectorRegistry
 
 from mcosup.http.tls import CertFileReloader
+from webhooks import names
 from webhooks.facts import ClusterFacts
+
+
+def admission_review(
+    kind: str,
+    obj: dict[str, Any] | None,
+    old: dict[str, Any] | None = None,
+    *,
+    operation: str = "CREATE",
+    group: str | None = None,
+    uid: str = "u-1",
+    user: str = "kube:admin",
+    extra: dict[str, list[str]] | None = None,
+    namespace: str = "",
+    sub_resource: str = "",
+    dry_run: bool = False,
+) -> dict[str, Any]:
+    """An AdmissionReview v1 request body as the API server sends it.
+
+    ``group`` defaults to the MCO's for MachineConfig and MachineConfigPool, to core for other kinds.
+    """
+    if group is None:
+        group = names.GROUP if kind.startswith("MachineConfig") else ""
+    return {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": group, "version": "v1", "kind": kind},
+            "resource": {"group": group, "version": "v1", "resource": kind.lower() + "s"},
+            "subResource": sub_resource,
+            "name": (obj or old or {}).get("metadata", {}).get("name", ""),
+            "namespace": namespace,
+            "operation": operation,
+            "userInfo": {"username": user, "groups": ["system:authenticated"], "extra": extra or {}},
+            "object": obj,
+            "oldObject": old,
+            "dryRun": dry_run,
+        },
+    }
 
 
 @dataclass
