@@ -51,7 +51,7 @@ import ssl
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -102,6 +102,12 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+# Built-in kinds whose validation is one function of the object (Secret and Pod need more).
+_BUILTIN_CAUSES: dict[str, Callable[[dict[str, Any]], list[validation.Cause]]] = {
+    "ConfigMap": validation.configmap_causes,
+    "Event": validation.event_causes,
+    "ValidatingWebhookConfiguration": validation.webhook_configuration_causes,
+}
 
 SERVER_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation")
 PATCH_TYPES = {
@@ -986,16 +992,8 @@ class Emulator:
             obj, causes = validation.normalise_secret(obj)
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
-        elif rt.kind == "ConfigMap":
-            causes = validation.configmap_causes(obj)
-            if causes:
-                raise errors.invalid(rt.kind, rt.group, name, causes)
-        elif rt.kind == "Event":
-            causes = validation.event_causes(obj)
-            if causes:
-                raise errors.invalid(rt.kind, rt.group, name, causes)
-        elif rt.kind == "ValidatingWebhookConfiguration":
-            causes = validation.webhook_configuration_causes(obj)
+        elif rt.kind in _BUILTIN_CAUSES:
+            causes = _BUILTIN_CAUSES[rt.kind](obj)
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         if rt.kind == "Pod":
