@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # Debian packages: buildah and docker-registry give real image builds into a real local registry,
 # skopeo inspects images, kubectl is the real client the tests drive the emulator with.
 need=()
-for pair in buildah:buildah docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client; do
+for pair in buildah:buildah docker-registry:docker-registry skopeo:skopeo ostree:ostree kubectl:kubernetes-client; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then
