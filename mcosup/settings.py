@@ -103,6 +103,10 @@ class SupervisorSettings:
     webhook_cert_dir: str = "/tmp/mcosup-webhook"
     #: The Service in front of the webhook (its DNS names go into the self-managed certificate).
     webhook_service: str = "machine-config-supervisor"
+    #: More names (host names or IP addresses) for the self-managed serving certificate, for an API server
+    #: that reaches the webhook by ``url`` rather than through the Service (MCOSUP_WEBHOOK_EXTRA_NAMES,
+    #: comma-separated).
+    webhook_extra_names: tuple[str, ...] = ()
     #: Build settings handed on to the builder pod's environment (MCOSUP_BUILD_*, MCOSUP_BUILDAH_IMAGE),
     #: so the builder is configured where the supervisor is.
     builder_env: tuple[tuple[str, str], ...] = ()
@@ -121,6 +125,9 @@ class SupervisorSettings:
             "webhook_tls": env_str(env, "MCOSUP_WEBHOOK_TLS", cls.webhook_tls),
             "webhook_cert_dir": env_str(env, "MCOSUP_WEBHOOK_CERT_DIR", cls.webhook_cert_dir),
             "webhook_service": env_str(env, "MCOSUP_WEBHOOK_SERVICE", cls.webhook_service),
+            "webhook_extra_names": tuple(
+                n.strip() for n in env_str(env, "MCOSUP_WEBHOOK_EXTRA_NAMES", "").split(",") if n.strip()
+            ),
             "builder_env": tuple(
                 sorted(
                     (k, v)

@@ -64,7 +64,10 @@ async def serve_webhook(
                 "namespace": ns,
                 "secret_name": TLS_SECRET,
                 "webhook_configuration": WEBHOOK_CONFIGURATION,
-                "dns_names": service_dns_names(settings.webhook_service, ns),
+                "dns_names": (
+                    *service_dns_names(settings.webhook_service, ns),
+                    *settings.webhook_extra_names,
+                ),
                 "cert_file": cert_file,
                 "key_file": key_file,
             }
