@@ -97,6 +97,9 @@ class FakeHost:
             "kill": [],
         }
         write_json(self.state_path, state)
+        self._install_commands()
+
+    def _install_commands(self) -> None:
         self.bin_dir.mkdir(exist_ok=True)
         for name in COMMANDS:
             script = self.bin_dir / name

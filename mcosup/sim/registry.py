@@ -2,8 +2,9 @@
 
 ``Registry`` runs ``/usr/bin/docker-registry serve <config>`` on ``127.0.0.1:<free port>`` with its
 storage in a directory the caller owns (plain HTTP, no auth: clients use ``--tls-verify=false``).
-``build_base_image`` builds a tiny OS image FROM scratch with buildah (a couple of files such as
-``/usr/lib/os-release``) and pushes it there, so builds have a real base to start from.
+``build_base_image`` builds a tiny OS image FROM scratch with buildah (:data:`BASE_FILES`: enough for an
+ostree deployment — a kernel, ``/usr/lib/os-release``, ``/etc`` defaults) and pushes it there, so builds
+have a real base to start from.
 """
 
 from __future__ import annotations
@@ -189,11 +190,29 @@ def buildah_storage_args(root: Path) -> list[str]:
     return ["--storage-driver", "vfs", "--root", str(root / "storage"), "--runroot", str(root / "run")]
 
 
-BASE_FILES = {
-    "usr/lib/os-release": 'NAME="mcosup test OS"\nID=mcosup-test\nVERSION_ID=1\n',
-    "etc/os-release": "",  # a symlink to ../usr/lib/os-release, as on real hosts
+#: The stock OS image's files: path -> (text, mode), or the target of a symlink (``"-> target"``). It
+#: carries what an ostree deployment needs (a kernel and initramfs under ``/usr/lib/modules/<version>``,
+#: ``/usr/lib/os-release``), the users the daemon owns files by, stock units, and ``/home`` on ``/var``
+#: as on every ostree host (``/home/core`` lives in the stateroot's ``/var``, surviving deployments).
+BASE_FILES: dict[str, tuple[str, int] | str] = {
+    "usr/lib/os-release": ('NAME="mcosup test OS"\nID=mcosup-test\nVERSION_ID=1\n', 0o644),
+    "etc/os-release": "-> ../usr/lib/os-release",
+    "usr/lib/modules/6.1.0-mcosup/vmlinuz": ("mcosup test kernel\n", 0o755),
+    "usr/lib/modules/6.1.0-mcosup/initramfs.img": ("mcosup test initramfs\n", 0o644),
+    "etc/passwd": (
+        "root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000:CoreOS:/var/home/core:/bin/bash\n",
+        0o644,
+    ),
+    "etc/group": ("root:x:0:\ncore:x:1000:\n", 0o644),
+    "etc/shadow": ("root:*:19000:0:99999:7:::\ncore:*:19000:0:99999:7:::\n", 0o640),
+    "home": "-> var/home",
     "usr/lib/systemd/system/docker.service": (
-        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n"
+        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    "usr/lib/systemd/system/sshd.service": (
+        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
     ),
 }
 
@@ -209,14 +228,14 @@ async def build_base_image(
     work = Path(tempfile.mkdtemp(prefix="mcosup-base-"))
     try:
         ctx = work / "ctx"
-        for rel, text in BASE_FILES.items():
+        for rel, spec in BASE_FILES.items():
             path = ctx / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            if rel == "etc/os-release":
-                path.symlink_to("../usr/lib/os-release")
+            if isinstance(spec, str):
+                path.symlink_to(spec.removeprefix("-> "))
             else:
-                path.write_text(text)
-                path.chmod(0o644)
+                path.write_text(spec[0])
+                path.chmod(spec[1])
         if filler_bytes:
             (ctx / "usr/lib/filler").write_bytes(os.urandom(filler_bytes))
         (work / "Containerfile").write_text(

@@ -1,8 +1,10 @@
 """The fake host's executables: ``rpm-ostree``, ``bootc``, ``systemctl``, ``update-ca-trust``.
 
 Each script in a fake host's ``bin/`` calls :func:`command_main`, which acts on the host's state file
-(``host.json``) and tree (``rootfs/``) under a lock. Kept apart from :mod:`mcosup.sim.fakehost` and light
-on imports because every host command the daemon runs starts a fresh interpreter here.
+(``host.json``) and tree (``rootfs/``) under a lock; on a host with a real ostree sysroot
+(:mod:`mcosup.sim.ostreehost`) the OS commands are :mod:`~mcosup.sim.fakebin.ostreecmd`'s instead.
+Kept apart from :mod:`mcosup.sim.fakehost` and light on imports because every host command the daemon
+runs starts a fresh interpreter here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import os
 import signal
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +89,7 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
             state = read_json(root / "host.json")
             if what in state["fail"]:
                 raise _Fail(state["fail"][what])
-            out = _COMMANDS[name](state, argv, root / "rootfs")
+            out = _command(state, name)(state, argv, root / "rootfs")
             write_json(root / "host.json", state)
         status = 0
     except _Fail as exc:
@@ -99,6 +101,15 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     if kill == "after":
         os.kill(os.getppid(), signal.SIGKILL)
     return status
+
+
+def _command(state: Json, name: str) -> Callable[[Json, list[str], Path], str]:
+    if state.get("ostree"):
+        # A host on a real ostree sysroot (imported only there: it pulls in tarfile, urllib, gzip).
+        from mcosup.sim.fakebin import ostreecmd
+
+        return ostreecmd.COMMANDS[name]
+    return _COMMANDS[name]
 
 
 def _take_kill(state: Json, command_line: str) -> str | None:
