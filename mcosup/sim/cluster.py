@@ -48,6 +48,7 @@ from mcosup.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.kubelet import Kubelet, default_image_rules
+from mcosup.sim.ostreehost import HostKind, create_host
 from mcosup.sim.registry import Registry, build_base_image, free_port
 from webhooks import names
 
@@ -89,6 +90,11 @@ class ClusterConfig:
     supervisor_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: Seconds allowed for each start-up step (registry, base image build, supervisor readiness).
     startup_seconds: float = 120.0
+    #: What stands in for each node's OS: ``"fake"`` (:class:`~mcosup.sim.fakehost.FakeHost`: a plain
+    #: directory, deployments in a JSON file; quick, no root needed) or ``"ostree"``
+    #: (:class:`~mcosup.sim.ostreehost.OstreeHost`: a real libostree sysroot that pulls, deploys and
+    #: boots the images built, with ostree's /etc merge; needs root and Debian's ``ostree``).
+    host: HostKind = "fake"
 
 
 # ---------------------------------------------------------------------------------------- pure helpers
@@ -492,15 +498,18 @@ class LocalCluster:
         )
 
     async def add_node(self, name: str, role: str) -> SimNode:
-        """A Ready Node in pool ``role`` with a fake host and a daemon running on it."""
+        """A Ready Node in pool ``role`` with a host (``ClusterConfig.host``) and a daemon running on it."""
         await self.emulator.create_object(node_object(name, role))
         user, password = self.config.registry_credentials
-        # The fake rebase checks the image exists in the registry, with the node's pull credentials.
-        host = FakeHost(
-            self.workdir / "hosts" / name,
-            image=self.base_image or None,
-            registry=f"http://{user}:{password}@{self.registry.host}",
-        )
+        try:
+            host = await create_host(
+                self.config.host,
+                self.workdir / "hosts" / name,
+                image=self.base_image,
+                registry=f"http://{user}:{password}@{self.registry.host}",
+            )
+        except ValueError as exc:
+            raise ClusterError(f"ClusterConfig.host: {exc}") from None
         kubeconfig = self.emulator.write_kubeconfig_for_service_account(
             self.workdir / "hosts" / name / "daemon.kubeconfig", self.ns, names.DAEMON_SA, name
         )
