@@ -35,3 +35,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[dev]'
   touch "$stamp"
 fi
+
+# The real control plane under the tests (kube-apiserver, kube-controller-manager, kubectl, etcd), built
+# from the Go modules once per machine and version: only for what needs it (`make install`/`make test`),
+# so `make demo` on the emulator stays quick on a fresh machine.
+if [ "${1:-}" = --controlplane ]; then
+  if ! command -v go >/dev/null 2>&1; then
+    echo "setup: the test control plane is built with Go >= 1.26, and go is not on PATH" >&2
+    echo "setup: install Go 1.26 (go.dev/dl, or your distribution's golang package if it is that new)" >&2
+    exit 1
+  fi
+  scripts/controlplane.sh >/dev/null
+fi

@@ -27,7 +27,8 @@ NS = names.DEFAULT_NAMESPACE
 
 
 def pinned_release() -> str:
-    match = re.search(r"^require k8s\.io/kubernetes (v\S+)$", (HERE / "kube" / "go.mod").read_text(), re.M)
+    go_mod = (HERE / "kube" / "go.mod").read_text()
+    match = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", go_mod, re.M)
     assert match, "tests/controlplane/kube/go.mod pins no k8s.io/kubernetes release"
     return match.group(1)
 
@@ -119,7 +120,10 @@ MUST = {
 def can_i(cp: ControlPlane, account: str, verb: str, resource: str, namespace: str | None) -> bool:
     """``kubectl auth can-i ... --as=<account>``: prints yes (exit 0) or no (exit 1)."""
     args = [cp.binary("kubectl"), f"--kubeconfig={cp.workdir / 'admin.kubeconfig'}", "auth", "can-i"]
-    args += [verb, resource, f"--as=system:serviceaccount:{NS}:{account}"]
+    # `can-i VERB TYPE/NAME`: a subresource goes in its own flag, not after a slash.
+    kind, _, subresource = resource.partition("/")
+    args += [verb, kind, f"--as=system:serviceaccount:{NS}:{account}"]
+    args += [f"--subresource={subresource}"] if subresource else []
     args += ["-n", namespace] if namespace else []
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     answer = done.stdout.strip()
