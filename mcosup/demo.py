@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from mcosup.sim.cluster import LocalCluster
 
-HELP = "run the whole layering story on this machine against the bundled emulator"
+HELP = "run the whole layering story on this machine against the bundled emulator (or a real control plane)"
 INSTALL_HINT = "apt-get install -y buildah docker-registry"
 POOL = "worker"
 
@@ -51,6 +51,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workdir", type=Path, help="where everything lives (default: a temporary directory, removed)"
+    )
+    parser.add_argument(
+        "--control-plane",
+        choices=("emulator", "real"),
+        default="emulator",
+        help="the API server: the bundled emulator (default, fast) or a real kube-apiserver, etcd and "
+        "kube-controller-manager built from the Kubernetes Go modules (scripts/controlplane.sh; the first "
+        "run builds them)",
     )
 
 
@@ -83,7 +91,7 @@ class Demo:
         self.args = args
         self.t0 = time.monotonic()
         self.stages: list[tuple[str, float, str]] = []
-        #: The history's resourceVersion once every node first ran its config: the rollouts start there.
+        #: The Node history's length once every node first ran its config: the rollouts start there.
         self.legacy_since = 0
 
     def note(self, text: str) -> None:
@@ -103,7 +111,10 @@ class Demo:
         from mcosup.sim.cluster import ClusterConfig, LocalCluster
 
         config = ClusterConfig(
-            masters=1, workers=self.args.workers, max_unavailable=self.args.max_unavailable
+            masters=1,
+            workers=self.args.workers,
+            max_unavailable=self.args.max_unavailable,
+            control_plane=self.args.control_plane,
         )
         cluster = LocalCluster(
             config, self.args.workdir, say=lambda text: self.note(f"[cyan]cluster[/] {text}")
@@ -325,7 +336,7 @@ class Demo:
         self.console.print(table)
 
         workers = [n for n, sim in cluster.nodes.items() if sim.role == POOL]
-        worst, rv, down = most_unavailable(cluster.emulator.history, workers, since=self.legacy_since)
+        worst, rv, down = most_unavailable(cluster.node_history, workers, since=self.legacy_since)
         hosts = Table(title="nodes")
         for column in ("node", "pool", "booted image", "reboots"):
             hosts.add_column(column)
@@ -335,8 +346,8 @@ class Demo:
         verdict = "[green]held[/]" if worst <= self.args.max_unavailable else "[red]EXCEEDED[/]"
         self.console.print(
             f"maxUnavailable={self.args.max_unavailable} {verdict}: at most {worst} worker node(s) "
-            f"unavailable at once over {len(cluster.emulator.history)} recorded object versions"
-            + (f" ({', '.join(down)} at resourceVersion {rv})" if down else "")
+            f"unavailable at once over {len(cluster.node_history)} recorded Node versions"
+            + (f" ({', '.join(down)} at version {rv})" if down else "")
         )
         self.console.print(f"kubeconfig: [bold]{cluster.kubeconfig}[/]")
         if not self.args.keep:

@@ -2,9 +2,11 @@
 
 :class:`LocalCluster` starts, under one work directory, everything a real installation has:
 
-- the API emulator, with mcosup's own CRDs (``deploy/crds/``), namespace and ServiceAccounts
-  (``deploy/``) installed, and ``deploy/webhook.yaml``'s ValidatingWebhookConfiguration pointing (through
-  the emulator's ``service_map``) at the supervisor's webhook port;
+- an API server (:mod:`mcosup.sim.backends`: the emulator, or with ``control_plane="real"`` a real
+  kube-apiserver, etcd and kube-controller-manager), with mcosup's own CRDs (``deploy/crds/``),
+  namespace and ServiceAccounts (``deploy/``; on the real one the RBAC too, which it enforces)
+  installed, and ``deploy/webhook.yaml``'s ValidatingWebhookConfiguration pointing at the supervisor's
+  webhook port;
 - a local ``docker-registry`` asking for credentials, with a tiny stock OS image pushed to it;
 - the build config (``on-cluster-build-config`` and its two Secrets), ``machine-config-osimageurl``,
   ``node-certificates``, a ``master`` and a ``worker`` pool with a few MachineConfigs each;
@@ -43,9 +45,19 @@ import yaml
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, PODS, SECRETS
+from mcosup.kube.cache import Informer
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    NODES,
+    PODS,
+    SECRETS,
+    VALIDATING_WEBHOOK_CONFIGURATIONS,
+)
 from mcosup.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
+from mcosup.sim.backends import Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.kubelet import Kubelet, default_image_rules
 from mcosup.sim.ostreehost import HostKind, create_host
@@ -95,6 +107,9 @@ class ClusterConfig:
     #: (:class:`~mcosup.sim.ostreehost.OstreeHost`: a real libostree sysroot that pulls, deploys and
     #: boots the images built, with ostree's /etc merge; needs root and Debian's ``ostree``).
     host: HostKind = "fake"
+    #: The API server: the bundled emulator, or a real kube-apiserver, etcd and kube-controller-manager
+    #: built from the Kubernetes Go modules (:mod:`mcosup.sim.controlplane`).
+    control_plane: Kind = "emulator"
 
 
 # ---------------------------------------------------------------------------------------- pure helpers
@@ -241,8 +256,8 @@ def most_unavailable(
 ) -> tuple[int, int, list[str]]:
     """The most ``nodes`` unavailable at once at any recorded version after ``since``.
 
-    Replays the emulator's history (every version of every object): returns (count, resourceVersion,
-    names) of the worst version. Nodes not seen yet at a version count as available.
+    Replays a history of object versions (:attr:`LocalCluster.node_history`, or the emulator's own):
+    returns (count, sequence, names) of the worst version. Nodes not seen yet count as available.
     """
     wanted = set(nodes)
     state: dict[str, bool] = {}
@@ -357,9 +372,16 @@ class LocalCluster:
         self.ns = config.namespace
         self.registry = Registry(self.workdir / "registry", credentials=config.registry_credentials)
         self.webhook_port = free_port()
-        self.emulator = Emulator(
-            service_map={(self.ns, WEBHOOK_SERVICE, 443): f"127.0.0.1:{self.webhook_port}"}
+        self.backend = make_backend(
+            config.control_plane,
+            workdir=self.workdir,
+            namespace=self.ns,
+            service=WEBHOOK_SERVICE,
+            webhook_port=self.webhook_port,
+            startup_seconds=config.startup_seconds,
         )
+        #: Every version of every Node seen by a watch from the start: (sequence, event, object).
+        self.node_history: list[tuple[int, str, dict[str, Any]]] = []
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.base_image = ""
         self.nodes: dict[str, SimNode] = {}
@@ -369,6 +391,7 @@ class LocalCluster:
         self._kube_cm: contextlib.AbstractAsyncContextManager[kclient.Kube] | None = None
         self._kube: kclient.Kube | None = None
         self._kubelet_task: asyncio.Task[None] | None = None
+        self._recorder_task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
 
     @property
@@ -376,6 +399,17 @@ class LocalCluster:
         if self._kube is None:
             raise ClusterError("the cluster is not started")
         return self._kube
+
+    @property
+    def emulator(self) -> Emulator:
+        """The emulator, for tests of emulator-only hooks (fault injection, its own history)."""
+        from mcosup.sim.backends import EmulatorBackend
+
+        if not isinstance(self.backend, EmulatorBackend):
+            raise ClusterError(
+                f"this cluster runs on the {self.backend.kind} control plane, not the emulator"
+            )
+        return self.backend.emulator
 
     @property
     def pullspec(self) -> str:
@@ -408,11 +442,15 @@ class LocalCluster:
         self.say("building the stock OS image and pushing it")
         async with asyncio.timeout(self.config.startup_seconds):
             self.base_image = await build_base_image(self.registry, "os/stock", "stock")
-        self.say("starting the Kubernetes API emulator")
-        await self.emulator.start()
-        self.emulator.write_kubeconfig(self.kubeconfig)
+        if self.backend.kind == "real":
+            self.say("starting a real control plane: etcd, kube-apiserver, kube-controller-manager")
+        else:
+            self.say("starting the Kubernetes API emulator")
+        await self.backend.start()
+        self.backend.write_kubeconfig(self.kubeconfig)
         self._kube_cm = kclient.connect(KubeSettings(kubeconfig=str(self.kubeconfig), watch_timeout=60))
         self._kube = await self._kube_cm.__aenter__()
+        self._recorder_task = asyncio.create_task(self._record_nodes(), name="node-recorder")
         self.say("installing CRDs, namespace, ServiceAccounts and the build config")
         await self._install()
         self.say(f"creating nodes: {self.config.masters} master, {self.config.workers} worker")
@@ -430,18 +468,20 @@ class LocalCluster:
         tasks = [n.task for n in self.nodes.values() if n.task is not None]
         if self._kubelet_task is not None:
             tasks.append(self._kubelet_task)
+        if self._recorder_task is not None:
+            tasks.append(self._recorder_task)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for n in self.nodes.values():
             n.task = None
-        self._kubelet_task = None
+        self._kubelet_task = self._recorder_task = None
         await self._stop_supervisor()
         if self._kube_cm is not None:
             with contextlib.suppress(Exception):
                 await self._kube_cm.__aexit__(None, None, None)
             self._kube_cm = self._kube = None
-        await self.emulator.stop()
+        await self.backend.stop()
         await self.registry.stop()
 
     def remove_workdir(self) -> None:
@@ -451,12 +491,16 @@ class LocalCluster:
     # -------------------------------------------------------------------------------- set-up
 
     async def _install(self) -> None:
-        emu, ns = self.emulator, self.ns
+        emu, ns = self.backend, self.ns
         for path in (DEPLOY / "namespace.yaml", *sorted((DEPLOY / "crds").glob("*.yaml"))):
             for doc in _documents(path):
                 await emu.create_object(doc)
-        for doc in _documents(DEPLOY / "rbac" / "serviceaccounts.yaml"):
-            await emu.create_object(doc, namespace=ns)
+        # The ServiceAccounts, and where the API server enforces it, the RBAC a `kubectl apply -k deploy/`
+        # installs: every mcosup process runs with nothing more.
+        rbac = DEPLOY / "rbac"
+        for path in sorted(rbac.glob("*.yaml")) if emu.installs_rbac else [rbac / "serviceaccounts.yaml"]:
+            for doc in _documents(path):
+                await emu.create_object(doc, namespace=ns)
         host, creds = self.registry.host, self.config.registry_credentials
         await emu.create_object(docker_secret("demo-pull-secret", ns, host, creds))
         await emu.create_object(docker_secret("demo-push-secret", ns, host, creds))
@@ -486,20 +530,20 @@ class LocalCluster:
 
     def _kubelet(self) -> Kubelet:
         def credentials(ns: str, account: str, node_name: str | None, target: Path) -> Path:
-            return self.emulator.write_kubeconfig_for_service_account(target, ns, account, node_name)
+            return self.backend.write_kubeconfig_for_service_account(target, ns, account, node_name)
 
         return Kubelet(
             self.kube,
             self.workdir / "kubelet",
             image_rules=default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,)),
             credentials=credentials,
-            log_sink=self.emulator.set_pod_log,
+            log_sink=self.backend.log_sink,
             namespace=self.ns,
         )
 
     async def add_node(self, name: str, role: str) -> SimNode:
         """A Ready Node in pool ``role`` with a host (``ClusterConfig.host``) and a daemon running on it."""
-        await self.emulator.create_object(node_object(name, role))
+        await self.backend.create_object(node_object(name, role))
         user, password = self.config.registry_credentials
         try:
             host = await create_host(
@@ -510,8 +554,12 @@ class LocalCluster:
             )
         except ValueError as exc:
             raise ClusterError(f"ClusterConfig.host: {exc}") from None
-        kubeconfig = self.emulator.write_kubeconfig_for_service_account(
-            self.workdir / "hosts" / name / "daemon.kubeconfig", self.ns, names.DAEMON_SA, name
+        kubeconfig = await asyncio.to_thread(
+            self.backend.write_kubeconfig_for_service_account,
+            self.workdir / "hosts" / name / "daemon.kubeconfig",
+            self.ns,
+            names.DAEMON_SA,
+            name,
         )
         handle = DaemonHandle(host, name)
         sim = SimNode(name, role, host, handle)
@@ -522,13 +570,16 @@ class LocalCluster:
         return sim
 
     async def _start_supervisor(self) -> None:
-        kubeconfig = self.emulator.write_kubeconfig_for_service_account(
-            self.workdir / "supervisor.kubeconfig", self.ns, names.SUPERVISOR_SA
+        kubeconfig = await asyncio.to_thread(
+            self.backend.write_kubeconfig_for_service_account,
+            self.workdir / "supervisor.kubeconfig",
+            self.ns,
+            names.SUPERVISOR_SA,
         )
         # The webhook configuration exists before the supervisor, as `kubectl apply -k deploy/` leaves it;
         # the supervisor injects its CA. (MachineConfig writes wait for it: failurePolicy Fail.)
         for doc in _documents(DEPLOY / "webhook.yaml"):
-            await self.emulator.create_object(doc)
+            await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
         self.http_port = free_port()
         env = {
             **os.environ,
@@ -538,6 +589,7 @@ class LocalCluster:
             "MCOSUP_WEBHOOK_PORT": str(self.webhook_port),
             "MCOSUP_WEBHOOK_CERT_DIR": str(self.workdir / "webhook-tls"),
             "MCOSUP_WEBHOOK_SERVICE": WEBHOOK_SERVICE,
+            "MCOSUP_WEBHOOK_EXTRA_NAMES": ",".join(self.backend.webhook_extra_names),
             "MCOSUP_BUILDER_BACKOFF": "1",
             "MCOSUP_BUILDAH_IMAGE": BUILDAH_IMAGE,
             "MCOSUP_BUILD_TLS_VERIFY": "false",
@@ -586,10 +638,8 @@ class LocalCluster:
         return await asyncio.to_thread(get)
 
     async def _ca_injected(self) -> str | None:
-        obj = self.emulator.get_object(
-            "admissionregistration.k8s.io/v1", "validatingwebhookconfigurations", "mcosup"
-        )
-        hooks = (obj or {}).get("webhooks") or []
+        obj = await self.kube.get(VALIDATING_WEBHOOK_CONFIGURATIONS, "mcosup")
+        hooks = obj.get("webhooks") or []
         if hooks and all((h.get("clientConfig") or {}).get("caBundle") for h in hooks):
             return None
         return "no caBundle yet"
@@ -706,9 +756,18 @@ class LocalCluster:
         return self.registry.manifest_digest(repo, digest) == digest
 
     def history_rv(self) -> int:
-        """The newest resourceVersion in the emulator's history (a marker for :func:`most_unavailable`)."""
-        history = self.emulator.history
-        return history[-1][0] if history else 0
+        """The newest sequence number in :attr:`node_history` (a marker for :func:`most_unavailable`)."""
+        return len(self.node_history)
+
+    async def _record_nodes(self) -> None:
+        """Record every Node version a watch shows, from the start, on either control plane."""
+        informer = Informer(self.kube, NODES)
+
+        def record(kind: str, obj: dict[str, Any]) -> None:
+            self.node_history.append((len(self.node_history) + 1, kind, obj))
+
+        informer.subscribe(record)
+        await informer.run()
 
 
 @contextlib.asynccontextmanager

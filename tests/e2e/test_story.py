@@ -2,8 +2,10 @@
 
 One cluster on this machine (:mod:`mcosup.sim.cluster`): the emulator, the supervisor process, the
 kubelet stand-in running the builder and build pods with real buildah, a real registry, and a real
-daemon per node on a fake host. Every assertion is on what an administrator could look at: the API
-objects, the image in the registry, the hosts' files and booted images, and the emulator's history.
+daemon per node on a real ostree sysroot that boots the images built (:mod:`mcosup.sim.ostreehost`:
+real deployments, ostree's own /etc merge). Every assertion is on what an administrator could look at: the API
+objects, the image in the registry, the hosts' files and booted images, and every Node version a watch
+saw. The same story, with the same assertions, runs on the emulator and on a real control plane.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import pytest
 
 from mcosup.kube import errors
+from mcosup.sim.backends import KINDS
 from mcosup.sim.cluster import (
     ClusterConfig,
     LocalCluster,
@@ -26,6 +29,7 @@ from mcosup.sim.cluster import (
     unit,
     wait_until,
 )
+from mcosup.sim.ostreehost import OstreeHost, make_removable
 from mcosup.sim.registry import read_image
 from webhooks import names
 from webhooks.machineconfig import decode_data_url
@@ -40,18 +44,28 @@ CHANGE = machineconfig(
     {
         "/etc/motd.d/50-layered": ("built into the image\n", 0o644),
         "/usr/libexec/hello": ("#!/bin/sh\n", 0o755),
+        # Written file by file before the opt-in, changed while layered: the image's new copy must win.
+        "/etc/mcosup-demo/worker.conf": ("role=worker\nlayered=yes\n", 0o644),
     },
     [unit("hello.service", "hello from the image")],
 )
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
+@pytest.fixture(params=KINDS)
+async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[LocalCluster]:
     if missing := missing_tools():
         pytest.fail(f"the end-to-end story needs: apt-get install -y {' '.join(missing)}")
-    config = ClusterConfig(masters=1, workers=WORKERS, max_unavailable=MAX_UNAVAILABLE)
+    config = ClusterConfig(
+        masters=1,
+        workers=WORKERS,
+        max_unavailable=MAX_UNAVAILABLE,
+        host="ostree",
+        control_plane=request.param,
+    )
     async with LocalCluster(config, tmp_path / "cluster") as c:
         yield c
+    # ostree leaves deployments immutable; pytest removes old temporary directories later.
+    make_removable(tmp_path / "cluster")
 
 
 def expected_image_files(rendered: dict[str, Any]) -> dict[str, tuple[bytes, int]]:
@@ -97,6 +111,50 @@ async def assert_image_matches(cluster: LocalCluster, image: str, rendered: dict
         assert link is not None and link.link == f"/etc/systemd/system/{name}", (name, target)
 
 
+def ostree_host(cluster: LocalCluster, node: str) -> OstreeHost:
+    host = cluster.nodes[node].host
+    assert isinstance(host, OstreeHost), f"{node} does not run on an ostree host"
+    return host
+
+
+def config_paths(rendered: dict[str, Any]) -> set[str]:
+    """Every path a rendered config writes: its files, unit files and drop-ins."""
+    config = rendered["spec"]["config"]
+    paths = {f["path"] for f in (config.get("storage") or {}).get("files") or []}
+    for u in (config.get("systemd") or {}).get("units") or []:
+        paths.add(f"/etc/systemd/system/{u['name']}")
+        paths.update(f"/etc/systemd/system/{u['name']}.d/{d['name']}" for d in u.get("dropins") or [])
+    return paths
+
+
+def assert_boots_config_image(cluster: LocalCluster, node: str, rendered: dict[str, Any]) -> None:
+    """The node's booted deployment carries the rendered config as its image delivered it."""
+    tree = cluster.host_tree(node)
+    for path, (data, mode) in expected_image_files(rendered).items():
+        assert tree.get(path) == (data, mode), (node, path)
+        if path.startswith("/etc/"):
+            # In the deployment's default /etc (/usr/etc): the image's copy, not one written on the node.
+            assert tree.get("/usr" + path) == (data, mode), (node, "/usr" + path)
+    for name, target in enabled_units(rendered):
+        link = f"/etc/systemd/system/{target}.wants/{name}"
+        assert tree.get(link) == (f"-> /etc/systemd/system/{name}".encode(), 0o120777), (node, link)
+
+
+def assert_wrote_no_config(
+    cluster: LocalCluster, node: str, since: tuple[int, int], rendered: dict[str, Any]
+) -> None:
+    """Since ``since`` (command log, daemon log lengths) the daemon rebased, and wrote, removed, enabled
+    or disabled no file or unit of a MachineConfig."""
+    sim = cluster.nodes[node]
+    commands = [" ".join(c) for c in sim.host.command_log()[since[0] :]]
+    assert any(c.startswith("rpm-ostree rebase") for c in commands), (node, commands)
+    units = [c for c in commands if re.search(r"^systemctl .*\b(enable|disable|mask|unmask)\b", c)]
+    assert units == [], (node, units)
+    paths = config_paths(rendered)
+    steps = re.findall(r"\b(?:write|remove) (/\S+)", sim.daemon.log()[since[1] :])
+    assert [p for p in steps if p in paths] == [], (node, steps)
+
+
 async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     workers = [f"worker-{i}" for i in range(WORKERS)]
 
@@ -105,6 +163,9 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     await cluster.wait_converged("worker", layered=False, within=120)
     since = cluster.history_rv()
     legacy_trees = {n: cluster.host_tree(n) for n in cluster.nodes}
+    marks = {
+        n: (len(cluster.nodes[n].host.command_log()), len(cluster.nodes[n].daemon.log())) for n in workers
+    }
     legacy_units = {n: sorted(cluster.nodes[n].host.state()["enabled"]) for n in cluster.nodes}
     first = await cluster.rendered_config("worker")
     for n in workers:
@@ -130,10 +191,11 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     ready = await cluster.condition("worker", names.LAYERING_READY)
     assert ready is not None and ready["status"] == "True", ready
 
-    # 2. Rebased: every worker boots the image; no daemon wrote a MachineConfig file in layered mode.
+    # 2. Rebased: every worker boots the image, its files are the image's (legacy copies identical).
     for n in workers:
         assert cluster.nodes[n].host.booted_image() == image1
-        assert cluster.host_tree(n) == legacy_trees[n], f"{n}'s files changed in layered mode"
+        assert_boots_config_image(cluster, n, first)
+        assert cluster.host_tree(n) != legacy_trees[n], f"{n} booted {image1} but its tree did not change"
     assert cluster.nodes["master-0"].host.booted_image() == cluster.base_image
 
     # The webhook is in the loop: a layered pool cannot be given a file its image cannot deliver.
@@ -143,7 +205,8 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
         )
     assert "/var/lib/app.conf" in str(denied.value) and "worker" in str(denied.value)
 
-    # 3. A MachineConfig change is built into a new image and rolled out; the hosts' files stay put.
+    # 3. A MachineConfig change is built into a new image and rolled out: it reaches the nodes through
+    # the image alone.
     await cluster.apply_machineconfig(CHANGE)
 
     async def re_rendered() -> str | None:
@@ -158,8 +221,9 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     await assert_image_matches(cluster, image2, second)
     for n in workers:
         assert cluster.nodes[n].host.booted_image() == image2
-        assert cluster.nodes[n].host.read("/etc/motd.d/50-layered") is None
-        assert cluster.host_tree(n) == legacy_trees[n], f"{n}'s files changed in layered mode"
+        assert_boots_config_image(cluster, n, second)
+        assert cluster.nodes[n].host.read("/etc/mcosup-demo/worker.conf") == b"role=worker\nlayered=yes\n"
+        assert_wrote_no_config(cluster, n, marks[n], second)
         assert sorted(cluster.nodes[n].host.state()["enabled"]) == legacy_units[n], (
             "units enabled in layered mode"
         )
@@ -192,7 +256,10 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     nodes = {n["metadata"]["name"]: n for n in await cluster.pool_nodes("worker")}
     for n in workers:
         assert names.CURRENT_IMAGE not in nodes[n]["metadata"]["annotations"]
-        assert cluster.nodes[n].host.booted_image() == cluster.base_image
+        host = ostree_host(cluster, n)
+        assert host.booted_image() == cluster.base_image
+        assert host.booted().checksum == host.stock_commit, f"{n} does not boot the stock commit"
+        assert host.read("/etc/mco/machineconfig-revert.json") is None, f"{n} kept the revert file"
 
     # The legacy tree: a node that joins now gets the same config file by file, never layered.
     end = cluster.history_rv()
@@ -201,18 +268,31 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     reference = cluster.host_tree(f"worker-{WORKERS}")
     for path, (data, mode) in expected_image_files(second).items():
         assert reference[path] == (data, mode), path
-    ref_host = cluster.nodes[f"worker-{WORKERS}"].host
+    ref_host = ostree_host(cluster, f"worker-{WORKERS}")
+    assert ref_host.booted().checksum == ref_host.stock_commit
+    # What the layered image alone carried (beyond the stock OS and the config): gone from every worker.
+    _, stock_files = await asyncio.to_thread(
+        read_image, cluster.registry, "os/stock", cluster.base_image.partition("@")[2]
+    )
+    _, image_files = await asyncio.to_thread(
+        read_image, cluster.registry, cluster.config.repo, image2.partition("@")[2]
+    )
+    image_only = set(image_files) - set(stock_files) - set(expected_image_files(second))
+    image_only = {p for p in image_only if not image_files[p].is_dir}
+    assert image_only, "the image carried nothing of its own: the check below would prove nothing"
     for n in workers:
-        host = cluster.nodes[n].host
-        assert cluster.host_tree(n) == reference, f"{n} after opt-out differs from a legacy node"
+        host = ostree_host(cluster, n)
+        tree = cluster.host_tree(n)
+        left = {p for p in image_only if p in tree or "/usr" + p in tree}
+        assert not left, f"{n} kept what only the layered image carried: {sorted(left)}"
+        assert tree == reference, f"{n} after opt-out differs from a never-layered node"
         assert sorted(host.state()["enabled"]) == sorted(ref_host.state()["enabled"])
         assert host.kargs() == ref_host.kargs()
 
     # maxUnavailable held at every recorded version of the story.
-    worst, rv, down = most_unavailable(
-        (e for e in cluster.emulator.history if e[0] <= end), workers, since=since
-    )
-    assert worst <= MAX_UNAVAILABLE, f"{down} unavailable at once at resourceVersion {rv}"
+    history = cluster.node_history
+    worst, seq, down = most_unavailable((e for e in history if e[0] <= end), workers, since=since)
+    assert worst <= MAX_UNAVAILABLE, f"{down} unavailable at once at recorded Node version {seq}"
     assert worst >= 1, "the history shows no node ever updating: the check above proved nothing"
-    worst, rv, down = most_unavailable(cluster.emulator.history, ["master-0"], since=since)
-    assert worst == 0, f"master touched by the worker story: {down} at {rv}"
+    worst, seq, down = most_unavailable(history, ["master-0"], since=since)
+    assert worst == 0, f"master touched by the worker story: {down} at {seq}"
