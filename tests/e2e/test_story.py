@@ -43,7 +43,10 @@ CHANGE = machineconfig(
     "worker",
     {
         "/etc/motd.d/50-layered": ("built into the image\n", 0o644),
-        "/usr/libexec/hello": ("#!/bin/sh\n", 0o755),
+        # Not under /usr: on an ostree host /usr is the deployment's (read-only on a real one), so after
+        # the opt-out legacy mode could not deliver it; a file-by-file write there is lost at the next
+        # deployment.
+        "/etc/mcosup-demo/hello.sh": ("#!/bin/sh\n", 0o755),
         # Written file by file before the opt-in, changed while layered: the image's new copy must win.
         "/etc/mcosup-demo/worker.conf": ("role=worker\nlayered=yes\n", 0o644),
     },
@@ -296,3 +299,9 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     assert worst >= 1, "the history shows no node ever updating: the check above proved nothing"
     worst, seq, down = most_unavailable(history, ["master-0"], since=since)
     assert worst == 0, f"master touched by the worker story: {down} at {seq}"
+
+    # Every process ran the whole story with its own ServiceAccount and nothing but deploy/rbac/: on the
+    # real control plane, which enforces RBAC, not one request was refused.
+    logs = cluster.process_logs()
+    assert any(k.startswith("pod ") and names.BUILDER_POD in k for k in logs), sorted(logs)
+    assert cluster.forbidden() == []
