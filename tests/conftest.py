@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,19 @@ def mco_fixtures() -> Path:
     if not MCO_FIXTURES.is_dir():
         pytest.fail(f"MCO fixtures not found at {MCO_FIXTURES}: the checkout must sit beside shared/")
     return MCO_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real etcd, kube-apiserver and kube-controller-manager shared by the session's tests.
+
+    Built from the Kubernetes Go modules pinned in tests/controlplane/ (``make install`` builds them; a
+    missing binary is built here, never skipped). Tests that share it use names of their own.
+    """
+    from mcosup.sim.controlplane import ControlPlane
+
+    with ControlPlane(tmp_path_factory.mktemp("controlplane")) as cp:
+        yield cp
 
 
 @pytest.fixture(autouse=True)

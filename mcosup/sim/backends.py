@@ -98,7 +98,8 @@ class RealBackend:
         plural, namespaced = self._resource(api_version, kind)
         base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
         if namespaced:
-            ns = namespace or (body.get("metadata") or {}).get("namespace") or "default"
+            # As kubectl: the namespace the object names wins over the default it is given.
+            ns = (body.get("metadata") or {}).get("namespace") or namespace or "default"
             base += f"/namespaces/{ns}"
         created: dict[str, Any] = self.control_plane.call("POST", f"{base}/{plural}", body)
         if kind == "CustomResourceDefinition":

@@ -1,8 +1,4 @@
-"""A real control plane (etcd, kube-apiserver, kube-controller-manager) shared by this directory's tests.
-
-Built from the Kubernetes Go modules pinned in ``tests/controlplane/kube`` and ``.../etcd`` by
-``scripts/controlplane.sh`` (``make install`` builds them; a missing binary is built here, never skipped).
-"""
+"""Fixtures of the real control plane's own tests (the shared ``control_plane`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -15,14 +11,13 @@ from mcosup.sim.controlplane import ControlPlane
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    with ControlPlane(tmp_path_factory.mktemp("controlplane")) as cp:
-        yield cp
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A control plane of its own with ``kubectl apply -k deploy/`` done, as an administrator installs mcosup.
 
-
-@pytest.fixture(scope="session")
-def installed(control_plane: ControlPlane) -> ControlPlane:
-    """The control plane with ``kubectl apply -k deploy/`` done (as an administrator installs mcosup)."""
+    Not the shared one: the install's webhook configuration (failurePolicy Fail for MachineConfigs, and
+    no supervisor behind it here) would refuse other tests' MachineConfigs.
+    """
     deploy = Path(__file__).resolve().parents[2] / "deploy"
-    control_plane.kubectl("apply", "-k", str(deploy))
-    return control_plane
+    with ControlPlane(tmp_path_factory.mktemp("installed")) as cp:
+        cp.kubectl("apply", "-k", str(deploy))
+        yield cp
