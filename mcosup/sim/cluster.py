@@ -333,6 +333,13 @@ async def wait_until(
         await asyncio.sleep(every)
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def _documents(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
@@ -382,6 +389,8 @@ class LocalCluster:
         )
         #: Every version of every Node seen by a watch from the start: (sequence, event, object).
         self.node_history: list[tuple[int, str, dict[str, Any]]] = []
+        #: Every container's output, per (namespace, pod, container): one entry per Pod of that name.
+        self.pod_logs: dict[tuple[str, str, str], list[str]] = {}
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.base_image = ""
         self.nodes: dict[str, SimNode] = {}
@@ -537,7 +546,7 @@ class LocalCluster:
             self.workdir / "kubelet",
             image_rules=default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,)),
             credentials=credentials,
-            log_sink=self.backend.log_sink,
+            log_sink=self._pod_log,
             namespace=self.ns,
         )
 
@@ -644,11 +653,37 @@ class LocalCluster:
             return None
         return "no caBundle yet"
 
+    def _pod_log(self, namespace: str, pod: str, container: str, text: str) -> None:
+        """Keep each container's output (a later Pod of the same name adds an entry) and pass it on."""
+        entries = self.pod_logs.setdefault((namespace, pod, container), [])
+        if entries and text.startswith(entries[-1]):
+            entries[-1] = text
+        else:
+            entries.append(text)
+        if self.backend.log_sink is not None:
+            self.backend.log_sink(namespace, pod, container, text)
+
+    def process_logs(self) -> dict[str, str]:
+        """The log of every mcosup process the cluster ran: supervisor, daemons, builder and build pods."""
+        logs = {"supervisor": _read(self.supervisor_log)}
+        for name, sim in self.nodes.items():
+            logs[f"daemon {name}"] = sim.daemon.log()
+        for (ns, pod, container), texts in self.pod_logs.items():
+            for i, text in enumerate(texts):
+                logs[f"pod {ns}/{pod} {container} #{i + 1}"] = text
+        return logs
+
+    def forbidden(self) -> list[str]:
+        """Every line of any process's log where the API server refused it (403): RBAC too narrow."""
+        return [
+            f"{name}: {line}"
+            for name, text in self.process_logs().items()
+            for line in text.splitlines()
+            if "403 Forbidden" in line or " is forbidden: " in line
+        ]
+
     def supervisor_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.supervisor_log.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
+        return "\n".join(_read(self.supervisor_log).splitlines()[-lines:])
 
     async def _stop_supervisor(self) -> None:
         proc, self.supervisor = self.supervisor, None
