@@ -434,11 +434,15 @@ def plan_tls(
 
 
 def _dns_names(cert: x509.Certificate) -> set[str]:
+    """The names the certificate is for: its DNS names and IP addresses (as :func:`issue_serving_cert`
+    takes them), so a certificate for an address is not mistaken for one that needs reissuing."""
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return set()
-    return set(san.get_values_for_type(x509.DNSName))
+    return set(san.get_values_for_type(x509.DNSName)) | {
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    }
 
 
 def write_serving_files(serving: CertKeyPair, cert_file: Path, key_file: Path) -> bool:

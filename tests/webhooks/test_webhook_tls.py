@@ -263,6 +263,16 @@ def test_changed_service_names_reissue_at_once() -> None:
     assert other.ca == state.ca and other.serving != state.serving
 
 
+def test_a_certificate_naming_an_address_is_kept_until_renewal() -> None:
+    # MCOSUP_WEBHOOK_EXTRA_NAMES may name an IP address (an API server reaching the webhook by url):
+    # it becomes an IP subject alternative name, and the next round must see it as the same name.
+    plan = {**PLAN, "dns_names": (*NAMES, "127.0.0.1")}
+    state = plan_tls(None, now=T0, **plan)
+    san = state.serving.cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert plan_tls(state, now=T0 + dt.timedelta(hours=1), **plan) is state
+
+
 def test_ca_rotation_trusts_old_and_new_and_switches_serving_after_propagation() -> None:
     state = plan_tls(None, now=T0, **PLAN)
     t = T0 + dt.timedelta(days=6.8)  # < 1/3 of the CA's 10 days left; the serving cert is fresh enough
