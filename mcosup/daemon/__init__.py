@@ -34,4 +34,31 @@ Choices where the contract is silent (what an MCO administrator would expect):
   webhook and the renderer own their validation.
 - State on the host: ``/etc/mco/mcosup-daemon-state.json`` (what was applied, the plan in progress);
   during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3).
+
+ostree's three-way /etc merge. On an image-based host every new deployment (a rebase, a revert, a
+kernel-argument change) starts from the new image's default /etc (its ``/usr/etc``), and ostree carries
+over each /etc file that differs from the booted deployment's default — content, mode or owner —
+added or deleted ones included (it runs at shutdown for a staged deployment, so what the daemon writes
+before its reboot, the journal included, is carried). What the daemon does for each case it meets
+(table-tested on a real sysroot in ``tests/ostree/test_etc_merge.py``):
+
+- **Legacy-written, the image does not carry it** (a config dropped the file at the opt-in): carried
+  over, it would stay on the layered node. **Both** (legacy wrote it, the image carries it): carried
+  over, the legacy copy would win over the image's for good — a stale content when the config changed
+  around the opt-in, or only another owner (the builder writes files as root, legacy mode as the
+  config's user), after which no image change to that file would ever reach the node. So when leaving
+  legacy mode the daemon hands /etc back: once the image is staged and just before the reboot, every
+  /etc path legacy mode wrote goes back to the booted default (``/usr/etc/...``), or is removed when
+  there is none; the merge then sees nothing changed and the image's copy (or its absence) wins. The
+  node is drained then; a change of target before the reboot re-applies the files in legacy mode.
+- **Image-carried only** (not in the legacy config): the new default, as built. After an opt-out it
+  goes with the image unless changed on the node, so the stock OS comes back without it; the daemon then
+  writes every file and unit of the config again (contract 6.3).
+- **Neither**: the stock default, through every deployment.
+- **Written by the daemon in every mode** (certificates, ``/etc/shadow``'s hash, the journal, the revert
+  file): local changes, carried over by design; ssh keys live in ``/var/home``, outside the merge.
+- Files under ``/usr`` are the deployment's (read-only on a real host): legacy mode cannot deliver them
+  across a deployment; only an image can.
+- Not handled yet: unit enablement. ``systemctl enable`` links under /etc are local additions too; a
+  layered config that disables a unit legacy mode enabled would find the link still there.
 """

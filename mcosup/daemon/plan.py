@@ -23,6 +23,8 @@ from webhooks import names
 REVERT_FILE = "/etc/mco/machineconfig-revert.json"
 #: Where user ``core``'s ssh keys are written (the path the MCO writes before per-file key dirs).
 SSH_KEYS_FILE = f"/home/{CORE_USER}/.ssh/authorized_keys"
+#: Where an ostree deployment keeps its default /etc (the image's /etc): the old side of the /etc merge.
+DEFAULTS_DIR = "/usr"
 #: Contract 6.4 destinations.
 KUBELET_CA_KEY = "kubelet-ca.crt"
 KUBELET_CA_PATH = "/etc/kubernetes/kubelet-ca.crt"
@@ -409,16 +411,25 @@ def needs_revert(node: NodeView, host: HostFacts) -> bool:
     return node.current_image is not None
 
 
+def config_paths(config: HostConfig) -> set[str]:
+    """Every path ``config`` writes: its files, unit files and drop-ins."""
+    paths = {f.path for f in config.files}
+    for unit in config.units:
+        paths.add(unit.path)
+        paths.update(unit.dropin_path(d.name) for d in unit.dropins)
+    return paths
+
+
 def paths_to_read(config: HostConfig | None, applied: Applied | None) -> set[str]:
-    """Paths whose current contents ``plan_config`` compares against."""
+    """Paths whose current contents ``plan_config`` compares against (with the ostree defaults,
+    ``/usr/etc/...``, of the /etc files legacy mode wrote)."""
     paths = {SSH_KEYS_FILE, REVERT_FILE}
-    for cfg in (config, applied.on_disk if applied else None):
-        if cfg is None:
-            continue
-        paths.update(f.path for f in cfg.files)
-        for unit in cfg.units:
-            paths.add(unit.path)
-            paths.update(unit.dropin_path(d.name) for d in unit.dropins)
+    if config is not None:
+        paths |= config_paths(config)
+    if applied is not None and applied.on_disk is not None:
+        written = config_paths(applied.on_disk)
+        paths |= written
+        paths |= {DEFAULTS_DIR + path for path in written if path.startswith("/etc/")}
     return paths
 
 
@@ -524,13 +535,42 @@ def _layered(target: Target, rendered: HostConfig, host: HostFacts) -> tuple[Ste
     steps += _rebase_and_reboot(
         target.image, kargs, host, other_change=False, why=f"boot image {target.image}"
     )
-    record = Applied(
-        config=rendered,
-        mode=names.MODE_LAYERED,
-        image=target.image,
-        on_disk=applied.on_disk if applied else None,
-    )
+    on_disk = applied.on_disk if applied else None
+    reboot = next((i for i, s in enumerate(steps) if isinstance(s, Reboot)), None)
+    if (
+        applied is not None
+        and applied.mode == names.MODE_LEGACY
+        and on_disk is not None
+        and reboot is not None
+    ):
+        # Leaving legacy mode: hand /etc back to the image before booting it (see _give_back_etc).
+        steps[reboot:reboot] = _give_back_etc(on_disk, host)
+        on_disk = None
+    record = Applied(config=rendered, mode=names.MODE_LAYERED, image=target.image, on_disk=on_disk)
     return _finish(steps, record, applied)
+
+
+def _give_back_etc(written: HostConfig, host: HostFacts) -> list[Step]:
+    """Undo legacy mode's writes under /etc so that the image's copies win ostree's /etc merge.
+
+    At the next deployment ostree keeps every /etc file that differs from the booted deployment's default
+    (``/usr/etc``) — content, mode or owner — over the new image's. A file legacy mode wrote would so
+    shadow the image's copy for good (a stale config, or another owner), and one the new config dropped
+    would stay. Each such path goes back to its default (removed when the default has none), after the
+    image is staged (a failed pull takes nothing away) and just before the reboot (the node is drained).
+    """
+    steps: list[Step] = []
+    for path in sorted(config_paths(written)):
+        if not path.startswith("/etc/"):
+            continue
+        default = host.disk.get(DEFAULTS_DIR + path)
+        current = host.disk.get(path)
+        if default is not None and default.mode >= 0:
+            if current != default:
+                steps.append(WriteFile(path, default.contents, default.mode))
+        elif current is not None:
+            steps.append(RemoveFile(path))
+    return steps
 
 
 def _finish(steps: list[Step], record: Applied, applied: Applied | None) -> tuple[Step, ...]:

@@ -214,17 +214,52 @@ def test_layered_identical_target_is_empty() -> None:
     assert plan is not None and plan.steps == ()
 
 
-def test_layered_new_config_and_image_keeps_legacy_files_untouched() -> None:
+def test_opt_in_gives_legacy_etc_files_back_to_the_image_just_before_the_reboot() -> None:
     applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
-    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
+    disk = on_disk(CFG1)
+    # /etc/a.conf overrides a default of the booted deployment: it goes back to that default, so ostree's
+    # /etc merge sees it unchanged and takes the image's copy; the others have no default: removed.
+    disk["/usr/etc/a.conf"] = p.DiskFile(b"stock\n", 0o644)
+    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
     plan = p.plan_config(node(names.MODE_LAYERED, CFG2.name, IMG_B), CFG2, facts)
     assert plan is not None
-    assert not any(
-        isinstance(s, p.WriteFile | p.RemoveFile | p.Systemctl | p.DaemonReload) for s in plan.steps
-    )
+    assert kinds(plan) == [
+        "rebase",
+        "kargs",
+        "write-file",
+        "remove-file",
+        "remove-file",
+        "remove-file",
+        "reboot",
+        "verify-image",
+        "record-applied",
+    ]
+    assert plan.steps[2] == p.WriteFile("/etc/a.conf", b"stock\n", 0o644)
+    assert {s.path for s in plan.steps if isinstance(s, p.RemoveFile)} == {
+        "/etc/old.conf",
+        "/etc/systemd/system/app.service",
+        "/etc/systemd/system/docker.service.d/10-opts.conf",
+    }
+    assert not any(isinstance(s, p.Systemctl | p.DaemonReload) for s in plan.steps)
     assert p.Kargs(append=("mitigations=off",), delete=("nosmt",)) in plan.steps
     record = plan.steps[-1]
-    assert isinstance(record, p.RecordApplied) and record.applied.on_disk == CFG1
+    assert isinstance(record, p.RecordApplied) and record.applied.on_disk is None
+    # What it compares: the /etc files legacy mode wrote and their defaults.
+    assert {"/etc/old.conf", "/usr/etc/old.conf", "/usr/etc/a.conf"} <= p.paths_to_read(CFG2, applied)
+
+
+def test_opt_in_gives_back_nothing_already_at_its_default_and_nothing_once_booted() -> None:
+    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    disk = {**on_disk(CFG1), **{"/usr" + k: v for k, v in on_disk(CFG1).items() if k.startswith("/etc/")}}
+    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
+    plan = p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)
+    assert kinds(plan) == ["rebase", "reboot", "verify-image", "record-applied"]
+    # Booted into the image already (nothing to reboot for): nothing is handed back either.
+    facts = dataclasses.replace(facts, booted=p.Deployment(IMG_A, kargs=("nosmt",)), disk=on_disk(CFG1))
+    assert kinds(p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)) == [
+        "verify-image",
+        "record-applied",
+    ]
 
 
 def test_revert_persists_target_rebases_to_stock_then_reapplies_everything() -> None:
