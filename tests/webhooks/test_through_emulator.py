@@ -1,9 +1,10 @@
-"""The webhook through the emulator's real admission path: ValidatingWebhookConfiguration → HTTPS → server.
+"""The webhook through an API server's admission path: ValidatingWebhookConfiguration → HTTPS → server.
 
+Every case runs twice, with the same assertions: on the emulator, and on a real kube-apiserver (which
+also evaluates the configuration's matchConditions, and reaches the webhook by ``url`` on loopback).
 Self-managed TLS sets it up the way the supervisor does: :func:`reconcile_self_managed` stores the CA and
 serving certificate in a Secret, injects the CA bundle into deploy/webhook.yaml's configuration, and
-writes the serving files the server loads. Facts come from the emulator's store (the supervisor reads
-the same objects from its caches).
+writes the serving files the server loads. Facts come from watch caches, as in the supervisor.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ from mcosup.http.tls import (
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube import resources as R
+from mcosup.kube.cache import Informer
 from mcosup.settings import KubeSettings
+from mcosup.sim.backends import KINDS, Backend, RealBackend, make_backend
+from mcosup.sim.registry import free_port
 from waiting import eventually
 from webhooks import names
 from webhooks.facts import ClusterFacts
@@ -52,16 +56,24 @@ def deploy_configuration() -> dict[str, Any]:
 
 @dataclass
 class Cluster:
-    emulator: Any
+    backend: Backend
     admin: Path
     tmp: Path
     kube: kclient.Kube
     tls: CertFileReloader
     configuration: str
+    dns_names: tuple[str, ...]
+    admin_kube: kclient.Kube
 
     async def kubectl(self, *args: str, stdin: str | None = None) -> tuple[int, str]:
+        # The kubectl of the release under test on the real server; Debian's on the emulator.
+        kubectl = (
+            self.backend.control_plane.binary("kubectl")
+            if isinstance(self.backend, RealBackend)
+            else "kubectl"
+        )
         process = await asyncio.create_subprocess_exec(
-            "kubectl",
+            kubectl,
             "--kubeconfig",
             str(self.admin),
             *args,
@@ -74,10 +86,14 @@ class Cluster:
         return process.returncode, out.decode()
 
     def as_service_account(self, name: str, node_name: str | None = None) -> Path:
-        path: Path = self.emulator.write_kubeconfig_for_service_account(
-            self.tmp / f"{name}-{node_name}.kubeconfig", NS, name, node_name=node_name
+        return self.backend.write_kubeconfig_for_service_account(
+            self.tmp / f"{name}-{node_name}.kubeconfig", NS, name, node_name
         )
-        return path
+
+    async def get(self, resource: R.Resource, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(errors.NotFound):
+            return await self.admin_kube.get(resource, name)
+        return None
 
 
 def machineconfig(name: str, role: str, path: str) -> dict[str, Any]:
@@ -102,52 +118,102 @@ def machineconfig(name: str, role: str, path: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
+@pytest.fixture(params=KINDS)
 async def cluster(
-    emulator: Any, admin_kubeconfig: Path, mco_fixtures: Path, tmp_path: Path
+    request: pytest.FixtureRequest, mco_fixtures: Path, tmp_path: Path
 ) -> AsyncIterator[Cluster]:
-    await emulator.create_object(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}},
-        }
+    port = free_port()
+    backend = make_backend(
+        request.param,
+        workdir=tmp_path,
+        namespace=NS,
+        service=SERVICE,
+        webhook_port=port,
+        startup_seconds=120,
     )
-    for name in ("worker", "master"):
-        pool = yaml.safe_load((mco_fixtures / "objects" / f"{name}.machineconfigpool.yaml").read_text())
-        if name == "worker":
-            pool["metadata"]["labels"][names.LAYERING_ENABLED] = ""
-        await emulator.create_object(pool)
-    configuration = deploy_configuration()
-    await emulator.create_object(configuration)
-
-    def facts() -> ClusterFacts:
-        return ClusterFacts.from_objects(
-            namespace=NS,
-            pools=emulator.list_objects(names.API_VERSION, "machineconfigpools"),
-            machineconfigs=emulator.list_objects(names.API_VERSION, "machineconfigs"),
-            secrets=emulator.list_objects("v1", "secrets", NS),
+    await backend.start()
+    try:
+        for crd in sorted((mco_fixtures / "crds").glob("*.yaml")):
+            await backend.create_object(yaml.safe_load(crd.read_text()))
+        await backend.create_object(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}},
+            }
         )
-
-    supervisor = emulator.write_kubeconfig_for_service_account(
-        tmp_path / "supervisor.kubeconfig", NS, names.SUPERVISOR_SA
-    )
-    async with kclient.connect(KubeSettings(kubeconfig=str(supervisor))) as kube:
-        await reconcile_self_managed(
-            kube,
-            namespace=NS,
-            secret_name=SECRET,
-            webhook_configuration=configuration["metadata"]["name"],
-            dns_names=service_dns_names(SERVICE, NS),
-            cert_file=tmp_path / "tls" / "tls.crt",
-            key_file=tmp_path / "tls" / "tls.key",
-            now=dt.datetime.now(dt.UTC),
+        for doc in yaml.safe_load_all((DEPLOY / "rbac" / "serviceaccounts.yaml").read_text()):
+            await backend.create_object(doc)
+        if backend.installs_rbac:
+            for path in sorted((DEPLOY / "rbac").glob("*.yaml")):
+                if path.name != "serviceaccounts.yaml":
+                    for doc in yaml.safe_load_all(path.read_text()):
+                        await backend.create_object(doc)
+        for name in ("worker", "master"):
+            pool = yaml.safe_load((mco_fixtures / "objects" / f"{name}.machineconfigpool.yaml").read_text())
+            if name == "worker":
+                pool["metadata"]["labels"][names.LAYERING_ENABLED] = ""
+            await backend.create_object(pool)
+        configuration = backend.webhook_configuration(deploy_configuration(), port)
+        await backend.create_object(configuration)
+        admin = backend.write_kubeconfig(tmp_path / "admin.kubeconfig")
+        supervisor = backend.write_kubeconfig_for_service_account(
+            tmp_path / "supervisor.kubeconfig", NS, names.SUPERVISOR_SA
         )
-        tls = CertFileReloader(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
-        app = admission_app(facts, metrics=AdmissionMetrics(CollectorRegistry()))
-        async with serving_tls(app, tls, "127.0.0.1", 0) as port:
-            emulator.service_map[(NS, SERVICE, 443)] = f"127.0.0.1:{port}"
-            yield Cluster(emulator, admin_kubeconfig, tmp_path, kube, tls, configuration["metadata"]["name"])
+        dns_names = (*service_dns_names(SERVICE, NS), *backend.webhook_extra_names)
+        async with (
+            kclient.connect(KubeSettings(kubeconfig=str(supervisor))) as kube,
+            kclient.connect(KubeSettings(kubeconfig=str(admin))) as admin_kube,
+        ):
+            # The supervisor's facts come from its watch caches.
+            caches = [
+                Informer(kube, R.MACHINECONFIGPOOLS),
+                Informer(kube, R.MACHINECONFIGS),
+                Informer(kube, R.SECRETS, namespace=NS),
+            ]
+            pools, machineconfigs, secrets = caches
+
+            def facts() -> ClusterFacts:
+                return ClusterFacts.from_objects(
+                    namespace=NS,
+                    pools=list(pools.items()),
+                    machineconfigs=list(machineconfigs.items()),
+                    secrets=list(secrets.items()),
+                )
+
+            tasks = [asyncio.create_task(c.run()) for c in caches]
+            try:
+                for c in caches:
+                    await c.listed.wait()
+                await reconcile_self_managed(
+                    kube,
+                    namespace=NS,
+                    secret_name=SECRET,
+                    webhook_configuration=configuration["metadata"]["name"],
+                    dns_names=dns_names,
+                    cert_file=tmp_path / "tls" / "tls.crt",
+                    key_file=tmp_path / "tls" / "tls.key",
+                    now=dt.datetime.now(dt.UTC),
+                )
+                tls = CertFileReloader(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
+                app = admission_app(facts, metrics=AdmissionMetrics(CollectorRegistry()))
+                async with serving_tls(app, tls, "127.0.0.1", port):
+                    yield Cluster(
+                        backend,
+                        admin,
+                        tmp_path,
+                        kube,
+                        tls,
+                        configuration["metadata"]["name"],
+                        dns_names,
+                        admin_kube,
+                    )
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await backend.stop()
 
 
 async def test_self_managed_tls_stored_the_secret_and_injected_the_ca(cluster: Cluster) -> None:
@@ -170,7 +236,7 @@ async def test_kubectl_apply_of_an_undeliverable_file_for_a_layered_pool_is_deni
         in out
     )
     assert "MachineConfig 50-var" in out and "/var/lib/x" in out and "layered pool worker" in out
-    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-var") is None
+    assert await cluster.get(R.MACHINECONFIGS, "50-var") is None
 
 
 async def test_the_same_file_for_a_legacy_pool_is_allowed(cluster: Cluster) -> None:
@@ -178,7 +244,7 @@ async def test_the_same_file_for_a_legacy_pool_is_allowed(cluster: Cluster) -> N
         "apply", "-f", "-", stdin=yaml.safe_dump(machineconfig("50-var", "master", "/var/lib/x"))
     )
     assert code == 0, out
-    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-var") is not None
+    assert await cluster.get(R.MACHINECONFIGS, "50-var") is not None
 
 
 async def test_dry_run_server_is_judged_and_writes_nothing(cluster: Cluster) -> None:
@@ -189,7 +255,7 @@ async def test_dry_run_server_is_judged_and_writes_nothing(cluster: Cluster) -> 
     code, out = await cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=allowed)
     assert code == 0, out
     assert "triggers an image build" in out  # kubectl prints the webhook's warning
-    assert cluster.emulator.get_object(names.API_VERSION, "machineconfigs", "50-dry") is None
+    assert await cluster.get(R.MACHINECONFIGS, "50-dry") is None
 
 
 async def create_node(cluster: Cluster, name: str, layered: bool) -> None:
@@ -204,7 +270,7 @@ async def create_node(cluster: Cluster, name: str, layered: bool) -> None:
     }
     if layered:
         annotations[names.DESIRED_IMAGE] = "registry.example.com/os@sha256:" + "a" * 64
-    await cluster.emulator.create_object(
+    await cluster.backend.create_object(
         {
             "apiVersion": "v1",
             "kind": "Node",
@@ -220,7 +286,8 @@ async def test_admin_setting_desired_config_on_a_layered_node_is_denied(cluster:
     )
     assert code != 0
     assert "Node worker-0 is layered" in out and "direct MachineConfig application is blocked" in out
-    node = cluster.emulator.get_object("v1", "nodes", "worker-0")
+    node = await cluster.get(R.NODES, "worker-0")
+    assert node is not None
     assert node["metadata"]["annotations"][names.DESIRED_CONFIG] == "rendered-worker-a"
 
 
@@ -234,14 +301,11 @@ async def test_daemon_of_node_a_patching_node_b_is_denied_and_its_own_node_passe
             await daemon.patch(R.NODES, "worker-0", patch)
         assert "Node worker-0" in denied.value.message and "daemon on node worker-1" in denied.value.message
         await daemon.patch(R.NODES, "worker-1", patch)
-    assert (
-        cluster.emulator.get_object("v1", "nodes", "worker-0")["metadata"]["annotations"][names.STATE]
-        == "Done"
-    )
-    assert (
-        cluster.emulator.get_object("v1", "nodes", "worker-1")["metadata"]["annotations"][names.STATE]
-        == "Working"
-    )
+    states = {
+        n: ((await cluster.get(R.NODES, n)) or {})["metadata"]["annotations"][names.STATE]
+        for n in ("worker-0", "worker-1")
+    }
+    assert states == {"worker-0": "Done", "worker-1": "Working"}
 
 
 async def test_the_supervisors_own_patches_pass(cluster: Cluster) -> None:
@@ -253,7 +317,8 @@ async def test_the_supervisors_own_patches_pass(cluster: Cluster) -> None:
         }
     }
     await cluster.kube.patch(R.NODES, "worker-0", patch)  # the fixture's client is the supervisor's
-    node = cluster.emulator.get_object("v1", "nodes", "worker-0")
+    node = await cluster.get(R.NODES, "worker-0")
+    assert node is not None
     assert node["metadata"]["labels"][names.DAEMON_MODE] == names.MODE_LEGACY
     assert names.DESIRED_IMAGE not in node["metadata"]["annotations"]
 
@@ -303,7 +368,7 @@ async def test_ca_rotation_through_the_configuration_keeps_admission_working(clu
         "namespace": NS,
         "secret_name": SECRET,
         "webhook_configuration": cluster.configuration,
-        "dns_names": service_dns_names(SERVICE, NS),
+        "dns_names": cluster.dns_names,
         "cert_file": cluster.tmp / "tls" / "tls.crt",
         "key_file": cluster.tmp / "tls" / "tls.key",
     }
