@@ -45,7 +45,6 @@ import yaml
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
-from mcosup.kube.cache import Informer
 from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
@@ -61,6 +60,7 @@ from mcosup.sim.backends import Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.kubelet import Kubelet, default_image_rules
 from mcosup.sim.ostreehost import HostKind, create_host
+from mcosup.sim.recorder import Entry, Recorder
 from mcosup.sim.registry import Registry, build_base_image, free_port
 from webhooks import names
 
@@ -387,8 +387,7 @@ class LocalCluster:
             webhook_port=self.webhook_port,
             startup_seconds=config.startup_seconds,
         )
-        #: Every version of every Node seen by a watch from the start: (sequence, event, object).
-        self.node_history: list[tuple[int, str, dict[str, Any]]] = []
+        self._nodes_seen: Recorder | None = None
         #: Every container's output, per (namespace, pod, container): one entry per Pod of that name.
         self.pod_logs: dict[tuple[str, str, str], list[str]] = {}
         self.kubeconfig = self.workdir / "admin.kubeconfig"
@@ -459,7 +458,8 @@ class LocalCluster:
         self.backend.write_kubeconfig(self.kubeconfig)
         self._kube_cm = kclient.connect(KubeSettings(kubeconfig=str(self.kubeconfig), watch_timeout=60))
         self._kube = await self._kube_cm.__aenter__()
-        self._recorder_task = asyncio.create_task(self._record_nodes(), name="node-recorder")
+        self._nodes_seen = Recorder(self._kube, NODES)
+        self._recorder_task = asyncio.create_task(self._nodes_seen.run(), name="node-recorder")
         self.say("installing CRDs, namespace, ServiceAccounts and the build config")
         await self._install()
         self.say(f"creating nodes: {self.config.masters} master, {self.config.workers} worker")
@@ -790,19 +790,14 @@ class LocalCluster:
         repo, _, digest = rest.partition("@")
         return self.registry.manifest_digest(repo, digest) == digest
 
+    @property
+    def node_history(self) -> list[Entry]:
+        """Every version of every Node seen by a watch from the start: (sequence, event, object)."""
+        return self._nodes_seen.history if self._nodes_seen is not None else []
+
     def history_rv(self) -> int:
         """The newest sequence number in :attr:`node_history` (a marker for :func:`most_unavailable`)."""
         return len(self.node_history)
-
-    async def _record_nodes(self) -> None:
-        """Record every Node version a watch shows, from the start, on either control plane."""
-        informer = Informer(self.kube, NODES)
-
-        def record(kind: str, obj: dict[str, Any]) -> None:
-            self.node_history.append((len(self.node_history) + 1, kind, obj))
-
-        informer.subscribe(record)
-        await informer.run()
 
 
 @contextlib.asynccontextmanager

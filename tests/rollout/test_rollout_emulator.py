@@ -2,7 +2,8 @@
 
 Every test asserts on what the cluster shows: node labels/annotations/cordons, the pool's status and
 events, and the emulator's history of every object version (the maxUnavailable cap is checked at
-every recorded instant, not only at the end).
+every recorded instant, not only at the end). The PodDisruptionBudget case runs on a real control plane
+as well, where the disruption controller computes the budget's status and the Eviction API judges by it.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from rollout_harness import (
     FAST,
     IMG,
+    NS,
     R0,
     R1,
     FakeDaemons,
@@ -34,6 +37,8 @@ from rollout_harness import (
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import DAEMONSETS, EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
+from mcosup.sim.backends import KINDS, make_backend
+from mcosup.sim.recorder import Recorder
 from mcosup.supervisor import drain
 from mcosup.supervisor.nodes import RolloutSettings
 from waiting import eventually
@@ -220,9 +225,34 @@ async def test_opt_out_returns_every_node_to_legacy_without_image(
     assert most_unavailable(emulator.history, since=since) == 2
 
 
+@pytest.fixture(params=KINDS)
+async def either(
+    request: pytest.FixtureRequest, mco_fixtures: Path, tmp_path: Path
+) -> AsyncIterator[tuple[kclient.Kube, Path, Recorder]]:
+    """An admin client, kubeconfig and Node recorder on the emulator, then on a real control plane (where
+    the disruption controller computes PDB status and the Eviction API judges by it)."""
+    backend = make_backend(
+        request.param, workdir=tmp_path, namespace=NS, service="unused", webhook_port=0, startup_seconds=120
+    )
+    await backend.start()
+    try:
+        for crd in sorted((mco_fixtures / "crds").glob("*.yaml")):
+            await backend.create_object(yaml.safe_load(crd.read_text()))
+        admin = backend.write_kubeconfig(tmp_path / "admin.kubeconfig")
+        async with connect(admin) as kube:
+            await ensure_namespace(kube)
+            recorder = Recorder(kube, NODES)
+            async with running(recorder.run):
+                await recorder.listed.wait()
+                yield kube, admin, recorder
+    finally:
+        await backend.stop()
+
+
 async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays(
-    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+    either: tuple[kclient.Kube, Path, Recorder],
 ) -> None:
+    kube, admin_kubeconfig, nodes_seen = either
     # The admin's cordon counts as unavailable and keeps one slot for good (as in the MCO).
     await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=2))
     await create_nodes(kube, 3, unschedulable=["w02"])  # w02: cordoned by an admin beforehand
@@ -275,7 +305,7 @@ async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays
         "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "web"}}},
     }
     await kube.create(PDBS, budget, namespace="app")
-    since = last_rv(emulator)
+    since = nodes_seen.mark()
 
     settings = RolloutSettings(
         drain=drain.DrainSettings(timeout=0.5, retry_base=0.05, retry_cap=0.2), resync=5
@@ -322,7 +352,7 @@ async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays
     assert names.CORDONED_BY not in ann(nodes["w02"])
     pods, _ = await kube.list(PODS, namespace="app")
     assert [p["metadata"]["name"] for p in pods] == ["agent-w00"], "DaemonSet pods are not evicted"
-    assert most_unavailable(emulator.history, since=since) <= 2
+    assert most_unavailable(nodes_seen.history, since=since) <= 2
 
 
 async def rolled_out_except_cordon(kube: kclient.Kube, admin_cordoned: set[str]) -> bool:
