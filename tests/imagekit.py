@@ -17,6 +17,7 @@ import tarfile
 import urllib.request
 from collections.abc import Mapping, Sequence
 
+from mcosup.builder.buildplan import build_context
 from mcosup.sim.registry import Registry
 
 
@@ -45,6 +46,18 @@ BOOTABLE: Layer = {
     "etc/group": "root:x:0:\ncore:x:1000:\n",
     "home": Link("var/home"),
 }
+
+
+def config_layer(machineconfig: Mapping[str, object]) -> dict[str, Entry]:
+    """The layer the builder adds for a rendered MachineConfig: its own build context (files, unit
+    files, drop-ins, enablement and mask links), owned by root."""
+    spec = machineconfig["spec"]
+    assert isinstance(spec, Mapping)
+    layer: dict[str, Entry] = {}
+    for entry in build_context(str(machineconfig["metadata"]["name"]), spec):  # type: ignore[index]
+        path = entry.path.lstrip("/")
+        layer[path] = Link(entry.link) if entry.link is not None else (entry.data.decode(), entry.mode)
+    return layer
 
 
 def layer_tar(layer: Layer) -> bytes:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imagekit import BOOTABLE, Layer, push_image
+from imagekit import BOOTABLE, Layer, config_layer, push_image
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import NODES
@@ -122,13 +122,9 @@ def config(name: str, stage: int) -> dict[str, Any]:
     return mc
 
 
-def image_layer(stage: int) -> Layer:
-    """What the builder adds on the stock image for the config of ``stage``: its files, root-owned."""
-    layer: dict[str, Any] = {
-        path.lstrip("/"): texts[stage] for path, texts in CONFIGS.items() if texts[stage] is not None
-    }
-    layer[CONTAINERFILE.lstrip("/")] = "containerfile\n"
-    return layer
+def image_layer(stage: int, name: str) -> Layer:
+    """What the builder adds on the stock image for the config of ``stage``, and a custom file."""
+    return {**config_layer(config(name, stage)), CONTAINERFILE.lstrip("/"): "containerfile\n"}
 
 
 def seen(host: OstreeHost, path: str) -> Want:
@@ -181,18 +177,19 @@ async def test_etc_merge_cases_on_a_real_sysroot(
     emulator: Any,
     admin_kubeconfig: Path,
     node: Node,
-    hosts: Path,
-    registry: Registry,
+    ostree_hosts: Path,
+    image_registry: Registry,
     pull_url: str,
 ) -> None:
     stock_layers = [BOOTABLE, STOCK_ETC]
-    stock = await asyncio.to_thread(push_image, registry, "os/stock", stock_layers)
-    images = [
-        await asyncio.to_thread(push_image, registry, "os/worker", [*stock_layers, image_layer(s)], f"v{s}")
-        for s in (1, 2)
-    ]
-    for stage, name in enumerate(("rendered-legacy", "rendered-layered-1", "rendered-layered-2")):
+    stock = await asyncio.to_thread(push_image, image_registry, "os/stock", stock_layers)
+    stages = ("rendered-legacy", "rendered-layered-1", "rendered-layered-2")
+    images = []
+    for stage, name in enumerate(stages):
         await emulator.create_object(config(name, stage))
+        if stage:
+            layers = [*stock_layers, image_layer(stage, name)]
+            images.append(await asyncio.to_thread(push_image, image_registry, "os/worker", layers, name))
     await emulator.create_object(
         {
             "apiVersion": "v1",
@@ -201,7 +198,7 @@ async def test_etc_merge_cases_on_a_real_sysroot(
             "data": {names.BASE_OS_CONTAINER_IMAGE_KEY: stock},
         }
     )
-    host = await asyncio.to_thread(OstreeHost, hosts / NODE, image=stock, registry=pull_url)
+    host = await asyncio.to_thread(OstreeHost, ostree_hosts / NODE, image=stock, registry=pull_url)
     kubeconfig = emulator.write_kubeconfig_for_service_account(
         admin_kubeconfig.parent / "daemon.kubeconfig", NS, names.DAEMON_SA, node_name=NODE
     )
@@ -213,7 +210,7 @@ async def test_etc_merge_cases_on_a_real_sysroot(
             assert seen(host, path) == (None if legacy is None else (legacy, 0o644, owner)), path
 
         after: list[dict[str, Want]] = []
-        for name, image in zip(("rendered-layered-1", "rendered-layered-2"), images, strict=True):
+        for name, image in zip(stages[1:], images, strict=True):
             await node.target(names.MODE_LAYERED, name, image)
             await node.done(name, image, handle)
             assert host.booted_image() == image

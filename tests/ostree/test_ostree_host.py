@@ -26,9 +26,9 @@ STOCK_EXTRA: Layer = {
 }
 
 
-async def install(hosts: Path, registry: Registry, pull_url: str, *layers: Layer) -> OstreeHost:
-    stock = await asyncio.to_thread(push_image, registry, "os/stock", [BOOTABLE, STOCK_EXTRA, *layers])
-    return await asyncio.to_thread(OstreeHost, hosts / "node", image=stock, registry=pull_url)
+async def install(ostree_hosts: Path, image_registry: Registry, pull_url: str, *layers: Layer) -> OstreeHost:
+    stock = await asyncio.to_thread(push_image, image_registry, "os/stock", [BOOTABLE, STOCK_EXTRA, *layers])
+    return await asyncio.to_thread(OstreeHost, ostree_hosts / "node", image=stock, registry=pull_url)
 
 
 def daemon_view(host: OstreeHost, backend: str = "rpm-ostree") -> LocalHost:
@@ -37,14 +37,14 @@ def daemon_view(host: OstreeHost, backend: str = "rpm-ostree") -> LocalHost:
 
 
 async def test_install_boots_the_stock_image_from_a_real_sysroot(
-    hosts: Path, registry: Registry, pull_url: str
+    ostree_hosts: Path, image_registry: Registry, pull_url: str
 ) -> None:
-    host = await install(hosts, registry, pull_url)
+    host = await install(ostree_hosts, image_registry, pull_url)
     stock = host.booted_image()
     [d] = host.deployments()
     assert d.checksum == host.stock_commit
     assert stock is not None and d.digest == stock.partition("@")[2]
-    assert d.path.parent == hosts / "node/sysroot/ostree/deploy/fcos/deploy"
+    assert d.path.parent == ostree_hosts / "node/sysroot/ostree/deploy/fcos/deploy"
     assert host.kargs() == ["root=/dev/vda4", "rw"]
     # The image's /etc is the commit's default /usr/etc, and the deployment's /etc is made from it.
     assert (d.path / "usr/etc/motd").read_text() == "stock motd\n"
@@ -61,19 +61,19 @@ async def test_install_boots_the_stock_image_from_a_real_sysroot(
     # Deployments are immutable on disk, as ostree leaves them; make_removable undoes that.
     with pytest.raises(PermissionError):
         (d.path / "stray").write_text("x")
-    make_removable(hosts)
-    shutil.rmtree(hosts / "node")
+    make_removable(ostree_hosts)
+    shutil.rmtree(ostree_hosts / "node")
 
 
 async def test_rebase_stages_and_reboot_deploys_the_images_layers_with_the_etc_merge(
-    hosts: Path, registry: Registry, pull_url: str
+    ostree_hosts: Path, image_registry: Registry, pull_url: str
 ) -> None:
-    host = await install(hosts, registry, pull_url)
+    host = await install(ostree_hosts, image_registry, pull_url)
     stock = host.booted_image()
     assert stock is not None
     layered = await asyncio.to_thread(
         push_image,
-        registry,
+        image_registry,
         "os/layered",
         [
             BOOTABLE,
@@ -130,9 +130,9 @@ async def test_rebase_stages_and_reboot_deploys_the_images_layers_with_the_etc_m
 
 
 async def test_kernel_arguments_live_in_the_deployments(
-    hosts: Path, registry: Registry, pull_url: str
+    ostree_hosts: Path, image_registry: Registry, pull_url: str
 ) -> None:
-    host = await install(hosts, registry, pull_url)
+    host = await install(ostree_hosts, image_registry, pull_url)
     view = daemon_view(host)
     await view.kargs(append=["console=ttyS0"], delete=["rw"])
     _, staged = await view.deployments()
@@ -147,12 +147,12 @@ async def test_kernel_arguments_live_in_the_deployments(
 
 
 async def test_bootc_switch_stages_and_status_shows_rollback(
-    hosts: Path, registry: Registry, pull_url: str
+    ostree_hosts: Path, image_registry: Registry, pull_url: str
 ) -> None:
-    host = await install(hosts, registry, pull_url)
+    host = await install(ostree_hosts, image_registry, pull_url)
     stock = host.booted_image()
     other = await asyncio.to_thread(
-        push_image, registry, "os/other", [BOOTABLE, STOCK_EXTRA, {"etc/motd": "other\n"}]
+        push_image, image_registry, "os/other", [BOOTABLE, STOCK_EXTRA, {"etc/motd": "other\n"}]
     )
     view = daemon_view(host, "bootc")
     await view.rebase(other)
@@ -168,12 +168,12 @@ async def test_bootc_switch_stages_and_status_shows_rollback(
 
 
 async def test_images_it_cannot_trust_or_boot_are_refused_with_the_reason(
-    hosts: Path, registry: Registry, pull_url: str
+    ostree_hosts: Path, image_registry: Registry, pull_url: str
 ) -> None:
-    host = await install(hosts, registry, pull_url)
+    host = await install(ostree_hosts, image_registry, pull_url)
     view = daemon_view(host)
     no_kernel = await asyncio.to_thread(
-        push_image, registry, "os/nokernel", [{"usr/lib/os-release": "ID=x\n", "etc/motd": "m\n"}]
+        push_image, image_registry, "os/nokernel", [{"usr/lib/os-release": "ID=x\n", "etc/motd": "m\n"}]
     )
     with pytest.raises(
         HostError, match=r"not a bootable OS image: it lacks /usr/lib/modules/<version>/vmlinuz"
@@ -186,7 +186,7 @@ async def test_images_it_cannot_trust_or_boot_are_refused_with_the_reason(
         await view.rebase("quay.io/other/os@sha256:" + "2" * 64)
     escape = await asyncio.to_thread(
         push_image,
-        registry,
+        image_registry,
         "os/escape",
         [BOOTABLE, {"etc/evil": Link("/tmp")}, {"etc/evil/planted": "x\n"}],
     )
