@@ -124,6 +124,11 @@ CR_PATCH_TYPES = [
 BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
 
 
+def _go_strings(items: Iterable[str]) -> str:
+    """A list of strings the way Go's %#v prints a []string: []string{"a", "b"}."""
+    return "[]string{" + ", ".join(orjson.dumps(i).decode() for i in items) + "}"
+
+
 def timestamp(offset_seconds: float = 0.0) -> str:
     moment = datetime.now(UTC) + timedelta(seconds=offset_seconds)
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -498,11 +503,13 @@ class Emulator:
             if len(parts) == 2:
                 group_doc = discovery.group(self._types, parts[1])
                 if group_doc is None:
-                    raise _no_route()
+                    return _page_not_found()
                 return _json(group_doc)
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise _no_route()
+            return _page_not_found()
+        if discovery.resource_list(self._types, group, version) is None:
+            return _page_not_found()
         if not rest:
             if request.method != "GET":
                 raise errors.method_not_allowed()
@@ -518,7 +525,20 @@ class Emulator:
         target = self._target(group, version, rest)
         dry_run = request.query.getall("dryRun", [])
         if dry_run and any(d != "All" for d in dry_run):
-            raise errors.bad_request(f'dryRun: Unsupported value: {dry_run[0]!r}: supported values: "All"')
+            options_kind = {"PUT": "UpdateOptions", "PATCH": "PatchOptions", "DELETE": "DeleteOptions"}
+            raise errors.invalid(
+                options_kind.get(request.method, "CreateOptions"),
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "field": "dryRun",
+                        "message": f"Unsupported value: {orjson.dumps(dry_run).decode()}: "
+                        'supported values: "All"',
+                    }
+                ],
+            )
         ctx.dry_run = bool(dry_run)
         if watch or _truthy(request.query.get("watch")):
             if request.method != "GET" or (target.name is not None and not watch):
@@ -583,6 +603,11 @@ class Emulator:
                 or patch_type == "apply"
                 or (patch_type == "strategic" and not t.rt.builtin)
             ):
+                if patch_type is None and t.rt.builtin:
+                    # Built-in kinds are routed by go-restful, which refuses the type before any handler.
+                    raise errors.ApiStatusError(
+                        415, "UnsupportedMediaType", "415: Unsupported Media Type", {}
+                    )
                 accepted = list(PATCH_TYPES) if t.rt.builtin else CR_PATCH_TYPES
                 raise errors.unsupported_media_type(request.content_type, accepted)
             try:
@@ -834,6 +859,12 @@ class Emulator:
                 f"version ({api_version})"
             )
         if body.get("kind") and body["kind"] != t.rt.kind:
+            if t.rt.builtin and not t.rt.group:
+                # The core group's decoder tries to convert the object it was given, and cannot.
+                raise errors.bad_request(
+                    f'{body["kind"]} in version "{t.version}" cannot be handled as a {t.rt.kind}: '
+                    f"converting ({t.version}.{body['kind']}) to (core.{t.rt.kind}): unknown conversion"
+                )
             raise errors.bad_request(
                 f"the kind in the data ({body['kind']}) does not match the expected kind ({t.rt.kind})"
             )
@@ -878,8 +909,8 @@ class Emulator:
         name = str(meta["name"])
         self._validate_name(rt, name)
         if meta.get("resourceVersion") not in (None, "", "0"):
-            # etcd's store refuses it; the handler answers with a 500, as here.
-            raise errors.internal("resourceVersion should not be set on objects to be created")
+            # etcd's store refuses it with a plain error: a 500 without reason or details.
+            raise errors.storage("resourceVersion should not be set on objects to be created")
         for key in (
             "resourceVersion",
             "deletionTimestamp",
@@ -927,22 +958,26 @@ class Emulator:
                 rt,
                 name,
                 "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-                "alphabetic character, and end with an alphanumeric character (regex used for validation "
-                "is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+                "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or "
+                "'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
             )
+        # The wording and examples of apimachinery's validation messages (its RegexError).
         if rt.kind == "Namespace":
-            ok, what = bool(_LABEL.match(name)) and len(name) <= 63, "RFC 1123 label"
-            regex = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-        else:
-            ok, what = bool(_SUBDOMAIN.match(name)) and len(name) <= 253, "RFC 1123 subdomain"
-            regex = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-        if not ok:
-            _invalid_name(
-                rt,
-                name,
-                f"a lowercase {what} must consist of lower case alphanumeric characters, '-' or '.', and "
-                f"must start and end with an alphanumeric character (regex used for validation is '{regex}')",
+            ok = bool(_LABEL.match(name)) and len(name) <= 63
+            message = (
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and "
+                "must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex "
+                "used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
             )
+        else:
+            ok = bool(_SUBDOMAIN.match(name)) and len(name) <= 253
+            message = (
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
+                "'.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used "
+                r"for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            )
+        if not ok:
+            _invalid_name(rt, name, message)
 
     def _check_namespace_open(self, rt: ResourceType, namespace: str, name: str) -> None:
         ns = self.store.get(("", "namespaces"), None, namespace)
@@ -977,6 +1012,7 @@ class Emulator:
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj
+        obj = validation.omit_empty(rt.kind, obj)
         bad_time = validation.undecodable_time(rt.kind, obj)
         if bad_time is not None:
             raise errors.bad_request(
@@ -1130,20 +1166,16 @@ class Emulator:
             if old_meta.get("deletionTimestamp"):
                 added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
                 if added:
-                    raise errors.invalid(
-                        rt.kind,
-                        rt.group,
-                        old_meta["name"],
-                        [
-                            {
-                                "reason": "FieldValueForbidden",
-                                "field": "metadata.finalizers",
-                                "message": "Forbidden: no new finalizers can be added "
-                                "if the object is being deleted, "
-                                f"found new finalizers {sorted(added)}",
-                            }
-                        ],
-                    )
+                    cause = {
+                        "reason": "FieldValueForbidden",
+                        "field": "metadata.finalizers",
+                        "message": "Forbidden: no new finalizers can be added "
+                        "if the object is being deleted, "
+                        f"found new finalizers {_go_strings(sorted(added))}",
+                    }
+                    # The real store checks object metadata twice (its own BeforeUpdate and the kind's
+                    # strategy), so the cause comes twice; the message says it once.
+                    raise errors.invalid(rt.kind, rt.group, old_meta["name"], [cause, dict(cause)])
         meta["resourceVersion"] = old_meta["resourceVersion"]
         new["metadata"] = meta
         new["apiVersion"] = t.api_version
@@ -1177,7 +1209,11 @@ class Emulator:
             try:
                 if patch_type == "merge":
                     if not isinstance(patch, dict):
-                        raise patching.PatchError("a merge patch must be a JSON object", code=400)
+                        raise patching.PatchError(
+                            f"error decoding patch: json: cannot unmarshal {patching.go_json_type(patch)} "
+                            "into Go value of type map[string]interface {}",
+                            code=400,
+                        )
                     result = patching.merge_patch(current, patch)
                 elif patch_type == "json":
                     result = patching.json_patch(current, patch)
@@ -1186,7 +1222,11 @@ class Emulator:
             except patching.PatchError as exc:
                 if exc.code == 400:
                     raise errors.bad_request(str(exc)) from None
-                raise errors.ApiStatusError(422, "Invalid", str(exc)) from None
+                # The real server keeps why a patch does not apply to itself: a generic 422.
+                log.debug("emulator: patch of %s does not apply: %s", t.name, exc)
+                raise errors.ApiStatusError(
+                    422, "Invalid", "the server rejected our request due to an error in our request", {}
+                ) from None
             if not isinstance(result, dict):
                 raise errors.bad_request("the patch did not produce an object")
             if result.get("apiVersion") != t.api_version or result.get("kind") != t.rt.kind:
@@ -1194,7 +1234,10 @@ class Emulator:
             if not isinstance(result.get("metadata"), dict):
                 raise errors.bad_request("the patch removed metadata")
             if result["metadata"].get("name") != old["metadata"]["name"]:
-                raise errors.bad_request("the patch must not change metadata.name")
+                raise errors.bad_request(
+                    f"the name of the object ({result['metadata'].get('name')}) does not match the name "
+                    f"on the URL ({old['metadata']['name']})"
+                )
             return result
 
         return await self._write_loop(t, ctx, None, apply)
@@ -1263,7 +1306,10 @@ class Emulator:
             and not meta.get("finalizers")
             and not meta.get("deletionGracePeriodSeconds")
         ):
-            return self._remove(rt, old)
+            # The writer is answered with the object as it wrote it (no finalizers left).
+            removed = self._remove(rt, old)
+            rv = removed["metadata"]["resourceVersion"]
+            return {**new, "metadata": {**meta, "resourceVersion": rv}}
         stored = self.store.commit(rt.key, new, MODIFIED, old)
         if rt.kind == "CustomResourceDefinition" and rt.builtin:
             self._register_crd(stored)
@@ -1337,12 +1383,34 @@ class Emulator:
             {"kind": "DeleteOptions", "apiVersion": "meta.k8s.io/v1", **options},
         )
         if ctx.dry_run:
-            return _as_version(old, t.api_version)
+            waits = rt.builtin and (
+                rt.kind == "Namespace" or (rt.kind == "Pod" and self._pod_waits_for_kubelet(old, None))
+            )
+            would_remove = not meta.get("finalizers") and not waits
+            return self._deleted_answer(t, old, removed=would_remove)
         current = self.store.get(rt.key, t.namespace, t.name)
         if current is None:
             raise errors.not_found(rt.plural, rt.group, t.name)
         result = self._delete_now(rt, current, options)
-        return _as_version(result, t.api_version)
+        # Removed by this call itself, not by a finalizer's owner a moment later.
+        removed = not result["metadata"].get("deletionTimestamp")
+        return self._deleted_answer(t, result, removed=removed)
+
+    def _deleted_answer(self, t: Target, obj: dict[str, Any], *, removed: bool) -> dict[str, Any]:
+        """What a DELETE answers: the object, unless it is gone and its kind answers with a Status.
+
+        The real registry returns the last state of the object while deletion waits (finalizers, a
+        graceful Pod) and for the kinds whose store sets ``ReturnDeletedObject``; every other kind gets
+        a ``Status`` of Success naming what was deleted.
+        """
+        if not removed or t.rt.returns_deleted_object:
+            return _as_version(obj, t.api_version)
+        details: dict[str, Any] = {"name": obj["metadata"]["name"]}
+        if t.rt.group:
+            details["group"] = t.rt.group
+        details["kind"] = t.rt.plural
+        details["uid"] = obj["metadata"].get("uid", "")
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
     async def _delete_collection(self, t: Target, ctx: Ctx, body: Any) -> dict[str, Any]:
         labels, fields = self._selectors(t, ctx.query)
@@ -1386,14 +1454,19 @@ class Emulator:
             )
         uid = str(meta.get("uid", ""))
         finalizers = list(meta.get("finalizers") or [])
-        has_dependents = bool(self.store.dependents.get(uid))
-        if propagation == "Orphan" and has_dependents:
-            self._orphan_dependents(uid)
-        if propagation == "Foreground" and has_dependents and "foregroundDeletion" not in finalizers:
-            finalizers.append("foregroundDeletion")
         if rt.kind == "Namespace" and rt.builtin:
             return self._delete_namespace(obj)
-        if rt.kind == "Pod" and rt.builtin:
+        # As the real store does, whether or not there are dependents: the policy becomes a finalizer
+        # on the owner, which the garbage collector (here: at once, below) acts on and removes.
+        gc_finalizer = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(propagation)
+        is_pod = rt.kind == "Pod" and rt.builtin
+        if is_pod and propagation == "Orphan":
+            self._orphan_dependents(uid)
+        elif is_pod and propagation == "Foreground" and self.store.dependents.get(uid):
+            finalizers.append("foregroundDeletion")
+        elif gc_finalizer and not is_pod and gc_finalizer not in finalizers:
+            finalizers.append(gc_finalizer)
+        if is_pod:
             grace = options.get("gracePeriodSeconds")
             if grace is None:
                 grace = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
@@ -1425,10 +1498,17 @@ class Emulator:
             new_meta.setdefault("deletionGracePeriodSeconds", 0)
             new = {**obj, "metadata": new_meta}
             stored = self.store.commit(rt.key, new, MODIFIED, obj)
+            if "orphan" in finalizers:
+                self._orphan_dependents(uid)
+                rest = [f for f in finalizers if f != "orphan"]
+                done_meta = {**new_meta, "finalizers": rest}
+                if not rest:
+                    done_meta.pop("finalizers")
+                self._commit_update(rt, {**stored, "metadata": done_meta}, stored)
             if "foregroundDeletion" in finalizers:
                 self._delete_dependents(uid, "Foreground")
-                latest = self.store.by_uid_get(uid)
-                return latest[1] if latest else stored
+                self._maybe_finish_foreground(uid)
+            # The caller is answered with the object as the delete left it, finalizers and all.
             return stored
         return self._remove(rt, obj)
 
@@ -1821,6 +1901,11 @@ class Emulator:
 def _truthy(value: str | None) -> bool:
     """A boolean query parameter, parsed as Go's strconv.ParseBool does for the apiserver."""
     return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
+def _page_not_found() -> web.Response:
+    """A path no API group serves: the real server's mux answers in plain text, not with a Status."""
+    return web.Response(status=404, text="404 page not found\n", content_type="text/plain", charset="utf-8")
 
 
 def _no_route() -> errors.ApiStatusError:

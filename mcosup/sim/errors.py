@@ -35,10 +35,11 @@ def status_body(
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": reason,
         "code": code,
     }
-    if details:
+    if reason:  # a bare error from the storage layer carries no reason, as on the real server
+        body["reason"] = reason
+    if details is not None:  # an empty StatusDetails is sent as {}
         body["details"] = details
     return body
 
@@ -113,9 +114,14 @@ def conflict(resource: str, group: str, name: str, why: str | None = None) -> Ap
 def invalid(kind: str, group: str, name: str, causes: list[dict[str, str]]) -> ApiStatusError:
     """422 Invalid; each cause has `field`, `reason` (FieldValueInvalid, ...) and `message`."""
     qualified_kind = f"{kind}.{group}" if group else kind
-    rendered = [f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes]
+    # Like field.ErrorList.ToAggregate: the message names each distinct error once.
+    rendered = list(
+        dict.fromkeys(f"{c['field']}: {c['message']}" if c.get("field") else c["message"] for c in causes)
+    )
     joined = rendered[0] if len(rendered) == 1 else "[" + ", ".join(rendered) + "]"
-    details: dict[str, Any] = {"name": name, "kind": kind, "causes": causes}
+    details: dict[str, Any] = {"kind": kind, "causes": causes}
+    if name:  # omitted when empty, as Go's omitempty does
+        details["name"] = name
     if group:
         details["group"] = group
     return ApiStatusError(422, "Invalid", f'{qualified_kind} "{name}" is invalid: {joined}', details)
@@ -168,6 +174,11 @@ def forbidden(message: str, resource: str = "", group: str = "", name: str = "")
 
 def unauthorized() -> ApiStatusError:
     return ApiStatusError(401, "Unauthorized", "Unauthorized")
+
+
+def storage(message: str) -> ApiStatusError:
+    """A plain error of the storage layer: the real server answers 500 with no reason and no details."""
+    return ApiStatusError(500, "", message)
 
 
 def internal(message: str) -> ApiStatusError:

@@ -132,13 +132,38 @@ def _remove(doc: Any, path: str) -> Any:
     return doc
 
 
+def go_json_type(value: Any) -> str:
+    """How Go's encoding/json names a JSON value's type in its unmarshalling errors."""
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"
+
+
 def json_patch(target: Any, operations: Any) -> Any:
+    # The apiserver decodes the patch into a list of operations first: its errors are 400s.
     if not isinstance(operations, list):
-        raise PatchError("a JSON patch must be a list of operations", code=400)
+        raise PatchError(
+            f"error decoding patch: json: cannot unmarshal {go_json_type(operations)} "
+            "into Go value of type []handlers.jsonPatchOp",
+            code=400,
+        )
+    for op in operations:
+        if not isinstance(op, dict) and op is not None:
+            raise PatchError(
+                f"error decoding patch: json: cannot unmarshal {go_json_type(op)} "
+                "into Go value of type handlers.jsonPatchOp",
+                code=400,
+            )
     doc = copy.deepcopy(target)
     for op in operations:
         if not isinstance(op, dict) or "op" not in op or "path" not in op:
-            raise PatchError(f"invalid JSON patch operation {op!r}: it needs 'op' and 'path'", code=400)
+            raise PatchError(f"invalid JSON patch operation {op!r}: it needs 'op' and 'path'")
         kind, path = op["op"], op["path"]
         if kind == "add":
             doc = _add(doc, path, copy.deepcopy(op.get("value")))
@@ -165,7 +190,7 @@ def json_patch(target: Any, operations: Any) -> Any:
             if _get(doc, path) != op.get("value"):
                 raise PatchError(f"testing value {path} failed")
         else:
-            raise PatchError(f"Unexpected kind: {kind}", code=400)
+            raise PatchError(f"Unexpected kind: {kind}")
     return doc
 
 

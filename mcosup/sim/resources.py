@@ -52,9 +52,20 @@ class ResourceType:
     def served_versions(self) -> tuple[str, ...]:
         return self.versions or (self.version,)
 
+    @property
+    def returns_deleted_object(self) -> bool:
+        """A DELETE that removes the object answers with it (else with a Status), per the real registry."""
+        return not self.builtin or self.plural in _RETURN_DELETED
+
     def subresources(self) -> tuple[str, ...]:
         subs = ("status",) if self.status_subresource else ()
         return subs + self.extra_subresources
+
+
+# The built-in resources whose registry store sets ReturnDeletedObject (checked against kube-apiserver).
+_RETURN_DELETED = frozenset(
+    {"pods", "serviceaccounts", "services", "namespaces", "customresourcedefinitions"}
+)
 
 
 def _builtin(

@@ -236,6 +236,11 @@ def parse_field_selector(text: str | None, kind: str) -> FieldSelector:
             raise errors.bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         field = field.strip()
         if field not in allowed:
-            raise errors.bad_request(f"field label not supported: {field}")
+            if kind in FIELDS_BY_KIND:  # kinds with a field label conversion of their own
+                raise errors.bad_request(f"field label not supported: {field}")
+            # The default conversion, for every other kind.
+            raise errors.bad_request(
+                f'"{field}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+            )
         reqs.append(FieldRequirement(field, negate, value.strip()))
     return FieldSelector(tuple(reqs))

@@ -503,7 +503,21 @@ def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str
             return view
 
         old_spec = old.get("spec") or {}
-        if mutable_view(spec) != mutable_view(old_spec):
+        new_containers, old_containers = spec.get("containers"), old_spec.get("containers")
+        if (
+            isinstance(new_containers, list)
+            and isinstance(old_containers, list)
+            and len(new_containers) != len(old_containers)
+        ):
+            # The apiserver stops at this one, before comparing the rest of the spec.
+            causes.append(
+                {
+                    "reason": "FieldValueForbidden",
+                    "field": "spec.containers",
+                    "message": "Forbidden: pod updates may not add or remove containers",
+                }
+            )
+        elif mutable_view(spec) != mutable_view(old_spec):
             causes.append(
                 {
                     "reason": "FieldValueForbidden",
@@ -515,6 +529,29 @@ def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str
                 }
             )
     return causes
+
+
+# Go's omitempty ------------------------------------------------------------------------------------
+
+# Maps and lists of built-in kinds that a typed server drops when empty (`omitempty` in the Go types).
+_OMIT_EMPTY: dict[str, tuple[str, ...]] = {
+    "ConfigMap": ("data", "binaryData"),
+    "Secret": ("data", "stringData"),
+}
+_OMIT_EMPTY_META = ("labels", "annotations", "finalizers", "ownerReferences")
+
+
+def omit_empty(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without the empty maps and lists a built-in kind's Go type would not serialise."""
+    meta = obj.get("metadata")
+    drop = [k for k in _OMIT_EMPTY.get(kind, ()) if obj.get(k) in ({}, [])]
+    drop_meta = [k for k in _OMIT_EMPTY_META if isinstance(meta, dict) and meta.get(k) in ({}, [])]
+    if not drop and not drop_meta:
+        return obj
+    out = {k: v for k, v in obj.items() if k not in drop}
+    if drop_meta and isinstance(meta, dict):
+        out["metadata"] = {k: v for k, v in meta.items() if k not in drop_meta}
+    return out
 
 
 # Timestamps -----------------------------------------------------------------------------------------

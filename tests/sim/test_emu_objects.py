@@ -53,15 +53,16 @@ async def test_discovery(api: Api) -> None:
     assert mco_resources["machineconfigpools"]["shortNames"] == ["mcp"]
     assert "machineconfigpools/status" in mco_resources
     assert "machineconfigs/status" not in mco_resources
-    status, body = await api.get("/apis/nothing.example.com/v1/things")
-    assert (status, body["reason"]) == (404, "NotFound")
+    # A group nobody serves is a plain-text 404 from the server's mux, as on a real server.
+    assert (await api.get("/apis/nothing.example.com/v1/things")) == (404, "404 page not found\n")
 
 
 async def test_create_sets_server_metadata_and_namespace_from_the_url(api: Api) -> None:
     status, body = await api.post(CMS, {**cm("a"), "metadata": {"name": "a", "resourceVersion": "99"}})
-    assert (status, body["message"]) == (
+    assert (status, body["message"], "reason" in body) == (
         500,
-        "Internal error occurred: resourceVersion should not be set on objects to be created",
+        "resourceVersion should not be set on objects to be created",
+        False,
     )
     status, created = await api.post(CMS, cm("a", k="v"))
     assert status == 201
@@ -252,7 +253,7 @@ async def test_label_and_field_selectors_on_lists(api: Api) -> None:
     assert (status, body["reason"], body["message"]) == (
         400,
         "BadRequest",
-        "field label not supported: data.x",
+        '"data.x" is not a known field selector: only "metadata.name", "metadata.namespace"',
     )
 
 
@@ -390,8 +391,8 @@ async def test_dry_run_writes_nothing(api: Api, emulator: Emulator) -> None:
     assert (await api.delete(f"{CMS}/d", dryRun="All"))[0] == 200
     assert (await api.get(f"{CMS}/d"))[1]["data"] == {"k": "1"}
     assert len(emulator.history) == writes
-    status, _ = await api.post(CMS, cm("e"), dryRun="Some")
-    assert status == 400
+    status, body = await api.post(CMS, cm("e"), dryRun="Some")
+    assert (status, body["details"]["kind"]) == (422, "CreateOptions")
 
 
 async def test_graceful_pod_deletion_waits_for_the_kubelet(api: Api) -> None:

@@ -85,7 +85,13 @@ def test_pod_field_selectors(selector: str, matches: bool) -> None:
 def test_unsupported_field_label_is_the_servers_400() -> None:
     with pytest.raises(errors.ApiStatusError) as info:
         selectors.parse_field_selector("spec.nodeName=n1", "ConfigMap")
-    assert (info.value.code, info.value.message) == (400, "field label not supported: spec.nodeName")
+    assert (info.value.code, info.value.message) == (
+        400,
+        '"spec.nodeName" is not a known field selector: only "metadata.name", "metadata.namespace"',
+    )
+    with pytest.raises(errors.ApiStatusError) as info:
+        selectors.parse_field_selector("spec.containers=x", "Pod")
+    assert (info.value.code, info.value.message) == (400, "field label not supported: spec.containers")
 
 
 # Patches ------------------------------------------------------------------------------------------

@@ -1,0 +1,503 @@
+"""Conformance probes: each asks the emulator and the real kube-apiserver the same things, and compares.
+
+Every probe returns what a client saw (codes, masked bodies, events, kubectl output). A probe whose
+answers are equal is asserted equal; a difference that is not fixed in the emulator is pinned by a
+test named in the known-differences table of ``mcosup/sim/README.md``, which asserts both answers, so
+it is noticed the day either side changes.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from emu_http import Api
+from emu_sides import Side, diff, mask, unique
+
+from mcosup.sim.apiserver import Emulator
+from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
+
+Probe = Callable[[Side], Awaitable[Any]]
+
+
+@dataclass
+class Sides:
+    emulator: Side
+    real: Side
+    ns: str
+
+    async def run(self, probe: Probe) -> tuple[Any, Any]:
+        """The probe's answer from the emulator, then from the real server."""
+        return await probe(self.emulator), await probe(self.real)
+
+    async def same(self, probe: Probe) -> Any:
+        """Run the probe on both; the answers must be equal. Returns the answer."""
+        emu, real = await self.run(probe)
+        assert emu == real, "emulator (-) and real (+) differ:\n" + diff(emu, real)
+        return real
+
+
+@pytest.fixture
+async def sides(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Sides]:
+    ns = unique()
+    async with Emulator() as emu, aiohttp.ClientSession() as session:
+        # The same user name on both, so what webhooks and errors say about the caller can be compared.
+        emu_api = Api(
+            session,
+            emu.url,
+            ssl.create_default_context(cafile=str(emu.ca_path)),
+            emu.add_token(ADMIN_USER, ["system:masters"]),
+        )
+        real_api = Api(
+            session,
+            control_plane.url,
+            ssl.create_default_context(cadata=control_plane.ca_pem.decode()),
+            control_plane.admin_token,
+        )
+        kubectl = control_plane.binary("kubectl")
+        both = Sides(
+            Side(
+                "emulator",
+                emu_api,
+                emu.write_kubeconfig(tmp_path / "emulator.kubeconfig", user=ADMIN_USER),
+                kubectl,
+                real=False,
+            ),
+            Side(
+                "real",
+                real_api,
+                control_plane.write_kubeconfig(tmp_path / "real.kubeconfig"),
+                kubectl,
+                real=True,
+            ),
+            ns,
+        )
+        for side in (both.emulator, both.real):
+            await side.namespace(ns)
+        try:
+            yield both
+        finally:
+            # The real server is shared by the whole session: leave nothing of this test behind.
+            for path in reversed(both.real.cleanup):
+                await real_api.call("DELETE", path)
+            await real_api.call("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def cm(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name}
+    if labels:
+        meta["labels"] = labels
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+# --------------------------------------------------------------------------------- objects and 409
+
+
+async def test_create_get_and_already_exists(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        return [
+            await side.answer("POST", cms, cm("a", k="v")),
+            await side.answer("GET", f"{cms}/a"),
+            await side.answer("POST", cms, cm("a")),
+            await side.answer("GET", f"{cms}/missing"),
+            await side.answer("POST", cms, {**cm("b"), "metadata": {"name": "b", "resourceVersion": "7"}}),
+        ]
+
+    await sides.same(probe)
+
+
+async def test_update_conflicts_on_a_stale_resource_version(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        created = await side.ok("POST", cms, cm("a", k="1"))
+        rv = created["metadata"]["resourceVersion"]
+        first = await side.ok("PUT", f"{cms}/a", {**created, "data": {"k": "2"}})
+        stale = await side.answer("PUT", f"{cms}/a", {**created, "data": {"k": "3"}})
+        # No resourceVersion: an unconditional update, allowed for ConfigMaps.
+        unconditional = await side.answer("PUT", f"{cms}/a", cm("a", k="4"))
+        current = await side.ok("GET", f"{cms}/a")
+        same = await side.ok("PUT", f"{cms}/a", current)
+        return {
+            "first_moved": first["metadata"]["resourceVersion"] != rv,
+            "stale": stale,
+            "unconditional": unconditional,
+            "no_op_keeps_rv": same["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"],
+            "missing": await side.answer("PUT", f"{cms}/nope", cm("nope")),
+            "name_mismatch": await side.answer("PUT", f"{cms}/a", cm("b")),
+        }
+
+    await sides.same(probe)
+
+
+async def test_generate_name(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}
+        status, created, _ = await side.api.call("POST", cms, body)
+        name = created["metadata"]["name"]
+        return {
+            "create": (status, mask(created)),
+            "suffix_alphabet": set(name[4:]) <= set("bcdfghjklmnpqrstvwxz2456789"),
+            "get": await side.answer("GET", f"{cms}/{name}"),
+            "no_name": await side.answer(
+                "POST", cms, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}
+            ),
+        }
+
+    await sides.same(probe)
+
+
+async def test_status_error_bodies(sides: Sides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        cms = f"/api/v1/namespaces/{ns}/configmaps"
+        return {
+            "unknown_group": await side.answer("GET", "/apis/nothing.example.com/v1/things"),
+            "unknown_resource": await side.answer("GET", "/api/v1/namespaces/default/nothings"),
+            "missing_namespace": await side.answer(
+                "POST", "/api/v1/namespaces/absent-ns-x/configmaps", cm("a")
+            ),
+            "wrong_kind": await side.answer(
+                "POST", cms, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}
+            ),
+            "bad_name": await side.answer("POST", cms, cm("Not_Valid")),
+            "namespace_mismatch": await side.answer(
+                "POST", cms, {**cm("a"), "metadata": {"name": "a", "namespace": "other"}}
+            ),
+            "unsupported_field": await side.answer("GET", f"{cms}?fieldSelector=data.k%3Dv"),
+            "delete_missing": await side.answer("DELETE", f"{cms}/none"),
+            "delete_uid_precondition": await side.answer(
+                "DELETE", f"{cms}/none", {"preconditions": {"uid": "x"}}
+            ),
+            "unknown_patch_type": await side.answer(
+                "PATCH", f"{cms}/none", {}, content_type="application/x-unknown"
+            ),
+        }
+
+    await sides.same(probe)
+
+
+async def test_dry_run(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        made = await side.answer("POST", cms + "?dryRun=All", cm("d", k="1"))
+        after = await side.answer("GET", f"{cms}/d")
+        await side.ok("POST", cms, cm("d", k="1"))
+        patched = await side.answer(
+            "PATCH", f"{cms}/d?dryRun=All", {"data": {"k": "2"}}, content_type="application/merge-patch+json"
+        )
+        deleted = await side.answer("DELETE", f"{cms}/d?dryRun=All")
+        return [
+            made,
+            after,
+            patched,
+            deleted,
+            await side.answer("GET", f"{cms}/d"),
+            await side.answer("POST", cms + "?dryRun=Some", cm("e")),
+        ]
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- selectors
+
+
+async def test_label_selectors(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+    selectors = [
+        "app=web",
+        "app==web",
+        "app!=web",
+        "app in (web,db)",
+        "app notin (web)",
+        "app",
+        "!app",
+        "app=web,tier=front",
+        "tier",
+        "tier!=front",
+        "",
+        "app in ()",
+    ]
+
+    async def probe(side: Side) -> Any:
+        for name, labels in [
+            ("a", {"app": "web", "tier": "front"}),
+            ("b", {"app": "web"}),
+            ("c", {"app": "db"}),
+            ("d", {}),
+        ]:
+            await side.ok("POST", cms, cm(name, labels))
+        answers = {}
+        for selector in selectors:
+            status, out, _ = await side.api.call("GET", cms, params={"labelSelector": selector})
+            names = (
+                [i["metadata"]["name"] for i in out["items"] if i["metadata"]["name"] != "kube-root-ca.crt"]
+                if status == 200
+                else mask(out)
+            )
+            answers[selector] = (status, names)
+        return answers
+
+    await sides.same(probe)
+
+
+async def test_field_selectors(sides: Sides) -> None:
+    ns = sides.ns
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    selectors = [
+        "metadata.name=a",
+        "metadata.name!=a",
+        f"metadata.namespace={ns}",
+        "spec.nodeName=n1",
+        "spec.nodeName=",
+        "status.phase=Running",
+        "status.phase!=Running",
+        "spec.nodeName=n1,metadata.name=b",
+        "spec.restartPolicy=Always",
+        "spec.schedulerName=default-scheduler",
+        "status.podIP=",
+        "metadata.labels=x",
+        "spec.containers=x",
+    ]
+
+    async def probe(side: Side) -> Any:
+        for name, node in [("a", "n1"), ("b", "n1"), ("c", None)]:
+            spec: dict[str, Any] = {"containers": [{"name": "c", "image": "i"}]}
+            if node:
+                spec["nodeName"] = node
+            await side.ok(
+                "POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+            )
+        await side.ok(
+            "PATCH",
+            f"{pods}/a/status",
+            {"status": {"phase": "Running"}},
+            content_type="application/merge-patch+json",
+        )
+        answers = {}
+        for selector in selectors:
+            status, out, _ = await side.api.call("GET", pods, params={"fieldSelector": selector})
+            answers[selector] = (
+                (status, [i["metadata"]["name"] for i in out["items"]])
+                if status == 200
+                else (status, mask(out))
+            )
+        return answers
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- patches
+
+
+async def test_merge_json_and_strategic_patches_on_a_config_map(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def patch(side: Side, body: Any, kind: str) -> Any:
+        content_type = f"application/{'strategic-merge' if kind == 'strategic' else kind}-patch+json"
+        return await side.answer("PATCH", f"{cms}/p", body, content_type=content_type)
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", cms, cm("p", {"a": "1"}, x="1", y="2"))
+        return [
+            await patch(side, {"data": {"x": None, "z": "3"}, "metadata": {"labels": {"b": "2"}}}, "merge"),
+            await patch(side, [{"op": "replace", "path": "/data/y", "value": "22"}], "json"),
+            await patch(side, [{"op": "test", "path": "/data/y", "value": "nope"}], "json"),
+            await patch(side, [{"op": "remove", "path": "/data/absent"}], "json"),
+            await patch(
+                side,
+                [
+                    {"op": "add", "path": "/data/w", "value": "4"},
+                    {"op": "move", "from": "/data/w", "path": "/data/v"},
+                ],
+                "json",
+            ),
+            await patch(
+                side,
+                {"data": {"y": None}, "metadata": {"labels": {"$patch": "replace", "c": "3"}}},
+                "strategic",
+            ),
+            await patch(side, {"not": "a list"}, "json"),
+            await patch(side, [{"op": "bogus", "path": "/data"}], "json"),
+            await patch(side, ["x"], "merge"),
+            await patch(side, {"metadata": {"name": "renamed"}}, "merge"),
+            await side.answer(
+                "PATCH", f"{cms}/absent", {"data": {}}, content_type="application/merge-patch+json"
+            ),
+        ]
+
+    await sides.same(probe)
+
+
+async def test_strategic_merge_patch_on_pod_containers(sides: Sides) -> None:
+    pods = f"/api/v1/namespaces/{sides.ns}/pods"
+
+    async def probe(side: Side) -> Any:
+        spec = {"containers": [{"name": "a", "image": "i:1"}, {"name": "b", "image": "j:1"}]}
+        await side.ok(
+            "POST", pods, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}
+        )
+        status, out, _ = await side.api.call(
+            "PATCH",
+            f"{pods}/p",
+            {"metadata": {"labels": {"l": "1"}}, "spec": {"containers": [{"name": "b", "image": "j:2"}]}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        merged = [(c["name"], c["image"]) for c in out["spec"]["containers"]]
+        status2, out2, _ = await side.api.call(
+            "PATCH",
+            f"{pods}/p",
+            {"spec": {"containers": [{"name": "b", "image": "j:3"}]}},
+            content_type="application/merge-patch+json",
+        )
+        return {
+            "strategic": (status, merged, out["metadata"]["labels"]),
+            # A merge patch replaces the whole list, and a Pod's containers cannot be added or removed.
+            "merge": (status2, mask(out2)),
+        }
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- finalizers, GC
+
+
+async def test_finalizers_and_deletion_timestamp(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", cms, {**cm("f"), "metadata": {"name": "f", "finalizers": ["example.com/hold"]}})
+        deleting = await side.answer("DELETE", f"{cms}/f")
+        again = await side.answer("DELETE", f"{cms}/f")
+        add = await side.answer(
+            "PATCH",
+            f"{cms}/f",
+            {"metadata": {"finalizers": ["example.com/hold", "example.com/new"]}},
+            content_type="application/merge-patch+json",
+        )
+        change_data = await side.answer(
+            "PATCH", f"{cms}/f", {"data": {"k": "v"}}, content_type="application/merge-patch+json"
+        )
+        clear_ts = await side.answer(
+            "PATCH",
+            f"{cms}/f",
+            {"metadata": {"deletionTimestamp": None}},
+            content_type="application/merge-patch+json",
+        )
+        release = await side.answer(
+            "PATCH",
+            f"{cms}/f",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )
+        return [deleting, again, add, change_data, clear_ts, release, await side.answer("GET", f"{cms}/f")]
+
+    await sides.same(probe)
+
+
+def owned_cm(
+    name: str, owner: dict[str, Any], *, block: bool | None = None, finalizers: list[str] | None = None
+) -> dict[str, Any]:
+    ref: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
+    if block is not None:
+        ref["blockOwnerDeletion"] = block
+    body = cm(name)
+    body["metadata"]["ownerReferences"] = [ref]
+    if finalizers:
+        body["metadata"]["finalizers"] = finalizers
+    return body
+
+
+async def gone(side: Side, path: str) -> None:
+    async def check() -> bool:
+        status, _, _ = await side.api.call("GET", path)
+        return status == 404
+
+    await side.until(check, f"{path} deleted")
+
+
+async def test_garbage_collection_background(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        owner = await side.ok("POST", cms, cm("owner"))
+        other = await side.ok("POST", cms, cm("other"))
+        child = await side.ok("POST", cms, owned_cm("child", owner))
+        await side.ok("POST", cms, owned_cm("grandchild", child))
+        shared = owned_cm("shared", owner)
+        shared["metadata"]["ownerReferences"] += owned_cm("x", other)["metadata"]["ownerReferences"]
+        await side.ok("POST", cms, shared)
+        deleted = await side.answer("DELETE", f"{cms}/owner", {"propagationPolicy": "Background"})
+        await gone(side, f"{cms}/child")
+        await gone(side, f"{cms}/grandchild")
+
+        async def unshared() -> bool:
+            got = await side.ok("GET", f"{cms}/shared")
+            return len(got["metadata"]["ownerReferences"]) == 1
+
+        await side.until(unshared, "the deleted owner's reference dropped from shared")
+        return {"delete": deleted, "shared": await side.answer("GET", f"{cms}/shared")}
+
+    await sides.same(probe)
+
+
+async def test_garbage_collection_foreground(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        owner = await side.ok("POST", cms, cm("owner"))
+        await side.ok("POST", cms, owned_cm("child", owner, block=True, finalizers=["example.com/hold"]))
+        deleting = await side.answer("DELETE", f"{cms}/owner", {"propagationPolicy": "Foreground"})
+
+        async def child_deleting() -> bool:
+            got = await side.ok("GET", f"{cms}/child")
+            return "deletionTimestamp" in got["metadata"]
+
+        await side.until(child_deleting, "the dependent marked for deletion")
+        waiting_owner = await side.answer("GET", f"{cms}/owner")
+        await side.ok(
+            "PATCH",
+            f"{cms}/child",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )
+        await gone(side, f"{cms}/child")
+        await gone(side, f"{cms}/owner")
+        return {"delete": deleting, "owner_while_waiting": waiting_owner}
+
+    await sides.same(probe)
+
+
+async def test_garbage_collection_orphan(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        owner = await side.ok("POST", cms, cm("owner"))
+        await side.ok("POST", cms, owned_cm("kept", owner))
+        deleted = await side.answer("DELETE", f"{cms}/owner", {"propagationPolicy": "Orphan"})
+        await gone(side, f"{cms}/owner")
+
+        async def orphaned() -> bool:
+            got = await side.ok("GET", f"{cms}/kept")
+            return "ownerReferences" not in got["metadata"]
+
+        await side.until(orphaned, "the dependent orphaned")
+        return {"delete": deleted, "kept": await side.answer("GET", f"{cms}/kept")}
+
+    await sides.same(probe)
