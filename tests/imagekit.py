@@ -44,6 +44,8 @@ BOOTABLE: Layer = {
     "etc/os-release": Link("../usr/lib/os-release"),
     "etc/passwd": "root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000::/var/home/core:/bin/bash\n",
     "etc/group": "root:x:0:\ncore:x:1000:\n",
+    "etc/shadow": ("root:*:19000:0:99999:7:::\ncore:*:19000:0:99999:7:::\n", 0o640),
+    "usr/lib/systemd/system/docker.service": "[Install]\nWantedBy=multi-user.target\n",
     "home": Link("var/home"),
 }
 

@@ -1,15 +1,23 @@
-"""Fixtures of the daemon suites: a fake host and a registry that knows which manifests exist."""
+"""Fixtures of the daemon suites: the emulator with a Node and the daemon's credential, a fake host and a
+registry that knows which manifests exist; and (from :mod:`ostreekit`) what an ostree host needs."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
-from daemon_kit import Registry
+from daemon_kit import MC1, MC2, NODE, NS, Cluster, Registry
+from ostreekit import image_registry, ostree_hosts, pull_url
 
+from mcosup.kube import client as kclient
+from mcosup.settings import KubeSettings
 from mcosup.sim.fakehost import FakeHost
+from webhooks import names
+
+__all__ = ["image_registry", "ostree_hosts", "pull_url"]
 
 
 @pytest.fixture
@@ -31,3 +39,17 @@ async def registry() -> AsyncIterator[Registry]:
 @pytest.fixture
 def fake(tmp_path: Path) -> FakeHost:
     return FakeHost(tmp_path / "host")
+
+
+@pytest.fixture
+async def cluster(emulator: Any, admin_kubeconfig: Path) -> AsyncIterator[Cluster]:
+    await emulator.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    await emulator.create_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    for mc in (MC1, MC2):
+        await emulator.create_object(mc)
+    # The daemon runs with its own ServiceAccount's credential, bound to its node, as in the DaemonSet.
+    daemon_kubeconfig = emulator.write_kubeconfig_for_service_account(
+        admin_kubeconfig.parent / "daemon.kubeconfig", NS, names.DAEMON_SA, node_name=NODE
+    )
+    async with kclient.connect(KubeSettings(kubeconfig=str(admin_kubeconfig))) as kube:
+        yield Cluster(kube, daemon_kubeconfig)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from mcosup.daemon import plan as p
+from mcosup.kube import client as kclient
+from mcosup.kube.resources import CONFIGMAPS, NODES
 from mcosup.sim.cluster import machineconfig
+from mcosup.sim.fakehost import FakeHost
+from waiting import eventually
 from webhooks import names
 
 NODE = "worker-0"
@@ -123,3 +129,69 @@ MC2 = rendered(
     kargs=["mitigations=off"],
     keys=[KEY, "ssh-rsa BBBB second"],
 )
+
+
+class Cluster:
+    def __init__(self, kube: kclient.Kube, kubeconfig: Path):
+        self.kube = kube
+        self.kubeconfig = kubeconfig
+
+    async def annotations(self) -> dict[str, str]:
+        node = await self.kube.get(NODES, NODE)
+        return dict(node["metadata"].get("annotations") or {})
+
+    async def target(self, mode: str, config: str, image: str | None = None) -> None:
+        """The supervisor's one patch: mode label and desired* together."""
+        await self.kube.patch(
+            NODES,
+            NODE,
+            {
+                "metadata": {
+                    "labels": {names.DAEMON_MODE: mode},
+                    "annotations": {names.DESIRED_CONFIG: config, names.DESIRED_IMAGE: image},
+                }
+            },
+        )
+
+    async def done(self, config: str, image: str | None = None, *, within: float = 60.0) -> None:
+        async def check() -> bool:
+            ann = await self.annotations()
+            return (
+                ann.get(names.STATE) == names.STATE_DONE
+                and ann.get(names.CURRENT_CONFIG) == config
+                and ann.get(names.CURRENT_IMAGE) == image
+            )
+
+        await eventually(check, within=within, what=f"node Done on {config} / {image}")
+
+    async def configmap(self, name: str, data: dict[str, str]) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": NS},
+            "data": data,
+        }
+        try:
+            await self.kube.replace(CONFIGMAPS, name, body, namespace=NS)
+        except Exception:
+            await self.kube.create(CONFIGMAPS, body, namespace=NS)
+
+
+def rebases(host: FakeHost) -> int:
+    return sum(c[:2] == ["rpm-ostree", "rebase"] for c in host.command_log())
+
+
+async def apply_legacy(cluster: Cluster, host: FakeHost) -> None:
+    await cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    await cluster.done("rendered-worker-1")
+
+
+def assert_legacy_mc1(host: FakeHost) -> None:
+    assert host.read("/etc/app/app.conf") == b"x=1\n" and host.mode("/etc/app/app.conf") == 0o640
+    assert host.read("/etc/old.conf") == b"old\n" and host.mode("/etc/old.conf") == 0o600
+    assert host.read("/etc/systemd/system/app.service") == b"[Service]\nExecStart=/bin/app\n"
+    assert host.read("/etc/systemd/system/docker.service.d/10-opts.conf") == b"[Service]\n"
+    assert host.unit_enabled("app.service") and host.unit_masked("crio.service")
+    assert host.kargs() == ["root=/dev/vda4", "rw", "nosmt"]
+    assert host.read(p.SSH_KEYS_FILE) == (KEY + "\n").encode()
+    assert host.read(p.REVERT_FILE) is None
