@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from webhooks import machineconfig, names
+from webhooks import facts, machineconfig, names
 
 DEFAULT_IGNITION_VERSION = "3.2.0"
 
@@ -74,34 +74,15 @@ class RenderResult:
 # --------------------------------------------------------------------------------------------- selectors
 
 
-def _match_expression(labels: Mapping[str, str], expr: Mapping[str, Any], where: str) -> bool:
-    key = expr.get("key")
-    op = expr.get("operator")
-    values = expr.get("values") or []
-    if not isinstance(key, str) or not key:
-        raise SelectorError(f"{where}: matchExpressions entry has no key; give each expression a label key")
-    if op == "In":
-        return key in labels and labels[key] in values
-    if op == "NotIn":
-        return key not in labels or labels[key] not in values
-    if op == "Exists":
-        return key in labels
-    if op == "DoesNotExist":
-        return key not in labels
-    raise SelectorError(f"{where}: operator {op!r} is not one of In, NotIn, Exists, DoesNotExist")
-
-
 def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str], where: str) -> bool:
-    """Kubernetes LabelSelector semantics: a missing selector selects nothing, an empty one everything."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    return all(
-        _match_expression(labels, expr, where + ".matchExpressions")
-        for expr in selector.get("matchExpressions") or []
-    )
+    """Kubernetes LabelSelector semantics — the one matcher, :func:`webhooks.facts.selector_matches`: a
+    missing selector selects nothing, an empty one everything, and one the API server would refuse (an
+    unknown operator, ``In``/``NotIn`` without values, ``Exists`` with values) raises SelectorError
+    naming ``where``, as the MCO's render fails on it, instead of selecting anything."""
+    try:
+        return facts.selector_matches(selector, labels)
+    except facts.InvalidSelector as exc:
+        raise SelectorError(f"{where}: {exc}; fix the selector (kubectl edit machineconfigpool)") from None
 
 
 def selects(pool: Mapping[str, Any], mc: Mapping[str, Any]) -> bool:

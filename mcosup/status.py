@@ -8,9 +8,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcosup import conditions, rendering
+from mcosup import conditions
 from mcosup.settings import KubeSettings, SettingsError, namespace_from_env
 from webhooks import names
+from webhooks.facts import pool_selects_node
 
 # rich and the client stack load when the command runs, not for `mcosup --help`.
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ def tables(
         members = [
             n
             for n in nodes
-            if rendering.label_selector_matches(
-                (pool.get("spec") or {}).get("nodeSelector"), n["metadata"].get("labels") or {}, meta["name"]
+            # The node controller's membership rule: an empty or invalid nodeSelector manages no node.
+            if pool_selects_node(
+                (pool.get("spec") or {}).get("nodeSelector"), n["metadata"].get("labels") or {}
             )
         ]
         updated = sum(

@@ -91,6 +91,17 @@ def safe_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[st
         return False
 
 
+def pool_selects_node(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
+    """Whether a pool's ``spec.nodeSelector`` takes a node with ``labels``.
+
+    As :func:`safe_selector_matches`, except that a missing or empty selector takes no node: a pool must
+    say which nodes it manages (the MCO refuses to act on a pool selecting everything).
+    """
+    if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
+        return False
+    return safe_selector_matches(selector, labels)
+
+
 @dataclass(frozen=True, slots=True)
 class PoolFacts:
     """What the policy needs to know about one MachineConfigPool."""

@@ -50,7 +50,6 @@ _UNIT_TYPES = (
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(?:" + "|".join(_UNIT_TYPES) + r")$")
 _DROPIN_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.conf$")
 _BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-_URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 _BAD_PERCENT_TEXT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
@@ -151,25 +150,31 @@ def normalised(path: str) -> str:
 
 
 def decode_data_url(source: str, compression: str | None = None) -> bytes:
-    """Decode an Ignition ``data:`` URL (base64 or percent-encoded, optionally gzip); ValueError says why."""
+    """Decode an Ignition ``data:`` URL (base64 or percent-encoded, optionally gzip); ValueError says why.
+
+    This is the one decoder every part of mcosup uses — the webhook, render, the builder's build context
+    and the legacy daemon — and it accepts what Ignition's own decoder (and the MCO's daemon, which uses
+    the same one) accepts: ``;base64`` data is standard base64 with its ``=`` padding (nothing else:
+    no whitespace, no URL-safe alphabet, no percent-escapes); other data is percent-decoded.
+    """
     if not source[:5].lower() == "data:":
         raise ValueError("not a data: URL")
     header, comma, payload = source[5:].partition(",")
     if not comma:
         raise ValueError("data: URL has no ',' separating the media type from the data")
-    is_base64 = header.rpartition(";")[2].strip().lower() == "base64"
-    if is_base64 and "%" not in payload:
-        # Fast path for what nearly every MachineConfig carries: canonical base64, checked in C.
+    if header.rpartition(";")[2].strip().lower() == "base64":
         try:
-            data = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError):
-            data = _lenient_base64(payload.encode("utf-8", "surrogateescape"))
+            data = binascii.a2b_base64(payload.encode("ascii"), strict_mode=True)
+        except (UnicodeEncodeError, binascii.Error, ValueError):
+            raise ValueError(
+                "data: URL is marked ;base64 but its data is not padded standard base64 (Ignition reads "
+                "only A-Z a-z 0-9 + / with '=' padding to a multiple of 4; re-encode it, e.g. base64 -w0)"
+            ) from None
     else:
         raw = payload.encode("utf-8", "surrogateescape")
         if _BAD_PERCENT.search(raw):
             raise ValueError("data: URL has a '%' that is not followed by two hex digits")
-        unescaped = unquote_to_bytes(raw) if b"%" in raw else raw
-        data = _lenient_base64(unescaped) if is_base64 else unescaped
+        data = unquote_to_bytes(raw) if b"%" in raw else raw
     if compression == "gzip":
         data = _gunzip(data)
     return data
@@ -190,16 +195,6 @@ def check_data_url(source: str, compression: str | None = None) -> None:
             elif not _BAD_PERCENT_TEXT.search(payload):
                 return
     decode_data_url(source, compression)
-
-
-def _lenient_base64(encoded: bytes) -> bytes:
-    """Base64 as Ignition accepts it: whitespace ignored, padding optional, URL-safe alphabet allowed."""
-    compact = b"".join(encoded.split())
-    compact += b"=" * (-len(compact) % 4)
-    try:
-        return binascii.a2b_base64(compact.translate(_URLSAFE_TO_STD), strict_mode=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("data: URL is marked ;base64 but its data is not valid base64") from None
 
 
 def _gunzip(data: bytes) -> bytes:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import gzip
-import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from webhooks.machineconfig import decode_data_url
 
 #: The one user whose ssh keys and password hash a MachineConfig may set.
 CORE_USER = "core"
@@ -134,21 +134,6 @@ class HostConfig:
         )
 
 
-def decode_data_url(source: str, *, where: str) -> bytes:
-    """Contents of an Ignition ``data:`` URL (RFC 2397): percent-encoded or ``;base64``."""
-    if not source.startswith("data:"):
-        raise ConfigError(f"{where}: source {source[:40]!r} is not a data: URL; inline the contents")
-    header, sep, payload = source[5:].partition(",")
-    if not sep:
-        raise ConfigError(f"{where}: data: URL has no ',' separating its header from its contents")
-    if header.endswith(";base64"):
-        try:
-            return base64.b64decode(urllib.parse.unquote(payload), validate=True)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: base64 contents do not decode ({exc}); re-encode them") from None
-    return urllib.parse.unquote_to_bytes(payload)
-
-
 def _owner(entry: Any) -> str | None:
     if not isinstance(entry, Mapping):
         return None
@@ -182,14 +167,14 @@ def parse_machineconfig(obj: Mapping[str, Any]) -> HostConfig:
             raise ConfigError(f"{at}.path must be an absolute path, got {path!r}")
         contents = entry.get("contents") or {}
         source = contents.get("source")
-        data = b"" if source in (None, "") else decode_data_url(str(source), where=f"{at}.contents")
-        if contents.get("compression") == "gzip":
-            try:
-                data = gzip.decompress(data)
-            except OSError as exc:
-                raise ConfigError(f"{at}.contents: gzip data does not decompress ({exc})") from None
-        elif contents.get("compression") not in (None, ""):
-            raise ConfigError(f"{at}.contents.compression {contents['compression']!r} unsupported; use gzip")
+        compression = contents.get("compression") or None
+        if compression not in (None, "gzip"):
+            raise ConfigError(f"{at}.contents.compression {compression!r} unsupported; use gzip")
+        try:
+            # The webhook's decoder: the daemon writes exactly what admission accepted (Ignition's rules).
+            data = b"" if source in (None, "") else decode_data_url(str(source), compression)
+        except ValueError as exc:
+            raise ConfigError(f"{at}.contents.source: {exc}") from None
         mode = entry.get("mode", DEFAULT_FILE_MODE)
         if not isinstance(mode, int) or not 0 <= mode <= 0o7777:
             raise ConfigError(f"{at}.mode must be an integer file mode (e.g. 420 for 0644), got {mode!r}")

@@ -161,9 +161,9 @@ def selector_matches(
     missing or empty selector matches nothing too: a pool must say which nodes it manages (the MCO
     refuses to act on a pool selecting everything). PodDisruptionBudgets pass ``empty_matches_all``,
     as policy/v1 defines."""
-    if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
-        return empty_matches_all and selector is not None
-    return facts.safe_selector_matches(selector, labels)
+    if empty_matches_all and selector is not None:
+        return facts.safe_selector_matches(selector, labels)
+    return facts.pool_selects_node(selector, labels)
 
 
 def _pool_rank(name: str) -> tuple[int, str]:

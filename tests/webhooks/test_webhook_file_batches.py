@@ -56,7 +56,7 @@ SOURCES: list[Any] = [
     None,
     42,
     "data:;base64," + _SAMPLE,
-    "data:;base64," + base64.b64encode(b"sample").decode().rstrip("="),  # unpadded: Ignition accepts it
+    "data:;base64," + base64.b64encode(b"sample").decode().rstrip("="),  # unpadded: Ignition refuses it
     "data:;base64," + _SAMPLE + "=",
     "data:;base64,=" + _SAMPLE,
     "data:;base64," + _SAMPLE[:2] + "=" + _SAMPLE[2:],
@@ -194,10 +194,10 @@ def test_a_batch_of_plain_files_takes_the_shortcut() -> None:
 @pytest.mark.parametrize(
     ("source", "plain"),
     [
-        (_base64_url(b"abc"), True),  # no padding
+        (_base64_url(b"abc"), True),  # no padding needed
         (_base64_url(b"ab"), True),  # one '='
         (_base64_url(b"a"), True),  # two '='
-        ("data:;base64,YQ", False),  # unpadded: the full check decides (and accepts)
+        ("data:;base64,YQ", False),  # unpadded: the full check decides (and refuses, as Ignition does)
         ("data:;base64,YQ=x", False),
         ("data:;base64,Y===", False),
         ("data:;base64,YWJj=YWJj", False),
