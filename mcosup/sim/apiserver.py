@@ -646,7 +646,7 @@ class Emulator:
         self, t: Target, query: MultiMapping[str]
     ) -> tuple[selectors.LabelSelector, selectors.FieldSelector]:
         labels = selectors.parse_label_selector(query.get("labelSelector"))
-        fields = selectors.parse_field_selector(query.get("fieldSelector"), t.rt.kind)
+        fields = selectors.parse_field_selector(query.get("fieldSelector"), t.rt.kind, builtin=t.rt.builtin)
         return labels, fields
 
     def _matching(
@@ -695,6 +695,9 @@ class Emulator:
                 meta["remainingItemCount"] = len(items) - limit
                 items = items[:limit]
         meta["resourceVersion"] = str(rv)
+        if not t.rt.builtin:
+            # Unstructured lists keep an empty continue token (typed lists' omitempty drops it).
+            meta.setdefault("continue", "")
         api_version = t.api_version
         if as_table:
             rv_text = meta.pop("resourceVersion")
@@ -752,8 +755,10 @@ class Emulator:
             try:
                 start_rv = int(rv_param)
             except ValueError:
-                raise errors.bad_request(
-                    f"resourceVersion: Invalid value: {rv_param!r}: not a number"
+                # The storage layer's parse error, passed through as a plain 500.
+                raise errors.storage(
+                    f'resourceVersion: Invalid value: "{rv_param}": strconv.ParseUint: parsing '
+                    f'"{rv_param}": invalid syntax'
                 ) from None
             if start_rv < resource_log.compacted_rv:
                 expired = errors.expired(
@@ -821,7 +826,12 @@ class Emulator:
                     cache_key = (kind, api_version + (f";table;{q.get('includeObject')}" if as_table else ""))
                     line = item.cache.get(cache_key)
                     if line is None:
-                        line = item.cache[cache_key] = line_for(kind, item.obj)
+                        shown = item.obj
+                        if kind == DELETED and item.type == MODIFIED and item.old is not None:
+                            # Leaving the selector: the last state that matched, at the event's version.
+                            old_meta = {**item.old["metadata"], "resourceVersion": str(item.rv)}
+                            shown = {**item.old, "metadata": old_meta}
+                        line = item.cache[cache_key] = line_for(kind, shown)
                     await response.write(line)
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
@@ -1009,6 +1019,17 @@ class Emulator:
                 obj, dropped = schema.prune_and_default(obj, schema_doc)
                 self._unknown_fields(ctx, t, dropped)
                 causes = schema.validate(obj, schema_doc)
+                if causes and schema.has_cel_rules(schema_doc):
+                    # The real server skips CEL rules once the schema fails, and says so. (The emulator
+                    # never evaluates them: see the known differences.)
+                    causes.append(
+                        {
+                            "reason": "FieldValueInvalid",
+                            "field": "<nil>",
+                            "message": "Invalid value: null: some validation rules were not checked because "
+                            "the object was invalid; correct the existing errors to complete validation",
+                        }
+                    )
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj

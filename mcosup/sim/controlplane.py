@@ -171,6 +171,8 @@ class ControlPlane:
         self.extra_apiserver_args = tuple(extra_apiserver_args)
         self.port = 0
         self.url = ""
+        #: etcd's client URL (plain HTTP on loopback), for tests that act on the store underneath.
+        self.etcd_url = ""
         self.ca_pem = b""
         self.admin_token = ""
         self._processes: list[_Process] = []
@@ -223,7 +225,7 @@ class ControlPlane:
         pki = self.workdir / "pki"
         self._write_pki(pki)
         etcd_port, peer_port = free_port(), free_port()
-        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        etcd_url = self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         etcd = _Process(
             "etcd",
             [

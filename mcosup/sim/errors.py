@@ -143,9 +143,6 @@ def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiStatusE
         "UnsupportedMediaType",
         "the body of the request was in an unknown format - accepted media types include: "
         + ", ".join(accepted),
-        {"causes": [{"reason": "UnexpectedServerResponse", "message": content_type}]}
-        if content_type
-        else None,
     )
 
 

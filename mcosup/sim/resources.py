@@ -55,7 +55,7 @@ class ResourceType:
     @property
     def returns_deleted_object(self) -> bool:
         """A DELETE that removes the object answers with it (else with a Status), per the real registry."""
-        return not self.builtin or self.plural in _RETURN_DELETED
+        return self.builtin and self.plural in _RETURN_DELETED
 
     def subresources(self) -> tuple[str, ...]:
         subs = ("status",) if self.status_subresource else ()

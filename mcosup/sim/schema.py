@@ -107,6 +107,15 @@ def _type_name(value: Any) -> str:
     return "null"
 
 
+def has_cel_rules(schema: Any) -> bool:
+    """Whether a structural schema carries any ``x-kubernetes-validations`` rule, at any depth."""
+    if isinstance(schema, dict):
+        return bool(schema.get("x-kubernetes-validations")) or any(has_cel_rules(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(has_cel_rules(v) for v in schema)
+    return False
+
+
 def validate(obj: dict[str, Any], schema: dict[str, Any] | None) -> list[dict[str, str]]:
     """Field errors as `Status` causes (field, reason, message); empty when the object is valid."""
     if not schema:
@@ -126,7 +135,7 @@ def validate(obj: dict[str, Any], schema: dict[str, Any] | None) -> list[dict[st
             got = _type_name(error.instance)
             causes.append(
                 {
-                    "reason": "FieldValueInvalid",
+                    "reason": "FieldValueTypeInvalid",
                     "field": field,
                     "message": f'Invalid value: "{got}": {field} in body must be of type {want_s}: "{got}"',
                 }

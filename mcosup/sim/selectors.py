@@ -214,7 +214,7 @@ def field_value(obj: Mapping[str, Any], field: str) -> str:
     return str(current)
 
 
-def parse_field_selector(text: str | None, kind: str) -> FieldSelector:
+def parse_field_selector(text: str | None, kind: str, *, builtin: bool = True) -> FieldSelector:
     if not text or not text.strip():
         return FieldSelector()
     allowed = COMMON_FIELDS + FIELDS_BY_KIND.get(kind, ())
@@ -236,7 +236,7 @@ def parse_field_selector(text: str | None, kind: str) -> FieldSelector:
             raise errors.bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         field = field.strip()
         if field not in allowed:
-            if kind in FIELDS_BY_KIND:  # kinds with a field label conversion of their own
+            if kind in FIELDS_BY_KIND or not builtin:  # kinds with a field label conversion of their own
                 raise errors.bad_request(f"field label not supported: {field}")
             # The default conversion, for every other kind.
             raise errors.bad_request(

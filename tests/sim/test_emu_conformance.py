@@ -8,6 +8,8 @@ it is noticed the day either side changes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,7 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 from emu_http import Api
-from emu_sides import Side, diff, mask, unique
+from emu_sides import Side, crd_group, diff, events, mask, unique
 
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
@@ -30,6 +32,7 @@ class Sides:
     emulator: Side
     real: Side
     ns: str
+    emulator_server: Emulator
 
     async def run(self, probe: Probe) -> tuple[Any, Any]:
         """The probe's answer from the emulator, then from the real server."""
@@ -76,6 +79,7 @@ async def sides(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Si
                 real=True,
             ),
             ns,
+            emu,
         )
         for side in (both.emulator, both.real):
             await side.namespace(ns)
@@ -499,5 +503,200 @@ async def test_garbage_collection_orphan(sides: Sides) -> None:
 
         await side.until(orphaned, "the dependent orphaned")
         return {"delete": deleted, "kept": await side.answer("GET", f"{cms}/kept")}
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- watches
+
+
+async def watch_events(side: Side, path: str, count: int, **params: str) -> list[dict[str, Any]]:
+    """The first ``count`` events of a watch, periodic bookmarks left out.
+
+    When a server sends a periodic BOOKMARK is its own choice (the API promises none at any interval),
+    so only the initial-events-end bookmark, which is promised, is kept.
+    """
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(60), contextlib.aclosing(side.api.watch(path, **params)) as stream:
+        async for event in stream:
+            annotations = (event["object"].get("metadata") or {}).get("annotations") or {}
+            if event["type"] == "BOOKMARK" and "k8s.io/initial-events-end" not in annotations:
+                continue
+            seen.append(event)
+            if len(seen) == count:
+                break
+    return seen
+
+
+async def test_watch_resumes_from_a_resource_version(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        a = await side.ok("POST", cms, cm("a", {"w": "1"}))
+        await side.ok("PATCH", f"{cms}/a", {"data": {"k": "1"}}, content_type="application/merge-patch+json")
+        await side.ok("POST", cms, cm("b", {"w": "1"}))
+        await side.ok("DELETE", f"{cms}/a")
+        rv = a["metadata"]["resourceVersion"]
+        resumed = await watch_events(side, cms, 3, resourceVersion=rv, labelSelector="w=1")
+        return {
+            "resumed": events(resumed),
+            "rv_order": [int(e["object"]["metadata"]["resourceVersion"]) for e in resumed]
+            == sorted(int(e["object"]["metadata"]["resourceVersion"]) for e in resumed),
+            "bad_rv": await side.answer("GET", f"{cms}?watch=true&resourceVersion=abc"),
+        }
+
+    await sides.same(probe)
+
+
+async def test_watch_from_now_sends_current_state_then_changes(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        for name in ("b", "a"):
+            await side.ok("POST", cms, cm(name, {"w": "1"}))
+        stream = side.api.watch(cms, labelSelector="w=1")
+        got: list[dict[str, Any]] = []
+        async with asyncio.timeout(60), contextlib.aclosing(stream):
+            async for event in stream:
+                if event["type"] == "BOOKMARK":
+                    continue
+                got.append(event)
+                if len(got) == 2:  # the synthetic ADDED events are in: change something
+                    await side.ok("POST", cms, cm("c", {"w": "1"}))
+                if len(got) == 3:
+                    break
+        return events(got)
+
+    await sides.same(probe)
+
+
+async def test_watch_with_a_selector_sees_objects_enter_and_leave(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        start = await side.ok("POST", cms, cm("marker"))
+        await side.ok("POST", cms, cm("a", {"team": "x"}))
+        for team in ("y", "x"):
+            await side.ok(
+                "PATCH",
+                f"{cms}/a",
+                {"metadata": {"labels": {"team": team}}},
+                content_type="application/merge-patch+json",
+            )
+        await side.ok("DELETE", f"{cms}/a")
+        rv = start["metadata"]["resourceVersion"]
+        return events(await watch_events(side, cms, 4, resourceVersion=rv, labelSelector="team=x"))
+
+    await sides.same(probe)
+
+
+async def test_send_initial_events_ends_with_a_marked_bookmark(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        for name in ("b", "a"):
+            await side.ok("POST", cms, cm(name, {"w": "1"}))
+        got = await watch_events(
+            side,
+            cms,
+            3,
+            labelSelector="w=1",
+            sendInitialEvents="true",
+            resourceVersionMatch="NotOlderThan",
+            allowWatchBookmarks="true",
+        )
+        return events(got)
+
+    await sides.same(probe)
+
+
+async def test_known_difference_the_watch_window(sides: Sides, control_plane: ControlPlane) -> None:
+    """Forgetting history: the emulator's window (``faults.compact()`` or ``history_window``) answers
+    410 Expired; compacting the real server's etcd does not, its watch cache still serves the events."""
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side, compact: Callable[[int], Awaitable[None]]) -> Any:
+        first = await side.ok("POST", cms, cm("a", {"w": "1"}))
+        latest = await side.ok("POST", cms, cm("b", {"w": "1"}))
+        await compact(int(latest["metadata"]["resourceVersion"]))
+        got = await watch_events(
+            side, cms, 1, resourceVersion=first["metadata"]["resourceVersion"], labelSelector="w=1"
+        )
+        event = got[0]
+        if event["type"] == "ERROR":
+            status = event["object"]
+            return ("ERROR", status["code"], status["reason"], status["message"].split(":")[0])
+        return (event["type"], event["object"]["metadata"]["name"])
+
+    async def compact_emulator(rv: int) -> None:
+        sides.emulator_server.faults.compact()
+
+    async def compact_etcd(rv: int) -> None:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{control_plane.etcd_url}/v3/kv/compaction", json={"revision": str(rv), "physical": True}
+            ) as resp,
+        ):
+            assert resp.status == 200, await resp.text()
+
+    emulator = await probe(sides.emulator, compact_emulator)
+    real = await probe(sides.real, compact_etcd)
+    assert emulator == ("ERROR", 410, "Expired", "too old resource version")
+    assert real == ("ADDED", "b")
+
+
+# --------------------------------------------------------------------------------- custom resources
+
+
+async def test_custom_resource_status_subresource_validation_and_pruning(sides: Sides) -> None:
+    group = crd_group()
+    mcps = f"/apis/{group}/v1/machineconfigpools"
+
+    async def probe(side: Side) -> Any:
+        await side.install_crds(group, "machineconfigpools")
+        side.cleanup.append(
+            f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/machineconfigpools.{group}"
+        )
+        pool = {
+            "apiVersion": f"{group}/v1",
+            "kind": "MachineConfigPool",
+            "metadata": {"name": "worker"},
+            "spec": {"machineConfigSelector": {"matchLabels": {"role": "worker"}}, "paused": False},
+            "status": {"machineCount": 3},
+        }
+        status, created, headers = await side.api.call(
+            "POST", mcps, {**pool, "spec": {**pool["spec"], "bogus": 1}}
+        )
+        answers: dict[str, Any] = {
+            "create": (status, mask(created)),
+            "create_warning": headers.get("Warning"),
+        }
+        put = {**created, "spec": {**created["spec"], "paused": True}, "status": {"machineCount": 5}}
+        answers["put_main"] = await side.answer("PUT", f"{mcps}/worker", put)
+        answers["patch_status"] = await side.answer(
+            "PATCH",
+            f"{mcps}/worker/status",
+            {"spec": {"paused": False}, "status": {"machineCount": 4}},
+            content_type="application/merge-patch+json",
+        )
+        answers["invalid"] = await side.answer(
+            "POST",
+            mcps,
+            {**pool, "metadata": {"name": "bad"}, "spec": {"paused": "yes"}},
+        )
+        answers["strategic"] = await side.answer(
+            "PATCH",
+            f"{mcps}/worker",
+            {"spec": {"paused": False}},
+            content_type="application/strategic-merge-patch+json",
+        )
+        answers["unknown_patch_type"] = await side.answer(
+            "PATCH", f"{mcps}/worker", {}, content_type="application/x-unknown"
+        )
+        answers["field_selector"] = await side.answer("GET", f"{mcps}?fieldSelector=spec.paused%3Dtrue")
+        answers["list"] = await side.answer("GET", mcps)
+        answers["delete"] = await side.answer("DELETE", f"{mcps}/worker")
+        return answers
 
     await sides.same(probe)

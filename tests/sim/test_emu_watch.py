@@ -162,7 +162,11 @@ async def test_selector_transitions_are_added_and_deleted(api: Api, collect: Any
     await api.patch(f"{CMS}/b", {"data": {"k": "v"}})
     expected = [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a"), ("MODIFIED", "b")]
     await eventually(lambda: w.seen() == expected, what="selector transitions")
-    assert w.events[2]["object"]["metadata"]["labels"] == {"team": "y"}  # DELETED carries the new state
+    # As kube-apiserver's watch cache does: DELETED carries the last state that matched, at the version
+    # of the change that made it leave (tests/sim/test_emu_conformance.py compares this with the real one).
+    left, entered = w.events[2]["object"]["metadata"], w.events[1]["object"]["metadata"]
+    assert left["labels"] == {"team": "x"}
+    assert int(left["resourceVersion"]) > int(entered["resourceVersion"])
 
 
 async def test_field_selector_watch_on_one_name_and_the_legacy_watch_path(api: Api, collect: Any) -> None:
