@@ -12,6 +12,7 @@ from mcosup import conditions
 from mcosup.settings import KubeSettings, SettingsError, namespace_from_env
 from webhooks import names
 from webhooks.facts import pool_selects_node
+from webhooks.objects import opted_in
 
 # rich and the client stack load when the command runs, not for `mcosup --help`.
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def tables(
         ]
         pool_table.add_row(
             meta["name"],
-            "yes" if names.LAYERING_ENABLED in (meta.get("labels") or {}) else "no",
+            "yes" if opted_in(pool) else "no",
             rendered,
             build_state(pool),
             (meta.get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION, "-"),

@@ -14,18 +14,13 @@ from types import MappingProxyType
 from typing import Any
 
 from webhooks import names
+from webhooks.objects import labels_of, opted_in
 
 _EMPTY: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
 
 
 class InvalidSelector(ValueError):
     """A label selector that Kubernetes would reject; the message names the bad part."""
-
-
-def _labels(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
-    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
-    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
-    return labels if isinstance(labels, Mapping) else {}
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
@@ -118,7 +113,7 @@ class PoolFacts:
         return cls(
             name=str(metadata.get("name", "")) if isinstance(metadata, Mapping) else "",
             machine_config_selector=selector if isinstance(selector, Mapping) else None,
-            layered=names.LAYERING_ENABLED in _labels(pool),
+            layered=opted_in(pool),
         )
 
     def selects(self, mc_labels: Mapping[str, str]) -> bool:
@@ -188,17 +183,5 @@ class ClusterFacts:
         return [
             mc
             for name, mc in sorted(self.machineconfigs.items())
-            if safe_selector_matches(selector, _labels(mc))
+            if safe_selector_matches(selector, labels_of(mc))
         ]
-
-
-def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
-    """``metadata.labels`` of ``obj``, or an empty mapping."""
-    return _labels(obj)
-
-
-def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
-    """``metadata.annotations`` of ``obj``, or an empty mapping."""
-    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
-    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
-    return annotations if isinstance(annotations, Mapping) else {}

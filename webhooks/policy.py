@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhooks import names
-from webhooks.facts import ClusterFacts, annotations_of, labels_of
+from webhooks import names, objects
+from webhooks.facts import ClusterFacts
 from webhooks.imageref import InvalidImageRef, parse_image_ref
 from webhooks.machineconfig import problems, undeliverable_files
 from webhooks.review import AdmissionRequest, MalformedReview, Verdict
@@ -69,9 +69,9 @@ def machineconfig_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Ver
     mc = _object(request)
     name = _name(request)
     old = request["oldObject"] if request["operation"] == "UPDATE" else None
-    labels = labels_of(mc)
+    labels = objects.labels_of(mc)
     spec_unchanged = old is not None and old.get("spec") == mc.get("spec")
-    if spec_unchanged and old is not None and labels_of(old) == labels:
+    if spec_unchanged and old is not None and objects.labels_of(old) == labels:
         # Metadata-only change (finalizers, ownerReferences, annotations): never block garbage
         # collection or controllers over a spec that was admitted earlier.
         return Verdict.allow()
@@ -118,8 +118,8 @@ def node_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
     if user == facts.supervisor_username:
         return Verdict.allow()
 
-    old_labels, new_labels = labels_of(old), labels_of(new)
-    old_ann, new_ann = annotations_of(old), annotations_of(new)
+    old_labels, new_labels = objects.labels_of(old), objects.labels_of(new)
+    old_ann, new_ann = objects.annotations_of(old), objects.annotations_of(new)
     supervisor_fields = [_field("labels", k) for k in _changed(old_labels, new_labels, _SUPERVISOR_LABELS)]
     supervisor_fields += [
         _field("annotations", k) for k in _changed(old_ann, new_ann, _SUPERVISOR_ANNOTATIONS)
@@ -174,8 +174,8 @@ def pool_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
     pool = _object(request)
     name = _name(request)
     old = request["oldObject"] if request["operation"] == "UPDATE" else None
-    now_layered = names.LAYERING_ENABLED in labels_of(pool)
-    was_layered = old is not None and names.LAYERING_ENABLED in labels_of(old)
+    now_layered = objects.opted_in(pool)
+    was_layered = old is not None and objects.opted_in(old)
     if not now_layered:
         if was_layered:
             return Verdict.allow(

@@ -35,6 +35,7 @@ from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS
 from mcosup.logs import fields
 from mcosup.poolstatus import update_pool_status
 from webhooks import names
+from webhooks.objects import opted_in, rendered_config
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,6 @@ class _Snapshot:
 
     def items(self) -> Iterator[Obj]:
         return iter(list(self._objects.values()))
-
-
-def opted_in(pool: Mapping[str, Any]) -> bool:
-    return names.LAYERING_ENABLED in ((pool.get("metadata") or {}).get("labels") or {})
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -163,7 +160,7 @@ class Builder:
             # Opt-out cleanup (objects, conditions, annotation) is the supervisor's; only stop building.
             await self._delete_builds(pool_name, keep=None)
             return None
-        rendered_name = ((pool.get("spec") or {}).get("configuration") or {}).get("name") or ""
+        rendered_name = rendered_config(pool) or ""
         if not rendered_name:
             await self._state(
                 pool, names.BUILD_PENDING, "WaitingForRender", "the pool has no rendered config yet"
@@ -420,7 +417,7 @@ class Builder:
         recorded as its image.
         """
         pool = await self.kube.get(MACHINECONFIGPOOLS, pool_name)
-        rendered_name = ((pool.get("spec") or {}).get("configuration") or {}).get("name") or ""
+        rendered_name = rendered_config(pool) or ""
         if not opted_in(pool) or not rendered_name:
             return pool, None
         try:

@@ -26,6 +26,7 @@ from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
 from mcosup.supervisor import builderpod
 from webhooks import names
+from webhooks.objects import opted_in
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ KEY = "builder"
 #: How often to look at a pod that is starting or going away (pod status changes also wake us).
 POLL_SECONDS = 2.0
 LAYERING_CONDITIONS = (*names.BUILD_CONDITIONS, names.LAYERING_READY)
-
-
-def opted_in(pool: Mapping[str, Any]) -> bool:
-    return names.LAYERING_ENABLED in ((pool.get("metadata") or {}).get("labels") or {})
 
 
 @dataclasses.dataclass

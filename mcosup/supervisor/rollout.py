@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from mcosup.conditions import Condition
 from webhooks import facts, names
+from webhooks.objects import opted_in, rendered_config
 
 Obj = Mapping[str, Any]
 _O = TypeVar("_O", bound=Mapping[str, Any])
@@ -195,14 +196,6 @@ def _condition(pool: Obj, type_: str) -> Obj | None:
         if cond.get("type") == type_:
             return cond  # type: ignore[no-any-return]
     return None
-
-
-def opted_in(pool: Obj) -> bool:
-    return names.LAYERING_ENABLED in ((pool.get("metadata") or {}).get("labels") or {})
-
-
-def rendered_config(pool: Obj) -> str | None:
-    return ((pool.get("spec") or {}).get("configuration") or {}).get("name") or None
 
 
 def image_for_current_config(pool: Obj) -> str | None:

@@ -1,0 +1,40 @@
+"""Accessors for the MCO's objects, shared by every mcosup process and the webhook (pure: no I/O).
+
+One definition of each question asked of an object — "is this pool opted in", "which rendered config
+does it point at" — so that every reader gives the same answer (and a change to the rule, such as
+MachineOSConfig opting a pool in, is made once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from webhooks import names
+
+
+def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """``metadata.labels`` of ``obj``, or an empty mapping (also for malformed objects)."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    found = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
+
+
+def opted_in(pool: Mapping[str, Any] | None) -> bool:
+    """The layering opt-in (contract section 2): the pool carries ``mc/layering-enabled``, any value."""
+    return names.LAYERING_ENABLED in labels_of(pool)
+
+
+def rendered_config(pool: Mapping[str, Any]) -> str | None:
+    """The name of the pool's current rendered config (``spec.configuration.name``), or None."""
+    spec = pool.get("spec")
+    configuration = spec.get("configuration") if isinstance(spec, Mapping) else None
+    name = configuration.get("name") if isinstance(configuration, Mapping) else None
+    return str(name) if name else None
+
+
+def annotations_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
+    """``metadata.annotations`` of ``obj``, or an empty mapping (also for malformed objects)."""
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    found = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    return found if isinstance(found, Mapping) else {}
