@@ -74,12 +74,51 @@ def chosen_command(argv: Sequence[str]) -> str | None:
     return None
 
 
+def failure(exc: BaseException) -> tuple[str, int] | None:
+    """What to tell the user (one line naming the problem and the fix) and the exit code, for the
+    failures a command meets before it can work: bad settings, an unusable kubeconfig, an API server
+    that cannot be reached or refuses the credentials. None for anything else: that is a bug, and its
+    traceback is worth having."""
+    from mcosup.kube import errors
+    from mcosup.settings import SettingsError
+
+    if isinstance(exc, BaseExceptionGroup):
+        inner = [failure(e) for e in exc.exceptions]
+        return inner[0] if inner and all(inner) else None
+    if isinstance(exc, SettingsError):
+        return str(exc), 2
+    if isinstance(exc, errors.ConnectionFailed):
+        return (
+            f"cannot reach the API server ({exc.message}); check the server in the kubeconfig "
+            "(--kubeconfig or $KUBECONFIG) and that the cluster is up",
+            1,
+        )
+    if isinstance(exc, errors.Unauthorized):
+        return f"the API server refused the credentials ({exc.message}); renew the kubeconfig's token", 1
+    if isinstance(exc, errors.Forbidden):
+        return f"not allowed: {exc.message}; grant the ServiceAccount the RBAC in deploy/rbac/", 1
+    if isinstance(exc, errors.ApiError) and exc.status == 0:
+        return exc.message, 2  # the kubeconfig itself (its message names the file, the field and the fix)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Every command starts and fails the same way: one line naming what is wrong and what to do, a
+    non-zero exit, and a traceback only with ``--log-level DEBUG``."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(only=chosen_command(args_list))
     args = parser.parse_args(args_list)
     from mcosup import logs
 
     logs.configure(args.log_level, process=args.command)
-    result: int = modules[args.command].main(args)
+    try:
+        result: int = modules[args.command].main(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        told = failure(exc)
+        if told is None or str(args.log_level).upper() == "DEBUG":
+            raise
+        print(f"mcosup {args.command}: {told[0]}", file=sys.stderr)
+        return told[1]
     return result

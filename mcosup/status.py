@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mcosup import conditions
-from mcosup.settings import KubeSettings, SettingsError, namespace_from_env
+from mcosup.settings import KubeSettings, namespace_from_env
 from webhooks import names
 from webhooks.facts import pool_selects_node
 from webhooks.objects import opted_in
@@ -115,15 +115,10 @@ async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from mcosup.kube import errors
 
     console = Console()
-    try:
-        settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
-        result = asyncio.run(collect(settings, namespace_from_env(os.environ, args.namespace)))
-    except (SettingsError, errors.ApiError) as exc:
-        console.print(f"mcosup status: {exc}")
-        return 1
+    settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
+    result = asyncio.run(collect(settings, namespace_from_env(os.environ, args.namespace)))
     for table in result:
         console.print(table)
     return 0

@@ -54,12 +54,8 @@ def settings_from_env(env: Mapping[str, str], namespace: str | None = None) -> B
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        settings = settings_from_env(os.environ, args.namespace)
-        kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
-    except SettingsError as exc:
-        print(f"mcosup builder: {exc}")
-        return 2
+    settings = settings_from_env(os.environ, args.namespace)
+    kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
     from mcosup.builder.run import run
     from mcosup.lifecycle import run_until_signalled

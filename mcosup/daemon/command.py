@@ -60,25 +60,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.node_name:
         print("mcosup daemon: --node-name (or $NODE_NAME) is required", file=sys.stderr)
         return 2
-    from mcosup.kube import errors
-
-    kubeconfig = args.kubeconfig or env.get("KUBECONFIG", "")
-    # KUBECONFIG may list several files (merged as kubectl does); one existing file is enough.
-    if kubeconfig and not any(os.path.isfile(p) for p in kubeconfig.split(os.pathsep) if p):
-        print(
-            f"mcosup daemon: kubeconfig {kubeconfig} does not exist; fix --kubeconfig or $KUBECONFIG",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        return asyncio.run(serve(args, env))
-    except s.SettingsError as exc:
-        print(f"mcosup daemon: {exc}", file=sys.stderr)
-        return 2
-    except errors.ApiError as exc:
-        # Only reachable before the agent runs (it retries everything itself): no usable credentials.
-        print(f"mcosup daemon: cannot reach the API server: {exc}", file=sys.stderr)
-        return 1
+    # Settings and credentials that cannot work end the command with one line (mcosup.cli); once the
+    # agent runs it retries everything itself.
+    return asyncio.run(serve(args, env))
 
 
 def agent_settings(env: Mapping[str, str]) -> AgentSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mcosup.settings import KubeSettings, SettingsError, SupervisorSettings
+from mcosup.settings import KubeSettings, SupervisorSettings
 
 HELP = "the supervisor: watch loops, render, opt-in, builder pod, rollout, webhook, probes and metrics"
 
@@ -28,17 +28,13 @@ def main(args: argparse.Namespace) -> int:
     from mcosup.supervisor.nodes import RolloutSettings
     from mcosup.supervisor.run import run
 
-    try:
-        settings = SupervisorSettings.from_env(
-            os.environ,
-            namespace=args.namespace,
-            http_port=args.http_port,
-            image=args.image,
-            identity=args.identity,
-        )
-        kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
-        rollout_settings = RolloutSettings.from_env(os.environ)
-    except SettingsError as exc:
-        print(f"mcosup supervisor: {exc}")
-        return 2
+    settings = SupervisorSettings.from_env(
+        os.environ,
+        namespace=args.namespace,
+        http_port=args.http_port,
+        image=args.image,
+        identity=args.identity,
+    )
+    kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
+    rollout_settings = RolloutSettings.from_env(os.environ)
     return run_until_signalled(run(settings, kube_settings, rollout_settings=rollout_settings))
