@@ -216,7 +216,11 @@ class Emulator:
         for rt in BUILTINS:
             self._types[(rt.group, rt.version, rt.plural)] = rt
         for ns in INITIAL_NAMESPACES:
-            self._seed({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+            self._seed(
+                validation.namespace_defaults(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                )
+            )
 
     # Lifecycle ------------------------------------------------------------------------------
 
@@ -994,7 +998,7 @@ class Emulator:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if ns["metadata"].get("deletionTimestamp"):
-            raise errors.forbidden(
+            refused = errors.forbidden(
                 f'{errors.qualified(rt.plural, rt.group)} "{name}" is forbidden: '
                 f"unable to create new content "
                 f"in namespace {namespace} because it is being terminated",
@@ -1002,6 +1006,15 @@ class Emulator:
                 rt.group,
                 name,
             )
+            assert refused.details is not None
+            refused.details["causes"] = [
+                {
+                    "reason": "NamespaceTerminating",
+                    "message": f"namespace {namespace} is being terminated",
+                    "field": "metadata.namespace",
+                }
+            ]
+            raise refused
 
     def _defaults_and_validation(
         self, t: Target, ctx: Ctx, obj: dict[str, Any], old: dict[str, Any] | None
@@ -1034,6 +1047,8 @@ class Emulator:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj
         obj = validation.omit_empty(rt.kind, obj)
+        if rt.kind == "ValidatingWebhookConfiguration":  # defaulted before it is validated
+            obj = validation.webhook_configuration_defaults(obj)
         bad_time = validation.undecodable_time(rt.kind, obj)
         if bad_time is not None:
             raise errors.bad_request(
@@ -1060,6 +1075,9 @@ class Emulator:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         elif rt.kind == "CustomResourceDefinition":
             obj = self._crd_prepare(obj, old)
+        elif rt.kind == "Namespace":
+            obj = validation.namespace_defaults(obj)
+
         elif rt.kind == "PodDisruptionBudget":
             spec = obj.get("spec") or {}
             if spec.get("minAvailable") is not None and spec.get("maxUnavailable") is not None:
@@ -1728,9 +1746,7 @@ class Emulator:
             raise errors.bad_request(f"the kind in the data ({body.get('kind')}) does not match Eviction")
         body_name = (body.get("metadata") or {}).get("name")
         if body_name and body_name != t.name:
-            raise errors.bad_request(
-                f"name in URL does not match name in Eviction object: {t.name} != {body_name}"
-            )
+            raise errors.bad_request("name in URL does not match name in Eviction object")
         pod = self.store.get(t.rt.key, t.namespace, t.name)
         if pod is None:
             raise errors.not_found("pods", "", t.name)

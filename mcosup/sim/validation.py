@@ -531,6 +531,47 @@ def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str
     return causes
 
 
+# Webhook configurations ----------------------------------------------------------------------------
+
+
+def webhook_configuration_defaults(obj: dict[str, Any]) -> dict[str, Any]:
+    """The defaults admissionregistration/v1 gives each webhook and rule of a configuration."""
+    webhooks = obj.get("webhooks")
+    if not isinstance(webhooks, list):
+        return obj
+    out = []
+    for hook in webhooks:
+        if not isinstance(hook, dict):
+            out.append(hook)
+            continue
+        hook = {
+            "failurePolicy": "Fail",
+            "matchPolicy": "Equivalent",
+            "namespaceSelector": {},
+            "objectSelector": {},
+            "timeoutSeconds": 10,
+            **hook,
+        }
+        rules = hook.get("rules")
+        if isinstance(rules, list):
+            hook["rules"] = [{"scope": "*", **r} if isinstance(r, dict) else r for r in rules]
+        out.append(hook)
+    return {**obj, "webhooks": out}
+
+
+# Namespaces -----------------------------------------------------------------------------------------
+
+
+def namespace_defaults(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the server sets on every Namespace: its name as a label, and the `kubernetes` finalizer."""
+    meta = obj.get("metadata") or {}
+    labels = {**(meta.get("labels") or {}), "kubernetes.io/metadata.name": meta.get("name", "")}
+    spec = dict(obj.get("spec") or {})
+    if "finalizers" not in spec:
+        spec["finalizers"] = ["kubernetes"]
+    return {**obj, "metadata": {**meta, "labels": labels}, "spec": spec}
+
+
 # Go's omitempty ------------------------------------------------------------------------------------
 
 # Maps and lists of built-in kinds that a typed server drops when empty (`omitempty` in the Go types).

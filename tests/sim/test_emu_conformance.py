@@ -9,15 +9,18 @@ it is noticed the day either side changes.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
+from aiohttp import web
 from emu_http import Api
 from emu_sides import Side, crd_group, diff, events, mask, unique
 
@@ -700,3 +703,231 @@ async def test_custom_resource_status_subresource_validation_and_pruning(sides: 
         return answers
 
     await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- namespaces
+
+
+async def test_namespace_create_and_terminating(sides: Sides) -> None:
+    name = unique("conf-ns")
+
+    async def probe(side: Side) -> Any:
+        side.cleanup.append(f"/api/v1/namespaces/{name}")
+        created = await side.answer(
+            "POST",
+            "/api/v1/namespaces",
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
+        )
+        held = {**cm("held"), "metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+        await side.ok("POST", f"/api/v1/namespaces/{name}/configmaps", held)
+        deleting = await side.answer("DELETE", f"/api/v1/namespaces/{name}")
+        refused = await side.answer("POST", f"/api/v1/namespaces/{name}/configmaps", cm("late"))
+
+        async def held_is_deleting() -> bool:
+            got = await side.ok("GET", f"/api/v1/namespaces/{name}/configmaps/held")
+            return "deletionTimestamp" in got["metadata"]
+
+        await side.until(held_is_deleting, "the namespace's contents marked for deletion")
+        await side.ok(
+            "PATCH",
+            f"/api/v1/namespaces/{name}/configmaps/held",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
+        )
+        await gone(side, f"/api/v1/namespaces/{name}")
+        return {"created": created, "deleting": deleting, "refused": refused}
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- eviction
+
+
+def pod(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": [{"name": "c", "image": "i"}]},
+    }
+
+
+def eviction(name: str) -> dict[str, Any]:
+    return {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}}
+
+
+async def test_eviction_under_a_pod_disruption_budget(sides: Sides) -> None:
+    ns = sides.ns
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    pdbs = f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"
+
+    async def budget_seen(side: Side, generation: int) -> None:
+        """The real budget's status comes from the disruption controller, a moment after each change."""
+        if not side.real:
+            return
+
+        async def observed() -> bool:
+            got = await side.ok("GET", f"{pdbs}/budget")
+            return (got.get("status") or {}).get("observedGeneration") == generation
+
+        await side.until(observed, f"the disruption controller to observe generation {generation}")
+
+    async def probe(side: Side) -> Any:
+        for name in ("a", "b", "pending"):
+            await side.ok("POST", pods, pod(name, {"app": "web"}))
+        await side.ok("POST", pods, pod("free", {"app": "other"}))
+        for name in ("a", "b", "free"):
+            ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+            await side.ok(
+                "PATCH", f"{pods}/{name}/status", ready, content_type="application/merge-patch+json"
+            )
+        budget = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "budget"},
+            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "web"}}},
+        }
+        answers: dict[str, Any] = {"pdb": await side.answer("POST", pdbs, budget)}
+        await budget_seen(side, 1)
+        answers["blocked"] = await side.answer("POST", f"{pods}/a/eviction", eviction("a"))
+        answers["pending_goes"] = await side.answer("POST", f"{pods}/pending/eviction", eviction("pending"))
+        answers["no_budget_goes"] = await side.answer("POST", f"{pods}/free/eviction", eviction("free"))
+        answers["missing"] = await side.answer("POST", f"{pods}/nope/eviction", eviction("nope"))
+        answers["name_mismatch"] = await side.answer("POST", f"{pods}/a/eviction", eviction("b"))
+        answers["dry_run"] = await side.answer(
+            "POST", f"{pods}/a/eviction", {**eviction("a"), "deleteOptions": {"dryRun": ["All"]}}
+        )
+        await side.ok(
+            "PATCH",
+            f"{pdbs}/budget",
+            {"spec": {"minAvailable": 1}},
+            content_type="application/merge-patch+json",
+        )
+        await budget_seen(side, 2)
+        answers["allowed"] = await side.answer("POST", f"{pods}/a/eviction", eviction("a"))
+        answers["evicted"] = await side.answer("GET", f"{pods}/a")
+        answers["next_blocked"] = await side.answer("POST", f"{pods}/b/eviction", eviction("b"))
+        return answers
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- admission webhooks
+
+
+@dataclass
+class Hook:
+    """A validating webhook on loopback HTTPS: records each AdmissionReview; denies objects labelled deny."""
+
+    url: str = ""
+    ca_bundle: str = ""
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        review = await request.json()
+        self.reviews.append(review)
+        req = review["request"]
+        obj = req.get("object") or req.get("oldObject") or {}
+        deny = ((obj.get("metadata") or {}).get("labels") or {}).get("deny") == "yes"
+        response: dict[str, Any] = {"uid": req["uid"], "allowed": not deny}
+        if deny:
+            response["status"] = {"code": 403, "message": "objects labelled deny are refused"}
+            response["warnings"] = ["think again"]
+        return web.json_response(
+            {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
+        )
+
+
+@pytest.fixture
+async def hook() -> AsyncIterator[Hook]:
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    state = Hook(ca_bundle=base64.b64encode(ca.cert_pem.bytes()).decode())
+    app = web.Application()
+    app.router.add_post("/validate", state.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    state.url = f"https://127.0.0.1:{runner.addresses[0][1]}/validate"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_admission_review_a_webhook_receives(sides: Sides, hook: Hook) -> None:
+    ns = sides.ns
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    name = unique("conf-hook")
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            {
+                "name": f"{name}.mcosup.test",
+                "clientConfig": {"url": hook.url, "caBundle": hook.ca_bundle},
+                "rules": [
+                    {
+                        "operations": ["CREATE", "UPDATE", "DELETE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["configmaps", "pods/eviction"],
+                    }
+                ],
+                # Only this test's namespace: the real server is shared by the whole session.
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "timeoutSeconds": 5,
+                "failurePolicy": "Fail",
+            }
+        ],
+    }
+
+    async def probe(side: Side) -> Any:
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        side.cleanup.append(f"{path}/{name}")
+        created = await side.answer("POST", path, config)
+
+        async def in_force() -> bool:
+            # The real server loads webhook configurations from its informer, a moment after the write.
+            status, _, _ = await side.api.call(
+                "POST",
+                cms,
+                {**cm(unique("ready")), "metadata": {"name": unique("ready"), "labels": {"deny": "yes"}}},
+            )
+            return status == 403
+
+        await side.until(in_force, "the webhook configuration to be in force")
+        hook.reviews.clear()
+        await side.ok("POST", cms + "?dryRun=All", cm("a", k="1"))
+        await side.ok("POST", cms, cm("a", k="1"))
+        await side.ok("PATCH", f"{cms}/a", {"data": {"k": "2"}}, content_type="application/merge-patch+json")
+        await side.ok("DELETE", f"{cms}/a")
+        status, denied, headers = await side.api.call("POST", cms, cm("d", {"deny": "yes"}))
+        reviews = []
+        for review in hook.reviews:
+            request = dict(review["request"])
+            # The two servers know the same user by name and groups; its uid is each server's own.
+            request["userInfo"] = {k: v for k, v in request["userInfo"].items() if k != "uid"}
+            reviews.append({**review, "request": mask(request)})
+        hook.reviews.clear()
+        return {
+            "config": created,
+            "reviews": reviews,
+            "denied": (status, mask(denied), headers.get("Warning")),
+        }
+
+    answer = await sides.same(probe)
+    requests = [r["request"] for r in answer["reviews"]]
+    assert [(r["operation"], r["dryRun"], r["name"]) for r in requests] == [
+        ("CREATE", True, "a"),
+        ("CREATE", False, "a"),
+        ("UPDATE", False, "a"),
+        ("DELETE", False, "a"),
+        ("CREATE", False, "d"),
+    ]
+    assert answer["denied"][0] == 403
