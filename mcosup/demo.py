@@ -60,6 +60,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "kube-controller-manager built from the Kubernetes Go modules (scripts/controlplane.sh; the first "
         "run builds them)",
     )
+    parser.add_argument(
+        "--host",
+        choices=("fake", "ostree"),
+        default="fake",
+        help="each node's OS: a plain fake (default, no root needed) or a real ostree sysroot that boots "
+        "the images built (needs root and Debian's ostree)",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,6 +75,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"mcosup demo needs {' and '.join(missing)}; install them with:", file=sys.stderr)
         print(INSTALL_HINT)
         return 1
+    if args.host == "ostree":
+        from mcosup.sim.ostreehost import missing_ostree
+
+        if why := missing_ostree():
+            print(f"mcosup demo --host ostree: {why}", file=sys.stderr)
+            return 1
     if args.workers < 1 or args.max_unavailable < 1:
         print("mcosup demo: --workers and --max-unavailable must be at least 1", file=sys.stderr)
         return 2
@@ -115,6 +128,7 @@ class Demo:
             workers=self.args.workers,
             max_unavailable=self.args.max_unavailable,
             control_plane=self.args.control_plane,
+            host=self.args.host,
         )
         cluster = LocalCluster(
             config, self.args.workdir, say=lambda text: self.note(f"[cyan]cluster[/] {text}")
@@ -139,6 +153,11 @@ class Demo:
             with self.console.status("stopping the local cluster"):
                 await cluster.stop()
             if self.args.workdir is None:
+                if self.args.host == "ostree":
+                    from mcosup.sim.ostreehost import make_removable
+
+                    # ostree leaves deployments immutable.
+                    await asyncio.to_thread(make_removable, cluster.workdir)
                 cluster.remove_workdir()
 
     # ------------------------------------------------------------------------------------ the story

@@ -592,6 +592,10 @@ class Emulator:
                 raise errors.method_not_allowed()
             result = await self._evict(t, ctx, await _read_body(request))
             return _json(result, 201, ctx.warnings)
+        if t.subresource == "binding":
+            if method != "POST":
+                raise errors.method_not_allowed()
+            return _json(self._bind(t, await _read_body(request)), 201, ctx.warnings)
         if method == "GET":
             obj = self._get(t)
             if tables.wants_table(request.headers.get("Accept", "")):
@@ -1776,6 +1780,40 @@ class Emulator:
             self._check_budgets(pod, ctx)
         if not ctx.dry_run:
             self._delete_now(t.rt, pod, options)
+        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _bind(self, t: Target, body: Any) -> dict[str, Any]:
+        """``POST pods/<name>/binding``: what a scheduler does — set ``spec.nodeName`` once, mark the Pod
+        scheduled; 409 for a Pod already assigned or being deleted, or whose uid the binding does not
+        name (as kube-apiserver's binding storage answers)."""
+        if not isinstance(body, dict):
+            raise errors.bad_request("the request body must be a Binding object")
+        meta = body.get("metadata") or {}
+        node = (body.get("target") or {}).get("name")
+        target_name = t.name or ""
+        if not node:
+            cause = {"field": "target.name", "reason": "FieldValueRequired", "message": "Required value"}
+            raise errors.invalid("Binding", "", target_name, [cause])
+        pod = self.store.get(t.rt.key, t.namespace, target_name)
+        if pod is None:
+            raise errors.not_found("pods", "", target_name)
+        name, uid = pod["metadata"]["name"], pod["metadata"].get("uid")
+        why = None
+        if meta.get("uid") and meta["uid"] != uid:
+            why = f"Precondition failed: UID in precondition: {meta['uid']}, UID in object meta: {uid}"
+        elif pod["metadata"].get("deletionTimestamp"):
+            why = f"pod {name} is being deleted, cannot be assigned to a host"
+        elif (pod.get("spec") or {}).get("nodeName"):
+            why = f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"'
+        if why is not None:
+            raise errors.conflict("pods/binding", "", name, why)
+        new = orjson.loads(orjson.dumps(pod))
+        new["spec"]["nodeName"] = node
+        status = new.setdefault("status", {})
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") != "PodScheduled"]
+        scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": timestamp()}
+        status["conditions"] = [*conditions, scheduled]
+        self._commit_update(t.rt, new, pod)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
     def _check_budgets(self, pod: dict[str, Any], ctx: Ctx) -> None:
