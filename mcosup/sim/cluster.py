@@ -14,8 +14,9 @@
   ``mcosup daemon`` process using the daemon ServiceAccount bound to its node (restarted after reboots);
 - ``mcosup supervisor`` as a real subprocess with its own ServiceAccount and self-managed webhook TLS;
 - the kubelet stand-in, running the builder pod and the build pods (local ``mcosup`` and ``buildah``).
-  It runs them unbound, as no scheduler binds them here: they sit on no node, so no drain evicts them
-  (on a real cluster a drain of the node they landed on would, and the supervisor or builder retries).
+  There is no scheduler: it binds them (the ``binding`` subresource) to ``infra-0``, a Ready node of no
+  pool, so no rollout drains them (on a real cluster a drain of the node they landed on would evict
+  them, and the supervisor or the build's retries start them again).
 
 Start-up and shutdown are bounded; every process started here is stopped on the way out. Nothing here
 knows the story the demo tells: it offers actions (opt in, add a MachineConfig, add a node) and
@@ -72,6 +73,8 @@ WEBHOOK_SERVICE = "machine-config-supervisor"
 MCOSUP_IMAGE = "quay.io/mcosup/mcosup:local"
 BUILDAH_IMAGE = "quay.io/buildah/stable:local"
 ROLE_NODE_LABEL = "node-role.kubernetes.io/"
+#: The node the kubelet stand-in binds the builder and build pods to: in no pool, so never drained.
+INFRA_NODE = "infra-0"
 #: Files a daemon keeps for itself on the host: they name configs and steps, so they differ per history.
 DAEMON_BOOKKEEPING = ("/etc/mco/mcosup-daemon-state.json",)
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcosupDemoKey core@mcosup-demo"
@@ -467,6 +470,8 @@ class LocalCluster:
             await self.add_node(f"master-{i}", "master")
         for i in range(self.config.workers):
             await self.add_node(f"worker-{i}", "worker")
+        # Where the builder and build pods run: a node of no pool, so no rollout ever drains it.
+        await self.backend.create_object(node_object(INFRA_NODE, "infra"))
         self.say("starting the kubelet stand-in")
         self._kubelet_task = asyncio.create_task(self._kubelet().run(), name="kubelet")
         self.say("starting the supervisor (real process, self-managed webhook TLS)")
@@ -548,6 +553,7 @@ class LocalCluster:
             credentials=credentials,
             log_sink=self._pod_log,
             namespace=self.ns,
+            bind_to=INFRA_NODE,
         )
 
     async def add_node(self, name: str, role: str) -> SimNode:

@@ -26,6 +26,9 @@ unbound, when it is told to schedule), runs every container as a local process:
   without writing one). ``restartPolicy`` Always/OnFailure restart containers with a capped backoff.
 - **Logs.** Each container's output goes to a file; ``log_sink(namespace, pod, container, text)`` is
   called with it while it runs and when it ends, so ``pods/log`` can serve it.
+- **Binding.** With ``bind_to``, a Pod nobody bound is bound to that node through the ``binding``
+  subresource before it runs, as the scheduler would (a real API server then deletes it gracefully,
+  and the kubelet confirms the deletion).
 - **Deletion.** When a Pod is deleted or gets a ``deletionTimestamp``, its processes (whole process
   groups) get SIGTERM, then SIGKILL after the grace period; a gracefully deleted Pod is then removed
   for good (delete with grace 0), as the kubelet confirms a deletion.
@@ -135,11 +138,15 @@ class Kubelet:
         namespace: str | None = None,
         volume_retry_seconds: float = 0.2,
         host_root: Callable[[str], Path] | None = None,
+        bind_to: str | None = None,
     ):
         self.kube = kube
         self.workdir = Path(workdir)
-        self.nodes = set(nodes)
+        self.nodes = set(nodes) | ({bind_to} if bind_to else set())
         self.schedule = schedule
+        #: The node unbound Pods are bound to before they run (the ``binding`` subresource, as the
+        #: scheduler does); None runs them unbound.
+        self.bind_to = bind_to
         self.image_rules = list(image_rules if image_rules is not None else default_image_rules())
         self.credentials = credentials
         self.log_sink = log_sink
@@ -266,7 +273,32 @@ class Kubelet:
                 return rule
         return None
 
+    async def _bind(self, pod: Obj) -> Obj:
+        """Bind an unbound Pod to :attr:`bind_to`; the Pod as bound (a Pod already bound stays put)."""
+        meta = pod["metadata"]
+        if self.bind_to is None or (pod.get("spec") or {}).get("nodeName"):
+            return pod
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "uid": meta.get("uid")},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": self.bind_to},
+        }
+        try:
+            await self.kube.request(
+                "POST", PODS.path(meta["name"], meta.get("namespace"), "binding"), body=binding
+            )
+        except errors.NotFound:
+            raise PodGone from None
+        except errors.Conflict:
+            pass  # bound meanwhile (by a scheduler, or an earlier attempt of ours)
+        try:
+            return await self.kube.get(PODS, meta["name"], namespace=meta.get("namespace"))
+        except errors.NotFound:
+            raise PodGone from None
+
     async def _lifecycle(self, pod: Obj, pod_dir: Path, stop: asyncio.Event) -> None:
+        pod = await self._bind(pod)
         spec = pod.get("spec") or {}
         containers: list[Obj] = list(spec.get("containers") or [])
         init_containers: list[Obj] = list(spec.get("initContainers") or [])

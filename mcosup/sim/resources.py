@@ -119,7 +119,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         short=("po",),
         status=True,
         initial_status={"phase": "Pending"},
-        extra=("eviction", "log"),
+        extra=("binding", "eviction", "log"),
         categories=("all",),
     ),
     _builtin("", "v1", "configmaps", "ConfigMap", True, short=("cm",)),
@@ -264,6 +264,16 @@ def api_resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
                 "namespaced": rt.namespaced,
                 "kind": rt.kind,
                 "verbs": ["get", "patch", "update"],
+            }
+        )
+    if "binding" in rt.extra_subresources:
+        entries.append(
+            {
+                "name": f"{rt.plural}/binding",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": "Binding",
+                "verbs": ["create"],
             }
         )
     if "eviction" in rt.extra_subresources:
