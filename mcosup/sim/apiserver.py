@@ -961,7 +961,8 @@ class Emulator:
             return obj
         stored = self.store.commit(rt.key, obj, ADDED, None)
         if rt.kind == "CustomResourceDefinition" and rt.builtin:
-            self._register_crd(stored)
+            established = {**stored, "status": self._crd_established_status(stored, None)}
+            self._register_crd(self.store.commit(rt.key, established, MODIFIED, stored))
         self._collect_if_dangling(rt, stored)
         return _as_version(stored, t.api_version)
 
@@ -1148,33 +1149,49 @@ class Emulator:
         if causes:
             raise errors.invalid("CustomResourceDefinition", "apiextensions.k8s.io", name, causes)
         storage = next(str(v["name"]) for v in versions if v.get("storage"))
+        obj["spec"] = {**spec, "conversion": spec.get("conversion") or {"strategy": "None"}}
+        if old is None:
+            # As written by the create; the names and Established conditions come a moment later from
+            # the apiextensions controllers (here: the write right after, see _create).
+            obj["status"] = {
+                "conditions": None,
+                "acceptedNames": {"kind": "", "plural": ""},
+                "storedVersions": [storage],
+            }
+        elif obj.get("status") in (None, {}):
+            obj["status"] = self._crd_established_status(obj, old)
+        return obj
+
+    def _crd_established_status(self, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        """The status of a CRD whose names are accepted and which is Established."""
+        spec = obj.get("spec") or {}
+        names = spec.get("names") or {}
+        storage = next(str(v["name"]) for v in spec.get("versions") or [] if v.get("storage"))
         accepted = {k: v for k, v in names.items()}
         accepted.setdefault("singular", str(names.get("kind", "")).lower())
         accepted.setdefault("listKind", f"{names.get('kind')}List")
-        if old is None or obj.get("status") in (None, {}):
-            now = timestamp()
-            stored_versions = sorted({*((old or {}).get("status") or {}).get("storedVersions", []), storage})
-            obj["status"] = {
-                "conditions": [
-                    {
-                        "type": "NamesAccepted",
-                        "status": "True",
-                        "reason": "NoConflicts",
-                        "message": "no conflicts found",
-                        "lastTransitionTime": now,
-                    },
-                    {
-                        "type": "Established",
-                        "status": "True",
-                        "reason": "InitialNamesAccepted",
-                        "message": "the initial names have been accepted",
-                        "lastTransitionTime": now,
-                    },
-                ],
-                "acceptedNames": accepted,
-                "storedVersions": stored_versions,
-            }
-        return obj
+        now = timestamp()
+        stored_versions = sorted({*((old or {}).get("status") or {}).get("storedVersions", []), storage})
+        return {
+            "conditions": [
+                {
+                    "type": "NamesAccepted",
+                    "status": "True",
+                    "reason": "NoConflicts",
+                    "message": "no conflicts found",
+                    "lastTransitionTime": now,
+                },
+                {
+                    "type": "Established",
+                    "status": "True",
+                    "reason": "InitialNamesAccepted",
+                    "message": "the initial names have been accepted",
+                    "lastTransitionTime": now,
+                },
+            ],
+            "acceptedNames": accepted,
+            "storedVersions": stored_versions,
+        }
 
     # Update and patch -------------------------------------------------------------------------
 

@@ -129,10 +129,18 @@ class Side:
             await self.until(has_default, f"ServiceAccount default in {name}")
 
     async def install_crds(self, group: str, *names: str) -> None:
-        """The MCO CRDs (read from ../shared at test time) under ``group``, established."""
+        """The MCO CRDs (read from ../shared at test time) under ``group``, established.
+
+        With no names, waits for the ones already created under ``group``.
+        """
         for crd_name in names:
             crd = mco_crd(crd_name, group)
             await self.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        if not names:
+            listed = await self.ok("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+            names = tuple(
+                c["spec"]["names"]["plural"] for c in listed["items"] if c["spec"]["group"] == group
+            )
         for crd_name in names:
             full = f"{crd_name}.{group}"
 

@@ -330,6 +330,6 @@ async def test_a_strategic_patch_merges_webhooks_by_name(api: Api, hook: Hook) -
     )
     assert status == 200
     assert [(w["name"], w.get("failurePolicy"), w["sideEffects"]) for w in out["webhooks"]] == [
-        ("two.example.com", None, "None"),
+        ("two.example.com", "Fail", "None"),  # the v1 default
         ("second.example.com", "Ignore", "None"),
     ]
