@@ -118,6 +118,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         True,
         short=("po",),
         status=True,
+        generation=True,  # spec changes bump it, as on kube-apiserver v1.36
         initial_status={"phase": "Pending"},
         extra=("binding", "eviction", "log"),
         categories=("all",),

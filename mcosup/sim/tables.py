@@ -109,7 +109,25 @@ def _event_object(o: dict[str, Any]) -> str:
     return f"{str(inv.get('kind', '')).lower()}/{inv.get('name', '')}"
 
 
+def _data_count(o: dict[str, Any]) -> int:
+    return len(o.get("data") or {}) + len(o.get("binaryData") or {})
+
+
 BUILTIN_COLUMNS: dict[str, list[Column]] = {
+    # Columns as kube-apiserver's printers define them (descriptions shortened: clients show names).
+    "ConfigMap": [NAME, ("Data", "string", "Number of data keys.", _data_count, 0), AGE],
+    "Secret": [
+        NAME,
+        (
+            "Type",
+            "string",
+            "Used to facilitate programmatic handling of secret data.",
+            lambda o: o.get("type"),
+            0,
+        ),
+        ("Data", "string", "Number of data keys.", _data_count, 0),
+        AGE,
+    ],
     "Pod": [
         NAME,
         (

@@ -452,7 +452,33 @@ def pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
                     c.setdefault("resources", {})
                 out.append(c)
             spec[field_name] = out
-    return {**pod, "spec": spec}
+    out_pod = {**pod, "spec": spec}
+    status = pod.get("status")
+    if isinstance(status, dict) and "qosClass" not in status:
+        out_pod["status"] = {**status, "qosClass": qos_class(spec)}
+    return out_pod
+
+
+def qos_class(spec: Mapping[str, Any]) -> str:
+    """The Pod's quality-of-service class, computed from its containers' requests and limits."""
+    containers = [
+        c for key in ("containers", "initContainers") for c in spec.get(key) or [] if isinstance(c, dict)
+    ]
+    requests: list[dict[str, Any]] = []
+    limits: list[dict[str, Any]] = []
+    for c in containers:
+        resources = c.get("resources") or {}
+        requests.append(
+            {k: v for k, v in (resources.get("requests") or {}).items() if k in ("cpu", "memory")}
+        )
+        limits.append({k: v for k, v in (resources.get("limits") or {}).items() if k in ("cpu", "memory")})
+    if not any(requests) and not any(limits):
+        return "BestEffort"
+    guaranteed = all(
+        set(lim) == {"cpu", "memory"} and all(req.get(k, lim[k]) == lim[k] for k in lim)
+        for req, lim in zip(requests, limits, strict=True)
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
 
 
 def pod_causes(pod: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:

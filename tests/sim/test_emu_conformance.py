@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import datetime
+import json
 import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -1063,3 +1064,257 @@ async def test_known_difference_openshift_crd_test_vectors(sides: Sides) -> None
     assert differing == cel_decided, diff(emulator, real)
     assert all(emulator[n][0] == "ok" for n in differing)
     assert len(vectors) - len(differing) >= 1
+
+
+# --------------------------------------------------------------------------------- kubectl
+
+AGE = re.compile(r"\b\d+(s|m|h|d)(\d+(s|m|h))?\b")
+
+
+def text(answer: tuple[int, str, str]) -> tuple[int, str, str]:
+    """kubectl's (code, stdout, stderr) with ages masked."""
+    code, out, err = answer
+    return code, AGE.sub("<age>", out), AGE.sub("<age>", err)
+
+
+async def kubectl_json(side: Side, *args: str) -> Any:
+    code, out, err = await side.kubectl(*args, "-o", "json")
+    assert code == 0, f"{side.name}: kubectl {' '.join(args)}: {err}"
+    return mask(json.loads(out))
+
+
+async def test_kubectl_apply_label_annotate_patch_get_describe_delete(sides: Sides, tmp_path: Path) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        manifest = tmp_path / f"{side.name}.yaml"
+        docs = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": ns},
+                "data": {"mode": "a"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "creds", "namespace": ns},
+                "stringData": {"k": "v"},
+            },
+        ]
+        manifest.write_text(yaml.safe_dump_all(docs))
+        answers: list[Any] = [text(await side.kubectl("apply", "-f", str(manifest)))]
+        manifest.write_text(manifest.read_text().replace("mode: a", "mode: b"))
+        answers.append(text(await side.kubectl("apply", "-f", str(manifest))))
+        answers.append(await kubectl_json(side, "get", "cm", "settings", "-n", ns))
+        for args in (
+            ("label", "-n", ns, "cm", "settings", "tier=config"),
+            ("annotate", "-n", ns, "cm", "settings", "owner=me"),
+            ("label", "-n", ns, "cm", "settings", "tier=other"),
+            ("label", "-n", ns, "cm", "settings", "tier=other", "--overwrite"),
+            (
+                "patch",
+                "-n",
+                ns,
+                "cm",
+                "settings",
+                "--type=json",
+                "-p",
+                '[{"op":"replace","path":"/data/mode","value":"c"}]',
+            ),
+            ("patch", "-n", ns, "cm", "settings", "--type=merge", "-p", '{"data":{"extra":"1"}}'),
+            ("patch", "-n", ns, "cm", "settings", "-p", '{"data":{"extra":"2"}}'),
+            (
+                "patch",
+                "-n",
+                ns,
+                "cm",
+                "settings",
+                "--type=json",
+                "-p",
+                '[{"op":"test","path":"/data/mode","value":"x"}]',
+            ),
+            ("get", "cm", "-n", ns, "-l", "tier=other"),
+            ("get", "cm", "-n", ns, "settings", "-o", "wide", "--show-labels"),
+            ("get", "secret", "-n", ns),
+            ("describe", "-n", ns, "cm", "settings"),
+            ("get", "cm", "-n", ns, "settings", "-o", "jsonpath={.data}"),
+            ("delete", "-n", ns, "cm", "settings"),
+            ("get", "-n", ns, "cm", "settings"),
+            ("delete", "-n", ns, "cm", "settings"),
+            ("get", "nothings"),
+        ):
+            answers.append(text(await side.kubectl(*args)))
+        return answers
+
+    await sides.same(probe)
+
+
+async def test_kubectl_imperative_creates(sides: Sides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        answers: list[Any] = []
+        for args in (
+            ("create", "configmap", "c", "--from-literal=a=b", "--from-literal=empty=", "-n", ns),
+            ("create", "secret", "generic", "s", "--from-literal=password=hunter2", "-n", ns),
+            ("create", "serviceaccount", "robot", "-n", ns),
+            ("create", "configmap", "c", "--from-literal=a=b", "-n", ns),
+        ):
+            answers.append(text(await side.kubectl(*args)))
+        answers.append(await kubectl_json(side, "get", "cm", "c", "-n", ns))
+        answers.append(await kubectl_json(side, "get", "secret", "s", "-n", ns))
+        return answers
+
+    await sides.same(probe)
+
+
+async def test_kubectl_with_the_mco_custom_resources(sides: Sides, tmp_path: Path) -> None:
+    group = crd_group()
+
+    async def probe(side: Side) -> Any:
+        await side.install_crds(group, "machineconfigpools", "machineconfigs")
+        for plural in ("machineconfigpools", "machineconfigs"):
+            side.cleanup.append(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")
+        objects = tmp_path / f"{side.name}-objects"
+        objects.mkdir()
+        for path in sorted((CRDS.parent / "objects").glob("*.yaml")):
+            (objects / path.name).write_text(path.read_text().replace(GROUP, group))
+        bad = tmp_path / f"{side.name}-bad.yaml"
+        bad.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": f"{group}/v1",
+                    "kind": "MachineConfigPool",
+                    "metadata": {"name": "bad"},
+                    "spec": {"paused": "yes"},
+                }
+            )
+        )
+        mcp = f"machineconfigpools.{group}"
+        status = {
+            "configuration": {"name": "rendered-worker-1"},
+            "machineCount": 3,
+            "conditions": [{"type": "Updated", "status": "True"}, {"type": "Degraded", "status": "False"}],
+        }
+        answers: list[Any] = [text(await side.kubectl("apply", "-f", str(objects)))]
+        await side.ok(
+            "PATCH",
+            f"/apis/{group}/v1/machineconfigpools/worker/status",
+            {"status": status},
+            content_type="application/merge-patch+json",
+        )
+        for args in (
+            ("patch", mcp, "worker", "--type=merge", "-p", '{"spec":{"paused":true}}'),
+            ("get", mcp),
+            ("get", mcp, "-o", "wide"),
+            ("get", f"machineconfigs.{group}"),
+            ("apply", "-f", str(bad)),
+            ("patch", mcp, "worker", "--type=strategic", "-p", '{"spec":{"paused":false}}'),
+            ("patch", mcp, "worker", "-p", '{"spec":{"paused":false}}'),
+            ("apply", "-f", str(objects)),
+            ("delete", "-f", str(objects)),
+        ):
+            answers.append(text(await side.kubectl(*args)))
+        return answers
+
+    await sides.same(probe)
+
+
+async def test_kubectl_get_nodes_prints_the_servers_columns(sides: Sides) -> None:
+    name = unique("conf-node")
+
+    async def probe(side: Side) -> Any:
+        side.cleanup.append(f"/api/v1/nodes/{name}")
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": name, "labels": {"node-role.kubernetes.io/worker": "", "conformance": name}},
+            "spec": {"unschedulable": True},
+        }
+        await side.ok("POST", "/api/v1/nodes", node)
+        ready = {
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "nodeInfo": {"kubeletVersion": "v1.36.3"},
+            }
+        }
+        await side.ok(
+            "PATCH", f"/api/v1/nodes/{name}/status", ready, content_type="application/merge-patch+json"
+        )
+        return [
+            text(await side.kubectl("get", "nodes", "-l", f"conformance={name}")),
+            text(await side.kubectl("uncordon", name)),
+            text(await side.kubectl("get", "node", name)),
+            text(await side.kubectl("cordon", name)),
+        ]
+
+    await sides.same(probe)
+
+
+async def test_kubectl_wait(sides: Sides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", f"/api/v1/namespaces/{ns}/pods", pod("p", {"app": "w"}))
+        waiter = asyncio.create_task(
+            side.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod/p", "--timeout=60s")
+        )
+        ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        await side.ok(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/p/status",
+            ready,
+            content_type="application/merge-patch+json",
+        )
+        condition_met = text(await waiter)
+        deleter = asyncio.create_task(
+            side.kubectl("wait", "-n", ns, "--for=delete", "pod/p", "--timeout=60s")
+        )
+        deleted = text(await side.kubectl("delete", "-n", ns, "pod", "p", "--wait=false"))
+        return [condition_met, deleted, text(await deleter)]
+
+    await sides.same(probe)
+
+
+# --------------------------------------------------------------------------------- known differences
+
+
+def differing_paths(a: Any, b: Any, path: str = "") -> list[str]:
+    """The paths where two JSON values differ (a key on one side only counts as different)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [
+            p for k in sorted(set(a) | set(b)) for p in differing_paths(a.get(k), b.get(k), f"{path}.{k}")
+        ]
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        return [
+            p
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for p in differing_paths(x, y, f"{path}[{i}]")
+        ]
+    return [] if a == b else [path]
+
+
+async def test_known_difference_pod_service_account_and_its_token(sides: Sides) -> None:
+    """The real server's ServiceAccount admission plugin gives every Pod the namespace's `default`
+    ServiceAccount and mounts its token (a projected volume); DefaultTolerationSeconds adds two
+    tolerations. The emulator runs neither plugin; every other default of a Pod is the same."""
+    pods = f"/api/v1/namespaces/{sides.ns}/pods"
+
+    async def probe(side: Side) -> Any:
+        return await side.answer("POST", pods, pod("p", {"app": "web"}))
+
+    emulator, real = await sides.run(probe)
+    assert (emulator[0], real[0]) == (201, 201)
+    assert differing_paths(emulator[1], real[1]) == [
+        ".spec.containers[0].volumeMounts",
+        ".spec.serviceAccount",
+        ".spec.serviceAccountName",
+        ".spec.tolerations",
+        ".spec.volumes",
+    ]
+    spec = real[1]["spec"]
+    assert (spec["serviceAccountName"], spec["volumes"][0]["name"].startswith("kube-api-access-")) == (
+        "default",
+        True,
+    )
