@@ -46,7 +46,10 @@ def test_unpadded_base64_is_refused_by_webhook_render_and_daemon_alike_as_igniti
     # ...render refuses it the same way (RenderDegraded), so does the builder's context...
     with pytest.raises(rendering.RenderError, match="padded standard base64"):
         rendering.check(unpadded)
-    with pytest.raises(buildplan.BuildError, match=r"file /etc/motd: .*padded standard base64"):
+    with pytest.raises(
+        buildplan.BuildError,
+        match=r"rendered-worker-x: spec\.config\.storage\.files\[0\]\.contents\.source: .*padded",
+    ):
         buildplan.build_context("rendered-worker-x", unpadded["spec"])
     # ...and the legacy daemon, which used to be the only one to refuse it, names the object and field.
     with pytest.raises(ConfigError, match=r"MachineConfig 50-motd .*files\[0\]\.contents\.source: .*padded"):

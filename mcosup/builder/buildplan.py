@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcosup import rendering
-from webhooks import names
+from webhooks import machineconfig, names
 
 Obj = dict[str, Any]
 
@@ -170,10 +170,6 @@ def _file_entries(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
                 f"{names.image_undeliverable(path)}, which an OS image cannot deliver; move it under /etc "
                 "or /usr, or remove it from the pool's MachineConfigs"
             )
-        if posixpath.normpath(path) != path or not path.startswith("/") or path == "/":
-            raise BuildError(
-                f"rendered config {rendered_name}: file path {path!r} is not absolute and normalised"
-            )
         contents = f.get("contents") or {}
         try:
             data = rendering.decode_data_url(
@@ -216,6 +212,10 @@ def build_context(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
     Raises BuildError naming the path of a file an image cannot deliver (contract section 4) or of two
     entries that cannot coexist (a file where another needs a directory).
     """
+    # The webhook's validation first, so the builder refuses exactly what admission and render refuse.
+    problems = machineconfig.problems({"metadata": {"name": rendered_name}, "spec": spec})
+    if problems:
+        raise BuildError(f"rendered config {rendered_name}: {problems[0]}")
     by_path: dict[str, Entry] = {}
     for entry in _file_entries(rendered_name, spec) + _unit_entries(spec):
         by_path[entry.path] = entry  # units are laid out after files: a unit wins over a file of its path

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from webhooks import machineconfig
 from webhooks.machineconfig import decode_data_url
 
 #: The one user whose ssh keys and password hash a MachineConfig may set.
@@ -157,6 +158,10 @@ def parse_machineconfig(obj: Mapping[str, Any]) -> HostConfig:
     name = str(obj.get("metadata", {}).get("name", "<unnamed>"))
     spec = obj.get("spec") or {}
     where = f"MachineConfig {name}"
+    # The webhook's validation, so the daemon refuses exactly what admission and render refuse.
+    problems = machineconfig.problems(obj)
+    if problems:
+        raise ConfigError(f"{where} {problems[0]}")
     config = spec.get("config") or {}
     storage = config.get("storage") or {}
     files: dict[str, FileSpec] = {}

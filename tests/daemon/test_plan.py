@@ -396,10 +396,10 @@ def _mc(
     [
         (
             _mc([{"path": "etc/x", "contents": {"source": "data:,x"}}]),
-            "files\\[0\\].path must be an absolute",
+            "files\\[0\\].path: 'etc/x' is relative: use an absolute path",
         ),
-        (_mc([{"path": "/etc/x", "contents": {"source": "https://x"}}]), "not a data: URL"),
-        (_mc([{"path": "/etc/x", "mode": "0644"}]), "files\\[0\\].mode must be an integer"),
+        (_mc([{"path": "/etc/x", "contents": {"source": "https://x"}}]), "inline as a data: URL"),
+        (_mc([{"path": "/etc/x", "mode": "0644"}]), "files\\[0\\].mode: must be an integer"),
         (_mc(users=[{"name": "root", "sshAuthorizedKeys": ["k"]}]), "user 'root' is not supported"),
     ],
 )
