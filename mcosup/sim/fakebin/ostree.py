@@ -141,14 +141,15 @@ class RegistryClient:
         )
         self.host = host + (f":{parts.port}" if parts.port else "")
 
-    def get(self, ref: ImageRef, path: str, accept: str | None = None) -> tuple[bytes, str]:
+    def get(self, ref: ImageRef, path: str, accept: str | None = None) -> bytes:
         url = f"{self.base}/v2/{ref.repo}/{path}"
         headers = dict(self.headers)
         if accept:
             headers["Accept"] = accept
         try:
             with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
-                return resp.read(), resp.headers.get("Content-Type", "")
+                body: bytes = resp.read()
+                return body
         except urllib.error.HTTPError as exc:
             raise OstreeError(
                 f"reading {path} of {ref.registry}/{ref.repo}: HTTP {exc.code} ({exc.reason})"
@@ -158,7 +159,7 @@ class RegistryClient:
 
     def manifest(self, ref: ImageRef) -> tuple[dict[str, object], str]:
         """The image manifest and its digest, checked against the reference when that is a digest."""
-        body, ctype = self.get(ref, f"manifests/{ref.reference}", f"{_MANIFEST}, {_INDEX}")
+        body = self.get(ref, f"manifests/{ref.reference}", f"{_MANIFEST}, {_INDEX}")
         digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if ref.reference.startswith("sha256:") and digest != ref.reference:
             raise OstreeError(f"manifest of {ref.repo}@{ref.reference} has digest {digest}: refusing it")
@@ -177,11 +178,10 @@ class RegistryClient:
             if pick is None:
                 raise OstreeError(f"image index {ref.repo}@{digest} has no linux/amd64 image")
             return self.manifest(dataclasses.replace(ref, reference=pick["digest"]))
-        del ctype
         return data, digest
 
     def blob(self, ref: ImageRef, digest: str) -> bytes:
-        body, _ = self.get(ref, f"blobs/{digest}")
+        body = self.get(ref, f"blobs/{digest}")
         if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
             raise OstreeError(f"blob {digest} of {ref.repo} does not match its digest")
         return body
