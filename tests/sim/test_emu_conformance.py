@@ -1071,10 +1071,18 @@ async def test_known_difference_openshift_crd_test_vectors(sides: Sides) -> None
 AGE = re.compile(r"\b\d+(s|m|h|d)(\d+(s|m|h))?\b")
 
 
+KLOG = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+ .*\n", re.MULTILINE)
+
+
 def text(answer: tuple[int, str, str]) -> tuple[int, str, str]:
-    """kubectl's (code, stdout, stderr) with ages masked."""
+    """kubectl's (code, stdout, stderr) with ages masked and client-go's own log lines left out.
+
+    Those lines report the client's transport, which differs (HTTP/1.1 against the emulator, HTTP/2
+    against the real server: test_known_difference_http2): cancelling a watch at kubectl's timeout
+    sometimes logs "Failed to watch" over HTTP/1.1.
+    """
     code, out, err = answer
-    return code, AGE.sub("<age>", out), AGE.sub("<age>", err)
+    return code, AGE.sub("<age>", out), AGE.sub("<age>", KLOG.sub("", err))
 
 
 async def kubectl_json(side: Side, *args: str) -> Any:
@@ -1256,7 +1264,9 @@ async def test_kubectl_wait(sides: Sides) -> None:
     ns = sides.ns
 
     async def probe(side: Side) -> Any:
-        await side.ok("POST", f"/api/v1/namespaces/{ns}/pods", pod("p", {"app": "w"}))
+        held = pod("p", {"app": "w"})
+        held["metadata"]["finalizers"] = ["example.com/hold"]
+        await side.ok("POST", f"/api/v1/namespaces/{ns}/pods", held)
         waiter = asyncio.create_task(
             side.kubectl("wait", "-n", ns, "--for=condition=Ready", "pod/p", "--timeout=60s")
         )
@@ -1267,12 +1277,19 @@ async def test_kubectl_wait(sides: Sides) -> None:
             ready,
             content_type="application/merge-patch+json",
         )
-        condition_met = text(await waiter)
-        deleter = asyncio.create_task(
-            side.kubectl("wait", "-n", ns, "--for=delete", "pod/p", "--timeout=60s")
+        answers = [text(await waiter)]
+        answers.append(text(await side.kubectl("delete", "-n", ns, "pod", "p", "--wait=false")))
+        # The finalizer holds the pod: waiting for its deletion can only run out of time.
+        answers.append(text(await side.kubectl("wait", "-n", ns, "--for=delete", "pod/p", "--timeout=2s")))
+        await side.ok(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/p",
+            {"metadata": {"finalizers": None}},
+            content_type="application/merge-patch+json",
         )
-        deleted = text(await side.kubectl("delete", "-n", ns, "pod", "p", "--wait=false"))
-        return [condition_met, deleted, text(await deleter)]
+        await gone(side, f"/api/v1/namespaces/{ns}/pods/p")
+        answers.append(text(await side.kubectl("wait", "-n", ns, "--for=delete", "pod/p", "--timeout=10s")))
+        return answers
 
     await sides.same(probe)
 
@@ -1318,3 +1335,204 @@ async def test_known_difference_pod_service_account_and_its_token(sides: Sides) 
         "default",
         True,
     )
+
+
+async def test_known_difference_no_authorization(sides: Sides, control_plane: ControlPlane) -> None:
+    """The emulator maps tokens to users but authorizes everything; the real server enforces RBAC."""
+    ns = sides.ns
+    user = f"system:serviceaccount:{ns}:default"
+    token = await asyncio.to_thread(control_plane.service_account_token, ns, "default", seconds=600)
+    as_real = sides.real.api.as_token(token)
+    as_emulator = sides.emulator.api.as_token(
+        sides.emulator_server.add_token(user, ["system:serviceaccounts", f"system:serviceaccounts:{ns}"])
+    )
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    real_status, real_body, _ = await as_real.call("GET", path)
+    emulator_status, _, _ = await as_emulator.call("GET", path)
+    assert (real_status, real_body["reason"], real_body["message"]) == (
+        403,
+        "Forbidden",
+        f'configmaps is forbidden: User "{user}" cannot list resource "configmaps" in API group "" '
+        f'in the namespace "{ns}"',
+    )
+    assert emulator_status == 200
+
+
+async def test_known_difference_no_namespace_controllers(sides: Sides) -> None:
+    """A real namespace soon holds the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
+    (kube-controller-manager's service-account and root-CA publisher controllers); the emulator runs
+    no controllers, so a new namespace stays empty."""
+    ns = sides.ns  # the fixture waited for `default` on the real server
+
+    async def probe(side: Side) -> Any:
+        found = []
+        for resource in ("serviceaccounts", "configmaps"):
+            listed = await side.ok("GET", f"/api/v1/namespaces/{ns}/{resource}")
+            found.append(sorted(i["metadata"]["name"] for i in listed["items"]))
+        return found
+
+    async def published(side: Side = sides.real) -> bool:
+        return (await probe(side))[1] == ["kube-root-ca.crt"]
+
+    await sides.real.until(published, "the root CA published into the namespace")
+    assert await probe(sides.emulator) == [[], []]
+    assert await probe(sides.real) == [["default"], ["kube-root-ca.crt"]]
+
+
+async def test_known_difference_error_wording_of_malformed_input(sides: Sides) -> None:
+    """A malformed label selector and a body that is not JSON are 400 BadRequest on both, but the
+    message is the parser's own: Go's selector lexer and JSON decoder word it differently."""
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        selector = await side.answer("GET", cms, params={"labelSelector": "a===b"})
+        body = await side.answer("POST", cms, raw=b"{not json")
+        return [(status, out["reason"], out["message"]) for status, out in (selector, body)]
+
+    emulator, real = await sides.run(probe)
+    assert real == [
+        (400, "BadRequest", "unable to parse requirement: found '=', expected: identifier"),
+        (
+            400,
+            "BadRequest",
+            "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; "
+            "json parse error: invalid character 'n' looking for beginning of object key string ({not json)",
+        ),
+    ]
+    assert emulator == [
+        (400, "BadRequest", "unable to parse requirement: invalid label selector 'a===b'"),
+        (
+            400,
+            "BadRequest",
+            "error decoding the request body as JSON: unexpected character, expected a string key: "
+            "line 1 column 2 (char 1)",
+        ),
+    ]
+
+
+async def test_known_difference_server_side_apply(sides: Sides) -> None:
+    """Server-side apply is not modelled: the emulator refuses the apply patch type with 415."""
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        status, out, _ = await side.api.call(
+            "PATCH",
+            f"{cms}/applied?fieldManager=conformance",
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "applied"}, "data": {"k": "v"}},
+            content_type="application/apply-patch+yaml",
+        )
+        return status, out.get("reason"), out.get("data")
+
+    emulator, real = await sides.run(probe)
+    assert real == (201, None, {"k": "v"})
+    assert emulator == (415, "UnsupportedMediaType", None)
+
+
+async def test_known_difference_pdb_status_comes_from_a_controller(sides: Sides) -> None:
+    """The real disruption controller keeps a budget's status current; the emulator, which runs no
+    controllers, computes it only when an eviction asks (evictions give the same answers: see
+    test_eviction_under_a_pod_disruption_budget)."""
+    ns = sides.ns
+    pods = f"/api/v1/namespaces/{ns}/pods"
+    pdbs = f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", pods, pod("a", {"app": "web"}))
+        ready = {"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+        await side.ok("PATCH", f"{pods}/a/status", ready, content_type="application/merge-patch+json")
+        budget = {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": {"name": "budget"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}},
+        }
+        await side.ok("POST", pdbs, budget)
+        if side.real:
+
+            async def observed() -> bool:
+                got = await side.ok("GET", f"{pdbs}/budget")
+                return (got.get("status") or {}).get("observedGeneration") == 1
+
+            await side.until(observed, "the disruption controller to observe the budget")
+        status = (await side.ok("GET", f"{pdbs}/budget"))["status"]
+        return {
+            k: status.get(k)
+            for k in ("currentHealthy", "desiredHealthy", "expectedPods", "observedGeneration")
+        }
+
+    emulator, real = await sides.run(probe)
+    assert real == {"currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1, "observedGeneration": 1}
+    assert emulator == {
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+        "observedGeneration": None,
+    }
+
+
+async def test_known_difference_webhook_match_conditions(sides: Sides, hook: Hook) -> None:
+    """The real server evaluates a webhook's matchConditions (CEL) and skips the call when one is
+    false; the emulator does not evaluate them and calls the webhook."""
+    ns = sides.ns
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    name = unique("conf-match")
+    rule = {"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}
+    webhook = {
+        "name": f"{name}.mcosup.test",
+        "clientConfig": {"url": hook.url, "caBundle": hook.ca_bundle},
+        "rules": [rule],
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+    }
+    never = {
+        **webhook,
+        "name": f"never.{name}.mcosup.test",
+        "matchConditions": [{"name": "never", "expression": "false"}],
+    }
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [webhook, never],
+    }
+
+    async def probe(side: Side) -> Any:
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        side.cleanup.append(f"{path}/{name}")
+        await side.ok("POST", path, config)
+
+        async def in_force() -> bool:
+            status, _, _ = await side.api.call("POST", cms, cm(unique("ready"), {"deny": "yes"}))
+            return status == 403
+
+        await side.until(in_force, "the webhook configuration to be in force")
+        hook.reviews.clear()
+        await side.ok("POST", cms, cm("a"))
+        called = sorted(r["request"]["name"] for r in hook.reviews)
+        hook.reviews.clear()
+        return called
+
+    emulator, real = await sides.run(probe)
+    assert real == ["a"]
+    assert emulator == ["a", "a"]
+
+
+async def test_known_difference_http2(sides: Sides, control_plane: ControlPlane) -> None:
+    """The real server negotiates HTTP/2 (ALPN h2); the emulator's aiohttp server speaks HTTP/1.1."""
+
+    async def negotiated(url: str, ctx: ssl.SSLContext) -> str | None:
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        host, port = url.removeprefix("https://").split(":")
+        _, writer = await asyncio.open_connection(host, int(port), ssl=ctx)
+        try:
+            return writer.get_extra_info("ssl_object").selected_alpn_protocol()  # type: ignore[no-any-return]
+        finally:
+            writer.transport.abort()  # the HTTP/2 server has already sent its settings: no orderly close
+
+    real = await negotiated(
+        control_plane.url, ssl.create_default_context(cadata=control_plane.ca_pem.decode())
+    )
+    server = sides.emulator_server
+    emulator = await negotiated(server.url, ssl.create_default_context(cafile=str(server.ca_path)))
+    assert (emulator, real) == (None, "h2")
