@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,22 @@ async def test_images_it_cannot_trust_or_boot_are_refused_with_the_reason(
     booted, staged = await view.deployments()
     assert staged is None and booted is not None and booted.image == host.booted_image()
     assert [d.checksum for d in host.deployments()] == [host.stock_commit]
+
+
+def test_demo_on_the_ostree_host_names_what_is_missing(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("buildah", "docker-registry"):  # what the demo needs anyway; ostree left out
+        found = shutil.which(tool)
+        assert found is not None, f"{tool} is not installed"
+        (bin_dir / tool).symlink_to(found)
+    env = {**os.environ, "PATH": str(bin_dir)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mcosup", "demo", "--host", "ostree"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "mcosup demo --host ostree: ostree is not installed: apt-get install -y ostree" in done.stderr
