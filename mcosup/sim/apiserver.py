@@ -30,7 +30,13 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
 - no controllers: Deployments, DaemonSets and PDB status are stored as written (PDB status is
   computed when an eviction asks); no scheduler (pods run where `spec.nodeName` says);
 - garbage collection runs synchronously after the owner is removed and does not call admission;
-- mutating admission webhooks are not called.
+- mutating admission webhooks are not called; validating webhooks' `matchConditions` (CEL) are not
+  evaluated; the ServiceAccount and DefaultTolerationSeconds admission plugins do not run;
+- HTTP/1.1 only (a real server negotiates HTTP/2).
+
+Measured against a real kube-apiserver: `tests/sim/test_emu_conformance.py` runs the same probes on
+both; `mcosup/sim/README.md` gives the figures and the one table of known differences, each pinned
+by a test.
 
 Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
 object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves),
@@ -64,7 +70,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from mcosup.http import tls
+from mcosup import certs
 from mcosup.sim import (
     admission,
     discovery,
@@ -228,8 +234,8 @@ class Emulator:
         # The same certificate code as the webhook's self-managed TLS: a CA and a serving cert for the
         # addresses clients use.
         now = datetime.now(UTC)
-        ca = tls.generate_ca(now=now, validity=timedelta(days=3650), common_name="mcosup-sim-ca")
-        server = tls.issue_serving_cert(
+        ca = certs.generate_ca(now=now, validity=timedelta(days=3650), common_name="mcosup-sim-ca")
+        server = certs.issue_serving_cert(
             ca, [self.host, "localhost", "127.0.0.1", "kubernetes"], now=now, validity=timedelta(days=365)
         )
         self._tmp = Path(tempfile.mkdtemp(prefix="mcosup-sim-"))
