@@ -48,7 +48,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mcosup.http import tls
+from mcosup import certs
 from mcosup.sim.registry import free_port
 
 log = logging.getLogger(__name__)
@@ -347,8 +347,8 @@ class ControlPlane:
     def _write_pki(self, pki: Path) -> None:
         pki.mkdir(parents=True, exist_ok=True)
         now = dt.datetime.now(dt.UTC)
-        ca = tls.generate_ca(now=now, validity=dt.timedelta(days=30), common_name="mcosup-controlplane-ca")
-        serving = tls.issue_serving_cert(
+        ca = certs.generate_ca(now=now, validity=dt.timedelta(days=30), common_name="mcosup-controlplane-ca")
+        serving = certs.issue_serving_cert(
             ca,
             ["127.0.0.1", "localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"],
             now=now,

@@ -11,14 +11,15 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
+from mcosup.certs import service_dns_names
 from mcosup.http.admission import run_admission_server
-from mcosup.http.tls import CertFileReloader, reconcile_self_managed, self_managed_tls_loop, service_dns_names
+from mcosup.http.tls import CertFileReloader
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.metrics import Metrics
 from mcosup.settings import SupervisorSettings
+from mcosup.supervisor.webhooktls import SelfManagedTLS, reconcile_self_managed, self_managed_tls_loop
 from webhooks.facts import ClusterFacts
 
 log = logging.getLogger(__name__)
@@ -60,24 +61,21 @@ async def serve_webhook(
     async with asyncio.TaskGroup() as tg:
         if settings.webhook_tls == "self-managed":
             cert_file.parent.mkdir(parents=True, exist_ok=True)
-            upkeep: dict[str, Any] = {
-                "namespace": ns,
-                "secret_name": TLS_SECRET,
-                "webhook_configuration": WEBHOOK_CONFIGURATION,
-                "dns_names": (
-                    *service_dns_names(settings.webhook_service, ns),
-                    *settings.webhook_extra_names,
-                ),
-                "cert_file": cert_file,
-                "key_file": key_file,
-            }
+            upkeep = SelfManagedTLS(
+                namespace=ns,
+                secret_name=TLS_SECRET,
+                webhook_configuration=WEBHOOK_CONFIGURATION,
+                dns_names=(*service_dns_names(settings.webhook_service, ns), *settings.webhook_extra_names),
+                cert_file=cert_file,
+                key_file=key_file,
+            )
             # Until the first certificate exists (the leader creates it), look every second.
             while not (cert_file.exists() and key_file.exists()):
-                await reconcile_self_managed(kube, now=dt.datetime.now(dt.UTC), write=is_leader(), **upkeep)
+                await reconcile_self_managed(kube, upkeep, now=dt.datetime.now(dt.UTC), write=is_leader())
                 if not cert_file.exists():
                     await asyncio.sleep(1.0)
             tg.create_task(
-                self_managed_tls_loop(kube, is_leader=is_leader, interval=TLS_INTERVAL, **upkeep),
+                self_managed_tls_loop(kube, upkeep, is_leader=is_leader, interval=TLS_INTERVAL),
                 name="webhook-tls",
             )
         tg.create_task(

@@ -150,7 +150,8 @@ async def test_status_summarises_pools_and_the_builder(
         "status",
         "--kubeconfig",
         str(tmp_path / "missing"),
-        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    out, _ = await bad.communicate()
-    assert bad.returncode == 1 and "missing" in out.decode()
+    _, err = await bad.communicate()
+    # A kubeconfig that cannot work: exit 2 and one line naming the file and the fix (mcosup.cli).
+    assert bad.returncode == 2 and f"kubeconfig {tmp_path / 'missing'} does not exist" in err.decode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,15 +24,9 @@ import yaml
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
+from mcosup.certs import Lifetimes, WebhookTLSState, service_dns_names, signed_by
 from mcosup.http.admission import AdmissionMetrics, admission_app, serving_tls
-from mcosup.http.tls import (
-    CertFileReloader,
-    WebhookTLSState,
-    reconcile_self_managed,
-    self_managed_tls_loop,
-    service_dns_names,
-    signed_by,
-)
+from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube import resources as R
@@ -39,6 +34,7 @@ from mcosup.kube.cache import Informer
 from mcosup.settings import KubeSettings
 from mcosup.sim.backends import KINDS, Backend, RealBackend, make_backend
 from mcosup.sim.registry import free_port
+from mcosup.supervisor.webhooktls import SelfManagedTLS, reconcile_self_managed, self_managed_tls_loop
 from waiting import eventually
 from webhooks import names
 from webhooks.facts import ClusterFacts
@@ -185,16 +181,15 @@ async def cluster(
             try:
                 for c in caches:
                     await c.listed.wait()
-                await reconcile_self_managed(
-                    kube,
+                upkeep = SelfManagedTLS(
                     namespace=NS,
                     secret_name=SECRET,
                     webhook_configuration=configuration["metadata"]["name"],
                     dns_names=dns_names,
                     cert_file=tmp_path / "tls" / "tls.crt",
                     key_file=tmp_path / "tls" / "tls.key",
-                    now=dt.datetime.now(dt.UTC),
                 )
+                await reconcile_self_managed(kube, upkeep, now=dt.datetime.now(dt.UTC))
                 tls = CertFileReloader(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
                 app = admission_app(facts, metrics=AdmissionMetrics(CollectorRegistry()))
                 async with serving_tls(app, tls, "127.0.0.1", port):
@@ -364,33 +359,31 @@ async def test_ca_rotation_through_the_configuration_keeps_admission_working(clu
         code, out = await cluster.kubectl("apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(mc))
         assert code != 0 and "layered pool worker" in out, out
 
-    plan: dict[str, Any] = {
-        "namespace": NS,
-        "secret_name": SECRET,
-        "webhook_configuration": cluster.configuration,
-        "dns_names": cluster.dns_names,
-        "cert_file": cluster.tmp / "tls" / "tls.crt",
-        "key_file": cluster.tmp / "tls" / "tls.key",
-    }
+    upkeep = SelfManagedTLS(
+        namespace=NS,
+        secret_name=SECRET,
+        webhook_configuration=cluster.configuration,
+        dns_names=cluster.dns_names,
+        cert_file=cluster.tmp / "tls" / "tls.crt",
+        key_file=cluster.tmp / "tls" / "tls.key",
+    )
     secret = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
     before = WebhookTLSState.from_secret_data(secret["data"])
     assert before is not None
     # Renewal forced now (renew_fraction=1): a new CA joins the bundle, and the serving certificate from
     # the old CA keeps serving while the new CA propagates.
+    forced = Lifetimes(renew_fraction=1.0, propagation=dt.timedelta(hours=1))
     rotated = await reconcile_self_managed(
-        cluster.kube,
-        now=dt.datetime.now(dt.UTC),
-        renew_fraction=1.0,
-        propagation=dt.timedelta(hours=1),
-        **plan,
+        cluster.kube, dataclasses.replace(upkeep, lifetimes=forced), now=dt.datetime.now(dt.UTC)
     )
     assert rotated is not None and rotated.ca != before.ca and rotated.serving == before.serving
     assert len(x509.load_pem_x509_certificates(rotated.ca_bundle)) == 2
     assert not cluster.tls.reload_if_changed()
     await verdicts_still_arrive()
     # Propagation over (zero here): the serving certificate moves to the new CA.
+    propagated = Lifetimes(propagation=dt.timedelta(0))
     switched = await reconcile_self_managed(
-        cluster.kube, now=dt.datetime.now(dt.UTC), propagation=dt.timedelta(0), **plan
+        cluster.kube, dataclasses.replace(upkeep, lifetimes=propagated), now=dt.datetime.now(dt.UTC)
     )
     assert switched is not None and switched.ca == rotated.ca
     assert signed_by(switched.serving.cert, rotated.ca.cert)
@@ -408,14 +401,16 @@ async def test_standby_replicas_follow_the_secret_without_writing(cluster: Clust
     loop = asyncio.create_task(
         self_managed_tls_loop(
             cluster.kube,
+            SelfManagedTLS(
+                namespace=NS,
+                secret_name=SECRET,
+                webhook_configuration=cluster.configuration,
+                dns_names=service_dns_names("renamed-would-force-a-reissue", NS),
+                cert_file=standby_dir / "tls.crt",
+                key_file=standby_dir / "tls.key",
+            ),
             is_leader=lambda: False,
             interval=0.05,
-            namespace=NS,
-            secret_name=SECRET,
-            webhook_configuration=cluster.configuration,
-            dns_names=service_dns_names("renamed-would-force-a-reissue", NS),
-            cert_file=standby_dir / "tls.crt",
-            key_file=standby_dir / "tls.key",
         )
     )
     try:

@@ -17,16 +17,9 @@ import pytest
 from cryptography import x509
 from webhook_support import CertFiles, Webhook
 
-from mcosup.http.tls import (
-    CertFileReloader,
-    TLSLoadError,
-    WebhookTLSState,
-    compose_ca_bundle,
-    plan_tls,
-    service_dns_names,
-    signed_by,
-    write_serving_files,
-)
+from mcosup.certs import Lifetimes, WebhookTLSState, compose_ca_bundle, plan_tls, service_dns_names, signed_by
+from mcosup.http.tls import CertFileReloader, TLSLoadError
+from mcosup.supervisor.webhooktls import write_serving_files
 
 REVIEW = orjson.dumps(
     {
@@ -209,10 +202,12 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 NAMES = service_dns_names("mcosup-webhook", "mcosup")
 PLAN: dict[str, Any] = {
     "dns_names": NAMES,
-    "ca_validity": dt.timedelta(days=10),
-    "cert_validity": dt.timedelta(days=3),
-    "propagation": dt.timedelta(hours=2),
-    "backdate": dt.timedelta(0),
+    "lifetimes": Lifetimes(
+        ca_validity=dt.timedelta(days=10),
+        cert_validity=dt.timedelta(days=3),
+        propagation=dt.timedelta(hours=2),
+        backdate=dt.timedelta(0),
+    ),
 }
 
 
@@ -308,7 +303,7 @@ def test_a_month_of_hourly_rounds_never_serves_an_untrusted_or_expired_certifica
         issuer = next(c for c in cas(state.ca_bundle) if signed_by(serving, c))
         # The issuing CA was already in the published bundle one propagation period ago.
         published = [t for t, serials in bundle_history if issuer.serial_number in serials]
-        assert published[0] <= now - PLAN["propagation"] or published[0] == T0
+        assert published[0] <= now - PLAN["lifetimes"].propagation or published[0] == T0
     assert len(cas_seen) >= 3
 
 
