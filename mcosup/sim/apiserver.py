@@ -130,6 +130,12 @@ CR_PATCH_TYPES = [
 BODY_TYPES = ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf"]
 
 
+def _bump_generation(meta: dict[str, Any]) -> None:
+    """Marking an object for deletion bumps its generation, when it has one (the registry's rule)."""
+    if meta.get("generation"):
+        meta["generation"] = int(meta["generation"]) + 1
+
+
 def _go_strings(items: Iterable[str]) -> str:
     """A list of strings the way Go's %#v prints a []string: []string{"a", "b"}."""
     return "[]string{" + ", ".join(orjson.dumps(i).decode() for i in items) + "}"
@@ -586,6 +592,8 @@ class Emulator:
                 obj = await self._create(t, ctx, await _read_body(request))
                 return _json(obj, 201, ctx.warnings)
             if method == "DELETE":
+                if t.rt.builtin and t.rt.plural == "namespaces":  # no DeleteCollection for namespaces
+                    raise errors.method_not_allowed()
                 result = await self._delete_collection(t, ctx, await _read_optional_body(request))
                 return _json(result, 200, ctx.warnings)
             raise errors.method_not_allowed()
@@ -693,7 +701,9 @@ class Emulator:
                 start = (str(state["start"][0]), str(state["start"][1]))
                 rv = int(state["rv"])
             except (ValueError, KeyError, TypeError, IndexError):
-                raise errors.bad_request(f"continue key is not valid: {token!r}") from None
+                raise errors.bad_request(
+                    f"invalid continue token: continue key is not valid: {token}"
+                ) from None
             items = [o for o in items if (o["metadata"].get("namespace", ""), o["metadata"]["name"]) > start]
         limit_text = ctx.query.get("limit")
         if limit_text:
@@ -706,7 +716,8 @@ class Emulator:
                 meta["continue"] = base64.urlsafe_b64encode(
                     orjson.dumps({"rv": rv, "start": [last.get("namespace", ""), last["name"]]})
                 ).decode()
-                meta["remainingItemCount"] = len(items) - limit
+                if labels.empty and not fields.requirements:  # not known cheaply under a selector: left out
+                    meta["remainingItemCount"] = len(items) - limit
                 items = items[:limit]
         meta["resourceVersion"] = str(rv)
         if not t.rt.builtin:
@@ -1422,22 +1433,23 @@ class Emulator:
             raise errors.not_found(rt.plural, rt.group, t.name)
         pre = options.get("preconditions") or {}
         meta = old["metadata"]
+        # The storage layer checks preconditions and names the object by its kind.
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
             raise errors.conflict(
-                rt.plural,
+                rt.kind,
                 rt.group,
                 t.name,
-                f"Precondition failed: UID in precondition: {pre['uid']}, "
-                f"UID in object meta: {meta.get('uid')}",
+                f"the UID in the precondition ({pre['uid']}) does not match the UID in record "
+                f"({meta.get('uid')}). The object might have been deleted and then recreated",
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
             raise errors.conflict(
-                rt.plural,
+                rt.kind,
                 rt.group,
                 t.name,
-                f"Precondition failed: ResourceVersion in precondition: "
-                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
-                f"{meta.get('resourceVersion')}",
+                f"the ResourceVersion in the precondition ({pre['resourceVersion']}) does not match the "
+                f"ResourceVersion in record ({meta.get('resourceVersion')}). The object might have been "
+                "modified",
             )
         await self._admit(
             ctx,
@@ -1485,7 +1497,12 @@ class Emulator:
             name = obj["metadata"]["name"]
             sub = Target(t.rt, t.version, obj["metadata"].get("namespace"), name, None)
             with contextlib.suppress(errors.ApiStatusError):
-                deleted.append(await self._delete(sub, ctx, body))
+                answer = await self._delete(sub, ctx, body)
+                # The list holds the objects, also for kinds whose single delete answers a Status.
+                last = obj if answer.get("kind") == "Status" else answer
+                if t.rt.builtin:
+                    last = {k: v for k, v in last.items() if k not in ("kind", "apiVersion")}
+                deleted.append(last)
         return {
             "kind": f"{t.rt.kind}List",
             "apiVersion": t.api_version,
@@ -1514,9 +1531,18 @@ class Emulator:
             propagation = "Orphan" if options["orphanDependents"] else "Background"
         propagation = propagation or "Background"
         if propagation not in ("Background", "Foreground", "Orphan"):
-            raise errors.bad_request(
-                f'propagationPolicy: Unsupported value: "{propagation}": supported values: '
-                '"Foreground", "Background", "Orphan"'
+            raise errors.invalid(
+                "DeleteOptions",
+                "meta.k8s.io",
+                "",
+                [
+                    {
+                        "reason": "FieldValueNotSupported",
+                        "field": "propagationPolicy",
+                        "message": f'Unsupported value: "{propagation}": supported values: '
+                        '"Foreground", "Background", "Orphan", "nil"',
+                    }
+                ],
             )
         uid = str(meta.get("uid", ""))
         finalizers = list(meta.get("finalizers") or [])
@@ -1555,11 +1581,14 @@ class Emulator:
             }
             if not finalizers:
                 new_meta.pop("finalizers")
+            _bump_generation(new_meta)
             return self.store.commit(rt.key, {**obj, "metadata": new_meta}, MODIFIED, obj)
         if finalizers:
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
                 return obj
             new_meta = {**meta, "finalizers": finalizers}
+            if not meta.get("deletionTimestamp"):
+                _bump_generation(new_meta)
             new_meta.setdefault("deletionTimestamp", timestamp())
             new_meta.setdefault("deletionGracePeriodSeconds", 0)
             new = {**obj, "metadata": new_meta}

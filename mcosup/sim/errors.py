@@ -134,7 +134,7 @@ def bad_request(message: str) -> ApiStatusError:
 def method_not_allowed(
     message: str = "the server does not allow this method on the requested resource",
 ) -> ApiStatusError:
-    return ApiStatusError(405, "MethodNotAllowed", message)
+    return ApiStatusError(405, "MethodNotAllowed", message, {})
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiStatusError:

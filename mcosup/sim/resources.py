@@ -186,6 +186,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         "ValidatingWebhookConfiguration",
         False,
         generation=True,
+        categories=("api-extensions",),
     ),
     # RBAC objects are stored (installs create them) but not enforced: every user may do everything.
     _builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
@@ -202,6 +203,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         status=True,
         generation=True,
         initial_status={},
+        categories=("api-extensions",),
     ),
 )
 
@@ -250,7 +252,12 @@ def api_resource_entries(rt: ResourceType) -> list[dict[str, Any]]:
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": list(STANDARD_VERBS),
+        # Namespaces cannot be deleted as a collection (their registry has no DeleteCollection).
+        "verbs": [
+            v
+            for v in STANDARD_VERBS
+            if not (rt.builtin and rt.plural == "namespaces" and v == "deletecollection")
+        ],
     }
     if rt.short_names:
         entry["shortNames"] = list(rt.short_names)

@@ -187,6 +187,10 @@ async def test_status_error_bodies(sides: Sides) -> None:
             ),
             "unsupported_field": await side.answer("GET", f"{cms}?fieldSelector=data.k%3Dv"),
             "delete_missing": await side.answer("DELETE", f"{cms}/none"),
+            # (the selector matches nothing, should a server ever allow it)
+            "delete_all_namespaces": await side.answer(
+                "DELETE", "/api/v1/namespaces", params={"labelSelector": "conformance-matches=nothing"}
+            ),
             "delete_uid_precondition": await side.answer(
                 "DELETE", f"{cms}/none", {"preconditions": {"uid": "x"}}
             ),
@@ -1294,6 +1298,120 @@ async def test_kubectl_wait(sides: Sides) -> None:
     await sides.same(probe)
 
 
+# --------------------------------------------------------------------------------- more object semantics
+
+
+def in_record(answer: tuple[int, Any]) -> tuple[int, Any]:
+    """A precondition failure with the stored object's uid or resourceVersion in its message masked."""
+    status, body = answer
+    message = re.sub(r"in record \([^)]*\)", "in record (<masked>)", body["message"])
+    return status, {**body, "message": message}
+
+
+async def test_delete_preconditions_delete_collection_and_pages(sides: Sides) -> None:
+    cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        for name in ("a", "b", "c", "d"):
+            await side.ok("POST", cms, cm(name, {"page": "yes"} if name != "d" else {"page": "no"}))
+        first = await side.ok("GET", cms, params={"labelSelector": "page=yes", "limit": "2"})
+        token = first["metadata"].get("continue", "")
+        rest = await side.ok(
+            "GET", cms, params={"labelSelector": "page=yes", "limit": "2", "continue": token}
+        )
+        current = await side.ok("GET", f"{cms}/a")
+        meta = current["metadata"]
+        return {
+            "pages": [
+                [i["metadata"]["name"] for i in first["items"]],
+                first["metadata"].get("remainingItemCount"),
+                [i["metadata"]["name"] for i in rest["items"]],
+                rest["metadata"].get("continue", ""),
+            ],
+            "uid_precondition": in_record(
+                await side.answer(
+                    "DELETE", f"{cms}/a", {"preconditions": {"uid": "00000000-0000-0000-0000-000000000000"}}
+                )
+            ),
+            "rv_precondition": in_record(
+                await side.answer("DELETE", f"{cms}/a", {"preconditions": {"resourceVersion": "1"}})
+            ),
+            "bad_propagation": await side.answer("DELETE", f"{cms}/a", {"propagationPolicy": "Sideways"}),
+            "both_preconditions": await side.answer(
+                "DELETE",
+                f"{cms}/a",
+                {"preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}},
+            ),
+            "collection": await side.answer("DELETE", cms + "?labelSelector=page%3Dyes"),
+            "left": sorted(
+                i["metadata"]["name"]
+                for i in (await side.ok("GET", cms))["items"]
+                if i["metadata"]["name"] != "kube-root-ca.crt"
+            ),
+        }
+
+    await sides.same(probe)
+
+
+async def test_a_bound_pod_waits_for_its_kubelet(sides: Sides) -> None:
+    pods = f"/api/v1/namespaces/{sides.ns}/pods"
+
+    async def probe(side: Side) -> Any:
+        bound = pod("bound", {"app": "web"})
+        bound["spec"]["nodeName"] = "nowhere"
+        await side.ok("POST", pods, bound)
+        await side.ok("POST", pods, pod("unbound", {"app": "web"}))
+        # Only the metadata: the spec differs by what admission plugins add (a pinned difference).
+        status, deleting = await side.answer("DELETE", f"{pods}/bound")
+        return {
+            "bound": (status, deleting["metadata"]),
+            "still_there": (await side.answer("GET", f"{pods}/bound"))[0],
+            "again_with_grace_0": (await side.answer("DELETE", f"{pods}/bound?gracePeriodSeconds=0"))[0],
+            "then": (await side.answer("GET", f"{pods}/bound"))[0],
+            "unbound": (await side.answer("DELETE", f"{pods}/unbound"))[0],
+            "unbound_then": (await side.answer("GET", f"{pods}/unbound"))[0],
+        }
+
+    answer = await sides.same(probe)
+    assert answer["bound"][1]["deletionGracePeriodSeconds"] == 30
+
+
+async def test_discovery_of_what_the_emulator_serves(sides: Sides) -> None:
+    """Each resource the emulator lists in discovery is described as the real server describes it."""
+    keys = (
+        "name",
+        "singularName",
+        "namespaced",
+        "kind",
+        "verbs",
+        "shortNames",
+        "categories",
+        "group",
+        "version",
+    )
+
+    async def listing(side: Side, path: str) -> dict[str, Any]:
+        listed = await side.ok("GET", path)
+        return {r["name"]: {k: r.get(k) for k in keys} for r in listed["resources"]}
+
+    groups = await sides.emulator.ok("GET", "/apis")
+    paths = ["/api/v1"] + [
+        f"/apis/{v['groupVersion']}"
+        for g in groups["groups"]
+        for v in g["versions"]
+        if not g["name"].endswith(".openshift.io")
+    ]
+    emulator: dict[str, Any] = {}
+    real: dict[str, Any] = {}
+    for path in paths:
+        served = await listing(sides.emulator, path)
+        known = await listing(sides.real, path)
+        emulator[path] = served
+        real[path] = {name: known.get(name) for name in served}
+    assert emulator == real, diff(emulator, real)
+    assert len(paths) > 5
+
+
 # --------------------------------------------------------------------------------- known differences
 
 
@@ -1380,14 +1498,16 @@ async def test_known_difference_no_namespace_controllers(sides: Sides) -> None:
 
 
 async def test_known_difference_error_wording_of_malformed_input(sides: Sides) -> None:
-    """A malformed label selector and a body that is not JSON are 400 BadRequest on both, but the
-    message is the parser's own: Go's selector lexer and JSON decoder word it differently."""
+    """A malformed label selector, a body that is not JSON and a forged continue token are 400
+    BadRequest on both, but the message is the parser's own: Go's lexer and decoders word it
+    differently."""
     cms = f"/api/v1/namespaces/{sides.ns}/configmaps"
 
     async def probe(side: Side) -> Any:
         selector = await side.answer("GET", cms, params={"labelSelector": "a===b"})
         body = await side.answer("POST", cms, raw=b"{not json")
-        return [(status, out["reason"], out["message"]) for status, out in (selector, body)]
+        token = await side.answer("GET", cms, params={"continue": "not-a-token"})
+        return [(status, out["reason"], out["message"]) for status, out in (selector, body, token)]
 
     emulator, real = await sides.run(probe)
     assert real == [
@@ -1398,6 +1518,12 @@ async def test_known_difference_error_wording_of_malformed_input(sides: Sides) -
             "the object provided is unrecognized (must be of type ConfigMap): couldn't get version/kind; "
             "json parse error: invalid character 'n' looking for beginning of object key string ({not json)",
         ),
+        (
+            400,
+            "BadRequest",
+            "invalid continue token: continue key is not valid: "
+            "invalid character '\\u009e' looking for beginning of value",
+        ),
     ]
     assert emulator == [
         (400, "BadRequest", "unable to parse requirement: invalid label selector 'a===b'"),
@@ -1407,6 +1533,7 @@ async def test_known_difference_error_wording_of_malformed_input(sides: Sides) -
             "error decoding the request body as JSON: unexpected character, expected a string key: "
             "line 1 column 2 (char 1)",
         ),
+        (400, "BadRequest", "invalid continue token: continue key is not valid: not-a-token"),
     ]
 
 
