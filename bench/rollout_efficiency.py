@@ -28,10 +28,10 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CRDS, MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.settings import KubeSettings
+from mcosup.settings import KubeSettings, RolloutSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.supervisor import rollout
-from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
+from mcosup.supervisor.nodes import NodeRollout
 from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE

@@ -149,3 +149,117 @@ WEBHOOK_TLS_MODES = ("self-managed", "files", "off")
 
 def _is_build_setting(var: str) -> bool:
     return var.startswith("MCOSUP_BUILD_") or var == "MCOSUP_BUILDAH_IMAGE"
+
+
+# The processes' own settings (kept here so every knob of mcosup is in one module).
+
+
+@dataclasses.dataclass(frozen=True)
+class DrainSettings:
+    #: Seconds a drain may take before the pool reports ``DrainStuck`` (contract: ``drainTimeout``,
+    #: default 1h like the MCO's drain alert). The drain keeps retrying after that.
+    timeout: float = 3600.0
+    #: Seconds before retrying an eviction a PodDisruptionBudget refused; doubles up to ``retry_cap``.
+    retry_base: float = 1.0
+    #: Longest wait between eviction retries: how soon a relaxed budget is noticed.
+    retry_cap: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DrainSettings:
+        return cls(
+            timeout=env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.timeout, minimum=0),
+            retry_base=env_float(env, "MCOSUP_DRAIN_RETRY_BASE", cls.retry_base, minimum=0.01),
+            retry_cap=env_float(env, "MCOSUP_DRAIN_RETRY_CAP", cls.retry_cap, minimum=0.01),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutSettings:
+    drain: DrainSettings = dataclasses.field(default_factory=DrainSettings)
+    #: Seconds between reconciles of a pool that is not fully updated even without events: a safety
+    #: net for missed events, not the way progress is noticed.
+    resync: float = 60.0
+    #: Seconds before retrying a pool after a node write hit a 409 (the cache is about to catch up).
+    conflict_retry: float = 0.2
+    #: Seconds after which a write our cache never showed stops counting as in flight.
+    expectation_timeout: float = 300.0
+    #: Least seconds between two pool status writes that only update counts and messages (a condition
+    #: changing status is written at once): a wave of nodes finishing makes one write, not twenty.
+    status_interval: float = 0.25
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
+        return cls(drain=DrainSettings.from_env(env))
+
+
+@dataclasses.dataclass(frozen=True)
+class LeaseSettings:
+    name: str = "mcosup-supervisor"
+    #: Seconds a standby waits without seeing the Lease renewed before taking it over.
+    lease_duration: float = 15.0
+    #: Seconds a leader keeps trying to renew before giving up leadership (< lease_duration).
+    renew_deadline: float = 10.0
+    #: Seconds between attempts to acquire or renew.
+    retry_period: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSettings:
+    #: Seconds between passes when nothing changes: host drift and missed events are noticed this late.
+    resync: float = 300.0
+    #: First retry delay after a failure, in seconds; doubles per consecutive failure.
+    backoff_initial: float = 1.0
+    #: Cap of the retry delay in seconds: a fixed cause (a pushed image, a fixed path) is picked up
+    #: within this long even without a watch event.
+    backoff_max: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PodOptions:
+    """How build Pods run (settings of the builder process)."""
+
+    namespace: str = names.DEFAULT_NAMESPACE
+    #: The buildah image. Any image with buildah, sh, cat and tar on PATH.
+    buildah_image: str = "quay.io/buildah/stable:v1.37"
+    #: Verify registry TLS on pull and push; off only for a plain-HTTP test registry.
+    tls_verify: bool = True
+    cpu_request: str = "500m"
+    memory_request: str = "1Gi"
+    service_account: str = names.BUILDER_SA
+
+
+@dataclasses.dataclass(frozen=True)
+class BuilderSettings:
+    """Settings of the builder process (``mcosup builder``; see its module for the variables)."""
+
+    namespace: str = names.DEFAULT_NAMESPACE
+    pod: PodOptions = dataclasses.field(default_factory=PodOptions)
+    #: Retries of a failed build per identity (contract: 3), after the first attempt.
+    max_retries: int = 3
+    #: Seconds before the first retry; each further retry waits twice as long.
+    retry_backoff: float = 30.0
+    #: Lines of the build log quoted in the BuildFailed message.
+    log_tail_lines: int = 15
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], namespace: str | None = None) -> BuilderSettings:
+        """The builder's settings: MCOSUP_BUILDAH_IMAGE, MCOSUP_BUILD_TLS_VERIFY, MCOSUP_BUILD_CPU_REQUEST,
+        MCOSUP_BUILD_MEMORY_REQUEST, MCOSUP_BUILD_RETRIES and MCOSUP_BUILD_RETRY_BACKOFF."""
+        ns = namespace_from_env(env, namespace)
+        defaults = PodOptions()
+        verify = env_str(env, "MCOSUP_BUILD_TLS_VERIFY", "true").lower()
+        if verify not in ("true", "false"):
+            raise SettingsError(f"MCOSUP_BUILD_TLS_VERIFY={verify!r} must be true or false")
+        pod = PodOptions(
+            namespace=ns,
+            buildah_image=env_str(env, "MCOSUP_BUILDAH_IMAGE", defaults.buildah_image),
+            tls_verify=verify == "true",
+            cpu_request=env_str(env, "MCOSUP_BUILD_CPU_REQUEST", defaults.cpu_request),
+            memory_request=env_str(env, "MCOSUP_BUILD_MEMORY_REQUEST", defaults.memory_request),
+        )
+        return cls(
+            namespace=ns,
+            pod=pod,
+            max_retries=env_int(env, "MCOSUP_BUILD_RETRIES", cls.max_retries),
+            retry_backoff=env_float(env, "MCOSUP_BUILD_RETRY_BACKOFF", cls.retry_backoff),
+        )

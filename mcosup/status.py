@@ -115,7 +115,6 @@ async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
 def main(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-
     console = Console()
     settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     result = asyncio.run(collect(settings, namespace_from_env(os.environ, args.namespace)))

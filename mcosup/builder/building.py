@@ -26,7 +26,6 @@ import aiohttp
 
 from mcosup import buildconfig, conditions, rendering
 from mcosup.builder import buildplan, manifests
-from mcosup.builder.buildplan import BuilderSettings
 from mcosup.conditions import Condition
 from mcosup.control.controller import Result
 from mcosup.kube import errors
@@ -34,6 +33,7 @@ from mcosup.kube.client import Kube, Obj
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
 from mcosup.logs import fields
 from mcosup.poolstatus import update_pool_status
+from mcosup.settings import BuilderSettings
 from webhooks import names
 from webhooks.objects import opted_in, rendered_config
 

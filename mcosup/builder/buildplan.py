@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcosup import rendering
+from mcosup.settings import PodOptions
 from webhooks import machineconfig, names
 
 Obj = dict[str, Any]
@@ -275,34 +276,6 @@ def context_tar(entries: Sequence[Entry]) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------- objects
-
-
-@dataclasses.dataclass(frozen=True)
-class PodOptions:
-    """How build Pods run (settings of the builder process)."""
-
-    namespace: str = names.DEFAULT_NAMESPACE
-    #: The buildah image. Any image with buildah, sh, cat and tar on PATH.
-    buildah_image: str = "quay.io/buildah/stable:v1.37"
-    #: Verify registry TLS on pull and push; off only for a plain-HTTP test registry.
-    tls_verify: bool = True
-    cpu_request: str = "500m"
-    memory_request: str = "1Gi"
-    service_account: str = names.BUILDER_SA
-
-
-@dataclasses.dataclass(frozen=True)
-class BuilderSettings:
-    """Settings of the builder process (``mcosup builder``; see its module for the variables)."""
-
-    namespace: str = names.DEFAULT_NAMESPACE
-    pod: PodOptions = dataclasses.field(default_factory=PodOptions)
-    #: Retries of a failed build per identity (contract: 3), after the first attempt.
-    max_retries: int = 3
-    #: Seconds before the first retry; each further retry waits twice as long.
-    retry_backoff: float = 30.0
-    #: Lines of the build log quoted in the BuildFailed message.
-    log_tail_lines: int = 15
 
 
 @dataclasses.dataclass(frozen=True)

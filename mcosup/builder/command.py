@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
 
-from mcosup.builder import buildplan
-from mcosup.builder.buildplan import BuilderSettings
-from mcosup.settings import KubeSettings, SettingsError, env_float, env_int, env_str, namespace_from_env
+from mcosup.settings import (
+    BuilderSettings,
+    KubeSettings,
+)
 
 HELP = "the Machine OS Builder: builds one OS image per opted-in pool"
 
@@ -32,29 +32,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings_from_env(env: Mapping[str, str], namespace: str | None = None) -> BuilderSettings:
-    ns = namespace_from_env(env, namespace)
-    defaults = buildplan.PodOptions()
-    verify = env_str(env, "MCOSUP_BUILD_TLS_VERIFY", "true").lower()
-    if verify not in ("true", "false"):
-        raise SettingsError(f"MCOSUP_BUILD_TLS_VERIFY={verify!r} must be true or false")
-    pod = buildplan.PodOptions(
-        namespace=ns,
-        buildah_image=env_str(env, "MCOSUP_BUILDAH_IMAGE", defaults.buildah_image),
-        tls_verify=verify == "true",
-        cpu_request=env_str(env, "MCOSUP_BUILD_CPU_REQUEST", defaults.cpu_request),
-        memory_request=env_str(env, "MCOSUP_BUILD_MEMORY_REQUEST", defaults.memory_request),
-    )
-    return BuilderSettings(
-        namespace=ns,
-        pod=pod,
-        max_retries=env_int(env, "MCOSUP_BUILD_RETRIES", BuilderSettings.max_retries),
-        retry_backoff=env_float(env, "MCOSUP_BUILD_RETRY_BACKOFF", BuilderSettings.retry_backoff),
-    )
-
-
 def main(args: argparse.Namespace) -> int:
-    settings = settings_from_env(os.environ, args.namespace)
+    settings = BuilderSettings.from_env(os.environ, args.namespace)
     kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
     from mcosup.builder.run import run

@@ -13,13 +13,12 @@ from collections.abc import Mapping
 import aiohttp
 
 from mcosup.builder.building import Builder, Caches
-from mcosup.builder.buildplan import BuilderSettings
 from mcosup.control.controller import Controller
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Obj
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
-from mcosup.settings import KubeSettings
+from mcosup.settings import BuilderSettings, KubeSettings
 from webhooks import names
 
 log = logging.getLogger(__name__)

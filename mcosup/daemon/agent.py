@@ -8,7 +8,6 @@ this module has no Kubernetes client in it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -19,6 +18,7 @@ from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.logs import fields
+from mcosup.settings import AgentSettings
 from webhooks import names
 
 log = logging.getLogger(__name__)
@@ -40,17 +40,6 @@ class Cluster(Protocol):
     async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class AgentSettings:
-    #: Seconds between passes when nothing changes: host drift and missed events are noticed this late.
-    resync: float = 300.0
-    #: First retry delay after a failure, in seconds; doubles per consecutive failure.
-    backoff_initial: float = 1.0
-    #: Cap of the retry delay in seconds: a fixed cause (a pushed image, a fixed path) is picked up
-    #: within this long even without a watch event.
-    backoff_max: float = 60.0
-
-
 class Agent:
     def __init__(
         self,
@@ -58,13 +47,13 @@ class Agent:
         host: Host,
         *,
         node_name: str,
-        settings: AgentSettings = AgentSettings(),
+        settings: AgentSettings | None = None,
         journal: Journal | None = None,
     ):
         self.cluster = cluster
         self.host = host
         self.node_name = node_name
-        self.settings = settings
+        self.settings = settings or AgentSettings()
         self.journal = journal or Journal(host)
         self._where = fields(node=node_name)
         self._sent: dict[str, str | None] = {}

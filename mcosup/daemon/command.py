@@ -16,10 +16,11 @@ import sys
 from collections.abc import Mapping
 
 from mcosup import settings as s
-from mcosup.daemon.agent import Agent, AgentSettings
+from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import BACKENDS, LocalHost
 from mcosup.logs import fields
+from mcosup.settings import AgentSettings
 
 HELP = "the per-node agent: applies config (legacy), rebases onto the image (layered), writes certificates"
 

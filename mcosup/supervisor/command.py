@@ -25,7 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from mcosup.lifecycle import run_until_signalled
-    from mcosup.supervisor.nodes import RolloutSettings
+    from mcosup.settings import RolloutSettings
     from mcosup.supervisor.run import run
 
     settings = SupervisorSettings.from_env(

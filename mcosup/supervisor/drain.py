@@ -27,31 +27,12 @@ from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import PDBS
 from mcosup.logs import fields
-from mcosup.settings import env_float
+from mcosup.settings import DrainSettings
 from mcosup.supervisor.rollout import MIRROR_POD_ANNOTATION, selector_matches
 
 log = logging.getLogger(__name__)
 
 Obj = Mapping[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class DrainSettings:
-    #: Seconds a drain may take before the pool reports ``DrainStuck`` (contract: ``drainTimeout``,
-    #: default 1h like the MCO's drain alert). The drain keeps retrying after that.
-    timeout: float = 3600.0
-    #: Seconds before retrying an eviction a PodDisruptionBudget refused; doubles up to ``retry_cap``.
-    retry_base: float = 1.0
-    #: Longest wait between eviction retries: how soon a relaxed budget is noticed.
-    retry_cap: float = 30.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> DrainSettings:
-        return cls(
-            timeout=env_float(env, "MCOSUP_DRAIN_TIMEOUT", cls.timeout, minimum=0),
-            retry_base=env_float(env, "MCOSUP_DRAIN_RETRY_BASE", cls.retry_base, minimum=0.01),
-            retry_cap=env_float(env, "MCOSUP_DRAIN_RETRY_CAP", cls.retry_cap, minimum=0.01),
-        )
 
 
 @dataclasses.dataclass(frozen=True)

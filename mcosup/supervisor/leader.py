@@ -10,7 +10,6 @@ leaders never act at once; on a clean shutdown it releases the Lease so the stan
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
@@ -19,19 +18,9 @@ from typing import Any
 from mcosup.kube import errors
 from mcosup.kube.client import Kube, Obj
 from mcosup.kube.resources import LEASES
+from mcosup.settings import LeaseSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class LeaseSettings:
-    name: str = "mcosup-supervisor"
-    #: Seconds a standby waits without seeing the Lease renewed before taking it over.
-    lease_duration: float = 15.0
-    #: Seconds a leader keeps trying to renew before giving up leadership (< lease_duration).
-    renew_deadline: float = 10.0
-    #: Seconds between attempts to acquire or renew.
-    retry_period: float = 2.0
 
 
 def _micro_time() -> str:

@@ -24,7 +24,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 from mcosup import conditions
@@ -38,30 +38,12 @@ from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
+from mcosup.settings import RolloutSettings
 from mcosup.supervisor import drain, rollout
 from mcosup.supervisor.rollout import NodeView, Phase, Target
 from webhooks import names
 
 log = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True)
-class RolloutSettings:
-    drain: drain.DrainSettings = dataclasses.field(default_factory=drain.DrainSettings)
-    #: Seconds between reconciles of a pool that is not fully updated even without events: a safety
-    #: net for missed events, not the way progress is noticed.
-    resync: float = 60.0
-    #: Seconds before retrying a pool after a node write hit a 409 (the cache is about to catch up).
-    conflict_retry: float = 0.2
-    #: Seconds after which a write our cache never showed stops counting as in flight.
-    expectation_timeout: float = 300.0
-    #: Least seconds between two pool status writes that only update counts and messages (a condition
-    #: changing status is written at once): a wave of nodes finishing makes one write, not twenty.
-    status_interval: float = 0.25
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
-        return cls(drain=drain.DrainSettings.from_env(env))
 
 
 @dataclasses.dataclass

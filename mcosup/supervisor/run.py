@@ -28,11 +28,11 @@ from mcosup.kube.resources import (
     SECRETS,
 )
 from mcosup.metrics import Metrics
-from mcosup.settings import KubeSettings, SupervisorSettings
+from mcosup.settings import KubeSettings, LeaseSettings, RolloutSettings, SupervisorSettings
 from mcosup.supervisor import builderpod, webhook
 from mcosup.supervisor.buildmetrics import BuildObserver
-from mcosup.supervisor.leader import LeaderElector, LeaseSettings
-from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
+from mcosup.supervisor.leader import LeaderElector
+from mcosup.supervisor.nodes import NodeRollout
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
 from mcosup.supervisor.render import RenderController, is_rendered

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from mcosup.builder.command import settings_from_env
-from mcosup.settings import SettingsError
+from mcosup.settings import BuilderSettings, SettingsError
 
 
 def test_defaults() -> None:
-    s = settings_from_env({})
+    s = BuilderSettings.from_env({})
     assert s.namespace == "openshift-machine-config-operator"
     assert s.pod.namespace == s.namespace
     assert s.pod.tls_verify is True
@@ -17,7 +16,7 @@ def test_defaults() -> None:
 
 
 def test_overrides() -> None:
-    s = settings_from_env(
+    s = BuilderSettings.from_env(
         {
             "MCOSUP_NAMESPACE": "ns",
             "MCOSUP_BUILDAH_IMAGE": "example/buildah:1",
@@ -31,7 +30,7 @@ def test_overrides() -> None:
     assert (s.namespace, s.pod.namespace, s.pod.buildah_image) == ("ns", "ns", "example/buildah:1")
     assert (s.pod.tls_verify, s.pod.cpu_request, s.pod.memory_request) == (False, "2", "4Gi")
     assert (s.max_retries, s.retry_backoff) == (5, 0.5)
-    assert settings_from_env({"MCOSUP_NAMESPACE": "ns"}, "flag").namespace == "flag"
+    assert BuilderSettings.from_env({"MCOSUP_NAMESPACE": "ns"}, "flag").namespace == "flag"
 
 
 @pytest.mark.parametrize(
@@ -44,4 +43,4 @@ def test_overrides() -> None:
 )
 def test_errors_name_the_variable(env: dict[str, str], variable: str) -> None:
     with pytest.raises(SettingsError, match=variable):
-        settings_from_env(env)
+        BuilderSettings.from_env(env)

@@ -12,10 +12,11 @@ import pytest
 from daemon_kit import KEY, MC1, MC2, NODE, MemoryCluster, rendered
 
 from mcosup.daemon import plan as p
-from mcosup.daemon.agent import Agent, AgentSettings
+from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
 from mcosup.daemon.journal import STATE_FILE, Journal
+from mcosup.settings import AgentSettings
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 from webhooks import names
 

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from daemon_kit import MC1, MemoryCluster
 
-from mcosup.daemon.agent import Agent, AgentSettings
+from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
+from mcosup.settings import AgentSettings
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 from webhooks import names
 

@@ -13,9 +13,9 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.settings import KubeSettings
-from mcosup.supervisor import drain, rollout
-from mcosup.supervisor.nodes import NodeRollout, RolloutSettings
+from mcosup.settings import DrainSettings, KubeSettings, RolloutSettings
+from mcosup.supervisor import rollout
+from mcosup.supervisor.nodes import NodeRollout
 from webhooks import names
 
 NS = "openshift-machine-config-operator"
@@ -25,7 +25,7 @@ IMG = "registry.local/os@sha256:" + "a" * 64
 ROLE = "node-role.kubernetes.io/worker"
 
 FAST = RolloutSettings(
-    drain=drain.DrainSettings(timeout=3600, retry_base=0.05, retry_cap=0.2),
+    drain=DrainSettings(timeout=3600, retry_base=0.05, retry_cap=0.2),
     resync=5.0,
     conflict_retry=0.05,
 )

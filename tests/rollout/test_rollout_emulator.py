@@ -37,10 +37,9 @@ from rollout_harness import (
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import DAEMONSETS, EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
+from mcosup.settings import DrainSettings, RolloutSettings
 from mcosup.sim.backends import KINDS, make_backend
 from mcosup.sim.recorder import Recorder
-from mcosup.supervisor import drain
-from mcosup.supervisor.nodes import RolloutSettings
 from waiting import eventually
 from webhooks import names
 
@@ -307,9 +306,7 @@ async def test_pdb_blocks_drain_then_deleting_it_finishes_and_admin_cordon_stays
     await kube.create(PDBS, budget, namespace="app")
     since = nodes_seen.mark()
 
-    settings = RolloutSettings(
-        drain=drain.DrainSettings(timeout=0.5, retry_base=0.05, retry_cap=0.2), resync=5
-    )
+    settings = RolloutSettings(drain=DrainSettings(timeout=0.5, retry_base=0.05, retry_cap=0.2), resync=5)
     async with running(FakeDaemons(kube, seconds=0.05).run, FakeKubelet(kube).run):
         async with Supervisor(admin_kubeconfig, settings):
             await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
