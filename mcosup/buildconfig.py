@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
 from webhooks import names
 from webhooks.imageref import InvalidImageRef, parse_image_ref
+from webhooks.objects import ObjView
 
-Obj = Mapping[str, Any]
 DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 
 
@@ -30,7 +29,7 @@ class BuildConfig:
 
 
 def validate(
-    configmap: Obj | None, secret_lookup: Callable[[str], Obj | None], namespace: str
+    configmap: ObjView | None, secret_lookup: Callable[[str], ObjView | None], namespace: str
 ) -> tuple[BuildConfig | None, list[str]]:
     """The parsed build config when valid, and every problem found (empty when valid)."""
     where = f"ConfigMap {namespace}/{names.BUILD_CONFIG_CM}"
@@ -76,7 +75,7 @@ def validate(
     )
 
 
-def secret_problems(secret: Obj | None, name: str, key: str, namespace: str) -> list[str]:
+def secret_problems(secret: ObjView | None, name: str, key: str, namespace: str) -> list[str]:
     where = f"Secret {namespace}/{name} (named by {names.BUILD_CONFIG_CM} data.{key})"
     if secret is None:
         return [f"{where} does not exist: create it with `kubectl create secret docker-registry {name} ...`"]

@@ -10,7 +10,8 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-Obj = dict[str, Any]
+from webhooks.objects import Obj
+
 Status = Literal["True", "False", "Unknown"]
 
 

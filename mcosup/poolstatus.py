@@ -14,8 +14,9 @@ from typing import Any
 from mcosup import conditions
 from mcosup.conditions import Condition
 from mcosup.kube import errors
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

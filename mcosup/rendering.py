@@ -27,11 +27,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from webhooks import facts, machineconfig, names
+from webhooks.objects import Obj
 
 DEFAULT_IGNITION_VERSION = "3.2.0"
-
-
-Obj = dict[str, Any]
 
 
 class RenderError(ValueError):

@@ -12,6 +12,11 @@ from typing import Any
 
 from webhooks import names
 
+#: An API object as decoded from JSON (the client's answers, objects being built).
+Obj = dict[str, Any]
+#: An API object only read (callers may pass a cache's objects, which must not be changed).
+ObjView = Mapping[str, Any]
+
 
 def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     """``metadata.labels`` of ``obj``, or an empty mapping (also for malformed objects)."""

@@ -29,13 +29,13 @@ from mcosup.builder import buildplan, manifests
 from mcosup.conditions import Condition
 from mcosup.control.controller import Result
 from mcosup.kube import errors
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
 from mcosup.logs import fields
 from mcosup.poolstatus import update_pool_status
 from mcosup.settings import BuilderSettings
 from webhooks import names
-from webhooks.objects import opted_in, rendered_config
+from webhooks.objects import Obj, opted_in, rendered_config
 
 log = logging.getLogger(__name__)
 

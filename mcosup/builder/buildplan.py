@@ -35,8 +35,7 @@ from typing import Any
 from mcosup import rendering
 from mcosup.settings import PodOptions
 from webhooks import machineconfig, names
-
-Obj = dict[str, Any]
+from webhooks.objects import Obj
 
 #: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
 CONTEXT_MOUNT = "/etc/mcosup-build/context"

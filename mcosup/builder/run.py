@@ -16,10 +16,10 @@ from mcosup.builder.building import Builder, Caches
 from mcosup.control.controller import Controller
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Obj
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
 from mcosup.settings import BuilderSettings, KubeSettings
 from webhooks import names
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

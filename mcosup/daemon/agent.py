@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
@@ -20,10 +20,10 @@ from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.logs import fields
 from mcosup.settings import AgentSettings
 from webhooks import names
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 #: Target of the certificate track (it has no config or image of its own).
 CERTIFICATES = p.Target(mode="certificates", config=names.NODE_CERTIFICATES_CM)
 #: Longest Degraded reason written to the Node (annotations are for people, not logs).

@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 from collections.abc import Mapping
 
-from mcosup.daemon.agent import Obj
 from mcosup.kube import resources as R
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
+from webhooks.objects import Obj
 
 
 class KubeCluster:

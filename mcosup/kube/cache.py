@@ -11,9 +11,10 @@ import asyncio
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import Resource
 from mcosup.kube.watching import list_then_watch
+from webhooks.objects import Obj
 
 if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
     from mcosup.metrics import Metrics

@@ -21,10 +21,10 @@ import orjson
 from mcosup.kube import clientconfig, errors
 from mcosup.kube.resources import EVENTS, PODS, Resource
 from mcosup.settings import KubeSettings
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 PatchType = Literal["merge", "strategic", "json"]
 _PATCH_CONTENT_TYPES: dict[str, str] = {
     "merge": "application/merge-patch+json",

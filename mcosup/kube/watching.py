@@ -15,8 +15,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from mcosup.kube import errors
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import Resource
+from webhooks.objects import Obj
 
 if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
     from mcosup.metrics import Metrics

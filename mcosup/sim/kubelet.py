@@ -54,8 +54,9 @@ from typing import Any
 
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

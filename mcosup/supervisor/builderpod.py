@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from webhooks import names
-
-Obj = dict[str, Any]
+from webhooks.objects import Obj
 
 #: A builder that ran at least this long before failing is not "quick": its backoff starts over.
 QUICK_FAILURE_SECONDS = 120.0

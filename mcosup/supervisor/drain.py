@@ -19,8 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from mcosup.control.clock import Clock
 from mcosup.kube import errors
@@ -29,10 +28,9 @@ from mcosup.kube.resources import PDBS
 from mcosup.logs import fields
 from mcosup.settings import DrainSettings
 from mcosup.supervisor.rollout import MIRROR_POD_ANNOTATION, selector_matches
+from webhooks.objects import ObjView
 
 log = logging.getLogger(__name__)
-
-Obj = Mapping[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,21 +61,21 @@ class DrainResult:
     node_gone: bool = False
 
 
-def _key(pod: Obj) -> str:
+def _key(pod: ObjView) -> str:
     meta = pod.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 
 
-def is_daemonset_pod(pod: Obj) -> bool:
+def is_daemonset_pod(pod: ObjView) -> bool:
     refs = (pod.get("metadata") or {}).get("ownerReferences") or []
     return any(r.get("kind") == "DaemonSet" and r.get("controller") for r in refs)
 
 
-def is_mirror_pod(pod: Obj) -> bool:
+def is_mirror_pod(pod: ObjView) -> bool:
     return MIRROR_POD_ANNOTATION in ((pod.get("metadata") or {}).get("annotations") or {})
 
 
-def pods_to_drain(pods: Iterable[Obj], node: str, *, node_ready: bool = True) -> list[Obj]:
+def pods_to_drain(pods: Iterable[ObjView], node: str, *, node_ready: bool = True) -> list[ObjView]:
     """The pods on ``node`` a drain must see gone, sorted by namespace/name."""
     out = []
     for pod in pods:
@@ -92,7 +90,7 @@ def pods_to_drain(pods: Iterable[Obj], node: str, *, node_ready: bool = True) ->
     return sorted(out, key=_key)
 
 
-def blocking_budget(pod: Obj, budgets: Iterable[Obj]) -> str | None:
+def blocking_budget(pod: ObjView, budgets: Iterable[ObjView]) -> str | None:
     """namespace/name of a PodDisruptionBudget covering ``pod`` that allows no disruption now (else
     any covering one), or None."""
     meta = pod.get("metadata") or {}
@@ -112,8 +110,8 @@ async def drain_node(
     kube: Kube,
     node: str,
     *,
-    pods: Callable[[], Sequence[Obj]],
-    node_state: Callable[[], Obj | None],
+    pods: Callable[[], Sequence[ObjView]],
+    node_state: Callable[[], ObjView | None],
     wake: asyncio.Event,
     clock: Clock,
     settings: DrainSettings,
@@ -138,7 +136,7 @@ async def drain_node(
         remaining = pods_to_drain(pods(), node, node_ready=_ready(current))
         if not remaining:
             return DrainResult(node, evicted)
-        refused: list[tuple[Obj, errors.ApiError]] = []
+        refused: list[tuple[ObjView, errors.ApiError]] = []
         for pod in remaining:
             key = _key(pod)
             if (pod.get("metadata") or {}).get("deletionTimestamp") or key in asked:
@@ -176,12 +174,12 @@ async def drain_node(
         delay = min(delay * 2, settings.retry_cap)
 
 
-def _ready(node: Obj) -> bool:
+def _ready(node: ObjView) -> bool:
     conditions = (node.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-async def _find_budget(kube: Kube, pod: Obj) -> str | None:
+async def _find_budget(kube: Kube, pod: ObjView) -> str | None:
     namespace = (pod.get("metadata") or {}).get("namespace", "")
     try:
         budgets, _ = await kube.list(PDBS, namespace=namespace)

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from mcosup.kube import errors
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import LEASES
 from mcosup.settings import LeaseSettings
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

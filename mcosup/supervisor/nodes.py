@@ -33,7 +33,7 @@ from mcosup.control.controller import Controller, Result
 from mcosup.control.queue import WorkQueue
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
@@ -42,6 +42,7 @@ from mcosup.settings import RolloutSettings
 from mcosup.supervisor import drain, rollout
 from mcosup.supervisor.rollout import NodeView, Phase, Target
 from webhooks import names
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,14 @@ from mcosup.control.clock import Clock
 from mcosup.control.controller import Result
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
 from mcosup.logs import fields
 from mcosup.metrics import Metrics
 from mcosup.poolstatus import update_pool_status
 from mcosup.supervisor import builderpod
 from webhooks import names
-from webhooks.objects import opted_in
+from webhooks.objects import Obj, opted_in
 
 log = logging.getLogger(__name__)
 

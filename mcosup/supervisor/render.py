@@ -16,11 +16,12 @@ from mcosup.conditions import Condition
 from mcosup.control.controller import Result
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINECONFIGS
 from mcosup.logs import fields
 from mcosup.poolstatus import update_pool_status
 from webhooks import names
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,8 @@ from typing import Any, TypeVar
 
 from mcosup.conditions import Condition
 from webhooks import facts, names
-from webhooks.objects import opted_in, rendered_config
+from webhooks.objects import ObjView, opted_in, rendered_config
 
-Obj = Mapping[str, Any]
 _O = TypeVar("_O", bound=Mapping[str, Any])
 
 #: The well-known topology label (not a contract name: Kubernetes owns it).
@@ -102,7 +101,7 @@ class NodeView:
     resource_version: str
 
     @classmethod
-    def of(cls, node: Obj) -> NodeView:
+    def of(cls, node: ObjView) -> NodeView:
         meta = node.get("metadata") or {}
         labels = meta.get("labels") or {}
         ann = meta.get("annotations") or {}
@@ -156,7 +155,7 @@ class NodeView:
 
 
 def selector_matches(
-    selector: Obj | None, labels: Mapping[str, str], *, empty_matches_all: bool = False
+    selector: ObjView | None, labels: Mapping[str, str], *, empty_matches_all: bool = False
 ) -> bool:
     """A metav1.LabelSelector against a label set; an invalid selector matches nothing. By default a
     missing or empty selector matches nothing too: a pool must say which nodes it manages (the MCO
@@ -171,7 +170,7 @@ def _pool_rank(name: str) -> tuple[int, str]:
     return (0 if name == "master" else 2 if name == "worker" else 1, name)
 
 
-def pool_of_node(node: Obj, pools: Iterable[Obj]) -> str | None:
+def pool_of_node(node: ObjView, pools: Iterable[ObjView]) -> str | None:
     """The one pool a node belongs to, or None."""
     labels = (node.get("metadata") or {}).get("labels") or {}
     matching = [
@@ -182,7 +181,7 @@ def pool_of_node(node: Obj, pools: Iterable[Obj]) -> str | None:
     return min(matching, key=_pool_rank) if matching else None
 
 
-def nodes_of_pool(pool: Obj, pools: Iterable[Obj], nodes: Iterable[_O]) -> list[_O]:
+def nodes_of_pool(pool: ObjView, pools: Iterable[ObjView], nodes: Iterable[_O]) -> list[_O]:
     pools = list(pools)
     name = pool["metadata"]["name"]
     return [n for n in nodes if pool_of_node(n, pools) == name]
@@ -191,14 +190,14 @@ def nodes_of_pool(pool: Obj, pools: Iterable[Obj], nodes: Iterable[_O]) -> list[
 # The pool's target.
 
 
-def _condition(pool: Obj, type_: str) -> Obj | None:
+def _condition(pool: ObjView, type_: str) -> ObjView | None:
     for cond in (pool.get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
             return cond  # type: ignore[no-any-return]
     return None
 
 
-def image_for_current_config(pool: Obj) -> str | None:
+def image_for_current_config(pool: ObjView) -> str | None:
     """The pool's image if it was built for the pool's current rendered config, else None."""
     rendered = rendered_config(pool)
     image = ((pool.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
@@ -211,7 +210,7 @@ def image_for_current_config(pool: Obj) -> str | None:
     return str(image)
 
 
-def build_state(pool: Obj) -> str | None:
+def build_state(pool: ObjView) -> str | None:
     """The build condition that is True, if any."""
     for type_ in names.BUILD_CONDITIONS:
         cond = _condition(pool, type_)
@@ -220,7 +219,7 @@ def build_state(pool: Obj) -> str | None:
     return None
 
 
-def pool_target(pool: Obj, image: str | None) -> tuple[Target | None, str | None]:
+def pool_target(pool: ObjView, image: str | None) -> tuple[Target | None, str | None]:
     """(target, None), or (None, why the pool holds its nodes where they are)."""
     rendered = rendered_config(pool)
     if not rendered:
@@ -233,7 +232,7 @@ def pool_target(pool: Obj, image: str | None) -> tuple[Target | None, str | None
     return None, f"waiting for the image of {rendered} ({state}); nodes keep what they run"
 
 
-def max_unavailable(pool: Obj, node_count: int) -> int:
+def max_unavailable(pool: ObjView, node_count: int) -> int:
     """Resolve ``spec.maxUnavailable`` against the pool's node count (see the module docstring)."""
     name = (pool.get("metadata") or {}).get("name", "?")
     raw = (pool.get("spec") or {}).get("maxUnavailable")
@@ -314,8 +313,8 @@ def _phase(view: NodeView, target: Target | None, in_flight: bool) -> Phase:
 
 
 def plan_rollout(
-    pool: Obj,
-    nodes: Sequence[Obj],
+    pool: ObjView,
+    nodes: Sequence[ObjView],
     *,
     image: str | None,
     in_flight: Iterable[str] = (),
@@ -426,7 +425,7 @@ def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
 
 
 def pool_status(
-    pool: Obj,
+    pool: ObjView,
     views: Sequence[NodeView],
     target: Target | None,
     phases: Mapping[str, Phase],

@@ -17,7 +17,7 @@ from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.client import Kube, Obj
+from mcosup.kube.client import Kube
 from mcosup.kube.resources import (
     CONFIGMAPS,
     DEPLOYMENTS,
@@ -36,6 +36,7 @@ from mcosup.supervisor.nodes import NodeRollout
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
 from mcosup.supervisor.render import RenderController, is_rendered
+from webhooks.objects import Obj
 
 log = logging.getLogger(__name__)
 
