@@ -120,8 +120,9 @@ def _serve(kind: str, cert: str, key: str, ready: Any) -> None:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
-    from mcosup.http.admission import AdmissionMetrics, admission_app
+    from mcosup.http.admission import admission_app
     from mcosup.http.tls import CertFileReloader
+    from mcosup.metrics import WebhookMetrics
 
     async def main() -> None:
         tls = CertFileReloader(cert, key)
@@ -140,7 +141,7 @@ def _serve(kind: str, cert: str, key: str, ready: Any) -> None:
             app.router.add_post("/validate", handle)
         else:
             facts = layered_worker_facts()
-            app = admission_app(lambda: facts, metrics=AdmissionMetrics(CollectorRegistry()))
+            app = admission_app(lambda: facts, metrics=WebhookMetrics(CollectorRegistry()))
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.context, backlog=512)

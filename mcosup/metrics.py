@@ -8,10 +8,29 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
-class Metrics:
+class WebhookMetrics:
+    """The admission server's metrics (on their own for tests and benches that run only the server)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.webhook_requests = Counter(
+            "mcosup_webhook_requests",
+            "Admission reviews by kind and result",
+            ["kind", "result"],
+            registry=registry,
+        )
+        self.webhook_latency = Histogram(
+            "mcosup_webhook_latency_seconds",
+            "Admission review latency",
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        )
+
+
+class Metrics(WebhookMetrics):
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        super().__init__(r)
         self.reconciles = Counter(
             "mcosup_reconciles", "Reconciles by controller and result", ["controller", "result"], registry=r
         )
@@ -41,12 +60,3 @@ class Metrics:
             buckets=(10, 30, 60, 120, 300, 600, 1200, 3600),
         )
         self.nodes = Gauge("mcosup_nodes", "Nodes by pool and daemon state", ["pool", "state"], registry=r)
-        self.webhook_requests = Counter(
-            "mcosup_webhook_requests", "Admission reviews by kind and result", ["kind", "result"], registry=r
-        )
-        self.webhook_latency = Histogram(
-            "mcosup_webhook_latency_seconds",
-            "Admission review latency",
-            registry=r,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-        )

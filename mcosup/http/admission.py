@@ -17,14 +17,13 @@ import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Protocol
 
 import orjson
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from mcosup.http.tls import CertFileReloader
 from mcosup.logs import fields
+from mcosup.metrics import WebhookMetrics
 from webhooks.facts import ClusterFacts
 from webhooks.policy import review
 from webhooks.review import MalformedReview, parse_review, respond, uid_of
@@ -43,34 +42,6 @@ KNOWN_KINDS = frozenset(("MachineConfig", "MachineConfigPool", "Node", "ConfigMa
 WEBHOOK_PATH = "/validate"
 
 
-class AdmissionMetricsLike(Protocol):
-    """What the server counts into; ``mcosup.metrics.Metrics`` satisfies it."""
-
-    @property
-    def webhook_requests(self) -> Counter: ...  # labels: kind, result
-
-    @property
-    def webhook_latency(self) -> Histogram: ...
-
-
-class AdmissionMetrics:
-    """The webhook's own metrics on an injected registry (same names as ``mcosup.metrics.Metrics``)."""
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.webhook_requests = Counter(
-            "mcosup_webhook_requests",
-            "Admission reviews by kind and result",
-            ["kind", "result"],
-            registry=registry,
-        )
-        self.webhook_latency = Histogram(
-            "mcosup_webhook_latency_seconds",
-            "Admission review latency",
-            registry=registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-        )
-
-
 def _bad_request(reason: str) -> web.Response:
     return web.Response(status=400, text=reason + "\n", content_type="text/plain")
 
@@ -78,7 +49,7 @@ def _bad_request(reason: str) -> web.Response:
 def admission_app(
     facts: FactsProvider,
     *,
-    metrics: AdmissionMetricsLike,
+    metrics: WebhookMetrics,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> web.Application:
     """The aiohttp application answering ``POST /validate`` and ``POST /validate/<anything>``.
@@ -163,7 +134,7 @@ async def run_admission_server(
     facts: FactsProvider,
     *,
     tls: CertFileReloader,
-    metrics: AdmissionMetricsLike,
+    metrics: WebhookMetrics,
     host: str = "0.0.0.0",
     port: int = 9443,
     reload_interval: float = 5.0,

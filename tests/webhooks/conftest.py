@@ -11,8 +11,9 @@ import trustme
 from prometheus_client import CollectorRegistry
 from webhook_support import CertFiles, Webhook
 
-from mcosup.http.admission import AdmissionMetrics, admission_app, serving_tls
+from mcosup.http.admission import admission_app, serving_tls
 from mcosup.http.tls import CertFileReloader
+from mcosup.metrics import WebhookMetrics
 from webhooks.facts import ClusterFacts
 
 
@@ -28,7 +29,7 @@ async def webhook(cert_files: CertFiles) -> AsyncIterator[Webhook]:
     registry = CollectorRegistry()
     tls = CertFileReloader(cert_files.cert_file, cert_files.key_file)
     holder: list[ClusterFacts] = [ClusterFacts()]
-    app = admission_app(lambda: holder[0], metrics=AdmissionMetrics(registry), max_body_bytes=4 * 1024 * 1024)
+    app = admission_app(lambda: holder[0], metrics=WebhookMetrics(registry), max_body_bytes=4 * 1024 * 1024)
     async with serving_tls(app, tls, "127.0.0.1", 0) as port:
         connector = aiohttp.TCPConnector(ssl=cert_files.client_context())
         async with aiohttp.ClientSession(connector=connector) as client:

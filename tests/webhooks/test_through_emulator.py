@@ -25,12 +25,13 @@ from cryptography import x509
 from prometheus_client import CollectorRegistry
 
 from mcosup.certs import Lifetimes, WebhookTLSState, service_dns_names, signed_by
-from mcosup.http.admission import AdmissionMetrics, admission_app, serving_tls
+from mcosup.http.admission import admission_app, serving_tls
 from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube import resources as R
 from mcosup.kube.cache import Informer
+from mcosup.metrics import WebhookMetrics
 from mcosup.settings import KubeSettings
 from mcosup.sim.backends import KINDS, Backend, RealBackend, make_backend
 from mcosup.sim.registry import free_port
@@ -191,7 +192,7 @@ async def cluster(
                 )
                 await reconcile_self_managed(kube, upkeep, now=dt.datetime.now(dt.UTC))
                 tls = CertFileReloader(tmp_path / "tls" / "tls.crt", tmp_path / "tls" / "tls.key")
-                app = admission_app(facts, metrics=AdmissionMetrics(CollectorRegistry()))
+                app = admission_app(facts, metrics=WebhookMetrics(CollectorRegistry()))
                 async with serving_tls(app, tls, "127.0.0.1", port):
                     yield Cluster(
                         backend,

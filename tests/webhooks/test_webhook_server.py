@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from webhook_support import CertFiles, Webhook, admission_review
 
-from mcosup.http.admission import AdmissionMetrics, admission_app, run_admission_server, serving_tls
+from mcosup.http.admission import admission_app, run_admission_server, serving_tls
 from mcosup.http.tls import CertFileReloader
+from mcosup.metrics import WebhookMetrics
 from webhooks import names
 from webhooks.facts import ClusterFacts
 
@@ -149,7 +150,7 @@ async def test_async_facts_providers_and_the_run_loop(cert_files: CertFiles) -> 
         run_admission_server(
             facts,
             tls=CertFileReloader(cert_files.cert_file, cert_files.key_file),
-            metrics=AdmissionMetrics(CollectorRegistry()),
+            metrics=WebhookMetrics(CollectorRegistry()),
             host="127.0.0.1",
             port=0,
             reload_interval=0.05,
@@ -190,7 +191,7 @@ class ThreadedServer:
         self._stop = asyncio.Event()
         tls = CertFileReloader(self.cert_files.cert_file, self.cert_files.key_file)
         app = admission_app(
-            lambda: LAYERED, metrics=AdmissionMetrics(CollectorRegistry()), max_body_bytes=1024 * 1024
+            lambda: LAYERED, metrics=WebhookMetrics(CollectorRegistry()), max_body_bytes=1024 * 1024
         )
         async with serving_tls(app, tls, "127.0.0.1", 0) as port:
             self.port = port
