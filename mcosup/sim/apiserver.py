@@ -1099,6 +1099,8 @@ class Emulator:
             obj = self._crd_prepare(obj, old)
         elif rt.kind == "Namespace":
             obj = validation.namespace_defaults(obj)
+        elif rt.kind == "Node":
+            obj = validation.node_defaults(obj, created=old is None)
 
         elif rt.kind == "PodDisruptionBudget":
             spec = obj.get("spec") or {}

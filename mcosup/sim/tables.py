@@ -84,6 +84,15 @@ def _pod_status(o: dict[str, Any]) -> str:
     return str(status.get("reason") or status.get("phase") or "Unknown")
 
 
+def _pod_readiness_gates(o: dict[str, Any]) -> str:
+    gates = (o.get("spec") or {}).get("readinessGates") or []
+    if not gates:
+        return "<none>"
+    conditions = {c.get("type"): c.get("status") for c in (o.get("status") or {}).get("conditions") or []}
+    met = sum(1 for g in gates if conditions.get(g.get("conditionType")) == "True")
+    return f"{met}/{len(gates)}"
+
+
 def _pod_restarts(o: dict[str, Any]) -> int:
     return sum(int(s.get("restartCount", 0)) for s in (o.get("status") or {}).get("containerStatuses") or [])
 
@@ -150,10 +159,24 @@ BUILTIN_COLUMNS: dict[str, list[Column]] = {
             "IP",
             "string",
             "The IP address assigned to the pod.",
-            lambda o: (o.get("status") or {}).get("podIP"),
+            lambda o: (o.get("status") or {}).get("podIP") or "<none>",  # the printer's own placeholder
             1,
         ),
-        ("Node", "string", "The name of the node.", lambda o: (o.get("spec") or {}).get("nodeName"), 1),
+        (
+            "Node",
+            "string",
+            "The name of the node.",
+            lambda o: (o.get("spec") or {}).get("nodeName") or "<none>",
+            1,
+        ),
+        (
+            "Nominated Node",
+            "string",
+            "The name of the node where the pod is nominated to run (preemption).",
+            lambda o: (o.get("status") or {}).get("nominatedNodeName") or "<none>",
+            1,
+        ),
+        ("Readiness Gates", "string", "The readiness gates of the pod.", _pod_readiness_gates, 1),
     ],
     "Node": [
         NAME,

@@ -585,6 +585,49 @@ def webhook_configuration_defaults(obj: dict[str, Any]) -> dict[str, Any]:
     return {**obj, "webhooks": out}
 
 
+# Nodes ---------------------------------------------------------------------------------------------
+
+_NODE_INFO_FIELDS = (
+    "architecture",
+    "bootID",
+    "containerRuntimeVersion",
+    "kernelVersion",
+    "kubeProxyVersion",
+    "kubeletVersion",
+    "machineID",
+    "operatingSystem",
+    "osImage",
+    "systemUUID",
+)
+
+
+def node_defaults(obj: dict[str, Any], *, created: bool) -> dict[str, Any]:
+    """A Node as the typed server keeps it: status structs that are never omitted, conditions' times
+    (null when unset), and on create the TaintNodesByCondition plugin's not-ready taint."""
+    out = dict(obj)
+    if created:
+        spec = dict(out.get("spec") or {})
+        taints = list(spec.get("taints") or [])
+        if not any(t.get("key") == "node.kubernetes.io/not-ready" for t in taints if isinstance(t, dict)):
+            taints.append({"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"})
+        spec["taints"] = taints
+        out["spec"] = spec
+    status = dict(out.get("status") or {})
+    status["nodeInfo"] = {**{k: "" for k in _NODE_INFO_FIELDS}, **(status.get("nodeInfo") or {})}
+    endpoints = status.get("daemonEndpoints") or {}
+    status["daemonEndpoints"] = {
+        **endpoints,
+        "kubeletEndpoint": {"Port": 0, **(endpoints.get("kubeletEndpoint") or {})},
+    }
+    if isinstance(status.get("conditions"), list):
+        status["conditions"] = [
+            {"lastHeartbeatTime": None, "lastTransitionTime": None, **c} if isinstance(c, dict) else c
+            for c in status["conditions"]
+        ]
+    out["status"] = status
+    return out
+
+
 # Namespaces -----------------------------------------------------------------------------------------
 
 
@@ -664,8 +707,20 @@ def undecodable_time(kind: str, obj: dict[str, Any]) -> str | None:
         for field, value in _values_at(obj, path):
             pattern, layout = (_MICRO_TIME, MICRO_TIME_LAYOUT) if micro else (_TIME, TIME_LAYOUT)
             if not isinstance(value, str) or not pattern.match(value):
-                return f'parsing time "{value}" as "{layout}": cannot parse it ({field})'
+                return f'parsing time "{value}" as "{layout}": {_time_parse_error(value, micro, field)}'
     return None
+
+
+_WHOLE_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
+def _time_parse_error(value: object, micro: bool, field: str) -> str:
+    """Go's time.Parse error for the common mistake (a MicroTime without its six fraction digits)."""
+    if micro and isinstance(value, str) and (m := _WHOLE_SECONDS.match(value)):
+        rest = value[m.end() :]
+        if not rest.startswith("."):
+            return f'cannot parse "{rest}" as ".000000"'
+    return f"cannot parse it ({field})"
 
 
 def is_date_time(value: object) -> bool:

@@ -1412,6 +1412,111 @@ async def test_discovery_of_what_the_emulator_serves(sides: Sides) -> None:
     assert len(paths) > 5
 
 
+async def test_leases_events_and_nodes_as_controllers_write_them(sides: Sides) -> None:
+    ns = sides.ns
+    node_name = unique("conf-node")
+
+    async def probe(side: Side) -> Any:
+        side.cleanup.append(f"/api/v1/nodes/{node_name}")
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+        lease = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "leader"},
+            "spec": {
+                "holderIdentity": "a",
+                "leaseDurationSeconds": 15,
+                "acquireTime": "2026-01-01T00:00:00.000000Z",
+                "renewTime": "2026-01-01T00:00:01.000000Z",
+                "leaseTransitions": 0,
+            },
+        }
+        created = await side.ok("POST", leases, lease)
+        taken = {**created, "spec": {**created["spec"], "holderIdentity": "b", "leaseTransitions": 1}}
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "e1"},
+            "involvedObject": {"kind": "Node", "name": node_name, "apiVersion": "v1"},
+            "reason": "Rebooted",
+            "message": "the node rebooted",
+            "type": "Normal",
+            "source": {"component": "mcosup"},
+            "count": 1,
+        }
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": node_name}}
+        return {
+            "lease_created": mask(created),
+            "lease_taken": await side.answer("PUT", f"{leases}/leader", taken),
+            "lease_stale": await side.answer("PUT", f"{leases}/leader", taken),
+            "lease_bad_time": await side.answer(
+                "POST",
+                leases,
+                {**lease, "metadata": {"name": "bad"}, "spec": {"renewTime": "2026-01-01T00:00:01Z"}},
+            ),
+            "event": await side.answer("POST", f"/api/v1/namespaces/{ns}/events", event),
+            "node": await side.answer("POST", "/api/v1/nodes", node),
+            "node_status": await side.answer(
+                "PATCH",
+                f"/api/v1/nodes/{node_name}/status",
+                {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+                content_type="application/merge-patch+json",
+            ),
+            "node_cordon": await side.answer(
+                "PATCH",
+                f"/api/v1/nodes/{node_name}",
+                {"spec": {"unschedulable": True}, "metadata": {"annotations": {"a": "b"}}},
+                content_type="application/strategic-merge-patch+json",
+            ),
+        }
+
+    await sides.same(probe)
+
+
+async def test_kubectl_get_pods(sides: Sides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        bound = pod("p", {"app": "web"})
+        bound["spec"]["nodeName"] = "n1"
+        await side.ok("POST", f"/api/v1/namespaces/{ns}/pods", bound)
+        running = {
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.7",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {
+                        "name": "c",
+                        "image": "i",
+                        "imageID": "",
+                        "ready": True,
+                        "restartCount": 2,
+                        "started": True,
+                        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}},
+                    }
+                ],
+            }
+        }
+        await side.ok(
+            "PATCH",
+            f"/api/v1/namespaces/{ns}/pods/p/status",
+            running,
+            content_type="application/merge-patch+json",
+        )
+        return [
+            text(await side.kubectl("get", "pods", "-n", ns)),
+            text(await side.kubectl("get", "pods", "-n", ns, "-o", "wide")),
+            text(
+                await side.kubectl(
+                    "get", "pods", "-n", ns, "--field-selector", "spec.nodeName=n1", "-o", "name"
+                )
+            ),
+        ]
+
+    await sides.same(probe)
+
+
 # --------------------------------------------------------------------------------- known differences
 
 
