@@ -1077,11 +1077,10 @@ class Emulator:
                 f'{rt.kind} in version "{t.version}" cannot be handled as a {rt.kind}: {bad_time}'
             )
         if rt.kind == "Secret":
-            bad_key = validation.undecodable_secret_key(obj)
-            if bad_key is not None:
+            bad_base64 = validation.undecodable_secret_data(obj)
+            if bad_base64 is not None:
                 raise errors.bad_request(
-                    'Secret in version "v1" cannot be handled as a Secret: '
-                    f"illegal base64 data in data[{bad_key}]"
+                    f'Secret in version "v1" cannot be handled as a Secret: {bad_base64}'
                 )
             obj, causes = validation.normalise_secret(obj)
             if causes:
@@ -1101,6 +1100,8 @@ class Emulator:
             obj = validation.namespace_defaults(obj)
         elif rt.kind == "Node":
             obj = validation.node_defaults(obj, created=old is None)
+        elif rt.kind in ("Deployment", "DaemonSet") and rt.group == "apps":
+            obj = validation.workload_defaults(rt.kind, obj, old)
 
         elif rt.kind == "PodDisruptionBudget":
             spec = obj.get("spec") or {}

@@ -147,6 +147,12 @@ def event_causes(event: dict[str, Any]) -> list[Cause]:
     return causes
 
 
+CONFIG_KEY_MESSAGE = (
+    "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or "
+    "'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')"
+)
+
+
 def normalise_secret(secret: dict[str, Any]) -> tuple[dict[str, Any], list[Cause]]:
     causes: list[Cause] = []
     out = dict(secret)
@@ -159,23 +165,43 @@ def normalise_secret(secret: dict[str, Any]) -> tuple[dict[str, Any], list[Cause
                 _invalid(
                     f"data[{key}]",
                     key,
-                    "a valid config key must consist of alphanumeric "
-                    "characters, '-', '_' or '.' (regex used for validation is '[-._a-zA-Z0-9]+')",
+                    CONFIG_KEY_MESSAGE,
                 )
             )
     if data or "data" in out:
         out["data"] = data
     out.setdefault("type", "Opaque")
+    for key in _SECRET_TYPE_KEYS.get(str(out["type"]), ()):
+        if not data.get(key):
+            causes.append(
+                {"reason": "FieldValueRequired", "field": f"data[{key}]", "message": "Required value"}
+            )
     return out, causes
 
 
-def undecodable_secret_key(secret: dict[str, Any]) -> str | None:
-    """The first `data` key whose value is not base64 (the apiserver cannot even decode such a body)."""
-    for key, value in (secret.get("data") or {}).items():
+# The keys a Secret of a well-known type must carry (a subset of the apiserver's checks by type).
+_SECRET_TYPE_KEYS: dict[str, tuple[str, ...]] = {
+    "kubernetes.io/tls": ("tls.crt", "tls.key"),
+    "kubernetes.io/dockerconfigjson": (".dockerconfigjson",),
+    "kubernetes.io/dockercfg": (".dockercfg",),
+    "kubernetes.io/ssh-auth": ("ssh-privatekey",),
+}
+
+
+_BASE64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def undecodable_secret_data(secret: dict[str, Any]) -> str | None:
+    """Go's decoding error for the first `data` value that is not base64 (the apiserver cannot even
+    decode such a body): the offset of the first byte outside the alphabet, else of the quantum that
+    is cut short."""
+    for value in (secret.get("data") or {}).values():
+        text = str(value)
         try:
-            base64.b64decode(str(value), validate=True)
+            base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            return str(key)
+            bad = next((i for i, c in enumerate(text) if c not in _BASE64_ALPHABET), len(text) // 4 * 4)
+            return f"illegal base64 data at input byte {bad}"
     return None
 
 
@@ -190,8 +216,7 @@ def configmap_causes(cm: dict[str, Any]) -> list[Cause]:
                     _invalid(
                         f"{section}[{key}]",
                         key,
-                        "a valid config key must consist of alphanumeric "
-                        "characters, '-', '_' or '.' (regex used for validation is '[-._a-zA-Z0-9]+')",
+                        CONFIG_KEY_MESSAGE,
                     )
                 )
             if section == "data" and not isinstance(value, str):
@@ -428,15 +453,26 @@ def image_pull_policy(image: str) -> str:
 
 
 def pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
-    spec = dict(pod.get("spec") or {})
+    spec = pod_spec_defaults(pod.get("spec") or {})
+    # Set on Pods only, not on the templates of workloads.
+    spec.setdefault("enableServiceLinks", True)
+    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    spec.setdefault("priority", 0)
+    out_pod = {**pod, "spec": spec}
+    status = pod.get("status")
+    if isinstance(status, dict) and "qosClass" not in status:
+        out_pod["status"] = {**status, "qosClass": qos_class(spec)}
+    return out_pod
+
+
+def pod_spec_defaults(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of a PodSpec, in a Pod or in a workload's template."""
+    spec = dict(given)
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("terminationGracePeriodSeconds", 30)
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("securityContext", {})
-    spec.setdefault("enableServiceLinks", True)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
-    spec.setdefault("priority", 0)
     if spec.get("serviceAccountName") or spec.get("serviceAccount"):
         spec.setdefault("serviceAccountName", spec.get("serviceAccount"))
         spec.setdefault("serviceAccount", spec["serviceAccountName"])
@@ -452,11 +488,53 @@ def pod_defaults(pod: dict[str, Any]) -> dict[str, Any]:
                     c.setdefault("resources", {})
                 out.append(c)
             spec[field_name] = out
-    out_pod = {**pod, "spec": spec}
-    status = pod.get("status")
-    if isinstance(status, dict) and "qosClass" not in status:
-        out_pod["status"] = {**status, "qosClass": qos_class(spec)}
-    return out_pod
+    return spec
+
+
+def workload_defaults(kind: str, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """apps/v1 defaults of a Deployment or DaemonSet (and of the pod template they carry)."""
+    spec = dict(obj.get("spec") or {})
+    template = spec.get("template")
+    if isinstance(template, dict):
+        spec["template"] = {**template, "spec": pod_spec_defaults(template.get("spec") or {})}
+    spec.setdefault("revisionHistoryLimit", 10)
+    out = {**obj, "spec": spec}
+    if kind == "Deployment":
+        spec.setdefault("replicas", 1)
+        spec.setdefault("progressDeadlineSeconds", 600)
+        strategy = dict(spec.get("strategy") or {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            strategy["rollingUpdate"] = {
+                "maxUnavailable": "25%",
+                "maxSurge": "25%",
+                **(strategy.get("rollingUpdate") or {}),
+            }
+        spec["strategy"] = strategy
+    elif kind == "DaemonSet":
+        strategy = dict(spec.get("updateStrategy") or {})
+        strategy.setdefault("type", "RollingUpdate")
+        if strategy["type"] == "RollingUpdate":
+            strategy["rollingUpdate"] = {
+                "maxUnavailable": 1,
+                "maxSurge": 0,
+                **(strategy.get("rollingUpdate") or {}),
+            }
+        spec["updateStrategy"] = strategy
+        # The template's generation, which the DaemonSet controller's older versions read.
+        key = "deprecated.daemonset.template.generation"
+        meta = dict(obj.get("metadata") or {})
+        annotations = dict(meta.get("annotations") or {})
+        if old is None:
+            annotations[key] = "1"
+        else:
+            old_meta = old.get("metadata") or {}
+            previous = (old_meta.get("annotations") or {}).get(key, str(old_meta.get("generation") or 1))
+            changed = (old.get("spec") or {}).get("template") != spec.get("template")
+            annotations[key] = str(int(old_meta.get("generation") or 1) + 1) if changed else previous
+        meta["annotations"] = annotations
+        out["metadata"] = meta
+    return out
 
 
 def qos_class(spec: Mapping[str, Any]) -> str:

@@ -1517,6 +1517,88 @@ async def test_kubectl_get_pods(sides: Sides) -> None:
     await sides.same(probe)
 
 
+async def test_secrets_and_dangling_owner_references(sides: Sides) -> None:
+    ns = sides.ns
+    secrets = f"/api/v1/namespaces/{ns}/secrets"
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+
+    async def probe(side: Side) -> Any:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s"},
+            "data": {"a": "YQ=="},
+            "stringData": {"b": "bee", "a": "overrides"},
+        }
+        orphan = cm("orphan")
+        orphan["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "name": "ghost",
+                "uid": "00000000-0000-0000-0000-00000000dead",
+            }
+        ]
+        answers = {
+            "merged": await side.answer("POST", secrets, secret),
+            "bad_base64": await side.answer(
+                "POST",
+                secrets,
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}, "data": {"a": "!"}},
+            ),
+            "bad_key": await side.answer(
+                "POST",
+                secrets,
+                {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k"}, "data": {"a/b": "YQ=="}},
+            ),
+            "tls_without_keys": await side.answer(
+                "POST",
+                secrets,
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "t"},
+                    "type": "kubernetes.io/tls",
+                },
+            ),
+            "dangling": await side.answer("POST", cms, orphan),
+        }
+        # The garbage collector removes an object whose owners do not exist (the real one a moment later).
+        await gone(side, f"{cms}/orphan")
+        return answers
+
+    await sides.same(probe)
+
+
+async def test_workload_objects_as_the_install_creates_them(sides: Sides) -> None:
+    ns = sides.ns
+    template = {
+        "metadata": {"labels": {"app": "x"}},
+        "spec": {"containers": [{"name": "c", "image": "quay.io/mcosup/mcosup:latest"}]},
+    }
+    selector = {"matchLabels": {"app": "x"}}
+
+    async def probe(side: Side) -> Any:
+        deployment = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "d"},
+            "spec": {"replicas": 2, "selector": selector, "template": template},
+        }
+        daemonset = {
+            "apiVersion": "apps/v1",
+            "kind": "DaemonSet",
+            "metadata": {"name": "ds"},
+            "spec": {"selector": selector, "template": template},
+        }
+        return {
+            "deployment": await side.answer("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", deployment),
+            "daemonset": await side.answer("POST", f"/apis/apps/v1/namespaces/{ns}/daemonsets", daemonset),
+        }
+
+    await sides.same(probe)
+
+
 # --------------------------------------------------------------------------------- known differences
 
 
