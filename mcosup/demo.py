@@ -153,12 +153,7 @@ class Demo:
             with self.console.status("stopping the local cluster"):
                 await cluster.stop()
             if self.args.workdir is None:
-                if self.args.host == "ostree":
-                    from mcosup.sim.ostreehost import make_removable
-
-                    # ostree leaves deployments immutable.
-                    await asyncio.to_thread(make_removable, cluster.workdir)
-                cluster.remove_workdir()
+                await asyncio.to_thread(cluster.remove_workdir)
 
     # ------------------------------------------------------------------------------------ the story
 

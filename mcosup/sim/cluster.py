@@ -60,7 +60,7 @@ from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.kubelet import Kubelet, default_image_rules
-from mcosup.sim.ostreehost import HostKind, create_host
+from mcosup.sim.ostreehost import HostKind, create_host, remove_host
 from mcosup.sim.recorder import Entry, Recorder
 from mcosup.sim.registry import Registry, build_base_image, free_port
 from webhooks import names
@@ -499,8 +499,9 @@ class LocalCluster:
         await self.registry.stop()
 
     def remove_workdir(self) -> None:
+        """Remove the work directory the cluster made for itself (not one it was given)."""
         if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            remove_host(self.workdir)  # clears the immutable bit ostree leaves on deployments first
 
     # -------------------------------------------------------------------------------- set-up
 
