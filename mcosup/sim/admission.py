@@ -209,6 +209,13 @@ class Caller:
             raise WebhookCallError(
                 f'failed to call webhook: Post "{url}": context deadline exceeded'
             ) from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                # Go's net.Dial wording, which is what a real API server reports.
+                why = f"dial tcp {exc.host}:{exc.port}: connect: connection refused"
+            else:
+                why = str(exc)
+            raise WebhookCallError(f'failed to call webhook: Post "{url}": {why}') from None
         except aiohttp.ClientError as exc:
             raise WebhookCallError(f'failed to call webhook: Post "{url}": {exc}') from None
         try:

@@ -14,6 +14,7 @@ import contextlib
 import datetime
 import json
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -939,6 +940,69 @@ async def test_the_admission_review_a_webhook_receives(sides: Sides, hook: Hook)
         ("CREATE", False, "d"),
     ]
     assert answer["denied"][0] == 403
+
+
+async def test_a_webhook_that_cannot_be_reached(sides: Sides, hook: Hook) -> None:
+    ns = sides.ns
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    name = unique("conf-down")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    down = f"https://127.0.0.1:{listener.getsockname()[1]}/validate"
+
+    def hook_config(url: str, policy: str, suffix: str) -> dict[str, Any]:
+        return {
+            "name": f"{suffix}.{name}.mcosup.test",
+            "clientConfig": {"url": url, "caBundle": hook.ca_bundle},
+            "rules": [
+                {
+                    "operations": ["CREATE"],
+                    "apiGroups": [""],
+                    "apiVersions": ["v1"],
+                    "resources": ["configmaps"],
+                }
+            ],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "objectSelector": {"matchLabels": {"webhook": suffix}},
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": policy,
+            "timeoutSeconds": 5,
+        }
+
+    config = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": name},
+        "webhooks": [
+            hook_config(hook.url, "Fail", "up"),
+            hook_config(down, "Fail", "fail"),
+            hook_config(down, "Ignore", "ignore"),
+        ],
+    }
+
+    async def probe(side: Side) -> Any:
+        path = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"
+        side.cleanup.append(f"{path}/{name}")
+        await side.ok("POST", path, config)
+
+        async def in_force() -> bool:
+            status, _, _ = await side.api.call(
+                "POST", cms, cm(unique("ready"), {"webhook": "up", "deny": "yes"})
+            )
+            return status == 403
+
+        await side.until(in_force, "the webhook configuration to be in force")
+        return {
+            "fail": await side.answer("POST", cms, cm("f", {"webhook": "fail"})),
+            "ignore": (await side.answer("POST", cms, cm("i", {"webhook": "ignore"})))[0],
+        }
+
+    try:
+        answer = await sides.same(probe)
+    finally:
+        listener.close()
+    assert (answer["fail"][0], answer["ignore"]) == (500, 201)
 
 
 # --------------------------------------------------------------------------------- CRDs themselves
