@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
-from mcosup.sim.fakebin import Json, deployment, locked, read_json, write_json
+from mcosup.sim.fakebin import Json, base_state, deployment, locked, read_json, write_json
 
 #: Mirrors mcosup.daemon.command.REBOOT_EXIT_CODE (the sim must not import product code's internals,
 #: and the product must not import the sim; the e2e tests check both agree).
@@ -82,20 +82,7 @@ class FakeHost:
             )
         boot_id = str(uuid.uuid4())
         (self.rootfs / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
-        state: Json = {
-            "booted": deployment(image, kargs),
-            "staged": None,
-            "bootId": boot_id,
-            "registry": registry,
-            "enabled": [],
-            "masked": [],
-            "reboots": 0,
-            "daemonReloads": 0,
-            "caTrustUpdates": 0,
-            "log": [],
-            "fail": {},
-            "kill": [],
-        }
+        state: Json = {**base_state(registry), "booted": deployment(image, kargs), "bootId": boot_id}
         write_json(self.state_path, state)
         self._install_commands()
 

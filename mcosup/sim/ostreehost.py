@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from mcosup.sim.fakebin import Json, ostreecmd, write_json
+from mcosup.sim.fakebin import Json, base_state, ostreecmd, write_json
 from mcosup.sim.fakebin import ostree as ot
 from mcosup.sim.fakehost import FakeHost
 
@@ -83,19 +83,11 @@ class OstreeHost(FakeHost):
         ot.deploy(self.sysroot, checksum, image, kargs, work)
         boot_id = ostreecmd.boot(self.rootfs)
         state: Json = {
+            **base_state(registry),
             "ostree": {"os": ot.OSNAME, "stock": checksum, "stockDigest": digest},
             "booted": None,  # the sysroot says: the first deployment of `ostree admin status`
-            "staged": None,  # the pending deployment, made at the next `systemctl reboot`
+            # "staged": the pending deployment, made at the next `systemctl reboot`
             "bootId": boot_id,
-            "registry": registry,
-            "enabled": [],
-            "masked": [],
-            "reboots": 0,
-            "daemonReloads": 0,
-            "caTrustUpdates": 0,
-            "log": [],
-            "fail": {},
-            "kill": [],
         }
         write_json(self.state_path, state)
         self._install_commands()

@@ -112,6 +112,44 @@ def _command(state: Json, name: str) -> Callable[[Json, list[str], Path], str]:
     return _COMMANDS[name]
 
 
+def edit_kargs(kargs: list[str], options: list[str]) -> tuple[list[str], bool]:
+    """``rpm-ostree kargs`` options applied to ``kargs``: the new list, and whether it changed."""
+    out = list(kargs)
+    changed = False
+    for arg in options:
+        opt, _, value = arg.partition("=")
+        if opt in ("--append", "--append-if-missing"):
+            if opt == "--append" or value not in out:
+                out.append(value)
+                changed = True
+        elif opt in ("--delete", "--delete-if-present"):
+            if value not in out:
+                if opt == "--delete":
+                    raise _Fail(f"No karg '{value}' found")
+                continue
+            out.remove(value)
+            changed = True
+        else:
+            raise _Fail(f"rpm-ostree kargs: unknown option {arg}")
+    return out, changed
+
+
+def base_state(registry: str | None) -> Json:
+    """What every simulated host's ``host.json`` starts with besides its deployments."""
+    return {
+        "staged": None,
+        "registry": registry,
+        "enabled": [],
+        "masked": [],
+        "reboots": 0,
+        "daemonReloads": 0,
+        "caTrustUpdates": 0,
+        "log": [],
+        "fail": {},
+        "kill": [],
+    }
+
+
 def _take_kill(state: Json, command_line: str) -> str | None:
     for rule in state["kill"]:
         if command_line == rule["match"] or command_line.startswith(rule["match"] + " "):
@@ -196,23 +234,7 @@ def _rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
         return json.dumps({"deployments": deployments, "transactions": None}) + "\n"
     if sub == "kargs":
         nxt = _next_boot(state)
-        kargs = list(nxt["kargs"])
-        changed = False
-        for arg in argv[1:]:
-            opt, _, value = arg.partition("=")
-            if opt in ("--append", "--append-if-missing"):
-                if opt == "--append" or value not in kargs:
-                    kargs.append(value)
-                    changed = True
-            elif opt in ("--delete", "--delete-if-present"):
-                if value not in kargs:
-                    if opt == "--delete":
-                        raise _Fail(f"No karg '{value}' found")
-                    continue
-                kargs.remove(value)
-                changed = True
-            else:
-                raise _Fail(f"rpm-ostree kargs: unknown option {arg}")
+        kargs, changed = edit_kargs(nxt["kargs"], argv[1:])
         if changed:
             _stage(state, nxt["image"], kargs, nxt["digest"])
             return ""

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from mcosup.sim.fakebin import Json, _Fail, _systemctl, _update_ca_trust
+from mcosup.sim.fakebin import Json, _Fail, _systemctl, _update_ca_trust, edit_kargs
 from mcosup.sim.fakebin import ostree as ot
 
 Command = Callable[[Json, list[str], Path], str]
@@ -85,23 +85,7 @@ def rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
         return json.dumps({"deployments": entries, "transactions": None}) + "\n"
     if sub == "kargs":
         nxt = _next_boot(state, rootfs)
-        kargs = list(nxt["kargs"])
-        changed = False
-        for arg in argv[1:]:
-            opt, _, value = arg.partition("=")
-            if opt in ("--append", "--append-if-missing"):
-                if opt == "--append" or value not in kargs:
-                    kargs.append(value)
-                    changed = True
-            elif opt in ("--delete", "--delete-if-present"):
-                if value not in kargs:
-                    if opt == "--delete":
-                        raise _Fail(f"No karg '{value}' found")
-                    continue
-                kargs.remove(value)
-                changed = True
-            else:
-                raise _Fail(f"rpm-ostree kargs: unknown option {arg}")
+        kargs, changed = edit_kargs(nxt["kargs"], argv[1:])
         if changed:
             # As rpm-ostree does: a new pending deployment of the same commit with the new arguments.
             state["staged"] = {**nxt, "kargs": kargs}
