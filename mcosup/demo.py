@@ -158,7 +158,8 @@ class Demo:
     # ------------------------------------------------------------------------------------ the story
 
     async def story(self, cluster: LocalCluster) -> None:
-        from mcosup.sim.cluster import machineconfig, unit, wait_until
+        from mcosup.sim.invariants import wait_until
+        from mcosup.sim.objects import machineconfig, unit
 
         async def legacy() -> str:
             await self.roll(cluster, "master", layered=False, title="master nodes on their config")
@@ -245,7 +246,7 @@ class Demo:
         await self.stage("8. opt out → back to the stock OS", opt_out)
 
     async def build(self, cluster: LocalCluster, title: str) -> str:
-        from mcosup.sim.cluster import wait_until
+        from mcosup.sim.invariants import wait_until
 
         image: list[str] = []
 
@@ -277,7 +278,7 @@ class Demo:
         """Follow a pool's rollout node by node with a progress bar until every node is on target."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        from mcosup.sim.cluster import not_converged
+        from mcosup.sim.invariants import not_converged
 
         nodes = await cluster.pool_nodes(pool)
         cap = self.args.max_unavailable if pool == POOL else 1
@@ -305,7 +306,7 @@ class Demo:
         self, nodes: list[dict[str, Any]], last: dict[str, tuple[Any, ...]], progress: Progress
     ) -> list[str]:
         """Print each node's changes (cordon, daemon state, image); return the unavailable ones."""
-        from mcosup.sim.cluster import node_unavailable
+        from mcosup.sim.invariants import node_unavailable
 
         down = []
         for n in nodes:
@@ -337,7 +338,7 @@ class Demo:
     def summary(self, cluster: LocalCluster) -> None:
         from rich.table import Table
 
-        from mcosup.sim.cluster import most_unavailable
+        from mcosup.sim.invariants import most_unavailable
 
         self.console.rule("[bold]summary")
         table = Table(title="the story, stage by stage")

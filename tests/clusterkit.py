@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, SECRETS
-from mcosup.sim.cluster import docker_secret
+from mcosup.sim.objects import docker_secret
 from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE

@@ -20,25 +20,24 @@
 
 Start-up and shutdown are bounded; every process started here is stopped on the way out. Nothing here
 knows the story the demo tells: it offers actions (opt in, add a MachineConfig, add a node) and
-observations (pools, nodes, hosts, the registry) and :func:`wait_until` for outcomes.
+observations (pools, nodes, hosts, the registry). The objects it writes are built by
+:mod:`mcosup.sim.objects`; what a story is judged by, and :func:`~mcosup.sim.invariants.wait_until`
+for outcomes, are in :mod:`mcosup.sim.invariants`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import shutil
 import signal
 import sys
 import tempfile
-import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,15 @@ from mcosup.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
+from mcosup.sim.invariants import ClusterError, not_converged, wait_until
 from mcosup.sim.kubelet import Kubelet, default_image_rules
+from mcosup.sim.objects import (
+    ROLE_NODE_LABEL,
+    base_machineconfigs,
+    docker_secret,
+    node_object,
+    pool_object,
+)
 from mcosup.sim.ostreehost import HostKind, create_host, remove_host
 from mcosup.sim.recorder import Entry, Recorder
 from mcosup.sim.registry import Registry, build_base_image, free_port
@@ -72,21 +79,12 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 WEBHOOK_SERVICE = "machine-config-supervisor"
 MCOSUP_IMAGE = "quay.io/mcosup/mcosup:local"
 BUILDAH_IMAGE = "quay.io/buildah/stable:local"
-ROLE_NODE_LABEL = "node-role.kubernetes.io/"
 #: The node the kubelet stand-in binds the builder and build pods to: in no pool, so never drained.
 INFRA_NODE = "infra-0"
 #: Files a daemon keeps for itself on the host: they name configs and steps, so they differ per history.
 DAEMON_BOOKKEEPING = ("/etc/mco/mcosup-daemon-state.json",)
-SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcosupDemoKey core@mcosup-demo"
-UNIT_TEMPLATE = (
-    "[Unit]\nDescription={what}\n[Service]\nExecStart=/usr/bin/true\n[Install]\nWantedBy=multi-user.target\n"
-)
 
 Say = Callable[[str], None]
-
-
-class ClusterError(RuntimeError):
-    """Something in the local cluster did not come up or did not happen in time."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,227 +111,6 @@ class ClusterConfig:
     #: The API server: the bundled emulator, or a real kube-apiserver, etcd and kube-controller-manager
     #: built from the Kubernetes Go modules (:mod:`mcosup.sim.controlplane`).
     control_plane: Kind = "emulator"
-
-
-# ---------------------------------------------------------------------------------------- pure helpers
-
-
-def data_url(text: str) -> str:
-    return "data:;base64," + base64.b64encode(text.encode()).decode()
-
-
-def machineconfig(
-    name: str,
-    role: str | None,
-    files: Mapping[str, tuple[str, int]] = {},
-    units: Sequence[Mapping[str, Any]] = (),
-    *,
-    ssh_keys: Sequence[str] = (),
-    kernel_arguments: Sequence[str] = (),
-    password_hash: str | None = None,
-) -> dict[str, Any]:
-    """A MachineConfig for pool ``role`` (None: no role label, as a rendered config): files (path →
-    (text, mode)), systemd units, core's ssh keys and password hash, kernel arguments."""
-    config: dict[str, Any] = {
-        "ignition": {"version": "3.2.0"},
-        "storage": {
-            "files": [
-                {"path": path, "mode": mode, "overwrite": True, "contents": {"source": data_url(text)}}
-                for path, (text, mode) in sorted(files.items())
-            ]
-        },
-        "systemd": {"units": [dict(u) for u in units]},
-    }
-    if ssh_keys or password_hash:
-        core: dict[str, Any] = {"name": "core", "sshAuthorizedKeys": list(ssh_keys)}
-        if password_hash:
-            core["passwordHash"] = password_hash
-        config["passwd"] = {"users": [core]}
-    spec: dict[str, Any] = {"config": config}
-    if kernel_arguments:
-        spec["kernelArguments"] = list(kernel_arguments)
-    metadata: dict[str, Any] = {"name": name}
-    if role is not None:
-        metadata["labels"] = {names.ROLE_LABEL: role}
-    return {"apiVersion": names.API_VERSION, "kind": "MachineConfig", "metadata": metadata, "spec": spec}
-
-
-def unit(name: str, what: str, *, enabled: bool = True) -> dict[str, Any]:
-    return {"name": name, "enabled": enabled, "contents": UNIT_TEMPLATE.format(what=what)}
-
-
-def base_machineconfigs(role: str) -> list[dict[str, Any]]:
-    """What an installer leaves for a pool: a role file, a unit, kernel arguments and core's ssh key."""
-    return [
-        machineconfig(
-            f"00-{role}",
-            role,
-            {f"/etc/mcosup-demo/{role}.conf": (f"role={role}\n", 0o644)},
-            [unit(f"{role}-agent.service", f"{role} agent")],
-            kernel_arguments=["console=ttyS0"],
-        ),
-        machineconfig(f"99-{role}-ssh", role, ssh_keys=[SSH_KEY]),
-    ]
-
-
-def pool_object(name: str, max_unavailable: int | str | None = None) -> dict[str, Any]:
-    """A MachineConfigPool shaped like the MCO's built-in ones."""
-    spec: dict[str, Any] = {
-        "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: name}},
-        "nodeSelector": {"matchLabels": {ROLE_NODE_LABEL + name: ""}},
-        "paused": False,
-    }
-    if max_unavailable is not None:
-        spec["maxUnavailable"] = max_unavailable
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineConfigPool",
-        "metadata": {"name": name, "labels": {"machineconfiguration.openshift.io/mco-built-in": ""}},
-        "spec": spec,
-    }
-
-
-def node_object(name: str, role: str) -> dict[str, Any]:
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "labels": {
-                ROLE_NODE_LABEL + role: "",
-                "kubernetes.io/hostname": name,
-                "kubernetes.io/os": "linux",
-            },
-        },
-        "spec": {},
-        "status": {
-            "conditions": [
-                {
-                    "type": "Ready",
-                    "status": "True",
-                    "reason": "KubeletReady",
-                    "message": "kubelet is posting ready status",
-                    "lastHeartbeatTime": now,
-                    "lastTransitionTime": now,
-                }
-            ],
-            "nodeInfo": {"osImage": "Fake CoreOS", "kubeletVersion": "v1.32.0"},
-        },
-    }
-
-
-def docker_secret(
-    name: str, namespace: str, host: str, creds: tuple[str, str], *, legacy: bool = False
-) -> dict[str, Any]:
-    """A registry credential Secret; ``legacy``: of type dockercfg (the bare auths map)."""
-    auths = {host: {"auth": base64.b64encode(":".join(creds).encode()).decode()}}
-    payload = auths if legacy else {"auths": auths}
-    key = ".dockercfg" if legacy else ".dockerconfigjson"
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name, "namespace": namespace},
-        "type": "kubernetes.io/dockercfg" if legacy else "kubernetes.io/dockerconfigjson",
-        "data": {key: base64.b64encode(json.dumps(payload).encode()).decode()},
-    }
-
-
-def node_unavailable(obj: Mapping[str, Any]) -> bool:
-    """Contract section 5: not Ready, unschedulable, state not Done, or desired* differ from current*."""
-    meta = obj.get("metadata") or {}
-    ann = meta.get("annotations") or {}
-    conditions = (obj.get("status") or {}).get("conditions") or []
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-    return (
-        not ready
-        or bool((obj.get("spec") or {}).get("unschedulable"))
-        or ann.get(names.STATE) != names.STATE_DONE
-        or ann.get(names.DESIRED_CONFIG) != ann.get(names.CURRENT_CONFIG)
-        or ann.get(names.DESIRED_IMAGE) != ann.get(names.CURRENT_IMAGE)
-    )
-
-
-def most_unavailable(
-    history: Iterable[tuple[int, str, Mapping[str, Any]]], nodes: Iterable[str], *, since: int = 0
-) -> tuple[int, int, list[str]]:
-    """The most ``nodes`` unavailable at once at any recorded version after ``since``.
-
-    Replays a history of object versions (:attr:`LocalCluster.node_history`, or the emulator's own):
-    returns (count, sequence, names) of the worst version. Nodes not seen yet count as available.
-    """
-    wanted = set(nodes)
-    state: dict[str, bool] = {}
-    worst: tuple[int, int, list[str]] = (0, since, [])
-    for rv, kind, obj in history:
-        if obj.get("kind") != "Node":
-            continue
-        name = str((obj.get("metadata") or {}).get("name", ""))
-        if name not in wanted:
-            continue
-        state[name] = kind != "DELETED" and node_unavailable(obj)
-        if rv <= since:
-            continue
-        down = sorted(n for n, bad in state.items() if bad)
-        if len(down) > worst[0]:
-            worst = (len(down), rv, down)
-    return worst
-
-
-def not_converged(
-    pool_obj: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], *, layered: bool
-) -> str | None:
-    """Why the pool's nodes are not all running its current config (and image), or None when they are."""
-    rendered = ((pool_obj.get("spec") or {}).get("configuration") or {}).get("name")
-    if not rendered:
-        return "pool not rendered yet"
-    image = ((pool_obj.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
-    if layered:
-        cond = next(
-            (
-                c
-                for c in (pool_obj.get("status") or {}).get("conditions") or []
-                if c.get("type") == names.BUILD_SUCCESS
-            ),
-            None,
-        )
-        if (
-            not image
-            or cond is None
-            or cond.get("status") != "True"
-            or rendered not in cond.get("message", "")
-        ):
-            return f"no image built for {rendered} yet"
-    else:
-        image = None
-    mode = names.MODE_LAYERED if layered else names.MODE_LEGACY
-    for n in nodes:
-        meta = n.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        label = (meta.get("labels") or {}).get(names.DAEMON_MODE)
-        got = (label, ann.get(names.CURRENT_CONFIG), ann.get(names.CURRENT_IMAGE), ann.get(names.STATE))
-        if got != (mode, rendered, image, names.STATE_DONE) or node_unavailable(n):
-            return f"node {meta.get('name')}: mode={label} config={got[1]} image={got[2]} state={got[3]}"
-    return None
-
-
-async def wait_until(
-    check: Callable[[], Awaitable[str | None]],
-    *,
-    within: float,
-    what: str,
-    every: float = 0.2,
-) -> None:
-    """Poll ``check`` (returns None when satisfied, else why not) until it passes or ``within`` s pass."""
-    deadline = time.monotonic() + within
-    why: str | None = "not checked yet"
-    while True:
-        why = await check()
-        if why is None:
-            return
-        if time.monotonic() > deadline:
-            raise ClusterError(f"timed out after {within:.0f}s waiting for {what}: {why}")
-        await asyncio.sleep(every)
 
 
 def _read(path: Path) -> str:

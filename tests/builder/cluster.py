@@ -21,9 +21,9 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NAMESPACES, PODS, SECRETS
 from mcosup.settings import KubeSettings, SupervisorSettings
-from mcosup.sim.cluster import docker_secret
-from mcosup.sim.cluster import machineconfig as sim_machineconfig
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
+from mcosup.sim.objects import docker_secret
+from mcosup.sim.objects import machineconfig as sim_machineconfig
 from mcosup.sim.registry import Registry
 from mcosup.supervisor.run import run as run_supervisor
 from webhooks import names

@@ -12,8 +12,8 @@ from aiohttp import web
 from mcosup.daemon import plan as p
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import CONFIGMAPS, NODES
-from mcosup.sim.cluster import machineconfig
 from mcosup.sim.fakehost import FakeHost
+from mcosup.sim.objects import machineconfig
 from waiting import eventually
 from webhooks import names
 

@@ -20,15 +20,9 @@ import pytest
 
 from mcosup.kube import errors
 from mcosup.sim.backends import KINDS
-from mcosup.sim.cluster import (
-    ClusterConfig,
-    LocalCluster,
-    machineconfig,
-    missing_tools,
-    most_unavailable,
-    unit,
-    wait_until,
-)
+from mcosup.sim.cluster import ClusterConfig, LocalCluster, missing_tools
+from mcosup.sim.invariants import most_unavailable, wait_until
+from mcosup.sim.objects import machineconfig, unit
 from mcosup.sim.ostreehost import OstreeHost, make_removable
 from mcosup.sim.registry import read_image
 from webhooks import names

@@ -23,7 +23,7 @@ from mcosup.kube import client as kclient
 from mcosup.kube.resources import NODES
 from mcosup.settings import KubeSettings
 from mcosup.sim import fakehost
-from mcosup.sim.cluster import machineconfig
+from mcosup.sim.objects import machineconfig
 from mcosup.sim.ostreehost import OstreeHost
 from mcosup.sim.registry import Registry
 from waiting import eventually
