@@ -23,8 +23,9 @@ lint: base
 demo: base
 	$(VENV)/mcosup demo
 
+# Every bench script; helpers (bench/_*.py) are run by the benches that need them, never on their own.
 bench: base
-	@for b in bench/*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
