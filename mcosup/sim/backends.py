@@ -9,7 +9,8 @@ daemons, the kubelet stand-in, the tests' assertions) is the same code on either
 - ``webhook_configuration``: ``deploy/webhook.yaml`` pointed at the supervisor's loopback port — by the
   emulator's Service map, or on the real server by ``url`` (a real API server reaches a Service only
   through a network this machine does not have), with the serving certificate's extra names;
-- ``install_rbac``: the real server enforces ``deploy/rbac/`` (the emulator stores no-one's Roles);
+- ``install_identities``: the ServiceAccounts of ``deploy/rbac/``, and on the real server, which
+  enforces it, the RBAC too (the emulator enforces none);
 - ``log_sink``: where the kubelet stand-in sends container logs (the emulator serves them as
   ``pods/log``; a real API server asks a kubelet, and there is none).
 """
@@ -23,9 +24,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.controlplane import ControlPlane, ControlPlaneError
 from mcosup.sim.kubelet import LogSink
+
+#: The repository's install manifests (the harness installs the same CRDs, RBAC and webhook a user would).
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+async def _create_all(backend: Backend, paths: list[Path]) -> None:
+    for path in paths:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                await backend.create_object(doc)
+
 
 Kind = Literal["emulator", "real"]
 KINDS: tuple[Kind, ...] = ("emulator", "real")
@@ -35,7 +49,6 @@ class EmulatorBackend:
     """The in-process emulator; webhook Services resolve through its Service map."""
 
     kind: Kind = "emulator"
-    installs_rbac = False
     webhook_extra_names: tuple[str, ...] = ()
 
     def __init__(self, namespace: str, service: str, webhook_port: int) -> None:
@@ -57,7 +70,13 @@ class EmulatorBackend:
         return self.emulator.write_kubeconfig_for_service_account(path, namespace, name, node)
 
     async def create_object(self, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
-        return await self.emulator.create_object(body, namespace=namespace)
+        # As kubectl: the namespace the object names wins over the default it is given.
+        named = (body.get("metadata") or {}).get("namespace")
+        return await self.emulator.create_object(body, namespace=named or namespace)
+
+    async def install_identities(self) -> None:
+        """The ServiceAccounts (their Roles would be stored and never enforced)."""
+        await _create_all(self, [DEPLOY / "rbac" / "serviceaccounts.yaml"])
 
     def webhook_configuration(self, doc: Mapping[str, Any], port: int) -> dict[str, Any]:
         return dict(doc)
@@ -67,7 +86,6 @@ class RealBackend:
     """kube-apiserver, etcd and kube-controller-manager (:mod:`mcosup.sim.controlplane`)."""
 
     kind: Kind = "real"
-    installs_rbac = True
     #: The webhook is reached at its loopback address, which its certificate must then name.
     webhook_extra_names: tuple[str, ...] = ("127.0.0.1",)
     log_sink: LogSink | None = None
@@ -92,6 +110,10 @@ class RealBackend:
 
     async def create_object(self, body: dict[str, Any], namespace: str | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(self._create, body, namespace)
+
+    async def install_identities(self) -> None:
+        """The ServiceAccounts and all of ``deploy/rbac/``: every mcosup process runs with no more."""
+        await _create_all(self, sorted((DEPLOY / "rbac").glob("*.yaml")))
 
     def _create(self, body: dict[str, Any], namespace: str | None) -> dict[str, Any]:
         api_version, kind = str(body.get("apiVersion", "")), str(body.get("kind", ""))

@@ -56,7 +56,7 @@ from mcosup.kube.resources import (
 )
 from mcosup.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
-from mcosup.sim.backends import Kind, make_backend
+from mcosup.sim.backends import DEPLOY, Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.invariants import ClusterError, not_converged, wait_until
 from mcosup.sim.kubelet import Kubelet, default_image_rules
@@ -74,8 +74,6 @@ from webhooks import names
 
 log = logging.getLogger(__name__)
 
-#: The repository's install manifests (the harness installs the same CRDs and webhook a user would).
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 WEBHOOK_SERVICE = "machine-config-supervisor"
 MCOSUP_IMAGE = "quay.io/mcosup/mcosup:local"
 BUILDAH_IMAGE = "quay.io/buildah/stable:local"
@@ -287,12 +285,7 @@ class LocalCluster:
         for path in (DEPLOY / "namespace.yaml", *sorted((DEPLOY / "crds").glob("*.yaml"))):
             for doc in _documents(path):
                 await emu.create_object(doc)
-        # The ServiceAccounts, and where the API server enforces it, the RBAC a `kubectl apply -k deploy/`
-        # installs: every mcosup process runs with nothing more.
-        rbac = DEPLOY / "rbac"
-        for path in sorted(rbac.glob("*.yaml")) if emu.installs_rbac else [rbac / "serviceaccounts.yaml"]:
-            for doc in _documents(path):
-                await emu.create_object(doc, namespace=ns)
+        await emu.install_identities()
         host, creds = self.registry.host, self.config.registry_credentials
         await emu.create_object(docker_secret("demo-pull-secret", ns, host, creds))
         await emu.create_object(docker_secret("demo-push-secret", ns, host, creds))

@@ -39,11 +39,10 @@ async def backend(tmp_path: Path) -> AsyncIterator[RealBackend]:
     real = RealBackend(tmp_path / "controlplane")
     await real.start()
     try:
-        paths = [DEPLOY / "namespace.yaml", *sorted((DEPLOY / "crds").glob("*.yaml"))]
-        paths += sorted((DEPLOY / "rbac").glob("*.yaml"))
-        for path in paths:
+        for path in [DEPLOY / "namespace.yaml", *sorted((DEPLOY / "crds").glob("*.yaml"))]:
             for doc in yaml.safe_load_all(path.read_text()):
                 await real.create_object(doc)
+        await real.install_identities()
         yield real
     finally:
         await real.stop()

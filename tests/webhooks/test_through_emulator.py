@@ -139,13 +139,7 @@ async def cluster(
                 "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}},
             }
         )
-        for doc in yaml.safe_load_all((DEPLOY / "rbac" / "serviceaccounts.yaml").read_text()):
-            await backend.create_object(doc)
-        if backend.installs_rbac:
-            for path in sorted((DEPLOY / "rbac").glob("*.yaml")):
-                if path.name != "serviceaccounts.yaml":
-                    for doc in yaml.safe_load_all(path.read_text()):
-                        await backend.create_object(doc)
+        await backend.install_identities()
         for name in ("worker", "master"):
             pool = yaml.safe_load((mco_fixtures / "objects" / f"{name}.machineconfigpool.yaml").read_text())
             if name == "worker":
