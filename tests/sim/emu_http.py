@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
+import trustme
+from aiohttp import web
 from multidict import CIMultiDictProxy
 
 
@@ -88,3 +92,26 @@ class Api:
 
 def cm(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+@contextlib.asynccontextmanager
+async def webhook_server(
+    handle: Callable[[web.Request], Awaitable[web.Response]], *names: str
+) -> AsyncIterator[tuple[int, str]]:
+    """An HTTPS server on loopback answering ``POST /validate`` with ``handle``: (port, caBundle).
+
+    Its certificate names 127.0.0.1 and ``names``; the base64 CA bundle is what a webhook
+    configuration's ``clientConfig.caBundle`` takes.
+    """
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", *names).configure_cert(ctx)
+    app = web.Application()
+    app.router.add_post("/validate", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx).start()
+        yield int(runner.addresses[0][1]), base64.b64encode(ca.cert_pem.bytes()).decode()
+    finally:
+        await runner.cleanup()

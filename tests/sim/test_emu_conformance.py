@@ -9,7 +9,6 @@ it is noticed the day either side changes.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime
 import json
@@ -23,10 +22,9 @@ from typing import Any
 
 import aiohttp
 import pytest
-import trustme
 import yaml
 from aiohttp import web
-from emu_http import Api
+from emu_http import Api, webhook_server
 from emu_sides import CRDS, GROUP, Side, crd_group, diff, events, mask, mco_crd, unique
 
 from mcosup.sim.apiserver import Emulator
@@ -849,21 +847,10 @@ class Hook:
 
 @pytest.fixture
 async def hook() -> AsyncIterator[Hook]:
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(ctx)
-    state = Hook(ca_bundle=base64.b64encode(ca.cert_pem.bytes()).decode())
-    app = web.Application()
-    app.router.add_post("/validate", state.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    state.url = f"https://127.0.0.1:{runner.addresses[0][1]}/validate"
-    try:
+    state = Hook()
+    async with webhook_server(state.handle) as (port, ca_bundle):
+        state.url, state.ca_bundle = f"https://127.0.0.1:{port}/validate", ca_bundle
         yield state
-    finally:
-        await runner.cleanup()
 
 
 async def test_the_admission_review_a_webhook_receives(sides: Sides, hook: Hook) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import os
-import ssl
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import trustme
 from aiohttp import web
-from emu_http import Api, cm
+from emu_http import Api, cm, webhook_server
 
 from mcosup.sim.apiserver import Emulator
 
@@ -55,20 +54,10 @@ class Hook:
 
 @pytest.fixture
 async def hook() -> AsyncIterator[Hook]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "hook.mcosup.svc")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    state = Hook(ca_bundle=base64.b64encode(ca.cert_pem.bytes()).decode())
-    app = web.Application()
-    app.router.add_post("/validate", state.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
-    await site.start()
-    state.port = runner.addresses[0][1]
-    yield state
-    await runner.cleanup()
+    state = Hook()
+    async with webhook_server(state.handle, "hook.mcosup.svc") as (port, ca_bundle):
+        state.port, state.ca_bundle = port, ca_bundle
+        yield state
 
 
 def config(name: str, client_config: dict[str, Any], **webhook: Any) -> dict[str, Any]:
