@@ -475,6 +475,3 @@ class ControlPlane:
                 f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}"
             )
         return done.stdout
-
-    def logs(self) -> Mapping[str, Path]:
-        return {p.name: p.log_path for p in self._processes}
