@@ -40,9 +40,9 @@ from cluster import NS, Cluster, machineconfig, running_cluster  # noqa: E402
 
 from mcosup.builder import buildplan  # noqa: E402
 from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINECONFIGS, PODS  # noqa: E402
+from mcosup.model import names  # noqa: E402
 from mcosup.sim.apiserver import Emulator  # noqa: E402
 from mcosup.sim.registry import Registry, build_base_image, buildah_storage_args, run  # noqa: E402
-from webhooks import names  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "mco"
 UNIT = (

@@ -28,11 +28,11 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CRDS, MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.settings import KubeSettings, RolloutSettings
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings, RolloutSettings
 from mcosup.sim.apiserver import Emulator
-from mcosup.supervisor import rollout
-from mcosup.supervisor.nodes import NodeRollout
-from webhooks import names
+from mcosup.supervisor import rolloutplan
+from mcosup.supervisor.rollout import NodeRollout
 
 NS = names.DEFAULT_NAMESPACE
 R0 = "rendered-worker-" + "0" * 32
@@ -124,7 +124,9 @@ class CapWatch:
         else:
             self.state[node["metadata"]["name"]] = node
         if self.armed:
-            self.worst = max(self.worst, sum(rollout.NodeView.of(o).unavailable for o in self.state.values()))
+            self.worst = max(
+                self.worst, sum(rolloutplan.NodeView.of(o).unavailable for o in self.state.values())
+            )
 
 
 def breakdown(times: list[tuple[float, float]], start: float, end: float, k: int, seconds: float) -> str:

@@ -30,8 +30,8 @@ import orjson
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINECONFIGS, NAMESPACES, NODES
-from mcosup.settings import KubeSettings
-from webhooks import names
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 CRDS = ROOT.parent / "shared" / "fixtures" / "mco" / "crds"

@@ -31,7 +31,7 @@ import aiohttp
 import orjson
 import trustme
 
-from webhooks import names
+from mcosup.model import names
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "webhooks"))
 from webhook_support import admission_review  # the tests' AdmissionReview builder
@@ -122,7 +122,7 @@ def _serve(kind: str, cert: str, key: str, ready: Any) -> None:
 
     from mcosup.http.admission import admission_app
     from mcosup.http.tls import CertFileReloader
-    from mcosup.metrics import WebhookMetrics
+    from mcosup.runtime.metrics import WebhookMetrics
 
     async def main() -> None:
         tls = CertFileReloader(cert, key)

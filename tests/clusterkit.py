@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, SECRETS
+from mcosup.model import names
 from mcosup.sim.objects import docker_secret
-from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE
 

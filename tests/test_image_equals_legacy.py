@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from mcosup.builder import buildplan
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
-from webhooks import machineconfig, names
+from mcosup.model import machineconfig, names
 
 UNIT_DIR = "/etc/systemd/system"
 

@@ -13,11 +13,10 @@ from typing import Any
 
 import pytest
 
-from mcosup import rendering
 from mcosup.builder import buildplan
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
+from mcosup.model import machineconfig, names, rendering
 from mcosup.sim.controlplane import ControlPlane, ControlPlaneError
-from webhooks import machineconfig, names
 from webhooks.facts import PoolFacts
 
 

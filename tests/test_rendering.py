@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcosup import rendering
-from webhooks import names
+from mcosup.model import names, rendering
 
 ROLE = names.ROLE_LABEL
 

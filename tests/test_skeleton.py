@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from mcosup import settings
 from mcosup.cli import COMMANDS, build_parser
+from mcosup.runtime import settings
 
 
 def test_every_subcommand_has_help() -> None:

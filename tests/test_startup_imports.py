@@ -72,7 +72,7 @@ def test_chosen_command() -> None:
 def test_process_modules_do_not_import_kubernetes_asyncio() -> None:
     code = (
         "import sys\n"
-        "import mcosup.builder.run, mcosup.supervisor.run, mcosup.daemon.command, mcosup.status\n"
+        "import mcosup.builder.run, mcosup.supervisor.run, mcosup.daemon.command, mcosup.cli.status\n"
         "import mcosup.kube.client, mcosup.kube.clientconfig\n"
         "loaded = sorted(m for m in sys.modules if m.startswith('kubernetes_asyncio'))\n"
         "assert not loaded, loaded\n"

@@ -1,7 +1,10 @@
-"""Pure policy for mcosup: the contract's wire vocabulary and every admission verdict.
+"""The admission webhook's verdicts, pure: an AdmissionReview and the cluster's facts in, a verdict out.
 
-This package is pure: no I/O, no HTTP server, no Kubernetes client, and no import of ``mcosup``
-(an import-linter contract enforces it). Cluster facts a verdict needs are passed in as plain data.
-``mcosup`` builds on it: the supervisor's webhook server and the render controller call into it, so a
-MachineConfig is judged by the same rules at admission time and at render time.
+- ``review``: parsing AdmissionReview bodies and writing the answers.
+- ``facts``: the cluster facts a verdict needs (pools, MachineConfigs, Secret names), as plain data.
+- ``policy``: every verdict of the contract's section 7.
+
+No I/O, no HTTP server, no Kubernetes client (an import-linter contract enforces it); of mcosup it
+imports only the pure :mod:`mcosup.model`, so a MachineConfig is judged by the same rules at admission
+time as at render, build and apply time.
 """

@@ -1,8 +1,9 @@
-"""Cluster facts a verdict needs, as plain frozen data, and Kubernetes label-selector matching.
+"""Cluster facts a verdict needs, as plain frozen data.
 
 Pure. The supervisor builds a :class:`ClusterFacts` from its caches (pools, MachineConfigs, Secret
 names in its namespace) and hands it to :func:`webhooks.policy.review`; the policy derives the rest
-(which opted-in pools select a MachineConfig, which MachineConfigs a pool selects) with the helpers here,
+(which opted-in pools select a MachineConfig, which MachineConfigs a pool selects) with the helpers here
+and :mod:`mcosup.model.selectors`,
 so the supervisor never has to know what a particular verdict looks at.
 """
 
@@ -13,88 +14,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from webhooks import names
-from webhooks.objects import labels_of, opted_in
+from mcosup.model import names
+from mcosup.model.objects import labels_of, opted_in
+from mcosup.model.selectors import safe_selector_matches
 
 _EMPTY: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
-
-
-class InvalidSelector(ValueError):
-    """A label selector that Kubernetes would reject; the message names the bad part."""
-
-
-def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """Kubernetes ``LabelSelector`` semantics: None matches nothing, ``{}`` matches everything.
-
-    Raises :class:`InvalidSelector` for an operator or value list Kubernetes would refuse.
-    """
-    if selector is None:
-        return False
-    if not isinstance(selector, Mapping):
-        raise InvalidSelector(f"a label selector must be an object, got {type(selector).__name__}")
-    match_labels = selector.get("matchLabels") or {}
-    if not isinstance(match_labels, Mapping):
-        raise InvalidSelector("matchLabels must be an object of label: value")
-    for key, value in match_labels.items():
-        if labels.get(key) != value:
-            return False
-    expressions = selector.get("matchExpressions") or []
-    if not isinstance(expressions, list):
-        raise InvalidSelector("matchExpressions must be a list")
-    for i, expression in enumerate(expressions):
-        if not isinstance(expression, Mapping):
-            raise InvalidSelector(f"matchExpressions[{i}] must be an object")
-        key, operator, values = (
-            expression.get("key"),
-            expression.get("operator"),
-            expression.get("values") or [],
-        )
-        if not isinstance(key, str) or not isinstance(values, list):
-            raise InvalidSelector(f"matchExpressions[{i}] needs a string key and a list of values")
-        if operator == "In":
-            if not values:
-                raise InvalidSelector(f"matchExpressions[{i}]: operator In needs values")
-            if key not in labels or labels[key] not in values:
-                return False
-        elif operator == "NotIn":
-            if not values:
-                raise InvalidSelector(f"matchExpressions[{i}]: operator NotIn needs values")
-            if key in labels and labels[key] in values:
-                return False
-        elif operator == "Exists":
-            if values:
-                raise InvalidSelector(f"matchExpressions[{i}]: operator Exists takes no values")
-            if key not in labels:
-                return False
-        elif operator == "DoesNotExist":
-            if values:
-                raise InvalidSelector(f"matchExpressions[{i}]: operator DoesNotExist takes no values")
-            if key in labels:
-                return False
-        else:
-            raise InvalidSelector(
-                f"matchExpressions[{i}]: operator {operator!r} is not In, NotIn, Exists or DoesNotExist"
-            )
-    return True
-
-
-def safe_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """:func:`selector_matches`, treating an invalid selector as matching nothing (as the MCO does)."""
-    try:
-        return selector_matches(selector, labels)
-    except InvalidSelector:
-        return False
-
-
-def pool_selects_node(selector: Mapping[str, Any] | None, labels: Mapping[str, str]) -> bool:
-    """Whether a pool's ``spec.nodeSelector`` takes a node with ``labels``.
-
-    As :func:`safe_selector_matches`, except that a missing or empty selector takes no node: a pool must
-    say which nodes it manages (the MCO refuses to act on a pool selecting everything).
-    """
-    if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
-        return False
-    return safe_selector_matches(selector, labels)
 
 
 @dataclass(frozen=True, slots=True)

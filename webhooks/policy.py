@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhooks import names, objects
+from mcosup.model import names, objects
+from mcosup.model.imageref import InvalidImageRef, parse_image_ref
+from mcosup.model.machineconfig import problems, undeliverable_files
 from webhooks.facts import ClusterFacts
-from webhooks.imageref import InvalidImageRef, parse_image_ref
-from webhooks.machineconfig import problems, undeliverable_files
 from webhooks.review import AdmissionRequest, MalformedReview, Verdict
 
 # A denial lists at most this many problems; kubectl shows the whole message, so keep it readable.

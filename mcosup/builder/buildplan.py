@@ -32,10 +32,9 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcosup import rendering
-from mcosup.settings import PodOptions
-from webhooks import machineconfig, names
-from webhooks.objects import Obj
+from mcosup.model import machineconfig, names, rendering
+from mcosup.model.objects import Obj
+from mcosup.runtime.settings import PodOptions
 
 #: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
 CONTEXT_MOUNT = "/etc/mcosup-build/context"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mcosup.settings import (
+from mcosup.runtime.settings import (
     BuilderSettings,
     KubeSettings,
 )
@@ -37,6 +37,6 @@ def main(args: argparse.Namespace) -> int:
     kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
     from mcosup.builder.run import run
-    from mcosup.lifecycle import run_until_signalled
+    from mcosup.runtime.lifecycle import run_until_signalled
 
     return run_until_signalled(run(settings, kube_settings))

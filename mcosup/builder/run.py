@@ -12,14 +12,14 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from mcosup.builder.building import Builder, Caches
+from mcosup.builder.build import Builder, Caches
 from mcosup.control.controller import Controller
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
-from mcosup.settings import BuilderSettings, KubeSettings
-from webhooks import names
-from webhooks.objects import Obj
+from mcosup.model import names
+from mcosup.model.objects import Obj
+from mcosup.runtime.settings import BuilderSettings, KubeSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Generic, TypeVar
 from mcosup.control.queue import ShutDown, WorkQueue
 
 if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
-    from mcosup.metrics import Metrics
+    from mcosup.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

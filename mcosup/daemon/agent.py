@@ -17,10 +17,10 @@ from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
-from mcosup.logs import fields
-from mcosup.settings import AgentSettings
-from webhooks import names
-from webhooks.objects import Obj
+from mcosup.model import names
+from mcosup.model.objects import Obj
+from mcosup.runtime.logs import fields
+from mcosup.runtime.settings import AgentSettings
 
 log = logging.getLogger(__name__)
 

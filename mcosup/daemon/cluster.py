@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from mcosup.kube import resources as R
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
 
 
 class KubeCluster:

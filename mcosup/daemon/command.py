@@ -15,12 +15,12 @@ import signal
 import sys
 from collections.abc import Mapping
 
-from mcosup import settings as s
 from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import BACKENDS, LocalHost
-from mcosup.logs import fields
-from mcosup.settings import AgentSettings
+from mcosup.runtime import settings as s
+from mcosup.runtime.logs import fields
+from mcosup.runtime.settings import AgentSettings
 
 HELP = "the per-node agent: applies config (legacy), rebases onto the image (layered), writes certificates"
 

@@ -15,7 +15,7 @@ from typing import Literal
 from mcosup.daemon import plan as p
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
-from mcosup.logs import fields
+from mcosup.runtime.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import Any
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.machineconfig import HostConfig
 from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step, Target
-from webhooks import names
+from mcosup.model import names
 
 STATE_FILE = "/etc/mco/mcosup-daemon-state.json"
 FORMAT = 1

@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhooks import machineconfig
-from webhooks.machineconfig import decode_data_url
+from mcosup.model import machineconfig
+from mcosup.model.machineconfig import decode_data_url
 
 #: The one user whose ssh keys and password hash a MachineConfig may set.
 CORE_USER = "core"

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from mcosup.daemon.machineconfig import CORE_USER, HostConfig, UnitSpec
-from webhooks import names
+from mcosup.model import names
 
 #: Contract 6.3: the target config persisted outside image-owned paths during a revert.
 REVERT_FILE = "/etc/mco/machineconfig-revert.json"

@@ -22,8 +22,8 @@ import orjson
 from aiohttp import web
 
 from mcosup.http.tls import CertFileReloader
-from mcosup.logs import fields
-from mcosup.metrics import WebhookMetrics
+from mcosup.runtime.logs import fields
+from mcosup.runtime.metrics import WebhookMetrics
 from webhooks.facts import ClusterFacts
 from webhooks.policy import review
 from webhooks.review import MalformedReview, parse_review, respond, uid_of

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from mcosup.metrics import Metrics
+from mcosup.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

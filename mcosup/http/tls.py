@@ -6,7 +6,7 @@ so :class:`CertFileReloader` polls and compares the files' bytes. A change build
 callback (called with or without SNI), so the listener is never closed and connections already open
 finish on the certificate they started with. A half-written or mismatched pair is logged and retried on
 the next poll while the previous certificate keeps serving. (Self-managed certificates are planned in
-:mod:`mcosup.certs` and kept in their Secret by :mod:`mcosup.supervisor.webhooktls`.)
+:mod:`mcosup.http.certs` and kept in their Secret by :mod:`mcosup.supervisor.webhooktls`.)
 """
 
 from __future__ import annotations

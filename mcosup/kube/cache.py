@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import Resource
 from mcosup.kube.watching import list_then_watch
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
 
 if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
-    from mcosup.metrics import Metrics
+    from mcosup.runtime.metrics import Metrics
 
 Key = tuple[str, str]  # (namespace or "", name)
 Subscriber = Callable[[str, Obj], None]

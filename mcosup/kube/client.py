@@ -20,8 +20,8 @@ import orjson
 
 from mcosup.kube import clientconfig, errors
 from mcosup.kube.resources import EVENTS, PODS, Resource
-from mcosup.settings import KubeSettings
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
+from mcosup.runtime.settings import KubeSettings
 
 log = logging.getLogger(__name__)
 

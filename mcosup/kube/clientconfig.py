@@ -1,7 +1,7 @@
 """Where the API server is and how to prove who we are: kubeconfig files and in-cluster config.
 
-:func:`load` turns :class:`~mcosup.settings.KubeSettings` into a :class:`ClientConfig`: the server URL,
-an :class:`ssl.SSLContext` and an async source of the ``Authorization`` header. It reads kubeconfigs
+:func:`load` turns :class:`~mcosup.runtime.settings.KubeSettings` into a :class:`ClientConfig`: the server
+URL, an :class:`ssl.SSLContext` and an async source of the ``Authorization`` header. It reads kubeconfigs
 as kubectl does:
 
 - ``KUBECONFIG`` may list several files (``:``-separated): they are merged, the first file to define a
@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from mcosup.kube import errors
-from mcosup.settings import KubeSettings
+from mcosup.runtime.settings import KubeSettings
 
 log = logging.getLogger(__name__)
 

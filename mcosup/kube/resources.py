@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from urllib.parse import quote
 
-from webhooks import names
+from mcosup.model import names
 
 
 @dataclasses.dataclass(frozen=True)

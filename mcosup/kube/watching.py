@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import Resource
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
 
 if TYPE_CHECKING:  # only for annotations: processes without metrics never import prometheus_client
-    from mcosup.metrics import Metrics
+    from mcosup.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -70,7 +70,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict, MultiMapping
 
-from mcosup import certs
+from mcosup.http import certs
 from mcosup.sim import (
     admission,
     discovery,

@@ -54,7 +54,8 @@ from mcosup.kube.resources import (
     SECRETS,
     VALIDATING_WEBHOOK_CONFIGURATIONS,
 )
-from mcosup.settings import KubeSettings
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
@@ -70,7 +71,6 @@ from mcosup.sim.objects import (
 from mcosup.sim.ostreehost import HostKind, create_host, remove_host
 from mcosup.sim.recorder import Entry, Recorder
 from mcosup.sim.registry import Registry, build_base_image, free_port
-from webhooks import names
 
 log = logging.getLogger(__name__)
 

@@ -100,7 +100,7 @@ async def _serve(args: argparse.Namespace) -> int:
 async def _run_kubelet(emu: Any, workdir: Path) -> None:
     """The kubelet stand-in against this emulator: runs every pod, logs served by `pods/log`."""
     from mcosup.kube import client as kclient
-    from mcosup.settings import KubeSettings
+    from mcosup.runtime.settings import KubeSettings
     from mcosup.sim.kubelet import Kubelet
 
     def credentials(ns: str, account: str, node: str | None, path: Path) -> Path:

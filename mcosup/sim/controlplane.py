@@ -48,7 +48,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mcosup import certs
+from mcosup.http import certs
 from mcosup.sim.registry import free_port
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from webhooks import names
+from mcosup.model import names
 
 
 class ClusterError(RuntimeError):

@@ -56,7 +56,7 @@ from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
 
 log = logging.getLogger(__name__)
 

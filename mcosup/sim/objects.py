@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from webhooks import names
+from mcosup.model import names
 
 ROLE_NODE_LABEL = "node-role.kubernetes.io/"
 SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcosupDemoKey core@mcosup-demo"

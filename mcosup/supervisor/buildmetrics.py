@@ -12,9 +12,8 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from mcosup import conditions
-from mcosup.metrics import Metrics
-from webhooks import names
+from mcosup.model import conditions, names
+from mcosup.runtime.metrics import Metrics
 
 _RESULTS = {names.BUILD_SUCCESS: "success", names.BUILD_FAILED: "failure"}
 

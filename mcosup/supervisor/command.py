@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from mcosup.settings import KubeSettings, SupervisorSettings
+from mcosup.runtime.settings import KubeSettings, SupervisorSettings
 
 HELP = "the supervisor: watch loops, render, opt-in, builder pod, rollout, webhook, probes and metrics"
 
@@ -24,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mcosup.lifecycle import run_until_signalled
-    from mcosup.settings import RolloutSettings
+    from mcosup.runtime.lifecycle import run_until_signalled
+    from mcosup.runtime.settings import RolloutSettings
     from mcosup.supervisor.run import run
 
     settings = SupervisorSettings.from_env(

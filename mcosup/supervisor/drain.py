@@ -25,10 +25,10 @@ from mcosup.control.clock import Clock
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import PDBS
-from mcosup.logs import fields
-from mcosup.settings import DrainSettings
-from mcosup.supervisor.rollout import MIRROR_POD_ANNOTATION, selector_matches
-from webhooks.objects import ObjView
+from mcosup.model.objects import ObjView
+from mcosup.runtime.logs import fields
+from mcosup.runtime.settings import DrainSettings
+from mcosup.supervisor.rolloutplan import MIRROR_POD_ANNOTATION, selector_matches
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from typing import Any
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import LEASES
-from mcosup.settings import LeaseSettings
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
+from mcosup.runtime.settings import LeaseSettings
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,19 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from mcosup import buildconfig, conditions
-from mcosup.conditions import Condition
 from mcosup.control.clock import Clock
 from mcosup.control.controller import Result
+from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
-from mcosup.logs import fields
-from mcosup.metrics import Metrics
-from mcosup.poolstatus import update_pool_status
-from mcosup.supervisor import builderpod
-from webhooks import names
-from webhooks.objects import Obj, opted_in
+from mcosup.model import buildconfig, conditions, names
+from mcosup.model.conditions import Condition
+from mcosup.model.objects import Obj, opted_in
+from mcosup.runtime.logs import fields
+from mcosup.runtime.metrics import Metrics
+from mcosup.supervisor import builderpodplan
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ class OptInController:
         caches: Caches,
         *,
         namespace: str,
-        pod_spec: builderpod.BuilderPodSpec,
+        pod_spec: builderpodplan.BuilderPodSpec,
         clock: Clock,
         metrics: Metrics,
         backoff: float = 5.0,
@@ -62,7 +61,7 @@ class OptInController:
         self.pod_spec = pod_spec
         self.clock = clock
         self.metrics = metrics
-        self.restarts = builderpod.RestartTracker(base=backoff)
+        self.restarts = builderpodplan.RestartTracker(base=backoff)
         # The builder pod as last seen while it was wanted, so a pod deleted behind our back counts as a
         # failure (with backoff) rather than being recreated in a tight loop.
         self._last_seen: Obj | None = None
@@ -95,7 +94,7 @@ class OptInController:
         requeue: float | None = None
         if pod is not None and pod["metadata"].get("deletionTimestamp"):
             requeue = POLL_SECONDS  # going away: wait for it before creating the next one
-        elif pod is not None and builderpod.finished(pod):
+        elif pod is not None and builderpodplan.finished(pod):
             delay = self.restarts.failed(now, _lifetime(pod))
             self.metrics.builder_restarts.inc()
             log.warning(
@@ -120,17 +119,21 @@ class OptInController:
             else:
                 await self._create_pod()
                 requeue = POLL_SECONDS
-        elif builderpod.running(pod):
+        elif builderpodplan.running(pod):
             lifetime = _lifetime(pod)
-            if lifetime is not None and lifetime >= builderpod.QUICK_FAILURE_SECONDS:
+            if lifetime is not None and lifetime >= builderpodplan.QUICK_FAILURE_SECONDS:
                 self.restarts.healthy()
             else:
-                requeue = builderpod.QUICK_FAILURE_SECONDS
+                requeue = builderpodplan.QUICK_FAILURE_SECONDS
         else:
             requeue = POLL_SECONDS  # Pending: wake up to report Running
-        if pod is not None and not builderpod.finished(pod) and not pod["metadata"].get("deletionTimestamp"):
+        if (
+            pod is not None
+            and not builderpodplan.finished(pod)
+            and not pod["metadata"].get("deletionTimestamp")
+        ):
             self._last_seen = pod
-        if pod is not None and builderpod.running(pod) and not pod["metadata"].get("deletionTimestamp"):
+        if pod is not None and builderpodplan.running(pod) and not pod["metadata"].get("deletionTimestamp"):
             ready = Condition(
                 names.LAYERING_READY, "True", "BuilderRunning", "the Machine OS Builder is running"
             )
@@ -167,7 +170,7 @@ class OptInController:
 
     async def _create_pod(self) -> None:
         try:
-            await self.kube.create(PODS, builderpod.manifest(self.pod_spec), namespace=self.namespace)
+            await self.kube.create(PODS, builderpodplan.manifest(self.pod_spec), namespace=self.namespace)
             log.info("created the builder pod", extra=fields(pod=names.BUILDER_POD))
         except errors.AlreadyExists:
             pass  # another writer (or our previous attempt) won: adopt it on the next pass

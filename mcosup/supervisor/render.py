@@ -1,6 +1,6 @@
 """The render controller (contract section 3): one rendered MachineConfig per pool, kept current.
 
-Per pool: merge the MachineConfigs its selector picks (``mcosup.rendering``), create the immutable
+Per pool: merge the MachineConfigs its selector picks (``mcosup.model.rendering``), create the immutable
 ``rendered-<pool>-<hash>`` if it does not exist, point the pool's ``spec.configuration`` at it, and
 collect rendered configs of the pool that nothing references any more (newest few kept, so a rollback
 does not have to re-render). Invalid input sets ``RenderDegraded`` naming the MachineConfig and field.
@@ -11,17 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from mcosup import rendering
-from mcosup.conditions import Condition
 from mcosup.control.controller import Result
+from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINECONFIGS
-from mcosup.logs import fields
-from mcosup.poolstatus import update_pool_status
-from webhooks import names
-from webhooks.objects import Obj
+from mcosup.model import names, rendering
+from mcosup.model.conditions import Condition
+from mcosup.model.objects import Obj
+from mcosup.runtime.logs import fields
 
 log = logging.getLogger(__name__)
 

@@ -27,16 +27,16 @@ from mcosup.kube.resources import (
     PODS,
     SECRETS,
 )
-from mcosup.metrics import Metrics
-from mcosup.settings import KubeSettings, LeaseSettings, RolloutSettings, SupervisorSettings
-from mcosup.supervisor import builderpod, webhook
+from mcosup.model.objects import Obj
+from mcosup.runtime.metrics import Metrics
+from mcosup.runtime.settings import KubeSettings, LeaseSettings, RolloutSettings, SupervisorSettings
+from mcosup.supervisor import builderpodplan, webhook
 from mcosup.supervisor.buildmetrics import BuildObserver
 from mcosup.supervisor.leader import LeaderElector
-from mcosup.supervisor.nodes import NodeRollout
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
 from mcosup.supervisor.render import RenderController, is_rendered
-from webhooks.objects import Obj
+from mcosup.supervisor.rollout import NodeRollout
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ async def run(
                 pods=informers["pods"],
             ),
             namespace=ns,
-            pod_spec=builderpod.BuilderPodSpec(
+            pod_spec=builderpodplan.BuilderPodSpec(
                 namespace=ns,
                 image=settings.image,
                 owner=await _own_deployment(kube, settings),

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from mcosup.certs import service_dns_names
 from mcosup.http.admission import run_admission_server
+from mcosup.http.certs import service_dns_names
 from mcosup.http.tls import CertFileReloader
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
-from mcosup.metrics import Metrics
-from mcosup.settings import SupervisorSettings
+from mcosup.runtime.metrics import Metrics
+from mcosup.runtime.settings import SupervisorSettings
 from mcosup.supervisor.webhooktls import SelfManagedTLS, reconcile_self_managed, self_managed_tls_loop
 from webhooks.facts import ClusterFacts
 

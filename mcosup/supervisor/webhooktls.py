@@ -1,7 +1,7 @@
 """The webhook's self-managed certificates, kept by the leader: the Secret, the CA bundle injected into
 the ``ValidatingWebhookConfiguration``, and the serving files every replica's reloader reads.
 
-The decision is :func:`mcosup.certs.plan_tls` (pure); this module is the thin I/O around it through
+The decision is :func:`mcosup.http.certs.plan_tls` (pure); this module is the thin I/O around it through
 :class:`mcosup.kube.client.Kube`.
 """
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mcosup.certs import CertKeyPair, Lifetimes, WebhookTLSState, plan_tls
+from mcosup.http.certs import CertKeyPair, Lifetimes, WebhookTLSState, plan_tls
 from mcosup.kube import errors
 from mcosup.kube import resources as R
 from mcosup.kube.client import Kube

@@ -16,17 +16,16 @@ from typing import Any
 
 import yaml
 
-from mcosup import conditions
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NAMESPACES, PODS, SECRETS
-from mcosup.settings import KubeSettings, SupervisorSettings
+from mcosup.model import conditions, names
+from mcosup.runtime.settings import KubeSettings, SupervisorSettings
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.objects import docker_secret
 from mcosup.sim.objects import machineconfig as sim_machineconfig
 from mcosup.sim.registry import Registry
 from mcosup.supervisor.run import run as run_supervisor
-from webhooks import names
 
 NS = names.DEFAULT_NAMESPACE
 REPO = "os/worker"

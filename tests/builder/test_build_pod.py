@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from mcosup import rendering
 from mcosup.builder import buildplan as bp
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
-from mcosup.settings import KubeSettings
+from mcosup.model import rendering
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.kubelet import Kubelet
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually

@@ -17,9 +17,9 @@ import pytest
 from cluster import REPO, Cluster, machineconfig, running_cluster
 
 from mcosup.kube.resources import EVENTS, MACHINECONFIGS
+from mcosup.model import names
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
-from webhooks import names
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

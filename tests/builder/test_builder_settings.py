@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcosup.settings import BuilderSettings, SettingsError
+from mcosup.runtime.settings import BuilderSettings, SettingsError
 
 
 def test_defaults() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcosup.builder import building
+from mcosup.builder import build
 
 BUILD = "build-worker-0123456789abcdef"
 
@@ -14,14 +14,14 @@ BUILD = "build-worker-0123456789abcdef"
     [(BUILD, 0), (f"{BUILD}-retry-1", 1), (f"{BUILD}-retry-12", 12), (f"{BUILD}-context-0", 0)],
 )
 def test_attempt_of(name: str, attempt: int) -> None:
-    assert building.attempt_of(name) == attempt
+    assert build.attempt_of(name) == attempt
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 3])
 def test_pod_names_round_trip(attempt: int) -> None:
-    name = building.pod_name(BUILD, attempt)
-    assert building.attempt_of(name) == attempt
-    assert building.belongs_to(name, BUILD)
+    name = build.pod_name(BUILD, attempt)
+    assert build.attempt_of(name) == attempt
+    assert build.belongs_to(name, BUILD)
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,9 @@ def test_pod_names_round_trip(attempt: int) -> None:
     ],
 )
 def test_belongs_to(name: str, mine: bool) -> None:
-    assert building.belongs_to(name, BUILD) is mine
+    assert build.belongs_to(name, BUILD) is mine
 
 
 def test_tail_keeps_last_non_blank_lines() -> None:
-    assert building.tail("a\n\nb\n c \n\n", 2) == "b\n c"
-    assert building.tail("", 3) == ""
+    assert build.tail("a\n\nb\n c \n\n", 2) == "b\n c"
+    assert build.tail("", 3) == ""

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from mcosup import rendering
 from mcosup.builder import buildplan as bp
-from webhooks import names
+from mcosup.model import names, rendering
 
 A_INSTALL = "[Unit]\n[Install]\nWantedBy=multi-user.target graphical.target\nRequiredBy=b.target\n"
 ETCD_UNIT = "[Unit]\nDescription=x\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n"

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from mcosup import rendering
 from mcosup.builder import buildplan as bp
+from mcosup.model import names, rendering
 from mcosup.sim.registry import Registry, buildah_storage_args, read_image, run
-from webhooks import names
 
 pytestmark = pytest.mark.slow
 

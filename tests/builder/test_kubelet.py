@@ -15,7 +15,7 @@ import pytest
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
-from mcosup.settings import KubeSettings
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.kubelet import ImageRule, Kubelet, rewrite
 from waiting import eventually
 

@@ -7,7 +7,7 @@ import asyncio
 from mcosup.control.clock import FakeClock
 from mcosup.control.controller import Controller, Result, TerminalError
 from mcosup.control.queue import WorkQueue
-from mcosup.metrics import Metrics
+from mcosup.runtime.metrics import Metrics
 
 
 async def test_adding_a_queued_key_twice_hands_it_out_once() -> None:

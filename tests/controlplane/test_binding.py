@@ -15,7 +15,7 @@ import pytest
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import NAMESPACES, PODS
-from mcosup.settings import KubeSettings
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.backends import KINDS, make_backend
 
 NS = "binding-probe"

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mcosup.model import names
 from mcosup.sim.controlplane import ControlPlane, ControlPlaneError
-from webhooks import names
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -20,12 +20,12 @@ import yaml
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import LEASES, MACHINECONFIGPOOLS
-from mcosup.settings import KubeSettings
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.backends import RealBackend
 from mcosup.sim.objects import machineconfig, pool_object
 from mcosup.sim.registry import free_port
 from waiting import eventually
-from webhooks import names
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -13,9 +13,9 @@ from daemon_kit import MC1, MC2, NODE, NS, Cluster, Registry
 from ostreekit import image_registry, ostree_hosts, pull_url
 
 from mcosup.kube import client as kclient
-from mcosup.settings import KubeSettings
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.fakehost import FakeHost
-from webhooks import names
 
 __all__ = ["image_registry", "ostree_hosts", "pull_url"]
 

@@ -12,10 +12,10 @@ from aiohttp import web
 from mcosup.daemon import plan as p
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import CONFIGMAPS, NODES
+from mcosup.model import names
 from mcosup.sim.fakehost import FakeHost
 from mcosup.sim.objects import machineconfig
 from waiting import eventually
-from webhooks import names
 
 NODE = "worker-0"
 KEY = "ssh-ed25519 AAAAC3 admin@example"

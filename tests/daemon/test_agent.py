@@ -16,9 +16,9 @@ from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
 from mcosup.daemon.journal import STATE_FILE, Journal
-from mcosup.settings import AgentSettings
+from mcosup.model import names
+from mcosup.runtime.settings import AgentSettings
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
-from webhooks import names
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "registry.local:5000/os/worker@sha256:" + "b" * 64

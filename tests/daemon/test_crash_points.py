@@ -18,9 +18,9 @@ from daemon_kit import MC1, MemoryCluster
 from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
-from mcosup.settings import AgentSettings
+from mcosup.model import names
+from mcosup.runtime.settings import AgentSettings
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
-from webhooks import names
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 

@@ -16,10 +16,10 @@ from daemon_kit import KEY, NODE, Cluster, Registry, apply_legacy, assert_legacy
 
 from mcosup.daemon import command
 from mcosup.daemon import plan as p
+from mcosup.model import names
 from mcosup.sim import fakehost
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 from waiting import eventually
-from webhooks import names
 
 IMG_A = "127.0.0.1:5000/os/worker@sha256:" + "a" * 64
 

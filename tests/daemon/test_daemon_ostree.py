@@ -21,11 +21,11 @@ from imagekit import BOOTABLE, config_layer, push_image
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.journal import STATE_FILE
+from mcosup.model import names
 from mcosup.sim import fakehost
 from mcosup.sim.ostreehost import OstreeHost
 from mcosup.sim.registry import Registry
 from waiting import eventually
-from webhooks import names
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -19,7 +19,7 @@ from mcosup.daemon.machineconfig import (
     UnitSpec,
     parse_machineconfig,
 )
-from webhooks import names
+from mcosup.model import names
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "registry.local:5000/os/worker@sha256:" + "b" * 64

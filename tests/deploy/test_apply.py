@@ -17,7 +17,7 @@ import pytest
 import yaml
 from deploy_support import DEPLOY, OBJECTS_BY_ID, object_id
 
-from webhooks import names
+from mcosup.model import names
 
 NS = names.DEFAULT_NAMESPACE
 

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from deploy_support import OBJECTS_BY_ID, Obj, crd_schema, structural_to_jsonschema
 
-from webhooks import names
+from mcosup.model import names
 
 CRDS = {
     "machineconfigs": OBJECTS_BY_ID[f"CustomResourceDefinition/machineconfigs.{names.GROUP}"],

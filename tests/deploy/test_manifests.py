@@ -18,7 +18,7 @@ import yaml
 from deploy_support import DEPLOY, Obj, find, kustomization, manifests
 
 from mcosup.http.admission import WEBHOOK_PATH
-from webhooks import names
+from mcosup.model import names
 
 KUBERNETES_VERSION = "1.30"
 NAMESPACE = names.DEFAULT_NAMESPACE

@@ -14,7 +14,7 @@ import pytest
 from celpy.adapter import json_to_cel
 from deploy_support import OBJECTS_BY_ID
 
-from webhooks import names
+from mcosup.model import names
 
 CONFIGURATION = OBJECTS_BY_ID["ValidatingWebhookConfiguration/mcosup"]
 ENVIRONMENT = celpy.Environment()

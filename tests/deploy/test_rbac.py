@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from deploy_support import OBJECTS, OBJECTS_BY_ID, Rbac, Request, object_id
 
-from webhooks import names
+from mcosup.model import names
 
 NS = names.DEFAULT_NAMESPACE
 MC = names.GROUP

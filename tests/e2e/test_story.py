@@ -19,14 +19,14 @@ from typing import Any
 import pytest
 
 from mcosup.kube import errors
+from mcosup.model import names
+from mcosup.model.machineconfig import decode_data_url
 from mcosup.sim.backends import KINDS
 from mcosup.sim.cluster import ClusterConfig, LocalCluster, missing_tools
 from mcosup.sim.invariants import most_unavailable, wait_until
 from mcosup.sim.objects import machineconfig, unit
 from mcosup.sim.ostreehost import OstreeHost, make_removable
 from mcosup.sim.registry import read_image
-from webhooks import names
-from webhooks.machineconfig import decode_data_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 

@@ -14,8 +14,8 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, NAMESPACES
-from mcosup.metrics import Metrics
-from mcosup.settings import KubeSettings
+from mcosup.runtime.metrics import Metrics
+from mcosup.runtime.settings import KubeSettings
 from waiting import eventually
 
 NS = "kube-tests"

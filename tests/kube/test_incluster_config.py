@@ -12,7 +12,7 @@ from kubeconfig_kit import WhoAmI
 from mcosup.kube import client as kclient
 from mcosup.kube import clientconfig, errors
 from mcosup.kube.resources import NAMESPACES
-from mcosup.settings import KubeSettings
+from mcosup.runtime.settings import KubeSettings
 
 ONCE = errors.RetryPolicy(attempts=1)
 

@@ -19,7 +19,7 @@ from kubeconfig_kit import WhoAmI, b64, write_kubeconfig
 from mcosup.kube import client as kclient
 from mcosup.kube import clientconfig, errors
 from mcosup.kube.resources import NAMESPACES
-from mcosup.settings import KubeSettings
+from mcosup.runtime.settings import KubeSettings
 
 ONCE = errors.RetryPolicy(attempts=1)
 

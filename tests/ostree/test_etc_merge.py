@@ -21,13 +21,13 @@ from imagekit import BOOTABLE, Layer, config_layer, push_image
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import NODES
-from mcosup.settings import KubeSettings
+from mcosup.model import names
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim import fakehost
 from mcosup.sim.objects import machineconfig
 from mcosup.sim.ostreehost import OstreeHost
 from mcosup.sim.registry import Registry
 from waiting import eventually
-from webhooks import names
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcosup.supervisor import drain, rollout
+from mcosup.supervisor import drain, rolloutplan
 
 
 def pod(
@@ -23,7 +23,7 @@ def pod(
     if owner:
         meta["ownerReferences"] = [{"kind": owner, "name": "o", "controller": True}]
     if mirror:
-        meta["annotations"] = {rollout.MIRROR_POD_ANNOTATION: "x"}
+        meta["annotations"] = {rolloutplan.MIRROR_POD_ANNOTATION: "x"}
     if terminating:
         meta["deletionTimestamp"] = "2026-11-26T09:00:00Z"
     return {"metadata": meta, "spec": {"nodeName": node}}

@@ -37,11 +37,11 @@ from rollout_harness import (
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import DAEMONSETS, EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
-from mcosup.settings import DrainSettings, RolloutSettings
+from mcosup.model import names
+from mcosup.runtime.settings import DrainSettings, RolloutSettings
 from mcosup.sim.backends import KINDS, make_backend
 from mcosup.sim.recorder import Recorder
 from waiting import eventually
-from webhooks import names
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from mcosup.supervisor import rollout
-from mcosup.supervisor.rollout import Phase, Target
-from webhooks import names
+from mcosup.model import names
+from mcosup.supervisor import rolloutplan
+from mcosup.supervisor.rolloutplan import Phase, Target
 
 R0 = "rendered-worker-" + "0" * 32
 R1 = "rendered-worker-" + "1" * 32
@@ -68,7 +68,7 @@ def node(
     if mode:
         labels[names.DAEMON_MODE] = mode
     if zone:
-        labels[rollout.ZONE_LABEL] = zone
+        labels[rolloutplan.ZONE_LABEL] = zone
     ann: dict[str, str] = {}
     for key, value in (
         (names.DESIRED_CONFIG, desired),
@@ -99,12 +99,12 @@ def fleet(n: int, **kw: Any) -> list[dict[str, Any]]:
     return [node(f"w{i:02d}", created=f"2026-01-{i + 1:02d}T00:00:00Z", **kw) for i in range(n)]
 
 
-def conds(p: rollout.Plan) -> dict[str, Any]:
+def conds(p: rolloutplan.Plan) -> dict[str, Any]:
     return {c.type: {"status": c.status, "reason": c.reason, "message": c.message} for c in p.conditions}
 
 
-def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rollout.Plan:
-    return rollout.plan_rollout(p, nodes, image=rollout.image_for_current_config(p), **kw)
+def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rolloutplan.Plan:
+    return rolloutplan.plan_rollout(p, nodes, image=rolloutplan.image_for_current_config(p), **kw)
 
 
 # maxUnavailable, as Kubernetes and the MCO resolve it.
@@ -125,13 +125,13 @@ def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rollout.P
     ],
 )
 def test_max_unavailable(value: Any, nodes: int, expected: int) -> None:
-    assert rollout.max_unavailable(pool(max_unavailable=value), nodes) == expected
+    assert rolloutplan.max_unavailable(pool(max_unavailable=value), nodes) == expected
 
 
 @pytest.mark.parametrize("value", ["three", "-1%", -1, "3", "1.5%", True, 1.5])
 def test_max_unavailable_refuses_bad_values_naming_pool_field_and_fix(value: Any) -> None:
-    with pytest.raises(rollout.RolloutError) as err:
-        rollout.max_unavailable(pool(max_unavailable=value), 10)
+    with pytest.raises(rolloutplan.RolloutError) as err:
+        rolloutplan.max_unavailable(pool(max_unavailable=value), 10)
     text = str(err.value)
     assert "MachineConfigPool worker" in text and "spec.maxUnavailable" in text and "20%" in text
 
@@ -179,7 +179,7 @@ def test_bad_max_unavailable_starts_nothing_and_degrades_the_pool() -> None:
 )
 def test_pool_target(kw: dict[str, Any], expected: Target | None) -> None:
     p = pool(**kw)
-    target, hold = rollout.pool_target(p, rollout.image_for_current_config(p))
+    target, hold = rolloutplan.pool_target(p, rolloutplan.image_for_current_config(p))
     assert target == expected
     assert (hold is None) == (expected is not None)
 
@@ -211,7 +211,7 @@ def test_holding_for_an_image_changes_no_target_and_says_why() -> None:
     ],
 )
 def test_unavailable(kw: dict[str, Any], unavailable: bool) -> None:
-    assert rollout.NodeView.of(node("n", **kw)).unavailable is unavailable
+    assert rolloutplan.NodeView.of(node("n", **kw)).unavailable is unavailable
 
 
 # Capacity and order.
@@ -363,8 +363,8 @@ def test_layered_target_with_image() -> None:
     )
     assert p.target == Target(names.MODE_LAYERED, R2, IMG)
     assert p.start == ("w00", "w01")
-    view = rollout.NodeView.of(fleet(1)[0])
-    patch = rollout.target_patch(view, p.target)
+    view = rolloutplan.NodeView.of(fleet(1)[0])
+    patch = rolloutplan.target_patch(view, p.target)
     assert patch["metadata"]["labels"] == {names.DAEMON_MODE: names.MODE_LAYERED}
     assert patch["metadata"]["annotations"] == {names.DESIRED_CONFIG: R2, names.DESIRED_IMAGE: IMG}
 
@@ -374,7 +374,7 @@ def test_opt_out_returns_layered_nodes_to_legacy_without_image() -> None:
     p = plan(pool(max_unavailable=1), nodes)
     assert p.target == Target(names.MODE_LEGACY, R2, None)
     assert p.start == ("w00",)
-    patch = rollout.target_patch(rollout.NodeView.of(nodes[0]), p.target)
+    patch = rolloutplan.target_patch(rolloutplan.NodeView.of(nodes[0]), p.target)
     assert patch["metadata"]["annotations"][names.DESIRED_IMAGE] is None  # removes it
     assert patch["metadata"]["labels"][names.DAEMON_MODE] == names.MODE_LEGACY
 
@@ -401,7 +401,7 @@ def test_opt_out_returns_layered_nodes_to_legacy_without_image() -> None:
     ],
 )
 def test_progress_message(phases: dict[str, Phase], message: str) -> None:
-    assert rollout.progress_message(phases) == message
+    assert rolloutplan.progress_message(phases) == message
 
 
 def test_status_counts_mid_rollout() -> None:
@@ -462,7 +462,7 @@ def test_pool_of_node(labels: dict[str, str], expected: str | None) -> None:
         for n in ("worker", "master", "infra")
     ]
     pools.append({"metadata": {"name": "everything"}, "spec": {"nodeSelector": {}}})
-    assert rollout.pool_of_node({"metadata": {"labels": labels}}, pools) == expected
+    assert rolloutplan.pool_of_node({"metadata": {"labels": labels}}, pools) == expected
 
 
 @pytest.mark.parametrize(
@@ -478,4 +478,4 @@ def test_pool_of_node(labels: dict[str, str], expected: str | None) -> None:
     ],
 )
 def test_selector_expressions(expr: dict[str, Any], labels: dict[str, str], ok: bool) -> None:
-    assert rollout.selector_matches({"matchExpressions": [expr]}, labels) is ok
+    assert rolloutplan.selector_matches({"matchExpressions": [expr]}, labels) is ok

@@ -14,7 +14,7 @@ from clusterkit import NS, StartSupervisor, SupervisorHandle
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import NAMESPACES
-from mcosup.settings import KubeSettings, LeaseSettings, SupervisorSettings
+from mcosup.runtime.settings import KubeSettings, LeaseSettings, SupervisorSettings
 from mcosup.supervisor.run import run
 
 # Short enough that the takeover test is quick, long enough that a loaded 2-core machine does not make

@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from clusterkit import NS, StartSupervisor, install_build_config
-from mcosup import conditions
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import (
@@ -24,8 +23,8 @@ from mcosup.kube.resources import (
     PODS,
     SECRETS,
 )
+from mcosup.model import conditions, names
 from waiting import eventually
-from webhooks import names
 
 
 async def load_fixture_pools(kube: kclient.Kube, fixtures: Path) -> None:

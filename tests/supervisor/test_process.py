@@ -15,8 +15,8 @@ import aiohttp
 from clusterkit import NS, install_build_config
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import LEASES, MACHINECONFIGPOOLS
+from mcosup.model import names
 from waiting import eventually
-from webhooks import names
 
 
 def free_port() -> int:

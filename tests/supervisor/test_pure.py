@@ -8,11 +8,10 @@ from typing import Any
 import orjson
 import pytest
 
-from mcosup import buildconfig, conditions
-from mcosup.conditions import Condition
-from mcosup.supervisor import builderpod
+from mcosup.model import buildconfig, conditions, names
+from mcosup.model.conditions import Condition
+from mcosup.supervisor import builderpodplan
 from mcosup.supervisor.render import collectable, referenced_configs
-from webhooks import names
 
 NS = "openshift-machine-config-operator"
 
@@ -100,8 +99,8 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_builder_pod_manifest() -> None:
-    pod = builderpod.manifest(
-        builderpod.BuilderPodSpec(namespace=NS, image="img:1", owner=("mcosup", "uid-1"))
+    pod = builderpodplan.manifest(
+        builderpodplan.BuilderPodSpec(namespace=NS, image="img:1", owner=("mcosup", "uid-1"))
     )
     assert pod["metadata"]["name"] == "machine-os-builder"
     assert pod["metadata"]["labels"] == {"k8s-app": "machine-os-builder"}
@@ -114,7 +113,7 @@ def test_builder_pod_manifest() -> None:
 
 
 def test_restart_backoff_grows_and_reports_crashloop_after_three_quick_failures() -> None:
-    tracker = builderpod.RestartTracker(base=5, cap=60)
+    tracker = builderpodplan.RestartTracker(base=5, cap=60)
     delays = [tracker.failed(now=0, lifetime=1) for _ in range(5)]
     assert delays == [5, 10, 20, 40, 60]
     assert tracker.crashlooping
@@ -146,7 +145,7 @@ def test_condition_transition_time_changes_only_with_status() -> None:
 
 
 def test_build_metrics_count_each_finished_build_once_with_its_duration() -> None:
-    from mcosup.metrics import Metrics
+    from mcosup.runtime.metrics import Metrics
     from mcosup.supervisor.buildmetrics import BuildObserver
 
     def pool(*conds: tuple[str, str, str]) -> dict[str, Any]:

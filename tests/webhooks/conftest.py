@@ -13,7 +13,7 @@ from webhook_support import CertFiles, Webhook
 
 from mcosup.http.admission import admission_app, serving_tls
 from mcosup.http.tls import CertFileReloader
-from mcosup.metrics import WebhookMetrics
+from mcosup.runtime.metrics import WebhookMetrics
 from webhooks.facts import ClusterFacts
 
 

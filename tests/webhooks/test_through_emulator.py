@@ -24,20 +24,20 @@ import yaml
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
-from mcosup.certs import Lifetimes, WebhookTLSState, service_dns_names, signed_by
 from mcosup.http.admission import admission_app, serving_tls
+from mcosup.http.certs import Lifetimes, WebhookTLSState, service_dns_names, signed_by
 from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube import resources as R
 from mcosup.kube.cache import Informer
-from mcosup.metrics import WebhookMetrics
-from mcosup.settings import KubeSettings
+from mcosup.model import names
+from mcosup.runtime.metrics import WebhookMetrics
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.backends import KINDS, Backend, RealBackend, make_backend
 from mcosup.sim.registry import free_port
 from mcosup.supervisor.webhooktls import SelfManagedTLS, reconcile_self_managed, self_managed_tls_loop
 from waiting import eventually
-from webhooks import names
 from webhooks.facts import ClusterFacts
 
 NS = names.DEFAULT_NAMESPACE

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webhooks import machineconfig
-from webhooks.machineconfig import problems, undeliverable_files
+from mcosup.model import machineconfig
+from mcosup.model.machineconfig import problems, undeliverable_files
 
 PATHS = [
     "/etc/a.conf",

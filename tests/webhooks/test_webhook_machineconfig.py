@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from webhooks.machineconfig import (
+from mcosup.model.machineconfig import (
     Problem,
     decode_data_url,
     problems,

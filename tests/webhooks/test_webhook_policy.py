@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from webhook_support import admission_review
 
-from webhooks import names
-from webhooks.facts import ClusterFacts, InvalidSelector, PoolFacts, selector_matches
+from mcosup.model import names
+from mcosup.model.selectors import InvalidSelector, selector_matches
+from webhooks.facts import ClusterFacts, PoolFacts
 from webhooks.policy import review
 from webhooks.review import AdmissionRequest, MalformedReview, Verdict, parse_review
 

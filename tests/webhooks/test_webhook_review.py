@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from webhooks.imageref import ImageRef, InvalidImageRef, is_digested, parse_image_ref
+from mcosup.model.imageref import ImageRef, InvalidImageRef, is_digested, parse_image_ref
 from webhooks.review import MalformedReview, Verdict, parse_review, respond, uid_of
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4

@@ -24,8 +24,8 @@ from webhook_support import CertFiles, Webhook, admission_review
 
 from mcosup.http.admission import admission_app, run_admission_server, serving_tls
 from mcosup.http.tls import CertFileReloader
-from mcosup.metrics import WebhookMetrics
-from webhooks import names
+from mcosup.model import names
+from mcosup.runtime.metrics import WebhookMetrics
 from webhooks.facts import ClusterFacts
 
 NS = names.DEFAULT_NAMESPACE

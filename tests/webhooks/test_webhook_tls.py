@@ -17,7 +17,14 @@ import pytest
 from cryptography import x509
 from webhook_support import CertFiles, Webhook
 
-from mcosup.certs import Lifetimes, WebhookTLSState, compose_ca_bundle, plan_tls, service_dns_names, signed_by
+from mcosup.http.certs import (
+    Lifetimes,
+    WebhookTLSState,
+    compose_ca_bundle,
+    plan_tls,
+    service_dns_names,
+    signed_by,
+)
 from mcosup.http.tls import CertFileReloader, TLSLoadError
 from mcosup.supervisor.webhooktls import write_serving_files
 

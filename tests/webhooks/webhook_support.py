@@ -13,7 +13,7 @@ import trustme
 from prometheus_client import CollectorRegistry
 
 from mcosup.http.tls import CertFileReloader
-from webhooks import names
+from mcosup.model import names
 from webhooks.facts import ClusterFacts
 
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import orjson
 
-from webhooks import names
-from webhooks.imageref import InvalidImageRef, parse_image_ref
-from webhooks.objects import ObjView
+from mcosup.model import names
+from mcosup.model.imageref import InvalidImageRef, parse_image_ref
+from mcosup.model.objects import ObjView
 
 DOCKER_SECRET_TYPES = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 

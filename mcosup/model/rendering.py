@@ -26,8 +26,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from webhooks import facts, machineconfig, names
-from webhooks.objects import Obj
+from mcosup.model import machineconfig, names, selectors
+from mcosup.model.objects import Obj
 
 DEFAULT_IGNITION_VERSION = "3.2.0"
 
@@ -73,13 +73,13 @@ class RenderResult:
 
 
 def label_selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, str], where: str) -> bool:
-    """Kubernetes LabelSelector semantics — the one matcher, :func:`webhooks.facts.selector_matches`: a
+    """Kubernetes LabelSelector semantics — the one matcher, :func:`webhooks.selectors.selector_matches`: a
     missing selector selects nothing, an empty one everything, and one the API server would refuse (an
     unknown operator, ``In``/``NotIn`` without values, ``Exists`` with values) raises SelectorError
     naming ``where``, as the MCO's render fails on it, instead of selecting anything."""
     try:
-        return facts.selector_matches(selector, labels)
-    except facts.InvalidSelector as exc:
+        return selectors.selector_matches(selector, labels)
+    except selectors.InvalidSelector as exc:
         raise SelectorError(f"{where}: {exc}; fix the selector (kubectl edit machineconfigpool)") from None
 
 
@@ -123,7 +123,7 @@ def decode_data_url(source: str, compression: str | None = None) -> bytes:
 def check(mc: Mapping[str, Any]) -> None:
     """Raise RenderError naming ``mc``, the first invalid field and every problem found.
 
-    Validation is the admission webhook's (``webhooks.machineconfig``): a MachineConfig that got past
+    Validation is the admission webhook's (``mcosup.model.machineconfig``): a MachineConfig that got past
     a webhook-less install (or an older mcosup) degrades the render with the same text a denial has.
     """
     problems = machineconfig.problems(mc)

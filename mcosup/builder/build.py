@@ -24,18 +24,17 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from mcosup import buildconfig, conditions, rendering
 from mcosup.builder import buildplan, manifests
-from mcosup.conditions import Condition
 from mcosup.control.controller import Result
+from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
-from mcosup.logs import fields
-from mcosup.poolstatus import update_pool_status
-from mcosup.settings import BuilderSettings
-from webhooks import names
-from webhooks.objects import Obj, opted_in, rendered_config
+from mcosup.model import buildconfig, conditions, names, rendering
+from mcosup.model.conditions import Condition
+from mcosup.model.objects import Obj, opted_in, rendered_config
+from mcosup.runtime.logs import fields
+from mcosup.runtime.settings import BuilderSettings
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from operator import itemgetter, not_
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from webhooks import names
+from mcosup.model import names
 
 IGNITION_V2_VERSIONS = ("2.0.0", "2.1.0", "2.2.0")
 IGNITION_V3_VERSIONS = ("3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0")

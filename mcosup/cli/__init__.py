@@ -23,8 +23,8 @@ COMMANDS: dict[str, str] = {
     "supervisor": "mcosup.supervisor.command",
     "builder": "mcosup.builder.command",
     "daemon": "mcosup.daemon.command",
-    "demo": "mcosup.demo",
-    "status": "mcosup.status",
+    "demo": "mcosup.cli.demo",
+    "status": "mcosup.cli.status",
     "sim": "mcosup.sim.command",
 }
 
@@ -80,7 +80,7 @@ def failure(exc: BaseException) -> tuple[str, int] | None:
     that cannot be reached or refuses the credentials. None for anything else: that is a bug, and its
     traceback is worth having."""
     from mcosup.kube import errors
-    from mcosup.settings import SettingsError
+    from mcosup.runtime.settings import SettingsError
 
     if isinstance(exc, BaseExceptionGroup):
         inner = [failure(e) for e in exc.exceptions]
@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser, modules = build_parser(only=chosen_command(args_list))
     args = parser.parse_args(args_list)
-    from mcosup import logs
+    from mcosup.runtime import logs
 
     logs.configure(args.log_level, process=args.command)
     try:

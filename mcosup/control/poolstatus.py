@@ -11,12 +11,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from mcosup import conditions
-from mcosup.conditions import Condition
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS
-from webhooks.objects import Obj
+from mcosup.model import conditions
+from mcosup.model.conditions import Condition
+from mcosup.model.objects import Obj
 
 log = logging.getLogger(__name__)
 

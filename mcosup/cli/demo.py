@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from webhooks import names
+from mcosup.model import names
 
 if TYPE_CHECKING:
     from rich.console import Console

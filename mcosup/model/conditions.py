@@ -10,7 +10,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-from webhooks.objects import Obj
+from mcosup.model.objects import Obj
 
 Status = Literal["True", "False", "Unknown"]
 

@@ -8,11 +8,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mcosup import conditions
-from mcosup.settings import KubeSettings, namespace_from_env
-from webhooks import names
-from webhooks.facts import pool_selects_node
-from webhooks.objects import opted_in
+from mcosup.model import conditions, names
+from mcosup.model.objects import opted_in
+from mcosup.model.selectors import pool_selects_node
+from mcosup.runtime.settings import KubeSettings, namespace_from_env
 
 # rich and the client stack load when the command runs, not for `mcosup --help`.
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TypeVar
 
-from webhooks import names
+from mcosup.model import names
 
 
 class SettingsError(ValueError):

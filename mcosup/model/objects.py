@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from webhooks import names
+from mcosup.model import names
 
 #: An API object as decoded from JSON (the client's answers, objects being built).
 Obj = dict[str, Any]

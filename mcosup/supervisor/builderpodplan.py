@@ -11,8 +11,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from webhooks import names
-from webhooks.objects import Obj
+from mcosup.model import names
+from mcosup.model.objects import Obj
 
 #: A builder that ran at least this long before failing is not "quick": its backoff starts over.
 QUICK_FAILURE_SECONDS = 120.0

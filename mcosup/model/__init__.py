@@ -1,0 +1,16 @@
+"""The MCO's objects and rules, pure: what every process and the admission webhook agree on.
+
+- ``names``: every wire name of the contract (labels, annotations, ConfigMaps, conditions).
+- ``objects``: typed accessors for the objects' metadata (labels, annotations, opt-in, rendered config).
+- ``selectors``: Kubernetes label-selector matching, the API server's semantics.
+- ``machineconfig``: the Ignition reader: ``data:`` URLs as Ignition decodes them, and which
+  MachineConfigs mcosup can deliver (the webhook admits exactly those; the builder and daemon re-check).
+- ``node``: the node protocol: what the supervisor asks of a node and what its daemon reports.
+- ``rendering``: the merge of a pool's MachineConfigs into its rendered config.
+- ``buildconfig``: validation of the on-cluster build configuration.
+- ``conditions``: status conditions as Kubernetes conventions want them.
+- ``imageref``: container image references.
+
+No I/O, no clock, no asyncio, no API client (an import-linter contract enforces it), so every rule
+here is tested as a plain function and gives one answer wherever it is asked.
+"""

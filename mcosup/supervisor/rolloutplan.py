@@ -1,0 +1,524 @@
+"""The rollout plan: which nodes of a pool get a new target, when, and what the pool status says.
+
+Pure: no I/O, no clock reads, no memory between calls. Everything is derived from the pool and node
+objects as the API server holds them (plus the nodes the controller is about to cordon or is
+draining), so a restarted supervisor computes the same plan and never exceeds
+``maxUnavailable`` (contract section 5).
+
+Choices where the contract leaves room, following the MCO's node controller:
+
+- ``maxUnavailable``: an int, or a percent of the pool's nodes rounded **down**; a result of 0 becomes 1
+  (the MCO does ``GetScaledValueFromIntOrPercent(..., roundUp=false)`` then ``max(..., 1)``; the CRD
+  says "You cannot set this value to 0 to stop updates (it will default back to 1)").
+- A node mid-update (asked to run something it does not run yet) is given the new target without
+  taking a free slot: it is counted already. A node unavailable for reasons of its own (not Ready,
+  an admin's cordon, no daemon report yet, degraded) may come back by itself while we update it, so
+  updating it must fit the cap *without* it: the number of nodes unavailable because of updates stays
+  within ``maxUnavailable``, and the total does too unless nodes fail on their own. Candidates: nodes
+  unavailable now first, then by zone (``topology.kubernetes.io/zone``; nodes without a zone last),
+  then oldest ``creationTimestamp``, then name.
+- A node we cordoned but have not yet given its target is in its drain phase; while the pool is paused
+  or holding for an image, such a node is released (uncordoned) instead of being left cordoned.
+- A node selected by several pools belongs to one: ``master`` first, then a custom pool, ``worker``
+  last (the MCO's rule); ties by name.
+- The image: an opted-in pool's image is used only when ``BuildSuccess`` is True, the pool carries
+  ``newestImageEquivalentConfig``, and the ``BuildSuccess`` message names the pool's current rendered
+  config. The annotation alone is not enough: right after a new render the builder has not yet moved
+  the pool to ``BuildPending``, and the annotation still holds the previous config's image.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from mcosup.model import names, selectors
+from mcosup.model.conditions import Condition
+from mcosup.model.objects import ObjView, opted_in, rendered_config
+
+_O = TypeVar("_O", bound=Mapping[str, Any])
+
+#: The well-known topology label (not a contract name: Kubernetes owns it).
+ZONE_LABEL = "topology.kubernetes.io/zone"
+#: Annotation the kubelet puts on static (mirror) pods.
+MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
+#: The condition types this controller owns on a pool; every other condition is left as it is.
+OWN_CONDITIONS = (names.UPDATED, names.UPDATING, names.DEGRADED, names.NODE_DEGRADED)
+DEFAULT_MAX_UNAVAILABLE = 1
+
+
+class RolloutError(ValueError):
+    """The pool's spec cannot be acted on; the message names the pool, the field and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a node should run: its daemon mode, rendered config and (layered only) image."""
+
+    mode: str
+    config: str
+    image: str | None
+
+    def describe(self) -> str:
+        if self.image:
+            return f"{self.config} as image {self.image}"
+        return f"{self.config} ({self.mode})"
+
+
+class Phase(enum.Enum):
+    """Where a node stands against the pool's target; the pool status message counts these."""
+
+    UPDATED = "updated"
+    DRAINING = "draining"  # cordoned (or about to be) for the new target, target not yet set
+    UPDATING = "updating"  # target set, daemon not done yet
+    REBOOTING = "rebooting"
+    DEGRADED = "degraded"
+    NOT_READY = "not ready"
+    WAITING = "waiting"  # not at the target, not started
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeView:
+    """The slice of a Node the rollout reads."""
+
+    name: str
+    ready: bool
+    unschedulable: bool
+    cordoned_by_us: bool
+    state: str | None
+    reason: str | None
+    mode: str | None
+    desired_config: str | None
+    current_config: str | None
+    desired_image: str | None
+    current_image: str | None
+    zone: str | None
+    created: str
+    resource_version: str
+
+    @classmethod
+    def of(cls, node: ObjView) -> NodeView:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        ann = meta.get("annotations") or {}
+        conditions = (node.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        return cls(
+            name=str(meta.get("name", "")),
+            ready=ready,
+            unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
+            cordoned_by_us=ann.get(names.CORDONED_BY) == names.CORDONED_BY_VALUE,
+            state=ann.get(names.STATE),
+            reason=ann.get(names.REASON) or None,
+            mode=labels.get(names.DAEMON_MODE),
+            desired_config=ann.get(names.DESIRED_CONFIG) or None,
+            current_config=ann.get(names.CURRENT_CONFIG) or None,
+            desired_image=ann.get(names.DESIRED_IMAGE) or None,
+            current_image=ann.get(names.CURRENT_IMAGE) or None,
+            zone=labels.get(ZONE_LABEL) or None,
+            created=str(meta.get("creationTimestamp") or ""),
+            resource_version=str(meta.get("resourceVersion") or ""),
+        )
+
+    @property
+    def converged(self) -> bool:
+        """The daemon runs what it was asked to run and says so."""
+        return (
+            self.state == names.STATE_DONE
+            and self.desired_config == self.current_config
+            and self.desired_image == self.current_image
+        )
+
+    @property
+    def mid_update(self) -> bool:
+        """Asked to run something it does not run yet."""
+        return self.desired_config != self.current_config or self.desired_image != self.current_image
+
+    @property
+    def unavailable(self) -> bool:
+        """Contract section 5: not Ready, unschedulable, not Done, or desired* != current*."""
+        return not self.ready or self.unschedulable or not self.converged
+
+    def at(self, target: Target) -> bool:
+        return (
+            self.mode == target.mode
+            and self.desired_config == target.config
+            and self.desired_image == target.image
+        )
+
+
+# Pools and their nodes.
+
+
+def selector_matches(
+    selector: ObjView | None, labels: Mapping[str, str], *, empty_matches_all: bool = False
+) -> bool:
+    """A metav1.LabelSelector against a label set; an invalid selector matches nothing. By default a
+    missing or empty selector matches nothing too: a pool must say which nodes it manages (the MCO
+    refuses to act on a pool selecting everything). PodDisruptionBudgets pass ``empty_matches_all``,
+    as policy/v1 defines."""
+    if empty_matches_all and selector is not None:
+        return selectors.safe_selector_matches(selector, labels)
+    return selectors.pool_selects_node(selector, labels)
+
+
+def _pool_rank(name: str) -> tuple[int, str]:
+    return (0 if name == "master" else 2 if name == "worker" else 1, name)
+
+
+def pool_of_node(node: ObjView, pools: Iterable[ObjView]) -> str | None:
+    """The one pool a node belongs to, or None."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    matching = [
+        str(p["metadata"]["name"])
+        for p in pools
+        if selector_matches((p.get("spec") or {}).get("nodeSelector"), labels)
+    ]
+    return min(matching, key=_pool_rank) if matching else None
+
+
+def nodes_of_pool(pool: ObjView, pools: Iterable[ObjView], nodes: Iterable[_O]) -> list[_O]:
+    pools = list(pools)
+    name = pool["metadata"]["name"]
+    return [n for n in nodes if pool_of_node(n, pools) == name]
+
+
+# The pool's target.
+
+
+def _condition(pool: ObjView, type_: str) -> ObjView | None:
+    for cond in (pool.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def image_for_current_config(pool: ObjView) -> str | None:
+    """The pool's image if it was built for the pool's current rendered config, else None."""
+    rendered = rendered_config(pool)
+    image = ((pool.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
+    success = _condition(pool, names.BUILD_SUCCESS)
+    if not rendered or not image or success is None or success.get("status") != "True":
+        return None
+    text = f"{success.get('reason', '')} {success.get('message', '')}"
+    if not re.search(rf"(?<![\w-]){re.escape(rendered)}(?![\w-])", text):
+        return None
+    return str(image)
+
+
+def build_state(pool: ObjView) -> str | None:
+    """The build condition that is True, if any."""
+    for type_ in names.BUILD_CONDITIONS:
+        cond = _condition(pool, type_)
+        if cond is not None and cond.get("status") == "True":
+            return type_
+    return None
+
+
+def pool_target(pool: ObjView, image: str | None) -> tuple[Target | None, str | None]:
+    """(target, None), or (None, why the pool holds its nodes where they are)."""
+    rendered = rendered_config(pool)
+    if not rendered:
+        return None, "no rendered config yet (spec.configuration.name is empty)"
+    if not opted_in(pool):
+        return Target(names.MODE_LEGACY, rendered, None), None
+    if image:
+        return Target(names.MODE_LAYERED, rendered, image), None
+    state = build_state(pool) or names.BUILD_PENDING
+    return None, f"waiting for the image of {rendered} ({state}); nodes keep what they run"
+
+
+def max_unavailable(pool: ObjView, node_count: int) -> int:
+    """Resolve ``spec.maxUnavailable`` against the pool's node count (see the module docstring)."""
+    name = (pool.get("metadata") or {}).get("name", "?")
+    raw = (pool.get("spec") or {}).get("maxUnavailable")
+    if raw is None:
+        return DEFAULT_MAX_UNAVAILABLE
+    fix = 'set it to a whole number of nodes such as 1, or a percent such as "20%"'
+    if isinstance(raw, bool):
+        raise RolloutError(f"MachineConfigPool {name}: spec.maxUnavailable={raw!r} is not valid; {fix}")
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and re.fullmatch(r"\d+%", raw.strip()):
+        value = math.floor(int(raw.strip()[:-1]) * node_count / 100)
+    elif isinstance(raw, str) and raw.strip().isdigit():
+        # Kubernetes refuses a digit string for an int-or-percent field; so do we, with the fix.
+        raise RolloutError(f"MachineConfigPool {name}: spec.maxUnavailable={raw!r} is a string; {fix}")
+    else:
+        raise RolloutError(f"MachineConfigPool {name}: spec.maxUnavailable={raw!r} is not valid; {fix}")
+    if value < 0:
+        raise RolloutError(f"MachineConfigPool {name}: spec.maxUnavailable={raw!r} is negative; {fix}")
+    return max(value, 1)
+
+
+# The plan.
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    pool: str
+    target: Target | None
+    #: Why no target (build pending, no rendered config), or None.
+    hold: str | None
+    paused: bool
+    #: A spec problem (bad maxUnavailable): nothing new starts; the message names the fix.
+    error: str | None
+    capacity: int
+    #: Nodes counted unavailable now, sorted.
+    unavailable: tuple[str, ...]
+    #: Nodes to take to the target now, in order: cordon (unless already unschedulable), drain, then
+    #: one patch with the mode label and desired annotations. Includes drains already under way.
+    start: tuple[str, ...]
+    #: Nodes that finished (at target, Done, current == desired) and that we cordoned: uncordon.
+    uncordon: tuple[str, ...]
+    #: Nodes we cordoned for a target that is no longer to be rolled out (paused, held): uncordon.
+    release: tuple[str, ...]
+    phases: Mapping[str, Phase]
+    #: The pool status fields this controller owns (counts; ``configuration`` once all are updated).
+    status: Mapping[str, Any]
+    #: This controller's pool conditions (Updated, Updating, Degraded, NodeDegraded).
+    conditions: tuple[Condition, ...]
+
+
+def _order_key(view: NodeView, unavailable: set[str]) -> tuple[int, int, str, str, str]:
+    return (
+        0 if view.name in unavailable else 1,
+        0 if view.zone is not None else 1,
+        view.zone or "",
+        view.created,
+        view.name,
+    )
+
+
+def _phase(view: NodeView, target: Target | None, in_flight: bool) -> Phase:
+    if target is not None and view.at(target) and view.converged:
+        return Phase.UPDATED
+    if view.state == names.STATE_DEGRADED:
+        return Phase.DEGRADED
+    if view.state == names.STATE_REBOOTING:
+        return Phase.REBOOTING
+    if target is not None and view.at(target):
+        return Phase.UPDATING
+    if not view.converged:
+        return Phase.UPDATING  # still on its way to an earlier target
+    if in_flight or view.cordoned_by_us:
+        return Phase.DRAINING
+    if not view.ready:
+        return Phase.NOT_READY
+    return Phase.WAITING
+
+
+def plan_rollout(
+    pool: ObjView,
+    nodes: Sequence[ObjView],
+    *,
+    image: str | None,
+    in_flight: Iterable[str] = (),
+    drain_stuck: Mapping[str, str] | None = None,
+) -> Plan:
+    """Decide what to do now for ``pool`` whose nodes are ``nodes``.
+
+    ``image`` is the pool's image for its current rendered config (:func:`image_for_current_config`).
+    ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
+    has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past
+    ``drainTimeout``.
+    """
+    name = str(pool["metadata"]["name"])
+    spec = pool.get("spec") or {}
+    paused = bool(spec.get("paused"))
+    views = sorted((NodeView.of(n) for n in nodes), key=lambda v: v.name)
+    flying = set(in_flight)
+    target, hold = pool_target(pool, image)
+    error = None
+    try:
+        capacity = max_unavailable(pool, len(views))
+    except RolloutError as exc:
+        error, capacity = str(exc), 0
+
+    unavailable = {v.name for v in views if v.unavailable or v.name in flying}
+    start: list[str] = []
+    uncordon: list[str] = []
+    release: list[str] = []
+    rolling = target is not None and not paused and not error
+    for v in views:
+        if not v.cordoned_by_us or v.name in flying or not v.converged:
+            continue
+        if target is not None and v.at(target):
+            uncordon.append(v.name)
+        elif not rolling:
+            # Cordoned for a target that is not to be rolled out now (paused, holding, bad spec).
+            release.append(v.name)
+
+    if target is not None and rolling:
+        # Unavailable for reasons of its own (not Ready, an admin's cordon, no daemon report yet), not
+        # because an update is under way: such a node may come back by itself, so updating it must
+        # fit the cap without it.
+        external = {
+            v.name
+            for v in views
+            if v.name in unavailable and not v.mid_update and not v.cordoned_by_us and v.name not in flying
+        }
+        load = len(unavailable)  # unavailable now, whatever the cause
+        ours = load - len(external)  # unavailable because of a rollout
+        for v in sorted((v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable)):
+            if v.name in unavailable and v.name not in external:
+                start.append(v.name)  # mid-update already: counted in both
+            elif v.name in external:
+                if ours < capacity:
+                    start.append(v.name)
+                    ours += 1
+            elif load < capacity:
+                start.append(v.name)
+                load += 1
+                ours += 1
+
+    starting = set(start)
+    phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}
+    status, conds = pool_status(
+        pool, views, target, phases, hold=hold, paused=paused, error=error, drain_stuck=drain_stuck or {}
+    )
+    return Plan(
+        pool=name,
+        target=target,
+        hold=hold,
+        paused=paused,
+        error=error,
+        capacity=capacity,
+        unavailable=tuple(sorted(unavailable)),
+        start=tuple(start),
+        uncordon=tuple(uncordon),
+        release=tuple(release),
+        phases=phases,
+        status=status,
+        conditions=conds,
+    )
+
+
+# Status.
+
+_PHASE_ORDER = (
+    Phase.DRAINING,
+    Phase.UPDATING,
+    Phase.REBOOTING,
+    Phase.DEGRADED,
+    Phase.NOT_READY,
+    Phase.WAITING,
+)
+
+
+def progress_message(phases: Mapping[str, Phase]) -> str:
+    """ "3/10 updated; 1 draining, 1 rebooting"."""
+    counts = {p: 0 for p in Phase}
+    for phase in phases.values():
+        counts[phase] += 1
+    text = f"{counts[Phase.UPDATED]}/{len(phases)} updated"
+    rest = [f"{counts[p]} {p.value}" for p in _PHASE_ORDER if counts[p]]
+    return text + ("; " + ", ".join(rest) if rest else "")
+
+
+def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
+    return Condition(type_, "True" if ok else "False", reason, message)
+
+
+def pool_status(
+    pool: ObjView,
+    views: Sequence[NodeView],
+    target: Target | None,
+    phases: Mapping[str, Phase],
+    *,
+    hold: str | None,
+    paused: bool,
+    error: str | None,
+    drain_stuck: Mapping[str, str],
+) -> tuple[dict[str, Any], tuple[Condition, ...]]:
+    """The status fields and this controller's conditions."""
+    updated = [v for v in views if phases[v.name] is Phase.UPDATED]
+    ready = [v for v in updated if not v.unavailable]
+    degraded = [v for v in views if v.state == names.STATE_DEGRADED]
+    unavailable = [v for v in views if v.unavailable]
+    progress = progress_message(phases)
+    all_updated = target is not None and len(updated) == len(views)
+
+    if target is not None and all_updated:
+        upd = _cond(names.UPDATED, True, "AllNodesUpdated", f"all nodes run {target.describe()}")
+        uping = _cond(names.UPDATING, False, "AllNodesUpdated", progress)
+    elif paused:
+        upd = _cond(names.UPDATED, False, "Paused", f"pool is paused: {progress}")
+        uping = _cond(names.UPDATING, False, "Paused", f"pool is paused: {progress}")
+    elif target is None:
+        upd = _cond(names.UPDATED, False, "WaitingForImage", f"{progress}; {hold}")
+        uping = _cond(names.UPDATING, True, "WaitingForImage", f"{progress}; {hold}")
+    else:
+        msg = f"{progress}; target {target.describe()}"
+        upd = _cond(names.UPDATED, False, "NodesUpdating", msg)
+        uping = _cond(names.UPDATING, True, "NodesUpdating", msg)
+
+    if degraded:
+        text = "; ".join(f"node {v.name} is reporting: {v.reason or 'Degraded'}" for v in degraded)
+        node_deg = _cond(names.NODE_DEGRADED, True, "NodeDegraded", f"{len(degraded)} degraded: {text}")
+    else:
+        node_deg = _cond(names.NODE_DEGRADED, False, "AsExpected", "no node reports Degraded")
+
+    render = _condition(pool, names.RENDER_DEGRADED)
+    problems: list[tuple[str, str]] = []
+    if error:
+        problems.append(("InvalidSpec", error))
+    for node_name in sorted(drain_stuck):
+        problems.append((names.REASON_DRAIN_STUCK, drain_stuck[node_name]))
+    if degraded:
+        problems.append(("NodeDegraded", node_deg.message))
+    if render is not None and render.get("status") == "True":
+        problems.append((names.RENDER_DEGRADED, str(render.get("message", ""))))
+    if problems:
+        deg = _cond(names.DEGRADED, True, problems[0][0], "; ".join(m for _, m in problems))
+    else:
+        deg = _cond(names.DEGRADED, False, "AsExpected", "no drain is stuck and no node is degraded")
+
+    status: dict[str, Any] = {
+        "machineCount": len(views),
+        "updatedMachineCount": len(updated),
+        "readyMachineCount": len(ready),
+        "unavailableMachineCount": len(unavailable),
+        "degradedMachineCount": len(degraded),
+    }
+    generation = (pool.get("metadata") or {}).get("generation")
+    if generation is not None:
+        status["observedGeneration"] = generation
+    if all_updated:
+        status["configuration"] = dict((pool.get("spec") or {}).get("configuration") or {})
+    return status, (upd, uping, deg, node_deg)
+
+
+# Node patches (merge patches; each carries the resourceVersion it was decided on).
+
+
+def cordon_patch(view: NodeView) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "resourceVersion": view.resource_version,
+            "annotations": {names.CORDONED_BY: names.CORDONED_BY_VALUE},
+        },
+        "spec": {"unschedulable": True},
+    }
+
+
+def uncordon_patch(view: NodeView) -> dict[str, Any]:
+    return {
+        "metadata": {"resourceVersion": view.resource_version, "annotations": {names.CORDONED_BY: None}},
+        "spec": {"unschedulable": None},
+    }
+
+
+def target_patch(view: NodeView, target: Target) -> dict[str, Any]:
+    """Mode label and desired annotations together, in one write (contract section 1)."""
+    return {
+        "metadata": {
+            "resourceVersion": view.resource_version,
+            "labels": {names.DAEMON_MODE: target.mode},
+            "annotations": {names.DESIRED_CONFIG: target.config, names.DESIRED_IMAGE: target.image},
+        }
+    }
