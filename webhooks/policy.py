@@ -13,6 +13,7 @@ from typing import Any
 from mcosup.model import names, objects
 from mcosup.model.imageref import InvalidImageRef, parse_image_ref
 from mcosup.model.machineconfig import problems, undeliverable_files
+from mcosup.model.node import DAEMON_ANNOTATIONS, SUPERVISOR_ANNOTATIONS, SUPERVISOR_LABELS
 from webhooks.facts import ClusterFacts
 from webhooks.review import AdmissionRequest, MalformedReview, Verdict
 
@@ -24,11 +25,6 @@ _UNDELIVERABLE_FIX = (
     "layered mode forbids; move the file under /etc or /usr, or create it at boot with a systemd unit "
     "or a tmpfiles.d line in /etc/tmpfiles.d/"
 )
-
-# Node fields only the supervisor may change, and those only the daemon (on its own node) writes.
-_SUPERVISOR_LABELS = (names.DAEMON_MODE,)
-_SUPERVISOR_ANNOTATIONS = (names.DESIRED_CONFIG, names.DESIRED_IMAGE, names.CORDONED_BY)
-_DAEMON_ANNOTATIONS = (names.CURRENT_CONFIG, names.CURRENT_IMAGE, names.STATE, names.REASON)
 
 
 def _name(request: AdmissionRequest) -> str:
@@ -120,11 +116,11 @@ def node_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
 
     old_labels, new_labels = objects.labels_of(old), objects.labels_of(new)
     old_ann, new_ann = objects.annotations_of(old), objects.annotations_of(new)
-    supervisor_fields = [_field("labels", k) for k in _changed(old_labels, new_labels, _SUPERVISOR_LABELS)]
+    supervisor_fields = [_field("labels", k) for k in _changed(old_labels, new_labels, SUPERVISOR_LABELS)]
     supervisor_fields += [
-        _field("annotations", k) for k in _changed(old_ann, new_ann, _SUPERVISOR_ANNOTATIONS)
+        _field("annotations", k) for k in _changed(old_ann, new_ann, SUPERVISOR_ANNOTATIONS)
     ]
-    daemon_fields = [_field("annotations", k) for k in _changed(old_ann, new_ann, _DAEMON_ANNOTATIONS)]
+    daemon_fields = [_field("annotations", k) for k in _changed(old_ann, new_ann, DAEMON_ANNOTATIONS)]
 
     if supervisor_fields:
         layered = old_labels.get(names.DAEMON_MODE) == names.MODE_LAYERED or names.DESIRED_IMAGE in old_ann

@@ -18,6 +18,8 @@ from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.model import names
+from mcosup.model import node as nodeproto
+from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import AgentSettings
@@ -25,9 +27,7 @@ from mcosup.runtime.settings import AgentSettings
 log = logging.getLogger(__name__)
 
 #: Target of the certificate track (it has no config or image of its own).
-CERTIFICATES = p.Target(mode="certificates", config=names.NODE_CERTIFICATES_CM)
-#: Longest Degraded reason written to the Node (annotations are for people, not logs).
-MAX_REASON = 1000
+CERTIFICATES = Target(mode="certificates", config=names.NODE_CERTIFICATES_CM)
 
 
 class Cluster(Protocol):
@@ -83,7 +83,7 @@ class Agent:
             reason = f"internal error: {type(exc).__name__}: {exc}"
             log.exception("pass failed; retrying in %.0fs", delay, extra=self._where)
         try:
-            await self._report({names.STATE: names.STATE_DEGRADED, names.REASON: reason[:MAX_REASON]})
+            await self._report(nodeproto.degraded(reason))
         except Exception as report_exc:
             log.warning("cannot report Degraded on the node: %s", report_exc, extra=self._where)
 
@@ -93,14 +93,15 @@ class Agent:
         if node is None:
             log.info("node %s not found yet", self.node_name, extra=self._where)
             return
-        view = p.NodeView.from_node(node)
+        view = NodeView.of(node)
         state = self.journal.load()
         await self._certificates(state)
-        target = p.resolve_target(view, p.HostFacts(applied=state.applied))
+        target = p.target_of(view)
         if target is None:
             log.debug("node has no desired config yet", extra=self._where)
             return
-        if state.plan is not None and state.plan.target != target:
+        revert = p.reverting(target, view, p.HostFacts(applied=state.applied))
+        if state.plan is not None and (state.plan.target, state.plan.revert) != (target, revert):
             log.info("target changed to %s; abandoning plan %s", target, state.plan.key, extra=self._where)
             state.abandon_plan()
             self.journal.save(state)
@@ -120,13 +121,13 @@ class Agent:
             # A retry after a failure stays Degraded (with its reason) until it succeeds, rather than
             # flapping through Working on every attempt.
             if self._annotations().get(names.STATE) != names.STATE_DEGRADED:
-                await self._report({names.STATE: names.STATE_WORKING, names.REASON: None})
+                await self._report(nodeproto.working())
             await run_record(
                 self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
             )
-        await self._report(p.report(target))
+        await self._report(nodeproto.done(target))
 
-    async def _plan(self, view: p.NodeView, state: DaemonState) -> p.Plan | None:
+    async def _plan(self, view: NodeView, state: DaemonState) -> p.Plan | None:
         rendered_obj = self.cluster.machineconfig(view.desired_config or "")
         rendered = parse_machineconfig(rendered_obj) if rendered_obj is not None else None
         booted, staged = await self.host.deployments()
@@ -153,7 +154,7 @@ class Agent:
         await run_record(self.host, self.journal, state, "certs", on_reboot=self._rebooting)
 
     async def _rebooting(self, step: p.Reboot) -> None:
-        await self._report({names.STATE: names.STATE_REBOOTING, names.REASON: None})
+        await self._report(nodeproto.rebooting())
 
     def _annotations(self) -> dict[str, str | None]:
         """The Node's annotations as far as we know: the cache, plus our patches it has not shown yet."""

@@ -15,8 +15,9 @@ from typing import Any
 
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.machineconfig import HostConfig
-from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step, Target
+from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step
 from mcosup.model import names
+from mcosup.model.node import Target
 
 STATE_FILE = "/etc/mco/mcosup-daemon-state.json"
 FORMAT = 1
@@ -27,18 +28,20 @@ class PlanRecord:
     key: str
     target: Target
     steps: tuple[Step, ...]
+    revert: bool = False
     done: int = 0
     #: Boot id the plan's reboot was requested from; another boot id means it has happened.
     reboot_from: str | None = None
 
     @classmethod
     def start(cls, plan: Plan) -> PlanRecord:
-        return cls(key=plan.key(), target=plan.target, steps=plan.steps)
+        return cls(key=plan.key(), target=plan.target, steps=plan.steps, revert=plan.revert)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "target": dataclasses.asdict(self.target),
+            # ``revert`` sits in ``target``, where journals have always had it.
+            "target": {**dataclasses.asdict(self.target), "revert": self.revert},
             "steps": [s.to_json() for s in self.steps],
             "done": self.done,
             "rebootFrom": self.reboot_from,
@@ -46,9 +49,12 @@ class PlanRecord:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PlanRecord:
+        target = dict(data["target"])
+        revert = bool(target.pop("revert", False))
         return cls(
             key=data["key"],
-            target=Target(**data["target"]),
+            target=Target(**target),
+            revert=revert,
             steps=tuple(Step.from_json(s) for s in data["steps"]),
             done=int(data["done"]),
             reboot_from=data.get("rebootFrom"),
@@ -90,7 +96,7 @@ class DaemonState:
         if self.plan is None:
             return
         target = self.plan.final_applied()
-        reverting = self.plan.target.revert
+        reverting = self.plan.revert
         self.plan = None
         if target is None or target.on_disk is None:
             return

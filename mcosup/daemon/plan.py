@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 from mcosup.daemon.machineconfig import CORE_USER, HostConfig, UnitSpec
 from mcosup.model import names
+from mcosup.model.node import NodeView, Target
 
 #: Contract 6.3: the target config persisted outside image-owned paths during a revert.
 REVERT_FILE = "/etc/mco/machineconfig-revert.json"
@@ -111,34 +112,6 @@ class HostFacts:
 
     def next_boot(self) -> Deployment | None:
         return self.staged or self.booted
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeView:
-    """The slice of the Node the daemon acts on."""
-
-    name: str
-    mode: str | None = None
-    desired_config: str | None = None
-    current_config: str | None = None
-    desired_image: str | None = None
-    current_image: str | None = None
-    state: str | None = None
-
-    @classmethod
-    def from_node(cls, node: Mapping[str, Any]) -> NodeView:
-        meta = node.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        labels = meta.get("labels") or {}
-        return cls(
-            name=str(meta.get("name", "")),
-            mode=labels.get(names.DAEMON_MODE),
-            desired_config=ann.get(names.DESIRED_CONFIG) or None,
-            current_config=ann.get(names.CURRENT_CONFIG) or None,
-            desired_image=ann.get(names.DESIRED_IMAGE) or None,
-            current_image=ann.get(names.CURRENT_IMAGE) or None,
-            state=ann.get(names.STATE) or None,
-        )
 
 
 # Steps. Each is idempotent; the executor (mcosup.daemon.executor) carries them out.
@@ -362,26 +335,18 @@ def same_image(deployment: Deployment | None, want: str) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
-class Target:
-    """What the node reports once a plan is done."""
+class Plan:
+    """Steps that take the node to ``target``; ``revert`` when that means leaving a layered image first
+    (contract 6.3)."""
 
-    mode: str
-    config: str
-    image: str | None = None
+    target: Target
+    steps: tuple[Step, ...]
     revert: bool = False
 
     def key(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    target: Target
-    steps: tuple[Step, ...]
-
-    def key(self) -> str:
-        """Identity of this exact plan (target and steps)."""
-        body = json.dumps([self.target.key(), [s.to_json() for s in self.steps]], sort_keys=True)
+        """Identity of this exact plan (target, revert and steps)."""
+        target = json.dumps({**dataclasses.asdict(self.target), "revert": self.revert}, sort_keys=True)
+        body = json.dumps([target, [s.to_json() for s in self.steps]], sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
@@ -409,6 +374,11 @@ def needs_revert(node: NodeView, host: HostFacts) -> bool:
     if host.applied is not None:
         return host.applied.mode == names.MODE_LAYERED
     return node.current_image is not None
+
+
+def reverting(target: Target, node: NodeView, host: HostFacts) -> bool:
+    """Reaching ``target`` means leaving a layered image first."""
+    return target.mode == names.MODE_LEGACY and needs_revert(node, host)
 
 
 def config_paths(config: HostConfig) -> set[str]:
@@ -445,7 +415,7 @@ def plan_config(
     ``rendered`` is the parsed desired config (None when the API does not have it); ``stock_image`` is
     ``machine-config-osimageurl``'s ``baseOSContainerImage``.
     """
-    target = resolve_target(node, host)
+    target = target_of(node)
     if target is None:
         return None
     if rendered is None or rendered.name != target.config:
@@ -455,7 +425,7 @@ def plan_config(
         )
     if target.mode == names.MODE_LAYERED:
         return Plan(target, _layered(target, rendered, host))
-    if target.revert:
+    if reverting(target, node, host):
         stock = rendered.os_image_url or stock_image
         if not stock:
             raise PlanError(
@@ -463,16 +433,8 @@ def plan_config(
                 f"osImageURL and ConfigMap {names.OSIMAGEURL_CM} has no {names.BASE_OS_CONTAINER_IMAGE_KEY}; "
                 "set one of them"
             )
-        return Plan(target, _revert(rendered, host, stock))
+        return Plan(target, _revert(rendered, host, stock), revert=True)
     return Plan(target, _legacy(rendered, host))
-
-
-def resolve_target(node: NodeView, host: HostFacts) -> Target | None:
-    """The node's target, with ``revert`` set when reaching it means leaving a layered image first."""
-    target = target_of(node)
-    if target is not None and target.mode == names.MODE_LEGACY and needs_revert(node, host):
-        return dataclasses.replace(target, revert=True)
-    return target
 
 
 def _kargs(old: HostConfig | None, new: HostConfig, host: HostFacts) -> Kargs | None:
@@ -761,13 +723,3 @@ def plan_certificates(
     if trust_changed:
         steps.append(UpdateCaTrust())
     return tuple(steps)
-
-
-def report(target: Target) -> dict[str, str | None]:
-    """The annotations a finished plan reports (None deletes in a merge patch)."""
-    return {
-        names.CURRENT_CONFIG: target.config,
-        names.CURRENT_IMAGE: target.image,
-        names.STATE: names.STATE_DONE,
-        names.REASON: None,
-    }

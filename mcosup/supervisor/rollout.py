@@ -36,12 +36,13 @@ from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.model import conditions, names
+from mcosup.model.node import NodeView, Target, cordon_patch, target_patch, uncordon_patch
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
 from mcosup.supervisor import drain, rolloutplan
-from mcosup.supervisor.rolloutplan import NodeView, Phase, Target
+from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class NodeRollout:
 
     async def _uncordon(self, node: Obj, pool: Obj, *, finished: bool) -> bool:
         view = NodeView.of(node)
-        if await self._patch_node(node, rolloutplan.uncordon_patch(view), "uncordon") is None:
+        if await self._patch_node(node, uncordon_patch(view), "uncordon") is None:
             return False
         self._drained.discard(view.name)
         if finished:
@@ -282,7 +283,7 @@ class NodeRollout:
         view = NodeView.of(node)
         pool_name = pool["metadata"]["name"]
         if not view.unschedulable and view.name not in self._drains:
-            cordoned = await self._patch_node(node, rolloutplan.cordon_patch(view), "cordon")
+            cordoned = await self._patch_node(node, cordon_patch(view), "cordon")
             if cordoned is None:
                 return False
             self._event(
@@ -293,7 +294,7 @@ class NodeRollout:
             if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
                 self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
         if view.name in self._drained and view.unschedulable:
-            if await self._patch_node(node, rolloutplan.target_patch(view, target), "target") is None:
+            if await self._patch_node(node, target_patch(view, target), "target") is None:
                 return False
             self._drained.discard(view.name)
             self._stuck.pop(view.name, None)

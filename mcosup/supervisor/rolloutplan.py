@@ -38,12 +38,11 @@ from typing import Any, TypeVar
 
 from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
+from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, opted_in, rendered_config
 
 _O = TypeVar("_O", bound=Mapping[str, Any])
 
-#: The well-known topology label (not a contract name: Kubernetes owns it).
-ZONE_LABEL = "topology.kubernetes.io/zone"
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
 #: The condition types this controller owns on a pool; every other condition is left as it is.
@@ -53,20 +52,6 @@ DEFAULT_MAX_UNAVAILABLE = 1
 
 class RolloutError(ValueError):
     """The pool's spec cannot be acted on; the message names the pool, the field and the fix."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Target:
-    """What a node should run: its daemon mode, rendered config and (layered only) image."""
-
-    mode: str
-    config: str
-    image: str | None
-
-    def describe(self) -> str:
-        if self.image:
-            return f"{self.config} as image {self.image}"
-        return f"{self.config} ({self.mode})"
 
 
 class Phase(enum.Enum):
@@ -79,76 +64,6 @@ class Phase(enum.Enum):
     DEGRADED = "degraded"
     NOT_READY = "not ready"
     WAITING = "waiting"  # not at the target, not started
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeView:
-    """The slice of a Node the rollout reads."""
-
-    name: str
-    ready: bool
-    unschedulable: bool
-    cordoned_by_us: bool
-    state: str | None
-    reason: str | None
-    mode: str | None
-    desired_config: str | None
-    current_config: str | None
-    desired_image: str | None
-    current_image: str | None
-    zone: str | None
-    created: str
-    resource_version: str
-
-    @classmethod
-    def of(cls, node: ObjView) -> NodeView:
-        meta = node.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        ann = meta.get("annotations") or {}
-        conditions = (node.get("status") or {}).get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        return cls(
-            name=str(meta.get("name", "")),
-            ready=ready,
-            unschedulable=bool((node.get("spec") or {}).get("unschedulable")),
-            cordoned_by_us=ann.get(names.CORDONED_BY) == names.CORDONED_BY_VALUE,
-            state=ann.get(names.STATE),
-            reason=ann.get(names.REASON) or None,
-            mode=labels.get(names.DAEMON_MODE),
-            desired_config=ann.get(names.DESIRED_CONFIG) or None,
-            current_config=ann.get(names.CURRENT_CONFIG) or None,
-            desired_image=ann.get(names.DESIRED_IMAGE) or None,
-            current_image=ann.get(names.CURRENT_IMAGE) or None,
-            zone=labels.get(ZONE_LABEL) or None,
-            created=str(meta.get("creationTimestamp") or ""),
-            resource_version=str(meta.get("resourceVersion") or ""),
-        )
-
-    @property
-    def converged(self) -> bool:
-        """The daemon runs what it was asked to run and says so."""
-        return (
-            self.state == names.STATE_DONE
-            and self.desired_config == self.current_config
-            and self.desired_image == self.current_image
-        )
-
-    @property
-    def mid_update(self) -> bool:
-        """Asked to run something it does not run yet."""
-        return self.desired_config != self.current_config or self.desired_image != self.current_image
-
-    @property
-    def unavailable(self) -> bool:
-        """Contract section 5: not Ready, unschedulable, not Done, or desired* != current*."""
-        return not self.ready or self.unschedulable or not self.converged
-
-    def at(self, target: Target) -> bool:
-        return (
-            self.mode == target.mode
-            and self.desired_config == target.config
-            and self.desired_image == target.image
-        )
 
 
 # Pools and their nodes.
@@ -491,34 +406,3 @@ def pool_status(
     if all_updated:
         status["configuration"] = dict((pool.get("spec") or {}).get("configuration") or {})
     return status, (upd, uping, deg, node_deg)
-
-
-# Node patches (merge patches; each carries the resourceVersion it was decided on).
-
-
-def cordon_patch(view: NodeView) -> dict[str, Any]:
-    return {
-        "metadata": {
-            "resourceVersion": view.resource_version,
-            "annotations": {names.CORDONED_BY: names.CORDONED_BY_VALUE},
-        },
-        "spec": {"unschedulable": True},
-    }
-
-
-def uncordon_patch(view: NodeView) -> dict[str, Any]:
-    return {
-        "metadata": {"resourceVersion": view.resource_version, "annotations": {names.CORDONED_BY: None}},
-        "spec": {"unschedulable": None},
-    }
-
-
-def target_patch(view: NodeView, target: Target) -> dict[str, Any]:
-    """Mode label and desired annotations together, in one write (contract section 1)."""
-    return {
-        "metadata": {
-            "resourceVersion": view.resource_version,
-            "labels": {names.DAEMON_MODE: target.mode},
-            "annotations": {names.DESIRED_CONFIG: target.config, names.DESIRED_IMAGE: target.image},
-        }
-    }

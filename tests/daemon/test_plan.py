@@ -20,6 +20,8 @@ from mcosup.daemon.machineconfig import (
     parse_machineconfig,
 )
 from mcosup.model import names
+from mcosup.model import node as nodeproto
+from mcosup.model.node import NodeView, Target
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 IMG_B = "registry.local:5000/os/worker@sha256:" + "b" * 64
@@ -45,8 +47,8 @@ CFG2 = HostConfig(
 )
 
 
-def node(mode: str | None, config: str | None, image: str | None = None, **kw: Any) -> p.NodeView:
-    return p.NodeView(name="worker-0", mode=mode, desired_config=config, desired_image=image, **kw)
+def node(mode: str | None, config: str | None, image: str | None = None, **kw: Any) -> NodeView:
+    return NodeView(name="worker-0", mode=mode, desired_config=config, desired_image=image, **kw)
 
 
 def on_disk(cfg: HostConfig) -> dict[str, p.DiskFile | None]:
@@ -87,9 +89,7 @@ def test_no_target_no_plan() -> None:
         ),
     ],
 )
-def test_unplannable_targets_name_the_fix(
-    view: p.NodeView, rendered: HostConfig | None, message: str
-) -> None:
+def test_unplannable_targets_name_the_fix(view: NodeView, rendered: HostConfig | None, message: str) -> None:
     with pytest.raises(p.PlanError, match=message.replace("(", r"\(")):
         p.plan_config(view, rendered, p.HostFacts(booted=booted()))
 
@@ -115,7 +115,7 @@ def test_legacy_first_apply_writes_everything_and_reboots() -> None:
     assert "/etc/systemd/system/docker.service" not in writes  # an OS unit: only its drop-in is ours
     assert p.Systemctl("enable", ("app.service", "docker.service")) in plan.steps
     assert p.Kargs(append=("nosmt",)) in plan.steps
-    assert plan.target == p.Target(names.MODE_LEGACY, CFG1.name)
+    assert plan.target == Target(names.MODE_LEGACY, CFG1.name)
 
 
 def test_legacy_already_applied_is_empty() -> None:
@@ -173,7 +173,7 @@ def test_layered_rebases_once_and_never_writes_config_files() -> None:
     assert kinds(plan) == ["ssh-keys", "rebase", "kargs", "reboot", "verify-image", "record-applied"]
     assert plan is not None
     assert p.Rebase(IMG_A) in plan.steps
-    assert plan.target == p.Target(names.MODE_LAYERED, CFG1.name, IMG_A)
+    assert plan.target == Target(names.MODE_LAYERED, CFG1.name, IMG_A)
     assert not any(
         isinstance(s, p.WriteFile | p.RemoveFile | p.Systemctl | p.DaemonReload) for s in plan.steps
     )
@@ -267,7 +267,7 @@ def test_revert_persists_target_rebases_to_stock_then_reapplies_everything() -> 
     facts = p.HostFacts(booted=p.Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
     view = node(names.MODE_LEGACY, CFG1.name, current_image=IMG_A)
     plan = p.plan_config(view, CFG1, facts, stock_image=STOCK)
-    assert plan is not None and plan.target.revert
+    assert plan is not None and plan.revert
     order = kinds(plan)
     assert order[:4] == ["write-file", "rebase", "reboot", "verify-image"]
     first = plan.steps[0]
@@ -285,7 +285,7 @@ def test_revert_persists_target_rebases_to_stock_then_reapplies_everything() -> 
     assert p.Systemctl("enable", ("app.service", "docker.service")) in after_boot
     assert p.RemoveFile(p.REVERT_FILE) == plan.steps[-2]
     assert plan.steps[-1] == p.RecordApplied(p.Applied(CFG1, names.MODE_LEGACY, None, CFG1))
-    assert p.report(plan.target)[names.CURRENT_IMAGE] is None
+    assert nodeproto.done(plan.target)[names.CURRENT_IMAGE] is None
 
 
 def test_revert_prefers_the_rendered_os_image_url() -> None:
@@ -305,7 +305,7 @@ def test_revert_finished_reports_without_steps() -> None:
     facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
     view = node(names.MODE_LEGACY, CFG1.name, current_image=IMG_A)
     plan = p.plan_config(view, CFG1, facts, stock_image=STOCK)
-    assert plan is not None and plan.steps == () and not plan.target.revert
+    assert plan is not None and plan.steps == () and not plan.revert
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
 from mcosup.model import names
+from mcosup.model.node import ZONE_LABEL, NodeView
 from mcosup.runtime.settings import DrainSettings, KubeSettings, RolloutSettings
-from mcosup.supervisor import rolloutplan
 from mcosup.supervisor.rollout import NodeRollout
 
 NS = "openshift-machine-config-operator"
@@ -91,7 +91,7 @@ async def create_nodes(
                 "labels": {
                     ROLE: "",
                     names.DAEMON_MODE: names.MODE_LAYERED if image else names.MODE_LEGACY,
-                    rolloutplan.ZONE_LABEL: f"zone-{i % 3}",
+                    ZONE_LABEL: f"zone-{i % 3}",
                 },
                 "annotations": ann,
             },
@@ -271,13 +271,13 @@ def unavailable_over_time(
     for rv, kind, obj in node_versions(history):
         name = obj["metadata"]["name"]
         before = state.get(name)
-        was_ready = before is not None and rolloutplan.NodeView.of(before).ready
+        was_ready = before is not None and NodeView.of(before).ready
         if kind == "DELETED":
             state.pop(name, None)
         else:
             state[name] = obj
-        down = sorted(_why(o) for o in state.values() if rolloutplan.NodeView.of(o).unavailable)
-        went_not_ready = was_ready and kind != "DELETED" and not rolloutplan.NodeView.of(obj).ready
+        down = sorted(_why(o) for o in state.values() if NodeView.of(o).unavailable)
+        went_not_ready = was_ready and kind != "DELETED" and not NodeView.of(obj).ready
         out.append((rv, len(down), name, went_not_ready, down))
     return out
 
@@ -298,7 +298,7 @@ def cap_violations(
 
 
 def _why(node: dict[str, Any]) -> str:
-    v = rolloutplan.NodeView.of(node)
+    v = NodeView.of(node)
     reasons = [
         "notready" if not v.ready else "",
         "cordoned" + ("(ours)" if v.cordoned_by_us else "") if v.unschedulable else "",

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from mcosup.model import names
+from mcosup.model.node import ZONE_LABEL, NodeView, Target, target_patch
 from mcosup.supervisor import rolloutplan
-from mcosup.supervisor.rolloutplan import Phase, Target
+from mcosup.supervisor.rolloutplan import Phase
 
 R0 = "rendered-worker-" + "0" * 32
 R1 = "rendered-worker-" + "1" * 32
@@ -68,7 +69,7 @@ def node(
     if mode:
         labels[names.DAEMON_MODE] = mode
     if zone:
-        labels[rolloutplan.ZONE_LABEL] = zone
+        labels[ZONE_LABEL] = zone
     ann: dict[str, str] = {}
     for key, value in (
         (names.DESIRED_CONFIG, desired),
@@ -211,7 +212,7 @@ def test_holding_for_an_image_changes_no_target_and_says_why() -> None:
     ],
 )
 def test_unavailable(kw: dict[str, Any], unavailable: bool) -> None:
-    assert rolloutplan.NodeView.of(node("n", **kw)).unavailable is unavailable
+    assert NodeView.of(node("n", **kw)).unavailable is unavailable
 
 
 # Capacity and order.
@@ -363,8 +364,8 @@ def test_layered_target_with_image() -> None:
     )
     assert p.target == Target(names.MODE_LAYERED, R2, IMG)
     assert p.start == ("w00", "w01")
-    view = rolloutplan.NodeView.of(fleet(1)[0])
-    patch = rolloutplan.target_patch(view, p.target)
+    view = NodeView.of(fleet(1)[0])
+    patch = target_patch(view, p.target)
     assert patch["metadata"]["labels"] == {names.DAEMON_MODE: names.MODE_LAYERED}
     assert patch["metadata"]["annotations"] == {names.DESIRED_CONFIG: R2, names.DESIRED_IMAGE: IMG}
 
@@ -374,7 +375,7 @@ def test_opt_out_returns_layered_nodes_to_legacy_without_image() -> None:
     p = plan(pool(max_unavailable=1), nodes)
     assert p.target == Target(names.MODE_LEGACY, R2, None)
     assert p.start == ("w00",)
-    patch = rolloutplan.target_patch(rolloutplan.NodeView.of(nodes[0]), p.target)
+    patch = target_patch(NodeView.of(nodes[0]), p.target)
     assert patch["metadata"]["annotations"][names.DESIRED_IMAGE] is None  # removes it
     assert patch["metadata"]["labels"][names.DAEMON_MODE] == names.MODE_LEGACY
 
