@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import Resource
@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # only for annotations: processes without metrics never impor
 
 Key = tuple[str, str]  # (namespace or "", name)
 Subscriber = Callable[[str, Obj], None]
+T = TypeVar("T")
 
 
 def key_of(obj: Obj) -> Key:
@@ -62,6 +63,10 @@ class Informer:
     def __len__(self) -> int:
         return len(self._objects)
 
+    def derive(self, project: Callable[[Obj], T]) -> Derived[T]:
+        """``project(obj)`` for this cache's objects, computed once per version of each object."""
+        return Derived(self, project)
+
     async def run(self) -> None:
         await list_then_watch(
             self.kube,
@@ -102,6 +107,46 @@ class Informer:
     def _notify(self, kind: str, obj: Obj) -> None:
         for callback in self._subscribers:
             callback(kind, obj)
+
+
+class Derived(Generic[T]):
+    """A value computed from each cached object (a typed view, a parsed field), kept until the object
+    changes: a controller that reads every object of a pool on each reconcile pays for the projection
+    once per change of an object, not once per object per reconcile.
+
+    Keyed on the object itself (the cache replaces an object on every change, and never edits one in
+    place), so a relist or an event makes the next read compute afresh without any bookkeeping here.
+    """
+
+    def __init__(self, informer: Informer, project: Callable[[Obj], T]):
+        self._informer = informer
+        self._project = project
+        self._memo: dict[Key, tuple[Obj, T]] = {}
+        informer.subscribe(self._on_change)
+
+    def get(self, name: str, namespace: str | None = None) -> T | None:
+        """The value for the cached object, or None when the cache holds no such object."""
+        key = (namespace or "", name)
+        obj = self._informer._objects.get(key)
+        if obj is None:
+            return None
+        return self.of(obj, key)
+
+    def of(self, obj: Obj, key: Key | None = None) -> T:
+        """The value for ``obj``: memoised when it is the cached version, computed when it is not."""
+        key = key or key_of(obj)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is obj:
+            return hit[1]
+        value = self._project(obj)
+        if self._informer._objects.get(key) is obj:
+            self._memo[key] = (obj, value)
+        return value
+
+    def _on_change(self, kind: str, obj: Obj) -> None:
+        # The next read of this key recomputes anyway (a new object); dropping the entry now keeps
+        # memory bounded by the cache's own size when objects are deleted.
+        self._memo.pop(key_of(obj), None)
 
 
 def _version(obj: Obj) -> str:

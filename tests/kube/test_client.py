@@ -173,3 +173,45 @@ async def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path: Path) -> None
     with pytest.raises(errors.ApiError, match=r"garbage\.kubeconfig"):
         async with kclient.connect(KubeSettings(kubeconfig=str(garbage))):
             pass
+
+
+async def test_the_environment_proxy_applies_unless_no_proxy_exempts_the_server(
+    admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = KubeSettings(kubeconfig=str(admin_kubeconfig))
+    once = errors.RetryPolicy(attempts=1)
+    for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
+    async with kclient.connect(settings, retry=once) as k:
+        with pytest.raises(errors.ConnectionFailed):
+            await k.list(NAMESPACES)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    async with kclient.connect(settings, retry=once) as k:
+        await k.list(NAMESPACES)
+
+
+async def test_a_derived_value_is_computed_once_per_version_of_an_object(kube: kclient.Kube) -> None:
+    informer = Informer(kube, CONFIGMAPS, namespace=NS)
+    computed: list[str] = []
+
+    def size(obj: dict[str, Any]) -> int:
+        computed.append(obj["metadata"]["resourceVersion"])
+        return len(obj.get("data") or {})
+
+    sizes = informer.derive(size)
+    await kube.create(CONFIGMAPS, cm("derived", a="1"), namespace=NS)
+    task = asyncio.ensure_future(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 10)
+        assert [sizes.get("derived", NS) for _ in range(3)] == [1, 1, 1]
+        assert len(computed) == 1
+        await kube.patch(CONFIGMAPS, "derived", {"data": {"b": "2"}}, namespace=NS)
+        await eventually(lambda: sizes.get("derived", NS) == 2, what="the value of the new version")
+        assert sizes.get("derived", NS) == 2
+        assert len(computed) == 2
+        await kube.delete(CONFIGMAPS, "derived", namespace=NS)
+        await eventually(lambda: sizes.get("derived", NS) is None, what="the deletion")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
