@@ -23,9 +23,18 @@ lint: base
 demo: base
 	$(VENV)/mcosup demo
 
-# Every bench script; helpers (bench/_*.py) are run by the benches that need them, never on their own.
+# Every bench script (helpers, bench/_*.py, are run by the benches that need them, never on their own),
+# each printing its details, then one table of every bench's headline figures against its goal. Every
+# bench runs even when one fails; the target fails when a bench failed or a goal was missed.
+BENCHES = $(filter-out bench/_%,$(wildcard bench/*.py))
+
 bench: base
-	@for b in bench/[!_]*.py; do echo "== $$b"; $(VENV)/python $$b || exit 1; done
+	@summary=$$(mktemp); failed=""; \
+	for b in $(BENCHES); do \
+		echo "== $$b"; MCOSUP_BENCH_SUMMARY=$$summary $(VENV)/python $$b || failed="$$failed $$b"; \
+	done; \
+	$(VENV)/python bench/_summary.py $$summary $(BENCHES); met=$$?; rm -f $$summary; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi; exit $$met
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

@@ -315,7 +315,7 @@ async def main(sizes: list[int], k_spec: str, seconds: float, where: str) -> int
         if where == "process":
             share = outcome.cpu_emulator / (outcome.cpu_emulator + outcome.cpu_here)
             _summary.record(
-                BENCH, f"emulator's share of the CPU used, {nodes:,} nodes", 100 * share, "report", True, "%"
+                BENCH, f"emulator's share of the CPU used, {nodes:,} nodes", 100 * share, unit="%"
             )
         status |= outcome.worst > k
         print()
