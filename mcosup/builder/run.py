@@ -9,16 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
 from mcosup.builder.build import Builder, Caches
-from mcosup.control.controller import Controller
+from mcosup.control.controller import Controller, by_name
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
 from mcosup.model import names
-from mcosup.model.objects import Obj
 from mcosup.runtime.settings import BuilderSettings, KubeSettings
 
 log = logging.getLogger(__name__)
@@ -57,25 +57,23 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
     """Watch events only enqueue pool names; the reconciler re-reads everything from the caches."""
     pools = informers["pools"]
 
-    def all_pools(_: str, obj: Obj) -> None:
-        for pool in pools.items():
-            controller.enqueue(pool["metadata"]["name"])
+    def all_pools(_: str, obj: Mapping[str, Any]) -> list[str]:
+        return [pool["metadata"]["name"] for pool in pools.items()]
 
-    def target_pool(_: str, obj: Obj) -> None:
-        label = ((obj.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
-        if not label:
-            return
+    def rendered_pools(event: str, mc: Mapping[str, Any]) -> list[str]:
+        return all_pools(event, mc) if mc["metadata"]["name"].startswith(names.RENDERED_PREFIX) else []
+
+    def target_pool(_: str, pod: Mapping[str, Any]) -> list[str]:
+        label = ((pod.get("metadata") or {}).get("labels") or {}).get(names.TARGET_POOL_LABEL)
         # The label holds the pool's name, cut to a label's 63 characters.
-        for pool in pools.items():
-            if names.label_value(pool["metadata"]["name"]) == label:
-                controller.enqueue(pool["metadata"]["name"])
+        return [
+            pool["metadata"]["name"]
+            for pool in pools.items()
+            if label and names.label_value(pool["metadata"]["name"]) == label
+        ]
 
-    pools.subscribe(lambda _, obj: controller.enqueue(obj["metadata"]["name"]))
-    informers["machineconfigs"].subscribe(
-        lambda _, obj: (
-            all_pools(_, obj) if obj["metadata"]["name"].startswith(names.RENDERED_PREFIX) else None
-        )
-    )
-    informers["configmaps"].subscribe(all_pools)
-    informers["secrets"].subscribe(all_pools)
-    informers["pods"].subscribe(target_pool)
+    controller.watch(pools, by_name)
+    controller.watch(informers["machineconfigs"], rendered_pools)
+    controller.watch(informers["configmaps"], all_pools)
+    controller.watch(informers["secrets"], all_pools)
+    controller.watch(informers["pods"], target_pool)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from typing import TYPE_CHECKING, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from mcosup.control.queue import ShutDown, WorkQueue
 
@@ -28,6 +28,26 @@ K = TypeVar("K", bound=Hashable)
 class Result:
     #: Seconds after which to reconcile this key again even without a new event (polling a pod, a drain).
     requeue_after: float | None = None
+
+
+class Source(Protocol):
+    """Anything that calls back on each change of an object (an informer)."""
+
+    def subscribe(self, callback: Callable[[str, Mapping[str, Any]], None], /) -> None: ...
+
+
+#: Which keys a change wakes: ``keys(event_type, obj)``. It must not block (no I/O).
+KeysOf = Callable[[str, Mapping[str, Any]], Iterable[K]]
+
+
+def by_name(_: str, obj: Mapping[str, Any]) -> Iterable[str]:
+    """The changed object's own name: for controllers keyed by the objects they watch."""
+    return (obj["metadata"]["name"],)
+
+
+def always(key: K) -> KeysOf[K]:
+    """The same key on every change: for controllers that reconcile one thing from many objects."""
+    return lambda _event, _obj: (key,)
 
 
 class TerminalError(Exception):
@@ -54,6 +74,16 @@ class Controller(Generic[K]):
         #: Failures that are part of normal operation (an optimistic-concurrency conflict): retried the
         #: same way, logged in one line instead of with a traceback.
         self.expected_errors = expected_errors
+
+    def watch(self, source: Source, keys: KeysOf[K]) -> None:
+        """The one way to wire a watch to this controller: each change of ``source`` enqueues the keys
+        ``keys`` names. Events only say which keys to look at; reconcile re-reads current state."""
+
+        def on_change(event: str, obj: Mapping[str, Any]) -> None:
+            for key in keys(event, obj):
+                self.enqueue(key)
+
+        source.subscribe(on_change)
 
     def enqueue(self, key: K) -> None:
         self.queue.add(key)

@@ -9,7 +9,8 @@ does not have to re-render). Invalid input sets ``RenderDegraded`` naming the Ma
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 KEEP_RENDERED = 5
 
 
-def is_rendered(mc: Obj) -> bool:
+def is_rendered(mc: Mapping[str, Any]) -> bool:
     meta = mc.get("metadata") or {}
     return str(meta.get("name", "")).startswith(names.RENDERED_PREFIX) or any(
         ref.get("kind") == "MachineConfigPool" for ref in meta.get("ownerReferences") or ()

@@ -24,7 +24,7 @@ import collections
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from mcosup.control.clock import Clock, RealClock
@@ -105,9 +105,11 @@ class NodeRollout:
         self._written: dict[str, tuple[Obj, float]] = {}  # node -> (our last write's result, when)
         self._targeted: dict[str, Target] = {}  # target patches whose completion gets an Event
         self._node_pool: dict[str, str] = {}
-        pools.subscribe(self._on_pool)
-        nodes.subscribe(self._on_node)
-        pods.subscribe(self._on_pod)
+        self.controller.watch(pools, self._pools_of_pool_event)
+        self.controller.watch(nodes, self._pools_of_node_event)
+        # Not controller keys: a running drain waits on its node's and pods' changes.
+        nodes.subscribe(self._wake_drain_of_node)
+        pods.subscribe(self._wake_drain_of_pod)
 
     # Wiring.
 
@@ -133,29 +135,30 @@ class NodeRollout:
             self._tg = None
             self._drains.clear()
 
-    def _on_pool(self, event: str, pool: Obj) -> None:
-        self.controller.enqueue(pool["metadata"]["name"])
+    def _pools_of_pool_event(self, event: str, pool: Mapping[str, Any]) -> list[str]:
         if event == "DELETED":
             # Its nodes may now belong to another pool (a custom pool's nodes fall back to worker).
-            for other in self.pools.items():
-                self.controller.enqueue(other["metadata"]["name"])
+            return [pool["metadata"]["name"], *(other["metadata"]["name"] for other in self.pools.items())]
+        return [pool["metadata"]["name"]]
 
-    def _on_node(self, event: str, node: Obj) -> None:
+    def _pools_of_node_event(self, event: str, node: Mapping[str, Any]) -> list[str]:
+        """The pool the node was in and the one it is in now."""
         name = node["metadata"]["name"]
         previous = self._node_pool.pop(name, None)
-        if previous:
-            self.controller.enqueue(previous)
+        keys = [previous] if previous else []
         pool = None if event == "DELETED" else rolloutplan.pool_of_node(node, self.pools.items())
         if pool:
             self._node_pool[name] = pool
-            self.controller.enqueue(pool)
-        if name in self._drains:
-            self._drains[name].wake.set()
+            keys.append(pool)
+        return keys
 
-    def _on_pod(self, event: str, pod: Obj) -> None:
-        node = (pod.get("spec") or {}).get("nodeName")
-        if node and node in self._drains:
-            self._drains[node].wake.set()
+    def _wake_drain_of_node(self, _: str, node: Mapping[str, Any]) -> None:
+        if (d := self._drains.get(node["metadata"]["name"])) is not None:
+            d.wake.set()
+
+    def _wake_drain_of_pod(self, _: str, pod: Mapping[str, Any]) -> None:
+        if (d := self._drains.get((pod.get("spec") or {}).get("nodeName") or "")) is not None:
+            d.wake.set()
 
     # Reconcile.
 

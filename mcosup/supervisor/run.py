@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from mcosup.control.clock import RealClock
-from mcosup.control.controller import Controller
+from mcosup.control.controller import Controller, always, by_name
 from mcosup.http import probes
 from mcosup.http.tls import CertFileReloader
 from mcosup.kube import client as kclient
@@ -27,7 +28,6 @@ from mcosup.kube.resources import (
     PODS,
     SECRETS,
 )
-from mcosup.model.objects import Obj
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import KubeSettings, LeaseSettings, RolloutSettings, SupervisorSettings
 from mcosup.supervisor import builderpodplan, webhook
@@ -165,16 +165,14 @@ def _wire(informers: dict[str, Informer], controllers: dict[str, Controller[str]
     pools = informers["pools"]
     render, optin = controllers["render"], controllers["optin"]
 
-    def every_pool(_: str, obj: Obj) -> None:
-        if not is_rendered(obj):
-            for pool in pools.items():
-                render.enqueue(pool["metadata"]["name"])
+    def pools_to_render(_: str, mc: Mapping[str, Any]) -> list[str]:
+        """A source MachineConfig may be selected by any pool; our own rendered ones change nothing."""
+        return [] if is_rendered(mc) else [pool["metadata"]["name"] for pool in pools.items()]
 
-    pools.subscribe(lambda _, obj: render.enqueue(obj["metadata"]["name"]))
-    pools.subscribe(lambda _, obj: optin.enqueue(OPTIN_KEY))
-    informers["machineconfigs"].subscribe(every_pool)
-    for name in ("configmaps", "secrets", "pods"):
-        informers[name].subscribe(lambda _, obj: optin.enqueue(OPTIN_KEY))
+    render.watch(pools, by_name)
+    render.watch(informers["machineconfigs"], pools_to_render)
+    for name in ("pools", "configmaps", "secrets", "pods"):
+        optin.watch(informers[name], always(OPTIN_KEY))
 
 
 async def _own_deployment(kube: Kube, settings: SupervisorSettings) -> tuple[str, str] | None:
