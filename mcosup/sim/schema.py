@@ -9,8 +9,14 @@ Pure: no I/O. What the real apiserver does and this module does too:
 - validation with `jsonschema` (draft 4 semantics, as OpenAPI v3.0) plus the Kubernetes extensions
   `x-kubernetes-int-or-string` and `nullable`; errors are rendered as the apiserver's field errors.
 
-`format: date-time` is checked (RFC 3339); other formats and `x-kubernetes-validations` (CEL rules)
-are not evaluated; list-type `map`/`set` uniqueness is not enforced.
+- list-type `map`/`set` uniqueness (`Duplicate value`);
+- the validation rules (`x-kubernetes-validations`, CEL: :mod:`mcosup.sim.cel`), with the old object
+  on updates for transition rules, skipped with the server's "some validation rules were not checked"
+  when the schema already failed in a way that blocks them (a required, mistyped, unsupported, too long
+  or too many value).
+
+`format: date-time` is checked (RFC 3339); other formats are not. Ratcheting of OpenAPI errors (an
+unchanged invalid value passes an update) is not modelled; of CEL rules it is.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any
 import jsonschema
 import orjson
 
+from mcosup.sim import cel
 from mcosup.sim.validation import is_date_time
 
 _DROP_KEYS = {"nullable", "description", "example", "externalDocs", "default", "title"}
@@ -107,19 +114,83 @@ def _type_name(value: Any) -> str:
     return "null"
 
 
-def has_cel_rules(schema: Any) -> bool:
-    """Whether a structural schema carries any ``x-kubernetes-validations`` rule, at any depth."""
-    if isinstance(schema, dict):
-        return bool(schema.get("x-kubernetes-validations")) or any(has_cel_rules(v) for v in schema.values())
-    if isinstance(schema, list):
-        return any(has_cel_rules(v) for v in schema)
-    return False
+#: Schema failures after which the server does not evaluate the CEL rules (apiextensions' hasBlockingErr).
+_BLOCKING = frozenset(
+    {
+        "FieldValueRequired",
+        "FieldValueTypeInvalid",
+        "FieldValueNotSupported",
+        "FieldValueTooLong",
+        "FieldValueTooMany",
+    }
+)
+NOT_CHECKED = {
+    "reason": "FieldValueInvalid",
+    "field": "<nil>",
+    "message": "Invalid value: null: some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation",
+}
 
 
-def validate(obj: dict[str, Any], schema: dict[str, Any] | None) -> list[dict[str, str]]:
-    """Field errors as `Status` causes (field, reason, message); empty when the object is valid."""
+def validate(
+    obj: dict[str, Any], schema: dict[str, Any] | None, old: dict[str, Any] | None = None
+) -> list[dict[str, str]]:
+    """Field errors as `Status` causes (field, reason, message); empty when the object is valid.
+
+    ``old`` is the stored object on an update (its transition rules compare with it), None on create.
+    """
     if not schema:
         return []
+    causes = _openapi_causes(obj, schema)
+    causes += _duplicates(obj, schema, "")
+    if cel.has_rules(schema):
+        if any(c["reason"] in _BLOCKING for c in causes):
+            causes.append(dict(NOT_CHECKED))
+        else:
+            old_view = prune_and_default(old, schema)[0] if old is not None else None
+            causes += cel.rule_causes(obj, schema, old_view)
+    return causes
+
+
+def _duplicates(value: Any, schema: dict[str, Any], path: str) -> list[dict[str, str]]:
+    """`Duplicate value` for a repeated key of a list-type map, or a repeated item of a list-type set."""
+    out: list[dict[str, str]] = []
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        addl = schema.get("additionalProperties")
+        for key, item in value.items():
+            sub = props.get(key) if key in props else addl if isinstance(addl, dict) else None
+            if isinstance(sub, dict) and not (not path and key == "metadata"):
+                out += _duplicates(item, sub, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        kind = schema.get("x-kubernetes-list-type")
+        keys = schema.get("x-kubernetes-list-map-keys") or []
+        seen: set[bytes] = set()
+        for i, item in enumerate(value):
+            if kind == "map" and keys and isinstance(item, dict):
+                identity: Any = {k: item[k] for k in keys if k in item}
+            elif kind == "set":
+                identity = item
+            else:
+                identity = None
+            if identity is not None:
+                packed = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+                if packed in seen:
+                    shown = packed.decode() if isinstance(identity, dict) else _render(identity)
+                    out.append(
+                        {
+                            "reason": "FieldValueDuplicate",
+                            "field": f"{path}[{i}]",
+                            "message": f"Duplicate value: {shown}",
+                        }
+                    )
+                seen.add(packed)
+            out += _duplicates(item, items or {}, f"{path}[{i}]")
+    return out
+
+
+def _openapi_causes(obj: dict[str, Any], schema: dict[str, Any]) -> list[dict[str, str]]:
     validator = _validator(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS))
     causes: list[dict[str, str]] = []
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.absolute_path))):
@@ -147,6 +218,23 @@ def validate(obj: dict[str, Any], schema: dict[str, Any] | None) -> list[dict[st
                     "field": field,
                     "message": f"Invalid value: {_render(error.instance)}: {field} in body must be of type "
                     f"{error.validator_value}: {_render(error.instance)}",
+                }
+            )
+        elif error.validator == "maxLength":
+            causes.append(
+                {
+                    "reason": "FieldValueTooLong",
+                    "field": field,
+                    "message": f"Too long: may not be more than {error.validator_value} bytes",
+                }
+            )
+        elif error.validator in ("maxItems", "maxProperties"):
+            causes.append(
+                {
+                    "reason": "FieldValueTooMany",
+                    "field": field,
+                    "message": f"Too many: {len(error.instance)}: "
+                    f"must have at most {error.validator_value} items",
                 }
             )
         elif error.validator == "enum":

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import json
 import re
 import socket
@@ -1013,112 +1012,8 @@ async def test_custom_resource_definition_objects(sides: Sides) -> None:
     await sides.same(probe)
 
 
-# --------------------------------------------------------------------------------- openshift/api's CRD tests
-
-VECTORS = CRDS.parent / "crd-tests"
-
-
-def crd_test_vectors() -> list[tuple[str, str, dict[str, Any]]]:
-    """(plural, onCreate|onUpdate, vector) of openshift/api's CRD test files, read at test time."""
-    found = []
-    for path in sorted(VECTORS.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text())
-        plural = doc["crdName"].split(".")[0]
-        for phase in ("onCreate", "onUpdate"):
-            found += [(plural, phase, v) for v in doc["tests"].get(phase) or []]
-    return found
-
-
-async def replay(side: Side, group: str, plural: str, phase: str, vector: dict[str, Any]) -> Any:
-    """What one server answers to one vector: the first refusal (step, code, message), or the object."""
-
-    def plain(value: Any) -> Any:
-        # YAML reads timestamps as datetimes; the API wants them as written (RFC 3339, UTC as Z).
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, datetime.datetime):
-            return value.isoformat().replace("+00:00", "Z")
-        return value
-
-    def load(key: str) -> dict[str, Any]:
-        obj: dict[str, Any] = plain(yaml.safe_load(vector[key].replace(GROUP, group)))
-        return obj
-
-    base = f"/apis/{group}/v1/{plural}"
-    initial = load("initial")
-    name = initial["metadata"]["name"]
-    steps: list[tuple[str, str, str, dict[str, Any]]] = [("create", "POST", base, initial)]
-    if "status" in initial:
-        steps.append(("status", "PUT", f"{base}/{name}/status", initial))
-    if phase == "onUpdate":
-        updated = load("updated")
-        steps.append(("update", "PUT", f"{base}/{name}", updated))
-        if "status" in updated:
-            steps.append(("updateStatus", "PUT", f"{base}/{name}/status", updated))
-    try:
-        for step, method, path, body in steps:
-            if method == "PUT":
-                current = await side.ok("GET", f"{base}/{name}")
-                body = {
-                    **body,
-                    "metadata": {
-                        **body["metadata"],
-                        "resourceVersion": current["metadata"]["resourceVersion"],
-                    },
-                }
-            status, out, _ = await side.api.call(method, path, body)
-            if status >= 300:
-                return (step, status, out.get("message"))
-        final = await side.ok("GET", f"{base}/{name}")
-        return ("ok", {k: v for k, v in final.items() if k in ("spec", "status")})
-    finally:
-        await side.api.call("DELETE", f"{base}/{name}")
-        await gone(side, f"{base}/{name}")
-
-
-def without_values(message: str) -> str:
-    """A field error with the rejected value left out: the vectors were written against a server that
-    printed a CEL rule's value as its type ("object"), where v1.36 prints nothing or the value."""
-    return re.sub(r'Invalid value: ("[^"]*"|\S+): ', "Invalid value: ", message)
-
-
-def verdict_as_expected(vector: dict[str, Any], answer: Any) -> bool:
-    """Whether an answer is what openshift/api's vector says a real API server gives."""
-    steps = {"expectedError": ("create", "update"), "expectedStatusError": ("status", "updateStatus")}
-    for key, step in steps.items():
-        if key in vector:
-            return answer[0] in step and without_values(vector[key]) in without_values(answer[2])
-    return answer[0] == "ok"
-
-
-async def test_known_difference_openshift_crd_test_vectors(sides: Sides) -> None:
-    """The MachineOSConfig/MachineOSBuild CRD tests of openshift/api, replayed on both servers.
-
-    The vectors that need CRD patches first (initialCRDPatches) are left out. Every vector's verdict on
-    the real server is the one the vector states; the emulator agrees except where a CEL rule
-    (x-kubernetes-validations) decides, since it does not evaluate CEL: it accepts those objects.
-    """
-    group = crd_group()
-    vectors = [v for v in crd_test_vectors() if "initialCRDPatches" not in v[2]]
-    answers: dict[str, dict[str, Any]] = {"emulator": {}, "real": {}}
-    for side in (sides.emulator, sides.real):
-        await side.install_crds(group, "machineosconfigs", "machineosbuilds")
-        for plural in ("machineosconfigs", "machineosbuilds"):
-            side.cleanup.append(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{plural}.{group}")
-        for plural, phase, vector in vectors:
-            answers[side.name][vector["name"]] = await replay(side, group, plural, phase, vector)
-    emulator, real = answers["emulator"], answers["real"]
-    wrong = [v["name"] for _, _, v in vectors if not verdict_as_expected(v, real[v["name"]])]
-    assert wrong == [], f"the real server disagrees with openshift/api's vectors: {[real[n] for n in wrong]}"
-    differing = sorted(n for n in real if emulator[n] != real[n])
-    cel_decided = sorted(
-        v["name"] for _, _, v in vectors if "expectedError" in v or "expectedStatusError" in v
-    )
-    assert differing == cel_decided, diff(emulator, real)
-    assert all(emulator[n][0] == "ok" for n in differing)
-    assert len(vectors) - len(differing) >= 1
+# openshift/api's CRD test vectors (CEL rules included) are replayed on both servers, against our own
+# MachineOSConfig/MachineOSBuild CRDs, by tests/sim/test_os_crd_vectors.py.
 
 
 # --------------------------------------------------------------------------------- kubectl
