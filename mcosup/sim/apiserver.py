@@ -24,7 +24,7 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
   secret|serviceaccount`), others get 415; responses are always JSON;
 - built-in kinds get the validation listed above and a few defaults, not their full OpenAPI
   validation (unknown fields are pruned only at the top level, in metadata and in Node/Lease/PDB
-  specs); CRD `x-kubernetes-validations` (CEL) rules and `format`s are not evaluated;
+  specs); of CRD `format`s only `date-time` is checked (CEL rules are: :mod:`mcosup.sim.cel`);
 - no RBAC enforcement (Roles and bindings are stored); no Service cluster IPs;
 - list `continue` tokens page through the current state rather than a snapshot;
 - no controllers: Deployments, DaemonSets and PDB status are stored as written (PDB status is
