@@ -107,8 +107,8 @@ def image_view(mc: dict[str, Any]) -> tuple[dict[str, tuple[bytes, int]], set[st
 
 
 def legacy_view(mc: dict[str, Any]) -> tuple[dict[str, tuple[bytes, int]], set[str], set[str]]:
-    """The same, as the legacy daemon writes it: its files, unit files and drop-ins, and what it enables
-    (``systemctl enable``) or masks."""
+    """The same, as the legacy daemon writes it: its files, unit files and drop-ins, and what its
+    ``systemctl enable`` and ``mask`` leave enabled or masked."""
     config = parse_machineconfig(mc)
     tree = {f.path: (f.contents, f.mode) for f in config.files}
     for u in config.units:
@@ -116,9 +116,20 @@ def legacy_view(mc: dict[str, Any]) -> tuple[dict[str, tuple[bytes, int]], set[s
             tree[u.path] = (u.contents.encode(), 0o644)
         for d in u.dropins:
             tree[u.dropin_path(d.name)] = (d.contents.encode(), 0o644)
-    enabled = {u.name for u in config.units if u.enabled and not u.mask}
+    # What ``systemctl enable`` leaves enabled: units whose [Install] section links them somewhere
+    # (a unit without contents is the stock OS's own, which is wanted by multi-user.target).
+    enabled = {
+        u.name
+        for u in config.units
+        if u.enabled and not u.mask and (u.contents is None or _installable(u.contents))
+    }
     masked = {u.name for u in config.units if u.mask}
     return tree, enabled, masked
+
+
+def _installable(contents: str) -> bool:
+    install = contents.partition("[Install]")[2]
+    return any(line.split("=", 1)[0] in ("WantedBy", "RequiredBy") for line in install.splitlines())
 
 
 @settings(max_examples=300, deadline=None)

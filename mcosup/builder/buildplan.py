@@ -7,9 +7,12 @@ manifest. The builder process only reads inputs from the API, calls these and wr
 Choices written down here because the contract is silent on them:
 
 - Files default to mode 0644 and owner root (an image layer has no per-host users to chown to).
-- A unit with ``enabled: true`` gets an enablement symlink for each ``WantedBy=``/``RequiredBy=`` of its
-  ``[Install]`` section (``multi-user.target`` when it has none, or when it has no contents, so an
-  enabled unit shipped by the base image is still started); ``mask: true`` links it to /dev/null.
+- A unit with ``enabled: true`` gets the symlinks ``systemctl enable`` makes on a legacy node: one per
+  ``WantedBy=``/``RequiredBy=``/``UpheldBy=``/``Alias=`` of its ``[Install]`` section. A unit whose
+  contents name none is static and enabled nowhere, in either mode; ``Also=`` is not followed (list
+  those units in the MachineConfig too). A unit with no contents is the base image's own, whose
+  ``[Install]`` section the plan cannot read; it is linked into ``multi-user.target.wants``, where
+  the stock OS's services are wanted. ``mask: true`` links a unit to /dev/null.
 - The Containerfile travels as a plain ``data`` key of the first ConfigMap so a person debugging a
   failed build reads it with ``kubectl get configmap``; the root filesystem travels as a tar (gzipped
   when larger than 64 KiB) split over as many ConfigMaps as needed to stay under ~900 KiB each.
@@ -52,7 +55,7 @@ GZIP_THRESHOLD = 64 * 1024
 CHUNK_BYTES = 900 * 1024 * 3 // 4
 
 DEFAULT_FILE_MODE = 0o644
-DEFAULT_WANTED_BY = "multi-user.target"
+BASE_IMAGE_WANTED_BY = "multi-user.target"
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -139,9 +142,11 @@ class Entry:
     link: str | None = None
 
 
-def _install_targets(contents: str) -> list[tuple[str, str]]:
-    """``(target, suffix)`` pairs of ``WantedBy=`` (``.wants``) and ``RequiredBy=`` (``.requires``)."""
-    out: list[tuple[str, str]] = []
+def _install_links(name: str, contents: str) -> list[str]:
+    """The symlinks ``systemctl enable`` makes for a unit, relative to /etc/systemd/system:
+    ``<target>.wants/<name>`` for ``WantedBy=``, ``.requires`` for ``RequiredBy=``, ``.upholds`` for
+    ``UpheldBy=``, and ``<alias>`` for ``Alias=``."""
+    out: list[str] = []
     section = ""
     for raw in contents.splitlines():
         line = raw.strip()
@@ -153,9 +158,11 @@ def _install_targets(contents: str) -> list[tuple[str, str]]:
         if section != "Install" or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        suffix = {"WantedBy": ".wants", "RequiredBy": ".requires"}.get(key.strip())
-        if suffix:
-            out.extend((target, suffix) for target in value.split())
+        key = key.strip()
+        if key == "Alias":
+            out.extend(value.split())
+        elif suffix := {"WantedBy": ".wants", "RequiredBy": ".requires", "UpheldBy": ".upholds"}.get(key):
+            out.extend(f"{target}{suffix}/{name}" for target in value.split())
     return out
 
 
@@ -197,11 +204,11 @@ def _unit_entries(spec: Mapping[str, Any]) -> list[Entry]:
                 continue
             entries.append(Entry(path=f"{path}.d/{dropin['name']}", data=str(dropin["contents"]).encode()))
         if unit.get("enabled") and not unit.get("mask"):
-            targets = _install_targets(str(contents)) if contents is not None else []
-            # Units shipped by the base image live in /usr/lib; ours are written to /etc.
-            link = path if contents is not None else f"/usr/lib/systemd/system/{name}"
-            for target, suffix in targets or [(DEFAULT_WANTED_BY, ".wants")]:
-                entries.append(Entry(path=f"{base}/{target}{suffix}/{name}", link=link, mode=0o777))
+            if contents is not None:
+                link, links = path, _install_links(name, str(contents))
+            else:  # shipped by the base image, in /usr/lib
+                link, links = f"/usr/lib/systemd/system/{name}", [f"{BASE_IMAGE_WANTED_BY}.wants/{name}"]
+            entries.extend(Entry(path=f"{base}/{rel}", link=link, mode=0o777) for rel in links)
     return entries
 
 

@@ -151,7 +151,7 @@ CONTEXTS: list[tuple[str, dict[str, Any], dict[str, tuple[int, bytes | str]]]] =
         },
     ),
     (
-        "no [Install]: multi-user; disabled: not linked; masked: /dev/null",
+        "no [Install]: static, not linked (as systemctl enable); disabled: not linked; masked: /dev/null",
         {
             "units": [
                 {"name": "a.service", "enabled": True, "contents": "[Service]\nExecStart=/bin/true\n"},
@@ -161,7 +161,6 @@ CONTEXTS: list[tuple[str, dict[str, Any], dict[str, tuple[int, bytes | str]]]] =
         },
         {
             "/etc/systemd/system/a.service": (0o644, b"[Service]\nExecStart=/bin/true\n"),
-            "/etc/systemd/system/multi-user.target.wants/a.service": (0o777, "/etc/systemd/system/a.service"),
             "/etc/systemd/system/b.service": (0o644, ETCD_UNIT.encode()),
             "/etc/systemd/system/c.service": (0o777, "/dev/null"),
         },

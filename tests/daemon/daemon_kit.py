@@ -114,7 +114,11 @@ MC1 = rendered(
     "rendered-worker-1",
     files={"/etc/app/app.conf": ("x=1\n", 0o640), "/etc/old.conf": ("old\n", 0o600)},
     units=[
-        {"name": "app.service", "enabled": True, "contents": "[Service]\nExecStart=/bin/app\n"},
+        {
+            "name": "app.service",
+            "enabled": True,
+            "contents": "[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n",
+        },
         {"name": "docker.service", "dropins": [{"name": "10-opts.conf", "contents": "[Service]\n"}]},
         {"name": "crio.service", "mask": True},
     ],
@@ -189,7 +193,10 @@ async def apply_legacy(cluster: Cluster, host: FakeHost) -> None:
 def assert_legacy_mc1(host: FakeHost) -> None:
     assert host.read("/etc/app/app.conf") == b"x=1\n" and host.mode("/etc/app/app.conf") == 0o640
     assert host.read("/etc/old.conf") == b"old\n" and host.mode("/etc/old.conf") == 0o600
-    assert host.read("/etc/systemd/system/app.service") == b"[Service]\nExecStart=/bin/app\n"
+    assert (
+        host.read("/etc/systemd/system/app.service")
+        == b"[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n"
+    )
     assert host.read("/etc/systemd/system/docker.service.d/10-opts.conf") == b"[Service]\n"
     assert host.unit_enabled("app.service") and host.unit_masked("crio.service")
     assert host.kargs() == ["root=/dev/vda4", "rw", "nosmt"]

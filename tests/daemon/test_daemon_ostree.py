@@ -70,7 +70,10 @@ def assert_boots_mc1_image(host: OstreeHost, image: str) -> None:
     assert host.booted_image() == image
     assert host.read("/etc/app/app.conf") == b"x=1\n" and host.mode("/etc/app/app.conf") == 0o640
     assert host.read("/usr/etc/app/app.conf") == b"x=1\n", "not the image's copy"
-    assert host.read("/etc/systemd/system/app.service") == b"[Service]\nExecStart=/bin/app\n"
+    assert (
+        host.read("/etc/systemd/system/app.service")
+        == b"[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n"
+    )
     tree = host.files()
     assert tree["/etc/systemd/system/multi-user.target.wants/app.service"][0] == (
         b"-> /etc/systemd/system/app.service"

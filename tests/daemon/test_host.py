@@ -53,10 +53,13 @@ async def test_systemctl_units(host: LocalHost, fake: FakeHost) -> None:
         HostError, match=r"systemctl .* enable app.service failed .*Unit file app.service does not"
     ):
         await host.systemctl("enable", ["app.service"])
-    host.write_file("/etc/systemd/system/app.service", b"[Service]\n", 0o644)
+    host.write_file("/etc/systemd/system/static.service", b"[Service]\n", 0o644)
+    host.write_file("/etc/systemd/system/app.service", b"[Service]\n[Install]\nWantedBy=a.target\n", 0o644)
     await host.daemon_reload()
-    await host.systemctl("enable", ["app.service", "sshd.service"])
+    await host.systemctl("enable", ["app.service", "sshd.service", "static.service"])
     assert fake.unit_enabled("app.service") and fake.unit_enabled("sshd.service")
+    # As systemd: a unit without an [Install] section is static; enabling it succeeds and does nothing.
+    assert not fake.unit_enabled("static.service")
     await host.systemctl("disable", ["app.service"])
     await host.systemctl("mask", ["crio.service"])
     assert not fake.unit_enabled("app.service") and fake.unit_masked("crio.service")

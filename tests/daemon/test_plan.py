@@ -32,7 +32,11 @@ CFG1 = HostConfig(
     name="rendered-worker-1",
     files=(FileSpec("/etc/a.conf", b"a=1\n", 0o644), FileSpec("/etc/old.conf", b"old\n", 0o600)),
     units=(
-        UnitSpec("app.service", "[Service]\nExecStart=/bin/app\n", enabled=True),
+        UnitSpec(
+            "app.service",
+            "[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n",
+            enabled=True,
+        ),
         UnitSpec("docker.service", None, enabled=True, dropins=(Dropin("10-opts.conf", "[Service]\n"),)),
     ),
     ssh_keys=(KEY1,),

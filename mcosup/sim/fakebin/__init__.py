@@ -324,13 +324,16 @@ def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
             raise _Fail(f"Too few arguments for systemctl {sub}")
         out = []
         for unit in units:
-            exists = any((rootfs / d / unit).is_file() for d in _UNIT_DIRS)
+            found = next((rootfs / d / unit for d in _UNIT_DIRS if (rootfs / d / unit).is_file()), None)
             if sub == "enable":
-                if not exists:
+                if found is None:
                     raise _Fail(f"Failed to enable unit: Unit file {unit} does not exist.")
                 if unit in state["masked"]:
                     raise _Fail(f"Failed to enable unit: Unit file /etc/systemd/system/{unit} is masked.")
-                if unit not in state["enabled"]:
+                if not _installable(found.read_text(errors="replace")):
+                    # systemd's answer: a warning, exit status 0, nothing enabled (a "static" unit).
+                    print(f"The unit files have no installation config: {unit}", file=sys.stderr)
+                elif unit not in state["enabled"]:
                     state["enabled"].append(unit)
             elif sub == "disable":
                 if unit in state["enabled"]:
@@ -351,6 +354,21 @@ def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
                 )
         return "".join(o + "\n" for o in out)
     raise _Fail(f"systemctl: unknown command {sub!r}")
+
+
+def _installable(unit_file: str) -> bool:
+    """Whether ``systemctl enable`` links the unit anywhere: its ``[Install]`` section has a
+    ``WantedBy=``, ``RequiredBy=``, ``UpheldBy=`` or ``Alias=`` with a value."""
+    section = ""
+    for raw in unit_file.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            section = line
+        elif section == "[Install]" and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            if key.strip() in ("WantedBy", "RequiredBy", "UpheldBy", "Alias") and value.strip():
+                return True
+    return False
 
 
 def _update_ca_trust(state: Json, argv: list[str], rootfs: Path) -> str:
