@@ -32,22 +32,19 @@ unbound, when it is told to schedule), runs every container as a local process:
 - **Deletion.** When a Pod is deleted or gets a ``deletionTimestamp``, its processes (whole process
   groups) get SIGTERM, then SIGKILL after the grace period; a gracefully deleted Pod is then removed
   for good (delete with grace 0), as the kubelet confirms a deletion.
+
+The parts: this module follows the Pods and drives each one's life (binding, status, deletion);
+:mod:`~mcosup.sim.containers` runs the containers as processes, :mod:`~mcosup.sim.podvolumes` gives
+them their volumes and environment, :mod:`~mcosup.sim.podstatus` words their status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import dataclasses
-import datetime
-import fnmatch
 import logging
-import os
-import re
 import shutil
-import signal
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -55,61 +52,15 @@ from typing import Any
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
-from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
+from mcosup.kube.resources import PODS
 from mcosup.model.objects import Obj
+from mcosup.sim.containers import ContainerProcesses, ImageRule, LogSink, default_image_rules
+from mcosup.sim.podstatus import now, ready_condition, waiting
+from mcosup.sim.podvolumes import Credentials, rewrite
 
 log = logging.getLogger(__name__)
 
-LogSink = Callable[[str, str, str, str], None]
-Credentials = Callable[[str, str, str | None, Path], Path]
-
-#: Bytes of the termination message a kubelet keeps (the API's limit is 4096 per container).
-TERMINATION_MESSAGE_LIMIT = 4096
-#: What FallbackToLogsOnError takes from the log: the last 80 lines, at most 2048 bytes.
-FALLBACK_LINES, FALLBACK_BYTES = 80, 2048
-DEFAULT_GRACE_SECONDS = 30.0
-
-
-@dataclasses.dataclass(frozen=True)
-class ImageRule:
-    """How to run containers whose image matches ``pattern`` (fnmatch, against the whole reference)."""
-
-    pattern: str
-    programs: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    entrypoint: Sequence[str] = ()
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-
-def default_image_rules(
-    *,
-    mcosup_images: Sequence[str] = ("*mcosup*",),
-    buildah_images: Sequence[str] = ("*buildah*",),
-    env: Mapping[str, str] | None = None,
-) -> list[ImageRule]:
-    """The mcosup image runs this environment's ``mcosup``; the buildah image the local ``buildah``."""
-    mcosup = str(Path(sys.executable).parent / "mcosup")
-    buildah = shutil.which("buildah") or "/usr/bin/buildah"
-    extra = dict(env or {})
-    rules = [ImageRule(p, {"mcosup": mcosup}, ("mcosup",), extra) for p in mcosup_images]
-    rules += [ImageRule(p, {"buildah": buildah}, ("buildah",), extra) for p in buildah_images]
-    return rules
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rewrite(text: str, paths: Mapping[str, str]) -> str:
-    """Replace each in-container path of ``paths`` (as a whole path component prefix) by its local path."""
-    for inside in sorted(paths, key=len, reverse=True):
-        local = paths[inside]
-        text = re.sub(re.escape(inside) + r"(?=$|[/\s'\"`:;|&)<>,=])", lambda _m: local, text)  # noqa: B023
-    return text
-
-
-def fallback_message(log_text: str) -> str:
-    lines = log_text.splitlines()[-FALLBACK_LINES:]
-    return "\n".join(lines)[-FALLBACK_BYTES:]
+__all__ = ["Credentials", "ImageRule", "Kubelet", "LogSink", "PodGone", "default_image_rules", "rewrite"]
 
 
 class PodGone(Exception):
@@ -123,7 +74,7 @@ class _Running:
     uid: str
 
 
-class Kubelet:
+class Kubelet(ContainerProcesses):
     """Run Pods of ``nodes`` (and unbound ones when ``schedule``) as local processes until cancelled."""
 
     def __init__(
@@ -211,8 +162,6 @@ class Kubelet:
             if key not in seen:
                 entry.stop.set()  # deleted outright (no grace): kill and clean up
 
-    # ----------------------------------------------------------------------------------------- one pod
-
     def _pod_dir(self, pod: Mapping[str, Any]) -> Path:
         meta = pod["metadata"]
         ns, name, uid = str(meta.get("namespace", "default")), str(meta["name"]), str(meta.get("uid", "x"))
@@ -268,12 +217,6 @@ class Kubelet:
         except errors.NotFound:
             raise PodGone from None
 
-    def _rule(self, image: str) -> ImageRule | None:
-        for rule in self.image_rules:
-            if fnmatch.fnmatchcase(image, rule.pattern):
-                return rule
-        return None
-
     async def _bind(self, pod: Obj) -> Obj:
         """Bind an unbound Pod to :attr:`bind_to`; the Pod as bound (a Pod already bound stays put)."""
         meta = pod["metadata"]
@@ -303,7 +246,7 @@ class Kubelet:
         spec = pod.get("spec") or {}
         containers: list[Obj] = list(spec.get("containers") or [])
         init_containers: list[Obj] = list(spec.get("initContainers") or [])
-        start_time = (pod.get("status") or {}).get("startTime") or _now()
+        start_time = (pod.get("status") or {}).get("startTime") or now()
         base_status: Obj = {"startTime": start_time, "hostIP": "127.0.0.1", "podIP": "127.0.0.1"}
         scheduled = {"type": "PodScheduled", "status": "True", "lastTransitionTime": start_time}
 
@@ -316,9 +259,9 @@ class Kubelet:
                     "phase": "Pending",
                     "conditions": [scheduled],
                     "containerStatuses": [
-                        _waiting(c, "ErrImagePull", self._no_rule_message(c))
+                        waiting(c, "ErrImagePull", self._no_rule_message(c))
                         if c in missing
-                        else _waiting(c, "ContainerCreating", "")
+                        else waiting(c, "ContainerCreating", "")
                         for c in containers
                     ],
                 },
@@ -332,7 +275,7 @@ class Kubelet:
                 **base_status,
                 "phase": "Pending",
                 "conditions": [scheduled],
-                "containerStatuses": [_waiting(c, "ContainerCreating", "") for c in containers],
+                "containerStatuses": [waiting(c, "ContainerCreating", "") for c in containers],
             },
         )
         paths = await self._materialise(pod, pod_dir, stop)
@@ -349,7 +292,7 @@ class Kubelet:
                 await stop.wait()
                 return
 
-        statuses: dict[str, Obj] = {c["name"]: _waiting(c, "ContainerCreating", "") for c in containers}
+        statuses: dict[str, Obj] = {c["name"]: waiting(c, "ContainerCreating", "") for c in containers}
         lock = asyncio.Lock()
 
         async def report(name: str, cstatus: Obj) -> None:
@@ -367,7 +310,7 @@ class Kubelet:
                     {
                         **base_status,
                         "phase": phase,
-                        "conditions": [scheduled, _ready_condition(ready)],
+                        "conditions": [scheduled, ready_condition(ready)],
                         "containerStatuses": [statuses[c["name"]] for c in containers],
                     },
                 )
@@ -388,7 +331,7 @@ class Kubelet:
             {
                 **base_status,
                 "phase": phase,
-                "conditions": [scheduled, _ready_condition(False, reason="PodCompleted")],
+                "conditions": [scheduled, ready_condition(False, reason="PodCompleted")],
                 "containerStatuses": final,
             },
         )
@@ -399,326 +342,3 @@ class Kubelet:
             f"the kubelet stand-in has no local command for image {container.get('image')!r}: add an "
             "ImageRule for it (mcosup.sim.kubelet)"
         )
-
-    async def _credentials_env(self, pod: Obj, pod_dir: Path) -> dict[str, str]:
-        spec = pod.get("spec") or {}
-        env = {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "HOME": str(pod_dir),
-            "HOSTNAME": pod["metadata"]["name"],
-        }
-        if self.credentials is not None and spec.get("automountServiceAccountToken", True):
-            account = spec.get("serviceAccountName") or "default"
-            path = await asyncio.to_thread(
-                self.credentials,
-                pod["metadata"].get("namespace", "default"),
-                account,
-                spec.get("nodeName") or None,
-                pod_dir / "kubeconfig",
-            )
-            env["KUBECONFIG"] = str(path)
-        return env
-
-    async def _materialise(
-        self, pod: Obj, pod_dir: Path, stop: asyncio.Event
-    ) -> dict[str, dict[str, str]] | None:
-        """Write the Pod's volumes; per container, its in-container → local path map (None: stopped)."""
-        ns = pod["metadata"].get("namespace", "default")
-        volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
-        while True:
-            try:
-                node = str((pod.get("spec") or {}).get("nodeName") or "")
-                local = {
-                    name: await self._volume(ns, v, pod_dir / "volumes" / name, node)
-                    for name, v in volumes.items()
-                }
-                break
-            except _MissingSource as exc:
-                log.info("kubelet: pod %s/%s waits for %s", ns, pod["metadata"]["name"], exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.volume_retry_seconds)
-                if stop.is_set():
-                    return None
-        per_container: dict[str, dict[str, str]] = {}
-        containers = list((pod.get("spec") or {}).get("initContainers") or []) + list(
-            (pod.get("spec") or {}).get("containers") or []
-        )
-        for c in containers:
-            paths: dict[str, str] = {}
-            for mount in c.get("volumeMounts") or []:
-                target = local.get(mount["name"])
-                if target is None:
-                    continue
-                sub = mount.get("subPath")
-                paths[mount["mountPath"].rstrip("/") or "/"] = str(target / sub) if sub else str(target)
-            tpath = c.get("terminationMessagePath") or "/dev/termination-log"
-            paths[tpath] = str(pod_dir / "termination" / c["name"])
-            per_container[c["name"]] = paths
-        return per_container
-
-    async def _volume(self, ns: str, volume: Mapping[str, Any], target: Path, node: str) -> Path:
-        if "hostPath" in volume:
-            # The node's filesystem is a directory here (a fake host's root, for instance).
-            host = self.host_root(node) / str(volume["hostPath"].get("path", "/")).lstrip("/")
-            _write_files(host, {})
-            return host
-        _write_files(target, {})
-        if "configMap" in volume or "secret" in volume:
-            is_cm = "configMap" in volume
-            src = volume["configMap"] if is_cm else volume["secret"]
-            name = src.get("name") if is_cm else src.get("secretName")
-            try:
-                obj = await self.kube.get(CONFIGMAPS if is_cm else SECRETS, str(name), namespace=ns)
-            except errors.NotFound:
-                if src.get("optional"):
-                    return target
-                raise _MissingSource(f"{'ConfigMap' if is_cm else 'Secret'} {ns}/{name}") from None
-            files: dict[str, bytes] = {}
-            if is_cm:
-                files.update({k: v.encode() for k, v in (obj.get("data") or {}).items()})
-                files.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
-            else:
-                files.update({k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()})
-                files.update({k: v.encode() for k, v in (obj.get("stringData") or {}).items()})
-            default_mode = int(src.get("defaultMode", 0o644))
-            items = src.get("items")
-            chosen = (
-                [
-                    (i["key"], i.get("path", i["key"]), int(i.get("mode", default_mode)))
-                    for i in items
-                    if i["key"] in files
-                ]
-                if items
-                else [(k, k, default_mode) for k in files]
-            )
-            _write_files(target, {rel: (files[key], mode) for key, rel, mode in chosen})
-        # emptyDir (and anything else): an empty directory.
-        return target
-
-    async def _supervise(
-        self,
-        pod: Obj,
-        container: Obj,
-        pod_dir: Path,
-        paths: Mapping[str, str],
-        env_base: Mapping[str, str],
-        stop: asyncio.Event,
-        report: Callable[[str, Obj], Any],
-        restart: str,
-    ) -> int:
-        restarts = 0
-        while True:
-            code = await self._run_container(pod, container, pod_dir, paths, env_base, stop, report, restarts)
-            if stop.is_set() or restart == "Never" or (restart == "OnFailure" and code == 0):
-                return code
-            restarts += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), min(10.0, 0.5 * 2 ** min(restarts, 5)))
-            if stop.is_set():
-                return code
-
-    async def _run_container(
-        self,
-        pod: Obj,
-        container: Obj,
-        pod_dir: Path,
-        paths: Mapping[str, str],
-        env_base: Mapping[str, str],
-        stop: asyncio.Event,
-        report: Callable[[str, Obj], Any] | None,
-        restarts: int = 0,
-    ) -> int:
-        name = container["name"]
-        ns, pod_name = pod["metadata"].get("namespace", "default"), pod["metadata"]["name"]
-        rule = self._rule(str(container.get("image", "")))
-        assert rule is not None  # checked before any container starts
-        argv = [rewrite(str(a), paths) for a in (container.get("command") or rule.entrypoint)]
-        argv += [rewrite(str(a), paths) for a in container.get("args") or []]
-        if not argv:
-            raise RuntimeError(f"container {name} has no command and image rule {rule.pattern} no entrypoint")
-        argv[0] = rule.programs.get(os.path.basename(argv[0]), argv[0])
-        env = dict(env_base)
-        env.update(await self._container_env(pod, container, paths))
-        env.update(rule.env)
-        cwd = rewrite(str(container.get("workingDir") or ""), paths) or str(pod_dir)
-        tpath = container.get("terminationMessagePath") or "/dev/termination-log"
-        tfile = Path(paths[tpath])
-        log_path = pod_dir / "logs" / f"{name}.log"
-        _write_files(tfile.parent, {tfile.name: (b"", 0o644)})
-        _write_files(log_path.parent, {})
-        started = _now()
-        with log_path.open("ab") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=cwd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,  # its own process group: a kill reaches sh's children too
-            )
-        if report is not None:
-            running = _cstatus(container, {"running": {"startedAt": started}}, restarts)
-            # A real kubelet names the runtime's container; here the process is the container.
-            running["containerID"] = f"local://{proc.pid}"
-            await report(name, running)
-        waiter = asyncio.ensure_future(proc.wait())
-        stopper = asyncio.ensure_future(stop.wait())
-        try:
-            while not waiter.done():
-                await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
-                self._sink(ns, pod_name, name, log_path)
-                if stop.is_set() and not waiter.done():
-                    await self._kill(proc, pod)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._kill(proc, pod, grace=0))
-            raise
-        finally:
-            stopper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stopper
-        code = proc.returncode if proc.returncode is not None else -1
-        self._sink(ns, pod_name, name, log_path)
-        fallback = code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError"
-        message = termination_message(tfile, log_path, fallback)
-        terminated: Obj = {
-            "exitCode": code if code >= 0 else 128 - code,
-            "reason": "Completed" if code == 0 else "Error",
-            "startedAt": started,
-            "finishedAt": _now(),
-        }
-        if message:
-            terminated["message"] = message
-        if report is not None and not stop.is_set():
-            ended = _cstatus(container, {"terminated": terminated}, restarts)
-            ended["containerID"] = terminated["containerID"] = f"local://{proc.pid}"
-            await report(name, ended)
-        return code
-
-    def _sink(self, ns: str, pod: str, container: str, log_path: Path) -> None:
-        if self.log_sink is None:
-            return
-        try:
-            text = log_path.read_text(errors="replace")
-        except OSError:
-            return
-        self.log_sink(ns, pod, container, text)
-
-    async def _container_env(self, pod: Obj, container: Obj, paths: Mapping[str, str]) -> dict[str, str]:
-        ns = pod["metadata"].get("namespace", "default")
-        env: dict[str, str] = {}
-        for item in container.get("env") or []:
-            value = item.get("value")
-            source = item.get("valueFrom") or {}
-            if value is None and "fieldRef" in source:
-                value = _field(pod, source["fieldRef"].get("fieldPath", ""))
-            elif value is None and ("configMapKeyRef" in source or "secretKeyRef" in source):
-                is_cm = "configMapKeyRef" in source
-                ref = source["configMapKeyRef" if is_cm else "secretKeyRef"]
-                try:
-                    obj = await self.kube.get(CONFIGMAPS if is_cm else SECRETS, ref["name"], namespace=ns)
-                    raw = (obj.get("data") or {}).get(ref["key"])
-                    value = raw if is_cm or raw is None else base64.b64decode(raw).decode(errors="replace")
-                except errors.NotFound:
-                    value = None
-            if value is not None:
-                env[item["name"]] = rewrite(str(value), paths)
-        return env
-
-    async def _kill(self, proc: asyncio.subprocess.Process, pod: Obj, grace: float | None = None) -> None:
-        if proc.returncode is not None:
-            return
-        if grace is None:
-            meta_grace = pod["metadata"].get("deletionGracePeriodSeconds")
-            spec_grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
-            current = self._pods.get(pod["metadata"]["name"], pod["metadata"].get("namespace"))
-            if current is not None:
-                meta_grace = current["metadata"].get("deletionGracePeriodSeconds", meta_grace)
-            chosen = meta_grace if meta_grace is not None else spec_grace
-            grace = float(chosen) if chosen is not None else DEFAULT_GRACE_SECONDS
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-        else:
-            # The group's other members (sh's children) go too, whatever the leader did.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-class _MissingSource(Exception):
-    pass
-
-
-def _write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for rel, (data, mode) in files.items():
-        path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        path.chmod(mode)
-
-
-def termination_message(tfile: Path, log_path: Path, fallback_to_logs: bool) -> str:
-    """The termination-log file's contents, else (when asked) the log's tail."""
-    try:
-        message = tfile.read_bytes()[:TERMINATION_MESSAGE_LIMIT].decode(errors="replace")
-    except OSError:
-        message = ""
-    if not message.strip() and fallback_to_logs:
-        try:
-            message = fallback_message(log_path.read_text(errors="replace"))
-        except OSError:
-            message = ""
-    return message
-
-
-def _waiting(container: Mapping[str, Any], reason: str, message: str) -> Obj:
-    waiting: Obj = {"reason": reason}
-    if message:
-        waiting["message"] = message
-    return _cstatus(container, {"waiting": waiting}, 0)
-
-
-def _cstatus(container: Mapping[str, Any], state: Obj, restarts: int) -> Obj:
-    return {
-        "name": container["name"],
-        "image": container.get("image", ""),
-        "imageID": "",
-        "ready": "running" in state,
-        "started": "running" in state,
-        "restartCount": restarts,
-        "state": state,
-    }
-
-
-def _field(pod: Mapping[str, Any], path: str) -> str | None:
-    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
-    simple = {
-        "metadata.name": meta.get("name"),
-        "metadata.namespace": meta.get("namespace"),
-        "metadata.uid": meta.get("uid"),
-        "spec.nodeName": spec.get("nodeName"),
-        "spec.serviceAccountName": spec.get("serviceAccountName"),
-        "status.podIP": "127.0.0.1",
-        "status.hostIP": "127.0.0.1",
-    }
-    if path in simple:
-        value = simple[path]
-        return None if value is None else str(value)
-    match = re.match(r"metadata\.(labels|annotations)\['(.+)'\]$", path)
-    if match:
-        value = (meta.get(match.group(1)) or {}).get(match.group(2))
-        return None if value is None else str(value)
-    return None
-
-
-def _ready_condition(ready: bool, *, reason: str | None = None) -> dict[str, Any]:
-    condition = {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _now()}
-    if reason:
-        condition["reason"] = reason
-    return condition
