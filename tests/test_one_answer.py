@@ -15,7 +15,7 @@ import pytest
 
 from mcosup.builder import buildplan
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
-from mcosup.model import machineconfig, names, rendering
+from mcosup.model import ignition, machineconfig, names, rendering
 from mcosup.sim.controlplane import ControlPlane, ControlPlaneError
 from webhooks.facts import PoolFacts
 
@@ -64,7 +64,7 @@ def test_padded_base64_and_percent_encoding_give_the_same_bytes_to_every_reader(
         mc = mc_with_source(source)
         assert machineconfig.problems(mc) == []
         rendering.check(mc)
-        assert rendering.decode_data_url(source) == expected
+        assert ignition.decode_data_url(source) == expected
         assert parse_machineconfig(mc).files[0].contents == expected
         [entry] = buildplan.build_context("rendered-worker-x", mc["spec"])
         assert (entry.path, entry.data) == ("/etc/motd", expected)

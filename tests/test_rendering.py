@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mcosup.model import names, rendering
+from mcosup.model import ignition, names, rendering
 
 ROLE = names.ROLE_LABEL
 
@@ -372,7 +372,7 @@ DATA_URLS: list[tuple[str, str | None, bytes]] = [
 
 @pytest.mark.parametrize(("source", "compression", "expected"), DATA_URLS)
 def test_decode_data_url(source: str, compression: str | None, expected: bytes) -> None:
-    assert rendering.decode_data_url(source, compression) == expected
+    assert ignition.decode_data_url(source, compression) == expected
 
 
 @pytest.mark.parametrize(
@@ -386,4 +386,4 @@ def test_decode_data_url(source: str, compression: str | None, expected: bytes) 
 )
 def test_decode_data_url_errors(source: str, compression: str | None, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        rendering.decode_data_url(source, compression)
+        ignition.decode_data_url(source, compression)

@@ -35,7 +35,7 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcosup.model import machineconfig, names, rendering
+from mcosup.model import ignition, machineconfig, names, rendering
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import PodOptions
 
@@ -178,7 +178,7 @@ def _file_entries(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
             )
         contents = f.get("contents") or {}
         try:
-            data = rendering.decode_data_url(
+            data = ignition.decode_data_url(
                 str(contents.get("source") or "data:,"), contents.get("compression")
             )
         except ValueError as exc:

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcosup.model import machineconfig
-from mcosup.model.machineconfig import decode_data_url
+from mcosup.model.ignition import decode_data_url
 
 #: The one user whose ssh keys and password hash a MachineConfig may set.
 CORE_USER = "core"

@@ -11,27 +11,23 @@ no disks, filesystems, RAID, LUKS, directories, links, appends, groups or Igniti
 
 from __future__ import annotations
 
-import binascii
 import re
-import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import compress, repeat
-from operator import itemgetter, not_
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
-from mcosup.model import names
+from mcosup.model import names, plainfiles
+from mcosup.model.ignition import (
+    IGNITION_V2_VERSIONS,
+    MAX_MODE,
+    NEWEST_IGNITION_VERSION,
+    SUPPORTED_IGNITION_VERSIONS,
+    check_data_url,
+    is_normalised_absolute,
+    normalised,
+)
 
-IGNITION_V2_VERSIONS = ("2.0.0", "2.1.0", "2.2.0")
-IGNITION_V3_VERSIONS = ("3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0")
-SUPPORTED_IGNITION_VERSIONS = IGNITION_V2_VERSIONS + IGNITION_V3_VERSIONS
-NEWEST_IGNITION_VERSION = "3.4.0"
 KERNEL_TYPES = ("", "default", "realtime", "64k-pages")
-MAX_MODE = 0o777
-# A gzip member that inflates past this is refused rather than inflated without bound (a MachineConfig
-# is limited to about 1 MiB by etcd, gzip reaches 1000:1, and a file this size belongs in the OS image).
-MAX_DECOMPRESSED_BYTES = 64 * 1024 * 1024
 
 _UNIT_TYPES = (
     "service",
@@ -49,21 +45,6 @@ _UNIT_TYPES = (
 )
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(?:" + "|".join(_UNIT_TYPES) + r")$")
 _DROPIN_NAME = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.conf$")
-_BAD_PERCENT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
-_BAD_PERCENT_TEXT = re.compile(r"%(?![0-9A-Fa-f]{2})")
-_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-
-
-def _canonical_base64(payload: str) -> bool:
-    """True for padded standard base64 (what encoders write); deleting the alphabet in C is fastest."""
-    if len(payload) % 4:
-        return False
-    try:
-        encoded = payload.encode("ascii")
-    except UnicodeEncodeError:
-        return False
-    body = encoded.rstrip(b"=")
-    return len(encoded) - len(body) <= 2 and not body.translate(None, _BASE64_ALPHABET)
 
 
 _CORE_FIELDS = frozenset(("name", "sshAuthorizedKeys", "passwordHash"))
@@ -115,229 +96,6 @@ def _map(value: object, field: str, out: list[Problem]) -> Mapping[str, Any] | N
         out.append(Problem(field, f"must be an object, got {type(value).__name__}"))
         return None
     return value
-
-
-def ignition_version(mc: Mapping[str, Any]) -> str | None:
-    """The Ignition spec version of ``mc``'s config, or None when it has none or is not a mapping."""
-    spec = mc.get("spec") if isinstance(mc, Mapping) else None
-    config = spec.get("config") if isinstance(spec, Mapping) else None
-    ignition = config.get("ignition") if isinstance(config, Mapping) else None
-    version = ignition.get("version") if isinstance(ignition, Mapping) else None
-    return version if isinstance(version, str) else None
-
-
-def is_normalised_absolute(path: str) -> bool:
-    """True for ``/a/b``; False for relative paths, ``/``, ``//``, ``.``/``..`` parts or a trailing slash."""
-    if not path.startswith("/") or path == "/":
-        return False
-    if "//" in path or "/./" in path or "/../" in path or "\x00" in path:
-        return False
-    return not path.endswith(("/", "/.", "/.."))
-
-
-def normalised(path: str) -> str:
-    """The normalised absolute form of ``path`` (for a denial's suggested fix)."""
-    stack: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if stack:
-                stack.pop()
-            continue
-        stack.append(part)
-    return "/" + "/".join(stack)
-
-
-def decode_data_url(source: str, compression: str | None = None) -> bytes:
-    """Decode an Ignition ``data:`` URL (base64 or percent-encoded, optionally gzip); ValueError says why.
-
-    This is the one decoder every part of mcosup uses — the webhook, render, the builder's build context
-    and the legacy daemon — and it accepts what Ignition's own decoder (and the MCO's daemon, which uses
-    the same one) accepts: ``;base64`` data is standard base64 with its ``=`` padding (nothing else:
-    no whitespace, no URL-safe alphabet, no percent-escapes); other data is percent-decoded.
-    """
-    if not source[:5].lower() == "data:":
-        raise ValueError("not a data: URL")
-    header, comma, payload = source[5:].partition(",")
-    if not comma:
-        raise ValueError("data: URL has no ',' separating the media type from the data")
-    if header.rpartition(";")[2].strip().lower() == "base64":
-        try:
-            data = binascii.a2b_base64(payload.encode("ascii"), strict_mode=True)
-        except (UnicodeEncodeError, binascii.Error, ValueError):
-            raise ValueError(
-                "data: URL is marked ;base64 but its data is not padded standard base64 (Ignition reads "
-                "only A-Z a-z 0-9 + / with '=' padding to a multiple of 4; re-encode it, e.g. base64 -w0)"
-            ) from None
-    else:
-        raw = payload.encode("utf-8", "surrogateescape")
-        if _BAD_PERCENT.search(raw):
-            raise ValueError("data: URL has a '%' that is not followed by two hex digits")
-        data = unquote_to_bytes(raw) if b"%" in raw else raw
-    if compression == "gzip":
-        data = _gunzip(data)
-    return data
-
-
-def check_data_url(source: str, compression: str | None = None) -> None:
-    """Raise ValueError (saying why) unless ``source`` decodes; cheaper than decoding when it can be.
-
-    Validation runs for every file of every MachineConfig review, so the common encodings (canonical
-    base64, percent-encoding) are checked by pattern without materialising the file.
-    """
-    if compression != "gzip" and source[:5].lower() == "data:":
-        header, comma, payload = source[5:].partition(",")
-        if comma:
-            if header.rpartition(";")[2].strip().lower() == "base64":
-                if _canonical_base64(payload):
-                    return
-            elif not _BAD_PERCENT_TEXT.search(payload):
-                return
-    decode_data_url(source, compression)
-
-
-def _gunzip(data: bytes) -> bytes:
-    inflater = zlib.decompressobj(wbits=31)
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        pending = data
-        while True:
-            chunk = inflater.decompress(pending, 1 << 20)
-            size += len(chunk)
-            if size > MAX_DECOMPRESSED_BYTES:
-                raise ValueError(
-                    f"gzip contents inflate to more than {MAX_DECOMPRESSED_BYTES // (1024 * 1024)} MiB; "
-                    "a file this large belongs in the OS image, not in a MachineConfig"
-                )
-            chunks.append(chunk)
-            pending = inflater.unconsumed_tail
-            if not pending:
-                break
-        if not inflater.eof:
-            raise ValueError("gzip contents are truncated")
-    except zlib.error as exc:
-        raise ValueError(f"contents are marked compression: gzip but are not valid gzip ({exc})") from None
-    return b"".join(chunks)
-
-
-_PLAIN_FILE_KEYS = frozenset(("path", "mode", "contents", "overwrite", "user", "group", "filesystem"))
-_PLAIN_CONTENTS_KEYS = frozenset(("source", "verification"))
-_BASE64_PREFIX = "data:;base64,"
-_PERCENT_PREFIX = "data:,"
-# Files are checked in batches of this many: a batch that is valid on sight costs a few C-level scans
-# over all its paths and sources; one that is not (a gzip file, a bad path) is checked file by file.
-_BATCH = 64
-_NONE = type(None)
-_AND_3 = (3).__and__
-_LAST_TWO = itemgetter(slice(-2, None))
-# Searches over paths joined one per line ("\n/a/b\n/c\n"); regular expressions beat str.find here.
-_RELATIVE_PATH = re.compile(r"\n[^/]")
-# An empty part, a '.' or '..' part (or a dot-file), a trailing slash.
-_ODD_PATH = re.compile(r"/[/.\n]")
-_UNDELIVERABLE_PATH = re.compile(
-    r"\n(?:" + "|".join(map(re.escape, names.IMAGE_UNDELIVERABLE_PREFIXES)) + r")[/\n]"
-)
-# In the last two characters of each base64 URL (joined one per line): padding followed by data.
-_MISPLACED_PADDING = re.compile(r"=[^=\n]")
-
-
-def _paths_by_line(files: Sequence[Any]) -> tuple[list[str], str] | None:
-    """The paths of ``files`` and the same joined one per line, when every file is a dict with a path."""
-    if set(map(type, files)) != {dict}:
-        return None
-    paths: list[Any] = list(map(dict.get, files, repeat("path")))
-    if set(map(type, paths)) != {str}:
-        return None
-    joined = "\n" + "\n".join(paths) + "\n"
-    if joined.count("\n") != len(paths) + 1:  # a newline inside a path
-        return None
-    return paths, joined
-
-
-def _plain_paths(files: Sequence[Any]) -> list[str] | None:
-    """The paths of ``files`` when each is valid on sight (and the paths distinct), else None.
-
-    Validation runs for every file of every MachineConfig review, and nearly all files are an absolute
-    path, a plain mode and inline base64 or percent-encoded contents. Those are checked here a batch at
-    a time with C-level scans of the joined paths and sources, instead of field by field in Python (see
-    ``bench/webhook_latency.py``). Anything else returns None and takes the full check, which accepts
-    some of what this refuses (dot-files, gzip, lenient base64) and words the problems.
-    """
-    by_line = _paths_by_line(files)
-    if by_line is None:
-        return None
-    keys = set().union(*files)
-    if not keys <= _PLAIN_FILE_KEYS:
-        return None
-    paths, joined = by_line
-    if (
-        _RELATIVE_PATH.search(joined)
-        or _ODD_PATH.search(joined)
-        or "\x00" in joined
-        or len(set(paths)) != len(paths)
-    ):
-        return None
-    if "mode" in keys:
-        modes: set[Any] = set(map(dict.get, files, repeat("mode")))
-        modes.discard(None)
-        if modes and (set(map(type, modes)) != {int} or min(modes) < 0 or max(modes) > MAX_MODE):
-            return None
-    if "filesystem" in keys and not {None, "root"}.issuperset(map(dict.get, files, repeat("filesystem"))):
-        return None
-    contents = _given(map(dict.get, files, repeat("contents")), dict)
-    if contents is None or not set().union(*contents) <= _PLAIN_CONTENTS_KEYS:
-        return None
-    sources = _given(map(dict.get, contents, repeat("source")), str)
-    if sources is None:
-        return None
-    is_base64 = list(map(str.startswith, sources, repeat(_BASE64_PREFIX)))
-    base64 = list(compress(sources, is_base64))
-    percent = list(compress(sources, map(not_, is_base64)))
-    return paths if _canonical_base64_urls(base64) and _plain_percent_urls(percent) else None
-
-
-def _given(values: Iterable[Any], kind: type) -> list[Any] | None:
-    """The values that are not None, when all of those are exactly of type ``kind``; else None."""
-    given = list(values)
-    kinds = set(map(type, given))
-    if kinds == {kind}:
-        return given
-    if not kinds <= {kind, _NONE}:
-        return None
-    return [value for value in given if value is not None]
-
-
-def _canonical_base64_urls(sources: list[str]) -> bool:
-    """True when every one of ``sources`` (``data:;base64,`` URLs) carries padded standard base64.
-
-    One scan for all: deleting the base64 alphabet from the joined URLs must leave exactly each URL's
-    ``:;,`` (from the prefix), its padding and the separator; and every '=' must be in the last two
-    characters of its URL, not followed by data.
-    """
-    if not sources:
-        return True
-    joined = "\n".join(sources) + "\n"
-    if not joined.isascii() or set(map(_AND_3, map(len, sources))) != {len(_BASE64_PREFIX) & 3}:
-        return False
-    rest = joined.encode("ascii").translate(None, _BASE64_ALPHABET)
-    if rest.replace(b"=", b"") != b":;,\n" * len(sources):
-        return False
-    tails = "\n".join(map(_LAST_TWO, sources))
-    return tails.count("=") == rest.count(b"=") and _MISPLACED_PADDING.search(tails) is None
-
-
-def _plain_percent_urls(sources: list[str]) -> bool:
-    """True when every one of ``sources`` is a ``data:,`` URL whose every '%' starts an escape."""
-    if not sources:
-        return True
-    joined = "\n" + "\n".join(sources)
-    return (
-        joined.count("\n" + _PERCENT_PREFIX) == len(sources)
-        and joined.count("\n") == len(sources)
-        and _BAD_PERCENT_TEXT.search(joined) is None
-    )
 
 
 def _check_file(
@@ -465,9 +223,9 @@ def _check_file(
 
 def _check_files(files: Sequence[Any], v2: bool, out: list[Problem]) -> None:
     seen: dict[str, int] = {}
-    for start in range(0, len(files), _BATCH):
-        batch = files[start : start + _BATCH]
-        paths = _plain_paths(batch)
+    for start in range(0, len(files), plainfiles.BATCH):
+        batch = files[start : start + plainfiles.BATCH]
+        paths = plainfiles.plain_paths(batch)
         if paths is not None and seen.keys().isdisjoint(paths):
             seen.update(zip(paths, range(start, start + len(batch)), strict=True))
             continue
@@ -713,8 +471,10 @@ def undeliverable_paths(mc: Mapping[str, Any]) -> list[str]:
 def undeliverable_files(mc: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(field, path)`` of each undeliverable file of ``mc`` (field: ``spec.config.storage.files[i]``)."""
     files = _file_list(mc)
-    by_line = _paths_by_line(files)
-    if by_line is not None and not (_ODD_PATH.search(by_line[1]) or _UNDELIVERABLE_PATH.search(by_line[1])):
+    by_line = plainfiles.paths_by_line(files)
+    if by_line is not None and not (
+        plainfiles.ODD_PATH.search(by_line[1]) or plainfiles.UNDELIVERABLE_PATH.search(by_line[1])
+    ):
         return []  # the common case, told by two scans of the joined paths
     return [
         (f"spec.config.storage.files[{i}].path", path)

@@ -103,20 +103,6 @@ def select(pool: Mapping[str, Any], machineconfigs: Iterable[Mapping[str, Any]])
     return sorted(chosen, key=lambda mc: str(mc["metadata"]["name"]))
 
 
-# --------------------------------------------------------------------------------------------- data URLs
-
-
-def decode_data_url(source: str, compression: str | None = None) -> bytes:
-    """Bytes of an Ignition ``contents.source`` data URL (RFC 2397), gunzipped when ``compression=gzip``.
-
-    The decoding is the admission webhook's, so what it admits is exactly what render and the builder
-    can read. Raises ValueError saying what is wrong; callers add the object and field.
-    """
-    if compression not in (None, "", "gzip"):
-        raise ValueError(f"compression {compression!r} is not supported; use gzip or none")
-    return machineconfig.decode_data_url(source, compression or None)
-
-
 # --------------------------------------------------------------------------------------------- checks
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from mcosup.kube import errors
 from mcosup.model import names
-from mcosup.model.machineconfig import decode_data_url
+from mcosup.model.ignition import decode_data_url
 from mcosup.sim.backends import KINDS
 from mcosup.sim.cluster import ClusterConfig, LocalCluster, missing_tools
 from mcosup.sim.invariants import most_unavailable, wait_until

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcosup.model import machineconfig
+from mcosup.model import plainfiles
 from mcosup.model.machineconfig import problems, undeliverable_files
 
 PATHS = [
@@ -130,7 +130,7 @@ def machineconfig_with(entries: list[Any], version: str) -> dict[str, Any]:
 
 def file_by_file(monkeypatch: pytest.MonkeyPatch, call: Any, config: dict[str, Any]) -> Any:
     with monkeypatch.context() as patch:
-        patch.setattr(machineconfig, "_paths_by_line", lambda files: None)
+        patch.setattr(plainfiles, "paths_by_line", lambda files: None)
         return call(config)
 
 
@@ -187,7 +187,7 @@ def test_a_batch_of_plain_files_takes_the_shortcut() -> None:
             [_base64_url(b"key=value\n"), "data:,key%3Dvalue%0A", _base64_url(b"ab")] * 30
         )
     ]
-    assert machineconfig._plain_paths(entries) == [entry["path"] for entry in entries]
+    assert plainfiles.plain_paths(entries) == [entry["path"] for entry in entries]
     assert problems(machineconfig_with(entries, "3.4.0")) == []
 
 
@@ -209,4 +209,4 @@ def test_a_batch_of_plain_files_takes_the_shortcut() -> None:
 def test_base64_and_percent_urls_in_bulk(source: str, plain: bool) -> None:
     entries = [{"path": "/etc/a", "contents": {"source": _base64_url(b"first")}}]
     entries.append({"path": "/etc/b", "contents": {"source": source}})
-    assert (machineconfig._plain_paths(entries) is not None) is plain
+    assert (plainfiles.plain_paths(entries) is not None) is plain

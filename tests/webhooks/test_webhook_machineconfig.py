@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from mcosup.model.ignition import decode_data_url
 from mcosup.model.machineconfig import (
     Problem,
-    decode_data_url,
     problems,
     undeliverable_files,
     undeliverable_paths,
