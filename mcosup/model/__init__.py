@@ -4,9 +4,8 @@
 - ``objects``: typed accessors for the objects' metadata (labels, annotations, opt-in, rendered config).
 - ``selectors``: Kubernetes label-selector matching, the API server's semantics.
 - ``ignition``: reading Ignition: spec versions, ``data:`` URLs and paths, as Ignition itself does.
-- ``machineconfig``: which
-  MachineConfigs mcosup can deliver (the webhook admits exactly those; the builder and daemon re-check),
-  with ``plainfiles``, its fast path for batches of plain files.
+- ``machineconfig``: which MachineConfigs mcosup can deliver (the webhook admits exactly those; the
+  builder and daemon re-check), with ``plainfiles``, its fast path for batches of plain files.
 - ``node``: the node protocol: what the supervisor asks of a node and what its daemon reports.
 - ``rendering``: the merge of a pool's MachineConfigs into its rendered config.
 - ``buildconfig``: validation of the on-cluster build configuration.
