@@ -74,7 +74,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from mcosup.http import certs
-from mcosup.sim import admission, validation
+from mcosup.sim import admission, defaults
 from mcosup.sim.admission import UserInfo
 from mcosup.sim.faults import Faults
 from mcosup.sim.resources import BUILTINS
@@ -138,7 +138,7 @@ class Emulator(Routing):
             self._types[(rt.group, rt.version, rt.plural)] = rt
         for ns in INITIAL_NAMESPACES:
             self._seed(
-                validation.namespace_defaults(
+                defaults.namespace_defaults(
                     {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                 )
             )

@@ -29,7 +29,7 @@ import jsonschema
 import orjson
 
 from mcosup.sim import cel
-from mcosup.sim.validation import is_date_time
+from mcosup.sim.gotypes import is_date_time
 
 _DROP_KEYS = {"nullable", "description", "example", "externalDocs", "default", "title"}
 # The formats the apiserver checks that matter here; others (int32, int64, ...) are not checked.

@@ -4,7 +4,8 @@ The apiserver's registry strategies in short: object names (RFC 1123 subdomains,
 Namespaces, DNS-1035 for Services, path segments for RBAC), refusing new content in a terminating
 namespace, pruning unknown fields (a warning each, or 400 under `fieldValidation=Strict`), and the
 defaulting and validation of each kind: CRD schemas (:mod:`mcosup.sim.schema`) for custom resources,
-:mod:`mcosup.sim.validation` for built-in kinds.
+:mod:`mcosup.sim.gotypes`, :mod:`mcosup.sim.defaults` and :mod:`mcosup.sim.validation` for built-in
+kinds.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mcosup.sim import errors, schema, validation
+from mcosup.sim import defaults, errors, gotypes, schema, validation
 from mcosup.sim.crds import ResourceTypes
 from mcosup.sim.resources import ResourceType
 from mcosup.sim.wire import Ctx, Target
@@ -92,7 +93,7 @@ class WriteChecks(ResourceTypes):
     ) -> dict[str, Any]:
         rt = t.rt
         name = obj["metadata"]["name"]
-        obj, dropped = validation.prune_unknown(rt.kind, obj, rt.builtin)
+        obj, dropped = gotypes.prune_unknown(rt.kind, obj, rt.builtin)
         self._unknown_fields(ctx, t, dropped)
         meta_causes = validation.metadata_causes(obj["metadata"])
         if meta_causes:
@@ -107,16 +108,16 @@ class WriteChecks(ResourceTypes):
                 if causes:
                     raise errors.invalid(rt.kind, rt.group, name, causes)
             return obj
-        obj = validation.omit_empty(rt.kind, obj)
+        obj = gotypes.omit_empty(rt.kind, obj)
         if rt.kind == "ValidatingWebhookConfiguration":  # defaulted before it is validated
-            obj = validation.webhook_configuration_defaults(obj)
-        bad_time = validation.undecodable_time(rt.kind, obj)
+            obj = defaults.webhook_configuration_defaults(obj)
+        bad_time = gotypes.undecodable_time(rt.kind, obj)
         if bad_time is not None:
             raise errors.bad_request(
                 f'{rt.kind} in version "{t.version}" cannot be handled as a {rt.kind}: {bad_time}'
             )
         if rt.kind == "Secret":
-            bad_base64 = validation.undecodable_secret_data(obj)
+            bad_base64 = gotypes.undecodable_secret_data(obj)
             if bad_base64 is not None:
                 raise errors.bad_request(
                     f'Secret in version "v1" cannot be handled as a Secret: {bad_base64}'
@@ -129,18 +130,18 @@ class WriteChecks(ResourceTypes):
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         if rt.kind == "Pod":
-            obj = validation.pod_defaults(obj)
+            obj = defaults.pod_defaults(obj)
             causes = validation.pod_causes(obj, old)
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
         elif rt.kind == "CustomResourceDefinition":
             obj = self._crd_prepare(obj, old)
         elif rt.kind == "Namespace":
-            obj = validation.namespace_defaults(obj)
+            obj = defaults.namespace_defaults(obj)
         elif rt.kind == "Node":
-            obj = validation.node_defaults(obj, created=old is None)
+            obj = defaults.node_defaults(obj, created=old is None)
         elif rt.kind in ("Deployment", "DaemonSet") and rt.group == "apps":
-            obj = validation.workload_defaults(rt.kind, obj, old)
+            obj = defaults.workload_defaults(rt.kind, obj, old)
 
         elif rt.kind == "PodDisruptionBudget":
             spec = obj.get("spec") or {}
