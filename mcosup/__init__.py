@@ -4,7 +4,7 @@ The folder tree is the architecture (import-linter enforces it, see pyproject.to
 - ``mcosup.model``: the MCO's objects and rules, pure; shared by every process and the webhook.
 - ``webhooks`` (top level): the admission verdicts, pure; imports only ``mcosup.model``.
 - ``mcosup.runtime``: settings, logs, metrics, signal handling.
-- ``mcosup.kube``: the only door to the API server (its ``clientconfig`` is the only importer of
+- ``mcosup.kube``: the only door to the API server (its ``credentials`` is the only importer of
   kubernetes_asyncio, and only for kubeconfig exec/auth-provider plugins).
 - ``mcosup.control``: the controllers' machinery (queue, controller loop, clock, pool status writes).
 - ``mcosup.http``: servers (probes, metrics, admission) and their certificates.

@@ -87,6 +87,11 @@ class ConnectionFailed(ApiError):
         super().__init__(0, "ConnectionFailed", message)
 
 
+def bad_kubeconfig(message: str) -> ApiError:
+    """The client configuration cannot be used (status 0); the message names the file, field and fix."""
+    return ApiError(0, "BadKubeconfig", message)
+
+
 _BY_STATUS: dict[int, type[ApiError]] = {
     400: BadRequest,
     401: Unauthorized,

@@ -78,7 +78,7 @@ async def test_a_failed_re_read_keeps_the_last_token_and_retries_soon(
     assert await config.authorization() == "Bearer one"
     (directory / "token").unlink()
     clock.now += 60
-    with caplog.at_level(logging.WARNING, logger="mcosup.kube.clientconfig"):
+    with caplog.at_level(logging.WARNING, logger="mcosup.kube.credentials"):
         assert await config.authorization() == "Bearer one"
     assert "cannot re-read" in caplog.text and "keeping the previous token" in caplog.text
     (directory / "token").write_text("two\n")
