@@ -146,7 +146,7 @@ class Demo:
             return 0
         except Exception as exc:
             self.console.print(f"[bold red]demo failed:[/] {exc}")
-            self.console.print(f"[dim]supervisor log (last lines):[/]\n{cluster.supervisor_tail()}")
+            self.console.print(f"[dim]supervisor log (last lines):[/]\n{cluster.supervisor.tail()}")
             self.console.print(f"[dim]everything is under {cluster.workdir}[/]")
             return 1
         finally:

@@ -12,7 +12,8 @@
   ``node-certificates``, a ``master`` and a ``worker`` pool with a few MachineConfigs each;
 - Nodes (Ready, with the pool role labels), each with a :class:`~mcosup.sim.fakehost.FakeHost` and a real
   ``mcosup daemon`` process using the daemon ServiceAccount bound to its node (restarted after reboots);
-- ``mcosup supervisor`` as a real subprocess with its own ServiceAccount and self-managed webhook TLS;
+- ``mcosup supervisor`` as a real subprocess with its own ServiceAccount and self-managed webhook TLS
+  (:mod:`mcosup.sim.supervisorprocess`);
 - the kubelet stand-in, running the builder pod and the build pods (local ``mcosup`` and ``buildah``).
   There is no scheduler: it binds them (the ``binding`` subresource) to ``infra-0``, a Ready node of no
   pool, so no rollout drains them (on a real cluster a drain of the node they landed on would evict
@@ -31,12 +32,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
 import shutil
-import signal
-import sys
 import tempfile
-import urllib.request
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +49,6 @@ from mcosup.kube.resources import (
     NODES,
     PODS,
     SECRETS,
-    VALIDATING_WEBHOOK_CONFIGURATIONS,
 )
 from mcosup.model import names
 from mcosup.runtime.settings import KubeSettings
@@ -71,12 +67,10 @@ from mcosup.sim.objects import (
 from mcosup.sim.ostreehost import HostKind, create_host, remove_host
 from mcosup.sim.recorder import Entry, Recorder
 from mcosup.sim.registry import Registry, build_base_image, free_port
+from mcosup.sim.supervisorprocess import BUILDAH_IMAGE, MCOSUP_IMAGE, WEBHOOK_SERVICE, SupervisorProcess
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_SERVICE = "machine-config-supervisor"
-MCOSUP_IMAGE = "quay.io/mcosup/mcosup:local"
-BUILDAH_IMAGE = "quay.io/buildah/stable:local"
 #: The node the kubelet stand-in binds the builder and build pods to: in no pool, so never drained.
 INFRA_NODE = "infra-0"
 #: Files a daemon keeps for itself on the host: they name configs and steps, so they differ per history.
@@ -109,13 +103,6 @@ class ClusterConfig:
     #: The API server: the bundled emulator, or a real kube-apiserver, etcd and kube-controller-manager
     #: built from the Kubernetes Go modules (:mod:`mcosup.sim.controlplane`).
     control_plane: Kind = "emulator"
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text(errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -171,9 +158,14 @@ class LocalCluster:
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.base_image = ""
         self.nodes: dict[str, SimNode] = {}
-        self.supervisor: asyncio.subprocess.Process | None = None
-        self.supervisor_log = self.workdir / "supervisor.log"
-        self.http_port = 0
+        self.supervisor = SupervisorProcess(
+            self.backend,
+            self.workdir,
+            self.ns,
+            self.webhook_port,
+            extra_env=config.supervisor_env,
+            startup_seconds=config.startup_seconds,
+        )
         self._kube_cm: contextlib.AbstractAsyncContextManager[kclient.Kube] | None = None
         self._kube: kclient.Kube | None = None
         self._kubelet_task: asyncio.Task[None] | None = None
@@ -250,7 +242,7 @@ class LocalCluster:
         self.say("starting the kubelet stand-in")
         self._kubelet_task = asyncio.create_task(self._kubelet().run(), name="kubelet")
         self.say("starting the supervisor (real process, self-managed webhook TLS)")
-        await self._start_supervisor()
+        await self.supervisor.start(self.kube)
 
     async def stop(self) -> None:
         """Stop everything started, newest first; bounded (each process gets SIGTERM, then SIGKILL)."""
@@ -265,7 +257,7 @@ class LocalCluster:
         for n in self.nodes.values():
             n.task = None
         self._kubelet_task = self._recorder_task = None
-        await self._stop_supervisor()
+        await self.supervisor.stop()
         if self._kube_cm is not None:
             with contextlib.suppress(Exception):
                 await self._kube_cm.__aexit__(None, None, None)
@@ -355,81 +347,6 @@ class LocalCluster:
         self.nodes[name] = sim
         return sim
 
-    async def _start_supervisor(self) -> None:
-        kubeconfig = await asyncio.to_thread(
-            self.backend.write_kubeconfig_for_service_account,
-            self.workdir / "supervisor.kubeconfig",
-            self.ns,
-            names.SUPERVISOR_SA,
-        )
-        # The webhook configuration exists before the supervisor, as `kubectl apply -k deploy/` leaves it;
-        # the supervisor injects its CA. (MachineConfig writes wait for it: failurePolicy Fail.)
-        for doc in _documents(DEPLOY / "webhook.yaml"):
-            await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
-        self.http_port = free_port()
-        env = {
-            **os.environ,
-            "MCOSUP_NAMESPACE": self.ns,
-            "MCOSUP_HTTP_HOST": "127.0.0.1",
-            "MCOSUP_WEBHOOK_TLS": "self-managed",
-            "MCOSUP_WEBHOOK_PORT": str(self.webhook_port),
-            "MCOSUP_WEBHOOK_CERT_DIR": str(self.workdir / "webhook-tls"),
-            "MCOSUP_WEBHOOK_SERVICE": WEBHOOK_SERVICE,
-            "MCOSUP_WEBHOOK_EXTRA_NAMES": ",".join(self.backend.webhook_extra_names),
-            "MCOSUP_BUILDER_BACKOFF": "1",
-            "MCOSUP_BUILDAH_IMAGE": BUILDAH_IMAGE,
-            "MCOSUP_BUILD_TLS_VERIFY": "false",
-            "MCOSUP_BUILD_RETRY_BACKOFF": "2",
-            **self.config.supervisor_env,
-        }
-        env.pop("KUBECONFIG", None)
-        argv = [
-            sys.executable, "-m", "mcosup", "supervisor",
-            "--kubeconfig", str(kubeconfig),
-            "--http-port", str(self.http_port),
-            "--image", MCOSUP_IMAGE,
-            "--identity", "machine-config-supervisor-0",
-        ]  # fmt: skip
-        with self.supervisor_log.open("ab") as out:
-            self.supervisor = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env=env,
-                start_new_session=True,
-            )
-        await wait_until(
-            self._supervisor_ready, within=self.config.startup_seconds, what="the supervisor's /readyz"
-        )
-        await wait_until(
-            self._ca_injected, within=self.config.startup_seconds, what="the webhook CA injected"
-        )
-
-    async def _supervisor_ready(self) -> str | None:
-        proc = self.supervisor
-        if proc is None or proc.returncode is not None:
-            raise ClusterError(
-                f"the supervisor exited ({proc and proc.returncode}):\n{self.supervisor_tail()}"
-            )
-        url = f"http://127.0.0.1:{self.http_port}/readyz"
-
-        def get() -> str | None:
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    return None if resp.status == 200 else f"HTTP {resp.status}"
-            except Exception as exc:
-                return str(exc)
-
-        return await asyncio.to_thread(get)
-
-    async def _ca_injected(self) -> str | None:
-        obj = await self.kube.get(VALIDATING_WEBHOOK_CONFIGURATIONS, "mcosup")
-        hooks = obj.get("webhooks") or []
-        if hooks and all((h.get("clientConfig") or {}).get("caBundle") for h in hooks):
-            return None
-        return "no caBundle yet"
-
     def _pod_log(self, namespace: str, pod: str, container: str, text: str) -> None:
         """Keep each container's output (a later Pod of the same name adds an entry) and pass it on."""
         entries = self.pod_logs.setdefault((namespace, pod, container), [])
@@ -442,7 +359,7 @@ class LocalCluster:
 
     def process_logs(self) -> dict[str, str]:
         """The log of every mcosup process the cluster ran: supervisor, daemons, builder and build pods."""
-        logs = {"supervisor": _read(self.supervisor_log)}
+        logs = {"supervisor": self.supervisor.text()}
         for name, sim in self.nodes.items():
             logs[f"daemon {name}"] = sim.daemon.log()
         for (ns, pod, container), texts in self.pod_logs.items():
@@ -458,21 +375,6 @@ class LocalCluster:
             for line in text.splitlines()
             if "403 Forbidden" in line or " is forbidden: " in line
         ]
-
-    def supervisor_tail(self, lines: int = 40) -> str:
-        return "\n".join(_read(self.supervisor_log).splitlines()[-lines:])
-
-    async def _stop_supervisor(self) -> None:
-        proc, self.supervisor = self.supervisor, None
-        if proc is None or proc.returncode is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(15):
-                await asyncio.shield(proc.wait())
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
 
     # -------------------------------------------------------------------------------- actions
 
