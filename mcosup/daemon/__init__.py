@@ -2,8 +2,10 @@
 
 Layers, from pure to I/O:
 
-- :mod:`~mcosup.daemon.machineconfig` and :mod:`~mcosup.daemon.plan` are pure: a rendered config and
-  what the Node and host say in, an ordered list of idempotent steps out. No I/O there.
+- Pure, no I/O: :mod:`~mcosup.daemon.machineconfig` reads a rendered config;
+  :mod:`~mcosup.daemon.hostfacts` holds what the host reports; :mod:`~mcosup.daemon.plan` (the config,
+  sections 6.1-6.3) and :mod:`~mcosup.daemon.certplan` (certificates, 6.4) decide, and return an ordered
+  list of idempotent :mod:`~mcosup.daemon.steps`.
 - :mod:`~mcosup.daemon.host` is the only code that touches the host (files under the root, ``rpm-ostree``
   / ``bootc``, ``systemctl``, ``update-ca-trust``, reboot).
 - :mod:`~mcosup.daemon.journal` persists intent on the host; :mod:`~mcosup.daemon.executor` runs a

@@ -13,10 +13,13 @@ from collections.abc import Mapping
 from typing import Protocol
 
 from mcosup.daemon import plan as p
+from mcosup.daemon.certplan import REGISTRY_CERTS_DIR, USER_CA_PATH, certificate_paths, plan_certificates
 from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
 from mcosup.daemon.host import Host, HostError
+from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
 from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
+from mcosup.daemon.steps import Reboot
 from mcosup.model import names
 from mcosup.model import node as nodeproto
 from mcosup.model.node import NodeView, Target
@@ -100,7 +103,7 @@ class Agent:
         if target is None:
             log.debug("node has no desired config yet", extra=self._where)
             return
-        revert = p.reverting(target, view, p.HostFacts(applied=state.applied))
+        revert = p.reverting(target, view, HostFacts(applied=state.applied))
         if state.plan is not None and (state.plan.target, state.plan.revert) != (target, revert):
             log.info("target changed to %s; abandoning plan %s", target, state.plan.key, extra=self._where)
             state.abandon_plan()
@@ -132,7 +135,7 @@ class Agent:
         rendered = parse_machineconfig(rendered_obj) if rendered_obj is not None else None
         booted, staged = await self.host.deployments()
         disk = {path: self.host.read_file(path) for path in sorted(p.paths_to_read(rendered, state.applied))}
-        facts = p.HostFacts(booted=booted, staged=staged, applied=state.applied, disk=disk)
+        facts = HostFacts(booted=booted, staged=staged, applied=state.applied, disk=disk)
         osimage = self.cluster.configmap(names.OSIMAGEURL_CM)
         stock = ((osimage or {}).get("data") or {}).get(names.BASE_OS_CONTAINER_IMAGE_KEY) or None
         return p.plan_config(view, rendered, facts, stock_image=stock)
@@ -143,17 +146,17 @@ class Agent:
             await run_record(self.host, self.journal, state, "certs", on_reboot=self._rebooting)
         cm = self.cluster.configmap(names.NODE_CERTIFICATES_CM)
         data: Mapping[str, str] | None = None if cm is None else (cm.get("data") or {})
-        paths = {*p.certificate_paths(data).values(), p.USER_CA_PATH}
+        paths = {*certificate_paths(data).values(), USER_CA_PATH}
         disk = {path: self.host.read_file(path) for path in sorted(paths)}
-        registries = frozenset(self.host.list_dir(p.REGISTRY_CERTS_DIR))
-        steps = p.plan_certificates(data, disk, registries)
+        registries = frozenset(self.host.list_dir(REGISTRY_CERTS_DIR))
+        steps = plan_certificates(data, disk, registries)
         if not steps:
             return
         state.certs = PlanRecord.start(p.Plan(CERTIFICATES, steps))
         self.journal.save(state)
         await run_record(self.host, self.journal, state, "certs", on_reboot=self._rebooting)
 
-    async def _rebooting(self, step: p.Reboot) -> None:
+    async def _rebooting(self, step: Reboot) -> None:
         await self._report(nodeproto.rebooting())
 
     def _annotations(self) -> dict[str, str | None]:

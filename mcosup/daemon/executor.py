@@ -14,13 +14,30 @@ from typing import Literal
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.host import Host, HostError
+from mcosup.daemon.hostfacts import same_image
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
+from mcosup.daemon.steps import (
+    DaemonReload,
+    Kargs,
+    Rebase,
+    Reboot,
+    RecordApplied,
+    RemoveDir,
+    RemoveFile,
+    SetPasswordHash,
+    SetSshKeys,
+    Step,
+    Systemctl,
+    UpdateCaTrust,
+    VerifyImage,
+    WriteFile,
+)
 from mcosup.runtime.logs import fields
 
 log = logging.getLogger(__name__)
 
 Track = Literal["plan", "certs"]
-OnReboot = Callable[[p.Reboot], Awaitable[None]]
+OnReboot = Callable[[Reboot], Awaitable[None]]
 
 
 class RebootRequested(Exception):
@@ -51,7 +68,7 @@ async def run_record(
     for index in range(record.done, total):
         step = record.steps[index]
         where = fields(node=node, step=f"{index + 1}/{total}", plan=record.key)
-        if isinstance(step, p.Reboot):
+        if isinstance(step, Reboot):
             if record.reboot_from is not None and host.boot_id() != record.reboot_from:
                 log.info("reboot done (booted %s)", host.boot_id(), extra=where)
             else:
@@ -79,27 +96,27 @@ async def run_record(
     setattr(state, track, None)
 
 
-async def apply_step(host: Host, state: DaemonState, step: p.Step) -> None:
+async def apply_step(host: Host, state: DaemonState, step: Step) -> None:
     """One idempotent step; running it a second time changes nothing more."""
     match step:
-        case p.WriteFile():
+        case WriteFile():
             host.write_file(step.path, step.contents, step.mode, step.user, step.group)
-        case p.RemoveFile():
+        case RemoveFile():
             host.remove_file(step.path)
-        case p.RemoveDir():
+        case RemoveDir():
             host.remove_dir(step.path)
-        case p.Systemctl():
+        case Systemctl():
             await host.systemctl(step.action, step.units)
-        case p.DaemonReload():
+        case DaemonReload():
             await host.daemon_reload()
-        case p.SetSshKeys():
+        case SetSshKeys():
             data = "".join(k.rstrip("\n") + "\n" for k in step.keys).encode()
             # sshd's StrictModes refuses keys in a directory others can write: 0700, owned by the user.
             host.make_dir(p.SSH_KEYS_FILE.rsplit("/", 1)[0], 0o700, step.user, step.user)
             host.write_file(p.SSH_KEYS_FILE, data, 0o600, step.user, step.user)
-        case p.SetPasswordHash():
+        case SetPasswordHash():
             host.set_password_hash(step.user, step.password_hash)
-        case p.Kargs():
+        case Kargs():
             booted, staged = await host.deployments()
             nxt = staged or booted
             have = set(nxt.kargs) if nxt else set()
@@ -107,24 +124,24 @@ async def apply_step(host: Host, state: DaemonState, step: p.Step) -> None:
             delete = [d for d in step.delete if d in have]
             if append or delete:
                 await host.kargs(append, delete)
-        case p.Rebase():
+        case Rebase():
             booted, staged = await host.deployments()
-            if p.same_image(staged, step.image) or (staged is None and p.same_image(booted, step.image)):
+            if same_image(staged, step.image) or (staged is None and same_image(booted, step.image)):
                 return
             await host.rebase(step.image)
-        case p.VerifyImage():
+        case VerifyImage():
             booted, _ = await host.deployments()
-            if not p.same_image(booted, step.image):
+            if not same_image(booted, step.image):
                 running = booted.image if booted and booted.image else "no container image"
                 raise StepFailed(
                     f"after the reboot the host runs {running}, not {step.image}; the daemon rebases again",
                     replan=True,
                 )
-        case p.UpdateCaTrust():
+        case UpdateCaTrust():
             await host.update_ca_trust()
-        case p.RecordApplied():
+        case RecordApplied():
             state.applied = step.applied
-        case p.Reboot():
+        case Reboot():
             raise AssertionError("reboots are run by run_record")
         case _:
             raise AssertionError(f"unknown step {step!r}")

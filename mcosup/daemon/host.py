@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, Protocol
 
-from mcosup.daemon.plan import Deployment, DiskFile, strip_transport
+from mcosup.daemon.hostfacts import Deployment, DiskFile, strip_transport
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from mcosup.daemon.host import Host, HostError
+from mcosup.daemon.hostfacts import Applied
 from mcosup.daemon.machineconfig import HostConfig
-from mcosup.daemon.plan import Applied, Plan, RecordApplied, Step
+from mcosup.daemon.plan import Plan
+from mcosup.daemon.steps import RecordApplied, Step
 from mcosup.model import names
 from mcosup.model.node import Target
 

@@ -2,21 +2,32 @@
 
 Pure: no I/O. ``plan_config`` turns (the Node's mode label and desired*/current* annotations, the rendered
 config, what the host reports) into an ordered list of idempotent steps for contract sections 6.1-6.3;
-``plan_certificates`` does the same for 6.4. The executor persists a plan before running it, so every
+:mod:`mcosup.daemon.certplan` does the same for 6.4. The executor persists a plan before running it, so every
 step here must be safe to run twice (a crash between doing a step and recording it repeats it).
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import hashlib
 import json
-import re
-from collections.abc import Mapping
-from typing import Any, ClassVar
 
+from mcosup.daemon.hostfacts import Applied, DiskFile, HostFacts, same_image
 from mcosup.daemon.machineconfig import CORE_USER, HostConfig, UnitSpec
+from mcosup.daemon.steps import (
+    DaemonReload,
+    Kargs,
+    Rebase,
+    Reboot,
+    RecordApplied,
+    RemoveFile,
+    SetPasswordHash,
+    SetSshKeys,
+    Step,
+    Systemctl,
+    VerifyImage,
+    WriteFile,
+)
 from mcosup.model import names
 from mcosup.model.node import NodeView, Target
 
@@ -26,309 +37,10 @@ REVERT_FILE = "/etc/mco/machineconfig-revert.json"
 SSH_KEYS_FILE = f"/home/{CORE_USER}/.ssh/authorized_keys"
 #: Where an ostree deployment keeps its default /etc (the image's /etc): the old side of the /etc merge.
 DEFAULTS_DIR = "/usr"
-#: Contract 6.4 destinations.
-KUBELET_CA_KEY = "kubelet-ca.crt"
-KUBELET_CA_PATH = "/etc/kubernetes/kubelet-ca.crt"
-USER_CA_KEY = "user-ca-bundle.crt"
-USER_CA_PATH = "/etc/pki/ca-trust/source/anchors/user-ca-bundle.crt"
-REGISTRY_CERTS_DIR = "/etc/docker/certs.d"
-_REGISTRY_KEY = re.compile(r"^registry-(?P<host>[A-Za-z0-9.-]+?)(?:\.\.(?P<port>[0-9]+))?\.crt$")
-
-# Image references: the transports rpm-ostree and bootc print in front of a pullspec.
-_TRANSPORTS = (
-    "ostree-unverified-registry:",
-    "ostree-unverified-image:registry:",
-    "ostree-unverified-image:docker://",
-    "ostree-remote-registry:",
-    "ostree-image-signed:docker://",
-    "ostree-image-signed:registry:",
-    "docker://",
-    "registry:",
-)
 
 
 class PlanError(Exception):
     """The node cannot be planned for; the message is the Degraded reason a person acts on."""
-
-
-# Host facts.
-
-
-@dataclasses.dataclass(frozen=True)
-class Deployment:
-    """One OS deployment as the host reports it."""
-
-    image: str | None = None
-    digest: str | None = None
-    kargs: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True)
-class DiskFile:
-    contents: bytes
-    mode: int
-
-
-@dataclasses.dataclass(frozen=True)
-class Applied:
-    """What the daemon last finished applying, as recorded on the host."""
-
-    #: The config whose kernel arguments, ssh keys and password hash are on the host.
-    config: HostConfig
-    mode: str
-    #: The layered image applied, None in legacy mode.
-    image: str | None = None
-    #: The config whose files and units the daemon wrote (the last legacy one); what a new config drops
-    #: from it is removed.
-    on_disk: HostConfig | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "config": self.config.to_json(),
-            "mode": self.mode,
-            "image": self.image,
-            "onDisk": None if self.on_disk is None else self.on_disk.to_json(),
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Applied:
-        return cls(
-            config=HostConfig.from_json(data["config"]),
-            mode=data["mode"],
-            image=data.get("image"),
-            on_disk=None if data.get("onDisk") is None else HostConfig.from_json(data["onDisk"]),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class HostFacts:
-    booted: Deployment | None = None
-    staged: Deployment | None = None
-    applied: Applied | None = None
-    #: Current state of every path the plan may touch (see ``paths_to_read``); None = absent.
-    disk: Mapping[str, DiskFile | None] = dataclasses.field(default_factory=dict)
-    #: Directory names under /etc/docker/certs.d.
-    registry_cert_dirs: frozenset[str] = frozenset()
-
-    def next_boot(self) -> Deployment | None:
-        return self.staged or self.booted
-
-
-# Steps. Each is idempotent; the executor (mcosup.daemon.executor) carries them out.
-
-
-@dataclasses.dataclass(frozen=True)
-class Step:
-    kind: ClassVar[str] = ""
-
-    def describe(self) -> str:
-        return self.kind
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bytes):
-                value = base64.b64encode(value).decode()
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Applied):
-                value = value.to_json()
-            out[f.name] = value
-        return out
-
-    @staticmethod
-    def from_json(data: Mapping[str, Any]) -> Step:
-        cls = STEP_KINDS[data["kind"]]
-        kwargs: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
-            value = data[f.name]
-            if f.type == "bytes":
-                value = base64.b64decode(value)
-            elif str(f.type).startswith("tuple"):
-                value = tuple(value)
-            elif f.type == "Applied":
-                value = Applied.from_json(value)
-            kwargs[f.name] = value
-        step: Step = cls(**kwargs)
-        return step
-
-
-@dataclasses.dataclass(frozen=True)
-class WriteFile(Step):
-    kind: ClassVar[str] = "write-file"
-    path: str
-    contents: bytes
-    mode: int = 0o644
-    user: str | None = None
-    group: str | None = None
-
-    def describe(self) -> str:
-        return f"write {self.path} (mode {self.mode:04o})"
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoveFile(Step):
-    kind: ClassVar[str] = "remove-file"
-    path: str
-
-    def describe(self) -> str:
-        return f"remove {self.path}"
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoveDir(Step):
-    kind: ClassVar[str] = "remove-dir"
-    path: str
-
-    def describe(self) -> str:
-        return f"remove directory {self.path}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Systemctl(Step):
-    """``systemctl enable|disable|mask|unmask UNIT...``."""
-
-    kind: ClassVar[str] = "systemctl"
-    action: str
-    units: tuple[str, ...]
-
-    def describe(self) -> str:
-        return f"systemctl {self.action} {' '.join(self.units)}"
-
-
-@dataclasses.dataclass(frozen=True)
-class DaemonReload(Step):
-    kind: ClassVar[str] = "daemon-reload"
-
-    def describe(self) -> str:
-        return "systemctl daemon-reload"
-
-
-@dataclasses.dataclass(frozen=True)
-class SetSshKeys(Step):
-    kind: ClassVar[str] = "ssh-keys"
-    user: str
-    keys: tuple[str, ...]
-
-    def describe(self) -> str:
-        return f"write {len(self.keys)} ssh key(s) for user {self.user}"
-
-
-@dataclasses.dataclass(frozen=True)
-class SetPasswordHash(Step):
-    kind: ClassVar[str] = "password-hash"
-    user: str
-    #: None locks the password ("*"), as when a config drops its hash.
-    password_hash: str | None
-
-    def describe(self) -> str:
-        return f"set the password hash of user {self.user}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Kargs(Step):
-    """Kernel arguments to append/delete; the executor skips what the host already has right."""
-
-    kind: ClassVar[str] = "kargs"
-    append: tuple[str, ...] = ()
-    delete: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = [f"+{a}" for a in self.append] + [f"-{d}" for d in self.delete]
-        return f"kernel arguments {' '.join(parts)}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Rebase(Step):
-    kind: ClassVar[str] = "rebase"
-    image: str
-
-    def describe(self) -> str:
-        return f"rebase onto {self.image}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Reboot(Step):
-    kind: ClassVar[str] = "reboot"
-    reason: str
-
-    def describe(self) -> str:
-        return f"reboot ({self.reason})"
-
-
-@dataclasses.dataclass(frozen=True)
-class VerifyImage(Step):
-    """After the reboot: the booted deployment must be ``image``."""
-
-    kind: ClassVar[str] = "verify-image"
-    image: str
-
-    def describe(self) -> str:
-        return f"verify the host booted {self.image}"
-
-
-@dataclasses.dataclass(frozen=True)
-class UpdateCaTrust(Step):
-    kind: ClassVar[str] = "update-ca-trust"
-
-    def describe(self) -> str:
-        return "update-ca-trust"
-
-
-@dataclasses.dataclass(frozen=True)
-class RecordApplied(Step):
-    kind: ClassVar[str] = "record-applied"
-    applied: Applied
-
-    def describe(self) -> str:
-        return f"record {self.applied.config.name} ({self.applied.mode}) as applied"
-
-
-STEP_KINDS: dict[str, type[Step]] = {
-    cls.kind: cls
-    for cls in (
-        WriteFile,
-        RemoveFile,
-        RemoveDir,
-        Systemctl,
-        DaemonReload,
-        SetSshKeys,
-        SetPasswordHash,
-        Kargs,
-        Rebase,
-        Reboot,
-        VerifyImage,
-        UpdateCaTrust,
-        RecordApplied,
-    )
-}
-
-
-# Images.
-
-
-def strip_transport(ref: str) -> str:
-    for prefix in _TRANSPORTS:
-        if ref.startswith(prefix):
-            return ref[len(prefix) :]
-    return ref
-
-
-def digest_of(ref: str) -> str | None:
-    _, sep, digest = strip_transport(ref).rpartition("@")
-    return digest if sep and digest.startswith("sha256:") else None
-
-
-def same_image(deployment: Deployment | None, want: str) -> bool:
-    """Whether ``deployment`` runs ``want`` (same pullspec, or same content digest)."""
-    if deployment is None or not deployment.image:
-        return False
-    if strip_transport(deployment.image) == strip_transport(want):
-        return True
-    want_digest = digest_of(want)
-    have = deployment.digest or digest_of(deployment.image)
-    return want_digest is not None and have == want_digest
 
 
 # Plans.
@@ -669,57 +381,4 @@ def _revert(rendered: HostConfig, host: HostFacts, stock: str) -> tuple[Step, ..
     steps.append(
         RecordApplied(Applied(config=rendered, mode=names.MODE_LEGACY, image=None, on_disk=rendered))
     )
-    return tuple(steps)
-
-
-# Certificates (contract 6.4).
-
-
-def certificate_paths(data: Mapping[str, str] | None) -> dict[str, str]:
-    """ConfigMap key -> host path, for the keys the contract names (others are ignored)."""
-    out: dict[str, str] = {}
-    for key in (data or {}).keys():
-        if key == KUBELET_CA_KEY:
-            out[key] = KUBELET_CA_PATH
-        elif key == USER_CA_KEY:
-            out[key] = USER_CA_PATH
-        elif host := registry_of(key):
-            out[key] = f"{REGISTRY_CERTS_DIR}/{host}/ca.crt"
-    return out
-
-
-def registry_of(key: str) -> str | None:
-    """``registry-<host>[..<port>].crt`` -> ``<host>[:<port>]``."""
-    match = _REGISTRY_KEY.match(key)
-    if not match:
-        return None
-    host = match["host"]
-    return f"{host}:{match['port']}" if match["port"] else host
-
-
-def plan_certificates(
-    data: Mapping[str, str] | None, disk: Mapping[str, DiskFile | None], registry_dirs: frozenset[str]
-) -> tuple[Step, ...]:
-    """Steps that make the host's certificates match ConfigMap ``node-certificates``.
-
-    ``data`` None (the ConfigMap does not exist) changes nothing: absence is not an instruction to
-    delete every certificate the host has.
-    """
-    if data is None:
-        return ()
-    paths = certificate_paths(data)
-    steps: list[Step] = []
-    trust_changed = False
-    for key, path in sorted(paths.items()):
-        contents = data[key].encode()
-        if disk.get(path) != DiskFile(contents, 0o644):
-            steps.append(WriteFile(path, contents, 0o644))
-            trust_changed |= path == USER_CA_PATH
-    listed = {registry_of(k) for k in paths}
-    steps += [RemoveDir(f"{REGISTRY_CERTS_DIR}/{d}") for d in sorted(registry_dirs) if d not in listed]
-    if USER_CA_KEY not in data and disk.get(USER_CA_PATH) is not None:
-        steps.append(RemoveFile(USER_CA_PATH))
-        trust_changed = True
-    if trust_changed:
-        steps.append(UpdateCaTrust())
     return tuple(steps)

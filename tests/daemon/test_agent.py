@@ -13,6 +13,7 @@ from daemon_kit import KEY, MC1, MC2, NODE, MemoryCluster, rendered
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.agent import Agent
+from mcosup.daemon.certplan import KUBELET_CA_PATH, USER_CA_PATH
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
 from mcosup.daemon.journal import STATE_FILE, Journal
@@ -100,7 +101,7 @@ async def test_layered_rebase_once_and_no_config_files(cluster: MemoryCluster, f
     assert fake.booted_image() == IMG_B and fake.reboots() == 2
     changed = {path for path, v in fake.files().items() if before.get(path) != v}
     # Only non-image content and the daemon's own state: no MachineConfig file, no unit.
-    assert changed == {p.KUBELET_CA_PATH, p.SSH_KEYS_FILE, STATE_FILE}
+    assert changed == {KUBELET_CA_PATH, p.SSH_KEYS_FILE, STATE_FILE}
     assert b"core:*:" in (fake.read("/etc/shadow") or b"")  # MC2 has no hash: locked again
     assert not fake.unit_enabled("app.service") and not fake.unit_masked("crio.service")
 
@@ -172,13 +173,13 @@ async def test_certificates_every_mode_and_registry_removal(cluster: MemoryClust
     # No desired config at all (not yet managed): certificates still land.
     await agent(cluster, fake).reconcile()
     assert fake.read("/etc/docker/certs.d/a.example.com:5000/ca.crt") == b"RA"
-    assert fake.read(p.USER_CA_PATH) == b"U"
+    assert fake.read(USER_CA_PATH) == b"U"
     assert fake.read("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem") == b"U"
     cluster.configmap_data(names.NODE_CERTIFICATES_CM, {"registry-b.example.com.crt": "RB2"})
     await agent(cluster, fake).reconcile()
     assert not (fake.rootfs / "etc/docker/certs.d/a.example.com:5000").exists()
     assert fake.read("/etc/docker/certs.d/b.example.com/ca.crt") == b"RB2"
-    assert fake.read(p.USER_CA_PATH) is None
+    assert fake.read(USER_CA_PATH) is None
     assert fake.read("/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem") == b""
 
 

@@ -16,6 +16,7 @@ from daemon_kit import KEY, NODE, Cluster, Registry, apply_legacy, assert_legacy
 
 from mcosup.daemon import command
 from mcosup.daemon import plan as p
+from mcosup.daemon.certplan import USER_CA_PATH
 from mcosup.model import names
 from mcosup.sim import fakehost
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
@@ -149,7 +150,7 @@ async def test_kill_at_each_legacy_step_converges(
         await cluster.done("rendered-worker-1")
         assert_legacy_mc1(fake)
         assert fake.booted_image() == STOCK_IMAGE
-        assert fake.read(p.USER_CA_PATH) == b"U\n"
+        assert fake.read(USER_CA_PATH) == b"U\n"
         assert fake.kills_pending() == 0, "the kill point was never reached"
         assert -9 in handle.exit_codes
         assert fake.reboots() == reboots + 1

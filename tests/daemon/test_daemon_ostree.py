@@ -20,6 +20,7 @@ from daemon_kit import KEY, MC1, MC2, NODE, Cluster, assert_legacy_mc1
 from imagekit import BOOTABLE, config_layer, push_image
 
 from mcosup.daemon import plan as p
+from mcosup.daemon.certplan import KUBELET_CA_PATH, USER_CA_PATH
 from mcosup.daemon.journal import STATE_FILE
 from mcosup.model import names
 from mcosup.sim import fakehost
@@ -90,7 +91,7 @@ async def test_layered_then_a_new_image(cluster: Cluster, host: OstreeHost, imag
         await cluster.done("rendered-worker-1", images.a)
         assert_boots_mc1_image(host, images.a)
         assert host.reboots() == 1 and rebases(host) == 1
-        assert host.read(p.KUBELET_CA_PATH) == b"KCA\n"
+        assert host.read(KUBELET_CA_PATH) == b"KCA\n"
         first = host.booted()
 
         # A restarted daemon with the same target: no second rebase, no reboot.
@@ -117,7 +118,7 @@ async def test_layered_then_a_new_image(cluster: Cluster, host: OstreeHost, imag
     )
     assert host.kargs() == ["root=/dev/vda4", "rw", "mitigations=off"]
     # What the daemon owns in every mode survives both deployments: certificates, ssh keys (in /var).
-    assert host.read(p.KUBELET_CA_PATH) == b"KCA\n"
+    assert host.read(KUBELET_CA_PATH) == b"KCA\n"
     assert host.read(p.SSH_KEYS_FILE) == (KEY + "\nssh-rsa BBBB second\n").encode()
     # Layered mode wrote no config file and changed no unit: the image did it all.
     assert host.state()["enabled"] == [] and host.state()["masked"] == []
@@ -197,7 +198,7 @@ async def test_kill_at_each_step_converges(
             await cluster.target(names.MODE_LAYERED, "rendered-worker-1", images.a)
             await cluster.done("rendered-worker-1", images.a)
             assert_boots_mc1_image(host, images.a)
-        assert host.read(p.USER_CA_PATH) == b"U\n"
+        assert host.read(USER_CA_PATH) == b"U\n"
         assert host.kills_pending() == 0, "the kill point was never reached"
         assert -9 in handle.exit_codes
         assert host.reboots() == reboots + 1

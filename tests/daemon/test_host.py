@@ -8,7 +8,7 @@ import pytest
 from daemon_kit import Registry
 
 from mcosup.daemon.host import HostError, LocalHost, parse_bootc_status, parse_rpm_ostree_status
-from mcosup.daemon.plan import Deployment, DiskFile
+from mcosup.daemon.hostfacts import Deployment, DiskFile
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 
 IMG = "registry.local:5000/os/worker@sha256:" + "c" * 64

@@ -11,6 +11,8 @@ import pytest
 import yaml
 
 from mcosup.daemon import plan as p
+from mcosup.daemon.certplan import KUBELET_CA_PATH, USER_CA_PATH, plan_certificates
+from mcosup.daemon.hostfacts import Applied, Deployment, DiskFile, HostFacts, same_image
 from mcosup.daemon.machineconfig import (
     ConfigError,
     Dropin,
@@ -18,6 +20,20 @@ from mcosup.daemon.machineconfig import (
     HostConfig,
     UnitSpec,
     parse_machineconfig,
+)
+from mcosup.daemon.steps import (
+    DaemonReload,
+    Kargs,
+    Rebase,
+    Reboot,
+    RecordApplied,
+    RemoveDir,
+    RemoveFile,
+    SetSshKeys,
+    Step,
+    Systemctl,
+    UpdateCaTrust,
+    WriteFile,
 )
 from mcosup.model import names
 from mcosup.model import node as nodeproto
@@ -55,19 +71,19 @@ def node(mode: str | None, config: str | None, image: str | None = None, **kw: A
     return NodeView(name="worker-0", mode=mode, desired_config=config, desired_image=image, **kw)
 
 
-def on_disk(cfg: HostConfig) -> dict[str, p.DiskFile | None]:
-    disk: dict[str, p.DiskFile | None] = {f.path: p.DiskFile(f.contents, f.mode) for f in cfg.files}
+def on_disk(cfg: HostConfig) -> dict[str, DiskFile | None]:
+    disk: dict[str, DiskFile | None] = {f.path: DiskFile(f.contents, f.mode) for f in cfg.files}
     for u in cfg.units:
         if u.contents is not None:
-            disk[u.path] = p.DiskFile(u.contents.encode(), 0o644)
+            disk[u.path] = DiskFile(u.contents.encode(), 0o644)
         for d in u.dropins:
-            disk[u.dropin_path(d.name)] = p.DiskFile(d.contents.encode(), 0o644)
-    disk[p.SSH_KEYS_FILE] = p.DiskFile("".join(k + "\n" for k in cfg.ssh_keys).encode(), 0o600)
+            disk[u.dropin_path(d.name)] = DiskFile(d.contents.encode(), 0o644)
+    disk[p.SSH_KEYS_FILE] = DiskFile("".join(k + "\n" for k in cfg.ssh_keys).encode(), 0o600)
     return disk
 
 
-def booted(image: str | None = STOCK, kargs: tuple[str, ...] = ("rw",)) -> p.Deployment:
-    return p.Deployment(image=image, kargs=kargs)
+def booted(image: str | None = STOCK, kargs: tuple[str, ...] = ("rw",)) -> Deployment:
+    return Deployment(image=image, kargs=kargs)
 
 
 def kinds(plan: p.Plan | None) -> list[str]:
@@ -76,8 +92,8 @@ def kinds(plan: p.Plan | None) -> list[str]:
 
 
 def test_no_target_no_plan() -> None:
-    assert p.plan_config(node(None, None), None, p.HostFacts()) is None
-    assert p.plan_config(node(names.MODE_LEGACY, None), None, p.HostFacts()) is None
+    assert p.plan_config(node(None, None), None, HostFacts()) is None
+    assert p.plan_config(node(names.MODE_LEGACY, None), None, HostFacts()) is None
 
 
 @pytest.mark.parametrize(
@@ -95,11 +111,11 @@ def test_no_target_no_plan() -> None:
 )
 def test_unplannable_targets_name_the_fix(view: NodeView, rendered: HostConfig | None, message: str) -> None:
     with pytest.raises(p.PlanError, match=message.replace("(", r"\(")):
-        p.plan_config(view, rendered, p.HostFacts(booted=booted()))
+        p.plan_config(view, rendered, HostFacts(booted=booted()))
 
 
 def test_legacy_first_apply_writes_everything_and_reboots() -> None:
-    plan = p.plan_config(node(names.MODE_LEGACY, CFG1.name), CFG1, p.HostFacts(booted=booted()))
+    plan = p.plan_config(node(names.MODE_LEGACY, CFG1.name), CFG1, HostFacts(booted=booted()))
     assert kinds(plan) == [
         "write-file",
         "write-file",
@@ -113,74 +129,72 @@ def test_legacy_first_apply_writes_everything_and_reboots() -> None:
         "record-applied",
     ]
     assert plan is not None
-    writes = {s.path: s for s in plan.steps if isinstance(s, p.WriteFile)}
+    writes = {s.path: s for s in plan.steps if isinstance(s, WriteFile)}
     assert writes["/etc/old.conf"].mode == 0o600
     assert "/etc/systemd/system/docker.service.d/10-opts.conf" in writes
     assert "/etc/systemd/system/docker.service" not in writes  # an OS unit: only its drop-in is ours
-    assert p.Systemctl("enable", ("app.service", "docker.service")) in plan.steps
-    assert p.Kargs(append=("nosmt",)) in plan.steps
+    assert Systemctl("enable", ("app.service", "docker.service")) in plan.steps
+    assert Kargs(append=("nosmt",)) in plan.steps
     assert plan.target == Target(names.MODE_LEGACY, CFG1.name)
 
 
 def test_legacy_already_applied_is_empty() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
-    facts = p.HostFacts(booted=booted(kargs=("rw", "nosmt")), applied=applied, disk=on_disk(CFG1))
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    facts = HostFacts(booted=booted(kargs=("rw", "nosmt")), applied=applied, disk=on_disk(CFG1))
     plan = p.plan_config(node(names.MODE_LEGACY, CFG1.name), CFG1, facts)
     assert plan is not None and plan.steps == ()
 
 
 def test_legacy_new_config_removes_what_the_old_had_and_diffs_kargs() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
-    facts = p.HostFacts(booted=booted(kargs=("rw", "nosmt", "quiet")), applied=applied, disk=on_disk(CFG1))
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    facts = HostFacts(booted=booted(kargs=("rw", "nosmt", "quiet")), applied=applied, disk=on_disk(CFG1))
     plan = p.plan_config(node(names.MODE_LEGACY, CFG2.name), CFG2, facts)
     assert plan is not None
     steps = plan.steps
-    assert p.Systemctl("disable", ("app.service",)) in steps
-    assert p.RemoveFile("/etc/systemd/system/app.service") in steps
-    assert p.RemoveFile("/etc/systemd/system/docker.service.d/10-opts.conf") in steps
-    assert p.RemoveFile("/etc/old.conf") in steps
-    assert p.WriteFile("/etc/a.conf", b"a=2\n", 0o640) in steps
+    assert Systemctl("disable", ("app.service",)) in steps
+    assert RemoveFile("/etc/systemd/system/app.service") in steps
+    assert RemoveFile("/etc/systemd/system/docker.service.d/10-opts.conf") in steps
+    assert RemoveFile("/etc/old.conf") in steps
+    assert WriteFile("/etc/a.conf", b"a=2\n", 0o640) in steps
     # "quiet" was not the old config's: the diff leaves it alone.
-    assert p.Kargs(append=("mitigations=off",), delete=("nosmt",)) in steps
-    assert not any(isinstance(s, p.SetSshKeys) for s in steps)  # same keys, already on disk
-    assert isinstance(steps[-1], p.RecordApplied) and steps[-1].applied.on_disk == CFG2
-    assert any(isinstance(s, p.Reboot) for s in steps)
+    assert Kargs(append=("mitigations=off",), delete=("nosmt",)) in steps
+    assert not any(isinstance(s, SetSshKeys) for s in steps)  # same keys, already on disk
+    assert isinstance(steps[-1], RecordApplied) and steps[-1].applied.on_disk == CFG2
+    assert any(isinstance(s, Reboot) for s in steps)
     # Removals come before writes, the unit is disabled before its file goes.
     order = [s.kind for s in steps]
     assert order.index("remove-file") < order.index("write-file")
-    assert steps.index(p.Systemctl("disable", ("app.service",))) < steps.index(
-        p.RemoveFile("/etc/systemd/system/app.service")
+    assert steps.index(Systemctl("disable", ("app.service",))) < steps.index(
+        RemoveFile("/etc/systemd/system/app.service")
     )
 
 
 def test_legacy_ssh_keys_only_change_does_not_reboot() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
     new = dataclasses.replace(CFG1, name="rendered-worker-3", ssh_keys=(KEY1, "ssh-rsa BBBB two"))
-    facts = p.HostFacts(booted=booted(kargs=("rw", "nosmt")), applied=applied, disk=on_disk(CFG1))
+    facts = HostFacts(booted=booted(kargs=("rw", "nosmt")), applied=applied, disk=on_disk(CFG1))
     plan = p.plan_config(node(names.MODE_LEGACY, new.name), new, facts)
     assert kinds(plan) == ["ssh-keys", "record-applied"]
 
 
 def test_legacy_os_image_url_rebases_when_it_differs() -> None:
     new = dataclasses.replace(CFG2, os_image_url=IMG_B)
-    applied = p.Applied(config=CFG2, mode=names.MODE_LEGACY, on_disk=CFG2)
-    facts = p.HostFacts(booted=booted(kargs=("rw", "mitigations=off")), applied=applied, disk=on_disk(CFG2))
+    applied = Applied(config=CFG2, mode=names.MODE_LEGACY, on_disk=CFG2)
+    facts = HostFacts(booted=booted(kargs=("rw", "mitigations=off")), applied=applied, disk=on_disk(CFG2))
     plan = p.plan_config(node(names.MODE_LEGACY, new.name), new, facts)
     assert kinds(plan) == ["rebase", "reboot", "verify-image", "record-applied"]
-    booted_b = p.Deployment(image="ostree-unverified-registry:" + IMG_B, kargs=("rw", "mitigations=off"))
+    booted_b = Deployment(image="ostree-unverified-registry:" + IMG_B, kargs=("rw", "mitigations=off"))
     again = p.plan_config(node(names.MODE_LEGACY, new.name), new, dataclasses.replace(facts, booted=booted_b))
     assert kinds(again) == ["verify-image", "record-applied"]
 
 
 def test_layered_rebases_once_and_never_writes_config_files() -> None:
-    plan = p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, p.HostFacts(booted=booted()))
+    plan = p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, HostFacts(booted=booted()))
     assert kinds(plan) == ["ssh-keys", "rebase", "kargs", "reboot", "verify-image", "record-applied"]
     assert plan is not None
-    assert p.Rebase(IMG_A) in plan.steps
+    assert Rebase(IMG_A) in plan.steps
     assert plan.target == Target(names.MODE_LAYERED, CFG1.name, IMG_A)
-    assert not any(
-        isinstance(s, p.WriteFile | p.RemoveFile | p.Systemctl | p.DaemonReload) for s in plan.steps
-    )
+    assert not any(isinstance(s, WriteFile | RemoveFile | Systemctl | DaemonReload) for s in plan.steps)
 
 
 @pytest.mark.parametrize(
@@ -188,43 +202,41 @@ def test_layered_rebases_once_and_never_writes_config_files() -> None:
     [
         # Already booted into the image, nothing recorded yet (e.g. a daemon upgrade): no rebase, no reboot.
         (
-            p.HostFacts(booted=p.Deployment(IMG_A, kargs=("rw", "nosmt"))),
+            HostFacts(booted=Deployment(IMG_A, kargs=("rw", "nosmt"))),
             ["ssh-keys", "verify-image", "record-applied"],
         ),
         # Staged but not booted (crash after the rebase): reboot without rebasing again.
         (
-            p.HostFacts(
-                booted=booted(kargs=("rw", "nosmt")), staged=p.Deployment(IMG_A, kargs=("rw", "nosmt"))
-            ),
+            HostFacts(booted=booted(kargs=("rw", "nosmt")), staged=Deployment(IMG_A, kargs=("rw", "nosmt"))),
             ["ssh-keys", "reboot", "verify-image", "record-applied"],
         ),
         # Booted by digest only (bootc prints the digest apart from the reference).
         (
-            p.HostFacts(
-                booted=p.Deployment("registry.local:5000/os/worker:tag", "sha256:" + "a" * 64, ("nosmt",))
+            HostFacts(
+                booted=Deployment("registry.local:5000/os/worker:tag", "sha256:" + "a" * 64, ("nosmt",))
             ),
             ["ssh-keys", "verify-image", "record-applied"],
         ),
     ],
 )
-def test_layered_skips_what_the_host_already_has(facts: p.HostFacts, expected: list[str]) -> None:
+def test_layered_skips_what_the_host_already_has(facts: HostFacts, expected: list[str]) -> None:
     assert kinds(p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)) == expected
 
 
 def test_layered_identical_target_is_empty() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A)
-    facts = p.HostFacts(booted=p.Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
+    applied = Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A)
+    facts = HostFacts(booted=Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
     plan = p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)
     assert plan is not None and plan.steps == ()
 
 
 def test_opt_in_gives_legacy_etc_files_back_to_the_image_just_before_the_reboot() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
     disk = on_disk(CFG1)
     # /etc/a.conf overrides a default of the booted deployment: it goes back to that default, so ostree's
     # /etc merge sees it unchanged and takes the image's copy; the others have no default: removed.
-    disk["/usr/etc/a.conf"] = p.DiskFile(b"stock\n", 0o644)
-    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
+    disk["/usr/etc/a.conf"] = DiskFile(b"stock\n", 0o644)
+    facts = HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
     plan = p.plan_config(node(names.MODE_LAYERED, CFG2.name, IMG_B), CFG2, facts)
     assert plan is not None
     assert kinds(plan) == [
@@ -238,28 +250,28 @@ def test_opt_in_gives_legacy_etc_files_back_to_the_image_just_before_the_reboot(
         "verify-image",
         "record-applied",
     ]
-    assert plan.steps[2] == p.WriteFile("/etc/a.conf", b"stock\n", 0o644)
-    assert {s.path for s in plan.steps if isinstance(s, p.RemoveFile)} == {
+    assert plan.steps[2] == WriteFile("/etc/a.conf", b"stock\n", 0o644)
+    assert {s.path for s in plan.steps if isinstance(s, RemoveFile)} == {
         "/etc/old.conf",
         "/etc/systemd/system/app.service",
         "/etc/systemd/system/docker.service.d/10-opts.conf",
     }
-    assert not any(isinstance(s, p.Systemctl | p.DaemonReload) for s in plan.steps)
-    assert p.Kargs(append=("mitigations=off",), delete=("nosmt",)) in plan.steps
+    assert not any(isinstance(s, Systemctl | DaemonReload) for s in plan.steps)
+    assert Kargs(append=("mitigations=off",), delete=("nosmt",)) in plan.steps
     record = plan.steps[-1]
-    assert isinstance(record, p.RecordApplied) and record.applied.on_disk is None
+    assert isinstance(record, RecordApplied) and record.applied.on_disk is None
     # What it compares: the /etc files legacy mode wrote and their defaults.
     assert {"/etc/old.conf", "/usr/etc/old.conf", "/usr/etc/a.conf"} <= p.paths_to_read(CFG2, applied)
 
 
 def test_opt_in_gives_back_nothing_already_at_its_default_and_nothing_once_booted() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
     disk = {**on_disk(CFG1), **{"/usr" + k: v for k, v in on_disk(CFG1).items() if k.startswith("/etc/")}}
-    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
+    facts = HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=disk)
     plan = p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)
     assert kinds(plan) == ["rebase", "reboot", "verify-image", "record-applied"]
     # Booted into the image already (nothing to reboot for): nothing is handed back either.
-    facts = dataclasses.replace(facts, booted=p.Deployment(IMG_A, kargs=("nosmt",)), disk=on_disk(CFG1))
+    facts = dataclasses.replace(facts, booted=Deployment(IMG_A, kargs=("nosmt",)), disk=on_disk(CFG1))
     assert kinds(p.plan_config(node(names.MODE_LAYERED, CFG1.name, IMG_A), CFG1, facts)) == [
         "verify-image",
         "record-applied",
@@ -267,46 +279,46 @@ def test_opt_in_gives_back_nothing_already_at_its_default_and_nothing_once_boote
 
 
 def test_revert_persists_target_rebases_to_stock_then_reapplies_everything() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A, on_disk=None)
-    facts = p.HostFacts(booted=p.Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
+    applied = Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A, on_disk=None)
+    facts = HostFacts(booted=Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
     view = node(names.MODE_LEGACY, CFG1.name, current_image=IMG_A)
     plan = p.plan_config(view, CFG1, facts, stock_image=STOCK)
     assert plan is not None and plan.revert
     order = kinds(plan)
     assert order[:4] == ["write-file", "rebase", "reboot", "verify-image"]
     first = plan.steps[0]
-    assert isinstance(first, p.WriteFile) and first.path == p.REVERT_FILE
-    assert p.Rebase(STOCK) in plan.steps
+    assert isinstance(first, WriteFile) and first.path == p.REVERT_FILE
+    assert Rebase(STOCK) in plan.steps
     after_boot = plan.steps[4:]
     # Every file and unit again, even those the disk has now (they vanish with the image).
-    written = {s.path for s in after_boot if isinstance(s, p.WriteFile)}
+    written = {s.path for s in after_boot if isinstance(s, WriteFile)}
     assert written == {
         "/etc/a.conf",
         "/etc/old.conf",
         "/etc/systemd/system/app.service",
         "/etc/systemd/system/docker.service.d/10-opts.conf",
     }
-    assert p.Systemctl("enable", ("app.service", "docker.service")) in after_boot
-    assert p.RemoveFile(p.REVERT_FILE) == plan.steps[-2]
-    assert plan.steps[-1] == p.RecordApplied(p.Applied(CFG1, names.MODE_LEGACY, None, CFG1))
+    assert Systemctl("enable", ("app.service", "docker.service")) in after_boot
+    assert RemoveFile(p.REVERT_FILE) == plan.steps[-2]
+    assert plan.steps[-1] == RecordApplied(Applied(CFG1, names.MODE_LEGACY, None, CFG1))
     assert nodeproto.done(plan.target)[names.CURRENT_IMAGE] is None
 
 
 def test_revert_prefers_the_rendered_os_image_url() -> None:
     cfg = dataclasses.replace(CFG1, os_image_url=IMG_B)
-    applied = p.Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A)
+    applied = Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A)
     plan = p.plan_config(
         node(names.MODE_LEGACY, cfg.name),
         cfg,
-        p.HostFacts(booted=p.Deployment(IMG_A), applied=applied),
+        HostFacts(booted=Deployment(IMG_A), applied=applied),
         stock_image=STOCK,
     )
-    assert plan is not None and p.Rebase(IMG_B) in plan.steps
+    assert plan is not None and Rebase(IMG_B) in plan.steps
 
 
 def test_revert_finished_reports_without_steps() -> None:
-    applied = p.Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
-    facts = p.HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
+    applied = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+    facts = HostFacts(booted=booted(kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
     view = node(names.MODE_LEGACY, CFG1.name, current_image=IMG_A)
     plan = p.plan_config(view, CFG1, facts, stock_image=STOCK)
     assert plan is not None and plan.steps == () and not plan.revert
@@ -321,56 +333,56 @@ def test_revert_finished_reports_without_steps() -> None:
             {},
             frozenset(),
             [
-                p.WriteFile(p.KUBELET_CA_PATH, b"K"),
-                p.WriteFile("/etc/docker/certs.d/reg.example.com:5000/ca.crt", b"R"),
-                p.WriteFile(p.USER_CA_PATH, b"U"),
-                p.UpdateCaTrust(),
+                WriteFile(KUBELET_CA_PATH, b"K"),
+                WriteFile("/etc/docker/certs.d/reg.example.com:5000/ca.crt", b"R"),
+                WriteFile(USER_CA_PATH, b"U"),
+                UpdateCaTrust(),
             ],
         ),
         (
             {"registry-reg.example.com.crt": "R"},
-            {"/etc/docker/certs.d/reg.example.com/ca.crt": p.DiskFile(b"R", 0o644)},
+            {"/etc/docker/certs.d/reg.example.com/ca.crt": DiskFile(b"R", 0o644)},
             frozenset({"reg.example.com", "gone.example.com:5000"}),
-            [p.RemoveDir("/etc/docker/certs.d/gone.example.com:5000")],
+            [RemoveDir("/etc/docker/certs.d/gone.example.com:5000")],
         ),
         (
             {},
-            {p.USER_CA_PATH: p.DiskFile(b"U", 0o644)},
+            {USER_CA_PATH: DiskFile(b"U", 0o644)},
             frozenset(),
-            [p.RemoveFile(p.USER_CA_PATH), p.UpdateCaTrust()],
+            [RemoveFile(USER_CA_PATH), UpdateCaTrust()],
         ),
-        ({"kubelet-ca.crt": "K"}, {p.KUBELET_CA_PATH: p.DiskFile(b"K", 0o644)}, frozenset(), []),
+        ({"kubelet-ca.crt": "K"}, {KUBELET_CA_PATH: DiskFile(b"K", 0o644)}, frozenset(), []),
     ],
 )
 def test_certificates(
     data: dict[str, str] | None,
-    disk: dict[str, p.DiskFile | None],
+    disk: dict[str, DiskFile | None],
     dirs: frozenset[str],
-    expected: list[p.Step],
+    expected: list[Step],
 ) -> None:
-    assert list(p.plan_certificates(data, disk, dirs)) == expected
+    assert list(plan_certificates(data, disk, dirs)) == expected
 
 
 def test_steps_round_trip_through_json() -> None:
-    plan = p.plan_config(node(names.MODE_LEGACY, CFG1.name), CFG1, p.HostFacts(booted=booted()))
+    plan = p.plan_config(node(names.MODE_LEGACY, CFG1.name), CFG1, HostFacts(booted=booted()))
     assert plan is not None
     for step in plan.steps:
-        assert p.Step.from_json(step.to_json()) == step
+        assert Step.from_json(step.to_json()) == step
 
 
 @pytest.mark.parametrize(
     ("ref", "deployment", "same"),
     [
-        (IMG_A, p.Deployment("ostree-unverified-registry:" + IMG_A), True),
-        (IMG_A, p.Deployment(IMG_B), False),
-        (IMG_A, p.Deployment("other.repo/x:latest", "sha256:" + "a" * 64), True),
-        ("quay.io/x:latest", p.Deployment("docker://quay.io/x:latest"), True),
+        (IMG_A, Deployment("ostree-unverified-registry:" + IMG_A), True),
+        (IMG_A, Deployment(IMG_B), False),
+        (IMG_A, Deployment("other.repo/x:latest", "sha256:" + "a" * 64), True),
+        ("quay.io/x:latest", Deployment("docker://quay.io/x:latest"), True),
         (IMG_A, None, False),
-        (IMG_A, p.Deployment(None), False),
+        (IMG_A, Deployment(None), False),
     ],
 )
-def test_same_image(ref: str, deployment: p.Deployment | None, same: bool) -> None:
-    assert p.same_image(deployment, ref) is same
+def test_same_image(ref: str, deployment: Deployment | None, same: bool) -> None:
+    assert same_image(deployment, ref) is same
 
 
 def test_parse_fixture_machineconfig(mco_fixtures: Path) -> None:
