@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcosup.builder import buildplan
-from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.model import machineconfig, names
+from mcosup.model.hostconfig import ConfigError, parse_machineconfig
 
 UNIT_DIR = "/etc/systemd/system"
 

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from mcosup.builder import buildplan
-from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.model import ignition, machineconfig, names, rendering
+from mcosup.model.hostconfig import ConfigError, parse_machineconfig
 from mcosup.sim.controlplane import ControlPlane, ControlPlaneError
 from webhooks.facts import PoolFacts
 
@@ -47,7 +47,7 @@ def test_unpadded_base64_is_refused_by_webhook_render_and_daemon_alike_as_igniti
         rendering.check(unpadded)
     with pytest.raises(
         buildplan.BuildError,
-        match=r"rendered-worker-x: spec\.config\.storage\.files\[0\]\.contents\.source: .*padded",
+        match=r"MachineConfig rendered-worker-x spec\.config\.storage\.files\[0\]\.contents\.source: .*pad",
     ):
         buildplan.build_context("rendered-worker-x", unpadded["spec"])
     # ...and the legacy daemon, which used to be the only one to refuse it, names the object and field.
@@ -121,3 +121,28 @@ def test_the_real_api_server_refuses_the_same_selectors_in_an_object(
     with pytest.raises(ControlPlaneError, match="HTTP 422") as refused:
         control_plane.call("POST", f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets", budget)
     assert "spec.selector.matchExpressions[0].values" in str(refused.value), refused.value
+
+
+def test_a_dropin_without_contents_is_written_by_neither_the_builder_nor_the_daemon_as_ignition() -> None:
+    # The daemon used to write such a drop-in as an empty file while the image left it out; Ignition
+    # skips a drop-in whose contents are not given.
+    spec = {
+        "config": {
+            "ignition": {"version": "3.4.0"},
+            "systemd": {
+                "units": [
+                    {
+                        "name": "kubelet.service",
+                        "dropins": [
+                            {"name": "10-empty.conf"},
+                            {"name": "20-x.conf", "contents": "[Service]\n"},
+                        ],
+                    }
+                ]
+            },
+        }
+    }
+    [unit] = parse_machineconfig({"metadata": {"name": "rendered-worker-x"}, "spec": spec}).units
+    assert [d.name for d in unit.dropins] == ["20-x.conf"]
+    paths = [e.path for e in buildplan.build_context("rendered-worker-x", spec)]
+    assert paths == ["/etc/systemd/system/kubelet.service.d/20-x.conf"]

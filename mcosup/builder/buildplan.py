@@ -35,7 +35,14 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcosup.model import ignition, machineconfig, names, rendering
+from mcosup.model import names, rendering
+from mcosup.model.hostconfig import (
+    DEFAULT_FILE_MODE,
+    UNIT_DIR,
+    ConfigError,
+    HostConfig,
+    parse_machineconfig,
+)
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import PodOptions
 
@@ -54,7 +61,6 @@ GZIP_THRESHOLD = 64 * 1024
 #: API server's 1 MiB object limit for the metadata and the Containerfile.
 CHUNK_BYTES = 900 * 1024 * 3 // 4
 
-DEFAULT_FILE_MODE = 0o644
 BASE_IMAGE_WANTED_BY = "multi-user.target"
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -166,49 +172,35 @@ def _install_links(name: str, contents: str) -> list[str]:
     return out
 
 
-def _file_entries(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
+def _file_entries(rendered_name: str, config: HostConfig) -> list[Entry]:
     entries = []
-    for f in ((spec.get("config") or {}).get("storage") or {}).get("files") or []:
-        path = str(f["path"])
-        if names.image_undeliverable(path) is not None:
+    for f in config.files:
+        if (owner := names.image_undeliverable(f.path)) is not None:
             raise BuildError(
-                f"rendered config {rendered_name}: file {path} is under "
-                f"{names.image_undeliverable(path)}, which an OS image cannot deliver; move it under /etc "
-                "or /usr, or remove it from the pool's MachineConfigs"
+                f"rendered config {rendered_name}: file {f.path} is under {owner}, which an OS image "
+                "cannot deliver; move it under /etc or /usr, or remove it from the pool's MachineConfigs"
             )
-        contents = f.get("contents") or {}
-        try:
-            data = ignition.decode_data_url(
-                str(contents.get("source") or "data:,"), contents.get("compression")
-            )
-        except ValueError as exc:
-            raise BuildError(f"rendered config {rendered_name}: file {path}: {exc}") from None
-        mode = f.get("mode")
-        entries.append(Entry(path=path, mode=DEFAULT_FILE_MODE if mode is None else int(mode), data=data))
+        entries.append(Entry(path=f.path, mode=f.mode, data=f.contents))
     return entries
 
 
-def _unit_entries(spec: Mapping[str, Any]) -> list[Entry]:
+def _unit_entries(config: HostConfig) -> list[Entry]:
     entries = []
-    base = "/etc/systemd/system"
-    for unit in ((spec.get("config") or {}).get("systemd") or {}).get("units") or []:
-        name = str(unit["name"])
-        path = f"{base}/{name}"
-        contents = unit.get("contents")
-        if unit.get("mask"):
-            entries.append(Entry(path=path, link="/dev/null", mode=0o777))
-        elif contents is not None:
-            entries.append(Entry(path=path, data=str(contents).encode()))
-        for dropin in unit.get("dropins") or []:
-            if dropin.get("contents") is None:
-                continue
-            entries.append(Entry(path=f"{path}.d/{dropin['name']}", data=str(dropin["contents"]).encode()))
-        if unit.get("enabled") and not unit.get("mask"):
-            if contents is not None:
-                link, links = path, _install_links(name, str(contents))
+    for unit in config.units:
+        if unit.mask:
+            entries.append(Entry(path=unit.path, link="/dev/null", mode=0o777))
+        elif unit.contents is not None:
+            entries.append(Entry(path=unit.path, data=unit.contents.encode()))
+        entries.extend(Entry(path=unit.dropin_path(d.name), data=d.contents.encode()) for d in unit.dropins)
+        if unit.enabled and not unit.mask:
+            if unit.contents is not None:
+                link, links = unit.path, _install_links(unit.name, unit.contents)
             else:  # shipped by the base image, in /usr/lib
-                link, links = f"/usr/lib/systemd/system/{name}", [f"{BASE_IMAGE_WANTED_BY}.wants/{name}"]
-            entries.extend(Entry(path=f"{base}/{rel}", link=link, mode=0o777) for rel in links)
+                link, links = (
+                    f"/usr/lib/systemd/system/{unit.name}",
+                    [f"{BASE_IMAGE_WANTED_BY}.wants/{unit.name}"],
+                )
+            entries.extend(Entry(path=f"{UNIT_DIR}/{rel}", link=link, mode=0o777) for rel in links)
     return entries
 
 
@@ -218,12 +210,14 @@ def build_context(rendered_name: str, spec: Mapping[str, Any]) -> list[Entry]:
     Raises BuildError naming the path of a file an image cannot deliver (contract section 4) or of two
     entries that cannot coexist (a file where another needs a directory).
     """
-    # The webhook's validation first, so the builder refuses exactly what admission and render refuse.
-    problems = machineconfig.problems({"metadata": {"name": rendered_name}, "spec": spec})
-    if problems:
-        raise BuildError(f"rendered config {rendered_name}: {problems[0]}")
+    # The one reader the legacy daemon uses too, which checks with the webhook's validation first: the
+    # builder refuses exactly what admission and render refuse, and lays out what the daemon writes.
+    try:
+        config = parse_machineconfig({"metadata": {"name": rendered_name}, "spec": spec})
+    except ConfigError as exc:
+        raise BuildError(str(exc)) from None
     by_path: dict[str, Entry] = {}
-    for entry in _file_entries(rendered_name, spec) + _unit_entries(spec):
+    for entry in _file_entries(rendered_name, config) + _unit_entries(config):
         by_path[entry.path] = entry  # units are laid out after files: a unit wins over a file of its path
     paths = sorted(by_path)
     for path in paths:

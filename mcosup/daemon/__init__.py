@@ -2,7 +2,7 @@
 
 Layers, from pure to I/O:
 
-- Pure, no I/O: :mod:`~mcosup.daemon.machineconfig` reads a rendered config;
+- Pure, no I/O: :mod:`~mcosup.model.hostconfig` (shared with the builder) reads a rendered config;
   :mod:`~mcosup.daemon.hostfacts` holds what the host reports; :mod:`~mcosup.daemon.plan` (the config,
   sections 6.1-6.3) and :mod:`~mcosup.daemon.certplan` (certificates, 6.4) decide, and return an ordered
   list of idempotent :mod:`~mcosup.daemon.steps`.

@@ -18,10 +18,10 @@ from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
-from mcosup.daemon.machineconfig import ConfigError, parse_machineconfig
 from mcosup.daemon.steps import Reboot
 from mcosup.model import names
 from mcosup.model import node as nodeproto
+from mcosup.model.hostconfig import ConfigError, parse_machineconfig
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields

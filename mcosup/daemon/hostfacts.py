@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from mcosup.daemon.machineconfig import HostConfig
+from mcosup.model.hostconfig import HostConfig
 
 # Image references: the transports rpm-ostree and bootc print in front of a pullspec.
 _TRANSPORTS = (

@@ -15,10 +15,10 @@ from typing import Any
 
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import Applied
-from mcosup.daemon.machineconfig import HostConfig
 from mcosup.daemon.plan import Plan
 from mcosup.daemon.steps import RecordApplied, Step
 from mcosup.model import names
+from mcosup.model.hostconfig import HostConfig
 from mcosup.model.node import Target
 
 STATE_FILE = "/etc/mco/mcosup-daemon-state.json"

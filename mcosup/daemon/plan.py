@@ -13,7 +13,6 @@ import hashlib
 import json
 
 from mcosup.daemon.hostfacts import Applied, DiskFile, HostFacts, same_image
-from mcosup.daemon.machineconfig import CORE_USER, HostConfig, UnitSpec
 from mcosup.daemon.steps import (
     DaemonReload,
     Kargs,
@@ -29,6 +28,7 @@ from mcosup.daemon.steps import (
     WriteFile,
 )
 from mcosup.model import names
+from mcosup.model.hostconfig import CORE_USER, HostConfig, UnitSpec
 from mcosup.model.node import NodeView, Target
 
 #: Contract 6.3: the target config persisted outside image-owned paths during a revert.

@@ -6,6 +6,8 @@
 - ``ignition``: reading Ignition: spec versions, ``data:`` URLs and paths, as Ignition itself does.
 - ``machineconfig``: which MachineConfigs mcosup can deliver (the webhook admits exactly those; the
   builder and daemon re-check), with ``plainfiles``, its fast path for batches of plain files.
+- ``hostconfig``: what a rendered config puts on a host (files, units, drop-ins, core's keys and
+  password hash, kernel arguments): the one reader the builder and the legacy daemon both lay out.
 - ``node``: the node protocol: what the supervisor asks of a node and what its daemon reports.
 - ``rendering``: the merge of a pool's MachineConfigs into its rendered config.
 - ``buildconfig``: validation of the on-cluster build configuration.

@@ -13,14 +13,6 @@ import yaml
 from mcosup.daemon import plan as p
 from mcosup.daemon.certplan import KUBELET_CA_PATH, USER_CA_PATH, plan_certificates
 from mcosup.daemon.hostfacts import Applied, Deployment, DiskFile, HostFacts, same_image
-from mcosup.daemon.machineconfig import (
-    ConfigError,
-    Dropin,
-    FileSpec,
-    HostConfig,
-    UnitSpec,
-    parse_machineconfig,
-)
 from mcosup.daemon.steps import (
     DaemonReload,
     Kargs,
@@ -37,6 +29,14 @@ from mcosup.daemon.steps import (
 )
 from mcosup.model import names
 from mcosup.model import node as nodeproto
+from mcosup.model.hostconfig import (
+    ConfigError,
+    Dropin,
+    FileSpec,
+    HostConfig,
+    UnitSpec,
+    parse_machineconfig,
+)
 from mcosup.model.node import NodeView, Target
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64

@@ -1,10 +1,15 @@
-"""What the daemon applies from a rendered MachineConfig, parsed into plain frozen values.
+"""What a rendered MachineConfig puts on a host, parsed into plain frozen values: the one reader of
+files, units, drop-ins, user ``core``'s ssh keys and password hash, and kernel arguments.
 
-Pure: no I/O. The parser accepts the Ignition 2.x and 3.x shapes the MCO uses (files with ``data:``
-URLs, optional gzip compression, units with drop-ins, user ``core``'s ssh keys and password hash) and
-raises :class:`ConfigError` naming the MachineConfig, the field and the fix for anything it cannot apply.
-Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored here; the webhook
-refuses what no part of mcosup supports.
+The legacy daemon writes a :class:`HostConfig` file by file; the builder lays the same one out as an
+image's root filesystem; both check it first with the webhook's validation, so all three agree on what
+a MachineConfig delivers (``tests/test_image_equals_legacy.py`` keeps them so).
+
+Pure: no I/O. It reads as Ignition does: ``data:`` URLs through :mod:`mcosup.model.ignition`, mode 0644
+by default, a drop-in or unit without contents not written. It raises :class:`ConfigError` naming the
+MachineConfig, the field and the fix for anything it cannot apply. Fields that land nowhere on disk
+(``extensions``, ``kernelType``, ``fips``) are ignored here; the webhook refuses what no part of mcosup
+supports.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ UNIT_DIR = "/etc/systemd/system"
 
 
 class ConfigError(ValueError):
-    """A rendered MachineConfig the daemon cannot apply; the message names the object, field and fix."""
+    """A rendered MachineConfig that cannot be applied; the message names the object, field and fix."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,9 +196,11 @@ def parse_machineconfig(obj: Mapping[str, Any]) -> HostConfig:
         uname = entry.get("name")
         if not isinstance(uname, str) or not uname or "/" in uname:
             raise ConfigError(f"{at}.name must be a unit file name such as foo.service, got {uname!r}")
+        # As Ignition: a drop-in without contents is not written.
         dropins = tuple(
-            Dropin(str(d.get("name")), str(d.get("contents") or ""))
+            Dropin(str(d.get("name")), str(d["contents"]))
             for d in _list(entry.get("dropins"), where=f"{at}.dropins")
+            if d.get("contents") is not None
         )
         for d in dropins:
             if not d.name or "/" in d.name:
