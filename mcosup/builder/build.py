@@ -14,17 +14,15 @@ any other name is stale by definition, and nothing from a stale build is ever re
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import aiohttp
 
-from mcosup.builder import buildplan, manifests
+from mcosup.builder import buildplan, buildpods, manifests
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
@@ -37,8 +35,6 @@ from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
 log = logging.getLogger(__name__)
-
-_RETRY_SUFFIX = re.compile(r"-retry-(\d+)$")
 
 
 class StaleBuild(Exception):
@@ -82,47 +78,6 @@ def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
 
 def _name(obj: Mapping[str, Any]) -> str:
     return str(obj["metadata"]["name"])
-
-
-def attempt_of(pod_name: str) -> int:
-    match = _RETRY_SUFFIX.search(pod_name)
-    return int(match.group(1)) if match else 0
-
-
-def pod_name(build_name: str, attempt: int) -> str:
-    return build_name if attempt == 0 else f"{build_name}-retry-{attempt}"
-
-
-def belongs_to(obj_name: str, build_name: str) -> bool:
-    """Whether an object (Pod, ConfigMap, Secret) is one of the build ``build_name``'s."""
-    return obj_name == build_name or obj_name.startswith(build_name + "-")
-
-
-def _container_state(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
-    return (statuses[0].get("state") or {}) if statuses else {}
-
-
-def termination(pod: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _container_state(pod).get("terminated") or {}
-
-
-def _parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def _rfc3339(epoch: float) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def tail(text: str, lines: int) -> str:
-    kept = [line for line in text.strip().splitlines() if line.strip()][-lines:]
-    return "\n".join(kept)
 
 
 class Builder:
@@ -191,12 +146,16 @@ class Builder:
             return None
 
         pods = sorted(
-            (p for p in self._pool_objects(self.caches.pods, pool_name) if belongs_to(_name(p), plan.name)),
-            key=lambda p: attempt_of(_name(p)),
+            (
+                p
+                for p in self._pool_objects(self.caches.pods, pool_name)
+                if buildpods.belongs_to(_name(p), plan.name)
+            ),
+            key=lambda p: buildpods.attempt_of(_name(p)),
         )
         for pod in pods:
             if (pod.get("status") or {}).get("phase") == "Succeeded":
-                digest = str(termination(pod).get("message") or "").strip()
+                digest = str(buildpods.termination(pod).get("message") or "").strip()
                 try:
                     image = buildplan.digested_pullspec(config.pullspec, digest)
                 except ValueError:
@@ -241,7 +200,7 @@ class Builder:
 
         # Every attempt so far failed.
         failed = pods[-1]
-        attempts = attempt_of(_name(failed)) + 1
+        attempts = buildpods.attempt_of(_name(failed)) + 1
         log_tail = await self._failure_text(failed)
         if attempts > self.settings.max_retries:
             await self._state(
@@ -254,7 +213,7 @@ class Builder:
             await self._delete_builds(pool_name, keep=plan.name)
             return None
         delay = self.settings.retry_backoff * 2 ** (attempts - 1)
-        finished = _parse_time(termination(failed).get("finishedAt")) or self.wall_clock()
+        finished = buildpods.parse_time(buildpods.termination(failed).get("finishedAt")) or self.wall_clock()
         wait = finished + delay - self.wall_clock()
         if wait > 0:
             await self._state(
@@ -263,7 +222,7 @@ class Builder:
                 "BuildFailed",
                 f"build of {plan.target} for {rendered_name} failed (attempt {attempts} of "
                 # An absolute time keeps the message (and so the status) stable while waiting.
-                f"{self.settings.max_retries + 1}); retrying at {_rfc3339(finished + delay)}. "
+                f"{self.settings.max_retries + 1}); retrying at {buildpods.rfc3339(finished + delay)}. "
                 f"Last lines of {_name(failed)}:\n"
                 f"{log_tail}",
             )
@@ -359,12 +318,12 @@ class Builder:
         except errors.ApiError:
             pass
         if not text.strip():
-            term = termination(pod)
+            term = buildpods.termination(pod)
             text = (
                 str(term.get("message") or "")
                 or f"exit code {term.get('exitCode')}, reason {term.get('reason')}"
             )
-        return tail(text, self.settings.log_tail_lines)
+        return buildpods.tail(text, self.settings.log_tail_lines)
 
     # ----------------------------------------------------------------------------------------- writes
 
@@ -385,7 +344,7 @@ class Builder:
             (CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)
         ]
         pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=refs[1])
-        pod["metadata"]["name"] = pod_name(plan.name, attempt)
+        pod["metadata"]["name"] = buildpods.pod_name(plan.name, attempt)
         objects.append((PODS, pod))
         for resource, body in objects:
             try:
@@ -502,7 +461,9 @@ class Builder:
         for resource, cache in ((PODS, self.caches.pods), (CONFIGMAPS, self.caches.configmaps)):
             for obj in list(self._pool_objects(cache, pool_name)):
                 name = _name(obj)
-                if (keep is not None and belongs_to(name, keep)) or obj["metadata"].get("deletionTimestamp"):
+                if (keep is not None and buildpods.belongs_to(name, keep)) or obj["metadata"].get(
+                    "deletionTimestamp"
+                ):
                     continue
                 log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
                 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcosup.builder import build
+from mcosup.builder import buildpods
 
 BUILD = "build-worker-0123456789abcdef"
 
@@ -14,14 +14,14 @@ BUILD = "build-worker-0123456789abcdef"
     [(BUILD, 0), (f"{BUILD}-retry-1", 1), (f"{BUILD}-retry-12", 12), (f"{BUILD}-context-0", 0)],
 )
 def test_attempt_of(name: str, attempt: int) -> None:
-    assert build.attempt_of(name) == attempt
+    assert buildpods.attempt_of(name) == attempt
 
 
 @pytest.mark.parametrize("attempt", [0, 1, 3])
 def test_pod_names_round_trip(attempt: int) -> None:
-    name = build.pod_name(BUILD, attempt)
-    assert build.attempt_of(name) == attempt
-    assert build.belongs_to(name, BUILD)
+    name = buildpods.pod_name(BUILD, attempt)
+    assert buildpods.attempt_of(name) == attempt
+    assert buildpods.belongs_to(name, BUILD)
 
 
 @pytest.mark.parametrize(
@@ -36,9 +36,9 @@ def test_pod_names_round_trip(attempt: int) -> None:
     ],
 )
 def test_belongs_to(name: str, mine: bool) -> None:
-    assert build.belongs_to(name, BUILD) is mine
+    assert buildpods.belongs_to(name, BUILD) is mine
 
 
 def test_tail_keeps_last_non_blank_lines() -> None:
-    assert build.tail("a\n\nb\n c \n\n", 2) == "b\n c"
-    assert build.tail("", 3) == ""
+    assert buildpods.tail("a\n\nb\n c \n\n", 2) == "b\n c"
+    assert buildpods.tail("", 3) == ""
