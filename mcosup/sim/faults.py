@@ -16,8 +16,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+class _Rule:
+    """What a fault rule matches: a method (None: any), a path pattern, a number of times (None: ever)."""
+
+    method: str | None
+    path: re.Pattern[str]
+    times: int | None
+    hits: int
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return (self.method is None or self.method == method) and bool(self.path.search(path))
+
+
 @dataclass
-class FailRule:
+class FailRule(_Rule):
     status: int
     method: str | None
     path: re.Pattern[str]
@@ -26,24 +40,14 @@ class FailRule:
     message: str
     hits: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
-        if self.times is not None and self.hits >= self.times:
-            return False
-        return (self.method is None or self.method == method) and bool(self.path.search(path))
-
 
 @dataclass
-class DelayRule:
+class DelayRule(_Rule):
     seconds: float
     method: str | None
     path: re.Pattern[str]
     times: int | None
     hits: int = 0
-
-    def matches(self, method: str, path: str) -> bool:
-        if self.times is not None and self.hits >= self.times:
-            return False
-        return (self.method is None or self.method == method) and bool(self.path.search(path))
 
 
 @dataclass
