@@ -137,7 +137,8 @@ class Deletion(Reads, ResourceTypes, Admitting):
         propagation = options.get("propagationPolicy")
         if propagation is None and options.get("orphanDependents") is not None:
             propagation = "Orphan" if options["orphanDependents"] else "Background"
-        propagation = propagation or "Background"
+        # batch/v1 Jobs orphan their Pods unless told otherwise (the Job strategy's default policy).
+        propagation = propagation or ("Orphan" if rt.builtin and rt.group == "batch" else "Background")
         if propagation not in ("Background", "Foreground", "Orphan"):
             raise errors.invalid(
                 "DeleteOptions",

@@ -67,6 +67,7 @@ TOP_LEVEL_FIELDS: dict[str, frozenset[str]] = {
         "PodDisruptionBudget": ("spec", "status"),
         "DaemonSet": ("spec", "status"),
         "Deployment": ("spec", "status"),
+        "Job": ("spec", "status"),
         "ValidatingWebhookConfiguration": ("webhooks",),
         "Role": ("rules",),
         "ClusterRole": ("rules", "aggregationRule"),

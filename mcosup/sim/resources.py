@@ -180,6 +180,17 @@ BUILTINS: tuple[ResourceType, ...] = (
         categories=("all",),
     ),
     _builtin(
+        "batch",
+        "v1",
+        "jobs",
+        "Job",
+        True,
+        status=True,
+        generation=True,
+        initial_status={},
+        categories=("all",),
+    ),
+    _builtin(
         "admissionregistration.k8s.io",
         "v1",
         "validatingwebhookconfigurations",

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from mcosup.sim import defaults, errors, gotypes, schema, validation
+from mcosup.sim import defaults, errors, gotypes, jobspec, schema, validation
 from mcosup.sim.crds import ResourceTypes
 from mcosup.sim.resources import ResourceType
 from mcosup.sim.wire import Ctx, Target
@@ -142,6 +142,11 @@ class WriteChecks(ResourceTypes):
             obj = defaults.node_defaults(obj, created=old is None)
         elif rt.kind in ("Deployment", "DaemonSet") and rt.group == "apps":
             obj = defaults.workload_defaults(rt.kind, obj, old)
+        elif rt.kind == "Job" and rt.group == "batch":
+            obj = jobspec.job_defaults(obj, old)
+            causes = jobspec.job_causes(obj)
+            if causes:
+                raise errors.invalid(rt.kind, rt.group, name, causes)
 
         elif rt.kind == "PodDisruptionBudget":
             spec = obj.get("spec") or {}

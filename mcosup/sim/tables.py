@@ -2,7 +2,7 @@
 
 Pure: objects in, Table dict out. Custom resources get their CRD's `additionalPrinterColumns`
 (JSONPath subset: `.a.b`, `.a[0].b`, `.a[?(@.k=="v")].b`); a few built-in kinds get the columns a
-real server prints (Pod, Node, Namespace, Event); every other kind gets Name and Age. Date columns
+real server prints (Pod, Node, Namespace, Event, Job); every other kind gets Name and Age. Date columns
 are rendered as ages ("5m", "3h2m"), as the apiserver does.
 """
 
@@ -122,7 +122,84 @@ def _data_count(o: dict[str, Any]) -> int:
     return len(o.get("data") or {}) + len(o.get("binaryData") or {})
 
 
+def _job_condition(o: dict[str, Any], type_: str) -> bool:
+    for c in (o.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return bool(c.get("status") == "True")
+    return False
+
+
+def _job_status(o: dict[str, Any]) -> str:
+    if _job_condition(o, "Complete"):
+        return "Complete"
+    if _job_condition(o, "Failed"):
+        return "Failed"
+    if o["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    for type_ in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if _job_condition(o, type_):
+            return type_
+    return "Running"
+
+
+def _job_completions(o: dict[str, Any]) -> str:
+    spec, succeeded = o.get("spec") or {}, int((o.get("status") or {}).get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(o: dict[str, Any]) -> str:
+    status = o.get("status") or {}
+    start, end = _parse(status.get("startTime")), _parse(status.get("completionTime"))
+    if start is None:
+        return ""
+    return human_duration(((end or datetime.datetime.now(datetime.UTC)) - start).total_seconds())
+
+
+def _parse(value: Any) -> datetime.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+
+
+def _template_containers(o: dict[str, Any], key: str) -> str:
+    spec = (((o.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    return ",".join(str(c.get(key, "")) for c in spec.get("containers") or [])
+
+
+def _selector(o: dict[str, Any]) -> str:
+    match = ((o.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(match.items())) or "<none>"
+
+
 BUILTIN_COLUMNS: dict[str, list[Column]] = {
+    "Job": [
+        NAME,
+        ("Status", "string", "Status of the job.", _job_status, 0),
+        ("Completions", "string", "The number of pods which reached phase Succeeded.", _job_completions, 0),
+        ("Duration", "string", "Time required to complete the job.", _job_duration, 0),
+        AGE,
+        (
+            "Containers",
+            "string",
+            "Names of each container in the template.",
+            lambda o: _template_containers(o, "name"),
+            1,
+        ),
+        (
+            "Images",
+            "string",
+            "Images referenced by each container in the template.",
+            lambda o: _template_containers(o, "image"),
+            1,
+        ),
+        ("Selector", "string", "A label query over pods that should match the pod count.", _selector, 1),
+    ],
     # Columns as kube-apiserver's printers define them (descriptions shortened: clients show names).
     "ConfigMap": [NAME, ("Data", "string", "Number of data keys.", _data_count, 0), AGE],
     "Secret": [
