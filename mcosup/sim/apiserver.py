@@ -27,8 +27,9 @@ What is not modelled, so nobody mistakes its absence for real behaviour:
   specs); of CRD `format`s only `date-time` is checked (CEL rules are: :mod:`mcosup.sim.cel`);
 - no RBAC enforcement (Roles and bindings are stored); no Service cluster IPs;
 - list `continue` tokens page through the current state rather than a snapshot;
-- no controllers: Deployments, DaemonSets and PDB status are stored as written (PDB status is
-  computed when an eviction asks); no scheduler (pods run where `spec.nodeName` says);
+- of kube-controller-manager's controllers only garbage collection (below) and the Job controller
+  (:mod:`mcosup.sim.jobs`); Deployments, DaemonSets and PDB status are stored as written (PDB status
+  is computed when an eviction asks); no scheduler (pods run where `spec.nodeName` says);
 - garbage collection runs synchronously after the owner is removed and does not call admission;
 - mutating admission webhooks are not called; validating webhooks' `matchConditions` (CEL) are not
   evaluated; the ServiceAccount and DefaultTolerationSeconds admission plugins do not run;
@@ -77,6 +78,7 @@ from mcosup.http import certs
 from mcosup.sim import admission, defaults
 from mcosup.sim.admission import UserInfo
 from mcosup.sim.faults import Faults
+from mcosup.sim.jobs import JobControl
 from mcosup.sim.resources import BUILTINS
 from mcosup.sim.routing import Routing
 from mcosup.sim.store import ADDED, Store
@@ -88,7 +90,7 @@ INITIAL_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 
 
-class Emulator(Routing):
+class Emulator(Routing, JobControl):
     """An in-process kube-apiserver stand-in (see the module docstring for what is modelled)."""
 
     def __init__(
@@ -102,6 +104,8 @@ class Emulator(Routing):
         default_watch_timeout: float = 1800.0,
         graceful_pod_deletion: bool = True,
         collect_dangling_dependents: bool = True,
+        job_controller: bool = True,
+        job_backoff: float = 10.0,
     ) -> None:
         """`history_window`: events kept per resource type for watch resume (older: 410 Expired).
         `service_map[(namespace, name, port)] = "127.0.0.1:PORT"`: where webhook Services live.
@@ -111,6 +115,9 @@ class Emulator(Routing):
         `collect_dangling_dependents`: an object whose ownerReferences all name owners that do not
         exist (wrong uid, other namespace) is garbage-collected right after the write, as the real
         garbage collector does moments later; False keeps such objects (for fixtures that fake owners).
+        `job_controller`: run batch/v1 Jobs (:mod:`mcosup.sim.jobs`) while started, as
+        kube-controller-manager does; `job_backoff`: seconds before a failed Job Pod is replaced (the
+        real controller's 10 s, doubling per further failure up to 10 min).
         """
         self.store = Store(history_window)
         self.service_map = dict(service_map or {})
@@ -131,6 +138,8 @@ class Emulator(Routing):
         self._runner = None
         self._tmp = None
         self._caller = admission.Caller(self.service_map)
+        self.job_controller = job_controller
+        self._jobs_init(job_backoff)
         self._ca_pem = b""
         self.url = ""
         self.ca_path = Path()
@@ -169,9 +178,12 @@ class Emulator(Routing):
         self.port = int(sockets[0][1])
         self.url = f"https://{self.host}:{self.port}"
         self._caller.session = aiohttp.ClientSession()
+        if self.job_controller:
+            self._jobs_start()
         log.info("emulator serving on %s", self.url)
 
     async def stop(self) -> None:
+        await self._jobs_stop()
         self.store.cut_watches(abrupt=False)
         self._log_changed.set()
         if self._runner is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +69,8 @@ class Store:
         # uid -> where the object lives, and owner uid -> dependents, for garbage collection.
         self.by_uid: dict[str, tuple[RtKey, ObjKey]] = {}
         self.dependents: dict[str, set[tuple[RtKey, ObjKey]]] = {}
+        # Called with every committed event (the built-in controllers' informers); they must not write.
+        self.listeners: list[Callable[[RtKey, WatchEvent], None]] = []
 
     # Reads ----------------------------------------------------------------------------------
 
@@ -131,6 +133,8 @@ class Store:
             log.compacted_rv = log.events.popleft().rv
         for watcher in log.watchers:
             watcher.queue.put_nowait(event)
+        for listener in self.listeners:
+            listener(rt_key, event)
         return obj
 
     def _index_owners(
