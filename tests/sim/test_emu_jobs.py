@@ -1,0 +1,385 @@
+"""Jobs on both servers: the emulator's Job controller (mcosup.sim.jobs) against kube-controller-manager's.
+
+Each probe runs the same scenario on a fresh emulator and on the session's real control plane, at the
+same time (the scenarios wait on the real controller's pod-failure backoff, 10 s, which no test may
+shorten), and compares what a client sees once the Job settles. Neither server has a kubelet: on each
+side the kubelet stand-in (mcosup.sim.kubelet) binds the test namespace's Pods to a node of its own and
+runs their containers as local ``/bin/sh`` processes, so the Pods really start, succeed, fail and stop.
+
+Pods are compared by their metadata and phase: their specs differ by what the real server's
+ServiceAccount admission plugin adds (a known difference pinned in test_emu_conformance.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import re
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from emu_http import Api
+from emu_sides import Side, diff, mask, unique
+
+from mcosup.kube import client as kclient
+from mcosup.runtime.settings import KubeSettings
+from mcosup.sim.apiserver import Emulator
+from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
+from mcosup.sim.kubelet import ImageRule, Kubelet
+
+SHELL = ImageRule("example.com/shell:*", entrypoint=("/bin/sh",))
+TRACKING = "batch.kubernetes.io/job-tracking"
+UID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+Probe = Callable[[Side], Awaitable[Any]]
+
+
+@dataclass
+class JobSides:
+    emulator: Side
+    real: Side
+    ns: str
+    emulator_server: Emulator
+
+    async def run(self, probe: Probe) -> tuple[Any, Any]:
+        """The probe's answers from the emulator and the real server, run side by side."""
+        emu, real = await asyncio.gather(probe(self.emulator), probe(self.real))
+        return emu, real
+
+    async def same(self, probe: Probe) -> Any:
+        emu, real = await self.run(probe)
+        assert emu == real, "emulator (-) and real (+) differ:\n" + diff(emu, real)
+        return real
+
+
+@contextlib.asynccontextmanager
+async def kubelet(side: Side, ns: str, workdir: Path) -> AsyncIterator[None]:
+    """The kubelet stand-in for ``side``: runs the namespace's Pods, bound to a node of the test's own."""
+    async with kclient.connect(KubeSettings(kubeconfig=str(side.kubeconfig))) as kube:
+        stand_in = Kubelet(kube, workdir, image_rules=[SHELL], namespace=ns, bind_to=f"{ns}-node")
+        task = asyncio.create_task(stand_in.run(), name=f"kubelet-{side.name}")
+        try:
+            await stand_in.listed.wait()
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+@pytest.fixture
+async def sides(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[JobSides]:
+    ns = unique("jobs")
+    async with Emulator() as emu, aiohttp.ClientSession() as session:
+        both = JobSides(
+            Side(
+                "emulator",
+                Api(
+                    session,
+                    emu.url,
+                    ssl.create_default_context(cafile=str(emu.ca_path)),
+                    emu.add_token(ADMIN_USER, ["system:masters"]),
+                ),
+                emu.write_kubeconfig(tmp_path / "emulator.kubeconfig", user=ADMIN_USER),
+                control_plane.binary("kubectl"),
+                real=False,
+            ),
+            Side(
+                "real",
+                Api(
+                    session,
+                    control_plane.url,
+                    ssl.create_default_context(cadata=control_plane.ca_pem.decode()),
+                    control_plane.admin_token,
+                ),
+                control_plane.write_kubeconfig(tmp_path / "real.kubeconfig"),
+                control_plane.binary("kubectl"),
+                real=True,
+            ),
+            ns,
+            emu,
+        )
+        for side in (both.emulator, both.real):
+            await side.namespace(ns)
+        try:
+            async with (
+                kubelet(both.emulator, ns, tmp_path / "kubelet-emulator"),
+                kubelet(both.real, ns, tmp_path / "kubelet-real"),
+            ):
+                yield both
+        finally:
+            await both.real.api.call("DELETE", f"/api/v1/namespaces/{ns}")
+
+
+def job(name: str, script: str, restart: str = "Never", **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            **spec,
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "restartPolicy": restart,
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{"name": "c", "image": "example.com/shell:1", "args": ["-c", script]}],
+                },
+            },
+        },
+    }
+
+
+def jobs_path(ns: str) -> str:
+    return f"/apis/batch/v1/namespaces/{ns}/jobs"
+
+
+async def job_status(side: Side, ns: str, name: str) -> dict[str, Any]:
+    got = await side.ok("GET", f"{jobs_path(ns)}/{name}")
+    return dict(got.get("status") or {})
+
+
+async def until_condition(side: Side, ns: str, name: str, type_: str, within: float = 60.0) -> None:
+    async def holds() -> bool:
+        conditions = (await job_status(side, ns, name)).get("conditions") or []
+        return any(c["type"] == type_ and c["status"] == "True" for c in conditions)
+
+    await side.until(holds, f"Job {name} {type_}", within=within)
+
+
+async def pods_of(side: Side, ns: str, name: str) -> list[dict[str, Any]]:
+    listed = await side.ok(
+        "GET",
+        f"/api/v1/namespaces/{ns}/pods",
+        params={"labelSelector": f"batch.kubernetes.io/job-name={name}"},
+    )
+    return sorted(listed["items"], key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["name"]))
+
+
+async def until_running(side: Side, ns: str, name: str, count: int = 1) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+
+    async def running() -> bool:
+        pods = await pods_of(side, ns, name)
+        found[:] = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        return len(found) >= count and all(not p["metadata"].get("deletionTimestamp") for p in found)
+
+    await side.until(running, f"{count} Pod(s) of {name} Running")
+    return found
+
+
+def seen(pod: dict[str, Any]) -> dict[str, Any]:
+    """What a probe compares of a Pod: its metadata and phase (masked)."""
+    return mask({"metadata": pod["metadata"], "phase": (pod.get("status") or {}).get("phase")})
+
+
+def when(value: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+# ------------------------------------------------------------------------------ the probes
+
+
+async def test_a_job_as_created_and_refused(sides: JobSides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        own_labels = job("own", "exit 0", suspend=True)
+        own_labels["metadata"]["labels"] = {"team": "a"}
+        no_labels = job("bare", "exit 0", suspend=True)
+        del no_labels["spec"]["template"]["metadata"]
+        return {
+            "defaults": await side.answer("POST", jobs_path(ns), job("plain", "exit 0", suspend=True)),
+            "own_labels": await side.answer("POST", jobs_path(ns), own_labels),
+            "no_labels": await side.answer("POST", jobs_path(ns), no_labels),
+            "always": await side.answer("POST", jobs_path(ns), job("always", "exit 0", restart="Always")),
+        }
+
+    await sides.same(probe)
+
+
+async def test_a_job_whose_pod_succeeds(sides: JobSides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("ok", "sleep 1; exit 0"))
+        await until_condition(side, ns, "ok", "Complete")
+        got = await side.ok("GET", f"{jobs_path(ns)}/ok")
+        status = got["status"]
+        pods = await pods_of(side, ns, "ok")
+        code, out, err = await side.kubectl("get", "jobs", "-n", ns, "-o", "wide")
+        # Duration and Age are left out: the two runs start and finish a second apart at times.
+        rows = [
+            [*row[:3], *row[5:]] for row in (re.sub(UID, "<uid>", line).split() for line in out.splitlines())
+        ]
+        return {
+            "job": mask(got),
+            "completed_after_start": when(status["completionTime"]) >= when(status["startTime"]),
+            "pods": [seen(p) for p in pods],
+            "kubectl_get": (code, rows, err),
+        }
+
+    answer = await sides.same(probe)
+    assert answer["kubectl_get"][1][1][:3] == ["ok", "Complete", "1/1"]
+    assert answer["job"]["status"]["succeeded"] == 1
+    assert [c["type"] for c in answer["job"]["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+    assert TRACKING not in (answer["pods"][0]["metadata"].get("finalizers") or [])
+
+
+async def test_a_job_whose_pods_fail_until_the_backoff_limit(sides: JobSides) -> None:
+    """backoffLimit 1: the first Pod fails, the second is created after the controller's pod-failure
+    backoff (10 s on both), fails too, and the Job fails."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("bad", "echo no; exit 3", backoffLimit=1))
+        await until_condition(side, ns, "bad", "Failed", within=60)
+        got = await side.ok("GET", f"{jobs_path(ns)}/bad")
+        pods = await pods_of(side, ns, "bad")
+        first_finished = pods[0]["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"]
+        gap = (when(pods[1]["metadata"]["creationTimestamp"]) - when(first_finished)).total_seconds()
+        return {
+            "job": mask(got),
+            "pods": [seen(p) for p in pods],
+            "backoff_waited": 9 <= gap <= 15,
+        }
+
+    answer = await sides.same(probe)
+    status = answer["job"]["status"]
+    assert (status["failed"], [c["type"] for c in status["conditions"]]) == (2, ["FailureTarget", "Failed"])
+    assert status["conditions"][1]["reason"] == "BackoffLimitExceeded"
+
+
+async def test_a_deleted_pod_is_replaced(sides: JobSides) -> None:
+    """A running Pod deleted: counted as failed (podReplacementPolicy TerminatingOrFailed) and replaced
+    after the pod-failure backoff; the Job goes on."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("keep", "sleep 300"))
+        first = (await until_running(side, ns, "keep"))[0]
+        deleted = await side.answer("DELETE", f"/api/v1/namespaces/{ns}/pods/{first['metadata']['name']}")
+
+        async def replaced() -> bool:
+            pods = await pods_of(side, ns, "keep")
+            status = await job_status(side, ns, "keep")
+            return (
+                [p["metadata"]["uid"] for p in pods] != [first["metadata"]["uid"]]
+                and len(pods) == 1
+                and (status.get("active"), status.get("ready"), status.get("failed")) == (1, 1, 1)
+            )
+
+        # (the real controller counts a Pod's readiness up to a second after it changed)
+        await side.until(replaced, "the deleted Pod replaced and ready", within=40)
+        second = (await until_running(side, ns, "keep"))[0]
+        got = await side.ok("GET", f"{jobs_path(ns)}/keep")
+        return {
+            "deleted": (deleted[0], deleted[1]["metadata"]),
+            "job": mask(got),
+            "replacement": seen(second),
+            "waited_for_backoff": (
+                when(second["metadata"]["creationTimestamp"]) - when(first["metadata"]["creationTimestamp"])
+            ).total_seconds()
+            >= 9,
+        }
+
+    answer = await sides.same(probe)
+    assert answer["job"]["status"]["failed"] == 1
+
+
+async def test_active_deadline_seconds(sides: JobSides) -> None:
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("late", "sleep 300", activeDeadlineSeconds=3))
+        await until_running(side, ns, "late")
+        await until_condition(side, ns, "late", "Failed", within=40)
+        got = await side.ok("GET", f"{jobs_path(ns)}/late")
+
+        async def no_pods() -> bool:
+            return not await pods_of(side, ns, "late")
+
+        await side.until(no_pods, "the Job's Pods deleted")
+        return {"job": mask(got)}
+
+    answer = await sides.same(probe)
+    status = answer["job"]["status"]
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("FailureTarget", "DeadlineExceeded"),
+        ("Failed", "DeadlineExceeded"),
+    ]
+    assert status["failed"] == 1
+
+
+async def test_deleting_a_job_takes_its_pods_or_orphans_them(sides: JobSides) -> None:
+    """Background deletes the Pods (the kubelet stops them); a DELETE without a policy orphans them
+    (batch/v1's default), and the controller then drops their tracking finalizer."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("gone", "sleep 300"))
+        await side.ok("POST", jobs_path(ns), job("orphan", "sleep 300"))
+        await until_running(side, ns, "gone")
+        await until_running(side, ns, "orphan")
+        background = await side.answer("DELETE", f"{jobs_path(ns)}/gone", {"propagationPolicy": "Background"})
+        default = await side.answer("DELETE", f"{jobs_path(ns)}/orphan")
+
+        async def settled() -> bool:
+            orphans = await pods_of(side, ns, "orphan")
+            return (
+                not await pods_of(side, ns, "gone")
+                and len(orphans) == 1
+                and not orphans[0]["metadata"].get("finalizers")
+                and not orphans[0]["metadata"].get("ownerReferences")
+            )
+
+        await side.until(settled, "the Job's Pods deleted, the other's orphaned", within=40)
+        for path in (f"{jobs_path(ns)}/gone", f"{jobs_path(ns)}/orphan"):
+
+            async def absent(path: str = path) -> bool:
+                return (await side.api.call("GET", path))[0] == 404
+
+            await side.until(absent, f"{path} gone")
+        orphan = (await pods_of(side, ns, "orphan"))[0]
+        return {
+            "background": (background[0], background[1].get("metadata", {}).get("finalizers")),
+            "default": (default[0], default[1].get("metadata", {}).get("finalizers")),
+            "orphan": seen(orphan),
+        }
+
+    await sides.same(probe)
+
+
+# ------------------------------------------------------------------------------ known differences
+
+
+async def test_known_difference_the_job_controller_records_no_events(sides: JobSides) -> None:
+    """kube-controller-manager's Job controller records Events on the Job (SuccessfulCreate for each
+    Pod, Completed at the end); the emulator's records none (neither does its garbage collector)."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("told", "exit 0"))
+        await until_condition(side, ns, "told", "Complete")
+
+        async def reasons() -> list[str]:
+            listed = await side.ok("GET", f"/api/v1/namespaces/{ns}/events")
+            return sorted(e["reason"] for e in listed["items"] if e["involvedObject"].get("kind") == "Job")
+
+        if side.real:
+
+            async def recorded() -> bool:
+                return "Completed" in await reasons()
+
+            await side.until(recorded, "the Completed event")
+        return await reasons()
+
+    emulator, real = await sides.run(probe)
+    assert emulator == []
+    assert real == ["Completed", "SuccessfulCreate"]
