@@ -29,9 +29,11 @@ from emu_sides import Side, diff, mask, unique
 
 from mcosup.kube import client as kclient
 from mcosup.runtime.settings import KubeSettings
+from mcosup.sim import jobspec
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
 from mcosup.sim.kubelet import ImageRule, Kubelet
+from waiting import eventually
 
 SHELL = ImageRule("example.com/shell:*", entrypoint=("/bin/sh",))
 TRACKING = "batch.kubernetes.io/job-tracking"
@@ -59,11 +61,12 @@ class JobSides:
 
 
 @contextlib.asynccontextmanager
-async def kubelet(side: Side, ns: str, workdir: Path) -> AsyncIterator[None]:
-    """The kubelet stand-in for ``side``: runs the namespace's Pods, bound to a node of the test's own."""
-    async with kclient.connect(KubeSettings(kubeconfig=str(side.kubeconfig))) as kube:
+async def kubelet(kubeconfig: Path, ns: str, workdir: Path) -> AsyncIterator[None]:
+    """The kubelet stand-in for the server of ``kubeconfig``: runs the namespace's Pods, bound to a node
+    of the test's own."""
+    async with kclient.connect(KubeSettings(kubeconfig=str(kubeconfig))) as kube:
         stand_in = Kubelet(kube, workdir, image_rules=[SHELL], namespace=ns, bind_to=f"{ns}-node")
-        task = asyncio.create_task(stand_in.run(), name=f"kubelet-{side.name}")
+        task = asyncio.create_task(stand_in.run(), name=f"kubelet-{workdir.name}")
         try:
             await stand_in.listed.wait()
             yield
@@ -109,8 +112,8 @@ async def sides(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Jo
             await side.namespace(ns)
         try:
             async with (
-                kubelet(both.emulator, ns, tmp_path / "kubelet-emulator"),
-                kubelet(both.real, ns, tmp_path / "kubelet-real"),
+                kubelet(both.emulator.kubeconfig, ns, tmp_path / "kubelet-emulator"),
+                kubelet(both.real.kubeconfig, ns, tmp_path / "kubelet-real"),
             ):
                 yield both
         finally:
@@ -354,6 +357,141 @@ async def test_deleting_a_job_takes_its_pods_or_orphans_them(sides: JobSides) ->
         }
 
     await sides.same(probe)
+
+
+async def until_job(side: Side, ns: str, name: str, **wanted: Any) -> None:
+    """Until the Job's status has the ``wanted`` values (the real controller catches up within a second)."""
+
+    async def holds() -> bool:
+        status = await job_status(side, ns, name)
+        return all(status.get(k) == v for k, v in wanted.items())
+
+    await side.until(holds, f"Job {name} status {wanted}")
+
+
+async def no_pods_left(side: Side, ns: str, name: str) -> None:
+    async def none() -> bool:
+        return not await pods_of(side, ns, name)
+
+    await side.until(none, f"the Pods of {name} gone", within=40)
+
+
+async def test_on_failure_restarts_count_against_the_backoff_limit(sides: JobSides) -> None:
+    """restartPolicy OnFailure: the kubelet restarts the container; once the restarts reach
+    backoffLimit the Job fails and its still-running Pod is deleted (and counted failed)."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("flaky", "exit 1", restart="OnFailure", backoffLimit=2))
+        await until_condition(side, ns, "flaky", "Failed", within=60)
+        await no_pods_left(side, ns, "flaky")
+        return mask(await side.ok("GET", f"{jobs_path(ns)}/flaky"))
+
+    answer = await sides.same(probe)
+    assert answer["status"]["failed"] == 1
+    assert answer["status"]["conditions"][1]["reason"] == "BackoffLimitExceeded"
+
+
+async def test_deleting_a_job_in_the_foreground(sides: JobSides) -> None:
+    """Foreground: the Job stays (foregroundDeletion) until its Pods are gone; the controller counts
+    them failed as they go and drops their tracking finalizer, then the Job goes."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("fg", "sleep 300"))
+        await until_running(side, ns, "fg")
+        await until_job(side, ns, "fg", active=1, ready=1)
+        status, deleting = await side.answer(
+            "DELETE", f"{jobs_path(ns)}/fg", {"propagationPolicy": "Foreground"}
+        )
+        await no_pods_left(side, ns, "fg")
+
+        async def job_gone() -> bool:
+            return (await side.api.call("GET", f"{jobs_path(ns)}/fg"))[0] == 404
+
+        await side.until(job_gone, "the Job gone")
+        return {"delete": (status, deleting["metadata"], deleting["status"])}
+
+    answer = await sides.same(probe)
+    assert answer["delete"][1]["finalizers"] == ["foregroundDeletion"]
+
+
+async def test_a_suspended_job_then_resumed(sides: JobSides) -> None:
+    ns = sides.ns
+    path = f"{jobs_path(ns)}/later"
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("later", "exit 0", suspend=True))
+        await until_condition(side, ns, "later", "Suspended")
+        suspended = mask(await side.ok("GET", path))
+        pods_while_suspended = len(await pods_of(side, ns, "later"))
+        await side.ok(
+            "PATCH", path, {"spec": {"suspend": False}}, content_type="application/merge-patch+json"
+        )
+        await until_condition(side, ns, "later", "Complete")
+        return {
+            "suspended": suspended,
+            "pods_while_suspended": pods_while_suspended,
+            "resumed": mask(await side.ok("GET", path)),
+        }
+
+    answer = await sides.same(probe)
+    conditions = answer["resumed"]["status"]["conditions"]
+    assert [(c["type"], c["status"], c["reason"]) for c in conditions] == [
+        ("Suspended", "False", "JobResumed"),
+        ("SuccessCriteriaMet", "True", "CompletionsReached"),
+        ("Complete", "True", "CompletionsReached"),
+    ]
+
+
+# ------------------------------------------------------------------------------ the emulator alone
+
+
+def finished_pod(at: str, phase: str = "Failed") -> dict[str, Any]:
+    terminated = {"exitCode": 1 if phase == "Failed" else 0, "finishedAt": at}
+    return {
+        "metadata": {"name": "p", "creationTimestamp": "2026-01-01T00:00:00Z"},
+        "status": {"phase": phase, "containerStatuses": [{"state": {"terminated": terminated}}]},
+    }
+
+
+def test_the_pod_failure_backoff_doubles_from_the_last_failure_and_a_success_resets_it() -> None:
+    t0 = when("2026-01-01T00:01:00Z")
+    once = jobspec.Backoff().after([], [finished_pod("2026-01-01T00:01:00Z")])
+    assert (once.failures, once.remaining(t0, 10, 600)) == (1, 10)
+    twice = once.after([], [finished_pod("2026-01-01T00:01:30Z")])
+    assert twice.remaining(when("2026-01-01T00:01:35Z"), 10, 600) == 15  # 20 s from the last failure
+    many = jobspec.Backoff(9, t0)
+    assert many.remaining(t0, 10, 600) == 600  # capped
+    assert twice.after([finished_pod("2026-01-01T00:02:00Z", "Succeeded")], []) == jobspec.Backoff()
+    later = twice.after(
+        [finished_pod("2026-01-01T00:02:00Z", "Succeeded")], [finished_pod("2026-01-01T00:02:05Z")]
+    )
+    assert (later.failures, later.last_failure) == (1, when("2026-01-01T00:02:05Z"))
+
+
+async def test_job_backoff_scales_the_emulators_pod_failure_backoff(tmp_path: Path) -> None:
+    """Emulator(job_backoff=...) for tests that retry failing Pods many times: 3 retries in seconds."""
+    async with Emulator(job_backoff=0.2) as emu:
+        kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        await emu.create_object(job("retry", "exit 1", backoffLimit=3), namespace="default")
+        async with kubelet(kubeconfig, "default", tmp_path / "kubelet"):
+
+            async def failed() -> bool:
+                got = emu.get_object("batch/v1", "jobs", "retry", "default") or {}
+                return jobspec.finished(got)
+
+            await eventually(failed, within=20, what="the Job failed")
+        status = (emu.get_object("batch/v1", "jobs", "retry", "default") or {})["status"]
+        assert (status["failed"], status["conditions"][-1]["reason"]) == (4, "BackoffLimitExceeded")
+
+
+async def test_without_the_job_controller_a_job_gets_no_pods() -> None:
+    async with Emulator(job_controller=False) as emu:
+        await emu.create_object(job("idle", "exit 0"), namespace="default")
+        await asyncio.sleep(0.2)
+        assert emu.list_objects("v1", "pods", "default") == []
+        assert (emu.get_object("batch/v1", "jobs", "idle", "default") or {})["status"] == {}
 
 
 # ------------------------------------------------------------------------------ known differences
