@@ -4,7 +4,9 @@ Like the emulator's garbage collector it works on the store from inside the serv
 kube-controller-manager gives it (``system:serviceaccount:kube-system:job-controller``, so admission
 webhooks see the same caller); its writes go through the same create, update and delete paths as a
 client's (defaults, validation, webhooks, watch events). It wakes on every commit of a Job or Pod and
-re-syncs the Jobs concerned, as the real controller's informers make it do.
+re-syncs the Jobs concerned, as the real controller's informers make it do: a new, deleted or
+respecified Job at once, after a Pod's change or a status write within ``job_sync_batch`` (1 s, the
+real batch period, so a watcher sees the same sequence of Job statuses).
 
 Modelled, for NonIndexed Jobs (``pkg/controller/job``, checked against the real one by
 ``tests/sim/test_emu_jobs.py``):
@@ -25,11 +27,13 @@ Modelled, for NonIndexed Jobs (``pkg/controller/job``, checked against the real 
 - ``activeDeadlineSeconds`` from ``startTime``: active Pods deleted, the Job failed;
 - ``suspend``: no Pods, active ones deleted, the ``Suspended`` condition (and ``JobResumed``);
 - a Job deleted or finished: the tracking finalizer removed from its Pods (what the real controller's
-  orphan-pod worker does), so garbage collection can finish deleting them.
+  orphan-pod worker does), so garbage collection can finish deleting them;
+- Events on the Job, as its recorder writes them: SuccessfulCreate/FailedCreate, SuccessfulDelete/
+  FailedDelete, Completed or the failure's reason, Suspended/Resumed.
 
 Not modelled: Indexed Jobs, ``podFailurePolicy``, ``successPolicy``, ``backoffLimitPerIndex``,
-``managedBy``, adopting orphan Pods that match a manual selector, the Events the controller records,
-and the 1 s batching of Pod-triggered syncs (a sync follows each change at once).
+``managedBy``, adopting orphan Pods that match a manual selector, the event recorder's aggregation of
+many similar Events (10 within 10 minutes) and its rate limit.
 """
 
 from __future__ import annotations
@@ -38,13 +42,14 @@ import asyncio
 import copy
 import datetime
 import logging
+import time
 from typing import Any
 
 from mcosup.sim import errors, jobspec
 from mcosup.sim.admission import UserInfo
 from mcosup.sim.jobspec import Backoff
 from mcosup.sim.resources import ResourceType
-from mcosup.sim.store import DELETED, RtKey, WatchEvent
+from mcosup.sim.store import DELETED, MODIFIED, RtKey, WatchEvent
 from mcosup.sim.wire import Ctx, Target, timestamp
 from mcosup.sim.writes import Writes
 
@@ -52,12 +57,15 @@ log = logging.getLogger(__name__)
 
 JOBS: RtKey = ("batch", "jobs")
 PODS: RtKey = ("", "pods")
+EVENTS: RtKey = ("", "events")
 JOB_CONTROLLER = UserInfo(
     "system:serviceaccount:kube-system:job-controller",
     ("system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"),
 )
 #: The cap of the pod-failure backoff (``MaxJobPodFailureBackOff``).
 MAX_BACKOFF_SECONDS = 600.0
+#: How long Pod-triggered syncs are batched (``syncJobBatchPeriod``).
+SYNC_BATCH_SECONDS = 1.0
 #: When a sync fails (a webhook refused a Pod, say), it is tried again after this long.
 RETRY_SECONDS = 1.0
 
@@ -69,21 +77,26 @@ class JobControl(Writes):
 
     #: Seconds of the first pod-failure backoff (doubled per further failure, up to 10 min).
     job_backoff: float
+    #: Seconds a Pod-triggered sync waits, so that changes within it make one sync (the real 1 s).
+    job_sync_batch: float
     _jobs_dirty: set[Key]
     _job_pods_dirty: set[Key]
     _jobs_wake: asyncio.Event
     _jobs_task: asyncio.Task[None] | None
     _jobs_timers: dict[Key, asyncio.TimerHandle]
     _jobs_backoff: dict[Key, Backoff]
+    _jobs_events: dict[tuple[str, ...], str]  # the recorder's key of an Event -> its name
 
     def _jobs_init(self, backoff_seconds: float) -> None:
         self.job_backoff = backoff_seconds
+        self.job_sync_batch = SYNC_BATCH_SECONDS
         self._jobs_dirty = set()
         self._job_pods_dirty = set()
         self._jobs_wake = asyncio.Event()
         self._jobs_task = None
         self._jobs_timers = {}
         self._jobs_backoff = {}
+        self._jobs_events = {}
         self.store.listeners.append(self._jobs_observe)
 
     def _jobs_start(self) -> None:
@@ -107,7 +120,12 @@ class JobControl(Writes):
         """Called by the store on every commit: note the Jobs (and tracked Pods) to look at."""
         if rt_key == JOBS:
             meta = event.obj["metadata"]
-            self._jobs_dirty.add((str(meta.get("namespace", "")), str(meta["name"])))
+            key = (str(meta.get("namespace", "")), str(meta["name"]))
+            old_generation = (event.old or {}).get("metadata", {}).get("generation")
+            if event.type != MODIFIED or old_generation != meta.get("generation"):
+                self._jobs_dirty.add(key)  # a new, deleted or respecified Job: at once
+            elif not jobspec.finished(event.obj):
+                self._jobs_batched(key)  # a status write, typically its own
             if event.type == DELETED or jobspec.finished(event.obj):
                 uid = meta.get("uid")
                 for pod in self.store.items(PODS, meta.get("namespace")):
@@ -121,12 +139,20 @@ class JobControl(Writes):
             if uid is not None:
                 found = self.store.by_uid_get(uid)
                 if found is not None and found[0] == JOBS:
-                    self._jobs_dirty.add((ns, str(found[1]["metadata"]["name"])))
+                    self._jobs_batched((ns, str(found[1]["metadata"]["name"])))
             if event.type != DELETED and jobspec.tracked(pod):
                 self._job_pods_dirty.add((ns, str(meta["name"])))
         else:
             return
         self._jobs_wake.set()
+
+    def _jobs_batched(self, key: Key) -> None:
+        """Sync ``key`` after :attr:`job_sync_batch` (changes within it make one sync, as the real
+        controller's ``enqueueSyncJobBatched``)."""
+        if self.job_sync_batch > 0:
+            self._jobs_later(key, self.job_sync_batch)
+        else:
+            self._jobs_dirty.add(key)
 
     def _jobs_later(self, key: Key, seconds: float) -> None:
         """Sync ``key`` again in ``seconds`` (the earliest of the asked times wins)."""
@@ -208,7 +234,7 @@ class JobControl(Writes):
         }
         target = Target(self._rt(PODS), "v1", meta.get("namespace"), None, None)
         try:
-            await self._create(target, self._controller_ctx(), body)
+            created = await self._create(target, self._controller_ctx(), body)
         except errors.ApiStatusError as exc:
             causes = ((exc.details or {}).get("causes")) or []
             if any(c.get("reason") == "NamespaceTerminating" for c in causes):
@@ -219,17 +245,70 @@ class JobControl(Writes):
                 meta["name"],
                 exc.message,
             )
+            await self._record(job, "Warning", "FailedCreate", f"Error creating: {exc.message}")
             return False
+        await self._record(job, "Normal", "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
         return True
 
-    async def _delete_pod(self, pod: dict[str, Any]) -> bool:
+    async def _delete_pod(self, job: dict[str, Any], pod: dict[str, Any]) -> bool:
         meta = pod["metadata"]
         target = Target(self._rt(PODS), "v1", meta.get("namespace"), meta["name"], None)
         try:
             await self._delete(target, self._controller_ctx(), None)
         except errors.ApiStatusError as exc:
-            return exc.code == 404
+            if exc.code == 404:
+                return True
+            await self._record(job, "Warning", "FailedDelete", f"Error deleting: {exc.message}")
+            return False
+        await self._record(job, "Normal", "SuccessfulDelete", f"Deleted pod: {meta['name']}")
         return True
+
+    async def _record(self, job: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """An Event about the Job, as the controller's event recorder writes it (core/v1; a repeat of
+        the very same event bumps the first one's ``count`` and ``lastTimestamp``)."""
+        meta = job["metadata"]
+        now = timestamp()
+        event: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{time.time_ns():x}", "namespace": meta.get("namespace")},
+            "involvedObject": {
+                "kind": "Job",
+                "namespace": meta.get("namespace"),
+                "name": meta["name"],
+                "uid": meta.get("uid"),
+                "apiVersion": "batch/v1",
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message,
+            "source": {"component": "job-controller"},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": "job-controller",
+            "reportingInstance": "",
+        }
+        ns = str(meta.get("namespace", ""))
+        # The recorder's correlator: the very same event again counts in the first one.
+        same = (ns, str(meta["name"]), str(meta.get("uid")), type_, reason, message)
+        earlier = self._jobs_events.get(same)
+        try:
+            if earlier is not None and self.store.get(EVENTS, ns, earlier) is not None:
+
+                def again(old: dict[str, Any]) -> dict[str, Any]:
+                    return {**old, "count": int(old.get("count") or 1) + 1, "lastTimestamp": now}
+
+                target = Target(self._rt(EVENTS), "v1", ns, earlier, None)
+                await self._write_loop(target, self._controller_ctx(), None, again)
+                return
+            target = Target(self._rt(EVENTS), "v1", ns, None, None)
+            await self._create(target, self._controller_ctx(), event)
+            self._jobs_events[same] = event["metadata"]["name"]
+        except errors.ApiStatusError as exc:  # events are best effort, as the broadcaster's
+            log.info("emulator job controller: event %s on %s: %s", reason, meta["name"], exc.message)
 
     async def _untrack(self, pod: dict[str, Any]) -> bool:
         """Remove the tracking finalizer (gone or already without one counts as done)."""
@@ -253,7 +332,7 @@ class JobControl(Writes):
             return exc.code == 404
         return True
 
-    async def _write_job_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+    async def _write_job_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
         meta = job["metadata"]
         target = Target(self._rt(JOBS), "v1", meta.get("namespace"), meta["name"], "status")
         wire = jobspec.wire_status(status)
@@ -263,7 +342,7 @@ class JobControl(Writes):
                 raise errors.not_found("jobs", "batch", meta["name"])
             return {**old, "status": wire}
 
-        await self._write_loop(target, self._controller_ctx(), None, with_status)
+        return await self._write_loop(target, self._controller_ctx(), None, with_status)
 
     # ---------------------------------------------------------------------------- the sync
 
@@ -350,7 +429,7 @@ class JobControl(Writes):
         suspend_changed = False
         if finished is not None:
             for pod in active_pods:
-                if await self._delete_pod(pod):
+                if await self._delete_pod(job, pod):
                     active -= 1
                     terminating += 1
                     ready -= 1 if jobspec.is_ready(pod) else 0
@@ -374,12 +453,14 @@ class JobControl(Writes):
                 )
                 if suspend_changed:
                     status.pop("startTime", None)
+                    await self._record(job, "Normal", "Suspended", "Job suspended")
             elif managed:
                 suspend_changed = jobspec.ensure(
                     conditions, "Suspended", "False", "JobResumed", "Job resumed", now
                 )
                 if suspend_changed:
                     status["startTime"] = now
+                    await self._record(job, "Normal", "Resumed", "Job resumed")
 
         needs_flush = suspend_changed or (
             active != int(status.get("active") or 0)
@@ -431,13 +512,19 @@ class JobControl(Writes):
         if _count_untracked(status, unc_succeeded, unc_failed, with_finalizer):
             needs_flush = True
         status["uncountedTerminatedPods"] = {"succeeded": unc_succeeded, "failed": unc_failed}
-        if finished is not None and not unc_succeeded and not unc_failed and terminating == 0:
+        done = finished is not None and not unc_succeeded and not unc_failed and terminating == 0
+        if finished is not None and done:
             jobspec.ensure(conditions, finished["type"], "True", finished["reason"], finished["message"], now)
             if finished["type"] == "Complete":
                 status["completionTime"] = now
             needs_flush = True
         if needs_flush:
-            await self._write_job_status(job, status)
+            job = await self._write_job_status(job, status)
+        if finished is not None and done:
+            if finished["type"] == "Complete":
+                await self._record(job, "Normal", "Completed", "Job completed")
+            else:
+                await self._record(job, "Warning", finished["reason"], finished["message"])
 
     async def _manage_job(
         self,
@@ -477,7 +564,7 @@ class JobControl(Writes):
                         active += 1
                 return active, terminating, ready
         for pod in removing:
-            if await self._delete_pod(pod):
+            if await self._delete_pod(job, pod):
                 active -= 1
                 terminating += 1
                 ready -= 1 if jobspec.is_ready(pod) else 0

@@ -18,6 +18,7 @@ Pure: objects in, objects or facts out.
 
 from __future__ import annotations
 
+import copy
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -272,9 +273,9 @@ def ensure(
 
 def wire_status(status: Mapping[str, Any]) -> dict[str, Any]:
     """A JobStatus as Go serialises it: zero counters and empty lists left out, ``ready``,
-    ``terminating`` and ``uncountedTerminatedPods`` kept (pointers)."""
+    ``terminating`` and ``uncountedTerminatedPods`` kept (pointers). A copy: the store keeps it."""
     out: dict[str, Any] = {}
-    for key, value in status.items():
+    for key, value in copy.deepcopy(dict(status)).items():
         if key in ("active", "succeeded", "failed") and not value:
             continue
         if key == "conditions" and not value:

@@ -235,6 +235,33 @@ async def test_a_job_whose_pod_succeeds(sides: JobSides) -> None:
     assert TRACKING not in (answer["pods"][0]["metadata"].get("finalizers") or [])
 
 
+async def test_the_statuses_a_watcher_sees(sides: JobSides) -> None:
+    """Every version of a Job's status from creation to Complete: both controllers write the same
+    ones (Pod changes within a second make one sync on both)."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        created = await side.ok("POST", jobs_path(ns), job("seq", "sleep 3; exit 0"))
+        statuses = []
+        stream = side.api.watch(
+            jobs_path(ns),
+            resourceVersion=created["metadata"]["resourceVersion"],
+            fieldSelector="metadata.name=seq",
+        )
+        async with asyncio.timeout(60), contextlib.aclosing(stream):
+            async for event in stream:
+                if event["type"] == "BOOKMARK":
+                    continue
+                status = event["object"].get("status") or {}
+                statuses.append((event["type"], mask(status)))
+                if any(c["type"] == "Complete" for c in status.get("conditions") or []):
+                    break
+        return statuses
+
+    answer = await sides.same(probe)
+    assert len(answer) == 4
+
+
 async def test_a_job_whose_pods_fail_until_the_backoff_limit(sides: JobSides) -> None:
     """backoffLimit 1: the first Pod fails, the second is created after the controller's pod-failure
     backoff (10 s on both), fails too, and the Job fails."""
@@ -494,30 +521,75 @@ async def test_without_the_job_controller_a_job_gets_no_pods() -> None:
         assert (emu.get_object("batch/v1", "jobs", "idle", "default") or {})["status"] == {}
 
 
-# ------------------------------------------------------------------------------ known differences
-
-
-async def test_known_difference_the_job_controller_records_no_events(sides: JobSides) -> None:
-    """kube-controller-manager's Job controller records Events on the Job (SuccessfulCreate for each
-    Pod, Completed at the end); the emulator's records none (neither does its garbage collector)."""
+async def test_the_events_a_job_gets(sides: JobSides) -> None:
+    """What the controller records on a Job that completes and on one past its deadline."""
     ns = sides.ns
 
     async def probe(side: Side) -> Any:
         await side.ok("POST", jobs_path(ns), job("told", "exit 0"))
+        await side.ok("POST", jobs_path(ns), job("late", "sleep 300", activeDeadlineSeconds=2))
         await until_condition(side, ns, "told", "Complete")
+        await until_condition(side, ns, "late", "Failed", within=40)
 
-        async def reasons() -> list[str]:
-            listed = await side.ok("GET", f"/api/v1/namespaces/{ns}/events")
-            return sorted(e["reason"] for e in listed["items"] if e["involvedObject"].get("kind") == "Job")
+        async def listed() -> list[dict[str, Any]]:
+            got = await side.ok("GET", f"/api/v1/namespaces/{ns}/events")
+            return [e for e in got["items"] if e["involvedObject"].get("kind") == "Job"]
 
-        if side.real:
+        async def recorded() -> bool:  # the real recorder writes them asynchronously
+            reasons = {e["reason"] for e in await listed()}
+            return {"Completed", "DeadlineExceeded"} <= reasons
 
-            async def recorded() -> bool:
-                return "Completed" in await reasons()
+        await side.until(recorded, "the Jobs' final Events")
+        out = []
+        for event in await listed():
+            event["metadata"]["name"] = re.sub(r"\.[0-9a-f]+$", ".<nanoseconds>", event["metadata"]["name"])
+            event["message"] = re.sub(r"-[a-z0-9]{5}$", "-<suffix>", event["message"])
+            out.append(mask(event))
+        return sorted(out, key=lambda e: (e["involvedObject"]["name"], e["reason"]))
 
-            await side.until(recorded, "the Completed event")
-        return await reasons()
+    answer = await sides.same(probe)
+    assert [(e["involvedObject"]["name"], e["type"], e["reason"], e["message"]) for e in answer] == [
+        ("late", "Warning", "DeadlineExceeded", "Job was active longer than specified deadline"),
+        ("late", "Normal", "SuccessfulCreate", "Created pod: late-<suffix>"),
+        ("late", "Normal", "SuccessfulDelete", "Deleted pod: late-<suffix>"),
+        ("told", "Normal", "Completed", "Job completed"),
+        ("told", "Normal", "SuccessfulCreate", "Created pod: told-<suffix>"),
+    ]
 
-    emulator, real = await sides.run(probe)
-    assert emulator == []
-    assert real == ["Completed", "SuccessfulCreate"]
+
+async def test_the_same_event_again_counts_in_the_first(sides: JobSides) -> None:
+    """Suspended, resumed, suspended and resumed again: the second Suspended and Resumed Events are
+    the first ones with ``count: 2`` (the event recorder's correlator, on both)."""
+    ns = sides.ns
+    path = f"{jobs_path(ns)}/twice"
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("twice", "sleep 300", suspend=True))
+        await until_condition(side, ns, "twice", "Suspended")
+        for suspend in (False, True, False):
+
+            async def flipped(suspend: bool = suspend) -> bool:
+                conditions = (await job_status(side, ns, "twice")).get("conditions") or []
+                wanted = "True" if suspend else "False"
+                return any(c["type"] == "Suspended" and c["status"] == wanted for c in conditions)
+
+            await side.ok(
+                "PATCH", path, {"spec": {"suspend": suspend}}, content_type="application/merge-patch+json"
+            )
+            await side.until(flipped, f"the Job suspend={suspend}")
+
+        async def counted() -> dict[str, int]:
+            got = await side.ok("GET", f"/api/v1/namespaces/{ns}/events")
+            return {
+                e["reason"]: e["count"]
+                for e in got["items"]
+                if e["involvedObject"].get("name") == "twice" and e["reason"] in ("Suspended", "Resumed")
+            }
+
+        async def both_twice() -> bool:
+            return await counted() == {"Suspended": 2, "Resumed": 2}
+
+        await side.until(both_twice, "Suspended and Resumed counted twice")
+        return await counted()
+
+    await sides.same(probe)
