@@ -1,7 +1,8 @@
 """The Pod subresources: `log` (with `follow`), `eviction` under PodDisruptionBudgets, `binding`.
 
 An eviction computes the PDB's budget as the disruption controller would (:mod:`mcosup.sim.disruption`)
-and writes the PDB status it implies; `binding` does what a scheduler's bind does. What `pods/log`
+and writes the PDB status it implies, then marks the Pod (the `DisruptionTarget` condition) and deletes
+it; `binding` does what a scheduler's bind does. What `pods/log`
 serves comes from the test hooks `emu.set_pod_log` / `emu.append_pod_log`.
 """
 
@@ -109,8 +110,34 @@ class PodSubresources(Deletion):
         if not skip_pdb:
             self._check_budgets(pod, ctx)
         if not ctx.dry_run:
+            pod = self._mark_disruption_target(t, pod)
             self._delete_now(t.rt, pod, options)
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+    def _mark_disruption_target(self, t: Target, pod: dict[str, Any]) -> dict[str, Any]:
+        """The condition an eviction writes (a status update) before it deletes the Pod, so that its
+        controller (a Job's podFailurePolicy, say) can tell a disruption from a failure."""
+        new = orjson.loads(orjson.dumps(pod))
+        status = new.setdefault("status", {})
+        conditions = list(status.get("conditions") or [])
+        mark = {
+            "type": "DisruptionTarget",
+            "status": "True",
+            "lastProbeTime": None,
+            "lastTransitionTime": timestamp(),
+            "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting",
+        }
+        for i, c in enumerate(conditions):
+            if c.get("type") == "DisruptionTarget":
+                if c.get("status") == "True" and c.get("lastTransitionTime"):
+                    mark["lastTransitionTime"] = c["lastTransitionTime"]
+                conditions[i] = mark
+                break
+        else:
+            conditions.append(mark)
+        status["conditions"] = conditions
+        return self._commit_update(t.rt, new, pod)
 
     def _bind(self, t: Target, body: Any) -> dict[str, Any]:
         """``POST pods/<name>/binding``: what a scheduler does — set ``spec.nodeName`` once, mark the Pod

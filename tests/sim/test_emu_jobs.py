@@ -593,3 +593,25 @@ async def test_the_same_event_again_counts_in_the_first(sides: JobSides) -> None
         return await counted()
 
     await sides.same(probe)
+
+
+async def test_an_evicted_pod_is_replaced(sides: JobSides) -> None:
+    """An eviction (a drain's) is a deletion the Job replaces, as the MCO's builds rely on; the evicted
+    Pod carries the DisruptionTarget condition while it terminates."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("evicted", "sleep 300", terminationGracePeriodSeconds=30))
+        first = (await until_running(side, ns, "evicted"))[0]
+        name = first["metadata"]["name"]
+        eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name}}
+        evicted = await side.answer("POST", f"/api/v1/namespaces/{ns}/pods/{name}/eviction", eviction)
+        status, terminating = await side.answer("GET", f"/api/v1/namespaces/{ns}/pods/{name}")
+        conditions = sorted(
+            (c["type"], c["status"], c.get("reason"), c.get("message"))
+            for c in (terminating.get("status") or {}).get("conditions") or []
+        )
+        await until_job(side, ns, "evicted", active=1, ready=1, failed=1)
+        return {"evicted": evicted, "terminating": (status, conditions)}
+
+    await sides.same(probe)
