@@ -10,7 +10,8 @@ Pure: objects in, objects or facts out.
   template. A Job without labels gets its template's as they end up (the server defaults them again
   each time it decodes the Job from storage, generated labels included).
 - :func:`job_causes`: the template's ``restartPolicy`` must be OnFailure or Never (the one check a Job
-  writer most often trips over); the rest of ``ValidateJob`` is not modelled.
+  writer most often trips over); :func:`job_update_causes`: the immutable fields of an update. The
+  rest of ``ValidateJob`` is not modelled.
 - Pod facts as ``pkg/controller/job`` reads them: active, terminating, ready, failed (a deleted
   unfinished Pod counts as failed under TerminatingOrFailed), finished time, and the pod-failure
   backoff (10 s doubling up to 10 min since the last failure, reset by a success).
@@ -20,11 +21,12 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from mcosup.sim import defaults
+from mcosup.sim import defaults, selectors
 
 Cause = dict[str, str]
 
@@ -83,16 +85,68 @@ def job_defaults(job: dict[str, Any], old: Mapping[str, Any] | None) -> dict[str
 
 
 def job_causes(job: Mapping[str, Any]) -> list[Cause]:
-    template_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    """A generated selector must still select the Pods the Job makes; the template's restartPolicy."""
+    spec = job.get("spec") or {}
+    meta = job.get("metadata") or {}
+    causes: list[Cause] = []
+    selector = spec.get("selector")
+    if not spec.get("manualSelector") and selector is not None:
+        uid, name = str(meta.get("uid", "")), str(meta.get("name", ""))
+        expected = {
+            CONTROLLER_UID_LABEL: uid,
+            JOB_NAME_LABEL: name,
+            LEGACY_CONTROLLER_UID_LABEL: uid,
+            LEGACY_JOB_NAME_LABEL: name,
+        }
+        if not selectors.label_selector_from_dict(selector).matches(expected):
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": "spec.selector",
+                    "message": f"Invalid value: {go_json(selector)}: `selector` not auto-generated",
+                }
+            )
+    template_spec = (spec.get("template") or {}).get("spec") or {}
     if template_spec.get("restartPolicy") not in ("OnFailure", "Never"):
-        return [
+        causes.append(
             {
                 "reason": "FieldValueRequired",
                 "field": "spec.template.spec.restartPolicy",
                 "message": 'Required value: valid values: "OnFailure", "Never"',
             }
-        ]
-    return []
+        )
+    return causes
+
+
+def go_json(value: Any) -> str:
+    """A value as field errors print it: JSON, maps' keys sorted."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def job_update_causes(job: Mapping[str, Any], old: Mapping[str, Any]) -> list[Cause]:
+    """The fields ``ValidateJobSpecUpdate`` keeps immutable: ``selector``, ``completionMode``,
+    ``completions`` (of a NonIndexed Job), ``podFailurePolicy``, ``successPolicy``, ``managedBy``,
+    ``backoffLimitPerIndex``, and ``template`` unless the Job was suspended (where the server still
+    allows only resources and scheduling directives to change: not modelled). The value in the message
+    is printed as JSON, as the server prints it, except the template: the server prints its internal
+    Go type there (field names capitalised), which only the meaning matches."""
+    spec, old_spec = job.get("spec") or {}, old.get("spec") or {}
+    causes = []
+    fields = ["completions", "selector"]
+    if not old_spec.get("suspend"):
+        fields.append("template")
+    fields += ["completionMode", "podFailurePolicy", "backoffLimitPerIndex", "managedBy", "successPolicy"]
+    for name in fields:
+        if spec.get(name) != old_spec.get(name):
+            value = go_json(spec.get(name))
+            causes.append(
+                {
+                    "reason": "FieldValueInvalid",
+                    "field": f"spec.{name}",
+                    "message": f"Invalid value: {value}: field is immutable",
+                }
+            )
+    return causes
 
 
 # ---------------------------------------------------------------- pods as the controller sees them

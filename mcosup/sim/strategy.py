@@ -144,7 +144,7 @@ class WriteChecks(ResourceTypes):
             obj = defaults.workload_defaults(rt.kind, obj, old)
         elif rt.kind == "Job" and rt.group == "batch":
             obj = jobspec.job_defaults(obj, old)
-            causes = jobspec.job_causes(obj)
+            causes = jobspec.job_causes(obj) + (jobspec.job_update_causes(obj, old) if old else [])
             if causes:
                 raise errors.invalid(rt.kind, rt.group, name, causes)
 

@@ -615,3 +615,68 @@ async def test_an_evicted_pod_is_replaced(sides: JobSides) -> None:
         return {"evicted": evicted, "terminating": (status, conditions)}
 
     await sides.same(probe)
+
+
+async def patch_job(side: Side, ns: str, name: str, patches: dict[str, Any]) -> dict[str, Any]:
+    """Each merge patch's answer: (code, spec) when it applies, (code, reason, causes, message) when not."""
+    out: dict[str, Any] = {}
+    for what, patch in patches.items():
+        status, body = await side.answer(
+            "PATCH", f"{jobs_path(ns)}/{name}", patch, content_type="application/merge-patch+json"
+        )
+        if status < 300:
+            out[what] = (status, body["spec"])
+        else:
+            causes = [
+                {**c, "message": re.sub(UID, "<uid>", c["message"])}
+                for c in (body.get("details") or {}).get("causes") or []
+            ]
+            out[what] = (status, body.get("reason"), causes, re.sub(UID, "<uid>", body.get("message", "")))
+    return out
+
+
+async def test_the_immutable_fields_of_a_job(sides: JobSides) -> None:
+    """A running Job takes a new backoffLimit, parallelism or deadline, not new completions, mode or
+    selector."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("fixed", "sleep 300"))
+        return await patch_job(
+            side,
+            ns,
+            "fixed",
+            {
+                "mutable": {"spec": {"backoffLimit": 2, "parallelism": 1, "activeDeadlineSeconds": 600}},
+                "completions": {"spec": {"completions": 2}},
+                "completion_mode": {"spec": {"completionMode": "Indexed"}},
+                "selector": {"spec": {"selector": {"matchLabels": {"app": "fixed"}}}},
+            },
+        )
+
+    answer = await sides.same(probe)
+    assert answer["completions"][:2] == (422, "Invalid")
+
+
+async def test_known_difference_the_wording_of_an_immutable_template(sides: JobSides) -> None:
+    """Changing a running Job's template is refused on both (422, cause spec.template, "field is
+    immutable"), but the real server prints the template's internal Go type in the message (field
+    names capitalised, every unset pointer as null), the emulator the template as the API has it."""
+    ns = sides.ns
+
+    async def probe(side: Side) -> Any:
+        await side.ok("POST", jobs_path(ns), job("frozen", "sleep 300"))
+        patch = {"spec": {"template": {"spec": {"terminationGracePeriodSeconds": 9}}}}
+        return (await patch_job(side, ns, "frozen", {"template": patch}))["template"]
+
+    emulator, real = await sides.run(probe)
+    for code, reason, causes, message in (emulator, real):
+        assert (code, reason, [(c["reason"], c["field"]) for c in causes]) == (
+            422,
+            "Invalid",
+            [("FieldValueInvalid", "spec.template")],
+        )
+        assert message.startswith('Job.batch "frozen" is invalid: spec.template: Invalid value: ')
+        assert message.endswith(": field is immutable")
+    assert '"SchedulingGroup":null' in real[3] and '"SchedulingGroup"' not in emulator[3]
+    assert '"containers":[' in emulator[3] and '"containers":[' not in real[3]
