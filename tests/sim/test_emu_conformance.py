@@ -1612,7 +1612,8 @@ async def test_known_difference_no_authorization(sides: Sides, control_plane: Co
 async def test_known_difference_no_namespace_controllers(sides: Sides) -> None:
     """A real namespace soon holds the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap
     (kube-controller-manager's service-account and root-CA publisher controllers); the emulator runs
-    no controllers, so a new namespace stays empty."""
+    no namespace controllers (of kube-controller-manager's only the garbage collector and the Job
+    controller), so a new namespace stays empty."""
     ns = sides.ns  # the fixture waited for `default` on the real server
 
     async def probe(side: Side) -> Any:
