@@ -149,13 +149,16 @@ class JobControl(Writes):
     def _jobs_batched(self, key: Key) -> None:
         """Sync ``key`` after :attr:`job_sync_batch` (changes within it make one sync, as the real
         controller's ``enqueueSyncJobBatched``)."""
-        if self.job_sync_batch > 0:
+        if self.job_sync_batch > 0 and self._jobs_task is not None:
             self._jobs_later(key, self.job_sync_batch)
         else:
             self._jobs_dirty.add(key)
 
     def _jobs_later(self, key: Key, seconds: float) -> None:
         """Sync ``key`` again in ``seconds`` (the earliest of the asked times wins)."""
+        if self._jobs_task is None:  # not running: the key waits for the start
+            self._jobs_dirty.add(key)
+            return
         loop = asyncio.get_running_loop()
         when = loop.time() + max(seconds, 0.0)
         current = self._jobs_timers.get(key)
@@ -183,12 +186,17 @@ class JobControl(Writes):
                     except errors.ApiStatusError as exc:
                         log.info("emulator job controller: %s/%s: %s", *key, exc.message)
                         self._jobs_later(key, RETRY_SECONDS)
+                    except Exception:  # a bug here must not stop every other Job
+                        log.exception("emulator job controller: syncing %s/%s failed", *key)
+                        self._jobs_later(key, RETRY_SECONDS)
                 pods, self._job_pods_dirty = sorted(self._job_pods_dirty), set()
                 for key in pods:
                     try:
                         await self._sync_orphan_pod(key)
                     except errors.ApiStatusError as exc:
                         log.info("emulator job controller: pod %s/%s: %s", *key, exc.message)
+                    except Exception:
+                        log.exception("emulator job controller: pod %s/%s failed", *key)
                 await asyncio.sleep(0)
 
     # ---------------------------------------------------------------------------- the API calls

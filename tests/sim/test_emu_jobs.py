@@ -28,6 +28,7 @@ from emu_http import Api
 from emu_sides import Side, diff, mask, unique
 
 from mcosup.kube import client as kclient
+from mcosup.kube.resources import NAMESPACES
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim import jobspec
 from mcosup.sim.apiserver import Emulator
@@ -680,3 +681,26 @@ async def test_known_difference_the_wording_of_an_immutable_template(sides: JobS
         assert message.endswith(": field is immutable")
     assert '"SchedulingGroup":null' in real[3] and '"SchedulingGroup"' not in emulator[3]
     assert '"containers":[' in emulator[3] and '"containers":[' not in real[3]
+
+
+async def test_a_namespace_deleted_with_a_running_job_goes_away(tmp_path: Path) -> None:
+    """Namespace deletion takes the Job, the controller drops its Pods' tracking finalizer, the
+    kubelet stops them, and the namespace is gone."""
+    async with Emulator() as emu:
+        await emu.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "doomed"}})
+        await emu.create_object(job("busy", "sleep 300"), namespace="doomed")
+        kubeconfig = emu.write_kubeconfig(tmp_path / "kubeconfig")
+        async with kubelet(kubeconfig, "doomed", tmp_path / "kubelet"):
+
+            def running() -> bool:
+                pods = emu.list_objects("v1", "pods", "doomed")
+                return any((p.get("status") or {}).get("phase") == "Running" for p in pods)
+
+            await eventually(running, within=20, what="the Job's Pod running")
+            async with kclient.connect(KubeSettings(kubeconfig=str(kubeconfig))) as kube:
+                await kube.delete(NAMESPACES, "doomed")
+            await eventually(
+                lambda: emu.get_object("v1", "namespaces", "doomed") is None,
+                within=20,
+                what="the namespace gone",
+            )
