@@ -183,6 +183,26 @@ def seen(pod: dict[str, Any]) -> dict[str, Any]:
     return mask({"metadata": pod["metadata"], "phase": (pod.get("status") or {}).get("phase")})
 
 
+def described_masked(text: str) -> list[str]:
+    """``kubectl describe`` output without what differs between any two runs: uids, generated names'
+    suffixes, times and ages, and the column padding they change."""
+    text = re.sub(UID, "<uid>", text)
+    text = re.sub(r"(\w)-[a-z0-9]{5}\b", r"\1-<suffix>", text)
+    text = re.sub(r"^(Start Time|Completed At|Duration):.*$", r"\1: <time>", text, flags=re.MULTILINE)
+    text = re.sub(r"  \d+[smh]  ", "  <age>  ", text)
+    return [re.sub(r" +", " ", line) for line in text.splitlines()]
+
+
+async def until_event(side: Side, ns: str, name: str, reason: str) -> None:
+    """Until the Job has the Event (the real recorder writes its Events asynchronously)."""
+
+    async def recorded() -> bool:
+        got = await side.ok("GET", f"/api/v1/namespaces/{ns}/events")
+        return any(e["involvedObject"].get("name") == name and e["reason"] == reason for e in got["items"])
+
+    await side.until(recorded, f"the {reason} Event of {name}")
+
+
 def when(value: str) -> datetime.datetime:
     return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
@@ -213,6 +233,7 @@ async def test_a_job_whose_pod_succeeds(sides: JobSides) -> None:
 
     async def probe(side: Side) -> Any:
         await side.ok("POST", jobs_path(ns), job("ok", "sleep 1; exit 0"))
+        waited = await side.kubectl("wait", "-n", ns, "--for=condition=complete", "job/ok", "--timeout=60s")
         await until_condition(side, ns, "ok", "Complete")
         got = await side.ok("GET", f"{jobs_path(ns)}/ok")
         status = got["status"]
@@ -222,15 +243,21 @@ async def test_a_job_whose_pod_succeeds(sides: JobSides) -> None:
         rows = [
             [*row[:3], *row[5:]] for row in (re.sub(UID, "<uid>", line).split() for line in out.splitlines())
         ]
+        await until_event(side, ns, "ok", "Completed")
+        _, described, _ = await side.kubectl("describe", "-n", ns, "job/ok")
         return {
             "job": mask(got),
+            "kubectl_describe": described_masked(described),
             "completed_after_start": when(status["completionTime"]) >= when(status["startTime"]),
             "pods": [seen(p) for p in pods],
             "kubectl_get": (code, rows, err),
+            "kubectl_wait": waited,
         }
 
     answer = await sides.same(probe)
     assert answer["kubectl_get"][1][1][:3] == ["ok", "Complete", "1/1"]
+    assert answer["kubectl_wait"] == (0, "job.batch/ok condition met\n", "")
+    assert "Pods Statuses: 0 Active (0 Ready) / 1 Succeeded / 0 Failed" in answer["kubectl_describe"]
     assert answer["job"]["status"]["succeeded"] == 1
     assert [c["type"] for c in answer["job"]["status"]["conditions"]] == ["SuccessCriteriaMet", "Complete"]
     assert TRACKING not in (answer["pods"][0]["metadata"].get("finalizers") or [])
