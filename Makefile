@@ -3,7 +3,7 @@
 VENV := .venv/bin
 PYTEST_ARGS ?=
 
-.PHONY: install base test lint demo bench clean
+.PHONY: install base test lint demo bench chaos clean
 
 install:
 	@scripts/setup.sh --controlplane
@@ -35,6 +35,11 @@ bench: base
 	done; \
 	$(VENV)/python bench/_summary.py $$summary $(BENCHES); met=$$?; rm -f $$summary; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi; exit $$met
+
+# The long chaos runs (the tests run short versions): BODIES hostile AdmissionReviews against the webhook.
+BODIES ?= 100000
+chaos: base
+	$(VENV)/python tests/chaos/webhook_chaos.py --bodies $(BODIES) --rotations 20
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache
