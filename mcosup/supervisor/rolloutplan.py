@@ -34,14 +34,12 @@ import enum
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, opted_in, rendered_config
-
-_O = TypeVar("_O", bound=Mapping[str, Any])
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -94,12 +92,6 @@ def pool_of_node(node: ObjView, pools: Iterable[ObjView]) -> str | None:
         if selector_matches((p.get("spec") or {}).get("nodeSelector"), labels)
     ]
     return min(matching, key=_pool_rank) if matching else None
-
-
-def nodes_of_pool(pool: ObjView, pools: Iterable[ObjView], nodes: Iterable[_O]) -> list[_O]:
-    pools = list(pools)
-    name = pool["metadata"]["name"]
-    return [n for n in nodes if pool_of_node(n, pools) == name]
 
 
 # The pool's target.
@@ -229,13 +221,14 @@ def _phase(view: NodeView, target: Target | None, in_flight: bool) -> Phase:
 
 def plan_rollout(
     pool: ObjView,
-    nodes: Sequence[ObjView],
+    nodes: Iterable[NodeView],
     *,
     image: str | None,
     in_flight: Iterable[str] = (),
     drain_stuck: Mapping[str, str] | None = None,
 ) -> Plan:
-    """Decide what to do now for ``pool`` whose nodes are ``nodes``.
+    """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
+    keeps each node's view from one change of the node to the next rather than building it per plan).
 
     ``image`` is the pool's image for its current rendered config (:func:`image_for_current_config`).
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
@@ -245,7 +238,7 @@ def plan_rollout(
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
     paused = bool(spec.get("paused"))
-    views = sorted((NodeView.of(n) for n in nodes), key=lambda v: v.name)
+    views = sorted(nodes, key=lambda v: v.name)
     flying = set(in_flight)
     target, hold = pool_target(pool, image)
     error = None

@@ -427,6 +427,41 @@ async def test_deleting_a_node_mid_update_frees_its_slot(
             await eventually(second_started, what="another node to take the freed slot")
 
 
+async def test_nodes_follow_their_pool_when_a_custom_pool_selects_them_then_goes(
+    kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
+) -> None:
+    # A custom pool takes precedence over worker for the nodes it selects; deleting it hands them
+    # back to worker. Each node must then be rolled to the target of the pool it is in now.
+    rendered_infra = "rendered-infra-" + "2" * 32
+    await kube.create(MACHINECONFIGPOOLS, pool_body(max_unavailable=2))
+    await create_nodes(kube, 4)
+    for name in ("w00", "w01"):
+        await kube.patch(NODES, name, {"metadata": {"labels": {"node-role.kubernetes.io/infra": ""}}})
+    infra = pool_body(max_unavailable=2, rendered=rendered_infra)
+    infra["metadata"]["name"] = "infra"
+    infra["spec"]["nodeSelector"] = {"matchLabels": {"node-role.kubernetes.io/infra": ""}}
+
+    async def desired() -> dict[str, str | None]:
+        return {name: ann(n).get(names.DESIRED_CONFIG) for name, n in (await nodes_now(kube)).items()}
+
+    async with running(FakeDaemons(kube, seconds=0.05).run):
+        async with Supervisor(admin_kubeconfig, FAST):
+            await kube.create(MACHINECONFIGPOOLS, infra)
+            want = {"w00": rendered_infra, "w01": rendered_infra, "w02": R0, "w03": R0}
+            await eventually(lambda: _equal(desired(), want), what="the infra nodes on the infra target")
+            await kube.patch(NODES, "w02", {"metadata": {"labels": {"node-role.kubernetes.io/infra": ""}}})
+            want["w02"] = rendered_infra
+            await eventually(lambda: _equal(desired(), want), what="a node joining infra by its label")
+            await kube.delete(MACHINECONFIGPOOLS, "infra")
+            want = dict.fromkeys(want, R0) | {"w03": R0}
+            await eventually(lambda: _equal(desired(), want), what="infra's nodes back on worker's target")
+            await eventually(lambda: rolled_out(kube, R0), what="the worker pool to report all four")
+
+
+async def _equal(got: Any, want: dict[str, str | None]) -> bool:
+    return await got == want
+
+
 async def test_pausing_mid_drain_releases_the_node_and_resuming_finishes(
     kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
 ) -> None:

@@ -105,7 +105,8 @@ def conds(p: rolloutplan.Plan) -> dict[str, Any]:
 
 
 def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rolloutplan.Plan:
-    return rolloutplan.plan_rollout(p, nodes, image=rolloutplan.image_for_current_config(p), **kw)
+    views = [NodeView.of(n) for n in nodes]
+    return rolloutplan.plan_rollout(p, views, image=rolloutplan.image_for_current_config(p), **kw)
 
 
 # maxUnavailable, as Kubernetes and the MCO resolve it.
