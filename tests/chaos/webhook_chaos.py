@@ -294,6 +294,7 @@ class Report:
     crashes: list[str] = field(default_factory=list)
     rss_warm_kib: int = 0
     rss_end_kib: int = 0
+    rss_curve_kib: list[int] = field(default_factory=list)
     reviews_during_rotation: int = 0
     failed_during_rotation: list[str] = field(default_factory=list)
     rotations: int = 0
@@ -392,7 +393,12 @@ async def run(bodies: int, rotations: int, seed: int) -> Report:
             warm_up = min(2_000, bodies)
             await fuzz(url, context, gen, warm_up, report)
             report.rss_warm_kib = rss_kib(server.pid)
-            await fuzz(url, context, gen, bodies - warm_up, report)
+            sent = warm_up
+            while sent < bodies:  # in tenths, so the RSS curve shows whether memory levels off
+                chunk = min(max(bodies // 10, 1), bodies - sent)
+                await fuzz(url, context, gen, chunk, report)
+                sent += chunk
+                report.rss_curve_kib.append(rss_kib(server.pid))
             report.rss_end_kib = rss_kib(server.pid)
             await rotation(url, pki, rotations, report)
             report.server_alive = server.returncode is None
@@ -418,6 +424,7 @@ def render(report: Report, seed: int) -> str:
             "server RSS after warm-up / at the end",
             f"{report.rss_warm_kib / 1024:.1f} / {report.rss_end_kib / 1024:.1f} MiB",
         ),
+        ("server RSS after each tenth (MiB)", " ".join(f"{k / 1024:.0f}" for k in report.rss_curve_kib)),
         ("certificate rotations", str(report.rotations)),
         ("reviews during rotation", f"{report.reviews_during_rotation:,}"),
         ("failed reviews during rotation", str(len(report.failed_during_rotation))),
