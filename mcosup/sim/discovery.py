@@ -48,6 +48,11 @@ def group_list(types: Types) -> dict[str, Any]:
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [d for d in docs if d]}
 
 
+def serves(types: Types, group_name: str, version: str) -> bool:
+    """Whether the group/version has resources (checked on every request: no document is built)."""
+    return any(g == group_name and v == version for g, v, _ in types)
+
+
 def resource_list(types: Types, group_name: str, version: str) -> dict[str, Any] | None:
     resources: list[dict[str, Any]] = []
     for (g, v, _), rt in types.items():

@@ -173,7 +173,7 @@ class Routing(Writes, PodSubresources, Watching):
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
             return page_not_found()
-        if discovery.resource_list(self._types, group, version) is None:
+        if not discovery.serves(self._types, group, version):
             return page_not_found()
         if not rest:
             if request.method != "GET":
