@@ -6,9 +6,9 @@ by default). The ideal is ceil(N/k)·T: k nodes always busy, no time lost betwee
 and the next starting. Prints measured ÷ ideal (target ≤ 1.05), where the time beyond the ideal went,
 and checks the cap held at every instant (every node version the watch delivers).
 
-The emulator runs in its own process by default, as a real API server does, and its CPU time is
-reported; the controller and the fake daemons share this one (``--emulator inline`` puts all three in
-one event loop).
+The emulator and the fake daemons each run in a process of their own by default, as an API server and
+nodes do, so this one holds the controller alone; each one's CPU time during the rollout is reported
+(``--emulator inline`` puts all three in one event loop).
 
     .venv/bin/python bench/rollout_efficiency.py [--nodes 200,1000,2000] [--k 10%] [--seconds 1.0]
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import _summary
+import orjson
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
@@ -65,7 +66,9 @@ async def install_crds(kube: kclient.Kube) -> None:
 
 
 class Daemons:
-    """Every node's daemon: Working, T seconds, then current* = desired* and Done."""
+    """Every node's daemon: reports Working, then current* = desired* and Done T seconds after it saw
+    its target (its own Working report is part of its T, as a real daemon's reports are part of its
+    update: the ideal counts the daemons' time, not the API server's latency on their writes)."""
 
     def __init__(self, kube: kclient.Kube, seconds: float):
         self.kube, self.seconds = kube, seconds
@@ -94,7 +97,7 @@ class Daemons:
             await self.kube.patch(
                 NODES, name, {"metadata": {"annotations": {names.STATE: names.STATE_WORKING}}}
             )
-            await asyncio.sleep(self.seconds)
+            await asyncio.sleep(max(0.0, self.seconds - (time.monotonic() - seen)))
             node = self.nodes.get(name)
             if node is None:
                 return
@@ -199,9 +202,62 @@ class Outcome:
     measured: float
     ideal: float
     worst: int
-    #: CPU seconds during the rollout: this process (controller and daemons), the emulator's process.
+    #: CPU seconds during the rollout: the controller's process, the emulator's, the daemons'.
     cpu_here: float
     cpu_emulator: float
+    cpu_daemons: float
+
+
+async def daemons_alone(kubeconfig: str, seconds: float) -> None:
+    """The fake daemons and the cap check in a process of their own (``--daemons-of``), as daemons
+    run on their own nodes: this process answers on stdout, ``ready`` once listed, then one JSON line
+    of results when stdin says ``stop``; ``arm`` on stdin starts the cap check."""
+    async with kclient.connect(KubeSettings(kubeconfig=kubeconfig)) as kube:
+        daemons = Daemons(kube, seconds)
+        cap = CapWatch()
+        daemons.nodes.subscribe(cap)
+        loop = asyncio.get_running_loop()
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(daemons.run())
+            await daemons.nodes.listed.wait()
+            print("ready", flush=True)
+            while (line := await loop.run_in_executor(None, sys.stdin.readline)).strip() != "stop":
+                cap.armed = cap.armed or line.strip() == "arm"
+            task.cancel()
+        print(orjson.dumps({"times": daemons.times, "worst": cap.worst}).decode(), flush=True)
+
+
+class DaemonsProcess:
+    """The parent's handle on :func:`daemons_alone`."""
+
+    def __init__(self, kubeconfig: Path, seconds: float):
+        self.args = (sys.executable, __file__, "--daemons-of", str(kubeconfig), "--seconds", str(seconds))
+        self.times: list[tuple[float, float]] = []
+        self.worst = 0
+
+    async def __aenter__(self) -> DaemonsProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26
+        )
+        assert self.proc.stdout is not None
+        if (await self.proc.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the daemons' process did not start")
+        return self
+
+    def send(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line.encode() + b"\n")
+
+    async def stop(self) -> None:
+        assert self.proc.stdout is not None
+        self.send("stop")
+        result = orjson.loads(await self.proc.stdout.readline())
+        self.times, self.worst = [tuple(t) for t in result["times"]], result["worst"]
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+        await self.proc.wait()
 
 
 async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
@@ -244,11 +300,14 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                 controller = NodeRollout(
                     kube, pools=pools, nodes=node_cache, pods=pods, settings=RolloutSettings()
                 )
-                daemons = Daemons(kube, seconds)
-                cap = CapWatch()
-                daemons.nodes.subscribe(cap)
-                async with asyncio.TaskGroup() as tg:
-                    loops = [tg.create_task(x.run()) for x in (pools, node_cache, pods, controller, daemons)]
+                async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
+                    loops = [tg.create_task(x.run()) for x in (pools, node_cache, pods, controller)]
+                    if where == "process":
+                        daemons_proc = await stack.enter_async_context(DaemonsProcess(kubeconfig, seconds))
+                    else:
+                        daemons, cap = Daemons(kube, seconds), CapWatch()
+                        daemons.nodes.subscribe(cap)
+                        loops.append(tg.create_task(daemons.run()))
                     await pools.listed.wait()
                     await node_cache.listed.wait()
 
@@ -265,27 +324,46 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                             await asyncio.sleep(0.01)
 
                     await pool_updated(R0)
-                    cap.armed = True
+                    if where == "process":
+                        daemons_proc.send("arm")
+                        daemons_pid = daemons_proc.proc.pid
+                    else:
+                        cap.armed = True
+                        daemons_pid = os.getpid()
                     cpu_here, cpu_emulator = time.process_time(), cpu_seconds(emulator_pid)
+                    cpu_daemons = cpu_seconds(daemons_pid)
                     start = time.monotonic()
                     await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
                     await pool_updated(R1)
                     measured = time.monotonic() - start
                     cpu_here = time.process_time() - cpu_here
                     cpu_emulator = cpu_seconds(emulator_pid) - cpu_emulator
+                    cpu_daemons = cpu_seconds(daemons_pid) - cpu_daemons
+                    if where == "process":
+                        await daemons_proc.stop()
+                        times, worst = daemons_proc.times, daemons_proc.worst
+                    else:
+                        times, worst = daemons.times, cap.worst
                     for t in loops:
                         t.cancel()
-                outcome = Outcome(measured, math.ceil(nodes / k) * seconds, cap.worst, cpu_here, cpu_emulator)
+                ideal = math.ceil(nodes / k) * seconds
+                outcome = Outcome(measured, ideal, worst, cpu_here, cpu_emulator, cpu_daemons)
                 print(f"nodes={nodes} maxUnavailable={k} T={seconds}s emulator={where}")
                 print(f"measured={measured:.2f}s ideal=ceil({nodes}/{k})*{seconds}={outcome.ideal:.2f}s")
                 print(f"ratio={measured / outcome.ideal:.3f} (target <= {GOAL})")
-                print(f"max unavailable at any watched instant={cap.worst} (cap {k})")
-                print(breakdown(daemons.times, start, start + measured, k, seconds))
+                print(f"max unavailable at any watched instant={worst} (cap {k})")
+                print(breakdown(times, start, start + measured, k, seconds))
                 if where == "process":
                     print(
-                        f"CPU during the rollout: controller and daemons {cpu_here:.1f}s "
-                        f"({100 * cpu_here / measured:.0f}% of a core), emulator {cpu_emulator:.1f}s "
-                        f"({100 * cpu_emulator / measured:.0f}% of a core)"
+                        "CPU during the rollout, seconds (share of one core): "
+                        + ", ".join(
+                            f"{who} {cpu:.1f} ({100 * cpu / measured:.0f}%)"
+                            for who, cpu in (
+                                ("controller", cpu_here),
+                                ("emulator", cpu_emulator),
+                                ("fake daemons", cpu_daemons),
+                            )
+                        )
                     )
                 return outcome
 
@@ -313,7 +391,7 @@ async def main(sizes: list[int], k_spec: str, seconds: float, where: str) -> int
             outcome.worst <= k,
         )
         if where == "process":
-            share = outcome.cpu_emulator / (outcome.cpu_emulator + outcome.cpu_here)
+            share = outcome.cpu_emulator / (outcome.cpu_emulator + outcome.cpu_here + outcome.cpu_daemons)
             _summary.record(
                 BENCH, f"emulator's share of the CPU used, {nodes:,} nodes", 100 * share, unit="%"
             )
@@ -335,8 +413,12 @@ if __name__ == "__main__":
         "--emulator",
         choices=("process", "inline"),
         default="process",
-        help="run the API emulator in its own process, as an API server is (default), or in this one",
+        help="run the API emulator and the fake daemons each in a process of their own, as an API "
+        "server and nodes are (default), or everything in this one",
     )
+    parser.add_argument("--daemons-of", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.daemons_of:
+        sys.exit(asyncio.run(daemons_alone(args.daemons_of, args.seconds)))
     sizes = [int(n) for n in args.nodes.split(",")]
     sys.exit(asyncio.run(main(sizes, args.k, args.seconds, args.emulator)))
