@@ -65,6 +65,21 @@ class NodeView:
     zone: str | None = None
     created: str = ""
     resource_version: str = ""
+    #: The daemon runs what it was asked to run and says so.
+    converged: bool = dataclasses.field(init=False)
+    #: Asked to run something it does not run yet.
+    mid_update: bool = dataclasses.field(init=False)
+    #: Contract section 5: not Ready, unschedulable, not Done, or desired* != current*.
+    unavailable: bool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        # Derived once: a controller keeps a view per version of a node and reads these for every node
+        # of a pool on each plan (as properties they were a third of a 2,000-node plan's time).
+        mid_update = self.desired_config != self.current_config or self.desired_image != self.current_image
+        converged = self.state == names.STATE_DONE and not mid_update
+        object.__setattr__(self, "mid_update", mid_update)
+        object.__setattr__(self, "converged", converged)
+        object.__setattr__(self, "unavailable", not self.ready or self.unschedulable or not converged)
 
     @classmethod
     def of(cls, node: Mapping[str, Any]) -> NodeView:
@@ -88,25 +103,6 @@ class NodeView:
             created=str(meta.get("creationTimestamp") or ""),
             resource_version=str(meta.get("resourceVersion") or ""),
         )
-
-    @property
-    def converged(self) -> bool:
-        """The daemon runs what it was asked to run and says so."""
-        return (
-            self.state == names.STATE_DONE
-            and self.desired_config == self.current_config
-            and self.desired_image == self.current_image
-        )
-
-    @property
-    def mid_update(self) -> bool:
-        """Asked to run something it does not run yet."""
-        return self.desired_config != self.current_config or self.desired_image != self.current_image
-
-    @property
-    def unavailable(self) -> bool:
-        """Contract section 5: not Ready, unschedulable, not Done, or desired* != current*."""
-        return not self.ready or self.unschedulable or not self.converged
 
     def at(self, target: Target) -> bool:
         """The node has been given ``target`` (whether or not it runs it yet)."""

@@ -29,9 +29,11 @@ Choices where the contract leaves room, following the MCO's node controller:
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import math
+import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -62,6 +64,10 @@ class Phase(enum.Enum):
     DEGRADED = "degraded"
     NOT_READY = "not ready"
     WAITING = "waiting"  # not at the target, not started
+
+    # Members are singletons compared by identity: hash them so too. (Enum's own __hash__ hashes the
+    # name in Python code; a plan counts one phase per node of the pool, thousands per plan.)
+    __hash__ = object.__hash__
 
 
 # Pools and their nodes.
@@ -238,7 +244,7 @@ def plan_rollout(
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
     paused = bool(spec.get("paused"))
-    views = sorted(nodes, key=lambda v: v.name)
+    views = sorted(nodes, key=operator.attrgetter("name"))
     flying = set(in_flight)
     target, hold = pool_target(pool, image)
     error = None
@@ -320,9 +326,7 @@ _PHASE_ORDER = (
 
 def progress_message(phases: Mapping[str, Phase]) -> str:
     """ "3/10 updated; 1 draining, 1 rebooting"."""
-    counts = {p: 0 for p in Phase}
-    for phase in phases.values():
-        counts[phase] += 1
+    counts = collections.Counter(phases.values())
     text = f"{counts[Phase.UPDATED]}/{len(phases)} updated"
     rest = [f"{counts[p]} {p.value}" for p in _PHASE_ORDER if counts[p]]
     return text + ("; " + ", ".join(rest) if rest else "")
