@@ -47,11 +47,19 @@ def default_image_rules(
     buildah_images: Sequence[str] = ("*buildah*",),
     env: Mapping[str, str] | None = None,
 ) -> list[ImageRule]:
-    """The mcosup image runs this environment's ``mcosup``; the buildah image the local ``buildah``."""
+    """The mcosup image runs this environment's ``mcosup``; the buildah image the local ``buildah``.
+
+    "This environment" includes its ``PYTHONPATH``: a pod runs the very mcosup code the process that runs
+    the kubelet stand-in imports (a checkout on ``PYTHONPATH`` over an installed one), as the supervisor
+    process does, never another copy installed in the same virtualenv.
+    """
     mcosup = str(Path(sys.executable).parent / "mcosup")
     buildah = shutil.which("buildah") or "/usr/bin/buildah"
     extra = dict(env or {})
-    rules = [ImageRule(p, {"mcosup": mcosup}, ("mcosup",), extra) for p in mcosup_images]
+    mcosup_env = dict(extra)
+    if os.environ.get("PYTHONPATH"):
+        mcosup_env.setdefault("PYTHONPATH", os.environ["PYTHONPATH"])
+    rules = [ImageRule(p, {"mcosup": mcosup}, ("mcosup",), mcosup_env) for p in mcosup_images]
     rules += [ImageRule(p, {"buildah": buildah}, ("buildah",), extra) for p in buildah_images]
     return rules
 
