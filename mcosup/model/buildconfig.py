@@ -79,22 +79,25 @@ def secret_problems(secret: ObjView | None, name: str, key: str, namespace: str)
     where = f"Secret {namespace}/{name} (named by {names.BUILD_CONFIG_CM} data.{key})"
     if secret is None:
         return [f"{where} does not exist: create it with `kubectl create secret docker-registry {name} ...`"]
+    defect = credential_defect(secret)
+    return [where + defect] if defect else []
+
+
+def credential_defect(secret: ObjView) -> str | None:
+    """What makes an existing Secret unusable as registry credentials, as the end of a sentence that
+    starts with the Secret's name (``" has type ..."``, ``": data[...] ..."``); None when usable."""
     type_ = secret.get("type", "")
     if type_ not in DOCKER_SECRET_TYPES:
-        return [
-            f"{where} has type {type_ or '(none)'!r}: it must be of type {' or '.join(DOCKER_SECRET_TYPES)}"
-        ]
+        return f" has type {type_ or '(none)'!r}: it must be of type {' or '.join(DOCKER_SECRET_TYPES)}"
     field = ".dockerconfigjson" if type_ == DOCKER_SECRET_TYPES[0] else ".dockercfg"
     raw = (secret.get("data") or {}).get(field)
     if not raw:
-        return [f"{where}: data[{field}] is missing: store the registry credentials there"]
+        return f": data[{field}] is missing: store the registry credentials there"
     try:
         parsed = orjson.loads(base64.b64decode(raw, validate=True))
     except (ValueError, orjson.JSONDecodeError):
-        return [
-            f"{where}: data[{field}] is not base64-encoded JSON: recreate the Secret with valid credentials"
-        ]
+        return f": data[{field}] is not base64-encoded JSON: recreate the Secret with valid credentials"
     auths = parsed.get("auths") if isinstance(parsed, dict) and field == ".dockerconfigjson" else parsed
     if not isinstance(auths, dict):
-        return [f'{where}: data[{field}] has no registry credentials (expected an "auths" map)']
-    return []
+        return f': data[{field}] has no registry credentials (expected an "auths" map)'
+    return None

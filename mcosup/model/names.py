@@ -15,6 +15,16 @@ DEFAULT_NAMESPACE: Final = "openshift-machine-config-operator"
 # Pool opt-in (label presence; value ignored).
 LAYERING_ENABLED: Final = PREFIX + "layering-enabled"
 
+# MachineOSConfig (contract section 11): the MCO's GA opt-in, one per pool, named like it.
+MACHINEOSCONFIG_KIND: Final = "MachineOSConfig"
+#: Label (``true``) on a MachineOSConfig the supervisor made from a pool's layering-enabled label.
+MANAGED_BY_LABEL: Final = PREFIX + "managed-by-label"
+MANAGED_BY_LABEL_VALUE: Final = "true"
+#: ``spec.imageBuilder.imageBuilderType``: the only builder the MCO's GA API has.
+JOB_IMAGE_BUILDER: Final = "Job"
+#: ``spec.containerFile[].containerfileArch`` of the text for every architecture.
+NO_ARCH: Final = "NoArch"
+
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
 CUSTOM_DOCKERFILE_CM: Final = "on-cluster-build-custom-dockerfile"
