@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from mcosup.model import names
-from mcosup.model.objects import labels_of, opted_in
+from mcosup.model import machineosconfig, names
+from mcosup.model.objects import labels_of
 from mcosup.model.selectors import safe_selector_matches
 
 _EMPTY: Mapping[str, Mapping[str, Any]] = MappingProxyType({})
@@ -30,14 +30,17 @@ class PoolFacts:
     layered: bool
 
     @classmethod
-    def from_pool(cls, pool: Mapping[str, Any]) -> PoolFacts:
+    def from_pool(
+        cls, pool: Mapping[str, Any], machineosconfigs: Iterable[Mapping[str, Any]] = ()
+    ) -> PoolFacts:
+        """``layered``: :func:`mcosup.model.machineosconfig.opted_in` given ``machineosconfigs``."""
         metadata = pool.get("metadata") or {}
         spec = pool.get("spec") or {}
         selector = spec.get("machineConfigSelector") if isinstance(spec, Mapping) else None
         return cls(
             name=str(metadata.get("name", "")) if isinstance(metadata, Mapping) else "",
             machine_config_selector=selector if isinstance(selector, Mapping) else None,
-            layered=opted_in(pool),
+            layered=machineosconfig.opted_in(pool, machineosconfigs),
         )
 
     def selects(self, mc_labels: Mapping[str, str]) -> bool:
@@ -56,6 +59,8 @@ class ClusterFacts:
     pools: tuple[PoolFacts, ...] = ()
     machineconfigs: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
     secret_names: frozenset[str] | None = None
+    #: Every MachineOSConfig (read only): an admin's opts its pool in without the label.
+    machineosconfigs: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_objects(
@@ -64,9 +69,12 @@ class ClusterFacts:
         namespace: str = names.DEFAULT_NAMESPACE,
         pools: Iterable[Mapping[str, Any]] = (),
         machineconfigs: Iterable[Mapping[str, Any]] = (),
+        machineosconfigs: Iterable[Mapping[str, Any]] = (),
         secrets: Iterable[Mapping[str, Any]] | None = None,
     ) -> ClusterFacts:
-        """Facts from cached objects: pools, MachineConfigs and the Secrets of ``namespace``."""
+        """Facts from cached objects: pools, MachineConfigs, MachineOSConfigs and the Secrets of
+        ``namespace``."""
+        moscs = tuple(machineosconfigs)
         mcs: dict[str, Mapping[str, Any]] = {}
         for mc in machineconfigs:
             metadata = mc.get("metadata")
@@ -81,9 +89,10 @@ class ClusterFacts:
             )
         return cls(
             namespace=namespace,
-            pools=tuple(PoolFacts.from_pool(p) for p in pools),
+            pools=tuple(PoolFacts.from_pool(p, moscs) for p in pools),
             machineconfigs=MappingProxyType(mcs),
             secret_names=secret_names,
+            machineosconfigs=moscs,
         )
 
     @property

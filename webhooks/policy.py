@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcosup.model import names, objects
+from mcosup.model import machineosconfig, names, objects
 from mcosup.model.imageref import InvalidImageRef, parse_image_ref
 from mcosup.model.machineconfig import problems, undeliverable_files
 from mcosup.model.node import DAEMON_ANNOTATIONS, SUPERVISOR_ANNOTATIONS, SUPERVISOR_LABELS
@@ -170,8 +170,8 @@ def pool_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
     pool = _object(request)
     name = _name(request)
     old = request["oldObject"] if request["operation"] == "UPDATE" else None
-    now_layered = objects.opted_in(pool)
-    was_layered = old is not None and objects.opted_in(old)
+    now_layered = machineosconfig.opted_in(pool, facts.machineosconfigs)
+    was_layered = old is not None and machineosconfig.opted_in(old, facts.machineosconfigs)
     if not now_layered:
         if was_layered:
             return Verdict.allow(

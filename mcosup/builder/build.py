@@ -27,10 +27,18 @@ from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, Resource
-from mcosup.model import buildconfig, conditions, names, rendering
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    MACHINEOSCONFIGS,
+    PODS,
+    Resource,
+)
+from mcosup.model import conditions, machineosconfig, names, rendering
 from mcosup.model.conditions import Condition
-from mcosup.model.objects import Obj, opted_in, rendered_config
+from mcosup.model.machineosconfig import BuildSettings, opted_in
+from mcosup.model.objects import Obj, rendered_config
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
@@ -54,6 +62,7 @@ class Caches:
     configmaps: Cache  # the namespace's
     secrets: Cache  # the namespace's
     pods: Cache  # the namespace's build Pods (label mc/build-object)
+    machineosconfigs: Cache
 
 
 class _Snapshot:
@@ -110,7 +119,7 @@ class Builder:
 
     async def _reconcile(self, pool_name: str) -> Result | None:
         pool = self.caches.pools.get(pool_name)
-        if pool is None or not opted_in(pool):
+        if pool is None or not opted_in(pool, self.caches.machineosconfigs.items()):
             # Opt-out cleanup (objects, conditions, annotation) is the supervisor's; only stop building.
             await self._delete_builds(pool_name, keep=None)
             return None
@@ -234,13 +243,22 @@ class Builder:
     # ----------------------------------------------------------------------------------------- inputs
 
     def _inputs(
-        self, pool_name: str, rendered: Obj, configmaps: Cache | None = None, secrets: Cache | None = None
-    ) -> tuple[buildconfig.BuildConfig, buildplan.BuildInputs] | str:
-        """The build config and inputs, or why there are none (a message naming objects and fields)."""
+        self,
+        pool_name: str,
+        rendered: Obj,
+        configmaps: Cache | None = None,
+        secrets: Cache | None = None,
+        machineosconfigs: Cache | None = None,
+    ) -> tuple[BuildSettings, buildplan.BuildInputs] | str:
+        """The pool's build settings (from its MachineOSConfig, or the one its label stands for) and
+        inputs, or why there are none (a message naming objects and fields)."""
         cms = configmaps or self.caches.configmaps
         secret_cache = secrets or self.caches.secrets
-        config, problems = buildconfig.validate(
-            cms.get(names.BUILD_CONFIG_CM, self.ns),
+        moscs = machineosconfigs or self.caches.machineosconfigs
+        config, problems = machineosconfig.pool_settings(
+            pool_name,
+            moscs.items(),
+            lambda name: cms.get(name, self.ns),
             lambda name: secret_cache.get(name, self.ns),
             self.ns,
         )
@@ -257,14 +275,12 @@ class Builder:
                 f"{names.OSIMAGEURL_CM} has no data.{names.BASE_OS_CONTAINER_IMAGE_KEY}: "
                 "set the stock OS image there"
             )
-        custom_cm = cms.get(names.CUSTOM_DOCKERFILE_CM, self.ns) or {}
-        custom = str((custom_cm.get("data") or {}).get(pool_name) or "")
         return config, buildplan.BuildInputs(
             pool=pool_name,
             rendered_name=_name(rendered),
             rendered_spec=spec,
             base_image=base,
-            custom_containerfile=custom,
+            custom_containerfile=config.containerfile,
             pullspec=config.pullspec,
         )
 
@@ -278,10 +294,10 @@ class Builder:
                 return f"[{plan.name}]" in str(cond.get("message", ""))
         return False
 
-    def _auths(self, config: buildconfig.BuildConfig) -> dict[str, Any]:
+    def _auths(self, config: BuildSettings) -> dict[str, Any]:
         merged: dict[str, Any] = {}
-        for secret_name in (config.push_secret, config.base_pull_secret):
-            secret = self.caches.secrets.get(secret_name, self.ns)
+        for secret_name in (config.push_secret, config.pull_secret):
+            secret = self.caches.secrets.get(secret_name, self.ns) if secret_name else None
             if secret is None:
                 continue
             try:
@@ -291,7 +307,7 @@ class Builder:
             merged.update(auths)
         return merged
 
-    async def _in_registry(self, plan: buildplan.BuildPlan, config: buildconfig.BuildConfig) -> str | None:
+    async def _in_registry(self, plan: buildplan.BuildPlan, config: BuildSettings) -> str | None:
         try:
             digest = await manifests.manifest_digest(
                 self.http, plan.target, self._auths(config), tls_verify=self.settings.pod.tls_verify
@@ -328,22 +344,27 @@ class Builder:
     # ----------------------------------------------------------------------------------------- writes
 
     async def _start(
-        self, pool: Obj, plan: buildplan.BuildPlan, config: buildconfig.BuildConfig, *, attempt: int
+        self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, *, attempt: int
     ) -> None:
         """Create the build's objects (idempotent), then remove every other build of the pool."""
         pool_name = plan.inputs.pool
         owner = rendering.owner_reference(pool)
         opts = self.settings.pod
-        refs = []
-        for secret_name in (config.base_pull_secret, config.push_secret):
+        refs: list[buildplan.SecretRef | None] = []
+        for secret_name in (config.pull_secret, config.push_secret):
+            if not secret_name:  # no baseImagePullSecret: the base image is pulled anonymously
+                refs.append(None)
+                continue
             secret = self.caches.secrets.get(secret_name, self.ns) or {}
             refs.append(
                 buildplan.SecretRef(secret_name, str(secret.get("type") or "kubernetes.io/dockerconfigjson"))
             )
+        push = refs[1]
+        assert push is not None  # a push Secret is required (settings without one do not validate)
         objects: list[tuple[Resource, Obj]] = [
             (CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)
         ]
-        pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=refs[1])
+        pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=push)
         pod["metadata"]["name"] = buildpods.pod_name(plan.name, attempt)
         objects.append((PODS, pod))
         for resource, body in objects:
@@ -375,8 +396,13 @@ class Builder:
         recorded as its image.
         """
         pool = await self.kube.get(MACHINECONFIGPOOLS, pool_name)
+        moscs = _Snapshot()
+        try:
+            moscs.put(await self.kube.get(MACHINEOSCONFIGS, pool_name))
+        except errors.NotFound:
+            pass
         rendered_name = rendered_config(pool) or ""
-        if not opted_in(pool) or not rendered_name:
+        if not opted_in(pool, moscs.items()) or not rendered_name:
             return pool, None
         try:
             rendered = await self.kube.get(MACHINECONFIGS, rendered_name)
@@ -389,7 +415,7 @@ class Builder:
             except errors.NotFound:
                 pass
         # Secrets are not part of the identity; the cached ones only have to validate.
-        found = self._inputs(pool_name, rendered, snapshot, self.caches.secrets)
+        found = self._inputs(pool_name, rendered, snapshot, self.caches.secrets, moscs)
         if isinstance(found, str):
             return pool, None
         return pool, buildplan.build_identity(found[1])

@@ -18,6 +18,8 @@ Choices written down here because the contract is silent on them:
   when larger than 64 KiB) split over as many ConfigMaps as needed to stay under ~900 KiB each.
 - The pull and push Secrets are mounted as they are; a ``kubernetes.io/dockercfg`` one (a bare auths
   map) is wrapped into ``{"auths": ...}`` by the build script, since buildah reads only that format.
+  Without a pull Secret (a MachineOSConfig with no ``baseImagePullSecret``) buildah gets no
+  ``--authfile`` for the base image: an anonymous pull.
 """
 
 from __future__ import annotations
@@ -393,19 +395,22 @@ class SecretRef:
         return ".dockercfg" if self.legacy else ".dockerconfigjson"
 
 
-def _authfile_lines(role: str, ref: SecretRef, mount: str) -> tuple[list[str], str]:
-    """Shell lines preparing the ``--authfile`` of ``role`` (pull/push) and its path."""
+def _authfile_lines(role: str, ref: SecretRef | None, mount: str) -> tuple[list[str], str]:
+    """Shell lines preparing the ``--authfile`` option of ``role`` (pull/push), and that option ("" for
+    no credentials: an anonymous pull)."""
+    if ref is None:
+        return [], ""
     if not ref.legacy:
-        return [], f"{mount}/config.json"
+        return [], f" --authfile {mount}/config.json"
     path = f"{WORK_MOUNT}/{role}-auth.json"
-    return [f'printf \'{{"auths":%s}}\' "$(cat {mount}/dockercfg)" > {path}'], path
+    return [f'printf \'{{"auths":%s}}\' "$(cat {mount}/dockercfg)" > {path}'], f" --authfile {path}"
 
 
 def build_script(
     build: BuildPlan,
     options: PodOptions,
     context_parts: Sequence[str],
-    pull: SecretRef,
+    pull: SecretRef | None,
     push: SecretRef,
 ) -> str:
     """The shell script the build container runs: unpack, build, push writing the digest."""
@@ -423,9 +428,9 @@ def build_script(
             *pull_lines,
             *push_lines,
             f"cat {parts} | (cd {WORK_MOUNT}/context && {unpack})",
-            f"buildah {storage} bud --isolation chroot{tls} --authfile {pull_auth}"
+            f"buildah {storage} bud --isolation chroot{tls}{pull_auth}"
             f" --file {CONTEXT_MOUNT}-0/{CONTAINERFILE_KEY} --tag {q(build.target)} {WORK_MOUNT}/context",
-            f"buildah {storage} push{tls} --authfile {push_auth}"
+            f"buildah {storage} push{tls}{push_auth}"
             f" --digestfile {TERMINATION_LOG} {q(build.target)} docker://{q(build.target)}",
             "",
         ]
@@ -437,7 +442,7 @@ def build_pod(
     options: PodOptions,
     owner: Obj | None = None,
     *,
-    pull: SecretRef,
+    pull: SecretRef | None,
     push: SecretRef,
 ) -> Obj:
     """The build Pod: one buildah container, context from the ConfigMaps, credentials from the Secrets.
@@ -455,6 +460,8 @@ def build_pod(
         for i in range(len(cms))
     ]
     for role, ref, mount in (("pull", pull, PULL_MOUNT), ("push", push, PUSH_MOUNT)):
+        if ref is None:
+            continue
         item = {"key": ref.key, "path": "dockercfg" if ref.legacy else "config.json"}
         volumes.append({"name": f"{role}-secret", "secret": {"secretName": ref.name, "items": [item]}})
         mounts.append({"name": f"{role}-secret", "mountPath": mount, "readOnly": True})

@@ -1,7 +1,7 @@
 """The builder's composition root: caches, the build controller, and the wiring between them.
 
-Caches of pools, MachineConfigs and the namespace's ConfigMaps, Secrets and build Pods; one controller
-keyed by pool name; watch events only enqueue pools, the reconciler re-reads everything.
+Caches of pools, MachineConfigs, MachineOSConfigs and the namespace's ConfigMaps, Secrets and build
+Pods; one controller keyed by pool name; watch events only enqueue pools, the reconciler re-reads everything.
 """
 
 from __future__ import annotations
@@ -17,7 +17,14 @@ from mcosup.builder.build import Builder, Caches
 from mcosup.control.controller import Controller, by_name
 from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, PODS, SECRETS
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    MACHINEOSCONFIGS,
+    PODS,
+    SECRETS,
+)
 from mcosup.model import names
 from mcosup.runtime.settings import BuilderSettings, KubeSettings
 
@@ -38,6 +45,8 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
             "configmaps": Informer(kube, CONFIGMAPS, namespace=ns),
             "secrets": Informer(kube, SECRETS, namespace=ns),
             "pods": Informer(kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL),
+            # A pool's build settings: its MachineOSConfig (an admin's, or the one its label stands for).
+            "machineosconfigs": Informer(kube, MACHINEOSCONFIGS),
         }
         caches = Caches(**informers)
         builder = Builder(kube, caches, settings, http=http)
@@ -77,3 +86,5 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
     controller.watch(informers["configmaps"], all_pools)
     controller.watch(informers["secrets"], all_pools)
     controller.watch(informers["pods"], target_pool)
+    # A MachineOSConfig is named like the pool it opts in.
+    controller.watch(informers["machineosconfigs"], by_name)

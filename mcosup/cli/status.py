@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from mcosup.model import conditions, names
-from mcosup.model.objects import opted_in
+from mcosup.model.machineosconfig import opted_in
 from mcosup.model.selectors import pool_selects_node
 from mcosup.runtime.settings import KubeSettings, namespace_from_env
 
@@ -33,7 +33,10 @@ def build_state(pool: Mapping[str, Any]) -> str:
 
 
 def tables(
-    pools: list[dict[str, Any]], nodes: list[dict[str, Any]], builder: dict[str, Any] | None
+    pools: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+    builder: dict[str, Any] | None,
+    machineosconfigs: list[dict[str, Any]] | None = None,
 ) -> list[Table]:
     from rich.table import Table
 
@@ -76,7 +79,7 @@ def tables(
         ]
         pool_table.add_row(
             meta["name"],
-            "yes" if opted_in(pool) else "no",
+            "yes" if opted_in(pool, machineosconfigs or ()) else "no",
             rendered,
             build_state(pool),
             (meta.get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION, "-"),
@@ -99,16 +102,20 @@ def tables(
 async def collect(settings: KubeSettings, namespace: str) -> list[Table]:
     from mcosup.kube import client as kclient
     from mcosup.kube import errors
-    from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES, PODS
+    from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINEOSCONFIGS, NODES, PODS
 
     async with kclient.connect(settings) as kube:
         pools, _ = await kube.list(MACHINECONFIGPOOLS)
         nodes, _ = await kube.list(NODES)
         try:
+            moscs, _ = await kube.list(MACHINEOSCONFIGS)
+        except errors.NotFound:  # a cluster without the MachineOSConfig CRD: only labels opt in
+            moscs = []
+        try:
             builder: dict[str, Any] | None = await kube.get(PODS, names.BUILDER_POD, namespace=namespace)
         except errors.NotFound:
             builder = None
-    return tables(pools, nodes, builder)
+    return tables(pools, nodes, builder, moscs)
 
 
 def main(args: argparse.Namespace) -> int:

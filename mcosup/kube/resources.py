@@ -62,3 +62,4 @@ VALIDATING_WEBHOOK_CONFIGURATIONS = Resource(
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False)
 MACHINECONFIGS = Resource(names.GROUP, names.VERSION, "machineconfigs", "MachineConfig", False)
 MACHINECONFIGPOOLS = Resource(names.GROUP, names.VERSION, "machineconfigpools", "MachineConfigPool", False)
+MACHINEOSCONFIGS = Resource(names.GROUP, names.VERSION, "machineosconfigs", "MachineOSConfig", False)

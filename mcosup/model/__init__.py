@@ -1,7 +1,8 @@
 """The MCO's objects and rules, pure: what every process and the admission webhook agree on.
 
 - ``names``: every wire name of the contract (labels, annotations, ConfigMaps, conditions).
-- ``objects``: typed accessors for the objects' metadata (labels, annotations, opt-in, rendered config).
+- ``objects``: typed accessors for the objects' metadata (labels, annotations, rendered config).
+- ``machineosconfig``: the opt-in (label or MachineOSConfig) and each pool's build settings.
 - ``selectors``: Kubernetes label-selector matching, the API server's semantics.
 - ``ignition``: reading Ignition: spec versions, ``data:`` URLs and paths, as Ignition itself does.
 - ``machineconfig``: which MachineConfigs mcosup can deliver (the webhook admits exactly those; the

@@ -1,16 +1,14 @@
 """Accessors for the MCO's objects, shared by every mcosup process and the webhook (pure: no I/O).
 
-One definition of each question asked of an object — "is this pool opted in", "which rendered config
-does it point at" — so that every reader gives the same answer (and a change to the rule, such as
-MachineOSConfig opting a pool in, is made once).
+One definition of each question asked of an object — "which rendered config does it point at" — so
+that every reader gives the same answer. "Is this pool opted in" needs the MachineOSConfigs too: it is
+:func:`mcosup.model.machineosconfig.opted_in`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-
-from mcosup.model import names
 
 #: An API object as decoded from JSON (the client's answers, objects being built).
 Obj = dict[str, Any]
@@ -23,11 +21,6 @@ def labels_of(obj: Mapping[str, Any] | None) -> Mapping[str, str]:
     metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
     found = metadata.get("labels") if isinstance(metadata, Mapping) else None
     return found if isinstance(found, Mapping) else {}
-
-
-def opted_in(pool: Mapping[str, Any] | None) -> bool:
-    """The layering opt-in (contract section 2): the pool carries ``mc/layering-enabled``, any value."""
-    return names.LAYERING_ENABLED in labels_of(pool)
 
 
 def rendered_config(pool: Mapping[str, Any]) -> str | None:

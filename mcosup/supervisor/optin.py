@@ -1,8 +1,15 @@
-"""The opt-in controller (contract section 2): layering readiness, the builder pod's life, opt-out cleanup.
+"""The opt-in controller (contract sections 2 and 11): layering readiness, the builder pod's life,
+opt-out cleanup.
 
 One key for the whole namespace: whether the builder must run depends on every pool at once, and there
-are few pools. ``reconcile`` reads only caches, so it is cheap to run on any change of pools, the build
-ConfigMap, its Secrets or the builder pod.
+are few pools. ``reconcile`` reads only caches, so it is cheap to run on any change of pools,
+MachineOSConfigs, the build ConfigMaps, their Secrets or the builder pod. Each pass, in order:
+
+1. opted-out pools lose their build conditions and image annotation, and build objects whose pool is
+   not opted in any more are deleted;
+2. each opted-in pool's build settings are validated (its admin's MachineOSConfig, else the build
+   ConfigMap): a pool with problems gets ``LayeringReady=False, InvalidConfig`` naming each one;
+3. the builder pod runs while at least one opted-in pool can build, and is deleted otherwise.
 """
 
 from __future__ import annotations
@@ -20,12 +27,12 @@ from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
-from mcosup.model import buildconfig, conditions, names
+from mcosup.model import conditions, machineosconfig, names
 from mcosup.model.conditions import Condition
-from mcosup.model.objects import Obj, opted_in
+from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
-from mcosup.supervisor import builderpodplan
+from mcosup.supervisor import builderpodplan, optinplan
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +48,7 @@ class Caches:
     configmaps: Informer  # every ConfigMap of the namespace
     secrets: Informer  # every Secret of the namespace
     pods: Informer  # every Pod of the namespace (the builder and build pods)
+    machineosconfigs: Informer
 
 
 class OptInController:
@@ -67,27 +75,37 @@ class OptInController:
         self._last_seen: Obj | None = None
 
     async def reconcile(self, key: str) -> Result:
+        configmap = self._configmap
+        secret = self._secret
         pools = list(self.caches.pools.items())
-        opted = [p for p in pools if opted_in(p)]
+        moscs = list(self.caches.machineosconfigs.items())
+        opted = [p for p in pools if machineosconfig.opted_in(p, moscs)]
         self.metrics.opted_in_pools.set(len(opted))
         for pool in pools:
-            if not opted_in(pool):
+            if not machineosconfig.opted_in(pool, moscs):
                 await self._clean_up_opted_out(pool)
         await self._delete_orphan_build_objects({names.label_value(p["metadata"]["name"]) for p in opted})
         pod = self.caches.pods.get(names.BUILDER_POD, self.namespace)
         if not opted:
             return await self._ensure_no_builder(pod)
-        _config, problems = buildconfig.validate(
-            self.caches.configmaps.get(names.BUILD_CONFIG_CM, self.namespace),
-            lambda name: self.caches.secrets.get(name, self.namespace),
-            self.namespace,
-        )
-        if problems:
+        problems = optinplan.settings_problems(opted, moscs, configmap, secret, self.namespace)
+        for pool in opted:
+            if found := problems[pool["metadata"]["name"]]:
+                invalid = Condition(
+                    names.LAYERING_READY, "False", names.REASON_INVALID_CONFIG, "; ".join(found)
+                )
+                await self._set_ready([pool], invalid)
+        buildable = [p for p in opted if not problems[p["metadata"]["name"]]]
+        if not buildable:
             await self._ensure_no_builder(pod)
-            ready = Condition(names.LAYERING_READY, "False", names.REASON_INVALID_CONFIG, "; ".join(problems))
-            await self._set_ready(opted, ready)
             return Result()
-        return await self._ensure_builder(pod, opted)
+        return await self._ensure_builder(pod, buildable)
+
+    def _configmap(self, name: str) -> Obj | None:
+        return self.caches.configmaps.get(name, self.namespace)
+
+    def _secret(self, name: str) -> Obj | None:
+        return self.caches.secrets.get(name, self.namespace)
 
     async def _ensure_builder(self, pod: Obj | None, opted: list[Obj]) -> Result:
         now = self.clock.now()

@@ -28,14 +28,14 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from mcosup.control.clock import Clock, RealClock
-from mcosup.control.controller import Controller, Result
+from mcosup.control.controller import Controller, Result, by_name
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.control.queue import WorkQueue
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
-from mcosup.model import conditions, names
+from mcosup.model import conditions, machineosconfig, names
 from mcosup.model.node import NodeView, Target, cordon_patch, target_patch, uncordon_patch
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
@@ -70,6 +70,7 @@ class NodeRollout:
         pools: Informer,
         nodes: Informer,
         pods: Informer,
+        machineosconfigs: Informer | None = None,
         settings: RolloutSettings | None = None,
         clock: Clock | None = None,
         image_for: Callable[[Obj], str | None] = rolloutplan.image_for_current_config,
@@ -80,6 +81,9 @@ class NodeRollout:
         self.pools = pools
         self.nodes = nodes
         self.pods = pods
+        # The opt-in is the pool's label or its MachineOSConfig; without this cache (a rollout on its
+        # own, in tests and benchmarks) only the label opts pools in.
+        self.machineosconfigs = machineosconfigs
         self.settings = settings or RolloutSettings()
         self.clock: Clock = clock or RealClock()
         self.image_for = image_for
@@ -117,6 +121,9 @@ class NodeRollout:
         self._views = nodes.derive(NodeView.of)
         self.controller.watch(pools, self._pools_of_pool_event)
         self.controller.watch(nodes, self._pools_of_node_event)
+        if machineosconfigs is not None:
+            # A MachineOSConfig is named like the pool it opts in.
+            self.controller.watch(machineosconfigs, by_name)
         # Not controller keys: a running drain waits on its node's and pods' changes.
         nodes.subscribe(self._wake_drain_of_node)
         pods.subscribe(self._wake_drain_of_pod)
@@ -125,8 +132,9 @@ class NodeRollout:
 
     async def run(self) -> None:
         """Reconcile until cancelled; drains run as tasks of this call and end with it."""
-        for informer in (self.pools, self.nodes, self.pods):
-            await informer.listed.wait()
+        for informer in (self.pools, self.nodes, self.pods, self.machineosconfigs):
+            if informer is not None:
+                await informer.listed.wait()
         # A new leadership term starts from the cluster alone: another replica may have acted since.
         self._drained.clear()
         self._stuck.clear()
@@ -243,10 +251,12 @@ class NodeRollout:
 
     def _plan(self, pool: Obj, image: str | None) -> tuple[rolloutplan.Plan, dict[str, Obj]]:
         views, by_name = self._current_members(pool["metadata"]["name"])
+        moscs = self.machineosconfigs.items() if self.machineosconfigs is not None else ()
         plan = rolloutplan.plan_rollout(
             pool,
             views,
             image=image,
+            opted_in=machineosconfig.opted_in(pool, moscs),
             in_flight=[n for n in self._drains if n in by_name],
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
         )

@@ -41,7 +41,7 @@ from typing import Any
 from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
-from mcosup.model.objects import ObjView, opted_in, rendered_config
+from mcosup.model.objects import ObjView, rendered_config
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -132,12 +132,13 @@ def build_state(pool: ObjView) -> str | None:
     return None
 
 
-def pool_target(pool: ObjView, image: str | None) -> tuple[Target | None, str | None]:
-    """(target, None), or (None, why the pool holds its nodes where they are)."""
+def pool_target(pool: ObjView, image: str | None, opted_in: bool) -> tuple[Target | None, str | None]:
+    """(target, None), or (None, why the pool holds its nodes where they are). ``opted_in`` is
+    :func:`mcosup.model.machineosconfig.opted_in` of the pool."""
     rendered = rendered_config(pool)
     if not rendered:
         return None, "no rendered config yet (spec.configuration.name is empty)"
-    if not opted_in(pool):
+    if not opted_in:
         return Target(names.MODE_LEGACY, rendered, None), None
     if image:
         return Target(names.MODE_LAYERED, rendered, image), None
@@ -230,13 +231,15 @@ def plan_rollout(
     nodes: Iterable[NodeView],
     *,
     image: str | None,
+    opted_in: bool,
     in_flight: Iterable[str] = (),
     drain_stuck: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
     keeps each node's view from one change of the node to the next rather than building it per plan).
 
-    ``image`` is the pool's image for its current rendered config (:func:`image_for_current_config`).
+    ``image`` is the pool's image for its current rendered config (:func:`image_for_current_config`);
+    ``opted_in`` whether the pool is opted in (:func:`mcosup.model.machineosconfig.opted_in`).
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
     has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past
     ``drainTimeout``.
@@ -246,7 +249,7 @@ def plan_rollout(
     paused = bool(spec.get("paused"))
     views = sorted(nodes, key=operator.attrgetter("name"))
     flying = set(in_flight)
-    target, hold = pool_target(pool, image)
+    target, hold = pool_target(pool, image, opted_in)
     error = None
     try:
         capacity = max_unavailable(pool, len(views))

@@ -24,6 +24,7 @@ from mcosup.kube.resources import (
     DEPLOYMENTS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSCONFIGS,
     NODES,
     PODS,
     SECRETS,
@@ -56,6 +57,8 @@ async def run(
         informers = {
             "pools": Informer(kube, MACHINECONFIGPOOLS, metrics=metrics),
             "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
+            # The opt-in: an admin's MachineOSConfig, or the one made from a pool's label.
+            "machineosconfigs": Informer(kube, MACHINEOSCONFIGS, metrics=metrics),
             "nodes": Informer(kube, NODES, metrics=metrics),
             "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
             "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
@@ -78,6 +81,7 @@ async def run(
                 configmaps=informers["configmaps"],
                 secrets=informers["secrets"],
                 pods=informers["pods"],
+                machineosconfigs=informers["machineosconfigs"],
             ),
             namespace=ns,
             pod_spec=builderpodplan.BuilderPodSpec(
@@ -104,6 +108,7 @@ async def run(
             pools=pools,
             nodes=informers["nodes"],
             pods=informers["all-pods"],
+            machineosconfigs=informers["machineosconfigs"],
             settings=rollout_settings,
             metrics=metrics,
         )
@@ -151,6 +156,7 @@ async def run(
                             tls=tls,
                             pools=pools,
                             machineconfigs=informers["machineconfigs"],
+                            machineosconfigs=informers["machineosconfigs"],
                             secrets=informers["secrets"],
                             is_leader=lambda: elector.leading,
                             metrics=metrics,
@@ -171,7 +177,7 @@ def _wire(informers: dict[str, Informer], controllers: dict[str, Controller[str]
 
     render.watch(pools, by_name)
     render.watch(informers["machineconfigs"], pools_to_render)
-    for name in ("pools", "configmaps", "secrets", "pods"):
+    for name in ("pools", "machineosconfigs", "configmaps", "secrets", "pods"):
         optin.watch(informers[name], always(OPTIN_KEY))
 
 

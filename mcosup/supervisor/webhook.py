@@ -44,6 +44,7 @@ async def serve_webhook(
     tls: CertFileReloader,
     pools: Informer,
     machineconfigs: Informer,
+    machineosconfigs: Informer,
     secrets: Informer,
     is_leader: Callable[[], bool],
     metrics: Metrics,
@@ -54,7 +55,11 @@ async def serve_webhook(
 
     def facts() -> ClusterFacts:
         return ClusterFacts.from_objects(
-            namespace=ns, pools=pools.items(), machineconfigs=machineconfigs.items(), secrets=secrets.items()
+            namespace=ns,
+            pools=pools.items(),
+            machineconfigs=machineconfigs.items(),
+            machineosconfigs=machineosconfigs.items(),
+            secrets=secrets.items(),
         )
 
     cert_file, key_file = cert_paths(settings)

@@ -386,6 +386,18 @@ def test_build_pod() -> None:
     assert "--tls-verify" not in default["spec"]["containers"][0]["command"][2]
 
 
+def test_build_pod_without_a_pull_secret_pulls_the_base_image_anonymously() -> None:
+    """A MachineOSConfig without ``baseImagePullSecret``: no pull credentials mounted or passed."""
+    plan = bp.plan(inputs())
+    pod = bp.build_pod(plan, bp.PodOptions(), pull=None, push=bp.SecretRef("push-secret"))
+    (c,) = pod["spec"]["containers"]
+    bud, push = [line for line in c["command"][2].splitlines() if line.startswith("buildah ")]
+    assert " bud " in bud and "--authfile" not in bud
+    assert "--authfile /etc/mcosup-build/push/config.json" in push
+    assert {v["name"] for v in pod["spec"]["volumes"]} == {"context-0", "push-secret", "work"}
+    assert {m["name"] for m in c["volumeMounts"]} == {"context-0", "push-secret", "work"}
+
+
 def test_plan_refuses_bad_pullspec_naming_the_config() -> None:
     with pytest.raises(bp.BuildError, match="on-cluster-build-config: finalImagePullspec"):
         bp.plan(inputs(pullspec="Not A Ref"))

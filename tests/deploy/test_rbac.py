@@ -60,6 +60,7 @@ ALLOWED = [
     (SUPERVISOR, Request("get", "poddisruptionbudgets", "policy", namespace="apps", name="web")),
     (SUPERVISOR, Request("get", "daemonsets", "apps", namespace="kube-system", name="kube-proxy")),
     # supervisor: opt-in, builder pod, build objects
+    (SUPERVISOR, Request("watch", "machineosconfigs", MC)),
     (SUPERVISOR, Request("create", "pods", namespace=NS)),
     (SUPERVISOR, Request("delete", "pods", namespace=NS, name=names.BUILDER_POD)),
     (SUPERVISOR, Request("watch", "configmaps", namespace=NS)),
@@ -95,6 +96,8 @@ ALLOWED = [
     (BUILDER, Request("patch", "machineconfigpools/status", MC, name="worker")),
     (BUILDER, Request("update", "machineconfigpools/finalizers", MC, name="worker")),
     (BUILDER, Request("get", "machineconfigs", MC, name="rendered-worker-0")),
+    (BUILDER, Request("watch", "machineosconfigs", MC)),
+    (BUILDER, Request("get", "machineosconfigs", MC, name="worker")),
     (BUILDER, Request("create", "pods", namespace=NS)),
     (BUILDER, Request("delete", "pods", namespace=NS, name="build-worker-0")),
     (BUILDER, Request("get", "pods/log", namespace=NS, name="build-worker-0")),
@@ -128,6 +131,8 @@ DENIED = [
     (SUPERVISOR, Request("create", "events", namespace="kube-system")),
     (BUILDER, Request("patch", "nodes", name="worker-0")),
     (BUILDER, Request("create", "machineconfigs", MC)),
+    (BUILDER, Request("update", "machineosconfigs", MC, name="worker")),
+    (BUILDER, Request("delete", "machineosconfigs", MC, name="worker")),
     (BUILDER, Request("update", "machineconfigpools", MC, name="worker")),
     (BUILDER, Request("create", "secrets", namespace=NS)),
     (BUILDER, Request("create", "pods", namespace="default")),
@@ -137,6 +142,7 @@ DENIED = [
     (DAEMON, Request("get", "secrets", namespace=NS, name="push-secret")),
     (DAEMON, Request("create", "machineconfigs", MC)),
     (DAEMON, Request("patch", "machineconfigpools", MC, name="worker")),
+    (DAEMON, Request("get", "machineosconfigs", MC, name="worker")),
     (DAEMON, Request("list", "pods")),
     (DAEMON, Request("get", "configmaps", namespace="kube-system", name="any")),
 ]

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from mcosup.model import names
+from mcosup.model.machineosconfig import labelled
 from mcosup.model.node import ZONE_LABEL, NodeView, Target, target_patch
 from mcosup.supervisor import rolloutplan
 from mcosup.supervisor.rolloutplan import Phase
@@ -106,7 +107,9 @@ def conds(p: rolloutplan.Plan) -> dict[str, Any]:
 
 def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rolloutplan.Plan:
     views = [NodeView.of(n) for n in nodes]
-    return rolloutplan.plan_rollout(p, views, image=rolloutplan.image_for_current_config(p), **kw)
+    return rolloutplan.plan_rollout(
+        p, views, image=rolloutplan.image_for_current_config(p), opted_in=labelled(p), **kw
+    )
 
 
 # maxUnavailable, as Kubernetes and the MCO resolve it.
@@ -181,7 +184,7 @@ def test_bad_max_unavailable_starts_nothing_and_degrades_the_pool() -> None:
 )
 def test_pool_target(kw: dict[str, Any], expected: Target | None) -> None:
     p = pool(**kw)
-    target, hold = rolloutplan.pool_target(p, rolloutplan.image_for_current_config(p))
+    target, hold = rolloutplan.pool_target(p, rolloutplan.image_for_current_config(p), labelled(p))
     assert target == expected
     assert (hold is None) == (expected is not None)
 
