@@ -47,7 +47,7 @@ class Metrics(WebhookMetrics):
             "mcosup_watch_events", "Watch events applied to a cache, by resource", ["resource"], registry=r
         )
         self.opted_in_pools = Gauge(
-            "mcosup_opted_in_pools", "Pools carrying the layering opt-in label", registry=r
+            "mcosup_opted_in_pools", "Pools opted in to layering (label or MachineOSConfig)", registry=r
         )
         self.builder_restarts = Counter(
             "mcosup_builder_restarts", "Builder pods recreated after they exited or vanished", registry=r

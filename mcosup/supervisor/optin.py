@@ -1,15 +1,16 @@
-"""The opt-in controller (contract sections 2 and 11): layering readiness, the builder pod's life,
-opt-out cleanup.
+"""The opt-in controller (contract sections 2 and 11): the managed MachineOSConfigs, layering readiness,
+the builder pod's life, opt-out cleanup.
 
 One key for the whole namespace: whether the builder must run depends on every pool at once, and there
 are few pools. ``reconcile`` reads only caches, so it is cheap to run on any change of pools,
 MachineOSConfigs, the build ConfigMaps, their Secrets or the builder pod. Each pass, in order:
 
-1. opted-out pools lose their build conditions and image annotation, and build objects whose pool is
+1. the managed MachineOSConfigs are made, kept in step or deleted (:func:`optinplan.managed_steps`);
+2. opted-out pools lose their build conditions and image annotation, and build objects whose pool is
    not opted in any more are deleted;
-2. each opted-in pool's build settings are validated (its admin's MachineOSConfig, else the build
+3. each opted-in pool's build settings are validated (its admin's MachineOSConfig, else the build
    ConfigMap): a pool with problems gets ``LayeringReady=False, InvalidConfig`` naming each one;
-3. the builder pod runs while at least one opted-in pool can build, and is deleted otherwise.
+4. the builder pod runs while at least one opted-in pool can build, and is deleted otherwise.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, PODS, SECRETS
+from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINEOSCONFIGS, PODS, SECRETS
 from mcosup.model import conditions, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.objects import Obj
@@ -77,6 +78,15 @@ class OptInController:
     async def reconcile(self, key: str) -> Result:
         configmap = self._configmap
         secret = self._secret
+        await self._keep_managed(
+            optinplan.managed_steps(
+                list(self.caches.pools.items()),
+                list(self.caches.machineosconfigs.items()),
+                configmap,
+                secret,
+                self.namespace,
+            )
+        )
         pools = list(self.caches.pools.items())
         moscs = list(self.caches.machineosconfigs.items())
         opted = [p for p in pools if machineosconfig.opted_in(p, moscs)]
@@ -106,6 +116,27 @@ class OptInController:
 
     def _secret(self, name: str) -> Obj | None:
         return self.caches.secrets.get(name, self.namespace)
+
+    async def _keep_managed(self, steps: list[optinplan.Step]) -> None:
+        """Execute the managed MachineOSConfigs' steps. A conflict or a vanished object only means the
+        cache is behind: the write's own watch event brings the next pass."""
+        for step in steps:
+            try:
+                if isinstance(step, optinplan.Create):
+                    await self.kube.create(MACHINEOSCONFIGS, step.body)
+                    log.info("created MachineOSConfig from the pool's label", extra=fields(pool=step.name))
+                elif isinstance(step, optinplan.Update):
+                    await self.kube.replace(MACHINEOSCONFIGS, step.name, step.body)
+                    log.info("MachineOSConfig updated from the build config", extra=fields(pool=step.name))
+                else:
+                    await self.kube.delete(MACHINEOSCONFIGS, step.name, uid=step.uid)
+                    log.info("deleted MachineOSConfig: %s", step.why, extra=fields(pool=step.name))
+            except (errors.AlreadyExists, errors.Conflict, errors.NotFound):
+                pass
+            except (errors.Invalid, errors.BadRequest) as exc:
+                # Refused by the API server (a pullspec the CRD's rule rejects, a Containerfile over its
+                # length): the label form still builds from the ConfigMap; say so without stopping.
+                log.warning("cannot write the managed MachineOSConfig: %s", exc, extra=fields(pool=step.name))
 
     async def _ensure_builder(self, pod: Obj | None, opted: list[Obj]) -> Result:
         now = self.clock.now()

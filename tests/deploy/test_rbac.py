@@ -59,8 +59,11 @@ ALLOWED = [
     (SUPERVISOR, Request("create", "pods/eviction", namespace="apps", name="web-1")),
     (SUPERVISOR, Request("get", "poddisruptionbudgets", "policy", namespace="apps", name="web")),
     (SUPERVISOR, Request("get", "daemonsets", "apps", namespace="kube-system", name="kube-proxy")),
-    # supervisor: opt-in, builder pod, build objects
+    # supervisor: opt-in, managed MachineOSConfigs, builder pod, build objects
     (SUPERVISOR, Request("watch", "machineosconfigs", MC)),
+    (SUPERVISOR, Request("create", "machineosconfigs", MC)),
+    (SUPERVISOR, Request("update", "machineosconfigs", MC, name="worker")),
+    (SUPERVISOR, Request("delete", "machineosconfigs", MC, name="worker")),
     (SUPERVISOR, Request("create", "pods", namespace=NS)),
     (SUPERVISOR, Request("delete", "pods", namespace=NS, name=names.BUILDER_POD)),
     (SUPERVISOR, Request("watch", "configmaps", namespace=NS)),

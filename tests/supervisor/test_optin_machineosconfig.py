@@ -1,7 +1,8 @@
 """The opt-in controller with MachineOSConfigs, against the emulator (contract sections 2 and 11).
 
-An admin's MachineOSConfig opts its pool in with no label or ConfigMap, and is validated field by
-field.
+The label makes a managed MachineOSConfig that follows the ConfigMaps and goes with the label; an
+admin's MachineOSConfig opts its pool in with no label or ConfigMap, is validated field by field, and is
+never written by mcosup.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_optin import builder_pods, condition, load_fixture_pools, set_pod_phase
+from test_optin import builder_pods, condition, label, load_fixture_pools, set_pod_phase
 
-from clusterkit import NS, StartSupervisor
+from clusterkit import NS, StartSupervisor, install_build_config
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
-from mcosup.kube.resources import EVENTS, MACHINEOSCONFIGS, SECRETS
+from mcosup.kube.resources import CONFIGMAPS, EVENTS, MACHINECONFIGPOOLS, MACHINEOSCONFIGS, SECRETS
 from mcosup.model import names
 from mcosup.sim.objects import docker_secret
 from waiting import eventually
@@ -51,6 +52,58 @@ async def mosc(kube: kclient.Kube, name: str = "worker") -> dict[str, Any] | Non
 async def cluster(kube: kclient.Kube, mco_fixtures: Path) -> kclient.Kube:
     await load_fixture_pools(kube, mco_fixtures)
     return kube
+
+
+async def test_the_label_makes_a_managed_machineosconfig_that_follows_the_configmaps(
+    cluster: kclient.Kube, start_supervisor: StartSupervisor
+) -> None:
+    kube = cluster
+    await install_build_config(kube)
+    await start_supervisor()
+    await label(kube, "worker", True)
+
+    async def made() -> bool:
+        return await mosc(kube) is not None
+
+    await eventually(made, what="the managed MachineOSConfig")
+    obj = await mosc(kube)
+    assert obj is not None
+    assert obj["metadata"]["labels"] == {names.MANAGED_BY_LABEL: "true"}
+    assert not obj["metadata"].get("ownerReferences")
+    assert obj["spec"]["machineConfigPool"] == {"name": "worker"}
+    assert obj["spec"]["renderedImagePushSpec"] == PUSHSPEC
+    assert obj["spec"]["renderedImagePushSecret"] == {"name": "push-secret"}
+    assert obj["spec"]["baseImagePullSecret"] == {"name": "pull-secret"}
+    assert obj["spec"]["imageBuilder"] == {"imageBuilderType": "Job"}
+    assert await mosc(kube, "master") is None
+
+    # The ConfigMaps change: the object follows.
+    await install_build_config(kube, pullspec="registry.local:5000/os/other:latest")
+    await kube.create(
+        CONFIGMAPS,
+        {"metadata": {"name": names.CUSTOM_DOCKERFILE_CM}, "data": {"worker": "RUN echo hi\n"}},
+        namespace=NS,
+    )
+
+    async def followed() -> bool:
+        spec = ((await mosc(kube)) or {}).get("spec") or {}
+        return spec.get("renderedImagePushSpec") == "registry.local:5000/os/other:latest" and spec.get(
+            "containerFile"
+        ) == [{"containerfileArch": "NoArch", "content": "RUN echo hi\n"}]
+
+    await eventually(followed, what="the managed MachineOSConfig in step with the ConfigMaps")
+
+    # The label goes: so does the object; back with the label, and gone with the pool.
+    await label(kube, "worker", False)
+
+    async def gone() -> bool:
+        return await mosc(kube) is None
+
+    await eventually(gone, what="the managed MachineOSConfig deleted with the label")
+    await label(kube, "worker", True)
+    await eventually(made, what="the managed MachineOSConfig made again")
+    await kube.delete(MACHINECONFIGPOOLS, "worker")
+    await eventually(gone, what="the managed MachineOSConfig deleted with the pool")
 
 
 async def test_an_admins_machineosconfig_opts_in_with_no_label_nor_configmap(
@@ -102,6 +155,53 @@ async def test_an_admins_machineosconfig_opts_in_with_no_label_nor_configmap(
         return cond is None and await builder_pods(kube) == []
 
     await eventually(opted_out, what="no builder pod, no LayeringReady")
+
+
+async def test_an_admins_machineosconfig_is_never_written_and_wins_over_the_label(
+    cluster: kclient.Kube, start_supervisor: StartSupervisor, emulator: Any
+) -> None:
+    kube = cluster
+    await install_build_config(kube)
+    await kube.create(
+        SECRETS, docker_secret("admin-push", NS, "registry.example.com", ("u", "p")), namespace=NS
+    )
+    created = await kube.create(MACHINEOSCONFIGS, admins(pull="pull-secret"))
+    await start_supervisor()
+    # The label on top, a ConfigMap that says otherwise, and a pool with no object of its own.
+    await label(kube, "worker", True)
+    await label(kube, "master", True)
+
+    async def master_made() -> bool:
+        return await mosc(kube, "master") is not None
+
+    await eventually(master_made, what="the master pool's managed MachineOSConfig")
+    await eventually(lambda: _count(kube, 1), what="the builder pod")
+    await install_build_config(kube, pullspec="registry.local:5000/os/changed:latest")
+
+    async def master_followed() -> bool:
+        spec = ((await mosc(kube, "master")) or {}).get("spec") or {}
+        return bool(spec.get("renderedImagePushSpec") == "registry.local:5000/os/changed:latest")
+
+    await eventually(master_followed, what="the managed one in step")
+    await label(kube, "worker", False)
+    await eventually(lambda: _count(kube, 1), what="the builder pod still there")
+
+    obj = await mosc(kube)
+    assert obj is not None
+    assert obj["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert obj["spec"] == created["spec"]
+    writes = [
+        (r.method, r.path)
+        for r in emulator.requests
+        if r.user.startswith("sup-")
+        and r.method in ("POST", "PUT", "PATCH", "DELETE")
+        and "/machineosconfigs/worker" in r.path
+    ]
+    assert writes == [], writes
+
+    # Without the label the admin's object still opts the pool in: its layering state stays.
+    cond = await condition(kube, "worker", names.LAYERING_READY)
+    assert cond is not None
 
 
 async def _count(kube: kclient.Kube, n: int) -> bool:
