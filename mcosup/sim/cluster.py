@@ -379,12 +379,21 @@ class LocalCluster:
     # -------------------------------------------------------------------------------- actions
 
     async def opt_in(self, pool_name: str, on: bool = True) -> None:
-        """Add (or remove) the layering opt-in label, as ``kubectl label mcp <pool> ...`` does."""
-        await self.kube.patch(
-            MACHINECONFIGPOOLS,
-            pool_name,
-            {"metadata": {"labels": {names.LAYERING_ENABLED: "" if on else None}}},
-        )
+        """Add (or remove) the layering opt-in label, as ``kubectl label mcp <pool> ...`` does.
+
+        A patch the API server gives up on (409 after its own retries: the pool's status is written
+        often while it builds and rolls, and the webhook call widens the window) is sent again, as a
+        person would run the command again.
+        """
+        patch = {"metadata": {"labels": {names.LAYERING_ENABLED: "" if on else None}}}
+        for attempt in range(5):
+            try:
+                await self.kube.patch(MACHINECONFIGPOOLS, pool_name, patch)
+                return
+            except errors.Conflict:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
 
     async def apply_machineconfig(self, mc: Mapping[str, Any]) -> None:
         try:
