@@ -28,6 +28,8 @@ class PoolFacts:
     name: str
     machine_config_selector: Mapping[str, Any] | None
     layered: bool
+    #: Opted in by an admin's MachineOSConfig (deleting it is the opt-out; the label changes nothing).
+    by_machineosconfig: bool = False
 
     @classmethod
     def from_pool(
@@ -36,11 +38,14 @@ class PoolFacts:
         """``layered``: :func:`mcosup.model.machineosconfig.opted_in` given ``machineosconfigs``."""
         metadata = pool.get("metadata") or {}
         spec = pool.get("spec") or {}
+        name = str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
         selector = spec.get("machineConfigSelector") if isinstance(spec, Mapping) else None
         return cls(
-            name=str(metadata.get("name", "")) if isinstance(metadata, Mapping) else "",
+            name=name,
             machine_config_selector=selector if isinstance(selector, Mapping) else None,
             layered=machineosconfig.opted_in(pool, machineosconfigs),
+            by_machineosconfig=bool(name)
+            and machineosconfig.admins_machineosconfig(name, machineosconfigs) is not None,
         )
 
     def selects(self, mc_labels: Mapping[str, str]) -> bool:

@@ -76,11 +76,16 @@ def machineconfig_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Ver
     layered = facts.layered_pools_selecting(labels)
     if layered and not _rendered_by_supervisor(request, name, facts):
         pool_names = ", ".join(p.name for p in layered)
+        by_label = ", ".join(p.name for p in layered if not p.by_machineosconfig)
+        by_object = ", ".join(p.name for p in layered if p.by_machineosconfig)
+        opt_out = " and ".join(
+            ([f"remove label {names.LAYERING_ENABLED} from pool {by_label}"] if by_label else [])
+            + ([f"delete {names.MACHINEOSCONFIG_KIND} {by_object}"] if by_object else [])
+        )
         for field, path in undeliverable_files(mc):
             lines.append(
                 f"{field}: {path} cannot be delivered to layered pool {pool_names}: {_UNDELIVERABLE_FIX}; "
-                f"or remove label {names.LAYERING_ENABLED} from pool {pool_names} to return it to "
-                "file-by-file configuration"
+                f"or {opt_out} to return it to file-by-file configuration"
             )
     if lines:
         return Verdict.deny(_listing(f"MachineConfig {name} is refused:", lines))

@@ -76,12 +76,16 @@ def node(name: str, labels: dict[str, str] | None = None, **annotations: str) ->
 
 
 def facts(
-    *pools: dict[str, Any], mcs: tuple[dict[str, Any], ...] = (), secrets: tuple[str, ...] | None = None
+    *pools: dict[str, Any],
+    mcs: tuple[dict[str, Any], ...] = (),
+    secrets: tuple[str, ...] | None = None,
+    machineosconfigs: tuple[dict[str, Any], ...] = (),
 ) -> ClusterFacts:
     return ClusterFacts.from_objects(
         namespace=NS,
         pools=pools,
         machineconfigs=mcs,
+        machineosconfigs=machineosconfigs,
         secrets=None if secrets is None else [{"metadata": {"name": s}} for s in secrets],
     )
 
@@ -116,6 +120,24 @@ def test_machineconfig_writing_var_to_a_layered_pool_is_denied_naming_pool_path_
         "move the file under /etc or /usr",
         f"remove label {names.LAYERING_ENABLED} from pool worker",
     )
+
+
+def test_a_pool_opted_in_by_an_admins_machineosconfig_is_layered_too() -> None:
+    mosc = {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineOSConfig",
+        "metadata": {"name": "worker"},
+        "spec": {"machineConfigPool": {"name": "worker"}},
+    }
+    by_object = facts(pool("worker"), pool("master"), machineosconfigs=(mosc,))
+    verdict = mc_review(machineconfig("50-var", "worker", "/var/lib/x"), by_object)
+    assert_denied(verdict, "/var/lib/x", "layered pool worker", "or delete MachineOSConfig worker to return")
+    assert names.LAYERING_ENABLED not in verdict.message  # the label would change nothing
+    # The label too: the admin's object still wins, so deleting it is still the way out.
+    both = facts(pool("worker", layered=True), machineosconfigs=(mosc,))
+    verdict = mc_review(machineconfig("50-var", "worker", "/var/lib/x"), both)
+    assert_denied(verdict, "or delete MachineOSConfig worker to return")
+    assert mc_review(machineconfig("50-var", "master", "/var/lib/x"), by_object).allowed
 
 
 @pytest.mark.parametrize(
