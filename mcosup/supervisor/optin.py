@@ -21,6 +21,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from mcosup.control.clock import Clock
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
@@ -36,6 +38,8 @@ from mcosup.runtime.metrics import Metrics
 from mcosup.supervisor import builderpodplan, optinplan
 
 log = logging.getLogger(__name__)
+
+SORTED = orjson.OPT_SORT_KEYS
 
 KEY = "builder"
 #: How often to look at a pod that is starting or going away (pod status changes also wake us).
@@ -74,6 +78,8 @@ class OptInController:
         # The builder pod as last seen while it was wanted, so a pod deleted behind our back counts as a
         # failure (with backoff) rather than being recreated in a tight loop.
         self._last_seen: Obj | None = None
+        # Managed MachineOSConfig writes the API server refused, by (name, spec): not tried again.
+        self._refused: set[tuple[str, bytes]] = set()
 
     async def reconcile(self, key: str) -> Result:
         configmap = self._configmap
@@ -118,25 +124,43 @@ class OptInController:
         return self.caches.secrets.get(name, self.namespace)
 
     async def _keep_managed(self, steps: list[optinplan.Step]) -> None:
-        """Execute the managed MachineOSConfigs' steps. A conflict or a vanished object only means the
-        cache is behind: the write's own watch event brings the next pass."""
+        """Execute the managed MachineOSConfigs' steps, each with an Event on the object. A conflict or a
+        vanished object only means the cache is behind: the write's own watch event brings the next pass.
+        A write the API server refuses is reported once per body, not on every pass."""
         for step in steps:
+            refused_key = (step.name, orjson.dumps(getattr(step, "body", {}).get("spec"), option=SORTED))
+            if refused_key in self._refused:
+                continue
             try:
                 if isinstance(step, optinplan.Create):
-                    await self.kube.create(MACHINEOSCONFIGS, step.body)
-                    log.info("created MachineOSConfig from the pool's label", extra=fields(pool=step.name))
+                    written = await self.kube.create(MACHINEOSCONFIGS, step.body)
+                    what = f"made from pool {step.name}'s {names.LAYERING_ENABLED} label"
+                    reason = "Created"
                 elif isinstance(step, optinplan.Update):
-                    await self.kube.replace(MACHINEOSCONFIGS, step.name, step.body)
-                    log.info("MachineOSConfig updated from the build config", extra=fields(pool=step.name))
+                    written = await self.kube.replace(MACHINEOSCONFIGS, step.name, step.body)
+                    what = f"updated from ConfigMap {self.namespace}/{names.BUILD_CONFIG_CM}"
+                    reason = "Updated"
                 else:
                     await self.kube.delete(MACHINEOSCONFIGS, step.name, uid=step.uid)
-                    log.info("deleted MachineOSConfig: %s", step.why, extra=fields(pool=step.name))
+                    written = _machineosconfig_ref(step.name, step.uid)
+                    what = f"deleted: {step.why}"
+                    reason = "Deleted"
             except (errors.AlreadyExists, errors.Conflict, errors.NotFound):
-                pass
+                continue
             except (errors.Invalid, errors.BadRequest) as exc:
                 # Refused by the API server (a pullspec the CRD's rule rejects, a Containerfile over its
                 # length): the label form still builds from the ConfigMap; say so without stopping.
-                log.warning("cannot write the managed MachineOSConfig: %s", exc, extra=fields(pool=step.name))
+                self._refused.add(refused_key)
+                message = f"cannot write MachineOSConfig {step.name} made from the pool's label: {exc}"
+                log.warning("%s", message, extra=fields(pool=step.name))
+                pool = self.caches.pools.get(step.name)
+                if pool is not None:
+                    await self.kube.record_event(
+                        pool, reason="MachineOSConfigRefused", message=message, type_="Warning"
+                    )
+                continue
+            log.info("MachineOSConfig %s", what, extra=fields(pool=step.name))
+            await self.kube.record_event(written, reason=reason, message=f"MachineOSConfig {what}")
 
     async def _ensure_builder(self, pod: Obj | None, opted: list[Obj]) -> Result:
         now = self.clock.now()
@@ -277,6 +301,15 @@ class OptInController:
                     await self.kube.delete(resource, meta["name"], namespace=self.namespace)
                 except errors.NotFound:
                     pass
+
+
+def _machineosconfig_ref(name: str, uid: str | None) -> Obj:
+    """What an Event about a deleted MachineOSConfig needs to name it."""
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.MACHINEOSCONFIG_KIND,
+        "metadata": {"name": name, "uid": uid or ""},
+    }
 
 
 def _phase(pod: Mapping[str, Any]) -> str:

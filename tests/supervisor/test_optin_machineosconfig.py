@@ -206,3 +206,37 @@ async def test_an_admins_machineosconfig_is_never_written_and_wins_over_the_labe
 
 async def _count(kube: kclient.Kube, n: int) -> bool:
     return len(await builder_pods(kube)) == n
+
+
+async def test_a_managed_machineosconfig_the_api_refuses_is_reported_once_and_the_label_still_works(
+    cluster: kclient.Kube, start_supervisor: StartSupervisor
+) -> None:
+    kube = cluster
+    # A pullspec the ConfigMap accepts but the CRD's rule does not (its host has no dot).
+    await install_build_config(kube, pullspec="localhost:5000/os/image:latest")
+    await start_supervisor()
+    await label(kube, "worker", True)
+
+    async def refused() -> bool:
+        events, _ = await kube.list(EVENTS, namespace="default")
+        return any(
+            e["reason"] == "MachineOSConfigRefused" and e["involvedObject"]["name"] == "worker"
+            for e in events
+        )
+
+    await eventually(refused, what="a Warning Event on the pool")
+    assert await mosc(kube) is None
+    await eventually(lambda: _count(kube, 1), what="the builder pod: the label form still builds")
+    events, _ = await kube.list(EVENTS, namespace="default")
+    assert [e.get("count", 1) for e in events if e["reason"] == "MachineOSConfigRefused"] == [1]
+
+    # A pullspec it accepts: made, with an Event on it.
+    await install_build_config(kube)
+
+    async def created_event() -> bool:
+        events, _ = await kube.list(EVENTS, namespace="default")
+        return any(
+            e["reason"] == "Created" and e["involvedObject"].get("kind") == "MachineOSConfig" for e in events
+        )
+
+    await eventually(created_event, what="the managed MachineOSConfig made, with an Event")
