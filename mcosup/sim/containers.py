@@ -139,14 +139,15 @@ class ContainerProcesses(PodVolumes):
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,  # its own process group: a kill reaches sh's children too
             )
-        if report is not None:
-            running = container_status(container, {"running": {"startedAt": started}}, restarts)
-            # A real kubelet names the runtime's container; here the process is the container.
-            running["containerID"] = f"local://{proc.pid}"
-            await report(name, running)
         waiter = asyncio.ensure_future(proc.wait())
         stopper = asyncio.ensure_future(stop.wait())
         try:
+            # Inside the try: a kubelet stopped while it reports the start still kills the process.
+            if report is not None:
+                running = container_status(container, {"running": {"startedAt": started}}, restarts)
+                # A real kubelet names the runtime's container; here the process is the container.
+                running["containerID"] = f"local://{proc.pid}"
+                await report(name, running)
             while not waiter.done():
                 await asyncio.wait({waiter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
                 self._sink(ns, pod_name, name, log_path)
