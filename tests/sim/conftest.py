@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 from emu_http import Api, cm
-from emu_sides import Side
+from emu_sides import Side, emulator_side, real_side
 
 from mcosup.sim.apiserver import Emulator
-from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
+from mcosup.sim.controlplane import ControlPlane
 
 
 @pytest.fixture
@@ -33,30 +33,8 @@ def make_cm() -> Any:
 async def both(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[tuple[Side, Side]]:
     """A fresh emulator and the session's real control plane, as two :class:`Side`s (emulator first)."""
     async with Emulator() as emu, aiohttp.ClientSession() as session:
-        emulator = Side(
-            "emulator",
-            Api(
-                session,
-                emu.url,
-                ssl.create_default_context(cafile=str(emu.ca_path)),
-                emu.add_token(ADMIN_USER, ["system:masters"]),
-            ),
-            emu.write_kubeconfig(tmp_path / "emulator.kubeconfig", user=ADMIN_USER),
-            control_plane.binary("kubectl"),
-            real=False,
-        )
-        real = Side(
-            "real",
-            Api(
-                session,
-                control_plane.url,
-                ssl.create_default_context(cadata=control_plane.ca_pem.decode()),
-                control_plane.admin_token,
-            ),
-            control_plane.write_kubeconfig(tmp_path / "real.kubeconfig"),
-            control_plane.binary("kubectl"),
-            real=True,
-        )
+        emulator = emulator_side(emu, session, tmp_path, control_plane.binary("kubectl"))
+        real = real_side(control_plane, session, tmp_path)
         try:
             yield emulator, real
         finally:

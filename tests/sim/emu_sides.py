@@ -18,14 +18,18 @@ import difflib
 import json
 import re
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 from emu_http import Api
 
+from mcosup.sim.apiserver import Emulator
+from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
 from waiting import eventually
 
 UID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -159,6 +163,30 @@ class Side:
                 return status == 200
 
             await self.until(served, f"{names[0]}.{group} served")
+
+
+def emulator_side(emu: Emulator, session: aiohttp.ClientSession, tmp_path: Path, kubectl: str) -> Side:
+    """The emulator ``emu`` as a :class:`Side`, with an admin token and kubeconfig."""
+    api = Api(
+        session,
+        emu.url,
+        ssl.create_default_context(cafile=str(emu.ca_path)),
+        emu.add_token(ADMIN_USER, ["system:masters"]),
+    )
+    kubeconfig = emu.write_kubeconfig(tmp_path / "emulator.kubeconfig", user=ADMIN_USER)
+    return Side("emulator", api, kubeconfig, kubectl, real=False)
+
+
+def real_side(control_plane: ControlPlane, session: aiohttp.ClientSession, tmp_path: Path) -> Side:
+    """The real control plane as a :class:`Side`, as its admin."""
+    api = Api(
+        session,
+        control_plane.url,
+        ssl.create_default_context(cadata=control_plane.ca_pem.decode()),
+        control_plane.admin_token,
+    )
+    kubeconfig = control_plane.write_kubeconfig(tmp_path / "real.kubeconfig")
+    return Side("real", api, kubeconfig, control_plane.binary("kubectl"), real=True)
 
 
 def mco_crd(plural: str, group: str) -> dict[str, Any]:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime
 import re
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,15 +23,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from emu_http import Api
-from emu_sides import Side, diff, mask, unique
+from emu_sides import Side, diff, emulator_side, mask, real_side, unique
 
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import NAMESPACES
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim import jobspec
 from mcosup.sim.apiserver import Emulator
-from mcosup.sim.controlplane import ADMIN_USER, ControlPlane
+from mcosup.sim.controlplane import ControlPlane
 from mcosup.sim.kubelet import ImageRule, Kubelet
 from waiting import eventually
 
@@ -82,30 +80,8 @@ async def sides(control_plane: ControlPlane, tmp_path: Path) -> AsyncIterator[Jo
     ns = unique("jobs")
     async with Emulator() as emu, aiohttp.ClientSession() as session:
         both = JobSides(
-            Side(
-                "emulator",
-                Api(
-                    session,
-                    emu.url,
-                    ssl.create_default_context(cafile=str(emu.ca_path)),
-                    emu.add_token(ADMIN_USER, ["system:masters"]),
-                ),
-                emu.write_kubeconfig(tmp_path / "emulator.kubeconfig", user=ADMIN_USER),
-                control_plane.binary("kubectl"),
-                real=False,
-            ),
-            Side(
-                "real",
-                Api(
-                    session,
-                    control_plane.url,
-                    ssl.create_default_context(cadata=control_plane.ca_pem.decode()),
-                    control_plane.admin_token,
-                ),
-                control_plane.write_kubeconfig(tmp_path / "real.kubeconfig"),
-                control_plane.binary("kubectl"),
-                real=True,
-            ),
+            emulator_side(emu, session, tmp_path, control_plane.binary("kubectl")),
+            real_side(control_plane, session, tmp_path),
             ns,
             emu,
         )
