@@ -123,6 +123,10 @@ def test_an_admins_machineosconfig_is_read_as_it_is() -> None:
             mosc(containerfile=[{"containerfileArch": "ARM64", "content": "RUN true"}]),
             "MachineOSConfig worker spec.containerFile[0].containerfileArch='ARM64' is not supported yet",
         ),
+        (
+            mosc(containerfile=[{"containerfileArch": "NoArch", "content": "FROM fedora:41\nRUN true"}]),
+            "MachineOSConfig worker spec.containerFile[0].content line 1: 'FROM fedora:41' would replace",
+        ),
     ],
 )
 def test_problems_name_the_object_and_the_field(obj: dict[str, Any], expected: str) -> None:
@@ -173,3 +177,14 @@ def test_a_managed_machineosconfig_is_the_configmap_spelt_as_an_object() -> None
         "containerFile": [{"containerfileArch": "NoArch", "content": "RUN true\n"}],
     }
     assert machineosconfig.settings_of(made, SECRETS.get, NS) == (settings, [])
+
+
+def test_a_from_in_the_label_forms_custom_containerfile_names_the_configmap_entry() -> None:
+    """The backstop of the webhook's rule, named where the admin edits the text."""
+    custom = {"metadata": {"name": names.CUSTOM_DOCKERFILE_CM}, "data": {"worker": "FROM configs AS final"}}
+    cms = {names.BUILD_CONFIG_CM: BUILD_CONFIG, names.CUSTOM_DOCKERFILE_CM: custom}
+    settings, problems = machineosconfig.pool_settings("worker", [], cms.get, SECRETS.get, NS)
+    assert settings is None
+    assert [p.split(" line ")[0] for p in problems] == [
+        f"ConfigMap {NS}/{names.CUSTOM_DOCKERFILE_CM} data.worker"
+    ]

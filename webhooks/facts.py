@@ -108,6 +108,10 @@ class ClusterFacts:
     def daemon_username(self) -> str:
         return names.service_account_user(self.namespace, names.DAEMON_SA)
 
+    def pool(self, name: str) -> PoolFacts | None:
+        """The pool named ``name``, None when it does not exist."""
+        return next((p for p in self.pools if p.name == name), None)
+
     def pools_selecting(self, mc_labels: Mapping[str, str]) -> tuple[PoolFacts, ...]:
         """The pools whose ``machineConfigSelector`` selects a MachineConfig with ``mc_labels``."""
         return tuple(p for p in self.pools if p.selects(mc_labels))

@@ -1,4 +1,4 @@
-"""Admission verdicts (contract section 7): one function per kind, and :func:`review` to dispatch.
+"""Admission verdicts (contract sections 7 and 11): one function per kind, and :func:`review` to dispatch.
 
 Pure: an :class:`~webhooks.review.AdmissionRequest` and :class:`~webhooks.facts.ClusterFacts` in, a
 :class:`~webhooks.review.Verdict` out. Nothing here writes anything, so every verdict is dry-run safe.
@@ -191,11 +191,7 @@ def pool_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
     if was_layered and selector == old_selector:
         return Verdict.allow()
 
-    lines = []
-    for mc in facts.machineconfigs_selected_by(selector if isinstance(selector, Mapping) else None):
-        mc_name = str((mc.get("metadata") or {}).get("name", ""))
-        for field, path in undeliverable_files(mc):
-            lines.append(f"MachineConfig {mc_name} {field}: {path}")
+    lines = _undeliverable_selected(selector if isinstance(selector, Mapping) else None, facts)
     if lines:
         field = (
             f"metadata.labels[{names.LAYERING_ENABLED}]" if not was_layered else "spec.machineConfigSelector"
@@ -216,6 +212,71 @@ def pool_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
             "onto it, one reboot per node"
         )
     return Verdict.allow()
+
+
+def _undeliverable_selected(selector: Mapping[str, Any] | None, facts: ClusterFacts) -> list[str]:
+    """Each file an image cannot deliver in the MachineConfigs ``selector`` selects, by config and path."""
+    return [
+        f"MachineConfig {(mc.get('metadata') or {}).get('name', '')} {field}: {path}"
+        for mc in facts.machineconfigs_selected_by(selector)
+        for field, path in undeliverable_files(mc)
+    ]
+
+
+def machineosconfig_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
+    """MachineOSConfig create/update (contract section 11): a spec a build can use, for a pool that
+    exists and can be layered; Secrets not created yet are a warning (builds wait for them)."""
+    if request["operation"] not in ("CREATE", "UPDATE"):
+        return Verdict.allow()
+    mosc = _object(request)
+    name = _name(request)
+    old = request["oldObject"] if request["operation"] == "UPDATE" else None
+    if old is not None and old.get("spec") == mosc.get("spec"):
+        # Metadata-only (mc/rebuild, the current build's annotation, finalizers): judged when admitted.
+        return Verdict.allow()
+    kind = f"{names.MACHINEOSCONFIG_KIND} {name}"
+    lines = machineosconfig.spec_problems(mosc)
+    pool_name = machineosconfig.pool_of(mosc)
+    pool = facts.pool(pool_name) if pool_name else None
+    if pool_name and pool is None:
+        lines.append(
+            f"{kind} spec.machineConfigPool.name: MachineConfigPool {pool_name} does not exist: create the "
+            "pool first, or name an existing one (kubectl get machineconfigpools)"
+        )
+    managed = machineosconfig.is_managed(mosc)
+    if pool is not None and not managed and not (old is not None and pool.layered):
+        # An admin's MachineOSConfig is an opt-in, judged as the label is (the label's own object is
+        # judged when the label is added).
+        undeliverable = _undeliverable_selected(pool.machine_config_selector, facts)
+        lines += [
+            f"{kind} opts pool {pool_name} in to layering, and {line}: {_UNDELIVERABLE_FIX}"
+            for line in undeliverable
+        ]
+    if lines:
+        return Verdict.deny(_listing(f"{kind} is refused:", lines))
+    warnings = []
+    if facts.secret_names is not None:
+        for field, secret in machineosconfig.secret_refs(mosc):
+            if secret not in facts.secret_names:
+                warnings.append(
+                    f"{kind} {field}: Secret {secret} does not exist in namespace {facts.namespace} yet: "
+                    f"builds wait until it is created (kubectl -n {facts.namespace} create secret "
+                    f"docker-registry {secret} ...)"
+                )
+    user = request["userInfo"]["username"]
+    if managed and user != facts.supervisor_username:
+        warnings.append(
+            f"{kind} is made by mcosup from pool {pool_name}'s label {names.LAYERING_ENABLED} (label "
+            f"{names.MANAGED_BY_LABEL}=true): the supervisor replaces its spec from ConfigMap "
+            f"{facts.namespace}/{names.BUILD_CONFIG_CM}; edit that ConfigMap instead, or remove label "
+            f"{names.MANAGED_BY_LABEL} to make this object yours"
+        )
+    if old is None and not managed and pool is not None and not pool.layered:
+        warnings.append(
+            f"pool {pool_name} opts in to layering: mcosup builds an OS image from its configuration and "
+            "then rebases its nodes onto it, one reboot per node"
+        )
+    return Verdict.allow(*warnings)
 
 
 def configmap_verdict(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
@@ -286,6 +347,8 @@ def review(request: AdmissionRequest, facts: ClusterFacts) -> Verdict:
         return machineconfig_verdict(request, facts)
     if key == (names.GROUP, "MachineConfigPool"):
         return pool_verdict(request, facts)
+    if key == (names.GROUP, names.MACHINEOSCONFIG_KIND):
+        return machineosconfig_verdict(request, facts)
     if key == ("", "Node"):
         return node_verdict(request, facts)
     if key == ("", "ConfigMap"):

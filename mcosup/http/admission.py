@@ -38,7 +38,7 @@ DEFAULT_MAX_BODY_BYTES = 7 * 1024 * 1024
 # being refused) does not stall the event loop for long; below it the thread hop costs more than it
 # saves (the GIL serialises the work anyway), as bench/webhook_latency.py shows.
 OFFLOAD_BYTES = 2 * 1024 * 1024
-KNOWN_KINDS = frozenset(("MachineConfig", "MachineConfigPool", "Node", "ConfigMap"))
+KNOWN_KINDS = frozenset(("MachineConfig", "MachineConfigPool", "MachineOSConfig", "Node", "ConfigMap"))
 WEBHOOK_PATH = "/validate"
 
 

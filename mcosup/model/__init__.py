@@ -12,6 +12,7 @@
 - ``node``: the node protocol: what the supervisor asks of a node and what its daemon reports.
 - ``rendering``: the merge of a pool's MachineConfigs into its rendered config.
 - ``buildconfig``: validation of the on-cluster build configuration.
+- ``containerfile``: reading a pool's custom Containerfile text (no ``FROM`` may replace the base).
 - ``conditions``: status conditions as Kubernetes conventions want them.
 - ``imageref``: container image references.
 

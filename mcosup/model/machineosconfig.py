@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from mcosup.model import buildconfig, names
+from mcosup.model import buildconfig, containerfile, names
 from mcosup.model.imageref import InvalidImageRef, parse_image_ref
 from mcosup.model.objects import Obj, ObjView, labels_of
 
@@ -147,8 +147,28 @@ def _secret_problem(where: str, name: str, secret: ObjView | None, namespace: st
     return f"{where}: Secret {namespace}/{name}{defect}" if defect else None
 
 
-def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSettings | None, list[str]]:
-    """The build settings of ``mosc``, or every problem, each naming the object and the field."""
+def secret_refs(mosc: ObjView) -> list[tuple[str, str]]:
+    """``(field, Secret name)`` of each Secret ``mosc`` names (empty names are :func:`spec_problems`)."""
+    spec = _spec(mosc)
+    refs = [(f"spec.{field}.name", _ref_name(spec, field)) for field in _SECRET_FIELDS]
+    return [(field, name) for field, name in refs if name]
+
+
+_SECRET_FIELDS = ("renderedImagePushSecret", "baseImagePullSecret")
+
+
+def _containerfile(spec: Mapping[str, Any]) -> str:
+    """The ``NoArch`` entry of ``spec.containerFile`` ("" when none)."""
+    entries = spec.get("containerFile")
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping) and (entry.get("containerfileArch") or names.NO_ARCH) == names.NO_ARCH:
+            return str(entry.get("content") or "")
+    return ""
+
+
+def spec_problems(mosc: ObjView) -> list[str]:
+    """Every problem of ``mosc``'s spec that no other object is needed to see (what the webhook refuses),
+    each naming the object and the field."""
     obj = f"{names.MACHINEOSCONFIG_KIND} {_name(mosc)}"
     spec = _spec(mosc)
     problems: list[str] = []
@@ -173,38 +193,46 @@ def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSet
             f"{obj} spec.imageBuilder.imageBuilderType={builder_type!r} is not supported: "
             f"use {names.JOB_IMAGE_BUILDER}"
         )
-    push = _ref_name(spec, "renderedImagePushSecret")
-    pull = _ref_name(spec, "baseImagePullSecret")
-    if not push:
+    if not _ref_name(spec, "renderedImagePushSecret"):
         problems.append(
             f"{obj} spec.renderedImagePushSecret.name is empty: name the Secret to push images with"
         )
-    for field, secret_name in (("renderedImagePushSecret", push), ("baseImagePullSecret", pull)):
-        if secret_name:
-            found = _secret_problem(f"{obj} spec.{field}.name", secret_name, secret(secret_name), namespace)
-            if found:
-                problems.append(found)
-    if pull == "":
+    if _ref_name(spec, "baseImagePullSecret") == "":
         problems.append(
             f"{obj} spec.baseImagePullSecret.name is empty: name a Secret, or remove "
             "spec.baseImagePullSecret to pull the base image without credentials"
         )
-    containerfile = ""
     entries = spec.get("containerFile")
     for i, entry in enumerate(entries if isinstance(entries, list) else []):
         if not isinstance(entry, Mapping):
             continue
         arch = entry.get("containerfileArch") or names.NO_ARCH
         if arch == names.NO_ARCH:
-            containerfile = str(entry.get("content") or "")
+            where = f"{obj} spec.containerFile[{i}].content"
+            problems += containerfile.from_problems(where, str(entry.get("content") or ""))
         else:
             problems.append(
                 f"{obj} spec.containerFile[{i}].containerfileArch={arch!r} is not supported yet: "
                 f"builds are not made per architecture; use {names.NO_ARCH}"
             )
+    return problems
+
+
+def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSettings | None, list[str]]:
+    """The build settings of ``mosc``, or every problem, each naming the object and the field."""
+    obj = f"{names.MACHINEOSCONFIG_KIND} {_name(mosc)}"
+    problems = spec_problems(mosc)
+    for field, secret_name in secret_refs(mosc):
+        found = _secret_problem(f"{obj} {field}", secret_name, secret(secret_name), namespace)
+        if found:
+            problems.append(found)
     if problems:
         return None, problems
-    return BuildSettings(pullspec, push or "", pull, containerfile), []
+    spec = _spec(mosc)
+    push = _ref_name(spec, "renderedImagePushSecret") or ""
+    pull = _ref_name(spec, "baseImagePullSecret")
+    pullspec = str(spec.get("renderedImagePushSpec") or "").strip()
+    return BuildSettings(pullspec, push, pull, _containerfile(spec)), []
 
 
 def pool_settings(
@@ -221,5 +249,10 @@ def pool_settings(
     config, problems = buildconfig.validate(configmap(names.BUILD_CONFIG_CM), secret, namespace)
     if config is None:
         return None, problems
-    containerfile = custom_containerfile(configmap(names.CUSTOM_DOCKERFILE_CM), pool_name)
-    return settings_of(from_label(pool_name, config, containerfile), secret, namespace)
+    text = custom_containerfile(configmap(names.CUSTOM_DOCKERFILE_CM), pool_name)
+    # Named where the admin edits it: the managed object only copies the ConfigMap's entry.
+    where = f"ConfigMap {namespace}/{names.CUSTOM_DOCKERFILE_CM} data.{pool_name}"
+    problems = containerfile.from_problems(where, text)
+    if problems:
+        return None, problems
+    return settings_of(from_label(pool_name, config, text), secret, namespace)

@@ -191,12 +191,15 @@ def test_webhook_rules_are_narrow() -> None:
     assert rules == {
         "machineconfigs": [([names.GROUP], ["machineconfigs"], ["CREATE", "UPDATE"])],
         "machineconfigpools": [([names.GROUP], ["machineconfigpools"], ["CREATE", "UPDATE"])],
+        "machineosconfigs": [([names.GROUP], ["machineosconfigs"], ["CREATE", "UPDATE"])],
         "nodes": [([""], ["nodes"], ["UPDATE"])],
         "configmaps": [([""], ["configmaps"], ["CREATE", "UPDATE"])],
     }
 
 
-@pytest.mark.parametrize("resource", ["machineconfigs", "machineconfigpools", "nodes", "configmaps"])
+@pytest.mark.parametrize(
+    "resource", ["machineconfigs", "machineconfigpools", "machineosconfigs", "nodes", "configmaps"]
+)
 def test_webhook_is_safe_for_the_platform(resource: str) -> None:
     webhook = _webhooks()[resource]
     assert webhook["sideEffects"] == "None"
@@ -214,6 +217,7 @@ def test_webhook_failure_policies() -> None:
     assert policies == {
         "machineconfigs": "Fail",
         "machineconfigpools": "Ignore",
+        "machineosconfigs": "Ignore",
         "nodes": "Ignore",
         "configmaps": "Ignore",
     }

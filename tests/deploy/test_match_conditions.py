@@ -94,6 +94,23 @@ CASES = [
     ("configmaps", "build config updated", meta(names.BUILD_CONFIG_CM), meta(names.BUILD_CONFIG_CM), True),
     ("configmaps", "custom Containerfile", meta(names.CUSTOM_DOCKERFILE_CM), None, False),
     ("configmaps", "ephemeral build context", meta("build-worker-0123"), None, False),
+    # MachineOSConfigs: a new spec only, never the builder's annotations.
+    ("machineosconfigs", "created", {**meta("worker"), "spec": {"a": 1}}, None, True),
+    (
+        "machineosconfigs",
+        "spec changed",
+        {**meta("worker"), "spec": {"a": 2}},
+        {**meta("worker"), "spec": {"a": 1}},
+        True,
+    ),
+    (
+        "machineosconfigs",
+        "annotation only",
+        {**meta("worker", annotations={"machineconfiguration.openshift.io/rebuild": ""}), "spec": {"a": 1}},
+        {**meta("worker"), "spec": {"a": 1}},
+        False,
+    ),
+    ("machineosconfigs", "spec removed", meta("worker"), {**meta("worker"), "spec": {"a": 1}}, True),
     # MachineConfigs: every create and update (no conditions).
     ("machineconfigs", "any MachineConfig", meta("99-worker-ssh"), None, True),
 ]

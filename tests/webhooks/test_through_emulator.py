@@ -418,3 +418,46 @@ async def test_standby_replicas_follow_the_secret_without_writing(cluster: Clust
     assert state is not None and (standby_dir / "tls.crt").read_bytes() == state.serving.cert_pem
     secret_after = await cluster.kube.get(R.SECRETS, SECRET, namespace=NS)
     assert secret_after["metadata"]["resourceVersion"] == secret_before["metadata"]["resourceVersion"]
+
+
+def machineosconfig(pool: str, containerfile: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "machineConfigPool": {"name": pool},
+        "imageBuilder": {"imageBuilderType": "Job"},
+        "renderedImagePushSecret": {"name": "push"},
+        "renderedImagePushSpec": "registry.example.com/os/layered:latest",
+    }
+    if containerfile is not None:
+        spec["containerFile"] = [{"containerfileArch": "NoArch", "content": containerfile}]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.MACHINEOSCONFIG_KIND,
+        "metadata": {"name": pool},
+        "spec": spec,
+    }
+
+
+async def test_machineosconfigs_are_judged_on_their_spec_only(cluster: Cluster) -> None:
+    """One case per backend start (the real control plane is slow): deny, warn, then pass metadata."""
+    rule = 'admission webhook "machineosconfigs.mcosup.machineconfiguration.openshift.io" denied the request'
+    replacing = machineosconfig("master", "RUN true\nFROM quay.io/fedora/fedora:41\n")
+    code, out = await cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(replacing))
+    assert code != 0 and rule in out, out
+    assert "MachineOSConfig master spec.containerFile[0].content line 2: 'FROM quay.io/fedora" in out
+    code, out = await cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(machineosconfig("infra")))
+    assert code != 0 and rule in out, out
+    assert "spec.machineConfigPool.name: MachineConfigPool infra does not exist" in out
+    for name in ("master", "infra"):
+        assert await cluster.get(R.MACHINEOSCONFIGS, name) is None
+
+    code, out = await cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(machineosconfig("master")))
+    assert code == 0, out
+    assert "spec.renderedImagePushSecret.name: Secret push does not exist" in out  # kubectl prints warnings
+    assert "pool master opts in to layering" in out
+    # The builder's annotations never wait on (or are refused by) the webhook, whatever the spec.
+    code, out = await cluster.kubectl("annotate", "machineosconfig", "master", f"{names.PREFIX}rebuild=")
+    assert code == 0, out
+    assert (
+        names.PREFIX + "rebuild"
+        in ((await cluster.get(R.MACHINEOSCONFIGS, "master")) or {})["metadata"]["annotations"]
+    )

@@ -33,10 +33,11 @@ def admission_review(
 ) -> dict[str, Any]:
     """An AdmissionReview v1 request body as the API server sends it.
 
-    ``group`` defaults to the MCO's for MachineConfig and MachineConfigPool, to core for other kinds.
+    ``group`` defaults to the MCO's for its kinds (MachineConfig, MachineConfigPool, MachineOS*), to core
+    for other kinds.
     """
     if group is None:
-        group = names.GROUP if kind.startswith("MachineConfig") else ""
+        group = names.GROUP if kind.startswith("Machine") else ""
     return {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
