@@ -24,6 +24,11 @@ MANAGED_BY_LABEL_VALUE: Final = "true"
 JOB_IMAGE_BUILDER: Final = "Job"
 #: ``spec.containerFile[].containerfileArch`` of the text for every architecture.
 NO_ARCH: Final = "NoArch"
+#: Annotation on a MachineOSConfig: its pool's current MachineOSBuild (also ``status.machineOSBuild``).
+CURRENT_MACHINE_OS_BUILD: Final = PREFIX + "current-machine-os-build"
+MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
+#: A MachineOSBuild's conditions as the MCO writes them, the final ones (never changed again) first.
+MACHINEOSBUILD_CONDITIONS: Final = ("Succeeded", "Failed", "Interrupted", "Building", "Prepared")
 
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
@@ -93,6 +98,7 @@ BUILDING: Final = "Building"
 BUILD_SUCCESS: Final = "BuildSuccess"
 BUILD_FAILED: Final = "BuildFailed"
 BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED)
+BUILD_INTERRUPTED: Final = "BuildInterrupted"
 LAYERING_READY: Final = "LayeringReady"
 UPDATED: Final = "Updated"
 UPDATING: Final = "Updating"

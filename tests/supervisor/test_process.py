@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import aiohttp
 
 from clusterkit import NS, install_build_config
 from mcosup.kube import client as kclient
-from mcosup.kube.resources import LEASES, MACHINECONFIGPOOLS
+from mcosup.kube.resources import LEASES, MACHINECONFIGPOOLS, MACHINEOSBUILDS, MACHINEOSCONFIGS
 from mcosup.model import names
 from waiting import eventually
 
@@ -111,22 +112,7 @@ async def test_probes_metrics_and_a_clean_sigterm(kube: kclient.Kube, emulator: 
             await proc.wait()
 
 
-async def test_status_summarises_pools_and_the_builder(
-    kube: kclient.Kube, emulator: Any, tmp_path: Path
-) -> None:
-    await kube.create(
-        MACHINECONFIGPOOLS,
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": "MachineConfigPool",
-            "metadata": {"name": "infra", "labels": {names.LAYERING_ENABLED: ""}},
-            "spec": {
-                "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: "infra"}},
-                "nodeSelector": {"matchLabels": {"node-role.kubernetes.io/infra": ""}},
-            },
-        },
-    )
-    kubeconfig = emulator.write_kubeconfig(tmp_path / "admin.kubeconfig")
+async def run_status(kubeconfig: Path, columns: int) -> list[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -134,14 +120,109 @@ async def test_status_summarises_pools_and_the_builder(
         "status",
         "--kubeconfig",
         str(kubeconfig),
-        env=dict(os.environ, COLUMNS="200", MCOSUP_NAMESPACE=NS),
+        env=dict(os.environ, COLUMNS=str(columns), MCOSUP_NAMESPACE=NS),
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await proc.communicate()
     text = out.decode()
     assert proc.returncode == 0, text
-    assert "infra" in text and "yes" in text  # layered
-    assert "Machine OS Builder" in text and "(none)" in text
+    return text.splitlines()
+
+
+async def test_status_summarises_pools_builds_and_the_builder(
+    kube: kclient.Kube, emulator: Any, tmp_path: Path
+) -> None:
+    for name, labels in (("infra", {names.LAYERING_ENABLED: ""}), ("worker", {})):
+        await kube.create(
+            MACHINECONFIGPOOLS,
+            {
+                "apiVersion": names.API_VERSION,
+                "kind": "MachineConfigPool",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: name}},
+                    "nodeSelector": {"matchLabels": {f"node-role.kubernetes.io/{name}": ""}},
+                    "configuration": {"name": f"rendered-{name}-{'3f2a9c1b' * 4}"},
+                },
+            },
+        )
+    # The worker pool's current build, in the shapes of deploy/crds/ and contract section 11.
+    build, digest = "worker-0123456789abcdef", "sha256:" + "4f2a9c1e" * 8
+    image = f"127.0.0.1:5000/os/layered@{digest}"
+    await kube.create(
+        MACHINEOSCONFIGS,
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MACHINEOSCONFIG_KIND,
+            "metadata": {"name": "worker", "annotations": {names.CURRENT_MACHINE_OS_BUILD: build}},
+            "spec": {
+                "machineConfigPool": {"name": "worker"},
+                "imageBuilder": {"imageBuilderType": "Job"},
+                "renderedImagePushSecret": {"name": "push"},
+                "renderedImagePushSpec": "127.0.0.1:5000/os/layered:latest",
+            },
+        },
+    )
+    await kube.create(
+        MACHINEOSBUILDS,
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MACHINEOSBUILD_KIND,
+            "metadata": {"name": build},
+            "spec": {
+                "machineConfig": {"name": f"rendered-worker-{'3f2a9c1b' * 4}"},
+                "machineOSConfig": {"name": "worker"},
+                "renderedImagePushSpec": f"127.0.0.1:5000/os/layered:{build}",
+            },
+        },
+    )
+    now = dt.datetime.now(dt.UTC)
+
+    def stamp(minutes_ago: int) -> str:
+        return (now - dt.timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def condition(type_: str, status: str) -> dict[str, str]:
+        return {
+            "type": type_,
+            "status": status,
+            "reason": type_,
+            "message": "",
+            "lastTransitionTime": stamp(0),
+        }
+
+    await kube.patch_status(
+        MACHINEOSBUILDS,
+        build,
+        {
+            "status": {
+                "conditions": [
+                    condition("Prepared", "False"),
+                    condition("Building", "False"),
+                    condition("Succeeded", "True"),
+                    condition("Interrupted", "False"),
+                    condition("Failed", "False"),
+                ],
+                "buildStart": stamp(300),
+                "buildEnd": stamp(296),
+                "digestedImagePushSpec": image,
+            }
+        },
+    )
+    kubeconfig = emulator.write_kubeconfig(tmp_path / "admin.kubeconfig")
+
+    narrow = await run_status(kubeconfig, 80)
+    assert max(len(line) for line in narrow) <= 80, narrow
+    rows = {line.split()[0]: line.split() for line in narrow if line[:1].isalpha()}
+    assert rows["infra"][:2] == ["infra", "label"]
+    assert rows["worker"][:2] == ["worker", "MOSC"]
+    assert rows["worker"][3:5] == ["0/0", "Succeeded"]
+    assert rows["worker"][-1] == "4m"  # buildStart to buildEnd
+    assert f"  build  {build}" in narrow
+    assert "  image  127.0.0.1:5000/os/layered@sha256:4f2a9c1e4f2a…" in narrow
+    assert "builder pod: none (it runs while some pool is opted in with valid settings)" in narrow
+
+    wide = await run_status(kubeconfig, 200)
+    assert f"rendered-worker-{'3f2a9c1b' * 4}" in "\n".join(wide) and f"  image  {image}" in wide
 
     bad = await asyncio.create_subprocess_exec(
         sys.executable,
