@@ -139,3 +139,67 @@ async def test_rbac_objects_are_served(admin_kubeconfig: Path, kind: str) -> Non
     assert status == 0, err
     mcosup = sorted(line.split("/", 1)[1] for line in out.split() if "/mcosup:" in line)
     assert mcosup == expected
+
+
+async def test_kubectl_get_machineosconfigs_and_builds_shows_the_mcos_printer_columns(
+    admin_kubeconfig: Path, mco_fixtures: Path
+) -> None:
+    """What `oc get machineosbuilds` users expect: the columns of the MCO's CRDs, filled from status."""
+    await install(admin_kubeconfig)
+    build = "worker-0123456789abcdef"
+    objects = [
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MACHINEOSCONFIG_KIND,
+            "metadata": {"name": "worker"},
+            "spec": {
+                "machineConfigPool": {"name": "worker"},
+                "imageBuilder": {"imageBuilderType": "Job"},
+                "renderedImagePushSecret": {"name": "push"},
+                "renderedImagePushSpec": "registry.example.com/os/layered:latest",
+            },
+        },
+        {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MACHINEOSBUILD_KIND,
+            "metadata": {"name": build},
+            "spec": {
+                "machineConfig": {"name": "rendered-worker-" + "3f2a9c1b" * 4},
+                "machineOSConfig": {"name": "worker"},
+                "renderedImagePushSpec": f"registry.example.com/os/layered:{build}",
+            },
+        },
+    ]
+    for obj in objects:
+        status, _, err = await kubectl(admin_kubeconfig, "create", "-f", "-", stdin=json.dumps(obj))
+        assert status == 0, err
+    states = {"Prepared": "False", "Building": "False", "Succeeded": "True", "Interrupted": "False"}
+    conditions = [
+        {"type": t, "status": s, "reason": t, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        for t, s in {**states, "Failed": "False"}.items()
+    ]
+    patch = json.dumps({"status": {"conditions": conditions, "buildStart": "2026-01-01T00:00:00Z"}})
+    status, _, err = await kubectl(
+        admin_kubeconfig,
+        "patch",
+        "machineosbuild",
+        build,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        patch,
+    )
+    assert status == 0, err
+
+    status, out, err = await kubectl(admin_kubeconfig, "get", "machineosconfigs,machineosbuilds")
+    assert status == 0, err
+    tables = [block.splitlines() for block in out.strip().split("\n\n")]
+    expected = {}
+    for plural in ("machineosconfigs", "machineosbuilds"):
+        crd = yaml.safe_load((mco_fixtures / "crds" / f"{plural}.crd.yaml").read_text())
+        columns = crd["spec"]["versions"][0].get("additionalPrinterColumns") or [{"name": "Age"}]
+        expected[plural] = ["NAME", *(c["name"].upper() for c in columns)]
+    assert [t[0].split() for t in tables] == [expected["machineosconfigs"], expected["machineosbuilds"]]
+    mosc_row, mosb_row = tables[0][1].split(), tables[1][1].split()
+    assert mosc_row[0] == f"machineosconfig.{names.GROUP}/worker"
+    assert mosb_row[:6] == [f"machineosbuild.{names.GROUP}/{build}", *states.values(), "False"]
