@@ -248,10 +248,14 @@ def machineosconfig_verdict(request: AdmissionRequest, facts: ClusterFacts) -> V
         # An admin's MachineOSConfig is an opt-in, judged as the label is (the label's own object is
         # judged when the label is added).
         undeliverable = _undeliverable_selected(pool.machine_config_selector, facts)
-        lines += [
-            f"{kind} opts pool {pool_name} in to layering, and {line}: {_UNDELIVERABLE_FIX}"
-            for line in undeliverable
-        ]
+        if undeliverable:
+            lines.append(
+                f"{kind} spec.machineConfigPool.name: opts pool {pool_name} in to layering while it selects "
+                f"MachineConfigs that write paths an OS image cannot deliver "
+                f"({', '.join(names.IMAGE_UNDELIVERABLE_PREFIXES)}); {_UNDELIVERABLE_FIX}; then try again. "
+                "Offending files:"
+            )
+            lines += undeliverable
     if lines:
         return Verdict.deny(_listing(f"{kind} is refused:", lines))
     warnings = []

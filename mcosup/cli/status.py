@@ -31,7 +31,13 @@ HELP = "a summary of pools, builds and nodes"
 Obj = Mapping[str, Any]
 
 #: Pool conditions shown below a pool while they say something is wrong (status True).
-_ATTENTION_TRUE = ("Degraded", "NodeDegraded", "RenderDegraded", names.BUILD_FAILED, names.BUILD_INTERRUPTED)
+_ATTENTION_TRUE = (
+    names.DEGRADED,
+    names.NODE_DEGRADED,
+    names.RENDER_DEGRADED,
+    names.BUILD_FAILED,
+    names.BUILD_INTERRUPTED,
+)
 #: Pool build conditions as the one word the BUILD column shows when no MachineOSBuild says more.
 _POOL_BUILD_WORDS = {
     names.BUILD_PENDING: "Pending",
@@ -180,12 +186,9 @@ def pool_rows(
         created = _time(_meta(build).get("creationTimestamp")) if build is not None else None
         start, end = _time(_status(build).get("buildStart")), _time(_status(build).get("buildEnd"))
         # The current build's image once it succeeded (what the rollout takes), else the last one.
+        built = conditions.is_true(build or {}, names.MACHINEOSBUILD_SUCCEEDED)
         image = (
-            (
-                _status(build).get("digestedImagePushSpec")
-                if conditions.is_true(build or {}, "Succeeded")
-                else None
-            )
+            (_status(build).get("digestedImagePushSpec") if built else None)
             or _status(mosc).get("currentImagePullSpec")
             or (_meta(pool).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
             or "-"
@@ -236,7 +239,7 @@ def _table(cells: Sequence[tuple[str, ...]]) -> list[str]:
 
 
 def render(rows: Sequence[PoolRow], builder: Obj | None, now: dt.datetime, width: int) -> list[str]:
-    """The lines ``mcosup status`` prints, none wider than ``width``."""
+    """The lines ``mcosup status`` prints, none wider than ``width`` (taken as 40 when narrower)."""
     width = max(width, 40)
     for config_form in ("full", "short", "hash"):
         cells = [_HEADERS] + [
@@ -268,14 +271,13 @@ def render(rows: Sequence[PoolRow], builder: Obj | None, now: dt.datetime, width
                 wrapped = [*wrapped[: _MESSAGE_LINES - 1], _fit(wrapped[_MESSAGE_LINES - 1] + " …", width)]
             lines.extend(_fit(w, width) for w in wrapped)
     if builder is None:
-        lines += ["", "builder pod: none (it runs while some pool is opted in with valid settings)"]
+        text = "builder pod: none (it runs while some pool is opted in with valid settings)"
     else:
         status = _status(builder)
         started = _time(status.get("startTime"))
         since = f", started {human_duration(now - started)} ago" if started else ""
         text = f"builder pod {_meta(builder).get('name')}: {status.get('phase', 'Pending')}{since}"
-        lines += ["", _fit(text, width)]
-    return lines
+    return [*lines, "", _fit(text, width)]
 
 
 async def collect(

@@ -147,14 +147,14 @@ def _secret_problem(where: str, name: str, secret: ObjView | None, namespace: st
     return f"{where}: Secret {namespace}/{name}{defect}" if defect else None
 
 
+_SECRET_FIELDS = ("renderedImagePushSecret", "baseImagePullSecret")
+
+
 def secret_refs(mosc: ObjView) -> list[tuple[str, str]]:
     """``(field, Secret name)`` of each Secret ``mosc`` names (empty names are :func:`spec_problems`)."""
     spec = _spec(mosc)
     refs = [(f"spec.{field}.name", _ref_name(spec, field)) for field in _SECRET_FIELDS]
     return [(field, name) for field, name in refs if name]
-
-
-_SECRET_FIELDS = ("renderedImagePushSecret", "baseImagePullSecret")
 
 
 def _containerfile(spec: Mapping[str, Any]) -> str:

@@ -28,7 +28,8 @@ NO_ARCH: Final = "NoArch"
 CURRENT_MACHINE_OS_BUILD: Final = PREFIX + "current-machine-os-build"
 MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
 #: A MachineOSBuild's conditions as the MCO writes them, the final ones (never changed again) first.
-MACHINEOSBUILD_CONDITIONS: Final = ("Succeeded", "Failed", "Interrupted", "Building", "Prepared")
+MACHINEOSBUILD_SUCCEEDED: Final = "Succeeded"
+MACHINEOSBUILD_CONDITIONS: Final = (MACHINEOSBUILD_SUCCEEDED, "Failed", "Interrupted", "Building", "Prepared")
 
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"

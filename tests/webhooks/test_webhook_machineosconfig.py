@@ -166,11 +166,13 @@ def test_secrets_not_created_yet_are_a_warning_naming_field_and_command() -> Non
 
 def test_opting_in_a_pool_that_selects_undeliverable_files_is_denied_as_the_label_is() -> None:
     f = facts(pool("worker"), mcs=(machineconfig("50-home", "worker", "/home/core/x"),))
-    (line,) = denied_lines(judge(mosc(), f))
-    assert line.startswith(
-        "MachineOSConfig worker opts pool worker in to layering, and MachineConfig 50-home "
-        "spec.config.storage.files[0].path: /home/core/x: an OS image owns /etc and /usr only"
+    why, offending = denied_lines(judge(mosc(), f))
+    assert why.startswith(
+        "MachineOSConfig worker spec.machineConfigPool.name: opts pool worker in to layering while it "
+        "selects MachineConfigs that write paths an OS image cannot deliver (/var, /home"
     )
+    assert "move the file under /etc or /usr" in why and why.endswith("then try again. Offending files:")
+    assert offending == "MachineConfig 50-home spec.config.storage.files[0].path: /home/core/x"
 
 
 def test_the_supervisors_managed_object_follows_the_label_already_judged() -> None:
