@@ -1,9 +1,13 @@
-"""Ask an image registry whether it still has an image: the reuse check of contract section 4.
+"""The two registry calls the builder makes itself (builds run in buildah): the reuse check and pruning.
 
-One call, ``manifest_digest``: a ``HEAD /v2/<repo>/manifests/<tag>`` (GET when the registry does not
-send the digest on HEAD) with the credentials of a dockerconfigjson, answering Basic and Bearer token
-challenges the way the distribution spec describes. Nothing else of the registry API is needed: builds
-themselves run in buildah.
+- ``manifest_digest`` (reuse, contract sections 4 and 11): a ``HEAD /v2/<repo>/manifests/<tag>`` (GET
+  when the registry does not send the digest on HEAD).
+- ``delete_image`` (pruning, section 11): ``DELETE /v2/<repo>/manifests/<digest>``, its outcome as a
+  :class:`Deletion` (deleted, already gone, refused, unreachable) rather than an exception, because the
+  builder acts on each one differently.
+
+Both send the credentials of a dockerconfigjson and answer Basic and Bearer token challenges the way
+the distribution spec describes.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import base64
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 
@@ -29,10 +34,15 @@ MANIFEST_TYPES = ", ".join(
 )
 DOCKER_HUB = "registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_T = TypeVar("_T")
 
 
 class RegistryError(Exception):
     """The registry could not answer whether it has the manifest (not a plain 'no')."""
+
+
+class CredentialsRefused(RegistryError):
+    """The registry (or its token endpoint) wants credentials the Secrets do not have or it refuses."""
 
 
 def split_image(image: str) -> tuple[str, str, str]:
@@ -78,14 +88,17 @@ async def _token(
     repo: str,
     creds: tuple[str, str] | None,
     ssl: bool,
+    action: str,
 ) -> str:
     params = dict(_CHALLENGE_PARAM.findall(challenge))
     realm = params.pop("realm", "")
     if not realm:
         raise RegistryError(f"registry asked for a token without a realm: {challenge!r}")
-    params.setdefault("scope", f"repository:{repo}:pull")
+    params.setdefault("scope", f"repository:{repo}:{action}")
     headers = {"Authorization": basic(creds)} if creds else {}
     async with session.get(realm, params=params, headers=headers, ssl=ssl) as resp:
+        if resp.status in (401, 403):
+            raise CredentialsRefused(f"token endpoint {realm} answered {resp.status}")
         if resp.status != 200:
             raise RegistryError(f"token endpoint {realm} answered {resp.status}")
         body = await resp.json(content_type=None)
@@ -93,6 +106,64 @@ async def _token(
     if not token:
         raise RegistryError(f"token endpoint {realm} gave no token")
     return str(token)
+
+
+async def _over_schemes(host: str, tls_verify: bool, call: Callable[[str], Awaitable[_T]]) -> _T:
+    """``call(base URL)`` over HTTPS; with ``tls_verify=False`` (test registries) also plain HTTP.
+
+    Raises RegistryError when no scheme connects.
+    """
+    schemes = ["https"] if tls_verify else ["https", "http"]
+    last: Exception | None = None
+    for scheme in schemes:
+        try:
+            return await call(f"{scheme}://{host}")
+        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+            last = exc
+    raise RegistryError(f"registry {host} cannot be reached: {last}")
+
+
+class _Answer:
+    """A registry response read whole: status, headers and (for GET) the body."""
+
+    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+
+async def _authorized(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    host: str,
+    repo: str,
+    headers: dict[str, str],
+    auths: Mapping[str, Any],
+    ssl: bool,
+    action: str,
+) -> _Answer:
+    """One request, answering one 401 challenge (Basic, or Bearer via the token endpoint) and retrying.
+
+    ``headers`` keeps the Authorization found, so a caller's next request reuses it.
+    """
+    creds = credentials_for(host, auths)
+    tried_auth = False
+    while True:
+        async with session.request(method, url, headers=headers, ssl=ssl) as resp:
+            if resp.status == 401 and not tried_auth:
+                challenge = resp.headers.get("WWW-Authenticate", "")
+                tried_auth = True
+                if challenge.lower().startswith("bearer"):
+                    token = await _token(session, challenge, repo, creds, ssl, action)
+                    headers["Authorization"] = f"Bearer {token}"
+                    continue
+                if creds is None:
+                    raise CredentialsRefused(
+                        f"registry {host} wants credentials and the Secrets have none for it"
+                    )
+                headers["Authorization"] = basic(creds)
+                continue
+            body = await resp.read() if method == "GET" and resp.status == 200 else b""
+            return _Answer(resp.status, resp.headers, body)
 
 
 async def manifest_digest(
@@ -108,14 +179,9 @@ async def manifest_digest(
     Raises RegistryError when the registry cannot be asked (unreachable, refused credentials).
     """
     host, repo, reference = split_image(image)
-    schemes = ["https"] if tls_verify else ["https", "http"]
-    last: Exception | None = None
-    for scheme in schemes:
-        try:
-            return await _ask(session, f"{scheme}://{host}", host, repo, reference, auths, tls_verify)
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
-            last = exc
-    raise RegistryError(f"registry {host} cannot be reached: {last}")
+    return await _over_schemes(
+        host, tls_verify, lambda base: _ask(session, base, host, repo, reference, auths, tls_verify)
+    )
 
 
 async def _ask(
@@ -129,32 +195,96 @@ async def _ask(
 ) -> str | None:
     url = f"{base}/v2/{repo}/manifests/{reference}"
     headers = {"Accept": MANIFEST_TYPES}
-    creds = credentials_for(host, auths)
     for method in ("HEAD", "GET"):
-        tried_auth = False
-        while True:
-            async with session.request(method, url, headers=headers, ssl=ssl) as resp:
-                if resp.status == 401 and not tried_auth:
-                    challenge = resp.headers.get("WWW-Authenticate", "")
-                    tried_auth = True
-                    if challenge.lower().startswith("bearer"):
-                        token = await _token(session, challenge, repo, creds, ssl)
-                        headers["Authorization"] = f"Bearer {token}"
-                        continue
-                    if creds is None:
-                        raise RegistryError(
-                            f"registry {host} wants credentials and the Secrets have none for it"
-                        )
-                    headers["Authorization"] = basic(creds)
-                    continue
-                if resp.status == 404:
-                    return None
-                if resp.status != 200:
-                    raise RegistryError(f"registry {host} answered {resp.status} for {repo}:{reference}")
-                digest = resp.headers.get("Docker-Content-Digest")
-                if digest:
-                    return digest
-                if method == "GET":
-                    return "sha256:" + hashlib.sha256(await resp.read()).hexdigest()
-                break  # HEAD without a digest header: ask again with GET and hash the manifest
+        answer = await _authorized(session, method, url, host, repo, headers, auths, ssl, "pull")
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise RegistryError(f"registry {host} answered {answer.status} for {repo}:{reference}")
+        digest = answer.headers.get("Docker-Content-Digest")
+        if digest:
+            return digest
+        if method == "GET":
+            return "sha256:" + hashlib.sha256(answer.body).hexdigest()
+        # HEAD without a digest header: ask again with GET and hash the manifest
     return None
+
+
+#: What a delete came to. ``refused``: the registry will not delete (401/403: the credentials may not;
+#: 405: deletion is disabled); ``unreachable``: no answer, or one to try again later (5xx, 429, ...).
+DeleteOutcome = Literal["deleted", "gone", "refused", "unreachable"]
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """The outcome of deleting one image, with the registry's host and HTTP status for messages."""
+
+    outcome: DeleteOutcome
+    image: str
+    registry: str
+    status: int | None
+    message: str
+
+
+def _refusal_fix(status: int, host: str, repo: str) -> str:
+    if status == 405:
+        return (
+            f"registry {host} does not allow deleting images (HTTP 405): its admin can enable deletion "
+            "(for a distribution registry: storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED"
+            "=true) and prune the image by hand"
+        )
+    return (
+        f"registry {host} refused to let the push Secret's credentials delete from {repo} (HTTP {status}): "
+        f"grant them delete permission on {repo}, or delete the image by hand"
+    )
+
+
+async def delete_image(
+    session: aiohttp.ClientSession,
+    image: str,
+    auths: Mapping[str, Any],
+    *,
+    tls_verify: bool = True,
+) -> Deletion:
+    """Delete the manifest of ``image`` (``host/repo@sha256:...``) from its registry.
+
+    A digest, not a tag: the distribution spec deletes manifests by digest only, and the digest names
+    exactly the image a MachineOSBuild recorded. Raises ValueError for an image without one.
+    """
+    host, repo, reference = split_image(image)
+    if not reference.startswith("sha256:"):
+        raise ValueError(
+            f"image {image!r}: deleting from a registry needs a digested pullspec (repo@sha256:...)"
+        )
+    url_path = f"/v2/{repo}/manifests/{reference}"
+
+    async def attempt(base: str) -> Deletion:
+        answer = await _authorized(
+            session,
+            "DELETE",
+            base + url_path,
+            host,
+            repo,
+            {"Accept": MANIFEST_TYPES},
+            auths,
+            tls_verify,
+            "delete",
+        )
+        status = answer.status
+        if status in (200, 202):
+            return Deletion("deleted", image, host, status, f"deleted {image} from registry {host}")
+        if status == 404:
+            return Deletion("gone", image, host, status, f"registry {host} no longer has {image}")
+        if status in (401, 403, 405):
+            return Deletion("refused", image, host, status, _refusal_fix(status, host, repo))
+        return Deletion(
+            "unreachable", image, host, status, f"registry {host} answered HTTP {status} to deleting {image}"
+        )
+
+    try:
+        return await _over_schemes(host, tls_verify, attempt)
+    except CredentialsRefused as exc:
+        return Deletion("refused", image, host, 401, f"{_refusal_fix(401, host, repo)} ({exc})")
+    except RegistryError as exc:
+        # Unreachable, or a token endpoint / credentials problem before the DELETE was even answered.
+        return Deletion("unreachable", image, host, None, f"cannot delete {image}: {exc}")

@@ -52,12 +52,18 @@ class Registry:
         port: int = 0,
         binary: str = REGISTRY_BINARY,
         credentials: tuple[str, str] | None = None,
+        delete_enabled: bool = True,
     ) -> None:
-        """``credentials``: require HTTP Basic auth with this user and password (htpasswd, bcrypt)."""
+        """``credentials``: require HTTP Basic auth with this user and password (htpasswd, bcrypt).
+
+        ``delete_enabled``: ``storage.delete.enabled``; when False the registry answers 405 to every
+        delete, as a registry whose admin left deletion off (the distribution registry's default) does.
+        """
         self.directory = Path(directory)
         self.port = port or free_port()
         self.binary = binary
         self.credentials = credentials
+        self.delete_enabled = delete_enabled
         self._proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -87,7 +93,10 @@ class Registry:
         settings: dict[str, object] = {
             "version": 0.1,
             "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(storage)},
+                "delete": {"enabled": self.delete_enabled},
+            },
             "http": {"addr": self.host},
         }
         if self.credentials is not None:

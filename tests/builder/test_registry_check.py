@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from mcosup.builder import manifests
-from mcosup.sim.registry import Registry
+from mcosup.sim.registry import Registry, build_base_image
 
 SPLITS = [
     ("r.io:5000/org/os:worker-1", ("r.io:5000", "org/os", "worker-1")),
@@ -131,3 +132,93 @@ async def test_bearer_token_flow_and_digest_by_hashing(
     assert await manifests.manifest_digest(http, f"{host}/org/os:absent", auths, tls_verify=False) is None
     with pytest.raises(manifests.RegistryError, match="token endpoint"):
         await manifests.manifest_digest(http, f"{host}/org/os:present", {}, tls_verify=False)
+
+
+# ---- Pruning: DELETE /v2/<repo>/manifests/<digest> against the real registry.
+
+
+async def test_delete_removes_the_image_and_a_second_delete_finds_it_gone(
+    registry: Registry, base_image: str, http: aiohttp.ClientSession
+) -> None:
+    assert registry.credentials is not None
+    auths = {registry.host: {"auth": b64(":".join(registry.credentials))}}
+    first = await manifests.delete_image(http, base_image, auths, tls_verify=False)
+    assert (first.outcome, first.status, first.registry) == ("deleted", 202, registry.host)
+    # The manifest is gone, by digest and by the tag that named it.
+    digest = base_image.split("@")[1]
+    assert await asyncio.to_thread(registry.manifest_digest, "os/base", digest) is None
+    assert (
+        await manifests.manifest_digest(http, f"{registry.host}/os/base:stock", auths, tls_verify=False)
+        is None
+    )
+    again = await manifests.delete_image(http, base_image, auths, tls_verify=False)
+    assert again.outcome == "gone", again
+
+
+async def test_a_registry_without_delete_enabled_refuses_with_405_and_keeps_the_image(
+    tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    async with Registry(tmp_path / "nodelete", delete_enabled=False) as reg:
+        image = await build_base_image(reg)
+        result = await manifests.delete_image(http, image, {}, tls_verify=False)
+        assert (result.outcome, result.status) == ("refused", 405)
+        assert reg.host in result.message and "405" in result.message
+        assert "storage.delete.enabled" in result.message
+        digest = image.split("@")[1]
+        assert await asyncio.to_thread(reg.manifest_digest, "os/base", digest) == digest
+
+
+async def test_delete_with_wrong_or_missing_credentials_is_refused(
+    registry: Registry, base_image: str, http: aiohttp.ClientSession
+) -> None:
+    wrong = await manifests.delete_image(
+        http, base_image, {registry.host: {"auth": b64("builder:wrong")}}, tls_verify=False
+    )
+    assert (wrong.outcome, wrong.status) == ("refused", 401)
+    assert "grant them delete permission" in wrong.message
+    none = await manifests.delete_image(http, base_image, {}, tls_verify=False)
+    assert (none.outcome, none.status) == ("refused", 401)
+    assert "have none for it" in none.message
+    digest = base_image.split("@")[1]
+    assert await asyncio.to_thread(registry.manifest_digest, "os/base", digest) == digest
+
+
+async def test_delete_from_an_unreachable_registry(http: aiohttp.ClientSession) -> None:
+    result = await manifests.delete_image(
+        http, "127.0.0.1:1/os/base@sha256:" + "a" * 64, {}, tls_verify=False
+    )
+    assert (result.outcome, result.status) == ("unreachable", None)
+    assert "cannot be reached" in result.message
+
+
+async def test_delete_needs_a_digest(http: aiohttp.ClientSession) -> None:
+    with pytest.raises(ValueError, match="digested pullspec"):
+        await manifests.delete_image(http, "r.io/os:latest", {})
+
+
+async def test_delete_through_the_bearer_token_flow_asks_for_delete_scope(
+    aiohttp_server: Any, http: aiohttp.ClientSession
+) -> None:
+    digest = "sha256:" + "b" * 64
+    scopes: list[str] = []
+
+    async def token(request: web.Request) -> web.Response:
+        scopes.append(request.query["scope"])
+        return web.json_response({"token": "t0k"})
+
+    async def manifest_endpoint(request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != "Bearer t0k":
+            challenge = f'Bearer realm="http://{request.host}/token",service="registry.test"'
+            return web.Response(status=401, headers={"WWW-Authenticate": challenge})
+        return web.Response(status=202)
+
+    app = web.Application()
+    app.router.add_get("/token", token)
+    app.router.add_delete("/v2/org/os/manifests/{digest}", manifest_endpoint)
+    server = await aiohttp_server(app)
+    host = f"127.0.0.1:{server.port}"
+    result = await manifests.delete_image(
+        http, f"{host}/org/os@{digest}", {host: {"username": "robot", "password": "pw"}}, tls_verify=False
+    )
+    assert result.outcome == "deleted"
+    assert scopes == ["repository:org/os:delete"]
