@@ -30,6 +30,17 @@ MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
 #: A MachineOSBuild's conditions as the MCO writes them, the final ones (never changed again) first.
 MACHINEOSBUILD_SUCCEEDED: Final = "Succeeded"
 MACHINEOSBUILD_CONDITIONS: Final = (MACHINEOSBUILD_SUCCEEDED, "Failed", "Interrupted", "Building", "Prepared")
+# Pruning (contract section 11): how many Succeeded builds a MachineOSConfig keeps, and how an image
+# goes from the registry before its MachineOSBuild goes from the API.
+#: Annotation on a MachineOSConfig, integer >= 1: the Succeeded MachineOSBuilds kept.
+BUILD_HISTORY_LIMIT: Final = PREFIX + "build-history-limit"
+DEFAULT_BUILD_HISTORY_LIMIT: Final = 3
+#: Finalizer on every MachineOSBuild the builder creates: removed once its image is deleted from the
+#: registry, was already gone, the registry refused, or there is no image to delete.
+PRUNE_IMAGE_FINALIZER: Final = PREFIX + "prune-image"
+#: MachineOSConfig condition: False (reason ``RegistryRefusedDelete``) while the registry refuses to
+#: delete a pruned build's image; True again once a delete succeeds.
+IMAGES_PRUNED: Final = "ImagesPruned"
 
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
@@ -68,6 +79,7 @@ DESIRED_CONFIG: Final = PREFIX + "desiredConfig"
 CURRENT_CONFIG: Final = PREFIX + "currentConfig"
 DESIRED_IMAGE: Final = PREFIX + "desiredImage"
 CURRENT_IMAGE: Final = PREFIX + "currentImage"
+STAGING_IMAGE: Final = PREFIX + "stagingImage"
 DAEMON_MODE: Final = PREFIX + "daemon-mode"
 STATE: Final = PREFIX + "state"
 REASON: Final = PREFIX + "reason"
