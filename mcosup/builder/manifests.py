@@ -231,11 +231,11 @@ def _refusal_fix(status: int, host: str, repo: str) -> str:
         return (
             f"registry {host} does not allow deleting images (HTTP 405): its admin can enable deletion "
             "(for a distribution registry: storage.delete.enabled: true, or REGISTRY_STORAGE_DELETE_ENABLED"
-            "=true) and prune the image by hand"
+            "=true)"
         )
     return (
         f"registry {host} refused to let the push Secret's credentials delete from {repo} (HTTP {status}): "
-        f"grant them delete permission on {repo}, or delete the image by hand"
+        f"grant them delete permission on {repo}"
     )
 
 

@@ -1,4 +1,5 @@
-"""Writing MachineConfigPool status conditions from several controllers without clobbering each other.
+"""Writing MachineConfigPool (and MachineOSConfig) status conditions from several controllers without
+clobbering each other.
 
 Conditions are one list, and a merge patch replaces lists whole, so every writer does read-modify-write
 with the object's resourceVersion in the patch: a concurrent writer makes it a 409, and we re-read and
@@ -13,7 +14,7 @@ from typing import Any
 
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
-from mcosup.kube.resources import MACHINECONFIGPOOLS
+from mcosup.kube.resources import MACHINECONFIGPOOLS, Resource
 from mcosup.model import conditions
 from mcosup.model.conditions import Condition
 from mcosup.model.objects import Obj
@@ -30,8 +31,11 @@ async def update_pool_status(
     status_fields: Mapping[str, Any] | None = None,
     events: bool = False,
     attempts: int = 5,
+    resource: Resource = MACHINECONFIGPOOLS,
 ) -> Obj:
     """Set/remove conditions (and plain status fields) on ``pool``; returns the pool as written.
+
+    ``resource``: another cluster-scoped kind with status conditions (a MachineOSConfig).
 
     ``pool`` may be stale (from a cache): a conflict re-reads it. Nothing is written when nothing would
     change. With ``events``, every condition transition is also recorded as an Event.
@@ -53,9 +57,9 @@ async def update_pool_status(
             "status": {"conditions": after, **(status_fields or {})},
         }
         try:
-            written = await kube.patch_status(MACHINECONFIGPOOLS, name, patch)
+            written = await kube.patch_status(resource, name, patch)
         except errors.Conflict:
-            current = await kube.get(MACHINECONFIGPOOLS, name)
+            current = await kube.get(resource, name)
             continue
         if events:
             for cond in updates:
@@ -68,4 +72,4 @@ async def update_pool_status(
                         type_="Warning" if conditions.is_bad(cond) else "Normal",
                     )
         return written
-    raise errors.Conflict(409, "Conflict", f"MachineConfigPool {name}: status kept changing under us")
+    raise errors.Conflict(409, "Conflict", f"{resource.kind} {name}: status kept changing under us")
