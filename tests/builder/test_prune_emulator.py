@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,7 @@ from mcosup.model import conditions, names
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
-from mcosup.sim.registry import Registry, build_base_image
+from mcosup.sim.registry import Registry, build_base_image, free_port
 
 DEPLOY_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 BUILD = "worker-0123456789abcdef"
@@ -58,7 +59,7 @@ def auths_for(registry: Registry) -> dict[str, Any]:
     return {registry.host: {"auth": base64.b64encode(":".join(registry.credentials).encode()).decode()}}
 
 
-async def create_build(kube: kclient.Kube, registry: Registry, image: str) -> tuple[Obj, Obj]:
+async def create_build(kube: kclient.Kube, host: str, image: str) -> tuple[Obj, Obj]:
     """The worker MachineOSConfig and one Succeeded MachineOSBuild of it that recorded ``image``."""
     mosc = await kube.create(
         MACHINEOSCONFIGS,
@@ -70,7 +71,7 @@ async def create_build(kube: kclient.Kube, registry: Registry, image: str) -> tu
                 "machineConfigPool": {"name": "worker"},
                 "imageBuilder": {"imageBuilderType": "Job"},
                 "renderedImagePushSecret": {"name": "push-secret"},
-                "renderedImagePushSpec": f"{registry.host}/os/base:latest",
+                "renderedImagePushSpec": f"{host}/os/base:latest",
             },
         },
     )
@@ -83,7 +84,7 @@ async def create_build(kube: kclient.Kube, registry: Registry, image: str) -> tu
             "spec": {
                 "machineConfig": {"name": "rendered-worker-" + "3f2a9c1b" * 4},
                 "machineOSConfig": {"name": "worker"},
-                "renderedImagePushSpec": f"{registry.host}/os/base:{BUILD}",
+                "renderedImagePushSpec": f"{host}/os/base:{BUILD}",
             },
         },
     )
@@ -97,8 +98,8 @@ async def create_build(kube: kclient.Kube, registry: Registry, image: str) -> tu
     return mosc, mosb
 
 
-async def prune_once(kube: kclient.Kube, http: aiohttp.ClientSession, registry: Registry) -> prune.Pruned:
-    """What the builder does for the worker MachineOSConfig: read, plan, execute the one image step."""
+async def plan_once(kube: kclient.Kube) -> tuple[Obj, Obj, pruneplan.ImageStep]:
+    """What the builder reads and decides for the worker MachineOSConfig: the one image step."""
     mosbs, _ = await kube.list(MACHINEOSBUILDS)
     nodes, _ = await kube.list(NODES)
     mosc = await kube.get(MACHINEOSCONFIGS, "worker")
@@ -112,6 +113,12 @@ async def prune_once(kube: kclient.Kube, http: aiohttp.ClientSession, registry: 
     )
     (step,) = plan.images
     (mosb,) = [m for m in mosbs if m["metadata"]["name"] == step.build]
+    return mosb, mosc, step
+
+
+async def prune_once(kube: kclient.Kube, http: aiohttp.ClientSession, registry: Registry) -> prune.Pruned:
+    """Plan, then execute the image step as the builder does."""
+    mosb, mosc, step = await plan_once(kube)
     return await prune.prune_build_image(kube, http, mosb, mosc, step, auths_for(registry), tls_verify=False)
 
 
@@ -126,7 +133,7 @@ async def test_a_deleted_build_waits_for_its_nodes_then_its_image_is_deleted(
     kube: kclient.Kube, http: aiohttp.ClientSession, registry: Registry, base_image: str
 ) -> None:
     digest = base_image.split("@")[1]
-    await create_build(kube, registry, base_image)
+    await create_build(kube, registry.host, base_image)
     node = {"metadata": {"name": "worker-0", "annotations": {names.CURRENT_IMAGE: base_image}}}
     await kube.create(NODES, node)
 
@@ -153,7 +160,7 @@ async def test_a_registry_that_refuses_delete_gives_an_event_and_a_condition_and
     async with Registry(tmp_path / "nodelete", delete_enabled=False) as registry:
         image = await build_base_image(registry)
         digest = image.split("@")[1]
-        await create_build(kube, registry, image)
+        await create_build(kube, registry.host, image)
         await kube.delete(MACHINEOSBUILDS, BUILD)
 
         result = await prune_once(kube, http, registry)
@@ -174,3 +181,32 @@ async def test_a_registry_that_refuses_delete_gives_an_event_and_a_condition_and
         assert event["involvedObject"]["kind"] == names.MACHINEOSCONFIG_KIND
         assert event["involvedObject"]["name"] == "worker"
         assert event["message"] == cond["message"]
+
+
+async def test_an_unreachable_registry_is_retried_then_given_up_on_the_last_try(
+    kube: kclient.Kube, http: aiohttp.ClientSession
+) -> None:
+    host = f"127.0.0.1:{free_port()}"  # nothing listens there
+    image = f"{host}/os/base@sha256:{'c' * 64}"
+    await create_build(kube, host, image)
+    await kube.delete(MACHINEOSBUILDS, BUILD)
+
+    mosb, mosc, step = await plan_once(kube)
+    assert (step.action, step.last_try) == ("delete", False)
+    retry = await prune.prune_build_image(kube, http, mosb, mosc, step, {}, tls_verify=False)
+    assert (retry.outcome, retry.released) == ("unreachable", False)
+    assert await build_exists(kube), "kept for another try while the registry may come back"
+
+    # An hour after the deletion the plan marks the step as the last try (see test_pruneplan).
+    last = dataclasses.replace(step, last_try=True)
+    given_up = await prune.prune_build_image(kube, http, mosb, mosc, last, {}, tls_verify=False)
+    assert (given_up.outcome, given_up.released) == ("unreachable", True)
+    assert not await build_exists(kube)
+    mosc = await kube.get(MACHINEOSCONFIGS, "worker")
+    cond = conditions.find(mosc["status"]["conditions"], names.IMAGES_PRUNED)
+    assert cond is not None and (cond["status"], cond["reason"]) == ("False", prune.REASON_UNREACHABLE)
+    assert host in cond["message"] and "cannot be reached" in cond["message"]
+    events, _ = await kube.list(EVENTS, namespace="default")
+    assert [e["reason"] for e in events if e["involvedObject"]["name"] == "worker"] == [
+        prune.REASON_UNREACHABLE
+    ]
