@@ -24,7 +24,13 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 #: Node fields only the supervisor writes, and those only the daemon writes (on its own node).
 SUPERVISOR_LABELS = (names.DAEMON_MODE,)
 SUPERVISOR_ANNOTATIONS = (names.DESIRED_CONFIG, names.DESIRED_IMAGE, names.CORDONED_BY)
-DAEMON_ANNOTATIONS = (names.CURRENT_CONFIG, names.CURRENT_IMAGE, names.STATE, names.REASON)
+DAEMON_ANNOTATIONS = (
+    names.CURRENT_CONFIG,
+    names.CURRENT_IMAGE,
+    names.STATE,
+    names.REASON,
+    names.LAST_APPLIED_WITHOUT_REBOOT,
+)
 
 #: The longest reason a daemon reports (an annotation is not a log).
 MAX_REASON = 1000
