@@ -59,6 +59,7 @@ class Host(Protocol):
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None: ...
     async def systemctl(self, action: str, units: Sequence[str]) -> None: ...
     async def daemon_reload(self) -> None: ...
+    async def service(self, action: str, unit: str) -> None: ...
     async def update_ca_trust(self) -> None: ...
     async def reboot(self) -> None: ...
 
@@ -335,6 +336,12 @@ class LocalHost:
 
     async def daemon_reload(self) -> None:
         await self.run(self.commands.systemctl, "daemon-reload")
+
+    async def service(self, action: str, unit: str) -> None:
+        """``reload`` or ``restart`` a running unit: the host's systemd, as ``daemon-reload``."""
+        if action not in ("reload", "restart"):
+            raise HostError(f"systemctl {action} is not a service action; use reload or restart")
+        await self.run(self.commands.systemctl, action, unit)
 
     async def update_ca_trust(self) -> None:
         await self.run(self.commands.update_ca_trust)

@@ -132,6 +132,10 @@ class FakeHost:
     def reboots(self) -> int:
         return int(self.state()["reboots"])
 
+    def service_actions(self) -> list[str]:
+        """Every ``daemon-reload``, ``reload <unit>`` and ``restart <unit>`` run on the host, in order."""
+        return [str(a) for a in self.state().get("actions", [])]
+
     def command_log(self) -> list[list[str]]:
         return [list(entry) for entry in self.state()["log"]]
 

@@ -143,6 +143,8 @@ def base_state(registry: str | None) -> Json:
         "masked": [],
         "reboots": 0,
         "daemonReloads": 0,
+        # Every daemon-reload, reload and restart, in order ("reload crio.service").
+        "actions": [],
         "caTrustUpdates": 0,
         "log": [],
         "fail": {},
@@ -311,6 +313,14 @@ def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
     sub, units = (args[0], args[1:]) if args else ("", [])
     if sub == "daemon-reload":
         state["daemonReloads"] += 1
+        state.setdefault("actions", []).append("daemon-reload")
+        return ""
+    if sub in ("reload", "restart"):
+        if len(units) != 1:
+            raise _Fail(f"systemctl {sub} takes one unit here, got {len(units)}")
+        if not any((rootfs / d / units[0]).is_file() for d in _UNIT_DIRS):
+            raise _Fail(f"Failed to {sub} {units[0]}: Unit {units[0]} not found.")
+        state.setdefault("actions", []).append(f"{sub} {units[0]}")
         return ""
     if sub == "reboot":
         if state["staged"] is not None:
