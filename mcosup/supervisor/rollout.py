@@ -76,8 +76,12 @@ class NodeRollout:
         image_for: Callable[[Obj], str | None] = rolloutplan.image_for_current_config,
         workers: int = 2,
         metrics: Metrics | None = None,
+        skip_drain: Callable[[NodeView, Target], str | None] | None = None,
     ):
         self.kube = kube
+        # Contract 12.2 (:mod:`mcosup.supervisor.nodedisruption`): why a node's change needs neither
+        # cordon nor drain, or None when it does. Without it every node is drained.
+        self.skip_drain = skip_drain
         self.pools = pools
         self.nodes = nodes
         self.pods = pods
@@ -330,6 +334,13 @@ class NodeRollout:
         """One step for a node the plan starts: cordon, drain (in the background), set target."""
         view = NodeView.of(node)
         pool_name = pool["metadata"]["name"]
+        if (
+            self.skip_drain is not None
+            and not view.cordoned_by_us
+            and view.name not in self._drains
+            and (why := self.skip_drain(view, target)) is not None
+        ):
+            return await self._set_target(node, view, pool_name, target, f"without cordon or drain ({why})")
         if not view.unschedulable and view.name not in self._drains:
             cordoned = await self._patch_node(node, cordon_patch(view), "cordon")
             if cordoned is None:
@@ -342,22 +353,25 @@ class NodeRollout:
             if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
                 self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
         if view.name in self._drained and view.unschedulable:
-            if await self._patch_node(node, target_patch(view, target), "target") is None:
-                return False
-            self._drained.discard(view.name)
-            self._stuck.pop(view.name, None)
-            self._targeted[view.name] = target
-            self._event(
-                node, NODES, "Drained", f"node {view.name} drained; target set to {target.describe()}"
-            )
-            log.info(
-                "node %s target %s",
-                view.name,
-                target.describe(),
-                extra=fields(pool=pool_name, node=view.name),
-            )
-            return True
+            return await self._set_target(node, view, pool_name, target, "drained")
         self._ensure_drain(view.name, pool_name)
+        return True
+
+    async def _set_target(self, node: Obj, view: NodeView, pool_name: str, target: Target, how: str) -> bool:
+        if await self._patch_node(node, target_patch(view, target), "target") is None:
+            return False
+        self._drained.discard(view.name)
+        self._stuck.pop(view.name, None)
+        self._targeted[view.name] = target
+        reason = "Drained" if how == "drained" else "UpdateStarted"
+        self._event(node, NODES, reason, f"node {view.name} {how}; target set to {target.describe()}")
+        log.info(
+            "node %s target %s (%s)",
+            view.name,
+            target.describe(),
+            how,
+            extra=fields(pool=pool_name, node=view.name),
+        )
         return True
 
     # Drains.
@@ -470,6 +484,10 @@ class NodeRollout:
                     f"{cond.type}={cond.status}: {cond.message}",
                     warning=conditions.is_bad(cond),
                 )
+
+    def event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        """Queue an Event for a hook of this controller (e.g. an invalid ``node-disruption-policy``)."""
+        self._event(obj, kind, reason, message, warning=warning)
 
     def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
         """Queue an Event; one sender records them in order. Events are best effort, never a step: a
