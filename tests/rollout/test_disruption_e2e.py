@@ -18,6 +18,7 @@ import pytest
 from rollout_harness import FAST, NS, ROLE, connect, ensure_namespace, pool_body, running, set_ready
 
 from mcosup.kube import client as kclient
+from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, EVENTS, MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, PODS
 from mcosup.model import names
@@ -118,62 +119,107 @@ def last_rv(emulator: Any) -> int:
     return max((rv for rv, _, _ in emulator.history), default=0)
 
 
+async def set_policy(kube: kclient.Kube, text: str) -> None:
+    body = {"metadata": {"name": names.NODE_DISRUPTION_POLICY_CM}, "data": {"policy.yaml": text}}
+    try:
+        await kube.create(CONFIGMAPS, body, namespace=NS)
+    except errors.AlreadyExists:
+        await kube.replace(CONFIGMAPS, names.NODE_DISRUPTION_POLICY_CM, body, namespace=NS)
+
+
+@contextlib.asynccontextmanager
+async def pool_on_r_a(
+    kube: kclient.Kube, emulator: Any, tmp_path: Path, *, layered: bool
+) -> AsyncIterator[dict[str, FakeHost]]:
+    """A pool of NODES_N nodes with real daemons and the node controller, rolled out to R_A."""
+    await ensure_namespace(kube)
+    for mc in (
+        rendered(R_A, "[registries]\n", ["nosmt"]),
+        rendered(R_B, "[registries]\nmirror = true\n", ["nosmt"]),
+        rendered(R_C, "[registries]\nmirror = true\n", ["nosmt", "quiet"]),
+    ):
+        await kube.create(MACHINECONFIGS, mc)
+    await kube.create(MACHINECONFIGPOOLS, pool_body(rendered=R_A, layered=layered))
+    if layered:
+        await set_config(kube, R_A, layered=True)
+    node_names = [f"w{i}" for i in range(NODES_N)]
+    for n in node_names:
+        await kube.create(NODES, {"metadata": {"name": n, "labels": {ROLE: ""}}})
+        await set_ready(kube, n, True)
+    async with daemons(emulator, tmp_path, node_names) as hosts, running(lambda: supervisor(kube)):
+        image = IMAGES[R_A] if layered else None
+        await eventually(lambda: all_current(kube, R_A, image), within=90, what=f"every node on {R_A}")
+        assert {n: h.reboots() for n, h in hosts.items()} == dict.fromkeys(node_names, 1)
+        yield hosts
+
+
 @pytest.mark.parametrize("layered", [True, False], ids=["layered", "legacy"])
 async def test_covered_change_reloads_without_reboot_and_kargs_still_reboot(
     emulator: Any, admin_kubeconfig: Path, tmp_path: Path, layered: bool
 ) -> None:
     image = IMAGES.get if layered else (lambda _config: None)
-    async with connect(admin_kubeconfig) as kube:
-        await ensure_namespace(kube)
-        for mc in (
-            rendered(R_A, "[registries]\n", ["nosmt"]),
-            rendered(R_B, "[registries]\nmirror = true\n", ["nosmt"]),
-            rendered(R_C, "[registries]\nmirror = true\n", ["nosmt", "quiet"]),
-        ):
-            await kube.create(MACHINECONFIGS, mc)
-        await kube.create(MACHINECONFIGPOOLS, pool_body(rendered=R_A, layered=layered))
-        if layered:
-            await set_config(kube, R_A, layered=True)
-        node_names = [f"w{i}" for i in range(NODES_N)]
-        for n in node_names:
-            await kube.create(NODES, {"metadata": {"name": n, "labels": {ROLE: ""}}})
-            await set_ready(kube, n, True)
-        async with daemons(emulator, tmp_path, node_names) as hosts, running(lambda: supervisor(kube)):
-            await eventually(
-                lambda: all_current(kube, R_A, image(R_A)), within=90, what=f"every node on {R_A}"
+    async with (
+        connect(admin_kubeconfig) as kube,
+        pool_on_r_a(kube, emulator, tmp_path, layered=layered) as hosts,
+    ):
+        await set_policy(kube, POLICY)
+        since = last_rv(emulator)
+        await set_config(kube, R_B, layered=layered)
+        await eventually(lambda: all_current(kube, R_B, image(R_B)), within=90, what=f"every node on {R_B}")
+        for n, host in hosts.items():
+            assert host.reboots() == 1, n
+            assert host.service_actions() == ["reload crio.service"], n
+            assert host.read(REGISTRIES) == b"[registries]\nmirror = true\n", n
+            # Layered: the new image waits for the next boot.
+            assert host.staged_image() == image(R_B), n
+            node = await kube.get(NODES, n)
+            assert node["metadata"]["annotations"][names.LAST_APPLIED_WITHOUT_REBOOT] == (
+                f"{R_B}: Reload crio.service"
             )
-            assert {n: h.reboots() for n, h in hosts.items()} == dict.fromkeys(node_names, 1)
+        assert cordoned_since(emulator, since) == set()
+        events, _ = await kube.list(EVENTS, namespace="default")
+        assert any("without cordon or drain" in e.get("message", "") for e in events)
 
-            body = {"metadata": {"name": names.NODE_DISRUPTION_POLICY_CM}, "data": {"policy.yaml": POLICY}}
-            await kube.create(CONFIGMAPS, body, namespace=NS)
-            since = last_rv(emulator)
-            await set_config(kube, R_B, layered=layered)
-            await eventually(
-                lambda: all_current(kube, R_B, image(R_B)), within=90, what=f"every node on {R_B}"
-            )
-            for n, host in hosts.items():
-                assert host.reboots() == 1, n
-                assert host.service_actions() == ["reload crio.service"], n
-                assert host.read(REGISTRIES) == b"[registries]\nmirror = true\n", n
-                # Layered: the new image waits for the next boot.
-                assert host.staged_image() == image(R_B), n
-                node = await kube.get(NODES, n)
-                assert node["metadata"]["annotations"][names.LAST_APPLIED_WITHOUT_REBOOT] == (
-                    f"{R_B}: Reload crio.service"
-                )
-            assert cordoned_since(emulator, since) == set()
-            events, _ = await kube.list(EVENTS, namespace="default")
-            assert any("without cordon or drain" in e.get("message", "") for e in events)
+        since = last_rv(emulator)
+        await set_config(kube, R_C, layered=layered)
+        await eventually(lambda: all_current(kube, R_C, image(R_C)), within=90, what=f"every node on {R_C}")
+        for n, host in hosts.items():
+            assert host.reboots() == 2, n
+            assert host.kargs()[-1] == "quiet", n
+            assert host.booted_image() == (image(R_C) or fakehost.STOCK_IMAGE), n
+            assert host.service_actions() == ["reload crio.service"], n
+        assert cordoned_since(emulator, since) == set(hosts)
 
-            since = last_rv(emulator)
-            await set_config(kube, R_C, layered=layered)
-            await eventually(
-                lambda: all_current(kube, R_C, image(R_C)), within=90, what=f"every node on {R_C}"
+
+async def test_drain_action_drains_without_reboot_and_an_invalid_policy_reboots(
+    emulator: Any, admin_kubeconfig: Path, tmp_path: Path
+) -> None:
+    async with (
+        connect(admin_kubeconfig) as kube,
+        pool_on_r_a(kube, emulator, tmp_path, layered=False) as hosts,
+    ):
+        restart = "{type: Restart, restart: {serviceName: crio.service}}"
+        await set_policy(kube, f"files: [{{path: {REGISTRIES}, actions: [{{type: Drain}}, {restart}]}}]")
+        since = last_rv(emulator)
+        await set_config(kube, R_B, layered=False)
+        await eventually(lambda: all_current(kube, R_B, None), within=90, what=f"every node on {R_B}")
+        assert cordoned_since(emulator, since) == set(hosts)
+        for n, host in hosts.items():
+            assert (host.reboots(), host.service_actions()) == (1, ["restart crio.service"]), n
+
+        await set_policy(kube, f"files: [{{path: {REGISTRIES}, actions: [{{type: Reload}}]}}]")
+        await set_config(kube, R_A, layered=False)
+        await eventually(lambda: all_current(kube, R_A, None), within=90, what=f"every node back on {R_A}")
+        for n, host in hosts.items():
+            assert (host.reboots(), host.service_actions()) == (2, ["restart crio.service"]), n
+
+        async def warned() -> bool:
+            events, _ = await kube.list(EVENTS, namespace=NS)
+            return any(
+                e.get("reason") == "InvalidNodeDisruptionPolicy"
+                and e["involvedObject"]["name"] == names.NODE_DISRUPTION_POLICY_CM
+                and "files[0].actions[0].reload.serviceName is required" in e.get("message", "")
+                for e in events
             )
-            for n, host in hosts.items():
-                assert host.reboots() == 2, n
-                assert host.kargs()[-1] == "quiet" and host.booted_image() == (
-                    image(R_C) or fakehost.STOCK_IMAGE
-                )
-                assert host.service_actions() == ["reload crio.service"], n
-            assert cordoned_since(emulator, since) == set(node_names)
+
+        await eventually(warned, what="a Warning Event on the invalid policy naming the field")
