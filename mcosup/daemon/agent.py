@@ -133,6 +133,26 @@ class Agent:
         if state.applied is not None and state.applied.live is not None:
             report[names.LAST_APPLIED_WITHOUT_REBOOT] = state.applied.live
         await self._report(report)
+        await self._stage(view)
+
+    async def _stage(self, view: NodeView) -> None:
+        """Contract 12.1: download ``stagingImage`` ahead of the node's turn, the node staying Done
+        (schedulable, available); report ``stagedImage``. A failed download is logged and tried again
+        on the next pass: the node's turn pulls the image anyway."""
+        image = view.staging_image
+        if image is None or image in (view.current_image, view.desired_image):
+            if view.staged_image is not None:
+                await self._report({names.STAGED_IMAGE: None})
+            return
+        if view.staged_image == image:
+            return
+        log.info("downloading %s ahead of the node's turn", image, extra=self._where)
+        try:
+            await self.host.pull(image)
+        except HostError as exc:
+            log.warning("cannot download %s ahead of the node's turn: %s", image, exc, extra=self._where)
+            return
+        await self._report({names.STAGED_IMAGE: image})
 
     async def _plan(self, view: NodeView, state: DaemonState) -> p.Plan | None:
         rendered_obj = self.cluster.machineconfig(view.desired_config or "")

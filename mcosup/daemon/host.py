@@ -56,6 +56,7 @@ class Host(Protocol):
     def boot_id(self) -> str: ...
     async def deployments(self) -> tuple[Deployment | None, Deployment | None]: ...
     async def rebase(self, image: str) -> None: ...
+    async def pull(self, image: str) -> None: ...
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None: ...
     async def systemctl(self, action: str, units: Sequence[str]) -> None: ...
     async def daemon_reload(self) -> None: ...
@@ -317,6 +318,18 @@ class LocalHost:
             await self.run(self.commands.bootc, "switch", "--transport", "registry", image)
         else:
             await self.run(self.commands.rpm_ostree, "rebase", "--experimental", UNVERIFIED_REGISTRY + image)
+
+    async def pull(self, image: str) -> None:
+        """Download ``image`` without deploying it (contract 12.1), so the later rebase is quick and
+        nothing new boots meanwhile. ``rpm-ostree rebase --download-only`` on bootc hosts too (they ship
+        rpm-ostree; ``bootc switch`` would stage a deployment the next reboot boots)."""
+        await self.run(
+            self.commands.rpm_ostree,
+            "rebase",
+            "--experimental",
+            "--download-only",
+            UNVERIFIED_REGISTRY + strip_transport(image),
+        )
 
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None:
         # bootc hosts (FCOS/RHCOS) ship rpm-ostree too; bootc itself only takes kargs from the image.

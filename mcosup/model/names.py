@@ -70,6 +70,10 @@ STATE: Final = PREFIX + "state"
 REASON: Final = PREFIX + "reason"
 CORDONED_BY: Final = PREFIX + "cordoned-by"
 CORDONED_BY_VALUE: Final = "mcosup"
+#: Contract 12.1: the supervisor asks a node to download an image ahead of its turn; the daemon says
+#: it has (the image is downloaded, ready to boot).
+STAGING_IMAGE: Final = PREFIX + "stagingImage"
+STAGED_IMAGE: Final = PREFIX + "stagedImage"
 #: Daemon's report of its last change applied without a reboot: ``<rendered>: <actions>``.
 LAST_APPLIED_WITHOUT_REBOOT: Final = PREFIX + "lastAppliedWithoutReboot"
 

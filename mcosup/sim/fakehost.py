@@ -186,6 +186,15 @@ class FakeHost:
     def kills_pending(self) -> int:
         return len(self.state()["kill"])
 
+    def set_pull_seconds(self, seconds: float) -> None:
+        """How long a rebase takes to download an image the host has not downloaded yet."""
+        with self._update() as state:
+            state["pullSeconds"] = seconds
+
+    def pulled(self) -> list[str]:
+        """Images downloaded so far, in order."""
+        return [str(i) for i in self.state().get("pulled", [])]
+
     def set_registry(self, url: str | None) -> None:
         with self._update() as state:
             state["registry"] = url

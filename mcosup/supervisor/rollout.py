@@ -36,12 +36,12 @@ from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.model import conditions, machineosconfig, names
-from mcosup.model.node import NodeView, Target, cordon_patch, target_patch, uncordon_patch
+from mcosup.model.node import NodeView, Target, cordon_patch, staging_patch, target_patch, uncordon_patch
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
-from mcosup.supervisor import drain, rolloutplan
+from mcosup.supervisor import drain, rolloutplan, stagingplan
 from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
@@ -77,11 +77,14 @@ class NodeRollout:
         workers: int = 2,
         metrics: Metrics | None = None,
         skip_drain: Callable[[NodeView, Target], str | None] | None = None,
+        stage_ahead: bool = True,
     ):
         self.kube = kube
         # Contract 12.2 (:mod:`mcosup.supervisor.nodedisruption`): why a node's change needs neither
         # cordon nor drain, or None when it does. Without it every node is drained.
         self.skip_drain = skip_drain
+        # Contract 12.1 (:mod:`mcosup.supervisor.stagingplan`): nodes download the image ahead of their turn.
+        self.stage_ahead = stage_ahead
         self.pools = pools
         self.nodes = nodes
         self.pods = pods
@@ -242,6 +245,8 @@ class NodeRollout:
         self._pending_status[pool_name] = plan
         self.status_writer.enqueue(pool_name)
         retry |= not all(await asyncio.gather(*advances))
+        if self.stage_ahead:
+            retry |= not await self._stage(plan, by_name)
         for name, was in list(self._targeted.items()):
             if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
                 del self._targeted[name]
@@ -373,6 +378,18 @@ class NodeRollout:
             extra=fields(pool=pool_name, node=view.name),
         )
         return True
+
+    async def _stage(self, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
+        """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1)."""
+        views = {name: self._views.of(node, ("", name)) for name, node in by_name.items()}
+        changes = stagingplan.plan_staging(
+            views.values(), plan.target, capacity=plan.capacity, updating=plan.start
+        )
+        writes = [
+            self._patch_node(by_name[name], staging_patch(views[name], image), "staging")
+            for name, image in sorted(changes.items())
+        ]
+        return all(w is not None for w in await asyncio.gather(*writes))
 
     # Drains.
 
