@@ -40,7 +40,8 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CRDS, MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.model import names
+from mcosup.model import conditions, names
+from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView
 from mcosup.runtime.settings import KubeSettings, RolloutSettings
 from mcosup.sim.apiserver import Emulator
@@ -317,8 +318,8 @@ async def set_layered_config(kube: kclient.Kube, config: str) -> None:
     await kube.patch(
         MACHINECONFIGPOOLS, "worker", {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: image}}}
     )
-    built = {"type": names.BUILD_SUCCESS, "status": "True", "reason": "Built", "message": f"{config} built"}
-    await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [built]}})
+    built = conditions.apply(None, [Condition(names.BUILD_SUCCESS, "True", "Built", f"{config} built")])
+    await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": built}})
     await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": config}}})
 
 

@@ -345,7 +345,8 @@ class NodeRollout:
             and view.name not in self._drains
             and (why := self.skip_drain(view, target)) is not None
         ):
-            return await self._set_target(node, view, pool_name, target, f"without cordon or drain ({why})")
+            how = f"updated without cordon or drain ({why})"
+            return await self._set_target(node, view, pool_name, target, "UpdateStarted", how)
         if not view.unschedulable and view.name not in self._drains:
             cordoned = await self._patch_node(node, cordon_patch(view), "cordon")
             if cordoned is None:
@@ -358,17 +359,18 @@ class NodeRollout:
             if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
                 self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
         if view.name in self._drained and view.unschedulable:
-            return await self._set_target(node, view, pool_name, target, "drained")
+            return await self._set_target(node, view, pool_name, target, "Drained", "drained")
         self._ensure_drain(view.name, pool_name)
         return True
 
-    async def _set_target(self, node: Obj, view: NodeView, pool_name: str, target: Target, how: str) -> bool:
+    async def _set_target(
+        self, node: Obj, view: NodeView, pool_name: str, target: Target, reason: str, how: str
+    ) -> bool:
         if await self._patch_node(node, target_patch(view, target), "target") is None:
             return False
         self._drained.discard(view.name)
         self._stuck.pop(view.name, None)
         self._targeted[view.name] = target
-        reason = "Drained" if how == "drained" else "UpdateStarted"
         self._event(node, NODES, reason, f"node {view.name} {how}; target set to {target.describe()}")
         log.info(
             "node %s target %s (%s)",

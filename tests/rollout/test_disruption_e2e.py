@@ -21,7 +21,8 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CONFIGMAPS, EVENTS, MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, PODS
-from mcosup.model import names
+from mcosup.model import conditions, names
+from mcosup.model.conditions import Condition
 from mcosup.sim import fakehost
 from mcosup.sim.fakehost import FakeHost
 from mcosup.sim.objects import machineconfig
@@ -85,13 +86,8 @@ async def set_config(kube: kclient.Kube, config: str, *, layered: bool) -> None:
             "worker",
             {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: IMAGES[config]}}},
         )
-        success = {
-            "type": names.BUILD_SUCCESS,
-            "status": "True",
-            "reason": "Built",
-            "message": f"{config} built",
-        }
-        await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [success]}})
+        success = conditions.apply(None, [Condition(names.BUILD_SUCCESS, "True", "Built", f"{config} built")])
+        await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": success}})
 
 
 async def all_current(kube: kclient.Kube, config: str, image: str | None) -> bool:
