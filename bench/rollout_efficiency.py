@@ -11,6 +11,11 @@ nodes do, so this one holds the controller alone; each one's CPU time during the
 (``--emulator inline`` puts all three in one event loop).
 
     .venv/bin/python bench/rollout_efficiency.py [--nodes 200,1000,2000] [--k 10%] [--seconds 1.0]
+
+With ``--pull-seconds P`` the pool is layered and each update first downloads the new image (P
+seconds) unless the node downloaded it ahead of its turn (contract 12.1): the rollout runs twice, with
+staging off and on, and prints the mean time a node is unavailable in each (with staging it should not
+include P).
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import CRDS, MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.model import names
+from mcosup.model import conditions, names
+from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView
 from mcosup.runtime.settings import KubeSettings, RolloutSettings
 from mcosup.sim.apiserver import Emulator
@@ -44,6 +50,10 @@ from mcosup.supervisor.rollout import NodeRollout
 NS = names.DEFAULT_NAMESPACE
 R0 = "rendered-worker-" + "0" * 32
 R1 = "rendered-worker-" + "1" * 32
+IMAGES = {
+    R0: "registry.local/os/worker@sha256:" + "0" * 64,
+    R1: "registry.local/os/worker@sha256:" + "1" * 64,
+}
 ROLE = "node-role.kubernetes.io/worker"
 BENCH = "rollout_efficiency"
 GOAL = 1.05
@@ -70,10 +80,11 @@ class Daemons:
     its target (its own Working report is part of its T, as a real daemon's reports are part of its
     update: the ideal counts the daemons' time, not the API server's latency on their writes)."""
 
-    def __init__(self, kube: kclient.Kube, seconds: float):
-        self.kube, self.seconds = kube, seconds
+    def __init__(self, kube: kclient.Kube, seconds: float, pull_seconds: float = 0.0):
+        self.kube, self.seconds, self.pull_seconds = kube, seconds, pull_seconds
         self.nodes = Informer(kube, NODES)
         self.busy: set[str] = set()
+        self.staging: set[str] = set()
         #: Seconds each update kept its node busy, from seeing the target to the Done report answered.
         self.spans: list[float] = []
         #: (seen, done) monotonic times of every update.
@@ -87,17 +98,31 @@ class Daemons:
                 if name not in self.busy and _behind(node):
                     self.busy.add(name)
                     tg.create_task(self.update(name))
+                elif name not in self.staging and _to_stage(node):
+                    self.staging.add(name)
+                    tg.create_task(self.stage(name, _to_stage(node)))
 
             self.nodes.subscribe(on_node)
             await self.nodes.run()
 
+    async def stage(self, name: str, image: str | None) -> None:
+        """Download ahead of the node's turn: P seconds, the node staying Done."""
+        try:
+            await asyncio.sleep(self.pull_seconds)
+            await self.kube.patch(NODES, name, {"metadata": {"annotations": {names.STAGED_IMAGE: image}}})
+        finally:
+            self.staging.discard(name)
+
     async def update(self, name: str) -> None:
         seen = time.monotonic()
         try:
+            node = self.nodes.get(name) or {}
+            a = node.get("metadata", {}).get("annotations") or {}
+            pull = self.pull_seconds if a.get(names.STAGED_IMAGE) != a.get(names.DESIRED_IMAGE) else 0.0
             await self.kube.patch(
                 NODES, name, {"metadata": {"annotations": {names.STATE: names.STATE_WORKING}}}
             )
-            await asyncio.sleep(max(0.0, self.seconds - (time.monotonic() - seen)))
+            await asyncio.sleep(max(0.0, pull + self.seconds - (time.monotonic() - seen)))
             node = self.nodes.get(name)
             if node is None:
                 return
@@ -112,6 +137,18 @@ class Daemons:
             self.times.append((seen, time.monotonic()))
         finally:
             self.busy.discard(name)
+
+
+def _to_stage(node: dict[str, Any]) -> str | None:
+    a = node["metadata"].get("annotations") or {}
+    image = a.get(names.STAGING_IMAGE)
+    if image and image not in (
+        a.get(names.STAGED_IMAGE),
+        a.get(names.CURRENT_IMAGE),
+        a.get(names.DESIRED_IMAGE),
+    ):
+        return str(image)
+    return None
 
 
 def _behind(node: dict[str, Any]) -> bool:
@@ -132,13 +169,20 @@ class CapWatch:
         self.unavailable: set[str] = set()
         self.armed = False
         self.worst = 0
+        #: When each node became unavailable (armed only), and how long each stretch lasted.
+        self.since: dict[str, float] = {}
+        self.stretches: list[float] = []
 
     def __call__(self, kind: str, node: dict[str, Any]) -> None:
         name = node["metadata"]["name"]
         if kind != "DELETED" and NodeView.of(node).unavailable:
             self.unavailable.add(name)
+            if self.armed:
+                self.since.setdefault(name, time.monotonic())
         else:
             self.unavailable.discard(name)
+            if (began := self.since.pop(name, None)) is not None:
+                self.stretches.append(time.monotonic() - began)
         if self.armed:
             self.worst = max(self.worst, len(self.unavailable))
 
@@ -206,14 +250,16 @@ class Outcome:
     cpu_here: float
     cpu_emulator: float
     cpu_daemons: float
+    #: Mean seconds a node was unavailable (cordon to back in service).
+    mean_unavailable: float = 0.0
 
 
-async def daemons_alone(kubeconfig: str, seconds: float) -> None:
+async def daemons_alone(kubeconfig: str, seconds: float, pull_seconds: float) -> None:
     """The fake daemons and the cap check in a process of their own (``--daemons-of``), as daemons
     run on their own nodes: this process answers on stdout, ``ready`` once listed, then one JSON line
     of results when stdin says ``stop``; ``arm`` on stdin starts the cap check."""
     async with kclient.connect(KubeSettings(kubeconfig=kubeconfig)) as kube:
-        daemons = Daemons(kube, seconds)
+        daemons = Daemons(kube, seconds, pull_seconds)
         cap = CapWatch()
         daemons.nodes.subscribe(cap)
         loop = asyncio.get_running_loop()
@@ -224,16 +270,21 @@ async def daemons_alone(kubeconfig: str, seconds: float) -> None:
             while (line := await loop.run_in_executor(None, sys.stdin.readline)).strip() != "stop":
                 cap.armed = cap.armed or line.strip() == "arm"
             task.cancel()
-        print(orjson.dumps({"times": daemons.times, "worst": cap.worst}).decode(), flush=True)
+        result = {"times": daemons.times, "worst": cap.worst, "stretches": cap.stretches}
+        print(orjson.dumps(result).decode(), flush=True)
 
 
 class DaemonsProcess:
     """The parent's handle on :func:`daemons_alone`."""
 
-    def __init__(self, kubeconfig: Path, seconds: float):
-        self.args = (sys.executable, __file__, "--daemons-of", str(kubeconfig), "--seconds", str(seconds))
+    def __init__(self, kubeconfig: Path, seconds: float, pull_seconds: float):
+        self.args = (
+            *(sys.executable, __file__, "--daemons-of", str(kubeconfig)),
+            *("--seconds", str(seconds), "--pull-seconds", str(pull_seconds)),
+        )
         self.times: list[tuple[float, float]] = []
         self.worst = 0
+        self.stretches: list[float] = []
 
     async def __aenter__(self) -> DaemonsProcess:
         self.proc = await asyncio.create_subprocess_exec(
@@ -253,6 +304,7 @@ class DaemonsProcess:
         self.send("stop")
         result = orjson.loads(await self.proc.stdout.readline())
         self.times, self.worst = [tuple(t) for t in result["times"]], result["worst"]
+        self.stretches = result["stretches"]
 
     async def __aexit__(self, *exc: object) -> None:
         if self.proc.returncode is None:
@@ -260,7 +312,21 @@ class DaemonsProcess:
         await self.proc.wait()
 
 
-async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
+async def set_layered_config(kube: kclient.Kube, config: str) -> None:
+    """What the builder records for a layered pool: the image of ``config``, then the config itself."""
+    image = IMAGES[config]
+    await kube.patch(
+        MACHINECONFIGPOOLS, "worker", {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: image}}}
+    )
+    built = conditions.apply(None, [Condition(names.BUILD_SUCCESS, "True", "Built", f"{config} built")])
+    await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": built}})
+    await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": config}}})
+
+
+async def rollout(
+    nodes: int, k: int, seconds: float, where: str, pull_seconds: float = 0.0, staging: bool = False
+) -> Outcome:
+    layered = pull_seconds > 0
     with tempfile.TemporaryDirectory() as tmp:
         async with emulator(where, Path(tmp)) as (kubeconfig, emulator_pid):
             async with kclient.connect(KubeSettings(kubeconfig=str(kubeconfig))) as kube:
@@ -269,7 +335,7 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                 pool = {
                     "apiVersion": names.API_VERSION,
                     "kind": "MachineConfigPool",
-                    "metadata": {"name": "worker"},
+                    "metadata": {"name": "worker", "labels": {names.LAYERING_ENABLED: ""} if layered else {}},
                     "spec": {
                         "machineConfigSelector": {"matchLabels": {names.ROLE_LABEL: "worker"}},
                         "nodeSelector": {"matchLabels": {ROLE: ""}},
@@ -278,13 +344,18 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                     },
                 }
                 await kube.create(MACHINECONFIGPOOLS, pool)
+                if layered:
+                    await set_layered_config(kube, R0)
+                mode = names.MODE_LAYERED if layered else names.MODE_LEGACY
                 for i in range(nodes):
                     name = f"n{i:04d}"
                     a = {names.DESIRED_CONFIG: R0, names.CURRENT_CONFIG: R0, names.STATE: names.STATE_DONE}
+                    if layered:
+                        a |= {names.DESIRED_IMAGE: IMAGES[R0], names.CURRENT_IMAGE: IMAGES[R0]}
                     body = {
                         "metadata": {
                             "name": name,
-                            "labels": {ROLE: "", names.DAEMON_MODE: "legacy"},
+                            "labels": {ROLE: "", names.DAEMON_MODE: mode},
                             "annotations": a,
                         }
                     }
@@ -298,14 +369,21 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                     Informer(kube, PODS),
                 )
                 controller = NodeRollout(
-                    kube, pools=pools, nodes=node_cache, pods=pods, settings=RolloutSettings()
+                    kube,
+                    pools=pools,
+                    nodes=node_cache,
+                    pods=pods,
+                    settings=RolloutSettings(),
+                    stage_ahead=staging,
                 )
                 async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
                     loops = [tg.create_task(x.run()) for x in (pools, node_cache, pods, controller)]
                     if where == "process":
-                        daemons_proc = await stack.enter_async_context(DaemonsProcess(kubeconfig, seconds))
+                        daemons_proc = await stack.enter_async_context(
+                            DaemonsProcess(kubeconfig, seconds, pull_seconds)
+                        )
                     else:
-                        daemons, cap = Daemons(kube, seconds), CapWatch()
+                        daemons, cap = Daemons(kube, seconds, pull_seconds), CapWatch()
                         daemons.nodes.subscribe(cap)
                         loops.append(tg.create_task(daemons.run()))
                     await pools.listed.wait()
@@ -333,7 +411,12 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                     cpu_here, cpu_emulator = time.process_time(), cpu_seconds(emulator_pid)
                     cpu_daemons = cpu_seconds(daemons_pid)
                     start = time.monotonic()
-                    await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}})
+                    if layered:
+                        await set_layered_config(kube, R1)
+                    else:
+                        await kube.patch(
+                            MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": R1}}}
+                        )
                     await pool_updated(R1)
                     measured = time.monotonic() - start
                     cpu_here = time.process_time() - cpu_here
@@ -341,14 +424,21 @@ async def rollout(nodes: int, k: int, seconds: float, where: str) -> Outcome:
                     cpu_daemons = cpu_seconds(daemons_pid) - cpu_daemons
                     if where == "process":
                         await daemons_proc.stop()
-                        times, worst = daemons_proc.times, daemons_proc.worst
+                        times, worst, stretches = (
+                            daemons_proc.times,
+                            daemons_proc.worst,
+                            daemons_proc.stretches,
+                        )
                     else:
-                        times, worst = daemons.times, cap.worst
+                        times, worst, stretches = daemons.times, cap.worst, cap.stretches
                     for t in loops:
                         t.cancel()
-                ideal = math.ceil(nodes / k) * seconds
-                outcome = Outcome(measured, ideal, worst, cpu_here, cpu_emulator, cpu_daemons)
-                print(f"nodes={nodes} maxUnavailable={k} T={seconds}s emulator={where}")
+                ideal = math.ceil(nodes / k) * (seconds + (0.0 if staging else pull_seconds))
+                mean = sum(stretches) / len(stretches) if stretches else 0.0
+                outcome = Outcome(measured, ideal, worst, cpu_here, cpu_emulator, cpu_daemons, mean)
+                pulls = f" P={pull_seconds}s staging={'on' if staging else 'off'}" if layered else ""
+                print(f"nodes={nodes} maxUnavailable={k} T={seconds}s{pulls} emulator={where}")
+                print(f"mean time a node is unavailable={mean:.2f}s over {len(stretches)} stretches")
                 print(f"measured={measured:.2f}s ideal=ceil({nodes}/{k})*{seconds}={outcome.ideal:.2f}s")
                 print(f"ratio={measured / outcome.ideal:.3f} (target <= {GOAL})")
                 print(f"max unavailable at any watched instant={worst} (cap {k})")
@@ -373,6 +463,29 @@ def max_unavailable(spec: str, nodes: int) -> int:
     if spec.endswith("%"):
         return max(1, nodes * int(spec[:-1]) // 100)
     return int(spec)
+
+
+async def staging_saving(sizes: list[int], k_spec: str, seconds: float, where: str, pull: float) -> int:
+    """``--pull-seconds``: the same layered rollout with staging off, then on."""
+    for nodes in sizes:
+        k = max_unavailable(k_spec, nodes)
+        without = await rollout(nodes, k, seconds, where, pull, staging=False)
+        print()
+        with_ = await rollout(nodes, k, seconds, where, pull, staging=True)
+        what = f"{nodes:,} nodes, maxUnavailable {k}, T = {seconds:g} s, P = {pull:g} s"
+        print(
+            f"mean time a node is unavailable: {without.mean_unavailable:.2f}s without staging, "
+            f"{with_.mean_unavailable:.2f}s with staging (T={seconds:g}s, P={pull:g}s)\n"
+        )
+        _summary.record(BENCH, f"mean s a node is unavailable, no staging, {what}", without.mean_unavailable)
+        _summary.record(
+            BENCH,
+            f"mean s a node is unavailable, staging, {what}",
+            with_.mean_unavailable,
+            f"< T + P = {seconds + pull:g}",
+            with_.mean_unavailable < seconds + pull,
+        )
+    return 0
 
 
 async def main(sizes: list[int], k_spec: str, seconds: float, where: str) -> int:
@@ -410,6 +523,13 @@ if __name__ == "__main__":
     parser.add_argument("--k", default="10%", help="maxUnavailable: nodes, or a percent of the pool")
     parser.add_argument("--seconds", type=float, default=1.0)
     parser.add_argument(
+        "--pull-seconds",
+        type=float,
+        default=0.0,
+        help="layered pool: seconds an update spends downloading the image unless staged ahead; "
+        "compares the mean time a node is unavailable without and with staging",
+    )
+    parser.add_argument(
         "--emulator",
         choices=("process", "inline"),
         default="process",
@@ -419,6 +539,8 @@ if __name__ == "__main__":
     parser.add_argument("--daemons-of", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.daemons_of:
-        sys.exit(asyncio.run(daemons_alone(args.daemons_of, args.seconds)))
+        sys.exit(asyncio.run(daemons_alone(args.daemons_of, args.seconds, args.pull_seconds)))
     sizes = [int(n) for n in args.nodes.split(",")]
+    if args.pull_seconds > 0:
+        sys.exit(asyncio.run(staging_saving(sizes, args.k, args.seconds, args.emulator, args.pull_seconds)))
     sys.exit(asyncio.run(main(sizes, args.k, args.seconds, args.emulator)))

@@ -18,6 +18,19 @@ Choices where the contract is silent (what an MCO administrator would expect):
 
 - Legacy mode reboots when a file, unit, kernel argument or the OS image changes; ssh keys, the
   password hash and certificates never cause a reboot.
+- Node disruption policy (contract 12.2, :mod:`mcosup.model.disruption`): a change of files, units or
+  ssh keys that ConfigMap ``node-disruption-policy`` covers without ``Reboot`` (kernel arguments, kernel
+  type, extensions, FIPS and ``osImageURL`` unchanged) is applied live. Legacy mode writes it as usual;
+  layered mode stages the new image (``rpm-ostree rebase`` without the reboot) and writes only the
+  changed /etc files and units, root-owned like the image's copies so that ostree's /etc merge at the
+  next boot keeps nothing of them. Then the actions run in order, each once (``Drain`` is the
+  supervisor's, ``None`` nothing; a ``daemon-reload`` the unit writes already ran counts), and the node
+  reports ``mc/lastAppliedWithoutReboot`` (``<rendered>: <actions>``, kept until the next live apply).
+  The staged image boots at whatever reboot comes next; the daemon then verifies it booted it, and
+  when the host comes up on anything else it stages the image again and reboots into it. No ConfigMap
+  means the MCO's default policies; an invalid one is logged and every change reboots. A first config
+  or a change of mode always reboots; an ssh-key-only change never does (a ``Reboot`` in ``sshkey`` is
+  not honoured alone).
 - A reboot is proven by a new boot id (``/proc/sys/kernel/random/boot_id``), recorded before asking
   for it, so a crash around the reboot neither skips it nor reboots twice. The process then exits with
   status 75 and the kubelet starts it again.

@@ -19,7 +19,7 @@ from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
 from mcosup.daemon.steps import Reboot
-from mcosup.model import names
+from mcosup.model import disruption, names
 from mcosup.model import node as nodeproto
 from mcosup.model.hostconfig import ConfigError, parse_machineconfig
 from mcosup.model.node import NodeView, Target
@@ -61,6 +61,7 @@ class Agent:
         self._where = fields(node=node_name)
         self._sent: dict[str, str | None] = {}
         self._sent_from: str | None = None
+        self._policy_error: str | None = None
 
     async def run(self) -> None:
         """Reconcile until cancelled; raises :class:`RebootRequested` when the host reboots."""
@@ -128,7 +129,30 @@ class Agent:
             await run_record(
                 self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
             )
-        await self._report(nodeproto.done(target))
+        report = nodeproto.done(target)
+        if state.applied is not None and state.applied.live is not None:
+            report[names.LAST_APPLIED_WITHOUT_REBOOT] = state.applied.live
+        await self._report(report)
+        await self._stage(view)
+
+    async def _stage(self, view: NodeView) -> None:
+        """Contract 12.1: download ``stagingImage`` ahead of the node's turn, the node staying Done
+        (schedulable, available); report ``stagedImage``. A failed download is logged and tried again
+        on the next pass: the node's turn pulls the image anyway."""
+        image = view.staging_image
+        if image is None or image in (view.current_image, view.desired_image):
+            if view.staged_image is not None:
+                await self._report({names.STAGED_IMAGE: None})
+            return
+        if view.staged_image == image:
+            return
+        log.info("downloading %s ahead of the node's turn", image, extra=self._where)
+        try:
+            await self.host.pull(image)
+        except HostError as exc:
+            log.warning("cannot download %s ahead of the node's turn: %s", image, exc, extra=self._where)
+            return
+        await self._report({names.STAGED_IMAGE: image})
 
     async def _plan(self, view: NodeView, state: DaemonState) -> p.Plan | None:
         rendered_obj = self.cluster.machineconfig(view.desired_config or "")
@@ -138,7 +162,15 @@ class Agent:
         facts = HostFacts(booted=booted, staged=staged, applied=state.applied, disk=disk)
         osimage = self.cluster.configmap(names.OSIMAGEURL_CM)
         stock = ((osimage or {}).get("data") or {}).get(names.BASE_OS_CONTAINER_IMAGE_KEY) or None
-        return p.plan_config(view, rendered, facts, stock_image=stock)
+        return p.plan_config(view, rendered, facts, stock_image=stock, policy=self._disruption_policy())
+
+    def _disruption_policy(self) -> disruption.Policy | None:
+        """Contract 12.2; an invalid policy is logged once and every change reboots until it is fixed."""
+        policy, error = disruption.policy_of(self.cluster.configmap(names.NODE_DISRUPTION_POLICY_CM))
+        if error is not None and error != self._policy_error:
+            log.warning("%s", error, extra=self._where)
+        self._policy_error = error
+        return policy
 
     async def _certificates(self, state: DaemonState) -> None:
         """Contract 6.4: every mode, paused pool or not, before anything else."""

@@ -24,6 +24,7 @@ from mcosup.daemon.steps import (
     RecordApplied,
     RemoveDir,
     RemoveFile,
+    ServiceAction,
     SetPasswordHash,
     SetSshKeys,
     Step,
@@ -109,6 +110,8 @@ async def apply_step(host: Host, state: DaemonState, step: Step) -> None:
             await host.systemctl(step.action, step.units)
         case DaemonReload():
             await host.daemon_reload()
+        case ServiceAction():
+            await host.service(step.action, step.unit)
         case SetSshKeys():
             data = "".join(k.rstrip("\n") + "\n" for k in step.keys).encode()
             # sshd's StrictModes refuses keys in a directory others can write: 0700, owned by the user.

@@ -56,9 +56,11 @@ class Host(Protocol):
     def boot_id(self) -> str: ...
     async def deployments(self) -> tuple[Deployment | None, Deployment | None]: ...
     async def rebase(self, image: str) -> None: ...
+    async def pull(self, image: str) -> None: ...
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None: ...
     async def systemctl(self, action: str, units: Sequence[str]) -> None: ...
     async def daemon_reload(self) -> None: ...
+    async def service(self, action: str, unit: str) -> None: ...
     async def update_ca_trust(self) -> None: ...
     async def reboot(self) -> None: ...
 
@@ -317,6 +319,18 @@ class LocalHost:
         else:
             await self.run(self.commands.rpm_ostree, "rebase", "--experimental", UNVERIFIED_REGISTRY + image)
 
+    async def pull(self, image: str) -> None:
+        """Download ``image`` without deploying it (contract 12.1), so the later rebase is quick and
+        nothing new boots meanwhile. ``rpm-ostree rebase --download-only`` on bootc hosts too (they ship
+        rpm-ostree; ``bootc switch`` would stage a deployment the next reboot boots)."""
+        await self.run(
+            self.commands.rpm_ostree,
+            "rebase",
+            "--experimental",
+            "--download-only",
+            UNVERIFIED_REGISTRY + strip_transport(image),
+        )
+
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None:
         # bootc hosts (FCOS/RHCOS) ship rpm-ostree too; bootc itself only takes kargs from the image.
         # The -if-present/-if-missing forms act on the deployment rpm-ostree modifies (the pending one
@@ -335,6 +349,12 @@ class LocalHost:
 
     async def daemon_reload(self) -> None:
         await self.run(self.commands.systemctl, "daemon-reload")
+
+    async def service(self, action: str, unit: str) -> None:
+        """``reload`` or ``restart`` a running unit: the host's systemd, as ``daemon-reload``."""
+        if action not in ("reload", "restart"):
+            raise HostError(f"systemctl {action} is not a service action; use reload or restart")
+        await self.run(self.commands.systemctl, action, unit)
 
     async def update_ca_trust(self) -> None:
         await self.run(self.commands.update_ca_trust)

@@ -55,6 +55,8 @@ class Applied:
     #: The config whose files and units the daemon wrote (the last legacy one); what a new config drops
     #: from it is removed.
     on_disk: HostConfig | None = None
+    #: The last config applied without a reboot and the actions run (``mc/lastAppliedWithoutReboot``).
+    live: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class Applied:
             "mode": self.mode,
             "image": self.image,
             "onDisk": None if self.on_disk is None else self.on_disk.to_json(),
+            "live": self.live,
         }
 
     @classmethod
@@ -71,6 +74,7 @@ class Applied:
             mode=data["mode"],
             image=data.get("image"),
             on_disk=None if data.get("onDisk") is None else HostConfig.from_json(data["onDisk"]),
+            live=data.get("live"),
         )
 
 

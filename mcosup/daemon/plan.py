@@ -20,6 +20,7 @@ from mcosup.daemon.steps import (
     Reboot,
     RecordApplied,
     RemoveFile,
+    ServiceAction,
     SetPasswordHash,
     SetSshKeys,
     Step,
@@ -27,7 +28,7 @@ from mcosup.daemon.steps import (
     VerifyImage,
     WriteFile,
 )
-from mcosup.model import names
+from mcosup.model import disruption, names
 from mcosup.model.hostconfig import CORE_USER, HostConfig, UnitSpec
 from mcosup.model.node import NodeView, Target
 
@@ -121,11 +122,13 @@ def plan_config(
     host: HostFacts,
     *,
     stock_image: str | None = None,
+    policy: disruption.Policy | None = None,
 ) -> Plan | None:
     """Steps to reach the Node's target; None when it asks for nothing yet, no steps when it is there.
 
     ``rendered`` is the parsed desired config (None when the API does not have it); ``stock_image`` is
-    ``machine-config-osimageurl``'s ``baseOSContainerImage``.
+    ``machine-config-osimageurl``'s ``baseOSContainerImage``; ``policy`` the node disruption policy
+    (None: every change of files or units reboots, as when the policy is invalid).
     """
     target = target_of(node)
     if target is None:
@@ -136,7 +139,7 @@ def plan_config(
             "the supervisor renders it from the pool's MachineConfigs — check the pool's RenderDegraded"
         )
     if target.mode == names.MODE_LAYERED:
-        return Plan(target, _layered(target, rendered, host))
+        return Plan(target, _layered(target, rendered, host, policy))
     if reverting(target, node, host):
         stock = rendered.os_image_url or stock_image
         if not stock:
@@ -146,7 +149,7 @@ def plan_config(
                 "set one of them"
             )
         return Plan(target, _revert(rendered, host, stock), revert=True)
-    return Plan(target, _legacy(rendered, host))
+    return Plan(target, _legacy(rendered, host, policy))
 
 
 def _kargs(old: HostConfig | None, new: HostConfig, host: HostFacts) -> Kargs | None:
@@ -200,11 +203,39 @@ def _rebase_and_reboot(
     return steps
 
 
-def _layered(target: Target, rendered: HostConfig, host: HostFacts) -> tuple[Step, ...]:
+def _layered(
+    target: Target, rendered: HostConfig, host: HostFacts, policy: disruption.Policy | None
+) -> tuple[Step, ...]:
     assert target.image is not None
     applied = host.applied
     old = applied.config if applied else None
     steps: list[Step] = _ssh_and_password(rendered, host, force=False)
+    if (
+        applied is not None
+        and applied.mode == names.MODE_LAYERED
+        and (applied.image, applied.config.name) == (target.image, rendered.name)
+        and not same_image(host.booted, target.image)
+        and same_image(host.staged, target.image)
+    ):
+        # Applied live (contract 12.2): the image is staged and boots at the next reboot, whenever
+        # that comes; then the usual path below verifies that the host booted it.
+        return _finish(steps, applied, applied)
+    change = _change(applied, rendered, policy, target)
+    if applied is not None and change is not None:
+        assert old is not None
+        # Stage the image for the next boot, then write what changed under /etc on the running host
+        # as root (the owner the image's copy has, so ostree's /etc merge keeps nothing of ours).
+        if not same_image(host.staged, target.image) and not same_image(host.booted, target.image):
+            steps.append(Rebase(target.image))
+        steps += _changed_on_disk(old, rendered, host, root_owned=True)
+        steps += _action_steps(change, steps)
+        record = dataclasses.replace(
+            applied,
+            config=rendered,
+            image=target.image,
+            live=disruption.applied_without_reboot(rendered.name, change),
+        )
+        return _finish(steps, record, applied)
     kargs = _kargs(old, rendered, host)
     steps += _rebase_and_reboot(
         target.image, kargs, host, other_change=False, why=f"boot image {target.image}"
@@ -220,8 +251,64 @@ def _layered(target: Target, rendered: HostConfig, host: HostFacts) -> tuple[Ste
         # Leaving legacy mode: hand /etc back to the image before booting it (see _give_back_etc).
         steps[reboot:reboot] = _give_back_etc(on_disk, host)
         on_disk = None
-    record = Applied(config=rendered, mode=names.MODE_LAYERED, image=target.image, on_disk=on_disk)
+    record = Applied(
+        config=rendered,
+        mode=names.MODE_LAYERED,
+        image=target.image,
+        on_disk=on_disk,
+        live=applied.live if applied else None,
+    )
     return _finish(steps, record, applied)
+
+
+def _change(
+    applied: Applied | None, rendered: HostConfig, policy: disruption.Policy | None, target: Target
+) -> disruption.Change | None:
+    """The change to ``rendered`` when it can be applied without a reboot (contract 12.2), else None."""
+    if applied is None or policy is None or applied.config.name == rendered.name:
+        return None
+    change = disruption.classify(
+        applied.config,
+        rendered,
+        policy,
+        old_mode=applied.mode,
+        new_mode=target.mode,
+        old_image=applied.image,
+        new_image=target.image,
+    )
+    return change if change.reboot is None else None
+
+
+def _changed_on_disk(old: HostConfig, new: HostConfig, host: HostFacts, *, root_owned: bool) -> list[Step]:
+    """Steps writing (or removing) only the files and units that differ between ``old`` and ``new``."""
+    paths = set(disruption.changed_files(old, new))
+    units = set(disruption.changed_units(old, new))
+
+    def only(config: HostConfig) -> HostConfig:
+        files = tuple(
+            dataclasses.replace(f, user=None, group=None) if root_owned else f
+            for f in config.files
+            if f.path in paths
+        )
+        return dataclasses.replace(
+            config, files=files, units=tuple(u for u in config.units if u.name in units)
+        )
+
+    file_removals, file_writes = _file_steps(only(old), only(new), host, force=False)
+    unit_removals, unit_writes, unit_state, _ = _unit_steps(only(old), only(new), host, force=False)
+    return [*unit_removals, *file_removals, *file_writes, *unit_writes, *unit_state]
+
+
+def _action_steps(change: disruption.Change, before: list[Step]) -> list[Step]:
+    """The policy's actions in order, each once (a ``daemon-reload`` the unit writes already run counts);
+    ``Drain`` and ``None`` are nothing for the daemon to do."""
+    steps: list[Step] = []
+    for action in change.actions:
+        if action.type == disruption.DAEMON_RELOAD and DaemonReload() not in before + steps:
+            steps.append(DaemonReload())
+        elif action.type in (disruption.RELOAD, disruption.RESTART) and action.service:
+            steps.append(ServiceAction(action.type.lower(), action.service))
+    return steps
 
 
 def _give_back_etc(written: HostConfig, host: HostFacts) -> list[Step]:
@@ -343,7 +430,7 @@ def _file_steps(
     return removals, writes
 
 
-def _legacy(rendered: HostConfig, host: HostFacts) -> tuple[Step, ...]:
+def _legacy(rendered: HostConfig, host: HostFacts, policy: disruption.Policy | None) -> tuple[Step, ...]:
     applied = host.applied
     on_disk = applied.on_disk if applied else None
     file_removals, file_writes = _file_steps(on_disk, rendered, host, force=False)
@@ -351,15 +438,20 @@ def _legacy(rendered: HostConfig, host: HostFacts) -> tuple[Step, ...]:
     steps: list[Step] = [*unit_removals, *file_removals, *file_writes, *unit_writes, *unit_state]
     disk_changed = bool(file_removals or file_writes or unit_removals or unit_writes)
     steps += _ssh_and_password(rendered, host, force=False)
+    change = _change(applied, rendered, policy, Target(names.MODE_LEGACY, rendered.name))
+    live = applied.live if applied else None
+    if change is not None:
+        steps += _action_steps(change, steps)
+        live = disruption.applied_without_reboot(rendered.name, change)
     kargs = _kargs(applied.config if applied else None, rendered, host)
     steps += _rebase_and_reboot(
         rendered.os_image_url or None,
         kargs,
         host,
-        other_change=disk_changed,
+        other_change=disk_changed and change is None,
         why=f"apply {rendered.name}",
     )
-    record = Applied(config=rendered, mode=names.MODE_LEGACY, image=None, on_disk=rendered)
+    record = Applied(config=rendered, mode=names.MODE_LEGACY, image=None, on_disk=rendered, live=live)
     return _finish(steps, record, applied)
 
 

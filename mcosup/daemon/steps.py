@@ -105,6 +105,19 @@ class DaemonReload(Step):
 
 
 @dataclasses.dataclass(frozen=True)
+class ServiceAction(Step):
+    """``systemctl reload|restart UNIT`` on the running host: a node disruption policy's action
+    (contract 12.2)."""
+
+    kind: ClassVar[str] = "service"
+    action: str
+    unit: str
+
+    def describe(self) -> str:
+        return f"systemctl {self.action} {self.unit}"
+
+
+@dataclasses.dataclass(frozen=True)
 class SetSshKeys(Step):
     kind: ClassVar[str] = "ssh-keys"
     user: str
@@ -192,6 +205,7 @@ STEP_KINDS: dict[str, type[Step]] = {
         RemoveDir,
         Systemctl,
         DaemonReload,
+        ServiceAction,
         SetSshKeys,
         SetPasswordHash,
         Kargs,

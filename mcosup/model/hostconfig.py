@@ -8,8 +8,8 @@ a MachineConfig delivers (``tests/test_image_equals_legacy.py`` keeps them so).
 Pure: no I/O. It reads as Ignition does: ``data:`` URLs through :mod:`mcosup.model.ignition`, mode 0644
 by default, a drop-in or unit without contents not written. It raises :class:`ConfigError` naming the
 MachineConfig, the field and the fix for anything it cannot apply. Fields that land nowhere on disk
-(``extensions``, ``kernelType``, ``fips``) are ignored here; the webhook refuses what no part of mcosup
-supports.
+(``extensions``, ``kernelType``, ``fips``) are read only so that a change of them can be told apart
+(:mod:`mcosup.model.disruption`: it reboots); the webhook refuses what no part of mcosup supports.
 """
 
 from __future__ import annotations
@@ -79,6 +79,10 @@ class HostConfig:
     password_hash: str | None = None
     kernel_arguments: tuple[str, ...] = ()
     os_image_url: str = ""
+    #: Not applied by the daemon; compared so that changing them reboots (contract 12.2).
+    kernel_type: str = ""
+    extensions: tuple[str, ...] = ()
+    fips: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +111,9 @@ class HostConfig:
             "passwordHash": self.password_hash,
             "kernelArguments": list(self.kernel_arguments),
             "osImageURL": self.os_image_url,
+            "kernelType": self.kernel_type,
+            "extensions": list(self.extensions),
+            "fips": self.fips,
         }
 
     @classmethod
@@ -137,6 +144,9 @@ class HostConfig:
             password_hash=data.get("passwordHash"),
             kernel_arguments=tuple(data.get("kernelArguments", ())),
             os_image_url=data.get("osImageURL", ""),
+            kernel_type=data.get("kernelType", ""),
+            extensions=tuple(data.get("extensions", ())),
+            fips=bool(data.get("fips", False)),
         )
 
 
@@ -240,4 +250,7 @@ def parse_machineconfig(obj: Mapping[str, Any]) -> HostConfig:
         password_hash=password_hash,
         kernel_arguments=tuple(kargs),
         os_image_url=str(spec.get("osImageURL") or ""),
+        kernel_type="" if spec.get("kernelType") in (None, "default") else str(spec["kernelType"]),
+        extensions=tuple(str(e) for e in spec.get("extensions") or ()),
+        fips=bool(spec.get("fips")),
     )

@@ -47,6 +47,9 @@ BUILD_CONFIG_CM: Final = "on-cluster-build-config"
 CUSTOM_DOCKERFILE_CM: Final = "on-cluster-build-custom-dockerfile"
 OSIMAGEURL_CM: Final = "machine-config-osimageurl"
 NODE_CERTIFICATES_CM: Final = "node-certificates"
+#: Contract 12.2: what a change needs instead of a reboot, in the MCO's nodeDisruptionPolicy shape.
+NODE_DISRUPTION_POLICY_CM: Final = "node-disruption-policy"
+NODE_DISRUPTION_POLICY_KEY: Final = "policy.yaml"
 
 # Keys of on-cluster-build-config.
 BASE_IMAGE_PULL_SECRET_KEY: Final = "baseImagePullSecretName"
@@ -85,6 +88,12 @@ STATE: Final = PREFIX + "state"
 REASON: Final = PREFIX + "reason"
 CORDONED_BY: Final = PREFIX + "cordoned-by"
 CORDONED_BY_VALUE: Final = "mcosup"
+#: Contract 12.1: the supervisor asks a node to download an image ahead of its turn; the daemon says
+#: it has (the image is downloaded, ready to boot).
+STAGING_IMAGE: Final = PREFIX + "stagingImage"
+STAGED_IMAGE: Final = PREFIX + "stagedImage"
+#: Daemon's report of its last change applied without a reboot: ``<rendered>: <actions>``.
+LAST_APPLIED_WITHOUT_REBOOT: Final = PREFIX + "lastAppliedWithoutReboot"
 
 MODE_LEGACY: Final = "legacy"
 MODE_LAYERED: Final = "layered"

@@ -23,8 +23,15 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 
 #: Node fields only the supervisor writes, and those only the daemon writes (on its own node).
 SUPERVISOR_LABELS = (names.DAEMON_MODE,)
-SUPERVISOR_ANNOTATIONS = (names.DESIRED_CONFIG, names.DESIRED_IMAGE, names.CORDONED_BY)
-DAEMON_ANNOTATIONS = (names.CURRENT_CONFIG, names.CURRENT_IMAGE, names.STATE, names.REASON)
+SUPERVISOR_ANNOTATIONS = (names.DESIRED_CONFIG, names.DESIRED_IMAGE, names.CORDONED_BY, names.STAGING_IMAGE)
+DAEMON_ANNOTATIONS = (
+    names.CURRENT_CONFIG,
+    names.CURRENT_IMAGE,
+    names.STATE,
+    names.REASON,
+    names.LAST_APPLIED_WITHOUT_REBOOT,
+    names.STAGED_IMAGE,
+)
 
 #: The longest reason a daemon reports (an annotation is not a log).
 MAX_REASON = 1000
@@ -62,6 +69,10 @@ class NodeView:
     current_config: str | None = None
     desired_image: str | None = None
     current_image: str | None = None
+    #: Contract 12.1: the image the supervisor asked the node to download ahead of its turn, and the one
+    #: its daemon has downloaded.
+    staging_image: str | None = None
+    staged_image: str | None = None
     zone: str | None = None
     created: str = ""
     resource_version: str = ""
@@ -99,6 +110,8 @@ class NodeView:
             current_config=ann.get(names.CURRENT_CONFIG) or None,
             desired_image=ann.get(names.DESIRED_IMAGE) or None,
             current_image=ann.get(names.CURRENT_IMAGE) or None,
+            staging_image=ann.get(names.STAGING_IMAGE) or None,
+            staged_image=ann.get(names.STAGED_IMAGE) or None,
             zone=labels.get(ZONE_LABEL) or None,
             created=str(meta.get("creationTimestamp") or ""),
             resource_version=str(meta.get("resourceVersion") or ""),
@@ -125,6 +138,13 @@ def target_patch(view: NodeView, target: Target) -> Patch:
             "labels": {names.DAEMON_MODE: target.mode},
             "annotations": {names.DESIRED_CONFIG: target.config, names.DESIRED_IMAGE: target.image},
         }
+    }
+
+
+def staging_patch(view: NodeView, image: str | None) -> Patch:
+    """Contract 12.1: download ``image`` ahead of the node's turn (None: nothing to download)."""
+    return {
+        "metadata": {"resourceVersion": view.resource_version, "annotations": {names.STAGING_IMAGE: image}}
     }
 
 

@@ -132,6 +132,10 @@ class FakeHost:
     def reboots(self) -> int:
         return int(self.state()["reboots"])
 
+    def service_actions(self) -> list[str]:
+        """Every ``daemon-reload``, ``reload <unit>`` and ``restart <unit>`` run on the host, in order."""
+        return [str(a) for a in self.state().get("actions", [])]
+
     def command_log(self) -> list[list[str]]:
         return [list(entry) for entry in self.state()["log"]]
 
@@ -181,6 +185,15 @@ class FakeHost:
 
     def kills_pending(self) -> int:
         return len(self.state()["kill"])
+
+    def set_pull_seconds(self, seconds: float) -> None:
+        """How long a rebase takes to download an image the host has not downloaded yet."""
+        with self._update() as state:
+            state["pullSeconds"] = seconds
+
+    def pulled(self) -> list[str]:
+        """Images downloaded so far, in order."""
+        return [str(i) for i in self.state().get("pulled", [])]
 
     def set_registry(self, url: str | None) -> None:
         with self._update() as state:

@@ -36,12 +36,12 @@ from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.model import conditions, machineosconfig, names
-from mcosup.model.node import NodeView, Target, cordon_patch, target_patch, uncordon_patch
+from mcosup.model.node import NodeView, Target, cordon_patch, staging_patch, target_patch, uncordon_patch
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
-from mcosup.supervisor import drain, rolloutplan
+from mcosup.supervisor import drain, rolloutplan, stagingplan
 from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,15 @@ class NodeRollout:
         image_for: Callable[[Obj], str | None] = rolloutplan.image_for_current_config,
         workers: int = 2,
         metrics: Metrics | None = None,
+        skip_drain: Callable[[NodeView, Target], str | None] | None = None,
+        stage_ahead: bool = True,
     ):
         self.kube = kube
+        # Contract 12.2 (:mod:`mcosup.supervisor.nodedisruption`): why a node's change needs neither
+        # cordon nor drain, or None when it does. Without it every node is drained.
+        self.skip_drain = skip_drain
+        # Contract 12.1 (:mod:`mcosup.supervisor.stagingplan`): nodes download the image ahead of their turn.
+        self.stage_ahead = stage_ahead
         self.pools = pools
         self.nodes = nodes
         self.pods = pods
@@ -238,6 +245,8 @@ class NodeRollout:
         self._pending_status[pool_name] = plan
         self.status_writer.enqueue(pool_name)
         retry |= not all(await asyncio.gather(*advances))
+        if self.stage_ahead:
+            retry |= not await self._stage(plan, by_name)
         for name, was in list(self._targeted.items()):
             if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
                 del self._targeted[name]
@@ -330,6 +339,14 @@ class NodeRollout:
         """One step for a node the plan starts: cordon, drain (in the background), set target."""
         view = NodeView.of(node)
         pool_name = pool["metadata"]["name"]
+        if (
+            self.skip_drain is not None
+            and not view.cordoned_by_us
+            and view.name not in self._drains
+            and (why := self.skip_drain(view, target)) is not None
+        ):
+            how = f"updated without cordon or drain ({why})"
+            return await self._set_target(node, view, pool_name, target, "UpdateStarted", how)
         if not view.unschedulable and view.name not in self._drains:
             cordoned = await self._patch_node(node, cordon_patch(view), "cordon")
             if cordoned is None:
@@ -342,23 +359,39 @@ class NodeRollout:
             if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
                 self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
         if view.name in self._drained and view.unschedulable:
-            if await self._patch_node(node, target_patch(view, target), "target") is None:
-                return False
-            self._drained.discard(view.name)
-            self._stuck.pop(view.name, None)
-            self._targeted[view.name] = target
-            self._event(
-                node, NODES, "Drained", f"node {view.name} drained; target set to {target.describe()}"
-            )
-            log.info(
-                "node %s target %s",
-                view.name,
-                target.describe(),
-                extra=fields(pool=pool_name, node=view.name),
-            )
-            return True
+            return await self._set_target(node, view, pool_name, target, "Drained", "drained")
         self._ensure_drain(view.name, pool_name)
         return True
+
+    async def _set_target(
+        self, node: Obj, view: NodeView, pool_name: str, target: Target, reason: str, how: str
+    ) -> bool:
+        if await self._patch_node(node, target_patch(view, target), "target") is None:
+            return False
+        self._drained.discard(view.name)
+        self._stuck.pop(view.name, None)
+        self._targeted[view.name] = target
+        self._event(node, NODES, reason, f"node {view.name} {how}; target set to {target.describe()}")
+        log.info(
+            "node %s target %s (%s)",
+            view.name,
+            target.describe(),
+            how,
+            extra=fields(pool=pool_name, node=view.name),
+        )
+        return True
+
+    async def _stage(self, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
+        """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1)."""
+        views = {name: self._views.of(node, ("", name)) for name, node in by_name.items()}
+        changes = stagingplan.plan_staging(
+            views.values(), plan.target, capacity=plan.capacity, updating=plan.start
+        )
+        writes = [
+            self._patch_node(by_name[name], staging_patch(views[name], image), "staging")
+            for name, image in sorted(changes.items())
+        ]
+        return all(w is not None for w in await asyncio.gather(*writes))
 
     # Drains.
 
@@ -470,6 +503,10 @@ class NodeRollout:
                     f"{cond.type}={cond.status}: {cond.message}",
                     warning=conditions.is_bad(cond),
                 )
+
+    def event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
+        """Queue an Event for a hook of this controller (e.g. an invalid ``node-disruption-policy``)."""
+        self._event(obj, kind, reason, message, warning=warning)
 
     def _event(self, obj: Obj, kind: Any, reason: str, message: str, *, warning: bool = False) -> None:
         """Queue an Event; one sender records them in order. Events are best effort, never a step: a

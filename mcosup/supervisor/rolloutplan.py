@@ -15,8 +15,9 @@ Choices where the contract leaves room, following the MCO's node controller:
   an admin's cordon, no daemon report yet, degraded) may come back by itself while we update it, so
   updating it must fit the cap *without* it: the number of nodes unavailable because of updates stays
   within ``maxUnavailable``, and the total does too unless nodes fail on their own. Candidates: nodes
-  unavailable now first, then by zone (``topology.kubernetes.io/zone``; nodes without a zone last),
-  then oldest ``creationTimestamp``, then name.
+  unavailable now first, then nodes that downloaded the image ahead of their turn (contract 12.1),
+  then by zone (``topology.kubernetes.io/zone``; nodes without a zone last), then oldest
+  ``creationTimestamp``, then name.
 - A node we cordoned but have not yet given its target is in its drain phase; while the pool is paused
   or holding for an image, such a node is released (uncordoned) instead of being left cordoned.
 - A node selected by several pools belongs to one: ``master`` first, then a custom pool, ``worker``
@@ -198,9 +199,13 @@ class Plan:
     conditions: tuple[Condition, ...]
 
 
-def _order_key(view: NodeView, unavailable: set[str]) -> tuple[int, int, str, str, str]:
+def _order_key(
+    view: NodeView, unavailable: set[str], image: str | None
+) -> tuple[int, int, int, str, str, str]:
     return (
         0 if view.name in unavailable else 1,
+        # Contract 12.1: a node that has downloaded the image is unavailable for drain and reboot only.
+        0 if image is not None and view.staged_image == image else 1,
         0 if view.zone is not None else 1,
         view.zone or "",
         view.created,
@@ -281,7 +286,9 @@ def plan_rollout(
         }
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
-        for v in sorted((v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable)):
+        for v in sorted(
+            (v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable, target.image)
+        ):
             if v.name in unavailable and v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
             elif v.name in external:

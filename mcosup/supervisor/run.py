@@ -34,6 +34,7 @@ from mcosup.runtime.settings import KubeSettings, LeaseSettings, RolloutSettings
 from mcosup.supervisor import builderpodplan, webhook
 from mcosup.supervisor.buildmetrics import BuildObserver
 from mcosup.supervisor.leader import LeaderElector
+from mcosup.supervisor.nodedisruption import DrainCheck
 from mcosup.supervisor.optin import KEY as OPTIN_KEY
 from mcosup.supervisor.optin import Caches, OptInController
 from mcosup.supervisor.render import RenderController, is_rendered
@@ -112,6 +113,14 @@ async def run(
             settings=rollout_settings,
             metrics=metrics,
         )
+        nodes.skip_drain = DrainCheck(
+            machineconfigs=informers["machineconfigs"],
+            configmaps=informers["configmaps"],
+            namespace=ns,
+            on_invalid=lambda cm, message: nodes.event(
+                cm, CONFIGMAPS, "InvalidNodeDisruptionPolicy", message, warning=True
+            ),
+        ).skip_drain
         elector = LeaderElector(kube, namespace=ns, identity=settings.identity, settings=lease)
 
         async def lead() -> None:

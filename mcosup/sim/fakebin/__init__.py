@@ -84,6 +84,7 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     if kill == "before":
         os.kill(os.getppid(), signal.SIGKILL)
         return 1
+    _download(root, name, argv)
     try:
         with locked(root):
             state = read_json(root / "host.json")
@@ -101,6 +102,32 @@ def command_main(name: str, argv: list[str], host_dir: str) -> int:
     if kill == "after":
         os.kill(os.getppid(), signal.SIGKILL)
     return status
+
+
+def _download(root: Path, name: str, argv: list[str]) -> None:
+    """The time a rebase or switch takes to download an image the host does not have yet (the knob
+    ``pullSeconds`` of host.json; contract 12.1), outside the host lock as a real pull is."""
+    words = [a for a in argv if not a.startswith("-") and a != "registry"]
+    if name not in ("rpm-ostree", "bootc") or len(words) != 2 or words[0] not in ("rebase", "switch"):
+        return
+    with locked(root):
+        state = read_json(root / "host.json")
+    image = _strip(words[1])
+    if state.get("pullSeconds") and image not in state.get("pulled", []):
+        import time
+
+        time.sleep(float(state["pullSeconds"]))
+
+
+def _strip(ref: str) -> str:
+    transport = next((t for t in _TRANSPORTS if ref.startswith(t)), "")
+    return ref[len(transport) :]
+
+
+def _pulled(state: Json, image: str) -> None:
+    pulled = state.setdefault("pulled", [])
+    if image not in pulled:
+        pulled.append(image)
 
 
 def _command(state: Json, name: str) -> Callable[[Json, list[str], Path], str]:
@@ -143,6 +170,12 @@ def base_state(registry: str | None) -> Json:
         "masked": [],
         "reboots": 0,
         "daemonReloads": 0,
+        # Every daemon-reload, reload and restart, in order ("reload crio.service").
+        "actions": [],
+        # Images downloaded (by a rebase, a switch or a download-only rebase), and the seconds a
+        # download of an image not yet here takes (contract 12.1).
+        "pulled": [],
+        "pullSeconds": 0.0,
         "caTrustUpdates": 0,
         "log": [],
         "fail": {},
@@ -248,6 +281,9 @@ def _rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
             raise _Fail(f"Unsupported refspec {ref!r}: use ostree-unverified-registry:<pullspec>")
         image = ref[len(transport) :]
         digest = _check_registry(state, image)
+        _pulled(state, image)
+        if "--download-only" in argv:
+            return "Downloaded image; not staged\n"
         _stage(state, image, list(_next_boot(state)["kargs"]), digest)
         return 'Staging deployment...done\nRun "systemctl reboot" to start a reboot\n'
     raise _Fail(f"rpm-ostree: unknown command {sub!r}")
@@ -290,6 +326,7 @@ def _bootc(state: Json, argv: list[str], rootfs: Path) -> str:
             raise _Fail("bootc switch takes exactly one IMAGE")
         image = words[1]
         digest = _check_registry(state, image)
+        _pulled(state, image)
         _stage(state, image, list(_next_boot(state)["kargs"]), digest)
         return "Queued for next boot\n"
     raise _Fail(f"bootc: unknown command {sub!r}")
@@ -311,6 +348,14 @@ def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
     sub, units = (args[0], args[1:]) if args else ("", [])
     if sub == "daemon-reload":
         state["daemonReloads"] += 1
+        state.setdefault("actions", []).append("daemon-reload")
+        return ""
+    if sub in ("reload", "restart"):
+        if len(units) != 1:
+            raise _Fail(f"systemctl {sub} takes one unit here, got {len(units)}")
+        if not any((rootfs / d / units[0]).is_file() for d in _UNIT_DIRS):
+            raise _Fail(f"Failed to {sub} {units[0]}: Unit {units[0]} not found.")
+        state.setdefault("actions", []).append(f"{sub} {units[0]}")
         return ""
     if sub == "reboot":
         if state["staged"] is not None:

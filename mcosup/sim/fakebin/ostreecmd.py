@@ -57,13 +57,15 @@ def _next_boot(state: Json, rootfs: Path) -> Json:
     }
 
 
-def _stage_image(state: Json, rootfs: Path, ref: str) -> None:
+def _stage_image(state: Json, rootfs: Path, ref: str, *, download_only: bool = False) -> None:
     registry = state.get("registry")
     if not registry:
         raise _Fail("this host has no registry to pull from (set one with OstreeHost.set_registry)")
     transport = next((t for t in _TRANSPORTS if ref.startswith(t)), "")
     image = ref[len(transport) :]
     checksum, digest = ot.pull(sysroot_of(rootfs), registry, image, rootfs.parent / "pull")
+    if download_only:
+        return  # in the repo, ready for a later rebase; nothing deployed (contract 12.1)
     kargs = list(_next_boot(state, rootfs)["kargs"])
     state["staged"] = {"checksum": checksum, "image": image, "digest": digest, "kargs": kargs}
 
@@ -96,7 +98,7 @@ def rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
             raise _Fail("rpm-ostree rebase takes exactly one REFSPEC")
         if not any(words[1].startswith(t) for t in _TRANSPORTS):
             raise _Fail(f"Unsupported refspec {words[1]!r}: use ostree-unverified-registry:<pullspec>")
-        _stage_image(state, rootfs, words[1])
+        _stage_image(state, rootfs, words[1], download_only="--download-only" in argv)
         return 'Staging deployment...done\nRun "systemctl reboot" to start a reboot\n'
     raise _Fail(f"rpm-ostree: unknown command {sub!r} (this simulated host has status, kargs, rebase)")
 
@@ -150,7 +152,7 @@ def bootc(state: Json, argv: list[str], rootfs: Path) -> str:
     if sub == "switch":
         if len(words) != 2:
             raise _Fail("bootc switch takes exactly one IMAGE")
-        _stage_image(state, rootfs, words[1])
+        _stage_image(state, rootfs, words[1], download_only="--download-only" in argv)
         return "Queued for next boot\n"
     raise _Fail(f"bootc: unknown command {sub!r} (this simulated host has status, switch)")
 
