@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
-from mcosup.supervisor import drain, rolloutplan
+from mcosup.supervisor import drain, rolloutplan, windowplan
 from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,9 @@ class NodeRollout:
                     self._cancel_drain(node)
             return None
         image = self.image_for(pool)
-        plan, by_name = self._plan(pool, image)
+        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        gate = windowplan.gate(pool, now, self.settings.window_margin)
+        plan, by_name = self._plan(pool, image, gate)
         # Nodes are independent: their writes go out together, so one slow answer delays no other node.
         steps = [self._uncordon(by_name[n], pool, finished=True) for n in plan.uncordon]
         steps += [self._uncordon(by_name[n], pool, finished=False) for n in plan.release]
@@ -224,7 +227,7 @@ class NodeRollout:
         if any(done):
             # Uncordoned nodes are available again (their new versions are known): plan with the slots
             # they free. Their uncordons are written already, so the cap holds at every instant.
-            plan, by_name = self._plan(pool, image)
+            plan, by_name = self._plan(pool, image, gate)
         self._count_nodes(pool_name, plan)
 
         starting = set(plan.start)
@@ -245,11 +248,16 @@ class NodeRollout:
 
         if retry:
             return Result(requeue_after=self.settings.conflict_retry)
-        if plan.status.get("updatedMachineCount") != plan.status.get("machineCount") or plan.start:
-            return Result(requeue_after=self.settings.resync)
-        return None
+        pending = plan.status.get("updatedMachineCount") != plan.status.get("machineCount")
+        # Outside a maintenance window with nothing under way, the pool sleeps until the window opens.
+        waits = [self.settings.resync] if plan.start or (pending and gate.may_start) else []
+        if pending and gate.wake_after is not None:
+            waits.append(gate.wake_after)
+        return Result(requeue_after=min(waits)) if waits else None
 
-    def _plan(self, pool: Obj, image: str | None) -> tuple[rolloutplan.Plan, dict[str, Obj]]:
+    def _plan(
+        self, pool: Obj, image: str | None, gate: windowplan.Gate
+    ) -> tuple[rolloutplan.Plan, dict[str, Obj]]:
         views, by_name = self._current_members(pool["metadata"]["name"])
         moscs = self.machineosconfigs.items() if self.machineosconfigs is not None else ()
         plan = rolloutplan.plan_rollout(
@@ -259,6 +267,7 @@ class NodeRollout:
             opted_in=machineosconfig.opted_in(pool, moscs),
             in_flight=[n for n in self._drains if n in by_name],
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
+            gate=gate,
         )
         return plan, by_name
 

@@ -42,6 +42,7 @@ from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, rendered_config
+from mcosup.supervisor import windowplan
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -234,6 +235,7 @@ def plan_rollout(
     opted_in: bool,
     in_flight: Iterable[str] = (),
     drain_stuck: Mapping[str, str] | None = None,
+    gate: windowplan.Gate = windowplan.OPEN,
 ) -> Plan:
     """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
     keeps each node's view from one change of the node to the next rather than building it per plan).
@@ -242,7 +244,8 @@ def plan_rollout(
     ``opted_in`` whether the pool is opted in (:func:`mcosup.model.machineosconfig.opted_in`).
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
     has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past
-    ``drainTimeout``.
+    ``drainTimeout``. ``gate`` says whether a new node update may start now (maintenance windows,
+    :mod:`mcosup.supervisor.windowplan`); updates already started go on either way.
     """
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
@@ -260,7 +263,7 @@ def plan_rollout(
     start: list[str] = []
     uncordon: list[str] = []
     release: list[str] = []
-    rolling = target is not None and not paused and not error
+    rolling = target is not None and not paused and not error and gate.error is None
     for v in views:
         if not v.cordoned_by_us or v.name in flying or not v.converged:
             continue
@@ -284,6 +287,8 @@ def plan_rollout(
         for v in sorted((v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable)):
             if v.name in unavailable and v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
+            elif not gate.may_start:
+                continue
             elif v.name in external:
                 if ours < capacity:
                     start.append(v.name)
@@ -296,7 +301,15 @@ def plan_rollout(
     starting = set(start)
     phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}
     status, conds = pool_status(
-        pool, views, target, phases, hold=hold, paused=paused, error=error, drain_stuck=drain_stuck or {}
+        pool,
+        views,
+        target,
+        phases,
+        hold=hold,
+        paused=paused,
+        error=error,
+        drain_stuck=drain_stuck or {},
+        gate=gate,
     )
     return Plan(
         pool=name,
@@ -349,6 +362,7 @@ def pool_status(
     paused: bool,
     error: str | None,
     drain_stuck: Mapping[str, str],
+    gate: windowplan.Gate = windowplan.OPEN,
 ) -> tuple[dict[str, Any], tuple[Condition, ...]]:
     """The status fields and this controller's conditions."""
     updated = [v for v in views if phases[v.name] is Phase.UPDATED]
@@ -367,6 +381,9 @@ def pool_status(
     elif target is None:
         upd = _cond(names.UPDATED, False, "WaitingForImage", f"{progress}; {hold}")
         uping = _cond(names.UPDATING, True, "WaitingForImage", f"{progress}; {hold}")
+    elif not gate.may_start and gate.error is None:
+        reason, msg = names.REASON_OUTSIDE_MAINTENANCE_WINDOW, f"{progress}; {gate.message}"
+        upd, uping = _cond(names.UPDATED, False, reason, msg), _cond(names.UPDATING, False, reason, msg)
     else:
         msg = f"{progress}; target {target.describe()}"
         upd = _cond(names.UPDATED, False, "NodesUpdating", msg)
@@ -382,6 +399,8 @@ def pool_status(
     problems: list[tuple[str, str]] = []
     if error:
         problems.append(("InvalidSpec", error))
+    if gate.error:
+        problems.append((names.REASON_INVALID_MAINTENANCE_WINDOW, gate.error))
     for node_name in sorted(drain_stuck):
         problems.append((names.REASON_DRAIN_STUCK, drain_stuck[node_name]))
     if degraded:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mcosup.control.clock import Clock
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
@@ -197,9 +198,10 @@ class FakeKubelet:
 class Supervisor:
     """The node controller with its own connection and caches, as one supervisor process has."""
 
-    def __init__(self, kubeconfig: Path, settings: RolloutSettings = FAST):
+    def __init__(self, kubeconfig: Path, settings: RolloutSettings = FAST, *, clock: Clock | None = None):
         self.kubeconfig = kubeconfig
         self.settings = settings
+        self.clock = clock
         self._task: asyncio.Task[None] | None = None
         self.rollout: NodeRollout | None = None
 
@@ -210,7 +212,9 @@ class Supervisor:
                 Informer(kube, NODES),
                 Informer(kube, PODS),
             )
-            self.rollout = NodeRollout(kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings)
+            self.rollout = NodeRollout(
+                kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings, clock=self.clock
+            )
             async with asyncio.TaskGroup() as tg:
                 for informer in (pools, nodes, pods):
                     tg.create_task(informer.run())
