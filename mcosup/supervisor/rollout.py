@@ -42,7 +42,7 @@ from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
-from mcosup.supervisor import drain, rolloutplan, windowplan
+from mcosup.supervisor import drain, haltplan, rolloutplan, windowplan
 from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
@@ -219,6 +219,10 @@ class NodeRollout:
         now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
         gate = windowplan.gate(pool, now, self.settings.window_margin)
         plan, by_name = self._plan(pool, image, gate)
+        if haltplan.resume_requested(self._newest(pool)):
+            if not await self._resume(pool, plan, by_name):
+                return Result(requeue_after=self.settings.conflict_retry)
+            plan, by_name = self._plan(pool, image, gate)
         # Nodes are independent: their writes go out together, so one slow answer delays no other node.
         steps = [self._uncordon(by_name[n], pool, finished=True) for n in plan.uncordon]
         steps += [self._uncordon(by_name[n], pool, finished=False) for n in plan.release]
@@ -333,6 +337,45 @@ class NodeRollout:
             why = "the pool is paused" if (pool.get("spec") or {}).get("paused") else "its target is on hold"
             self._event(node, NODES, "UpdateDeferred", f"uncordoned node {view.name}: {why}")
         log.info("uncordoned node %s", view.name, extra=fields(pool=pool["metadata"]["name"], node=view.name))
+        return True
+
+    def _newest(self, pool: Obj) -> Obj:
+        """The cached pool, or our last write of it while the cache has not shown that yet."""
+        mine = self._pool_written.get(pool["metadata"]["name"])
+        return mine if mine is not None and not _caught_up(_rv(pool), _rv(mine)) else pool
+
+    async def _resume(self, pool: Obj, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
+        """``mc/resume-rollout``: give each rolled-back node back what it runs (see
+        :mod:`~mcosup.supervisor.haltplan`), then remove the annotation. False to retry."""
+        pool_name = pool["metadata"]["name"]
+        halt = plan.halt
+        for name in halt.nodes if halt is not None else ():
+            view = NodeView.of(by_name[name])
+            back = haltplan.running(view)
+            if back is None:
+                continue
+            if await self._patch_node(by_name[name], target_patch(view, back), "resume") is None:
+                return False
+            self._event(
+                by_name[name],
+                NODES,
+                "RolloutResumed",
+                f"node {name} rolled back from {view.desired_image or view.desired_config}: given back "
+                f"{back.describe()}; it gets the pool's target again once its daemon reports Done",
+            )
+        patch = {"metadata": {"annotations": {names.RESUME_ROLLOUT: None}}}
+        try:
+            self._pool_written[pool_name] = await self.kube.patch(MACHINECONFIGPOOLS, pool_name, patch)
+        except (errors.Conflict, errors.NotFound):
+            return False
+        text = (
+            f"rollout of {halt.what} resumed on request ({names.RESUME_ROLLOUT}): nodes "
+            f"{', '.join(halt.nodes)} try it again"
+            if halt is not None
+            else f"{names.RESUME_ROLLOUT} removed: MachineConfigPool {pool_name}'s rollout was not halted"
+        )
+        self._event(pool, MACHINECONFIGPOOLS, "RolloutResumed", text)
+        log.info("%s", text, extra=fields(pool=pool_name))
         return True
 
     async def _advance(self, node: Obj, pool: Obj, target: Target) -> bool:

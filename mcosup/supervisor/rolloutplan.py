@@ -42,7 +42,7 @@ from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, rendered_config
-from mcosup.supervisor import windowplan
+from mcosup.supervisor import haltplan, windowplan
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -197,6 +197,8 @@ class Plan:
     status: Mapping[str, Any]
     #: This controller's pool conditions (Updated, Updating, Degraded, NodeDegraded).
     conditions: tuple[Condition, ...]
+    #: A node rolled back from the target (contract 12.3): nothing new starts.
+    halt: haltplan.Halt | None = None
 
 
 def _order_key(view: NodeView, unavailable: set[str]) -> tuple[int, int, str, str, str]:
@@ -263,7 +265,8 @@ def plan_rollout(
     start: list[str] = []
     uncordon: list[str] = []
     release: list[str] = []
-    rolling = target is not None and not paused and not error and gate.error is None
+    halt = haltplan.halt(name, views, target)
+    rolling = target is not None and not paused and not error and gate.error is None and halt is None
     for v in views:
         if not v.cordoned_by_us or v.name in flying or not v.converged:
             continue
@@ -284,7 +287,9 @@ def plan_rollout(
         }
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
-        for v in sorted((v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable)):
+        resumed = haltplan.unacknowledged(views, target)
+        candidates = (v for v in views if not v.at(target) and v.name not in resumed)
+        for v in sorted(candidates, key=lambda v: _order_key(v, unavailable)):
             if v.name in unavailable and v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
             elif not gate.may_start:
@@ -310,6 +315,7 @@ def plan_rollout(
         error=error,
         drain_stuck=drain_stuck or {},
         gate=gate,
+        halt=halt,
     )
     return Plan(
         pool=name,
@@ -325,6 +331,7 @@ def plan_rollout(
         phases=phases,
         status=status,
         conditions=conds,
+        halt=halt,
     )
 
 
@@ -363,6 +370,7 @@ def pool_status(
     error: str | None,
     drain_stuck: Mapping[str, str],
     gate: windowplan.Gate = windowplan.OPEN,
+    halt: haltplan.Halt | None = None,
 ) -> tuple[dict[str, Any], tuple[Condition, ...]]:
     """The status fields and this controller's conditions."""
     updated = [v for v in views if phases[v.name] is Phase.UPDATED]
@@ -381,6 +389,9 @@ def pool_status(
     elif target is None:
         upd = _cond(names.UPDATED, False, "WaitingForImage", f"{progress}; {hold}")
         uping = _cond(names.UPDATING, True, "WaitingForImage", f"{progress}; {hold}")
+    elif halt is not None:
+        reason, msg = names.REASON_ROLLOUT_HALTED, f"{progress}; {halt.message}"
+        upd, uping = _cond(names.UPDATED, False, reason, msg), _cond(names.UPDATING, False, reason, msg)
     elif not gate.may_start and gate.error is None:
         reason, msg = names.REASON_OUTSIDE_MAINTENANCE_WINDOW, f"{progress}; {gate.message}"
         upd, uping = _cond(names.UPDATED, False, reason, msg), _cond(names.UPDATING, False, reason, msg)
@@ -397,6 +408,8 @@ def pool_status(
 
     render = _condition(pool, names.RENDER_DEGRADED)
     problems: list[tuple[str, str]] = []
+    if halt is not None:
+        problems.append((names.REASON_ROLLOUT_HALTED, halt.message))
     if error:
         problems.append(("InvalidSpec", error))
     if gate.error:
