@@ -86,19 +86,9 @@ def selector_matches(
     return selectors.pool_selects_node(selector, labels)
 
 
-def _pool_rank(name: str) -> tuple[int, str]:
-    return (0 if name == "master" else 2 if name == "worker" else 1, name)
-
-
 def pool_of_node(node: ObjView, pools: Iterable[ObjView]) -> str | None:
-    """The one pool a node belongs to, or None."""
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    matching = [
-        str(p["metadata"]["name"])
-        for p in pools
-        if selector_matches((p.get("spec") or {}).get("nodeSelector"), labels)
-    ]
-    return min(matching, key=_pool_rank) if matching else None
+    """The one pool a node belongs to, or None (:func:`mcosup.model.selectors.pool_of_node`)."""
+    return selectors.pool_of_node((node.get("metadata") or {}).get("labels") or {}, pools)
 
 
 # The pool's target.
