@@ -120,3 +120,24 @@ def test_resume_gives_back_what_the_node_runs() -> None:
     legacy = NodeView(name="w00", current_config=R1)
     assert haltplan.running(legacy) == Target(names.MODE_LEGACY, R1, None)
     assert haltplan.running(NodeView(name="w00")) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [(None, health.DEFAULT_HEALTH_CHECK_SECONDS), ("1", 1), (" 900 ", 900)]
+)
+def test_health_check_seconds(value: str | None, seconds: int) -> None:
+    p = pool()
+    if value is not None:
+        p["metadata"]["annotations"] = {names.HEALTH_CHECK_SECONDS: value}
+    assert health.health_check_seconds(p) == seconds
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "10m", "", "1.5"])
+def test_bad_health_check_seconds_name_the_pool_the_annotation_and_the_fix(value: str) -> None:
+    p = pool()
+    p["metadata"]["annotations"] = {names.HEALTH_CHECK_SECONDS: value}
+    with pytest.raises(health.HealthCheckError) as exc:
+        health.health_check_seconds(p)
+    message = str(exc.value)
+    assert message.startswith(f"MachineConfigPool worker annotation {names.HEALTH_CHECK_SECONDS}={value!r}")
+    assert 'set it like "600" or remove it' in message
