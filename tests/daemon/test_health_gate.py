@@ -71,14 +71,20 @@ async def layered_on_a(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> No
     assert cluster.annotations()[names.STATE] == names.STATE_DONE and fake.booted_image() == IMG_A
 
 
+async def give_bad_image(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node runs A; it is given BAD, which fails the host's boot-complete check; every wait for a
+    change lets the wall clock run that long."""
+    await layered_on_a(cluster, fake, wall)
+    fake.boots_unhealthy(BAD)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+
+
 async def test_an_image_that_fails_its_boot_check_is_rolled_back_and_reported(
     cluster: MemoryCluster, fake: FakeHost, wall: Wall
 ) -> None:
-    await layered_on_a(cluster, fake, wall)
-    fake.boots_unhealthy(BAD)
-    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
-    # The agent boots BAD, finds it unhealthy and waits (the deadline is 300s away).
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    # The agent boots BAD, finds it unhealthy and waits for the deadline (300s; the wall moves on).
+    await give_bad_image(cluster, fake, wall)
     assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
     assert fake.booted_image() == IMG_A and fake.reboots() == 3
     ann = cluster.annotations()
@@ -138,10 +144,7 @@ async def test_a_node_healthy_before_the_deadline_reports_done(
 async def test_after_a_rollback_a_new_image_or_the_old_target_is_applied(
     cluster: MemoryCluster, fake: FakeHost, wall: Wall
 ) -> None:
-    await layered_on_a(cluster, fake, wall)
-    fake.boots_unhealthy(BAD)
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+    await give_bad_image(cluster, fake, wall)
     await run_through_reboots(cluster, fake, wall)
     assert cluster.annotations()[names.REASON].startswith("RolledBack:")
     # A resume gives the node back what it runs: Done, nothing rebooted.
@@ -159,10 +162,7 @@ async def test_after_a_rollback_a_new_image_or_the_old_target_is_applied(
 async def test_a_daemon_killed_between_deciding_and_rolling_back_rolls_back_once(
     cluster: MemoryCluster, fake: FakeHost, wall: Wall
 ) -> None:
-    await layered_on_a(cluster, fake, wall)
-    fake.boots_unhealthy(BAD)
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+    await give_bad_image(cluster, fake, wall)
     with pytest.raises(RebootRequested):
         await agent(cluster, fake, wall).reconcile()  # into BAD
     fake.fail("systemctl reboot", "the host refused to reboot")

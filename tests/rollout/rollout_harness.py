@@ -104,6 +104,12 @@ async def create_nodes(
     return made
 
 
+async def pool_condition(kube: kclient.Kube, type_: str) -> dict[str, Any]:
+    """The worker pool's condition of ``type_`` as the API server has it ({} when it has none)."""
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    return next((c for c in (pool.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
 async def set_ready(kube: kclient.Kube, name: str, ready: bool) -> None:
     cond = {
         "type": "Ready",

@@ -5,22 +5,19 @@ new image or ``mc/resume-rollout`` moves the pool on."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rollout_harness import (
     IMG,
     R0,
     R1,
     FakeDaemons,
     Supervisor,
-    connect,
     create_nodes,
-    ensure_namespace,
     node_versions,
     pool_body,
+    pool_condition,
     running,
 )
 
@@ -32,13 +29,6 @@ from waiting import eventually
 BAD = "registry.local/os@sha256:" + "b" * 64
 FIXED = "registry.local/os@sha256:" + "c" * 64
 R2 = "rendered-worker-" + "2" * 32
-
-
-@pytest.fixture
-async def kube(admin_kubeconfig: Path) -> AsyncIterator[kclient.Kube]:
-    async with connect(admin_kubeconfig) as k:
-        await ensure_namespace(k)
-        yield k
 
 
 async def publish(kube: kclient.Kube, config: str, image: str) -> None:
@@ -65,13 +55,6 @@ async def publish(kube: kclient.Kube, config: str, image: str) -> None:
     await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [*others, success]}})
 
 
-async def degraded(kube: kclient.Kube) -> dict[str, Any]:
-    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
-    return next(
-        (c for c in (pool.get("status") or {}).get("conditions") or [] if c["type"] == names.DEGRADED), {}
-    )
-
-
 async def all_on(kube: kclient.Kube, image: str) -> bool:
     items, _ = await kube.list(NODES)
     return all(
@@ -86,7 +69,7 @@ async def halted(kube: kclient.Kube) -> str:
     """Waits for RolloutHalted; the node that rolled back."""
 
     async def is_halted() -> bool:
-        return (await degraded(kube)).get("reason") == names.REASON_ROLLOUT_HALTED
+        return (await pool_condition(kube, names.DEGRADED)).get("reason") == names.REASON_ROLLOUT_HALTED
 
     await eventually(is_halted, what="the pool to halt its rollout")
     items, _ = await kube.list(NODES)
@@ -96,7 +79,7 @@ async def halted(kube: kclient.Kube) -> str:
         if (n["metadata"].get("annotations") or {}).get(names.DESIRED_IMAGE) == BAD
     ]
     assert len(failed) == 1, failed
-    message = (await degraded(kube))["message"]
+    message = (await pool_condition(kube, names.DEGRADED))["message"]
     for text in (
         f"rollout of {BAD} halted",
         f"node {failed[0]}: RolledBack: {BAD} did not become healthy",
@@ -137,7 +120,7 @@ async def test_a_bad_image_halts_after_one_node_and_a_new_image_rolls_on(
             await eventually(told, what="a RolloutHalted Event naming the image")
             await publish(kube, R2, FIXED)
             await eventually(lambda: all_on(kube, FIXED), what="the fixed image on every node")
-            assert (await degraded(kube))["status"] == "False"
+            assert (await pool_condition(kube, names.DEGRADED))["status"] == "False"
     assert took(emulator.history, BAD) == {failed}
 
 
@@ -157,4 +140,4 @@ async def test_resume_rollout_tries_the_same_image_again(
             await eventually(lambda: all_on(kube, BAD), what="the image on every node after the resume")
             pool = await kube.get(MACHINECONFIGPOOLS, "worker")
             assert names.RESUME_ROLLOUT not in (pool["metadata"].get("annotations") or {})
-            assert (await degraded(kube))["status"] == "False"
+            assert (await pool_condition(kube, names.DEGRADED))["status"] == "False"

@@ -4,24 +4,23 @@ the test playing each node's daemon. What is judged is the emulator's whole hist
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from rollout_harness import (
     FAST,
     R0,
     R1,
     FakeDaemons,
     Supervisor,
-    connect,
     create_nodes,
-    ensure_namespace,
     node_versions,
     pool_body,
+    pool_condition,
     running,
 )
 
@@ -37,22 +36,10 @@ OPENING = dt.datetime.fromisoformat("2026-12-07T01:00:00+01:00")  # a Monday
 NO_RESYNC = dataclasses.replace(FAST, resync=24 * 3600.0)
 
 
-@pytest.fixture
-async def kube(admin_kubeconfig: Path) -> AsyncIterator[kclient.Kube]:
-    async with connect(admin_kubeconfig) as k:
-        await ensure_namespace(k)
-        yield k
-
-
 def windowed_pool(window: str) -> dict[str, Any]:
     body = pool_body(rendered=R1, max_unavailable=2)
     body["metadata"]["annotations"] = {names.MAINTENANCE_WINDOW: window}
     return body
-
-
-async def condition(kube: kclient.Kube, type_: str) -> dict[str, Any]:
-    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
-    return next((c for c in (pool.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
 
 
 async def rolled_out(kube: kclient.Kube) -> bool:
@@ -63,7 +50,7 @@ async def rolled_out(kube: kclient.Kube) -> bool:
         and not n["spec"].get("unschedulable")
         for n in items
     )
-    return done and (await condition(kube, names.UPDATED)).get("status") == "True"
+    return done and (await pool_condition(kube, names.UPDATED)).get("status") == "True"
 
 
 def touched(node: dict[str, Any]) -> bool:
@@ -76,35 +63,49 @@ def touched(node: dict[str, Any]) -> bool:
     )
 
 
+@contextlib.asynccontextmanager
+async def rolling(
+    kube: kclient.Kube, admin_kubeconfig: Path, window: str, *, nodes: int, at: dt.datetime
+) -> AsyncIterator[JumpClock]:
+    """A pool with ``window`` and a new config for its ``nodes``, their fake daemons, and the node
+    controller on a clock that starts ``at``."""
+    clock = JumpClock(wall=at.timestamp())
+    await kube.create(MACHINECONFIGPOOLS, windowed_pool(window))
+    await create_nodes(kube, nodes, config=R0)
+    async with (
+        running(FakeDaemons(kube, seconds=0.05).run),
+        Supervisor(admin_kubeconfig, NO_RESYNC, clock=clock),
+    ):
+        yield clock
+
+
 async def test_nothing_is_cordoned_outside_the_window_and_updates_start_at_its_opening(
     kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
 ) -> None:
-    clock = JumpClock(wall=(OPENING - dt.timedelta(minutes=3)).timestamp())
-    await kube.create(MACHINECONFIGPOOLS, windowed_pool(WINDOW))
-    await create_nodes(kube, 3, config=R0)
-    async with running(FakeDaemons(kube, seconds=0.05).run):
-        async with Supervisor(admin_kubeconfig, NO_RESYNC, clock=clock):
+    async with rolling(
+        kube, admin_kubeconfig, WINDOW, nodes=3, at=OPENING - dt.timedelta(minutes=3)
+    ) as clock:
 
-            async def waits_for_the_window() -> bool:
-                cond = await condition(kube, names.UPDATING)
-                return cond.get("reason") == names.REASON_OUTSIDE_MAINTENANCE_WINDOW
+        async def waits_for_the_window() -> bool:
+            cond = await pool_condition(kube, names.UPDATING)
+            return cond.get("reason") == names.REASON_OUTSIDE_MAINTENANCE_WINDOW
 
-            await eventually(waits_for_the_window, what="the pool to report it is outside its window")
-            cond = await condition(kube, names.UPDATING)
-            assert cond["status"] == "False"
-            assert f'outside the maintenance window "{WINDOW}"' in cond["message"]
-            assert "next window opens at 2026-12-07T01:00:00+01:00" in cond["message"]
-            closed_until = max(rv for rv, _, _ in emulator.history)
+        await eventually(waits_for_the_window, what="the pool to report it is outside its window")
+        cond = await pool_condition(kube, names.UPDATING)
+        assert cond["status"] == "False"
+        assert f'outside the maintenance window "{WINDOW}"' in cond["message"]
+        assert "next window opens at 2026-12-07T01:00:00+01:00" in cond["message"]
+        closed_until = max(rv for rv, _, _ in emulator.history)
 
-            clock.jump(OPENING.timestamp() - clock.wall())
-            await eventually(lambda: rolled_out(kube), what="the rollout once the window opens")
+        clock.jump(OPENING.timestamp() - clock.wall())
+        await eventually(lambda: rolled_out(kube), what="the rollout once the window opens")
 
-            async def told() -> bool:
-                events, _ = await kube.list(EVENTS, namespace="default")
-                reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "worker"}
-                return {names.REASON_OUTSIDE_MAINTENANCE_WINDOW, "NodesUpdating"} <= reasons
+        async def told() -> bool:
+            events, _ = await kube.list(EVENTS, namespace="default")
+            reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "worker"}
+            return {names.REASON_OUTSIDE_MAINTENANCE_WINDOW, "NodesUpdating"} <= reasons
 
-            await eventually(told, what="Events for the wait and for the start at the opening")
+        await eventually(told, what="Events for the wait and for the start at the opening")
 
     history = node_versions(emulator.history)
     early = [f"rv {rv}: {n['metadata']['name']}" for rv, _, n in history if rv <= closed_until and touched(n)]
@@ -115,28 +116,26 @@ async def test_nothing_is_cordoned_outside_the_window_and_updates_start_at_its_o
 async def test_an_unparsable_window_degrades_the_pool_until_fixed(
     kube: kclient.Kube, emulator: Any, admin_kubeconfig: Path
 ) -> None:
-    clock = JumpClock(wall=(OPENING + dt.timedelta(hours=1)).timestamp())  # inside the fixed window
-    await kube.create(MACHINECONFIGPOOLS, windowed_pool("Mon-Fri 01:00-05:00 Europe/Pariss"))
-    await create_nodes(kube, 2, config=R0)
-    async with running(FakeDaemons(kube, seconds=0.05).run):
-        async with Supervisor(admin_kubeconfig, NO_RESYNC, clock=clock):
+    bad = "Mon-Fri 01:00-05:00 Europe/Pariss"
+    # An hour into the window once it is fixed.
+    async with rolling(kube, admin_kubeconfig, bad, nodes=2, at=OPENING + dt.timedelta(hours=1)):
 
-            async def degraded() -> bool:
-                cond = await condition(kube, names.DEGRADED)
-                return cond.get("reason") == names.REASON_INVALID_MAINTENANCE_WINDOW
+        async def degraded() -> bool:
+            cond = await pool_condition(kube, names.DEGRADED)
+            return cond.get("reason") == names.REASON_INVALID_MAINTENANCE_WINDOW
 
-            await eventually(degraded, what="Degraded=InvalidMaintenanceWindow")
-            message = (await condition(kube, names.DEGRADED))["message"]
-            assert f"MachineConfigPool worker annotation {names.MAINTENANCE_WINDOW}: window 1" in message
-            assert 'time zone "Europe/Pariss" is unknown' in message
-            fixed_at = max(rv for rv, _, _ in emulator.history)
-            await kube.patch(
-                MACHINECONFIGPOOLS,
-                "worker",
-                {"metadata": {"annotations": {names.MAINTENANCE_WINDOW: WINDOW}}},
-            )
-            await eventually(lambda: rolled_out(kube), what="the rollout once the window is fixed")
-            assert (await condition(kube, names.DEGRADED))["status"] == "False"
+        await eventually(degraded, what="Degraded=InvalidMaintenanceWindow")
+        message = (await pool_condition(kube, names.DEGRADED))["message"]
+        assert f"MachineConfigPool worker annotation {names.MAINTENANCE_WINDOW}: window 1" in message
+        assert 'time zone "Europe/Pariss" is unknown' in message
+        fixed_at = max(rv for rv, _, _ in emulator.history)
+        await kube.patch(
+            MACHINECONFIGPOOLS,
+            "worker",
+            {"metadata": {"annotations": {names.MAINTENANCE_WINDOW: WINDOW}}},
+        )
+        await eventually(lambda: rolled_out(kube), what="the rollout once the window is fixed")
+        assert (await pool_condition(kube, names.DEGRADED))["status"] == "False"
     early = [
         n["metadata"]["name"] for rv, _, n in node_versions(emulator.history) if rv <= fixed_at and touched(n)
     ]
