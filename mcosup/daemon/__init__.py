@@ -43,6 +43,10 @@ Choices where the contract is silent (what an MCO administrator would expect):
   ``user-ca-bundle.crt`` is removed (and the trust store rebuilt); a dropped ``kubelet-ca.crt`` is left
   in place (removing it would cut the kubelet off); ``/etc/docker/certs.d`` is owned by the daemon:
   every directory there that the ConfigMap does not list is removed.
+- The health gate (contract 12.3) covers plans that boot a new layered image: Ready and the host's
+  ``boot-complete.target`` (when it has one) within the pool's ``health-check-seconds``, else
+  ``rpm-ostree rollback``/``bootc rollback``, a reboot, and ``RolledBack: ...`` until the target
+  changes. A legacy config's reboot is not gated (its files cannot be rolled back with a deployment).
 - After a failure the node stays ``Degraded`` with the reason while the daemon retries (capped
   exponential backoff), rather than flapping through ``Working`` on each attempt.
 - Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored; the

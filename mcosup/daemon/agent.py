@@ -9,7 +9,8 @@ this module has no Kubernetes client in it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from mcosup.daemon import plan as p
@@ -17,9 +18,9 @@ from mcosup.daemon.certplan import REGISTRY_CERTS_DIR, USER_CA_PATH, certificate
 from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
-from mcosup.daemon.journal import DaemonState, Journal, PlanRecord
-from mcosup.daemon.steps import Reboot
-from mcosup.model import disruption, names
+from mcosup.daemon.journal import DaemonState, HealthGate, Journal, PlanRecord, RolledBack
+from mcosup.daemon.steps import Rebase, Reboot
+from mcosup.model import disruption, health, names
 from mcosup.model import node as nodeproto
 from mcosup.model.hostconfig import ConfigError, parse_machineconfig
 from mcosup.model.node import NodeView, Target
@@ -31,16 +32,23 @@ log = logging.getLogger(__name__)
 
 #: Target of the certificate track (it has no config or image of its own).
 CERTIFICATES = Target(mode="certificates", config=names.NODE_CERTIFICATES_CM)
+#: Longest wait, in seconds, between two looks at a node's health while its health gate is open
+#: (a Node change, such as it turning Ready, is seen at once).
+HEALTH_POLL = 5.0
 
 
 class Cluster(Protocol):
-    """What the daemon needs from the API: its Node, rendered configs, two ConfigMaps, a Node patch."""
+    """What the daemon needs from the API: its Node, rendered configs, two ConfigMaps, its pool's
+    health-check time, a Node patch."""
 
     def node(self) -> Obj | None: ...
     def machineconfig(self, name: str) -> Obj | None: ...
     def configmap(self, name: str) -> Obj | None: ...
     async def wait_changed(self, seconds: float) -> None: ...
     async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None: ...
+    def health_check_seconds(self) -> int:
+        """The ``mc/health-check-seconds`` of the node's pool (:mod:`mcosup.model.health`)."""
+        ...
 
 
 class Agent:
@@ -52,8 +60,11 @@ class Agent:
         node_name: str,
         settings: AgentSettings | None = None,
         journal: Journal | None = None,
+        wall: Callable[[], float] = time.time,
     ):
         self.cluster = cluster
+        #: Wall-clock seconds: a health gate's deadline must survive the daemon's restarts and reboots.
+        self.wall = wall
         self.host = host
         self.node_name = node_name
         self.settings = settings or AgentSettings()
@@ -80,7 +91,7 @@ class Agent:
             await self.cluster.wait_changed(delay)
 
     async def _degraded(self, exc: Exception, delay: float) -> None:
-        if isinstance(exc, p.PlanError | StepFailed | HostError | ConfigError):
+        if isinstance(exc, p.PlanError | StepFailed | HostError | ConfigError | health.HealthCheckError):
             reason = str(exc)
             log.warning("degraded: %s; retrying in %.0fs", reason, delay, extra=self._where)
         else:
@@ -104,6 +115,11 @@ class Agent:
         if target is None:
             log.debug("node has no desired config yet", extra=self._where)
             return
+        if state.rolled_back is not None and await self._rolled_back(state, target):
+            return
+        if state.health is not None and state.health.image != target.image:
+            state.health = None  # given something else: that image's gate is moot
+            self.journal.save(state)
         revert = p.reverting(target, view, HostFacts(applied=state.applied))
         if state.plan is not None and (state.plan.target, state.plan.revert) != (target, revert):
             log.info("target changed to %s; abandoning plan %s", target, state.plan.key, extra=self._where)
@@ -120,6 +136,8 @@ class Agent:
                     extra=self._where,
                 )
                 state.plan = PlanRecord.start(plan)
+                if plan.target.image and any(isinstance(s, Rebase | Reboot) for s in plan.steps):
+                    state.health = HealthGate(plan.target.image, previous=state.applied)
                 self.journal.save(state)
         if state.plan is not None:
             # A retry after a failure stays Degraded (with its reason) until it succeeds, rather than
@@ -129,6 +147,8 @@ class Agent:
             await run_record(
                 self.host, self.journal, state, "plan", on_reboot=self._rebooting, node=self.node_name
             )
+        if state.health is not None:
+            await self._health_gate(state)
         report = nodeproto.done(target)
         if state.applied is not None and state.applied.live is not None:
             report[names.LAST_APPLIED_WITHOUT_REBOOT] = state.applied.live
@@ -153,6 +173,69 @@ class Agent:
             log.warning("cannot download %s ahead of the node's turn: %s", image, exc, extra=self._where)
             return
         await self._report({names.STAGED_IMAGE: image})
+
+    # The health gate (contract 12.3).
+
+    async def _health_gate(self, state: DaemonState) -> None:
+        """Return once the node is healthy on the image it booted; past the pool's deadline, roll the
+        host back (raises :class:`RebootRequested`)."""
+        gate = state.health
+        assert gate is not None
+        if gate.since is None:
+            gate.since = self.wall()
+            self.journal.save(state)
+        seconds = self.cluster.health_check_seconds()
+        while True:
+            why = await self._unhealthy()
+            if why is None:
+                log.info("healthy on %s", gate.image, extra=self._where)
+                state.health = None
+                self.journal.save(state)
+                return
+            left = gate.since + seconds - self.wall()
+            if left <= 0:
+                log.warning("%s did not become healthy: %s; rolling back", gate.image, why, extra=self._where)
+                state.rolled_back = RolledBack(
+                    gate.image, f"{why} within {seconds}s of booting it", boot_from=self.host.boot_id()
+                )
+                state.applied, state.health = gate.previous, None
+                self.journal.save(state)
+                await self._roll_back(state.rolled_back, state)
+            log.info("waiting up to %.0fs for health on %s: %s", left, gate.image, why, extra=self._where)
+            await self.cluster.wait_changed(min(left, HEALTH_POLL))
+
+    async def _unhealthy(self) -> str | None:
+        """Why the node is not healthy now, or None: Ready, and the host's boot-complete check passed."""
+        node = self.cluster.node()
+        if node is None or not NodeView.of(node).ready:
+            return f"node {self.node_name} is not Ready"
+        return await self.host.boot_complete()
+
+    async def _rolled_back(self, state: DaemonState, target: Target) -> bool:
+        """True while the node's target is still the image the host was rolled back from: the
+        rollback is finished if need be, and reported. A new target forgets it (and is tried)."""
+        rolled = state.rolled_back
+        assert rolled is not None
+        if target.image != rolled.image:
+            log.info("given %s after rolling back from %s", target, rolled.image, extra=self._where)
+            state.rolled_back = None
+            self.journal.save(state)
+            return False
+        if self.host.boot_id() == rolled.boot_from:
+            await self._roll_back(rolled, state)  # its reboot has not happened yet
+        await self._report(health.rolled_back(rolled.image, rolled.why))
+        return True
+
+    async def _roll_back(self, rolled: RolledBack, state: DaemonState) -> None:
+        """Boot the previous deployment: report the rollback, run it (once), reboot."""
+        await self._report(health.rolled_back(rolled.image, rolled.why))
+        if not rolled.requested:
+            await self.host.rollback()
+            rolled.requested = True
+            self.journal.save(state)
+        log.info("rebooting to roll back from %s", rolled.image, extra=self._where)
+        await self.host.reboot()
+        raise RebootRequested(f"roll back from {rolled.image}")
 
     async def _plan(self, view: NodeView, state: DaemonState) -> p.Plan | None:
         rendered_obj = self.cluster.machineconfig(view.desired_config or "")

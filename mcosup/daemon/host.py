@@ -35,6 +35,10 @@ BACKENDS: tuple[Backend, ...] = ("rpm-ostree", "bootc")
 #: Transport rpm-ostree needs for a container image it does not verify signatures of (contract 6.2).
 UNVERIFIED_REGISTRY = "ostree-unverified-registry:"
 BOOT_ID = "/proc/sys/kernel/random/boot_id"
+#: The host's boot-complete check (greenboot's, or any unit an image orders before it): when the host
+#: carries the target, the daemon's health gate waits for it to be active (contract 12.3).
+BOOT_COMPLETE = "boot-complete.target"
+_UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system")
 
 
 class HostError(Exception):
@@ -57,6 +61,8 @@ class Host(Protocol):
     async def deployments(self) -> tuple[Deployment | None, Deployment | None]: ...
     async def rebase(self, image: str) -> None: ...
     async def pull(self, image: str) -> None: ...
+    async def rollback(self) -> None: ...
+    async def boot_complete(self) -> str | None: ...
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None: ...
     async def systemctl(self, action: str, units: Sequence[str]) -> None: ...
     async def daemon_reload(self) -> None: ...
@@ -330,6 +336,23 @@ class LocalHost:
             "--download-only",
             UNVERIFIED_REGISTRY + strip_transport(image),
         )
+
+    async def rollback(self) -> None:
+        """Boot the previous deployment next (``rpm-ostree rollback`` / ``bootc rollback``)."""
+        if self.backend == "bootc":
+            await self.run(self.commands.bootc, "rollback")
+        else:
+            await self.run(self.commands.rpm_ostree, "rollback")
+
+    async def boot_complete(self) -> str | None:
+        """None when the host's boot-complete check passed or it has none; else why it has not."""
+        if not any(self._abs(f"{d}/{BOOT_COMPLETE}").exists() for d in _UNIT_DIRS):
+            return None
+        try:
+            await self.run(self.commands.systemctl, "is-active", BOOT_COMPLETE)
+        except HostError as exc:
+            return f"{BOOT_COMPLETE} is not active ({exc})"
+        return None
 
     async def kargs(self, append: Sequence[str], delete: Sequence[str]) -> None:
         # bootc hosts (FCOS/RHCOS) ship rpm-ostree too; bootc itself only takes kargs from the image.

@@ -70,12 +70,57 @@ class PlanRecord:
 
 
 @dataclasses.dataclass
+class HealthGate:
+    """A plan boots a new image: the node must prove healthy on it before it reports Done
+    (contract 12.3), or the host goes back to what it ran before."""
+
+    image: str
+    #: What the host ran before the plan: applied again when it rolls back.
+    previous: Applied | None
+    #: Wall-clock seconds (Unix time) the check began, after the boot: the deadline survives restarts.
+    since: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        previous = None if self.previous is None else self.previous.to_json()
+        return {"image": self.image, "previous": previous, "since": self.since}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> HealthGate:
+        previous = None if data.get("previous") is None else Applied.from_json(data["previous"])
+        return cls(image=data["image"], previous=previous, since=data.get("since"))
+
+
+@dataclasses.dataclass
+class RolledBack:
+    """The host was rolled back from ``image`` (``why``): reported until the node is given another
+    target."""
+
+    image: str
+    why: str
+    #: Boot id the rollback's reboot was requested from; another boot id means it has happened.
+    boot_from: str
+    #: The rollback command has run (it is not idempotent: a second one would undo the first).
+    requested: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RolledBack:
+        return cls(**data)
+
+
+@dataclasses.dataclass
 class DaemonState:
     applied: Applied | None = None
     #: The config plan (contract 6.1-6.3) in progress.
     plan: PlanRecord | None = None
     #: The certificate plan (6.4) in progress.
     certs: PlanRecord | None = None
+    #: The health gate (12.3) of the image the plan boots, until the node proves healthy on it.
+    health: HealthGate | None = None
+    #: The rollback (12.3) the node reports while its target is still the image it left.
+    rolled_back: RolledBack | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +128,8 @@ class DaemonState:
             "applied": None if self.applied is None else self.applied.to_json(),
             "plan": None if self.plan is None else self.plan.to_json(),
             "certs": None if self.certs is None else self.certs.to_json(),
+            "health": None if self.health is None else self.health.to_json(),
+            "rolledBack": None if self.rolled_back is None else self.rolled_back.to_json(),
         }
 
     @classmethod
@@ -91,6 +138,8 @@ class DaemonState:
             applied=None if data.get("applied") is None else Applied.from_json(data["applied"]),
             plan=None if data.get("plan") is None else PlanRecord.from_json(data["plan"]),
             certs=None if data.get("certs") is None else PlanRecord.from_json(data["certs"]),
+            health=None if data.get("health") is None else HealthGate.from_json(data["health"]),
+            rolled_back=None if data.get("rolledBack") is None else RolledBack.from_json(data["rolledBack"]),
         )
 
     def abandon_plan(self) -> None:

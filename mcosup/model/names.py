@@ -133,6 +133,14 @@ REASON_BUILDER_STARTING: Final = "BuilderStarting"
 REASON_BUILDER_CRASHLOOPING: Final = "BuilderCrashLooping"
 REASON_DRAIN_STUCK: Final = "DrainStuck"
 
+# Safer rollouts (contract 12.3, 12.4): annotations on pools and the pool conditions' reasons.
+MAINTENANCE_WINDOW: Final = PREFIX + "maintenance-window"
+HEALTH_CHECK_SECONDS: Final = PREFIX + "health-check-seconds"
+RESUME_ROLLOUT: Final = PREFIX + "resume-rollout"
+REASON_OUTSIDE_MAINTENANCE_WINDOW: Final = "OutsideMaintenanceWindow"
+REASON_INVALID_MAINTENANCE_WINDOW: Final = "InvalidMaintenanceWindow"
+REASON_ROLLOUT_HALTED: Final = "RolloutHalted"
+
 # Paths an OS image cannot deliver: the image owns /usr and /etc, not state or per-host directories.
 IMAGE_UNDELIVERABLE_PREFIXES: Final = ("/var", "/home", "/root", "/run", "/tmp", "/usr/local")
 

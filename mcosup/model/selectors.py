@@ -7,7 +7,7 @@ an invalid selector. ``tests/test_one_answer.py`` checks this against the real c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -87,3 +87,18 @@ def pool_selects_node(selector: Mapping[str, Any] | None, labels: Mapping[str, s
     if not selector or (not selector.get("matchLabels") and not selector.get("matchExpressions")):
         return False
     return safe_selector_matches(selector, labels)
+
+
+def _pool_rank(name: str) -> tuple[int, str]:
+    return (0 if name == "master" else 2 if name == "worker" else 1, name)
+
+
+def pool_of_node(labels: Mapping[str, str], pools: Iterable[Mapping[str, Any]]) -> str | None:
+    """The one pool a node with ``labels`` belongs to, or None: of the pools whose node selector
+    matches, ``master`` first, then a custom pool, ``worker`` last (the MCO's rule); ties by name."""
+    matching = [
+        str(p["metadata"]["name"])
+        for p in pools
+        if pool_selects_node((p.get("spec") or {}).get("nodeSelector"), labels)
+    ]
+    return min(matching, key=_pool_rank) if matching else None

@@ -186,10 +186,16 @@ class RolloutSettings:
     #: Least seconds between two pool status writes that only update counts and messages (a condition
     #: changing status is written at once): a wave of nodes finishing makes one write, not twenty.
     status_interval: float = 0.25
+    #: Seconds of a maintenance window a node's update needs to reach its reboot (cordon and drain
+    #: come first): no update starts later than this before its window ends (contract 12.4).
+    window_margin: float = 600.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
-        return cls(drain=DrainSettings.from_env(env))
+        return cls(
+            drain=DrainSettings.from_env(env),
+            window_margin=env_float(env, "MCOSUP_WINDOW_MARGIN", cls.window_margin, minimum=0),
+        )
 
 
 @dataclasses.dataclass(frozen=True)

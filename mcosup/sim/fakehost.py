@@ -8,11 +8,13 @@ Layout of a :class:`FakeHost` directory:
 - ``host.json`` — what the real tools keep in the OS: the booted and staged deployments (image
   reference, digest, kernel arguments), unit enablement, the boot id, counters and a command log.
 
-A rebase stages a deployment; ``systemctl reboot`` makes the staged deployment the booted one and
-changes the boot id, and the daemon exits to be started again by :func:`run_daemon` (as the kubelet
-restarts a DaemonSet pod). When a registry URL is configured, a rebase first checks that the image's
-manifest exists there. Tests can make a command fail (:meth:`FakeHost.fail`) or have it kill the daemon
-that ran it with SIGKILL (:meth:`FakeHost.kill_daemon_at`), before or after doing its work.
+A rebase stages a deployment; ``systemctl reboot`` makes the staged deployment the booted one (the one
+booted before is kept for ``rollback``) and changes the boot id, and the daemon exits to be started
+again by :func:`run_daemon` (as the kubelet restarts a DaemonSet pod). When a registry URL is
+configured, a rebase first checks that the image's manifest exists there. Tests can make a command fail
+(:meth:`FakeHost.fail`) or have it kill the daemon that ran it with SIGKILL
+(:meth:`FakeHost.kill_daemon_at`), before or after doing its work. The host carries a boot-complete
+check (``boot-complete.target``) that fails on an image a test names (:meth:`FakeHost.boots_unhealthy`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,10 @@ class FakeHost:
                 f"[Unit]\nDescription=stock {unit}\n[Service]\nExecStart=/bin/true\n"
                 "[Install]\nWantedBy=multi-user.target\n"
             )
+        # A boot-complete check, as greenboot gives a host: the daemon's health gate waits for it.
+        (self.rootfs / "usr/lib/systemd/system/boot-complete.target").write_text(
+            "[Unit]\nDescription=Boot Completion Check\n"
+        )
         boot_id = str(uuid.uuid4())
         (self.rootfs / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
         state: Json = {**base_state(registry), "booted": deployment(image, kargs), "bootId": boot_id}
@@ -194,6 +200,16 @@ class FakeHost:
     def pulled(self) -> list[str]:
         """Images downloaded so far, in order."""
         return [str(i) for i in self.state().get("pulled", [])]
+
+    def boots_unhealthy(self, image: str) -> None:
+        """Booted, ``image`` fails the host's boot-complete check (``boot-complete.target``)."""
+        with self._update() as state:
+            state["unhealthy"].append(image)
+
+    def rollback_image(self) -> str | None:
+        """The image of the deployment a rollback would boot."""
+        image: str | None = (self.state()["rollback"] or {}).get("image")
+        return image
 
     def set_registry(self, url: str | None) -> None:
         with self._update() as state:

@@ -23,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -41,7 +42,7 @@ from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
 from mcosup.runtime.metrics import Metrics
 from mcosup.runtime.settings import RolloutSettings
-from mcosup.supervisor import drain, rolloutplan, stagingplan
+from mcosup.supervisor import drain, haltplan, rolloutplan, stagingplan, windowplan
 from mcosup.supervisor.rolloutplan import Phase
 
 log = logging.getLogger(__name__)
@@ -222,7 +223,13 @@ class NodeRollout:
                     self._cancel_drain(node)
             return None
         image = self.image_for(pool)
-        plan, by_name = self._plan(pool, image)
+        now = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        gate = windowplan.gate(pool, now, self.settings.window_margin)
+        plan, by_name = self._plan(pool, image, gate)
+        if haltplan.resume_requested(self._newest(pool)):
+            if not await self._resume(pool, plan, by_name):
+                return Result(requeue_after=self.settings.conflict_retry)
+            plan, by_name = self._plan(pool, image, gate)
         # Nodes are independent: their writes go out together, so one slow answer delays no other node.
         steps = [self._uncordon(by_name[n], pool, finished=True) for n in plan.uncordon]
         steps += [self._uncordon(by_name[n], pool, finished=False) for n in plan.release]
@@ -231,7 +238,7 @@ class NodeRollout:
         if any(done):
             # Uncordoned nodes are available again (their new versions are known): plan with the slots
             # they free. Their uncordons are written already, so the cap holds at every instant.
-            plan, by_name = self._plan(pool, image)
+            plan, by_name = self._plan(pool, image, gate)
         self._count_nodes(pool_name, plan)
 
         starting = set(plan.start)
@@ -254,11 +261,16 @@ class NodeRollout:
 
         if retry:
             return Result(requeue_after=self.settings.conflict_retry)
-        if plan.status.get("updatedMachineCount") != plan.status.get("machineCount") or plan.start:
-            return Result(requeue_after=self.settings.resync)
-        return None
+        pending = plan.status.get("updatedMachineCount") != plan.status.get("machineCount")
+        # Outside a maintenance window with nothing under way, the pool sleeps until the window opens.
+        waits = [self.settings.resync] if plan.start or (pending and gate.may_start) else []
+        if pending and gate.wake_after is not None:
+            waits.append(gate.wake_after)
+        return Result(requeue_after=min(waits)) if waits else None
 
-    def _plan(self, pool: Obj, image: str | None) -> tuple[rolloutplan.Plan, dict[str, Obj]]:
+    def _plan(
+        self, pool: Obj, image: str | None, gate: windowplan.Gate
+    ) -> tuple[rolloutplan.Plan, dict[str, Obj]]:
         views, by_name = self._current_members(pool["metadata"]["name"])
         moscs = self.machineosconfigs.items() if self.machineosconfigs is not None else ()
         plan = rolloutplan.plan_rollout(
@@ -268,6 +280,7 @@ class NodeRollout:
             opted_in=machineosconfig.opted_in(pool, moscs),
             in_flight=[n for n in self._drains if n in by_name],
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
+            gate=gate,
         )
         return plan, by_name
 
@@ -335,6 +348,45 @@ class NodeRollout:
         log.info("uncordoned node %s", view.name, extra=fields(pool=pool["metadata"]["name"], node=view.name))
         return True
 
+    def _newest(self, pool: Obj) -> Obj:
+        """The cached pool, or our last write of it while the cache has not shown that yet."""
+        mine = self._pool_written.get(pool["metadata"]["name"])
+        return mine if mine is not None and not _caught_up(_rv(pool), _rv(mine)) else pool
+
+    async def _resume(self, pool: Obj, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
+        """``mc/resume-rollout``: give each rolled-back node back what it runs (see
+        :mod:`~mcosup.supervisor.haltplan`), then remove the annotation. False to retry."""
+        pool_name = pool["metadata"]["name"]
+        halt = plan.halt
+        for name in halt.nodes if halt is not None else ():
+            view = NodeView.of(by_name[name])
+            back = haltplan.running(view)
+            if back is None:
+                continue
+            if await self._patch_node(by_name[name], target_patch(view, back), "resume") is None:
+                return False
+            self._event(
+                by_name[name],
+                NODES,
+                "RolloutResumed",
+                f"node {name} rolled back from {view.desired_image or view.desired_config}: given back "
+                f"{back.describe()}; it gets the pool's target again once its daemon reports Done",
+            )
+        patch = {"metadata": {"annotations": {names.RESUME_ROLLOUT: None}}}
+        try:
+            self._pool_written[pool_name] = await self.kube.patch(MACHINECONFIGPOOLS, pool_name, patch)
+        except (errors.Conflict, errors.NotFound):
+            return False
+        text = (
+            f"rollout of {halt.what} resumed on request ({names.RESUME_ROLLOUT}): nodes "
+            f"{', '.join(halt.nodes)} try it again"
+            if halt is not None
+            else f"{names.RESUME_ROLLOUT} removed: MachineConfigPool {pool_name}'s rollout was not halted"
+        )
+        self._event(pool, MACHINECONFIGPOOLS, "RolloutResumed", text)
+        log.info("%s", text, extra=fields(pool=pool_name))
+        return True
+
     async def _advance(self, node: Obj, pool: Obj, target: Target) -> bool:
         """One step for a node the plan starts: cordon, drain (in the background), set target."""
         view = NodeView.of(node)
@@ -384,8 +436,10 @@ class NodeRollout:
     async def _stage(self, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
         """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1)."""
         views = {name: self._views.of(node, ("", name)) for name, node in by_name.items()}
+        # A halted image (contract 12.3) is staged nowhere: no other node gets it, not even its download.
+        target = plan.target if plan.halt is None else None
         changes = stagingplan.plan_staging(
-            views.values(), plan.target, capacity=plan.capacity, updating=plan.start
+            views.values(), target, capacity=plan.capacity, updating=plan.start
         )
         writes = [
             self._patch_node(by_name[name], staging_patch(views[name], image), "staging")

@@ -43,6 +43,7 @@ from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, rendered_config
+from mcosup.supervisor import haltplan, windowplan
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -86,19 +87,9 @@ def selector_matches(
     return selectors.pool_selects_node(selector, labels)
 
 
-def _pool_rank(name: str) -> tuple[int, str]:
-    return (0 if name == "master" else 2 if name == "worker" else 1, name)
-
-
 def pool_of_node(node: ObjView, pools: Iterable[ObjView]) -> str | None:
-    """The one pool a node belongs to, or None."""
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    matching = [
-        str(p["metadata"]["name"])
-        for p in pools
-        if selector_matches((p.get("spec") or {}).get("nodeSelector"), labels)
-    ]
-    return min(matching, key=_pool_rank) if matching else None
+    """The one pool a node belongs to, or None (:func:`mcosup.model.selectors.pool_of_node`)."""
+    return selectors.pool_of_node((node.get("metadata") or {}).get("labels") or {}, pools)
 
 
 # The pool's target.
@@ -197,6 +188,8 @@ class Plan:
     status: Mapping[str, Any]
     #: This controller's pool conditions (Updated, Updating, Degraded, NodeDegraded).
     conditions: tuple[Condition, ...]
+    #: A node rolled back from the target (contract 12.3): nothing new starts.
+    halt: haltplan.Halt | None = None
 
 
 def _order_key(
@@ -239,6 +232,7 @@ def plan_rollout(
     opted_in: bool,
     in_flight: Iterable[str] = (),
     drain_stuck: Mapping[str, str] | None = None,
+    gate: windowplan.Gate = windowplan.OPEN,
 ) -> Plan:
     """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
     keeps each node's view from one change of the node to the next rather than building it per plan).
@@ -247,7 +241,8 @@ def plan_rollout(
     ``opted_in`` whether the pool is opted in (:func:`mcosup.model.machineosconfig.opted_in`).
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
     has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past
-    ``drainTimeout``.
+    ``drainTimeout``. ``gate`` says whether a new node update may start now (maintenance windows,
+    :mod:`mcosup.supervisor.windowplan`); updates already started go on either way.
     """
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
@@ -265,7 +260,8 @@ def plan_rollout(
     start: list[str] = []
     uncordon: list[str] = []
     release: list[str] = []
-    rolling = target is not None and not paused and not error
+    halt = haltplan.halt(name, views, target)
+    rolling = target is not None and not paused and not error and gate.error is None and halt is None
     for v in views:
         if not v.cordoned_by_us or v.name in flying or not v.converged:
             continue
@@ -286,11 +282,13 @@ def plan_rollout(
         }
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
-        for v in sorted(
-            (v for v in views if not v.at(target)), key=lambda v: _order_key(v, unavailable, target.image)
-        ):
+        resumed = haltplan.unacknowledged(views, target)
+        candidates = (v for v in views if not v.at(target) and v.name not in resumed)
+        for v in sorted(candidates, key=lambda v: _order_key(v, unavailable, target.image)):
             if v.name in unavailable and v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
+            elif not gate.may_start:
+                continue
             elif v.name in external:
                 if ours < capacity:
                     start.append(v.name)
@@ -303,7 +301,16 @@ def plan_rollout(
     starting = set(start)
     phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}
     status, conds = pool_status(
-        pool, views, target, phases, hold=hold, paused=paused, error=error, drain_stuck=drain_stuck or {}
+        pool,
+        views,
+        target,
+        phases,
+        hold=hold,
+        paused=paused,
+        error=error,
+        drain_stuck=drain_stuck or {},
+        gate=gate,
+        halt=halt,
     )
     return Plan(
         pool=name,
@@ -319,6 +326,7 @@ def plan_rollout(
         phases=phases,
         status=status,
         conditions=conds,
+        halt=halt,
     )
 
 
@@ -356,6 +364,8 @@ def pool_status(
     paused: bool,
     error: str | None,
     drain_stuck: Mapping[str, str],
+    gate: windowplan.Gate = windowplan.OPEN,
+    halt: haltplan.Halt | None = None,
 ) -> tuple[dict[str, Any], tuple[Condition, ...]]:
     """The status fields and this controller's conditions."""
     updated = [v for v in views if phases[v.name] is Phase.UPDATED]
@@ -374,6 +384,12 @@ def pool_status(
     elif target is None:
         upd = _cond(names.UPDATED, False, "WaitingForImage", f"{progress}; {hold}")
         uping = _cond(names.UPDATING, True, "WaitingForImage", f"{progress}; {hold}")
+    elif halt is not None:
+        reason, msg = names.REASON_ROLLOUT_HALTED, f"{progress}; {halt.message}"
+        upd, uping = _cond(names.UPDATED, False, reason, msg), _cond(names.UPDATING, False, reason, msg)
+    elif not gate.may_start and gate.error is None:
+        reason, msg = names.REASON_OUTSIDE_MAINTENANCE_WINDOW, f"{progress}; {gate.message}"
+        upd, uping = _cond(names.UPDATED, False, reason, msg), _cond(names.UPDATING, False, reason, msg)
     else:
         msg = f"{progress}; target {target.describe()}"
         upd = _cond(names.UPDATED, False, "NodesUpdating", msg)
@@ -387,8 +403,12 @@ def pool_status(
 
     render = _condition(pool, names.RENDER_DEGRADED)
     problems: list[tuple[str, str]] = []
+    if halt is not None:
+        problems.append((names.REASON_ROLLOUT_HALTED, halt.message))
     if error:
         problems.append(("InvalidSpec", error))
+    if gate.error:
+        problems.append((names.REASON_INVALID_MAINTENANCE_WINDOW, gate.error))
     for node_name in sorted(drain_stuck):
         problems.append((names.REASON_DRAIN_STUCK, drain_stuck[node_name]))
     if degraded:

@@ -44,7 +44,10 @@ def fake(tmp_path: Path) -> FakeHost:
 @pytest.fixture
 async def cluster(emulator: Any, admin_kubeconfig: Path) -> AsyncIterator[Cluster]:
     await emulator.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    await emulator.create_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    ready = {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}]}
+    await emulator.create_object(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": ready}
+    )
     for mc in (MC1, MC2):
         await emulator.create_object(mc)
     # The daemon runs with its own ServiceAccount's credential, bound to its node, as in the DaemonSet.

@@ -65,8 +65,11 @@ def rendered(
 class MemoryCluster:
     def __init__(self) -> None:
         self.node_obj: dict[str, Any] = {
-            "metadata": {"name": NODE, "resourceVersion": "1", "annotations": {}}
+            "metadata": {"name": NODE, "resourceVersion": "1", "annotations": {}},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
         }
+        #: The pool's mc/health-check-seconds.
+        self.health_seconds = 600
         self.mcs: dict[str, dict[str, Any]] = {}
         self.cms: dict[str, dict[str, Any]] = {}
         self.patches: list[dict[str, str | None]] = []
@@ -82,6 +85,9 @@ class MemoryCluster:
 
     async def wait_changed(self, seconds: float) -> None:
         return None
+
+    def health_check_seconds(self) -> int:
+        return self.health_seconds
 
     async def patch_node_annotations(self, annotations: Mapping[str, str | None]) -> None:
         self.patches.append(dict(annotations))

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from mcosup.control.clock import Clock
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.model import names
+from mcosup.model import health, names
 from mcosup.model.node import ZONE_LABEL, NodeView
 from mcosup.runtime.settings import DrainSettings, KubeSettings, RolloutSettings
 from mcosup.supervisor.rollout import NodeRollout
@@ -103,6 +104,12 @@ async def create_nodes(
     return made
 
 
+async def pool_condition(kube: kclient.Kube, type_: str) -> dict[str, Any]:
+    """The worker pool's condition of ``type_`` as the API server has it ({} when it has none)."""
+    pool = await kube.get(MACHINECONFIGPOOLS, "worker")
+    return next((c for c in (pool.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
+
+
 async def set_ready(kube: kclient.Kube, name: str, ready: bool) -> None:
     cond = {
         "type": "Ready",
@@ -114,11 +121,14 @@ async def set_ready(kube: kclient.Kube, name: str, ready: bool) -> None:
 
 class FakeDaemons:
     """Plays every node's daemon: sees desired* differ from current*, reports Working, takes
-    ``seconds``, then reports current* = desired* and Done — by patching the Node, as the daemon does."""
+    ``seconds``, then reports current* = desired* and Done — by patching the Node, as the daemon does.
+    An image in ``rolls_back`` does not boot healthily: the node reports it rolled back from it (and
+    stays so until given something else, as the daemon does)."""
 
-    def __init__(self, kube: kclient.Kube, seconds: float):
+    def __init__(self, kube: kclient.Kube, seconds: float, *, rolls_back: Iterable[str] = ()):
         self.kube = kube
         self.seconds = seconds
+        self.rolls_back = set(rolls_back)
         self.nodes = Informer(kube, NODES)
         self._busy: set[str] = set()
         self.updates = 0
@@ -130,14 +140,18 @@ class FakeDaemons:
 
     def _maybe_start(self, tg: asyncio.TaskGroup, node: dict[str, Any]) -> None:
         name = node["metadata"]["name"]
-        if name not in self._busy and _behind(node):
+        view = NodeView.of(node)
+        failed = health.rolled_back_from(view)
+        if name in self._busy or (failed is not None and failed == view.desired_image):
+            return
+        if _behind(node) or failed is not None:  # behind, or given something else after a rollback
             self._busy.add(name)
             tg.create_task(self._update(name))
 
     async def _update(self, name: str) -> None:
         try:
             latest = self.nodes.get(name)
-            while latest is not None and _behind(latest):
+            while latest is not None and (_behind(latest) or health.rolled_back_from(NodeView.of(latest))):
                 await self.kube.patch(
                     NODES, name, {"metadata": {"annotations": {names.STATE: names.STATE_WORKING}}}
                 )
@@ -146,10 +160,16 @@ class FakeDaemons:
                 if node is None:
                     return
                 ann = node["metadata"].get("annotations") or {}
+                if ann.get(names.DESIRED_IMAGE) in self.rolls_back:
+                    why = "the fake host was told this image does not boot healthily"
+                    report = health.rolled_back(ann[names.DESIRED_IMAGE], why)
+                    await self.kube.patch(NODES, name, {"metadata": {"annotations": report}})
+                    return
                 done = {
                     names.CURRENT_CONFIG: ann.get(names.DESIRED_CONFIG),
                     names.CURRENT_IMAGE: ann.get(names.DESIRED_IMAGE),
                     names.STATE: names.STATE_DONE,
+                    names.REASON: None,
                 }
                 written = await self.kube.patch(NODES, name, {"metadata": {"annotations": done}})
                 self.updates += 1
@@ -197,9 +217,10 @@ class FakeKubelet:
 class Supervisor:
     """The node controller with its own connection and caches, as one supervisor process has."""
 
-    def __init__(self, kubeconfig: Path, settings: RolloutSettings = FAST):
+    def __init__(self, kubeconfig: Path, settings: RolloutSettings = FAST, *, clock: Clock | None = None):
         self.kubeconfig = kubeconfig
         self.settings = settings
+        self.clock = clock
         self._task: asyncio.Task[None] | None = None
         self.rollout: NodeRollout | None = None
 
@@ -210,7 +231,9 @@ class Supervisor:
                 Informer(kube, NODES),
                 Informer(kube, PODS),
             )
-            self.rollout = NodeRollout(kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings)
+            self.rollout = NodeRollout(
+                kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings, clock=self.clock
+            )
             async with asyncio.TaskGroup() as tg:
                 for informer in (pools, nodes, pods):
                     tg.create_task(informer.run())

@@ -165,6 +165,10 @@ def base_state(registry: str | None) -> Json:
     """What every simulated host's ``host.json`` starts with besides its deployments."""
     return {
         "staged": None,
+        # The deployment booted before the current one (``rpm-ostree rollback`` boots it again).
+        "rollback": None,
+        # Images whose boot-complete check fails once booted (FakeHost.boots_unhealthy).
+        "unhealthy": [],
         "registry": registry,
         "enabled": [],
         "masked": [],
@@ -286,7 +290,18 @@ def _rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
             return "Downloaded image; not staged\n"
         _stage(state, image, list(_next_boot(state)["kargs"]), digest)
         return 'Staging deployment...done\nRun "systemctl reboot" to start a reboot\n'
+    if sub == "rollback":
+        return _rollback(state)
     raise _Fail(f"rpm-ostree: unknown command {sub!r}")
+
+
+def _rollback(state: Json) -> str:
+    """The previous deployment is booted next (rpm-ostree/bootc ``rollback``)."""
+    previous = state.get("rollback")
+    if previous is None:
+        raise _Fail("No rollback deployment found")
+    state["staged"] = dict(previous)
+    return f"Moving '{previous['checksum'][:12]}' to be first deployment\nRun \"systemctl reboot\"\n"
 
 
 def _bootc(state: Json, argv: list[str], rootfs: Path) -> str:
@@ -329,6 +344,8 @@ def _bootc(state: Json, argv: list[str], rootfs: Path) -> str:
         _pulled(state, image)
         _stage(state, image, list(_next_boot(state)["kargs"]), digest)
         return "Queued for next boot\n"
+    if sub == "rollback":
+        return _rollback(state)
     raise _Fail(f"bootc: unknown command {sub!r}")
 
 
@@ -359,11 +376,18 @@ def _systemctl(state: Json, argv: list[str], rootfs: Path) -> str:
         return ""
     if sub == "reboot":
         if state["staged"] is not None:
-            state["booted"], state["staged"] = state["staged"], None
+            state["rollback"], state["booted"], state["staged"] = state["booted"], state["staged"], None
         state["bootId"] = str(uuid.uuid4())
         (rootfs / "proc/sys/kernel/random/boot_id").write_text(state["bootId"] + "\n")
         state["reboots"] += 1
         return ""
+    if sub == "is-active":
+        # Every unit the fake host has is active, but boot-complete.target fails on an image the test
+        # said does not boot healthily (what greenboot's checks failing looks like).
+        booted = (state.get("booted") or {}).get("image")
+        if "boot-complete.target" in units and booted in state.get("unhealthy", []):
+            raise _Fail(f"boot-complete.target failed: a health check of image {booted} failed")
+        return "".join("active\n" for _ in units)
     if sub in ("enable", "disable", "mask", "unmask", "is-enabled"):
         if not units:
             raise _Fail(f"Too few arguments for systemctl {sub}")

@@ -1,0 +1,175 @@
+"""The daemon's health gate (contract 12.3) on a fake host: a new image that does not become healthy is
+rolled back to the previous deployment and reported ``RolledBack``, the report stays while the target
+is that image, and another target is applied as usual. The wall clock is the test's: a deadline passes
+when the test says so."""
+
+from __future__ import annotations
+
+import pytest
+from daemon_kit import MC1, MC2, NODE, MemoryCluster
+
+from mcosup.daemon.agent import Agent
+from mcosup.daemon.executor import RebootRequested
+from mcosup.daemon.host import LocalHost
+from mcosup.daemon.journal import Journal
+from mcosup.model import names
+from mcosup.runtime.settings import AgentSettings
+from mcosup.sim.fakehost import FakeHost
+
+IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
+BAD = "registry.local:5000/os/worker@sha256:" + "b" * 64
+IMG_C = "registry.local:5000/os/worker@sha256:" + "c" * 64
+
+
+class Wall:
+    """Wall-clock seconds that move only when the test moves them."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def cluster() -> MemoryCluster:
+    c = MemoryCluster()
+    c.mcs = {m["metadata"]["name"]: m for m in (MC1, MC2)}
+    c.health_seconds = 300
+    return c
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall()
+
+
+def agent(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> Agent:
+    host = LocalHost(fake.rootfs, env=fake.env())
+    settings = AgentSettings(backoff_initial=0, backoff_max=0)
+    return Agent(cluster, host, node_name=NODE, settings=settings, wall=wall)
+
+
+async def run_through_reboots(cluster: MemoryCluster, fake: FakeHost, wall: Wall, *, passes: int = 4) -> int:
+    """Reconcile with a fresh agent after each reboot until a pass ends; returns the reboots."""
+    for restarts in range(passes):
+        try:
+            await agent(cluster, fake, wall).reconcile()
+            return restarts
+        except RebootRequested:
+            continue
+    pytest.fail(f"no pass ended: {cluster.annotations()}")
+
+
+def set_ready(cluster: MemoryCluster, ready: bool) -> None:
+    cluster.node_obj["status"] = {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+
+
+async def layered_on_a(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
+    await run_through_reboots(cluster, fake, wall)
+    assert cluster.annotations()[names.STATE] == names.STATE_DONE and fake.booted_image() == IMG_A
+
+
+async def give_bad_image(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node runs A; it is given BAD, which fails the host's boot-complete check; every wait for a
+    change lets the wall clock run that long."""
+    await layered_on_a(cluster, fake, wall)
+    fake.boots_unhealthy(BAD)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+
+
+async def test_an_image_that_fails_its_boot_check_is_rolled_back_and_reported(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # The agent boots BAD, finds it unhealthy and waits for the deadline (300s; the wall moves on).
+    await give_bad_image(cluster, fake, wall)
+    assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
+    assert fake.booted_image() == IMG_A and fake.reboots() == 3
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DEGRADED
+    assert ann[names.REASON] == (
+        f"RolledBack: {BAD} did not become healthy: boot-complete.target is not active "
+        f"(systemctl is-active boot-complete.target failed with exit status 1: error: boot-complete.target "
+        f"failed: a health check of image {BAD} failed) within 300s of booting it"
+    )
+    # current* still name what runs; the journal is back on A's config.
+    assert ann[names.CURRENT_IMAGE] == IMG_A and ann[names.CURRENT_CONFIG] == "rendered-worker-1"
+    applied = Journal(LocalHost(fake.rootfs)).load().applied
+    assert applied is not None and applied.image == IMG_A
+    # While the target is still BAD, every pass reports the same and touches nothing.
+    log = len(fake.command_log())
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert [c for c in fake.command_log()[log:] if c[1] not in ("status", "kargs")] == []
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+
+
+async def _advance(wall: Wall, seconds: float) -> None:
+    wall.now += seconds
+
+
+async def test_a_node_that_is_not_ready_in_time_is_rolled_back(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await layered_on_a(cluster, fake, wall)
+    set_ready(cluster, False)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+    await run_through_reboots(cluster, fake, wall)
+    assert fake.booted_image() == IMG_A
+    assert cluster.annotations()[names.REASON] == (
+        f"RolledBack: {BAD} did not become healthy: node {NODE} is not Ready within 300s of booting it"
+    )
+
+
+async def test_a_node_healthy_before_the_deadline_reports_done(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await layered_on_a(cluster, fake, wall)
+    set_ready(cluster, False)
+
+    async def ready_after_a_minute(seconds: float) -> None:
+        wall.now += 60
+        set_ready(cluster, True)
+
+    cluster.wait_changed = ready_after_a_minute  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-2", IMG_C)
+    await run_through_reboots(cluster, fake, wall)
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and ann[names.CURRENT_IMAGE] == IMG_C
+    assert fake.booted_image() == IMG_C and fake.reboots() == 2
+
+
+async def test_after_a_rollback_a_new_image_or_the_old_target_is_applied(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await give_bad_image(cluster, fake, wall)
+    await run_through_reboots(cluster, fake, wall)
+    assert cluster.annotations()[names.REASON].startswith("RolledBack:")
+    # A resume gives the node back what it runs: Done, nothing rebooted.
+    reboots = fake.reboots()
+    cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
+    await run_through_reboots(cluster, fake, wall)
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and names.REASON not in ann and fake.reboots() == reboots
+    # A fixed image rolls on.
+    cluster.target(names.MODE_LAYERED, "rendered-worker-2", IMG_C)
+    await run_through_reboots(cluster, fake, wall)
+    assert cluster.annotations()[names.CURRENT_IMAGE] == IMG_C and fake.booted_image() == IMG_C
+
+
+async def test_a_daemon_killed_between_deciding_and_rolling_back_rolls_back_once(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await give_bad_image(cluster, fake, wall)
+    with pytest.raises(RebootRequested):
+        await agent(cluster, fake, wall).reconcile()  # into BAD
+    fake.fail("systemctl reboot", "the host refused to reboot")
+    with pytest.raises(Exception, match="refused to reboot"):
+        await agent(cluster, fake, wall).reconcile()  # unhealthy: rolled back, but the reboot failed
+    fake.fail("systemctl reboot", None)
+    assert await run_through_reboots(cluster, fake, wall) == 1
+    assert fake.booted_image() == IMG_A
+    assert sum(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log()) == 1
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
