@@ -80,6 +80,13 @@ async def halted(kube: kclient.Kube) -> str:
     ]
     assert len(failed) == 1, failed
     message = (await pool_condition(kube, names.DEGRADED))["message"]
+
+    async def staged_nowhere() -> bool:
+        items, _ = await kube.list(NODES)
+        return all((n["metadata"].get("annotations") or {}).get(names.STAGING_IMAGE) != BAD for n in items)
+
+    # Nodes may have been told to download it ahead of their turn before the halt; not after.
+    await eventually(staged_nowhere, what="no node staging the halted image")
     for text in (
         f"rollout of {BAD} halted",
         f"node {failed[0]}: RolledBack: {BAD} did not become healthy",
