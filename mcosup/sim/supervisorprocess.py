@@ -86,7 +86,9 @@ class SupervisorProcess:
             for doc in [d for d in yaml.safe_load_all((DEPLOY / "webhook.yaml").read_text()) if d]:
                 await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
             self._webhook_installed = True
-        self.http_port = self.http_port or free_port()
+        if self.process is not None and self.process.returncode is not None:
+            self.exit_codes.append(self.process.returncode)  # it ended by itself
+        self.http_port = free_port()  # a fresh one each start: only the runner's readiness checks use it
         env = {
             **os.environ,
             "MCOSUP_NAMESPACE": self.ns,
