@@ -39,7 +39,8 @@ Measured against a real kube-apiserver: `tests/sim/test_emu_conformance.py` runs
 both; `mcosup/sim/README.md` gives the figures and the one table of known differences, each pinned
 by a test.
 
-Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
+Test hooks: `emu.faults` (fault injection), `await emu.restart(downtime)` (the server process
+restarting with its store kept), `emu.requests` (request log), `emu.history` (every
 object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves),
 `emu.add_token(...)` (a user for raw HTTP), `await emu.create_object(obj)` (seed as admin, in-process),
 `emu.get_object(...)` / `emu.list_objects(...)` (read the store without HTTP).
