@@ -86,6 +86,15 @@ class SupervisorProcess:
             for doc in [d for d in yaml.safe_load_all((DEPLOY / "webhook.yaml").read_text()) if d]:
                 await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
             self._webhook_installed = True
+        if self.process is None or self.process.returncode is not None:
+            await self._launch(kubeconfig)
+        # else: a start retried after a failed wait waits again for the process it started
+        await wait_until(self._ready, within=self.startup_seconds, what="the supervisor's /readyz")
+        await wait_until(
+            lambda: self._ca_injected(kube), within=self.startup_seconds, what="the webhook CA injected"
+        )
+
+    async def _launch(self, kubeconfig: Path) -> None:
         if self.process is not None and self.process.returncode is not None:
             self.exit_codes.append(self.process.returncode)  # it ended by itself
         self.http_port = free_port()  # a fresh one each start: only the runner's readiness checks use it
@@ -121,10 +130,6 @@ class SupervisorProcess:
                 env=env,
                 start_new_session=True,
             )
-        await wait_until(self._ready, within=self.startup_seconds, what="the supervisor's /readyz")
-        await wait_until(
-            lambda: self._ca_injected(kube), within=self.startup_seconds, what="the webhook CA injected"
-        )
 
     async def _ready(self) -> str | None:
         proc = self.process
