@@ -52,6 +52,7 @@ from mcosup.kube.resources import (
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
     MACHINEOSCONFIGS,
+    NODES,
     PODS,
 )
 from mcosup.model import names
@@ -77,6 +78,10 @@ FAULT_KINDS = (
     "slow answer",
     "connection reset",
     "apiserver restart",
+    # Armed now, fired by what the recorder sees next: the joins between two writes of one step.
+    "kill leader at cordon",
+    "kill leader at new image",
+    "kill builder at build start",
 )
 #: Where the API faults land (a regex searched in the request path; "" is every request).
 PATHS = ("/nodes", "/machineconfigpools", "/pods", "/machineconfigs", "/machineosconfigs", "/leases", "")
@@ -84,6 +89,7 @@ PATHS = ("/nodes", "/machineconfigpools", "/pods", "/machineconfigs", "/machineo
 DAEMON_STEPS = ("rpm-ostree rebase", "systemctl reboot", "systemctl daemon-reload", "rpm-ostree kargs")
 ADMIN_ACTIONS = ("pause mid-rollout", "edit mid-rollout", "opt out mid-build")
 WORKERS = 3
+_BUILDER_SELECTOR = f"{names.BUILDER_APP_LABEL}={names.BUILDER_APP_VALUE}"
 #: Seconds each step of the story may take under chaos before the run counts as not converging.
 STEP_SECONDS = 300.0
 
@@ -173,7 +179,41 @@ class Chaos:
         #: Container processes the runner killed: their exit codes are not crashes.
         self.killed_pids: set[int] = set()
         self.daemon_kills = collections.Counter[str]()
-        self._restarts: set[asyncio.Task[None]] = set()
+        self._restarts: set[asyncio.Task[Any]] = set()
+        #: Armed kills (kind → its pick), fired from :meth:`seen`.
+        self.armed: dict[str, int] = {}
+        self._last: dict[tuple[str, str], str | None] = {}
+
+    def seen(self, event: str, obj: dict[str, Any]) -> None:
+        """Every version the recorder sees: fire an armed kill at the moment it waits for."""
+        meta = obj.get("metadata") or {}
+        ann, labels = meta.get("annotations") or {}, meta.get("labels") or {}
+        key = (str(obj.get("kind")), str(meta.get("name")))
+        value = ann.get(names.CORDONED_BY) or ann.get(names.NEWEST_IMAGE_ANNOTATION)
+        changed, self._last[key] = bool(value) and value != self._last.get(key), value
+        fire = None
+        if key[0] == "Node" and changed:
+            fire = "kill leader at cordon"
+        elif key[0] == "MachineConfigPool" and changed:
+            fire = "kill leader at new image"
+        elif key[0] == "Pod" and event == "ADDED" and names.BUILD_OBJECT_LABEL in labels:
+            fire = "kill builder at build start"
+        if fire is None or fire not in self.armed:
+            return
+        pick = self.armed.pop(fire)
+        kill = self.kill_leader(pick) if "leader" in fire else self.kill_pods(_BUILDER_SELECTOR)
+        self._spawn(self._fired(fire, kill))
+
+    async def _fired(self, kind: str, kill: Awaitable[bool]) -> None:
+        with contextlib.suppress(errors.ApiError, ClusterError):
+            if await kill:
+                self.result.faults[kind] += 1
+                self.journal(f"fault: {kind} (fired)")
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
 
     async def run_faults(self) -> None:
         for fault in self.plan.faults:
@@ -192,8 +232,11 @@ class Chaos:
         match fault.kind:
             case "kill leader":
                 return await self.kill_leader(pick)
+            case "kill leader at cordon" | "kill leader at new image" | "kill builder at build start":
+                self.armed[fault.kind] = pick
+                return False  # counted when it fires
             case "kill builder":
-                return await self.kill_pods(f"{names.BUILDER_APP_LABEL}={names.BUILDER_APP_VALUE}")
+                return await self.kill_pods(_BUILDER_SELECTOR)
             case "kill build":
                 return await self.kill_pods(names.BUILD_OBJECT_LABEL)
             case "kill daemon":
@@ -235,9 +278,7 @@ class Chaos:
             if sup.identity == holder and sup.process is not None:
                 await sup.kill()
                 # Its Deployment's kubelet starts it again a little later; meanwhile the standby leads.
-                task = asyncio.create_task(self._restart(sup, 1.0 + pick % 10))
-                self._restarts.add(task)
-                task.add_done_callback(self._restarts.discard)
+                self._spawn(self._restart(sup, 1.0 + pick % 10))
                 return True
         return False
 
@@ -264,6 +305,7 @@ class Chaos:
         """The schedule is over: no fault left pending, every supervisor replica running again."""
         emu = self.cluster.emulator
         emu.faults.clear()
+        self.armed.clear()
         await asyncio.gather(*self._restarts, return_exceptions=True)
         for sup in self.cluster.supervisors:
             if sup.process is None:
@@ -449,20 +491,23 @@ async def run_seed(plan: Plan, workdir: Path) -> Result:
         supervisor_env={"MCOSUP_REQUEST_TIMEOUT": str(REQUEST_TIMEOUT)},
     )
     async with request_timeout(), LocalCluster(config, workdir) as cluster:
-        recorders = {r.kind: Recorder(cluster.kube, r) for r in (MACHINECONFIGPOOLS, PODS, MACHINECONFIGS)}
+        kinds = (NODES, MACHINECONFIGPOOLS, PODS, MACHINECONFIGS)
+        recorders = {r.kind: Recorder(cluster.kube, r) for r in kinds}
         tasks = [asyncio.create_task(r.run(), name=f"record {k}") for k, r in recorders.items()]
         try:
             for r in recorders.values():
                 await r.listed.wait()
             journal = Journal(workdir / "story.log")
             chaos = Chaos(cluster, plan, result, journal)
+            for r in recorders.values():
+                r.subscribe(chaos.seen)
             story = Story(cluster, plan, journal)
             faults = asyncio.create_task(chaos.run_faults(), name="faults")
             started = time.monotonic()
             since = 0
             try:
                 await story.converged(layered=False)
-                since = cluster.history_rv()
+                since = recorders["Node"].mark()
                 await story.tell("label")
                 await story.tell("machineosconfig")
             except ClusterError as exc:
