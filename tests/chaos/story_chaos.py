@@ -58,7 +58,7 @@ from mcosup.kube.resources import (
 from mcosup.model import names
 from mcosup.sim.cluster import ClusterConfig, LocalCluster, missing_tools
 from mcosup.sim.invariants import ClusterError, wait_until
-from mcosup.sim.objects import machineconfig
+from mcosup.sim.objects import machineconfig, machineosconfig
 from mcosup.sim.recorder import Recorder
 from mcosup.sim.registry import read_image
 
@@ -399,19 +399,7 @@ class Story:
         if by == "label":
             await as_admin(lambda: c.opt_in("worker", on=on), f"label the pool (on={on})")
         elif on:
-            body = {
-                "apiVersion": names.API_VERSION,
-                "kind": "MachineOSConfig",
-                "metadata": {"name": "worker"},
-                "spec": {
-                    "machineConfigPool": {"name": "worker"},
-                    "imageBuilder": {"imageBuilderType": "Job"},
-                    "baseImagePullSecret": {"name": "demo-pull-secret"},
-                    "renderedImagePushSecret": {"name": "demo-push-secret"},
-                    "renderedImagePushSpec": c.pullspec,
-                    "containerFile": [{"containerfileArch": "NoArch", "content": self.containerfile()}],
-                },
-            }
+            body = machineosconfig("worker", c.pullspec, self.containerfile())
 
             async def create() -> None:
                 with contextlib.suppress(errors.AlreadyExists):
