@@ -175,11 +175,10 @@ class Chaos:
         self.journal = journal
         self.plan = plan
         self.result = result
-        self.rng = random.Random(plan.seed * 7919)
         #: Container processes the runner killed: their exit codes are not crashes.
         self.killed_pids: set[int] = set()
-        self.daemon_kills = collections.Counter[str]()
-        self._restarts: set[asyncio.Task[Any]] = set()
+        #: Restarts of killed supervisors and armed kills that fired, awaited by :meth:`settle`.
+        self._tasks: set[asyncio.Task[Any]] = set()
         #: Armed kills (kind → its pick), fired from :meth:`seen`.
         self.armed: dict[str, int] = {}
         self._last: dict[tuple[str, str], str | None] = {}
@@ -212,8 +211,8 @@ class Chaos:
 
     def _spawn(self, work: Awaitable[Any]) -> None:
         task: asyncio.Task[Any] = asyncio.ensure_future(work)
-        self._restarts.add(task)
-        task.add_done_callback(self._restarts.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run_faults(self) -> None:
         for fault in self.plan.faults:
@@ -244,7 +243,6 @@ class Chaos:
                 if node.daemon.process is None or node.daemon.process.returncode is not None:
                     return False
                 node.daemon.kill()
-                self.daemon_kills[node.name] += 1
                 return True
             case "kill daemon at step":
                 node = self.cluster.nodes[f"worker-{pick % WORKERS}"]
@@ -306,7 +304,7 @@ class Chaos:
         emu = self.cluster.emulator
         emu.faults.clear()
         self.armed.clear()
-        await asyncio.gather(*self._restarts, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for sup in self.cluster.supervisors:
             if sup.process is None:
                 await as_admin(lambda s=sup: s.start(self.cluster.kube, install_webhook=False), "restart")
