@@ -585,7 +585,7 @@ def render(results: list[Result], baseline: Result | None) -> str:
         faults.update(r.faults)
     lines = [f"seeds run: {len(results)} ({', '.join(str(r.seed) for r in results)})"]
     lines.append("faults injected by kind:")
-    lines += [f"  {kind:<22} {faults[kind]}" for kind in FAULT_KINDS]
+    lines += [f"  {kind:<28} {faults[kind]}" for kind in FAULT_KINDS]
     violations = sum(len(r.violations) for r in results)
     lines.append(f"invariant violations: {violations}")
     base = f"{baseline.seconds:.0f}s" if baseline else "not run"
