@@ -36,10 +36,16 @@ bench: base
 	$(VENV)/python bench/_summary.py $$summary $(BENCHES); met=$$?; rm -f $$summary; \
 	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi; exit $$met
 
-# The long chaos runs (the tests run short versions): BODIES hostile AdmissionReviews against the webhook.
+# The long chaos runs (the tests run short versions): BODIES hostile AdmissionReviews against the webhook,
+# then the whole story under SEEDS seeded fault schedules (after a fault-free run to compare with). Both
+# run; the target fails when either found a problem. A failing seed prints the command that replays it.
 BODIES ?= 100000
+SEEDS ?= 20
 chaos: base
-	$(VENV)/python tests/chaos/webhook_chaos.py --bodies $(BODIES) --rotations 20
+	@failed=""; \
+	$(VENV)/python tests/chaos/webhook_chaos.py --bodies $(BODIES) --rotations 20 || failed="$$failed webhook"; \
+	$(VENV)/python tests/chaos/story_chaos.py --seeds $(SEEDS) || failed="$$failed story"; \
+	if [ -n "$$failed" ]; then echo "chaos failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache

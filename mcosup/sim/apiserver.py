@@ -39,7 +39,8 @@ Measured against a real kube-apiserver: `tests/sim/test_emu_conformance.py` runs
 both; `mcosup/sim/README.md` gives the figures and the one table of known differences, each pinned
 by a test.
 
-Test hooks: `emu.faults` (fault injection), `emu.requests` (request log), `emu.history` (every
+Test hooks: `emu.faults` (fault injection), `await emu.restart(downtime)` (the server process
+restarting with its store kept), `emu.requests` (request log), `emu.history` (every
 object version written), `emu.set_pod_log(...)` / `emu.append_pod_log(...)` (what `pods/log` serves),
 `emu.add_token(...)` (a user for raw HTTP), `await emu.create_object(obj)` (seed as admin, in-process),
 `emu.get_object(...)` / `emu.list_objects(...)` (read the store without HTTP).
@@ -166,21 +167,37 @@ class Emulator(Routing, JobControl):
         self._ca_pem = ca.cert_pem
         (self._tmp / "server.pem").write_bytes(server.cert_pem)
         (self._tmp / "server-key.pem").write_bytes(server.key_pem)
+        await self._serve()
+        self.url = f"https://{self.host}:{self.port}"
+        self._caller.session = aiohttp.ClientSession()
+        if self.job_controller:
+            self._jobs_start()
+        log.info("emulator serving on %s", self.url)
+
+    async def _serve(self) -> None:
+        assert self._tmp is not None
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ctx.load_cert_chain(self._tmp / "server.pem", self._tmp / "server-key.pem")
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx)
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=ctx, reuse_address=True)
         await site.start()
-        sockets = self._runner.addresses
-        self.port = int(sockets[0][1])
-        self.url = f"https://{self.host}:{self.port}"
-        self._caller.session = aiohttp.ClientSession()
-        if self.job_controller:
-            self._jobs_start()
-        log.info("emulator serving on %s", self.url)
+        self.port = int(self._runner.addresses[0][1])
+
+    async def restart(self, downtime: float = 1.0) -> None:
+        """The API server process restarting with its store kept, as kube-apiserver does with etcd intact:
+        every connection drops, nothing listens for ``downtime`` seconds, then it serves again on the
+        same address with the same certificate. (The Job controller, a process of its own on a real
+        cluster, keeps running.)"""
+        if self._runner is None:
+            raise RuntimeError("the emulator is not started")
+        self.store.cut_watches(abrupt=True)
+        await self._runner.cleanup()
+        self._runner = None
+        await asyncio.sleep(downtime)
+        await self._serve()
 
     async def stop(self) -> None:
         await self._jobs_stop()

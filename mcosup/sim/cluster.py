@@ -93,6 +93,9 @@ class ClusterConfig:
     repo: str = "os/layered"
     #: Extra environment of the supervisor (and, for ``MCOSUP_BUILD_*``, of the builder it spawns).
     supervisor_env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Replicas of the supervisor (the Deployment runs 2: controllers on the Lease holder); the webhook
+    #: configuration names the first one's port.
+    supervisors: int = 1
     #: Seconds allowed for each start-up step (registry, base image build, supervisor readiness).
     startup_seconds: float = 120.0
     #: What stands in for each node's OS: ``"fake"`` (:class:`~mcosup.sim.fakehost.FakeHost`: a plain
@@ -158,14 +161,21 @@ class LocalCluster:
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.base_image = ""
         self.nodes: dict[str, SimNode] = {}
-        self.supervisor = SupervisorProcess(
-            self.backend,
-            self.workdir,
-            self.ns,
-            self.webhook_port,
-            extra_env=config.supervisor_env,
-            startup_seconds=config.startup_seconds,
-        )
+        #: Every replica; :attr:`supervisor` is the first.
+        self.supervisors = [
+            SupervisorProcess(
+                self.backend,
+                self.workdir,
+                self.ns,
+                self.webhook_port if i == 0 else free_port(),
+                extra_env=config.supervisor_env,
+                startup_seconds=config.startup_seconds,
+                identity=f"machine-config-supervisor-{i}",
+                log_name="supervisor.log" if i == 0 else f"supervisor-{i}.log",
+            )
+            for i in range(max(1, config.supervisors))
+        ]
+        self.supervisor = self.supervisors[0]
         self._kube_cm: contextlib.AbstractAsyncContextManager[kclient.Kube] | None = None
         self._kube: kclient.Kube | None = None
         self._kubelet_task: asyncio.Task[None] | None = None
@@ -242,7 +252,8 @@ class LocalCluster:
         self.say("starting the kubelet stand-in")
         self._kubelet_task = asyncio.create_task(self._kubelet().run(), name="kubelet")
         self.say("starting the supervisor (real process, self-managed webhook TLS)")
-        await self.supervisor.start(self.kube)
+        for i, supervisor in enumerate(self.supervisors):
+            await supervisor.start(self.kube, install_webhook=i == 0)
 
     async def stop(self) -> None:
         """Stop everything started, newest first; bounded (each process gets SIGTERM, then SIGKILL)."""
@@ -257,7 +268,8 @@ class LocalCluster:
         for n in self.nodes.values():
             n.task = None
         self._kubelet_task = self._recorder_task = None
-        await self.supervisor.stop()
+        for supervisor in self.supervisors:
+            await supervisor.stop()
         if self._kube_cm is not None:
             with contextlib.suppress(Exception):
                 await self._kube_cm.__aexit__(None, None, None)
@@ -360,6 +372,8 @@ class LocalCluster:
     def process_logs(self) -> dict[str, str]:
         """The log of every mcosup process the cluster ran: supervisor, daemons, builder and build pods."""
         logs = {"supervisor": self.supervisor.text()}
+        for supervisor in self.supervisors[1:]:
+            logs[f"supervisor {supervisor.identity}"] = supervisor.text()
         for name, sim in self.nodes.items():
             logs[f"daemon {name}"] = sim.daemon.log()
         for (ns, pod, container), texts in self.pod_logs.items():

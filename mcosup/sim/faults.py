@@ -5,6 +5,7 @@ Tests reach it as ``emu.faults``::
     emu.faults.fail(status=500, method="PATCH", path=r"/nodes/", times=2)
     emu.faults.fail(status=429, path=r"/pods", retry_after=1)
     emu.faults.delay(0.2, method="GET", path=r"/api/v1/nodes")
+    emu.faults.reset(method="GET", path=r"/pods", times=1)   # drop the connection, no answer
     emu.faults.cut_watches()          # end every open watch stream now
     emu.faults.compact()              # old resourceVersions now get 410 Expired
 """
@@ -51,11 +52,20 @@ class DelayRule(_Rule):
 
 
 @dataclass
+class ResetRule(_Rule):
+    method: str | None
+    path: re.Pattern[str]
+    times: int | None
+    hits: int = 0
+
+
+@dataclass
 class Faults:
     _cut: Callable[[bool], int]
     _compact: Callable[[], None]
     failures: list[FailRule] = field(default_factory=list)
     delays: list[DelayRule] = field(default_factory=list)
+    resets: list[ResetRule] = field(default_factory=list)
 
     def fail(
         self,
@@ -87,9 +97,16 @@ class Faults:
         self.delays.append(rule)
         return rule
 
+    def reset(self, *, method: str | None = None, path: str = "", times: int | None = 1) -> ResetRule:
+        """Drop the connection of matching requests without an answer (a connection reset)."""
+        rule = ResetRule(method.upper() if method else None, re.compile(path), times)
+        self.resets.append(rule)
+        return rule
+
     def clear(self) -> None:
         self.failures.clear()
         self.delays.clear()
+        self.resets.clear()
 
     def cut_watches(self, *, abrupt: bool = False) -> int:
         """End every open watch; `abrupt` drops the connection instead of ending the stream cleanly."""
@@ -105,6 +122,13 @@ class Faults:
                 rule.hits += 1
                 return rule
         return None
+
+    def match_reset(self, method: str, path: str) -> bool:
+        for rule in self.resets:
+            if rule.matches(method, path):
+                rule.hits += 1
+                return True
+        return False
 
     def match_delay(self, method: str, path: str) -> float:
         total = 0.0

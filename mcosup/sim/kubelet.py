@@ -45,7 +45,7 @@ import contextlib
 import dataclasses
 import logging
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,7 @@ class Kubelet(ContainerProcesses):
         log_sink: LogSink | None = None,
         namespace: str | None = None,
         volume_retry_seconds: float = 0.2,
+        api_retry_seconds: float = 1.0,
         host_root: Callable[[str], Path] | None = None,
         bind_to: str | None = None,
     ):
@@ -104,6 +105,7 @@ class Kubelet(ContainerProcesses):
         self.log_sink = log_sink
         self.namespace = namespace
         self.volume_retry_seconds = volume_retry_seconds
+        self.api_retry_seconds = api_retry_seconds
         self.host_root = host_root or (lambda node: self.workdir / "hosts" / (node or "unbound"))
         self._running: dict[tuple[str, str], _Running] = {}
         self._pods = Informer(kube, PODS, namespace=namespace)
@@ -200,7 +202,8 @@ class Kubelet(ContainerProcesses):
         if not current["metadata"].get("deletionTimestamp"):
             return
         with contextlib.suppress(errors.NotFound, errors.Conflict):
-            await self.kube.delete(
+            await self._persist(
+                self.kube.delete,
                 PODS,
                 current["metadata"]["name"],
                 namespace=current["metadata"].get("namespace"),
@@ -208,14 +211,17 @@ class Kubelet(ContainerProcesses):
                 uid=current["metadata"].get("uid"),
             )
 
-    async def _status(self, pod: Obj, status: Obj) -> None:
-        meta = pod["metadata"]
+    async def _gone_if_missing(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         try:
-            await self.kube.patch_status(
-                PODS, meta["name"], {"status": status}, namespace=meta.get("namespace")
-            )
+            return await self._persist(call, *args, **kwargs)
         except errors.NotFound:
             raise PodGone from None
+
+    async def _status(self, pod: Obj, status: Obj) -> None:
+        meta = pod["metadata"]
+        await self._gone_if_missing(
+            self.kube.patch_status, PODS, meta["name"], {"status": status}, namespace=meta.get("namespace")
+        )
 
     async def _bind(self, pod: Obj) -> Obj:
         """Bind an unbound Pod to :attr:`bind_to`; the Pod as bound (a Pod already bound stays put)."""
@@ -229,17 +235,14 @@ class Kubelet(ContainerProcesses):
             "target": {"apiVersion": "v1", "kind": "Node", "name": self.bind_to},
         }
         try:
-            await self.kube.request(
-                "POST", PODS.path(meta["name"], meta.get("namespace"), "binding"), body=binding
-            )
-        except errors.NotFound:
-            raise PodGone from None
+            path = PODS.path(meta["name"], meta.get("namespace"), "binding")
+            await self._gone_if_missing(self.kube.request, "POST", path, body=binding)
         except errors.Conflict:
             pass  # bound meanwhile (by a scheduler, or an earlier attempt of ours)
-        try:
-            return await self.kube.get(PODS, meta["name"], namespace=meta.get("namespace"))
-        except errors.NotFound:
-            raise PodGone from None
+        bound: Obj = await self._gone_if_missing(
+            self.kube.get, PODS, meta["name"], namespace=meta.get("namespace")
+        )
+        return bound
 
     async def _lifecycle(self, pod: Obj, pod_dir: Path, stop: asyncio.Event) -> None:
         pod = await self._bind(pod)

@@ -1,6 +1,6 @@
 """The objects of a local cluster as an installer and an administrator would write them: MachineConfigs,
-pools, Nodes, registry Secrets (pure: plain dicts, no I/O). Used by :mod:`mcosup.sim.cluster`, the demo
-and the tests.
+pools, Nodes, registry Secrets, MachineOSConfigs (pure: plain dicts, no I/O). Used by
+:mod:`mcosup.sim.cluster`, the demo and the tests.
 """
 
 from __future__ import annotations
@@ -138,4 +138,31 @@ def docker_secret(
         "metadata": {"name": name, "namespace": namespace},
         "type": "kubernetes.io/dockercfg" if legacy else "kubernetes.io/dockerconfigjson",
         "data": {key: base64.b64encode(json.dumps(payload).encode()).decode()},
+    }
+
+
+def machineosconfig(
+    pool: str,
+    push_spec: str,
+    containerfile: str | None = None,
+    *,
+    pull_secret: str = "demo-pull-secret",
+    push_secret: str = "demo-push-secret",
+) -> dict[str, Any]:
+    """An admin's MachineOSConfig opting ``pool`` in: images pushed to ``push_spec`` (its tag replaced per
+    build), the local cluster's registry Secrets, and a ``NoArch`` Containerfile when given."""
+    spec: dict[str, Any] = {
+        "machineConfigPool": {"name": pool},
+        "imageBuilder": {"imageBuilderType": "Job"},
+        "baseImagePullSecret": {"name": pull_secret},
+        "renderedImagePushSecret": {"name": push_secret},
+        "renderedImagePushSpec": push_spec,
+    }
+    if containerfile is not None:
+        spec["containerFile"] = [{"containerfileArch": "NoArch", "content": containerfile}]
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": "MachineOSConfig",
+        "metadata": {"name": pool},
+        "spec": spec,
     }

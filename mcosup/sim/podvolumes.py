@@ -16,7 +16,7 @@ import contextlib
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,19 @@ class PodVolumes:
     kube: Kube
     credentials: Credentials | None
     volume_retry_seconds: float
+    api_retry_seconds: float
     host_root: Callable[[str], Path]
+
+    async def _persist(self, call: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        """``call`` sent again until the API server answers it, as a kubelet keeps syncing a pod through
+        an API server that fails, throttles or restarts (the client's own retries give up in seconds).
+        An answer such as 404 is the caller's to handle."""
+        while True:
+            try:
+                return await call(*args, **kwargs)
+            except (errors.ConnectionFailed, errors.ServerError, errors.TooManyRequests) as exc:
+                log.info("kubelet: %s; sending it again in %.1fs", exc, self.api_retry_seconds)
+                await asyncio.sleep(self.api_retry_seconds)
 
     async def _credentials_env(self, pod: Obj, pod_dir: Path) -> dict[str, str]:
         spec = pod.get("spec") or {}
@@ -115,7 +127,9 @@ class PodVolumes:
             src = volume["configMap"] if is_cm else volume["secret"]
             name = src.get("name") if is_cm else src.get("secretName")
             try:
-                obj = await self.kube.get(CONFIGMAPS if is_cm else SECRETS, str(name), namespace=ns)
+                obj = await self._persist(
+                    self.kube.get, CONFIGMAPS if is_cm else SECRETS, str(name), namespace=ns
+                )
             except errors.NotFound:
                 if src.get("optional"):
                     return target
@@ -154,7 +168,9 @@ class PodVolumes:
                 is_cm = "configMapKeyRef" in source
                 ref = source["configMapKeyRef" if is_cm else "secretKeyRef"]
                 try:
-                    obj = await self.kube.get(CONFIGMAPS if is_cm else SECRETS, ref["name"], namespace=ns)
+                    obj = await self._persist(
+                        self.kube.get, CONFIGMAPS if is_cm else SECRETS, ref["name"], namespace=ns
+                    )
                     raw = (obj.get("data") or {}).get(ref["key"])
                     value = raw if is_cm or raw is None else base64.b64decode(raw).decode(errors="replace")
                 except errors.NotFound:

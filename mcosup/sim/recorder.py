@@ -7,6 +7,7 @@ the story, which sees every version a controller could have seen, on either API 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mcosup.kube.cache import Informer
@@ -28,6 +29,10 @@ class Recorder:
     def listed(self) -> Any:
         """Set once the first list is recorded (the recorder sees everything after that)."""
         return self._informer.listed
+
+    def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
+        """Also tell ``callback(event, object)`` of each version as it is recorded (it must not block)."""
+        self._informer.subscribe(callback)
 
     def mark(self) -> int:
         """The newest sequence number: pass it as ``since`` to judge only what happens from now on."""

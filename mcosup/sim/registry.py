@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import tempfile
@@ -35,11 +36,23 @@ MANIFEST_TYPES = ", ".join(
 )
 
 
+#: Ports handed out for listeners: below Linux's ephemeral range (32768-60999), so that no outgoing
+#: connection takes a listener's port while its process restarts (a supervisor killed and started
+#: again must bind its webhook port anew).
+LISTENER_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A port on 127.0.0.1 nothing listens on now, outside the ephemeral range."""
+    pick = random.SystemRandom()
+    while True:
+        port = pick.choice(LISTENER_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Registry:

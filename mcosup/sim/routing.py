@@ -71,6 +71,10 @@ class Routing(Writes, PodSubresources, Watching):
             delay = self.faults.match_delay(request.method, request.path)
             if delay:
                 await asyncio.sleep(delay)
+            if self.faults.match_reset(request.method, request.path) and request.transport is not None:
+                status = 0
+                request.transport.abort()
+                return web.Response(status=499)  # never sent: the connection is gone
             rule = self.faults.match_failure(request.method, request.path)
             if rule is not None:
                 headers = {"Retry-After": str(rule.retry_after)} if rule.retry_after is not None else None

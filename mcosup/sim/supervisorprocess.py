@@ -5,7 +5,9 @@ TLS behind ``deploy/webhook.yaml``'s ValidatingWebhookConfiguration (created bef
 starts, as ``kubectl apply -k deploy/`` leaves it; the supervisor injects its CA), and the builder and
 build images that the kubelet stand-in runs locally. :meth:`SupervisorProcess.start` waits for its
 ``/readyz`` and the CA injected; :meth:`SupervisorProcess.stop` is bounded (SIGTERM, then SIGKILL after
-15 s). Its output goes to ``supervisor.log`` in the work directory.
+15 s); :meth:`SupervisorProcess.kill` is SIGKILL, after which :meth:`start` runs it again as its
+Deployment's kubelet would. Its output goes to ``supervisor.log`` in the work directory (a second
+replica's to ``supervisor-<identity>.log``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class SupervisorProcess:
         *,
         extra_env: Mapping[str, str],
         startup_seconds: float,
+        identity: str = "machine-config-supervisor-0",
+        log_name: str = "supervisor.log",
     ) -> None:
         self.backend = backend
         self.workdir = workdir
@@ -54,23 +58,46 @@ class SupervisorProcess:
         #: Extra environment (``ClusterConfig.supervisor_env``), over the defaults set in :meth:`start`.
         self.extra_env = extra_env
         self.startup_seconds = startup_seconds
+        #: Its name in the leader Lease.
+        self.identity = identity
         self.process: asyncio.subprocess.Process | None = None
-        self.log = workdir / "supervisor.log"
+        self.log = workdir / log_name
         self.http_port = 0
+        #: The exit code of every run that ended (``-9``: killed by :meth:`kill`).
+        self.exit_codes: list[int] = []
+        self._webhook_installed = False
 
-    async def start(self, kube: kclient.Kube) -> None:
-        """Start it and wait until it is ready and has injected its CA (seen through ``kube``)."""
+    async def start(self, kube: kclient.Kube, *, install_webhook: bool = True) -> None:
+        """Start it and wait until it is ready and has injected its CA (seen through ``kube``).
+
+        The first start of the replica whose port the webhook configuration names
+        (``install_webhook``) creates that configuration; a start after :meth:`kill` is a restart.
+        """
         kubeconfig = await asyncio.to_thread(
             self.backend.write_kubeconfig_for_service_account,
-            self.workdir / "supervisor.kubeconfig",
+            self.workdir / f"{self.identity}.kubeconfig",
             self.ns,
             names.SUPERVISOR_SA,
         )
-        # The webhook configuration exists before the supervisor, as `kubectl apply -k deploy/` leaves it;
-        # the supervisor injects its CA. (MachineConfig writes wait for it: failurePolicy Fail.)
-        for doc in [d for d in yaml.safe_load_all((DEPLOY / "webhook.yaml").read_text()) if d]:
-            await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
-        self.http_port = free_port()
+        if install_webhook and not self._webhook_installed:
+            # The webhook configuration exists before the supervisor, as `kubectl apply -k deploy/`
+            # leaves it; the supervisor injects its CA. (MachineConfig writes wait for it: failurePolicy
+            # Fail.)
+            for doc in [d for d in yaml.safe_load_all((DEPLOY / "webhook.yaml").read_text()) if d]:
+                await self.backend.create_object(self.backend.webhook_configuration(doc, self.webhook_port))
+            self._webhook_installed = True
+        if self.process is None or self.process.returncode is not None:
+            await self._launch(kubeconfig)
+        # else: a start retried after a failed wait waits again for the process it started
+        await wait_until(self._ready, within=self.startup_seconds, what="the supervisor's /readyz")
+        await wait_until(
+            lambda: self._ca_injected(kube), within=self.startup_seconds, what="the webhook CA injected"
+        )
+
+    async def _launch(self, kubeconfig: Path) -> None:
+        if self.process is not None and self.process.returncode is not None:
+            self.exit_codes.append(self.process.returncode)  # it ended by itself
+        self.http_port = free_port()  # a fresh one each start: only the runner's readiness checks use it
         env = {
             **os.environ,
             "MCOSUP_NAMESPACE": self.ns,
@@ -92,7 +119,7 @@ class SupervisorProcess:
             "--kubeconfig", str(kubeconfig),
             "--http-port", str(self.http_port),
             "--image", MCOSUP_IMAGE,
-            "--identity", "machine-config-supervisor-0",
+            "--identity", self.identity,
         ]  # fmt: skip
         with self.log.open("ab") as out:
             self.process = await asyncio.create_subprocess_exec(
@@ -103,10 +130,6 @@ class SupervisorProcess:
                 env=env,
                 start_new_session=True,
             )
-        await wait_until(self._ready, within=self.startup_seconds, what="the supervisor's /readyz")
-        await wait_until(
-            lambda: self._ca_injected(kube), within=self.startup_seconds, what="the webhook CA injected"
-        )
 
     async def _ready(self) -> str | None:
         proc = self.process
@@ -137,9 +160,21 @@ class SupervisorProcess:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(_read(self.log).splitlines()[-lines:])
 
+    async def kill(self) -> None:
+        """SIGKILL it, as a node losing power would, and wait for it to be gone."""
+        proc = self.process
+        if proc is None or proc.returncode is not None:
+            return
+        proc.kill()
+        self.exit_codes.append(await proc.wait())
+        self.process = None
+
     async def stop(self) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.returncode is not None:
+        if proc is None:
+            return
+        if proc.returncode is not None:
+            self.exit_codes.append(proc.returncode)
             return
         proc.send_signal(signal.SIGTERM)
         try:
@@ -148,6 +183,7 @@ class SupervisorProcess:
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        self.exit_codes.append(proc.returncode if proc.returncode is not None else -1)
 
 
 def _read(path: Path) -> str:

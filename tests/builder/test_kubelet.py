@@ -162,6 +162,19 @@ async def test_failure_falls_back_to_log_tail(kube: kclient.Kube, kubelet: Kubel
     assert "line 20\n" not in terminated["message"]
 
 
+async def test_a_status_report_the_api_server_keeps_failing_is_sent_until_it_lands(
+    kube: kclient.Kube, kubelet: Kubelet, emulator: Any
+) -> None:
+    # Story chaos (issue 17), seed 2: the API server dropped a build pod's binding request more often
+    # than the client retries; the kubelet stand-in gave the pod up (logged "failed to run") and never
+    # ran it. Its status writes went the same way. A kubelet keeps sending until the server takes it.
+    attempts = kube.retry.attempts
+    rule = emulator.faults.fail(503, method="PATCH", path=r"/pods/p8/status$", times=attempts + 2)
+    await kube.create(PODS, pod("p8", "echo done"), namespace=NS)
+    await phase(kube, "p8", "Succeeded")
+    assert rule.hits == attempts + 2
+
+
 async def test_missing_configmap_keeps_pod_pending_until_it_exists(
     kube: kclient.Kube, kubelet: Kubelet
 ) -> None:

@@ -22,6 +22,7 @@ import pytest
 from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, MACHINEOSCONFIGS
 from mcosup.model import names
+from mcosup.sim import objects
 from mcosup.sim.backends import KINDS
 from mcosup.sim.cluster import ClusterConfig, LocalCluster, missing_tools
 from mcosup.sim.invariants import wait_until
@@ -43,20 +44,9 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 
 
 def admins_machineosconfig(cluster: LocalCluster) -> dict[str, Any]:
-    return {
-        "apiVersion": names.API_VERSION,
-        "kind": "MachineOSConfig",
-        "metadata": {"name": "worker"},
-        "spec": {
-            "machineConfigPool": {"name": "worker"},
-            "imageBuilder": {"imageBuilderType": "Job"},
-            # The cluster's Secrets, a repository the ConfigMap does not name.
-            "baseImagePullSecret": {"name": "demo-pull-secret"},
-            "renderedImagePushSecret": {"name": "demo-push-secret"},
-            "renderedImagePushSpec": f"{cluster.registry.host}/{ADMIN_REPO}:latest",
-            "containerFile": [{"containerfileArch": "NoArch", "content": f'LABEL {ADMIN_LABEL}="yes"\n'}],
-        },
-    }
+    # The cluster's Secrets, a repository the ConfigMap does not name.
+    push_spec = f"{cluster.registry.host}/{ADMIN_REPO}:latest"
+    return objects.machineosconfig("worker", push_spec, f'LABEL {ADMIN_LABEL}="yes"\n')
 
 
 async def machineosconfig(cluster: LocalCluster, name: str) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""Watches: initial state, resume, 410 Expired, bookmarks, timeouts, selector transitions, cuts."""
+"""Watches: initial state, resume, 410 Expired, bookmarks, timeouts, selector transitions, cuts; and the
+faults that end connections: a reset, an API-server restart."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from emu_http import Api, cm
 from kubernetes_asyncio import client, config, watch
 
+from mcosup.kube import client as kclient
+from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from waiting import eventually
 
@@ -239,3 +242,32 @@ async def test_kubernetes_asyncio_typed_crud_and_errors(admin_kubeconfig: Path) 
         with pytest.raises(client.ApiException) as info:
             await core.read_namespaced_config_map("typed", "default")
         assert info.value.status == 404
+
+
+async def test_a_reset_drops_the_connection_and_the_client_retries(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    path = emulator.write_kubeconfig(tmp_path / "admin.kubeconfig")
+    rule = emulator.faults.reset(method="GET", path=r"/namespaces/default$", times=2)
+    async with kclient.connect(KubeSettings(kubeconfig=str(path))) as kube:
+        ns = await kube.request("GET", "/api/v1/namespaces/default")
+    assert ns["metadata"]["name"] == "default"
+    assert rule.hits == 2
+    # No answer was logged for the dropped requests, and nothing failed on the server's side.
+    assert [r.status for r in emulator.requests if r.path == "/api/v1/namespaces/default"] == [0, 0, 200]
+
+
+async def test_a_restart_keeps_the_store_the_address_and_the_certificate(
+    api: Api, emulator: Emulator, collect: Any
+) -> None:
+    status, _, _ = await api.call("POST", CMS, cm("before"))
+    assert status == 201
+    watch = collect(CMS, timeoutSeconds="60")
+    await eventually(lambda: bool(emulator.store.log(("", "configmaps")).watchers), what="the watch open")
+    url = emulator.url
+    await emulator.restart(downtime=0.2)
+    await asyncio.wait_for(watch.ended.wait(), 10)
+    assert emulator.url == url
+    # Same address, same CA: the client's TLS context still trusts it, and the object is still there.
+    status, body, _ = await api.call("GET", f"{CMS}/before")
+    assert (status, body["metadata"]["name"]) == (200, "before")
