@@ -31,14 +31,15 @@ from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
     MACHINEOSCONFIGS,
     PODS,
     Resource,
 )
-from mcosup.model import conditions, machineosconfig, names, rendering
+from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.machineosconfig import BuildSettings, opted_in
-from mcosup.model.objects import Obj, rendered_config
+from mcosup.model.objects import Obj, ObjView, rendered_config
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
@@ -63,6 +64,7 @@ class Caches:
     secrets: Cache  # the namespace's
     pods: Cache  # the namespace's build Pods (label mc/build-object)
     machineosconfigs: Cache
+    machineosbuilds: Cache
 
 
 class _Snapshot:
@@ -116,6 +118,10 @@ class Builder:
         except StaleBuild as exc:
             log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
             return Result(requeue_after=0.5)
+        except errors.Conflict as exc:
+            # A MachineOSBuild or MachineOSConfig changed since the cache showed it.
+            log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
+            return Result(requeue_after=0.5)
 
     async def _reconcile(self, pool_name: str) -> Result | None:
         pool = self.caches.pools.get(pool_name)
@@ -150,9 +156,45 @@ class Builder:
             await self._state(pool, names.BUILD_FAILED, "CannotBuild", str(exc))
             return None
 
-        if self._recorded(pool, plan):
-            await self._delete_builds(pool_name, keep=None)
+        mosc = machineosconfig.machineosconfig_for(pool_name, self.caches.machineosconfigs.items())
+        if mosc is None:
+            await self._state(
+                pool,
+                names.BUILD_PENDING,
+                "WaitingForMachineOSConfig",
+                f"MachineOSConfig {pool_name} does not exist yet (the supervisor makes it from the pool's "
+                f"{names.LAYERING_ENABLED} label and ConfigMap {self.ns}/{names.BUILD_CONFIG_CM})",
+            )
             return None
+        mosb_name = machineosbuild.name_for(pool_name, plan.identity)
+        mosb = self.caches.machineosbuilds.get(mosb_name)
+        built = machineosbuild.succeeded_image(mosb)
+        if mosb is not None and built is not None:
+            if self._recorded(pool, built):
+                await self._set_current(mosc, mosb_name, built)  # nothing written when it is already
+                await self._delete_builds(pool_name, keep=None)
+                return None
+            if machineosbuild.current_build_name(mosc) == mosb_name:
+                await self._record(pool, plan, mosb, built, f"built by MachineOSBuild {mosb_name}")
+                return None
+            # A config seen before: its build is reused when the registry still has the image.
+            if await self._in_registry(plan, config) == built:
+                await self._record(
+                    pool,
+                    plan,
+                    mosb,
+                    built,
+                    f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
+                )
+                return None
+            log.info(
+                "the registry no longer has %s of MachineOSBuild %s: building it again",
+                built,
+                mosb_name,
+                extra=fields(pool=pool_name),
+            )
+            await self._delete(MACHINEOSBUILDS, mosb, pool_name)
+            return Result(requeue_after=0.5)
 
         pods = sorted(
             (
@@ -162,6 +204,8 @@ class Builder:
             ),
             key=lambda p: buildpods.attempt_of(_name(p)),
         )
+        if pods and mosb is None:  # objects of a build whose record went missing: record it again
+            mosb = await self._ensure_machineosbuild(pool, plan, mosc, config)
         for pod in pods:
             if (pod.get("status") or {}).get("phase") == "Succeeded":
                 digest = str(buildpods.termination(pod).get("message") or "").strip()
@@ -175,15 +219,23 @@ class Builder:
                         extra=fields(pool=pool_name),
                     )
                     continue
-                await self._record(pool, plan, image, f"built by {_name(pod)}")
+                assert mosb is not None
+                mosb = await self._mosb_status(
+                    mosb,
+                    names.MOSB_SUCCEEDED,
+                    digestedImagePushSpec=image,
+                )
+                await self._record(pool, plan, mosb, image, f"built by {_name(pod)}")
                 return None
 
         live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
         if live:
             pod = live[-1]
-            await self._delete_builds(pool_name, keep=plan.name)
+            await self._delete_builds(pool_name, keep=plan)
             running = (pod.get("status") or {}).get("phase") == "Running"
+            assert mosb is not None
             if running:
+                await self._mosb_status(mosb, names.MOSB_BUILDING)
                 await self._state(
                     pool,
                     names.BUILDING,
@@ -191,6 +243,7 @@ class Builder:
                     f"{_name(pod)} is building {plan.target} for {rendered_name}",
                 )
             else:
+                await self._mosb_status(mosb, names.MOSB_PREPARED)
                 await self._state(
                     pool,
                     names.BUILD_PENDING,
@@ -200,11 +253,26 @@ class Builder:
             return None
 
         if not pods:
-            reusable = await self._in_registry(plan, config)
-            if reusable is not None:
-                await self._record(pool, plan, reusable, "found in the registry, reused without building")
+            if mosb is not None and machineosbuild.is_final(mosb):
+                # Failed (or Interrupted) for good and its objects are gone: conditions never change again.
+                failed_cond = conditions.find((mosb.get("status") or {}).get("conditions"), names.MOSB_FAILED)
+                await self._state(
+                    pool,
+                    names.BUILD_FAILED,
+                    "BuildFailed",
+                    f"MachineOSBuild {mosb_name} failed: "
+                    f"{(failed_cond or {}).get('message', '')}; giving up until the config changes",
+                )
                 return None
-            await self._start(pool, plan, config, attempt=0)
+            reusable = await self._in_registry(plan, config)
+            mosb = await self._ensure_machineosbuild(pool, plan, mosc, config)
+            if reusable is not None:
+                mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=reusable)
+                await self._record(
+                    pool, plan, mosb, reusable, "found in the registry, reused without building"
+                )
+                return None
+            await self._start(pool, plan, config, mosb, attempt=0)
             return None
 
         # Every attempt so far failed.
@@ -212,6 +280,13 @@ class Builder:
         attempts = buildpods.attempt_of(_name(failed)) + 1
         log_tail = await self._failure_text(failed)
         if attempts > self.settings.max_retries:
+            assert mosb is not None
+            await self._mosb_status(
+                mosb,
+                names.MOSB_FAILED,
+                f"the build of {plan.target} failed {attempts} times; last lines of {_name(failed)}:\n"
+                f"{log_tail}",
+            )
             await self._state(
                 pool,
                 names.BUILD_FAILED,
@@ -219,7 +294,7 @@ class Builder:
                 f"build of {plan.target} for {rendered_name} failed {attempts} times; giving up until the "
                 f"config changes. Last lines of {_name(failed)}:\n{log_tail}",
             )
-            await self._delete_builds(pool_name, keep=plan.name)
+            await self._delete_builds(pool_name, keep=plan)
             return None
         delay = self.settings.retry_backoff * 2 ** (attempts - 1)
         finished = buildpods.parse_time(buildpods.termination(failed).get("finishedAt")) or self.wall_clock()
@@ -235,9 +310,10 @@ class Builder:
                 f"Last lines of {_name(failed)}:\n"
                 f"{log_tail}",
             )
-            await self._delete_builds(pool_name, keep=plan.name)
+            await self._delete_builds(pool_name, keep=plan)
             return Result(requeue_after=wait)
-        await self._start(pool, plan, config, attempt=attempts)
+        assert mosb is not None
+        await self._start(pool, plan, config, mosb, attempt=attempts)
         return None
 
     # ----------------------------------------------------------------------------------------- inputs
@@ -284,15 +360,12 @@ class Builder:
             pullspec=config.pullspec,
         )
 
-    def _recorded(self, pool: Obj, plan: buildplan.BuildPlan) -> bool:
-        """The pool already records an image of this identity (its BuildSuccess names the build)."""
+    def _recorded(self, pool: Obj, image: str) -> bool:
+        """The pool records ``image`` as its build's (its MachineOSConfig may still lag behind)."""
         annotations = (pool.get("metadata") or {}).get("annotations") or {}
-        if not annotations.get(names.NEWEST_IMAGE_ANNOTATION):
-            return False
-        for cond in (pool.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == names.BUILD_SUCCESS and cond.get("status") == "True":
-                return f"[{plan.name}]" in str(cond.get("message", ""))
-        return False
+        return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
+            pool, names.BUILD_SUCCESS
+        )
 
     def _auths(self, config: BuildSettings) -> dict[str, Any]:
         merged: dict[str, Any] = {}
@@ -343,12 +416,85 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
+    async def _ensure_machineosbuild(
+        self, pool: Obj, plan: buildplan.BuildPlan, mosc: ObjView, config: BuildSettings
+    ) -> Obj:
+        """The MachineOSBuild of ``plan`` (created when missing), made the MachineOSConfig's current."""
+        labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
+        body = machineosbuild.new(mosc, plan.identity, plan.inputs.rendered_name, plan.target, labels)
+        name = _name(body)
+        try:
+            mosb = await self.kube.create(MACHINEOSBUILDS, body)
+            log.info(
+                "created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool)
+            )
+            await self.kube.record_event(
+                mosb, reason="Created", message=f"build of {plan.target} for {plan.inputs.rendered_name}"
+            )
+        except errors.AlreadyExists:
+            mosb = await self.kube.get(MACHINEOSBUILDS, name)
+        await self._set_current(mosc, name)
+        return mosb
+
+    async def _set_current(self, mosc: ObjView, mosb_name: str, image: str | None = None) -> None:
+        """Name ``mosb_name`` as the MachineOSConfig's current build (annotation and status), with its
+        image once it has one. Writes only what differs."""
+        name = _name(mosc)
+        if (mosc.get("metadata") or {}).get("annotations", {}).get(
+            names.CURRENT_MOSB_ANNOTATION
+        ) != mosb_name:
+            await self.kube.patch(
+                MACHINEOSCONFIGS,
+                name,
+                {"metadata": {"annotations": {names.CURRENT_MOSB_ANNOTATION: mosb_name}}},
+            )
+        status = mosc.get("status") or {}
+        want: Obj = {
+            "observedGeneration": (mosc.get("metadata") or {}).get("generation", 1),
+            "machineOSBuild": machineosbuild.reference(mosb_name),
+        }
+        if image is not None:
+            want["currentImagePullSpec"] = image
+        if any(status.get(k) != v for k, v in want.items()):
+            await self.kube.patch_status(MACHINEOSCONFIGS, name, {"status": want})
+
+    async def _mosb_status(self, mosb: Obj, true_type: str, message: str = "", **status_fields: str) -> Obj:
+        """Make ``true_type`` the MachineOSBuild's True condition, with ``buildStart`` when the build
+        starts and ``buildEnd`` when it ends; never touches a final one (its conditions are frozen)."""
+        if machineosbuild.state(mosb) == true_type or machineosbuild.is_final(mosb):
+            return mosb
+        status = mosb.get("status") or {}
+        now = self.wall_clock()
+        new_fields: Obj = dict(status_fields)
+        start = buildpods.parse_time(status.get("buildStart"))
+        if true_type in (names.MOSB_PREPARED, names.MOSB_BUILDING) and start is None:
+            new_fields["buildStart"] = machineosbuild.rfc3339(now)
+        elif true_type in names.MOSB_FINAL and start is not None and not status.get("buildEnd"):
+            new_fields["buildEnd"] = machineosbuild.rfc3339(max(now, start + 0.001))
+        after = conditions.apply(status.get("conditions"), machineosbuild.conditions_for(true_type, message))
+        written = await self.kube.patch_status(
+            MACHINEOSBUILDS,
+            _name(mosb),
+            {
+                "metadata": {"resourceVersion": mosb["metadata"]["resourceVersion"]},
+                "status": {"conditions": after, **new_fields},
+            },
+        )
+        bad = true_type in (names.MOSB_FAILED, names.MOSB_INTERRUPTED)
+        text = message or next(
+            c.message for c in machineosbuild.conditions_for(true_type) if c.type == true_type
+        )
+        await self.kube.record_event(
+            written, reason=true_type, message=text, type_="Warning" if bad else "Normal"
+        )
+        return written
+
     async def _start(
-        self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, *, attempt: int
+        self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, mosb: Obj, *, attempt: int
     ) -> None:
         """Create the build's objects (idempotent), then remove every other build of the pool."""
         pool_name = plan.inputs.pool
-        owner = rendering.owner_reference(pool)
+        owner = machineosbuild.owner_reference(mosb)
         opts = self.settings.pod
         refs: list[buildplan.SecretRef | None] = []
         for secret_name in (config.pull_secret, config.push_secret):
@@ -380,7 +526,7 @@ class Builder:
             extra=fields(pool=pool_name),
         )
         # Supersede: the new build exists before the stale one goes.
-        await self._delete_builds(pool_name, keep=plan.name)
+        await self._delete_builds(pool_name, keep=plan)
         what = "retrying" if attempt else "started"
         await self._state(
             pool,
@@ -420,13 +566,16 @@ class Builder:
             return pool, None
         return pool, buildplan.build_identity(found[1])
 
-    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, image: str, how: str) -> None:
+    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
+        """Make the Succeeded ``mosb`` the current build of its MachineOSConfig, then of the pool."""
         pool_name = plan.inputs.pool
         fresh, identity = await self._current_identity(pool_name)
         if identity != plan.identity:
             raise StaleBuild(
                 f"{plan.name} is no longer the current build of pool {pool_name}: not recording {image}"
             )
+        mosc = await self.kube.get(MACHINEOSCONFIGS, pool_name)
+        await self._set_current(mosc, _name(mosb), image)
         # The resourceVersion makes the patch fail (409) if the pool changed since it was read.
         fresh = await self.kube.patch(
             MACHINECONFIGPOOLS,
@@ -481,18 +630,38 @@ class Builder:
             ) == names.label_value(pool_name):
                 yield obj
 
-    async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
-        """Delete the pool's build objects except those of build ``keep``."""
+    async def _delete_builds(self, pool_name: str, *, keep: buildplan.BuildPlan | None) -> None:
+        """Delete the pool's build objects and unfinished MachineOSBuilds except those of build ``keep``.
+
+        Succeeded MachineOSBuilds stay: they are the record of images a return to their config reuses.
+        """
         # Pods first: they use the rest. Secrets are never created by builds (the config's are mounted).
         for resource, cache in ((PODS, self.caches.pods), (CONFIGMAPS, self.caches.configmaps)):
             for obj in list(self._pool_objects(cache, pool_name)):
-                name = _name(obj)
-                if (keep is not None and buildpods.belongs_to(name, keep)) or obj["metadata"].get(
-                    "deletionTimestamp"
-                ):
-                    continue
-                log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
-                try:
-                    await self.kube.delete(resource, name, namespace=self.ns, uid=obj["metadata"].get("uid"))
-                except (errors.NotFound, errors.Conflict):
-                    pass
+                if keep is None or not buildpods.belongs_to(_name(obj), keep.name):
+                    await self._delete(resource, obj, pool_name)
+        keep_mosb = machineosbuild.name_for(pool_name, keep.identity) if keep is not None else None
+        for mosb in list(self.caches.machineosbuilds.items()):
+            spec = mosb.get("spec") or {}
+            if (
+                (spec.get("machineOSConfig") or {}).get("name") == pool_name
+                and _name(mosb) != keep_mosb
+                and machineosbuild.state(mosb) != names.MOSB_SUCCEEDED
+            ):
+                await self._delete(MACHINEOSBUILDS, mosb, pool_name)
+
+    async def _delete(self, resource: Resource, obj: Obj, pool_name: str) -> None:
+        """Delete that very object (uid precondition), unless it is already going."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return
+        name = _name(obj)
+        log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
+        try:
+            await self.kube.delete(
+                resource,
+                name,
+                namespace=self.ns if resource.namespaced else None,
+                uid=obj["metadata"].get("uid"),
+            )
+        except (errors.NotFound, errors.Conflict):
+            pass

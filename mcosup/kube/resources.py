@@ -63,3 +63,4 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "Cust
 MACHINECONFIGS = Resource(names.GROUP, names.VERSION, "machineconfigs", "MachineConfig", False)
 MACHINECONFIGPOOLS = Resource(names.GROUP, names.VERSION, "machineconfigpools", "MachineConfigPool", False)
 MACHINEOSCONFIGS = Resource(names.GROUP, names.VERSION, "machineosconfigs", "MachineOSConfig", False)
+MACHINEOSBUILDS = Resource(names.GROUP, names.VERSION, "machineosbuilds", "MachineOSBuild", False)

@@ -25,6 +25,20 @@ JOB_IMAGE_BUILDER: Final = "Job"
 #: ``spec.containerFile[].containerfileArch`` of the text for every architecture.
 NO_ARCH: Final = "NoArch"
 
+# MachineOSBuild (contract section 11): the record of one build, named <MachineOSConfig>-<16 hex>.
+MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
+#: Annotation on a MachineOSConfig: its current MachineOSBuild (also ``status.machineOSBuild``).
+CURRENT_MOSB_ANNOTATION: Final = PREFIX + "current-machine-os-build"
+# MachineOSBuild condition types, in the MCO's order; exactly one is True once the build is under way.
+MOSB_PREPARED: Final = "Prepared"
+MOSB_BUILDING: Final = "Building"
+MOSB_FAILED: Final = "Failed"
+MOSB_INTERRUPTED: Final = "Interrupted"
+MOSB_SUCCEEDED: Final = "Succeeded"
+MOSB_CONDITIONS: Final = (MOSB_PREPARED, MOSB_BUILDING, MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+#: Once one of these is True the conditions never change again (the CRD's CEL rules hold them).
+MOSB_FINAL: Final = (MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
 CUSTOM_DOCKERFILE_CM: Final = "on-cluster-build-custom-dockerfile"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from cluster import REPO, Cluster, machineconfig, running_cluster
 
-from mcosup.kube.resources import EVENTS, MACHINECONFIGS
-from mcosup.model import names
+from mcosup.kube.resources import EVENTS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS
+from mcosup.model import conditions, names
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
 
@@ -99,6 +99,26 @@ async def test_opt_in_builds_records_digest_and_cleans_up(cluster: Cluster) -> N
     await no_build_objects(cluster)
     assert (await cluster.builder_pod()) is not None
 
+    # The record of the build, as `kubectl get machineosbuilds` shows it, and its MachineOSConfig.
+    (build,) = (await cluster.kube.list(MACHINEOSBUILDS))[0]
+    assert build["metadata"]["name"] == f"worker-{tags[0].removeprefix('worker-')}"
+    assert build["spec"] == {
+        "machineConfig": {"name": rendered},
+        "machineOSConfig": {"name": "worker"},
+        "renderedImagePushSpec": f"{cluster.registry.host}/{REPO}:{tags[0]}",
+    }
+    true = [c["type"] for c in build["status"]["conditions"] if c["status"] == "True"]
+    assert true == ["Succeeded"]
+    assert conditions.find(build["status"]["conditions"], "Succeeded")["reason"] == "Ready"  # type: ignore[index]
+    assert build["status"]["digestedImagePushSpec"] == image
+    assert build["status"]["buildStart"] < build["status"]["buildEnd"]
+    (owner,) = build["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("MachineOSConfig", "worker")
+    mosc = await cluster.kube.get(MACHINEOSCONFIGS, "worker")
+    assert mosc["status"]["currentImagePullSpec"] == image
+    assert mosc["status"]["machineOSBuild"]["name"] == build["metadata"]["name"]
+    assert mosc["metadata"]["annotations"][names.CURRENT_MOSB_ANNOTATION] == build["metadata"]["name"]
+
     # Every step was an Event on the pool, as `kubectl describe machineconfigpool worker` shows.
     # (Events about a cluster-scoped object live in the default namespace, as the API server requires.)
     events, _ = await cluster.kube.list(EVENTS, namespace="default")
@@ -172,6 +192,9 @@ async def test_failing_containerfile_retries_three_times_then_fixing_it_builds(c
     assert objects["Pod"] == [build, f"{build}-retry-1", f"{build}-retry-2", f"{build}-retry-3"]
     assert objects["ConfigMap"] == [f"{build}-context-0"]
     assert objects["Secret"] == []  # credentials are mounted from the config's Secrets, never copied
+    (record,) = (await cluster.kube.list(MACHINEOSBUILDS))[0]
+    failed = conditions.find(record["status"]["conditions"], "Failed")
+    assert failed is not None and failed["status"] == "True" and "false-and-missing" in failed["message"]
 
     await cluster.set_custom_containerfile("LABEL fixed=yes")
     await wait_state(cluster, names.BUILD_SUCCESS)
