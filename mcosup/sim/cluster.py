@@ -46,11 +46,13 @@ from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
+    MACHINEOSCONFIGS,
     NODES,
     PODS,
     SECRETS,
 )
-from mcosup.model import names
+from mcosup.model import machineosbuild, names
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
@@ -421,6 +423,21 @@ class LocalCluster:
         value = ((p.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
         return str(value) if value else None
 
+    async def handed_off_image(self, pool_name: str) -> str | None:
+        """The image the rollout takes for the pool: its MachineOSConfig's current MachineOSBuild's, when
+        that build Succeeded for the pool's current rendered config."""
+        pool = await self.pool(pool_name)
+        try:
+            mosc = await self.kube.get(MACHINEOSCONFIGS, pool_name)
+        except errors.NotFound:
+            return None
+        current = machineosbuild.current_build_name(mosc)
+        mosb = None
+        if current:
+            with contextlib.suppress(errors.NotFound):
+                mosb = await self.kube.get(MACHINEOSBUILDS, current)
+        return machineosbuild.image_for_pool(pool, mosc, lambda name: mosb if name == current else None)
+
     async def build_state(self, pool_name: str) -> tuple[str, str] | None:
         """The True build condition of the pool: (type, message), or None."""
         p = await self.pool(pool_name)
@@ -457,7 +474,10 @@ class LocalCluster:
 
     async def converged(self, pool_name: str, *, layered: bool) -> str | None:
         """None when every node of the pool runs the pool's current config (and image when layered)."""
-        return not_converged(await self.pool(pool_name), await self.pool_nodes(pool_name), layered=layered)
+        image = await self.handed_off_image(pool_name) if layered else None
+        return not_converged(
+            await self.pool(pool_name), await self.pool_nodes(pool_name), image=image, layered=layered
+        )
 
     async def wait_converged(self, pool_name: str, *, layered: bool, within: float = 300) -> None:
         mode = "layered" if layered else "legacy"
