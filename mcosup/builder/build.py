@@ -1,14 +1,15 @@
 """The Machine OS Builder's reconciler: one key per opted-in pool, level-triggered (contract section 4).
 
-``reconcile(pool)`` reads everything from caches, works out the build the pool needs now (its build
-identity) and moves it one step: reuse an image the registry still has, create the build objects,
-report the build Pod's progress, record the digest, retry a failure with backoff, or remove builds that
-are no longer current. It keeps no state of its own between calls: build Pods are found by name and
-labels, and a finished success is recognised from the pool's own status, so a restarted builder
-continues where the last one stopped.
+``reconcile(pool)`` reads the facts from its caches, asks :func:`mcosup.builder.buildplan.decide` for
+the pool's next step and executes it: reuse an image the registry still has, create the MachineOSBuild
+and the build objects, report the build Pod's progress on both, record the digest, retry a failure with
+backoff, or remove builds that are no longer current. It keeps no state of its own between calls: build
+Pods are found by name and labels, and a finished build is recognised from its MachineOSBuild, so a
+restarted builder continues where the last one stopped.
 
-Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``): a build for
-any other name is stale by definition, and nothing from a stale build is ever recorded.
+Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``; the
+MachineOSBuild ``<pool>-<16 hex>``): a build for any other name is stale by definition, and nothing from a
+stale build is ever recorded.
 """
 
 from __future__ import annotations
@@ -125,122 +126,94 @@ class Builder:
 
     async def _reconcile(self, pool_name: str) -> Result | None:
         pool = self.caches.pools.get(pool_name)
-        if pool is None or not opted_in(pool, self.caches.machineosconfigs.items()):
+        facts = self._facts(pool_name, pool)
+        step = buildplan.decide(facts)
+        if isinstance(step, buildplan.AskRegistry):
+            assert not isinstance(facts.inputs, str)
+            assert facts.settings is not None
+            answer = buildplan.RegistryAnswer(await self._registry_digest(step.plan, facts.settings))
+            step = buildplan.decide(dataclasses.replace(facts, registry=answer))
+        return await self._execute(pool_name, pool, facts, step)
+
+    def _facts(self, pool_name: str, pool: Obj | None) -> buildplan.Facts:
+        """What the decision needs, read from the caches."""
+        moscs = self.caches.machineosconfigs
+        rendered_name = rendered_config(pool) or "" if pool is not None else ""
+        rendered = self.caches.machineconfigs.get(rendered_name) if rendered_name else None
+        inputs: buildplan.BuildInputs | str = "no rendered config"
+        settings = None
+        if rendered is not None:
+            found = self._inputs(pool_name, rendered)
+            inputs = found if isinstance(found, str) else found[1]
+            settings = None if isinstance(found, str) else found[0]
+        return buildplan.Facts(
+            pool=pool or {},
+            opted_in=opted_in(pool, moscs.items()),
+            rendered=rendered_name,
+            rendered_found=rendered is not None,
+            inputs=inputs,
+            settings=settings,
+            mosc=machineosconfig.machineosconfig_for(pool_name, moscs.items()),
+            machineosbuild=self.caches.machineosbuilds.get,
+            pods=list(self._pool_objects(self.caches.pods, pool_name)),
+            now=self.wall_clock(),
+            max_retries=self.settings.max_retries,
+            retry_backoff=self.settings.retry_backoff,
+        )
+
+    async def _execute(
+        self, pool_name: str, pool: Obj | None, facts: buildplan.Facts, step: buildplan.Step
+    ) -> Result | None:
+        """Carry out one step of :func:`~mcosup.builder.buildplan.decide`."""
+        if isinstance(step, buildplan.StopBuilding):
             # Opt-out cleanup (objects, conditions, annotation) is the supervisor's; only stop building.
             await self._delete_builds(pool_name, keep=None)
             return None
-        rendered_name = rendered_config(pool) or ""
-        if not rendered_name:
-            await self._state(
-                pool, names.BUILD_PENDING, "WaitingForRender", "the pool has no rendered config yet"
-            )
-            return None
-        rendered = self.caches.machineconfigs.get(rendered_name)
-        if rendered is None:
-            await self._state(
-                pool,
-                names.BUILD_PENDING,
-                "WaitingForRender",
-                f"rendered config {rendered_name} is not there yet",
-            )
-            return None
-        inputs_or_problem = self._inputs(pool_name, rendered)
-        if isinstance(inputs_or_problem, str):
-            await self._state(pool, names.BUILD_PENDING, "InvalidConfig", inputs_or_problem)
-            return None
-        config, inputs = inputs_or_problem
-        try:
-            plan = buildplan.plan(inputs)
-        except buildplan.BuildError as exc:
-            await self._delete_builds(pool_name, keep=None)
-            await self._state(pool, names.BUILD_FAILED, "CannotBuild", str(exc))
-            return None
-
-        mosc = machineosconfig.machineosconfig_for(pool_name, self.caches.machineosconfigs.items())
-        if mosc is None:
-            await self._state(
-                pool,
-                names.BUILD_PENDING,
-                "WaitingForMachineOSConfig",
-                f"MachineOSConfig {pool_name} does not exist yet (the supervisor makes it from the pool's "
-                f"{names.LAYERING_ENABLED} label and ConfigMap {self.ns}/{names.BUILD_CONFIG_CM})",
-            )
-            return None
-        mosb_name = machineosbuild.name_for(pool_name, plan.identity)
-        mosb = self.caches.machineosbuilds.get(mosb_name)
-        built = machineosbuild.succeeded_image(mosb)
-        if mosb is not None and built is not None:
-            if self._recorded(pool, built):
-                await self._set_current(mosc, mosb_name, built)  # nothing written when it is already
+        assert pool is not None  # an opted-in pool exists
+        if isinstance(step, buildplan.Report):
+            if step.drop_builds:
                 await self._delete_builds(pool_name, keep=None)
-                return None
-            if machineosbuild.current_build_name(mosc) == mosb_name:
-                await self._record(pool, plan, mosb, built, f"built by MachineOSBuild {mosb_name}")
-                return None
-            # A config seen before: its build is reused when the registry still has the image.
-            if await self._in_registry(plan, config) == built:
-                await self._record(
-                    pool,
-                    plan,
-                    mosb,
-                    built,
-                    f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
-                )
-                return None
+            await self._state(pool, step.condition, step.reason, step.message)
+            return None
+        assert facts.mosc is not None and not isinstance(facts.inputs, str)  # the decision needs both
+        plan = step.plan
+        rendered_name = plan.inputs.rendered_name
+        if isinstance(step, buildplan.Recorded):
+            await self._set_current(facts.mosc, step.mosb, step.image)  # nothing written when it is already
+            await self._delete_builds(pool_name, keep=None)
+            return None
+        if isinstance(step, buildplan.Forget):
             log.info(
-                "the registry no longer has %s of MachineOSBuild %s: building it again",
-                built,
-                mosb_name,
+                "the registry no longer has the image of MachineOSBuild %s: building it again",
+                step.mosb,
                 extra=fields(pool=pool_name),
             )
-            await self._delete(MACHINEOSBUILDS, mosb, pool_name)
+            old = self.caches.machineosbuilds.get(step.mosb)
+            if old is not None:
+                await self._delete(MACHINEOSBUILDS, old, pool_name)
             return Result(requeue_after=0.5)
-
-        pods = sorted(
-            (
-                p
-                for p in self._pool_objects(self.caches.pods, pool_name)
-                if buildpods.belongs_to(_name(p), plan.name)
-            ),
-            key=lambda p: buildpods.attempt_of(_name(p)),
+        if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
+            raise AssertionError(f"asked the registry twice for {plan.target}")
+        mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(
+            plan, facts.mosc
         )
-        if pods and mosb is None:  # objects of a build whose record went missing: record it again
-            mosb = await self._ensure_machineosbuild(pool, plan, mosc, config)
-        for pod in pods:
-            if (pod.get("status") or {}).get("phase") == "Succeeded":
-                digest = str(buildpods.termination(pod).get("message") or "").strip()
-                try:
-                    image = buildplan.digested_pullspec(config.pullspec, digest)
-                except ValueError:
-                    log.warning(
-                        "build pod %s succeeded without a digest in its termination message (%r)",
-                        _name(pod),
-                        digest[:80],
-                        extra=fields(pool=pool_name),
-                    )
-                    continue
-                assert mosb is not None
-                mosb = await self._mosb_status(
-                    mosb,
-                    names.MOSB_SUCCEEDED,
-                    digestedImagePushSpec=image,
-                )
-                await self._record(pool, plan, mosb, image, f"built by {_name(pod)}")
-                return None
-
-        live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-        if live:
-            pod = live[-1]
+        if isinstance(step, buildplan.Record):
+            mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
+            await self._record(pool, plan, mosb, step.image, step.how)
+            return None
+        if isinstance(step, buildplan.Start):
+            assert facts.settings is not None
+            await self._start(pool, plan, facts.settings, mosb, attempt=step.attempt)
+            return None
+        if isinstance(step, buildplan.Follow):
             await self._delete_builds(pool_name, keep=plan)
-            running = (pod.get("status") or {}).get("phase") == "Running"
-            assert mosb is not None
-            if running:
+            if step.running:
                 await self._mosb_status(mosb, names.MOSB_BUILDING)
                 await self._state(
                     pool,
                     names.BUILDING,
                     "Building",
-                    f"{_name(pod)} is building {plan.target} for {rendered_name}",
+                    f"{step.pod} is building {plan.target} for {rendered_name}",
                 )
             else:
                 await self._mosb_status(mosb, names.MOSB_PREPARED)
@@ -248,73 +221,39 @@ class Builder:
                     pool,
                     names.BUILD_PENDING,
                     "BuildPodPending",
-                    f"{_name(pod)} is waiting to build {plan.target} for {rendered_name}",
+                    f"{step.pod} is waiting to build {plan.target} for {rendered_name}",
                 )
             return None
-
-        if not pods:
-            if mosb is not None and machineosbuild.is_final(mosb):
-                # Failed (or Interrupted) for good and its objects are gone: conditions never change again.
-                failed_cond = conditions.find((mosb.get("status") or {}).get("conditions"), names.MOSB_FAILED)
-                await self._state(
-                    pool,
-                    names.BUILD_FAILED,
-                    "BuildFailed",
-                    f"MachineOSBuild {mosb_name} failed: "
-                    f"{(failed_cond or {}).get('message', '')}; giving up until the config changes",
-                )
-                return None
-            reusable = await self._in_registry(plan, config)
-            mosb = await self._ensure_machineosbuild(pool, plan, mosc, config)
-            if reusable is not None:
-                mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=reusable)
-                await self._record(
-                    pool, plan, mosb, reusable, "found in the registry, reused without building"
-                )
-                return None
-            await self._start(pool, plan, config, mosb, attempt=0)
-            return None
-
-        # Every attempt so far failed.
-        failed = pods[-1]
-        attempts = buildpods.attempt_of(_name(failed)) + 1
+        # Failed: attempt ``attempts`` failed; retried later, or given up.
+        failed = self.caches.pods.get(step.pod, self.ns) or {"metadata": {"name": step.pod}}
         log_tail = await self._failure_text(failed)
-        if attempts > self.settings.max_retries:
-            assert mosb is not None
+        if step.retry_at is None:
             await self._mosb_status(
                 mosb,
                 names.MOSB_FAILED,
-                f"the build of {plan.target} failed {attempts} times; last lines of {_name(failed)}:\n"
+                f"the build of {plan.target} failed {step.attempts} times; last lines of {step.pod}:\n"
                 f"{log_tail}",
             )
             await self._state(
                 pool,
                 names.BUILD_FAILED,
                 "BuildFailed",
-                f"build of {plan.target} for {rendered_name} failed {attempts} times; giving up until the "
-                f"config changes. Last lines of {_name(failed)}:\n{log_tail}",
+                f"build of {plan.target} for {rendered_name} failed {step.attempts} times; giving up until "
+                f"the config changes. Last lines of {step.pod}:\n{log_tail}",
             )
             await self._delete_builds(pool_name, keep=plan)
             return None
-        delay = self.settings.retry_backoff * 2 ** (attempts - 1)
-        finished = buildpods.parse_time(buildpods.termination(failed).get("finishedAt")) or self.wall_clock()
-        wait = finished + delay - self.wall_clock()
-        if wait > 0:
-            await self._state(
-                pool,
-                names.BUILD_FAILED,
-                "BuildFailed",
-                f"build of {plan.target} for {rendered_name} failed (attempt {attempts} of "
-                # An absolute time keeps the message (and so the status) stable while waiting.
-                f"{self.settings.max_retries + 1}); retrying at {buildpods.rfc3339(finished + delay)}. "
-                f"Last lines of {_name(failed)}:\n"
-                f"{log_tail}",
-            )
-            await self._delete_builds(pool_name, keep=plan)
-            return Result(requeue_after=wait)
-        assert mosb is not None
-        await self._start(pool, plan, config, mosb, attempt=attempts)
-        return None
+        await self._state(
+            pool,
+            names.BUILD_FAILED,
+            "BuildFailed",
+            f"build of {plan.target} for {rendered_name} failed (attempt {step.attempts} of "
+            # An absolute time keeps the message (and so the status) stable while waiting.
+            f"{self.settings.max_retries + 1}); retrying at {buildpods.rfc3339(step.retry_at)}. "
+            f"Last lines of {step.pod}:\n{log_tail}",
+        )
+        await self._delete_builds(pool_name, keep=plan)
+        return Result(requeue_after=max(step.retry_at - self.wall_clock(), 0.0))
 
     # ----------------------------------------------------------------------------------------- inputs
 
@@ -360,13 +299,6 @@ class Builder:
             pullspec=config.pullspec,
         )
 
-    def _recorded(self, pool: Obj, image: str) -> bool:
-        """The pool records ``image`` as its build's (its MachineOSConfig may still lag behind)."""
-        annotations = (pool.get("metadata") or {}).get("annotations") or {}
-        return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
-            pool, names.BUILD_SUCCESS
-        )
-
     def _auths(self, config: BuildSettings) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for secret_name in (config.push_secret, config.pull_secret):
@@ -380,7 +312,9 @@ class Builder:
             merged.update(auths)
         return merged
 
-    async def _in_registry(self, plan: buildplan.BuildPlan, config: BuildSettings) -> str | None:
+    async def _registry_digest(self, plan: buildplan.BuildPlan, config: BuildSettings) -> str | None:
+        """The digest the registry serves for the build's target tag; None when it has none or cannot
+        be asked (then the image is built)."""
         try:
             digest = await manifests.manifest_digest(
                 self.http, plan.target, self._auths(config), tls_verify=self.settings.pod.tls_verify
@@ -393,9 +327,7 @@ class Builder:
                 extra=fields(pool=plan.inputs.pool),
             )
             return None
-        if digest is None:
-            return None
-        return buildplan.digested_pullspec(config.pullspec, digest)
+        return digest
 
     async def _failure_text(self, pod: Obj) -> str:
         """The last lines of a failed build: its log, else the termination message (logs on error)."""
@@ -416,9 +348,7 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    async def _ensure_machineosbuild(
-        self, pool: Obj, plan: buildplan.BuildPlan, mosc: ObjView, config: BuildSettings
-    ) -> Obj:
+    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView) -> Obj:
         """The MachineOSBuild of ``plan`` (created when missing), made the MachineOSConfig's current."""
         labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
         body = machineosbuild.new(mosc, plan.identity, plan.inputs.rendered_name, plan.target, labels)

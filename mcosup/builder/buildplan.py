@@ -34,10 +34,11 @@ import posixpath
 import re
 import shlex
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from mcosup.model import names, rendering
+from mcosup.builder import buildpods
+from mcosup.model import conditions, machineosbuild, names, rendering
 from mcosup.model.hostconfig import (
     DEFAULT_FILE_MODE,
     UNIT_DIR,
@@ -45,7 +46,8 @@ from mcosup.model.hostconfig import (
     HostConfig,
     parse_machineconfig,
 )
-from mcosup.model.objects import Obj
+from mcosup.model.machineosconfig import BuildSettings
+from mcosup.model.objects import Obj, ObjView
 from mcosup.runtime.settings import PodOptions
 
 #: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
@@ -497,3 +499,221 @@ def build_pod(
             "volumes": volumes,
         },
     }
+
+
+# --------------------------------------------------------------------------------------------- decide
+#
+# What the builder does next for one pool, from facts read out of its caches (and, when the decision
+# needs it, the registry's answer): a small step the reconciler in ``build`` executes. Table-tested.
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryAnswer:
+    """What the registry serves for the build's target tag: a digest, or None (it has no such image)."""
+
+    digest: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """Everything a pool's next build step depends on."""
+
+    pool: ObjView
+    opted_in: bool
+    #: The pool's rendered config's name ("" when it has none yet), and whether that object exists.
+    rendered: str
+    rendered_found: bool
+    #: The build inputs, or why there are none (a message naming the object, the field and the fix).
+    inputs: BuildInputs | str
+    #: The settings the inputs come from (Secrets to mount and to ask the registry with).
+    settings: BuildSettings | None
+    #: The pool's MachineOSConfig (an admin's, or the one its label stands for), None until it exists.
+    mosc: ObjView | None
+    #: Looks a MachineOSBuild up by name.
+    machineosbuild: Callable[[str], ObjView | None]
+    #: The pool's build Pods (label mc/build-object), of any build.
+    pods: Sequence[ObjView]
+    now: float
+    max_retries: int
+    retry_backoff: float
+    #: None until the registry was asked (see :class:`AskRegistry`).
+    registry: RegistryAnswer | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StopBuilding:
+    """The pool is not opted in: delete its unfinished builds (the rest of opt-out is the supervisor's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Make ``condition`` the pool's True build condition; ``drop_builds``: delete its unfinished builds."""
+
+    condition: str
+    reason: str
+    message: str
+    drop_builds: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AskRegistry:
+    """Ask the registry for the build's target tag, then decide again with the answer."""
+
+    plan: BuildPlan
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """The pool records build ``mosb``'s image: keep the MachineOSConfig in step, drop other builds."""
+
+    plan: BuildPlan
+    mosb: str
+    image: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Build ``mosb`` (created when missing) Succeeded with ``image``: make it the pool's current one."""
+
+    plan: BuildPlan
+    mosb: str
+    image: str
+    how: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Forget:
+    """Delete MachineOSBuild ``mosb``: its image is gone from the registry, so it is built again."""
+
+    plan: BuildPlan
+    mosb: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Create build ``mosb`` (when missing) and its objects for attempt ``attempt`` (0 = the first)."""
+
+    plan: BuildPlan
+    mosb: str
+    attempt: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Follow:
+    """Build Pod ``pod`` is waiting (``running`` False) or building: report it."""
+
+    plan: BuildPlan
+    mosb: str
+    pod: str
+    running: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """Attempt ``attempts`` failed in ``pod``: retry at ``retry_at``, or give up (``retry_at`` None)."""
+
+    plan: BuildPlan
+    mosb: str
+    pod: str
+    attempts: int
+    retry_at: float | None
+
+
+Step = StopBuilding | Report | AskRegistry | Recorded | Record | Forget | Start | Follow | Failed
+
+
+def _phase(pod: ObjView) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _recorded(pool: ObjView, image: str) -> bool:
+    """The pool records ``image`` (annotation and BuildSuccess)."""
+    annotations = (pool.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
+        pool, names.BUILD_SUCCESS
+    )
+
+
+def decide(facts: Facts) -> Step:
+    """The pool's next build step (contract sections 4 and 11)."""
+    if not facts.opted_in:
+        return StopBuilding()
+    pending = names.BUILD_PENDING
+    if not facts.rendered:
+        return Report(pending, "WaitingForRender", "the pool has no rendered config yet")
+    if not facts.rendered_found:
+        return Report(pending, "WaitingForRender", f"rendered config {facts.rendered} is not there yet")
+    if isinstance(facts.inputs, str):
+        return Report(pending, "InvalidConfig", facts.inputs)
+    try:
+        build = plan(facts.inputs)
+    except BuildError as exc:
+        return Report(names.BUILD_FAILED, "CannotBuild", str(exc), drop_builds=True)
+    pool_name = facts.inputs.pool
+    if facts.mosc is None:
+        return Report(
+            pending,
+            "WaitingForMachineOSConfig",
+            f"MachineOSConfig {pool_name} does not exist yet (the supervisor makes it from the pool's "
+            f"{names.LAYERING_ENABLED} label and ConfigMap {names.BUILD_CONFIG_CM})",
+        )
+    mosb_name = machineosbuild.name_for(pool_name, build.identity)
+    mosb = facts.machineosbuild(mosb_name)
+    built = machineosbuild.succeeded_image(mosb)
+    if built is not None:
+        if _recorded(facts.pool, built):
+            return Recorded(build, mosb_name, built)
+        if machineosbuild.current_build_name(facts.mosc) == mosb_name:
+            return Record(build, mosb_name, built, f"built by MachineOSBuild {mosb_name}")
+        # A config seen before: its build is reused when the registry still has the image.
+        if facts.registry is None:
+            return AskRegistry(build)
+        if facts.registry.digest is not None and built.endswith("@" + facts.registry.digest):
+            return Record(
+                build,
+                mosb_name,
+                built,
+                f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
+            )
+        return Forget(build, mosb_name)
+
+    pods = sorted(
+        (p for p in facts.pods if buildpods.belongs_to(str(p["metadata"]["name"]), build.name)),
+        key=lambda p: buildpods.attempt_of(str(p["metadata"]["name"])),
+    )
+    for pod in pods:
+        if _phase(pod) == "Succeeded":
+            digest = str(buildpods.termination(pod).get("message") or "").strip()
+            try:
+                image = digested_pullspec(facts.inputs.pullspec, digest)
+            except ValueError:
+                continue  # no digest in its termination message: not a result
+            return Record(build, mosb_name, image, f"built by {pod['metadata']['name']}")
+    live = [p for p in pods if _phase(p) not in ("Succeeded", "Failed")]
+    if live:
+        return Follow(build, mosb_name, str(live[-1]["metadata"]["name"]), _phase(live[-1]) == "Running")
+    if not pods:
+        if machineosbuild.is_final(mosb):
+            failed = conditions.find(((mosb or {}).get("status") or {}).get("conditions"), names.MOSB_FAILED)
+            return Report(
+                names.BUILD_FAILED,
+                "BuildFailed",
+                f"MachineOSBuild {mosb_name} failed: {(failed or {}).get('message', '')}; "
+                "giving up until the config changes",
+            )
+        if facts.registry is None:
+            return AskRegistry(build)
+        if facts.registry.digest is not None:
+            image = digested_pullspec(facts.inputs.pullspec, facts.registry.digest)
+            return Record(build, mosb_name, image, "found in the registry, reused without building")
+        return Start(build, mosb_name, attempt=0)
+    # Every attempt so far failed.
+    last = pods[-1]
+    attempts = buildpods.attempt_of(str(last["metadata"]["name"])) + 1
+    if attempts > facts.max_retries:
+        return Failed(build, mosb_name, str(last["metadata"]["name"]), attempts, retry_at=None)
+    finished = buildpods.parse_time(buildpods.termination(last).get("finishedAt")) or facts.now
+    retry_at = finished + facts.retry_backoff * 2 ** (attempts - 1)
+    if retry_at > facts.now:
+        return Failed(build, mosb_name, str(last["metadata"]["name"]), attempts, retry_at=retry_at)
+    return Start(build, mosb_name, attempt=attempts)
