@@ -30,6 +30,7 @@ from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import (
     CONFIGMAPS,
+    JOBS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
     MACHINEOSBUILDS,
@@ -66,6 +67,7 @@ class Caches:
     pods: Cache  # the namespace's build Pods (label mc/build-object)
     machineosconfigs: Cache
     machineosbuilds: Cache
+    jobs: Cache  # the namespace's build Jobs (label mc/build-object)
 
 
 class _Snapshot:
@@ -154,11 +156,9 @@ class Builder:
             inputs=inputs,
             settings=settings,
             mosc=machineosconfig.machineosconfig_for(pool_name, moscs.items()),
-            machineosbuild=self.caches.machineosbuilds.get,
+            builds=list(self._builds_of(pool_name)),
+            jobs=list(self._pool_objects(self.caches.jobs, pool_name)),
             pods=list(self._pool_objects(self.caches.pods, pool_name)),
-            now=self.wall_clock(),
-            max_retries=self.settings.max_retries,
-            retry_backoff=self.settings.retry_backoff,
         )
 
     async def _execute(
@@ -175,7 +175,7 @@ class Builder:
                 await self._delete_builds(pool_name, keep=None)
             await self._state(pool, step.condition, step.reason, step.message)
             return None
-        assert facts.mosc is not None and not isinstance(facts.inputs, str)  # the decision needs both
+        assert facts.mosc is not None and facts.settings is not None  # the decision needs both
         plan = step.plan
         rendered_name = plan.inputs.rendered_name
         if isinstance(step, buildplan.Recorded):
@@ -195,25 +195,25 @@ class Builder:
         if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
             raise AssertionError(f"asked the registry twice for {plan.target}")
         mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(
-            plan, facts.mosc
+            plan, facts.mosc, step.mosb
         )
         if isinstance(step, buildplan.Record):
             mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
             await self._record(pool, plan, mosb, step.image, step.how)
             return None
         if isinstance(step, buildplan.Start):
-            assert facts.settings is not None
-            await self._start(pool, plan, facts.settings, mosb, attempt=step.attempt)
+            await self._start(pool, plan, facts.settings, mosb)
             return None
         if isinstance(step, buildplan.Follow):
-            await self._delete_builds(pool_name, keep=plan)
-            if step.running:
+            await self._delete_builds(pool_name, keep=step.mosb)
+            # A build Pod deleted or evicted mid-build is replaced by the Job: the build stays Building.
+            if step.running or machineosbuild.state(mosb) == names.MOSB_BUILDING:
                 await self._mosb_status(mosb, names.MOSB_BUILDING)
                 await self._state(
                     pool,
                     names.BUILDING,
                     "Building",
-                    f"{step.pod} is building {plan.target} for {rendered_name}",
+                    f"Job {step.job} is building {plan.target} for {rendered_name}",
                 )
             else:
                 await self._mosb_status(mosb, names.MOSB_PREPARED)
@@ -221,39 +221,34 @@ class Builder:
                     pool,
                     names.BUILD_PENDING,
                     "BuildPodPending",
-                    f"{step.pod} is waiting to build {plan.target} for {rendered_name}",
+                    f"Job {step.job} is waiting for a Pod to build {plan.target} for {rendered_name}",
                 )
             return None
-        # Failed: attempt ``attempts`` failed; retried later, or given up.
-        failed = self.caches.pods.get(step.pod, self.ns) or {"metadata": {"name": step.pod}}
-        log_tail = await self._failure_text(failed)
-        if step.retry_at is None:
-            await self._mosb_status(
-                mosb,
-                names.MOSB_FAILED,
-                f"the build of {plan.target} failed {step.attempts} times; last lines of {step.pod}:\n"
-                f"{log_tail}",
+        if isinstance(step, buildplan.Interrupt):
+            try:  # the cache may not show a Job just created: only a Job the API server lacks is gone
+                await self.kube.get(JOBS, step.job, namespace=self.ns)
+                return Result(requeue_after=0.5)
+            except errors.NotFound:
+                pass
+            message = (
+                f"Job {self.ns}/{step.job} was deleted while building {plan.target} for {rendered_name}; "
+                "the build starts again as a new MachineOSBuild"
             )
+            await self._mosb_status(mosb, names.MOSB_INTERRUPTED, message)
             await self._state(
-                pool,
-                names.BUILD_FAILED,
-                "BuildFailed",
-                f"build of {plan.target} for {rendered_name} failed {step.attempts} times; giving up until "
-                f"the config changes. Last lines of {step.pod}:\n{log_tail}",
+                pool, names.BUILD_INTERRUPTED, "BuildInterrupted", f"MachineOSBuild {step.mosb}: {message}"
             )
-            await self._delete_builds(pool_name, keep=plan)
             return None
+        # Failed for good: the MachineOSBuild's conditions are final; its objects stay for debugging.
+        failed = self.caches.pods.get(step.pod, self.ns) if step.pod else None
+        log_tail = await self._failure_text(failed) if failed is not None else ""
+        detail = f"{step.why}. Last lines of {step.pod}:\n{log_tail}" if log_tail else step.why
+        await self._mosb_status(mosb, names.MOSB_FAILED, detail)
         await self._state(
-            pool,
-            names.BUILD_FAILED,
-            "BuildFailed",
-            f"build of {plan.target} for {rendered_name} failed (attempt {step.attempts} of "
-            # An absolute time keeps the message (and so the status) stable while waiting.
-            f"{self.settings.max_retries + 1}); retrying at {buildpods.rfc3339(step.retry_at)}. "
-            f"Last lines of {step.pod}:\n{log_tail}",
+            pool, names.BUILD_FAILED, "BuildFailed", buildplan.failed_message(plan, step.mosb, detail)
         )
-        await self._delete_builds(pool_name, keep=plan)
-        return Result(requeue_after=max(step.retry_at - self.wall_clock(), 0.0))
+        await self._delete_builds(pool_name, keep=step.mosb)
+        return None
 
     # ----------------------------------------------------------------------------------------- inputs
 
@@ -348,11 +343,10 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView) -> Obj:
-        """The MachineOSBuild of ``plan`` (created when missing), made the MachineOSConfig's current."""
+    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView, name: str) -> Obj:
+        """MachineOSBuild ``name`` of ``plan`` (created when missing), made the MachineOSConfig's current."""
         labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
-        body = machineosbuild.new(mosc, plan.identity, plan.inputs.rendered_name, plan.target, labels)
-        name = _name(body)
+        body = machineosbuild.new(mosc, name, plan.inputs.rendered_name, plan.target, labels)
         try:
             mosb = await self.kube.create(MACHINEOSBUILDS, body)
             log.info(
@@ -388,7 +382,7 @@ class Builder:
         if any(status.get(k) != v for k, v in want.items()):
             await self.kube.patch_status(MACHINEOSCONFIGS, name, {"status": want})
 
-    async def _mosb_status(self, mosb: Obj, true_type: str, message: str = "", **status_fields: str) -> Obj:
+    async def _mosb_status(self, mosb: Obj, true_type: str, message: str = "", **status_fields: Any) -> Obj:
         """Make ``true_type`` the MachineOSBuild's True condition, with ``buildStart`` when the build
         starts and ``buildEnd`` when it ends; never touches a final one (its conditions are frozen)."""
         if machineosbuild.state(mosb) == true_type or machineosbuild.is_final(mosb):
@@ -419,11 +413,13 @@ class Builder:
         )
         return written
 
-    async def _start(
-        self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, mosb: Obj, *, attempt: int
-    ) -> None:
-        """Create the build's objects (idempotent), then remove every other build of the pool."""
+    async def _start(self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, mosb: Obj) -> None:
+        """Create the build's ConfigMaps and Job (idempotent), owned by its MachineOSBuild, then remove
+        every other build of the pool."""
         pool_name = plan.inputs.pool
+        mosb_name = _name(mosb)
+        job_name = machineosbuild.job_name(mosb_name)
+        build = dataclasses.replace(plan, name=job_name)
         owner = machineosbuild.owner_reference(mosb)
         opts = self.settings.pod
         refs: list[buildplan.SecretRef | None] = []
@@ -438,31 +434,35 @@ class Builder:
         push = refs[1]
         assert push is not None  # a push Secret is required (settings without one do not validate)
         objects: list[tuple[Resource, Obj]] = [
-            (CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)
+            (CONFIGMAPS, cm) for cm in buildplan.configmaps(build, opts, owner)
         ]
-        pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=push)
-        pod["metadata"]["name"] = buildpods.pod_name(plan.name, attempt)
-        objects.append((PODS, pod))
+        job = buildplan.build_job(
+            build,
+            opts,
+            owner,
+            pull=refs[0],
+            push=push,
+            backoff_limit=self.settings.max_retries,
+            deadline_seconds=config.timeout_seconds,
+        )
+        objects.append((JOBS, job))
         for resource, body in objects:
             try:
                 await self.kube.create(resource, body, namespace=self.ns)
             except errors.AlreadyExists:
                 pass
-        log.info(
-            "started build %s of %s (attempt %d)",
-            _name(pod),
-            plan.target,
-            attempt + 1,
-            extra=fields(pool=pool_name),
+        log.info("started Job %s building %s", job_name, plan.target, extra=fields(pool=pool_name))
+        await self._mosb_status(
+            mosb, names.MOSB_PREPARED, builder=machineosbuild.builder_status(job_name, self.ns)
         )
         # Supersede: the new build exists before the stale one goes.
-        await self._delete_builds(pool_name, keep=plan)
-        what = "retrying" if attempt else "started"
+        await self._delete_builds(pool_name, keep=mosb_name)
         await self._state(
             pool,
             names.BUILD_PENDING,
             "BuildStarted",
-            f"{what} {_name(pod)} to build {plan.target} for {plan.inputs.rendered_name}",
+            f"started Job {job_name} (MachineOSBuild {mosb_name}) to build {plan.target} for "
+            f"{plan.inputs.rendered_name}",
         )
 
     async def _current_identity(self, pool_name: str) -> tuple[Obj, str | None]:
@@ -497,15 +497,16 @@ class Builder:
         return pool, buildplan.build_identity(found[1])
 
     async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
-        """Make the Succeeded ``mosb`` the current build of its MachineOSConfig, then of the pool."""
+        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build.
+
+        The pool first: a write refused there (409) leaves nothing half-recorded, so the next pass
+        decides the same way; a MachineOSConfig left behind is caught up by the ``Recorded`` step."""
         pool_name = plan.inputs.pool
         fresh, identity = await self._current_identity(pool_name)
         if identity != plan.identity:
             raise StaleBuild(
                 f"{plan.name} is no longer the current build of pool {pool_name}: not recording {image}"
             )
-        mosc = await self.kube.get(MACHINEOSCONFIGS, pool_name)
-        await self._set_current(mosc, _name(mosb), image)
         # The resourceVersion makes the patch fail (409) if the pool changed since it was read.
         fresh = await self.kube.patch(
             MACHINECONFIGPOOLS,
@@ -521,8 +522,9 @@ class Builder:
             fresh,
             names.BUILD_SUCCESS,
             "BuildSucceeded",
-            f"{image} for {plan.inputs.rendered_name}: {how} [{plan.name}]",
+            f"{image} for {plan.inputs.rendered_name}: {how}",
         )
+        await self._set_current(await self.kube.get(MACHINEOSCONFIGS, pool_name), _name(mosb), image)
         log.info("recorded image %s (%s)", image, how, extra=fields(pool=pool_name))
         await self._delete_builds(pool_name, keep=None)
 
@@ -560,24 +562,29 @@ class Builder:
             ) == names.label_value(pool_name):
                 yield obj
 
-    async def _delete_builds(self, pool_name: str, *, keep: buildplan.BuildPlan | None) -> None:
-        """Delete the pool's build objects and unfinished MachineOSBuilds except those of build ``keep``.
+    def _builds_of(self, pool_name: str) -> Iterator[Obj]:
+        """The MachineOSBuilds of the pool's MachineOSConfig (named like the pool)."""
+        for mosb in self.caches.machineosbuilds.items():
+            if ((mosb.get("spec") or {}).get("machineOSConfig") or {}).get("name") == pool_name:
+                yield mosb
+
+    async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
+        """Delete the pool's unfinished MachineOSBuilds and build objects, except MachineOSBuild ``keep``'s.
 
         Succeeded MachineOSBuilds stay: they are the record of images a return to their config reuses.
         """
-        # Pods first: they use the rest. Secrets are never created by builds (the config's are mounted).
-        for resource, cache in ((PODS, self.caches.pods), (CONFIGMAPS, self.caches.configmaps)):
+        kept = machineosbuild.job_name(keep) if keep is not None else None
+        # Jobs first (their Pods go with them), then loose Pods, then the ConfigMaps they read.
+        for resource, cache in (
+            (JOBS, self.caches.jobs),
+            (PODS, self.caches.pods),
+            (CONFIGMAPS, self.caches.configmaps),
+        ):
             for obj in list(self._pool_objects(cache, pool_name)):
-                if keep is None or not buildpods.belongs_to(_name(obj), keep.name):
+                if kept is None or not buildpods.belongs_to(_name(obj), kept):
                     await self._delete(resource, obj, pool_name)
-        keep_mosb = machineosbuild.name_for(pool_name, keep.identity) if keep is not None else None
-        for mosb in list(self.caches.machineosbuilds.items()):
-            spec = mosb.get("spec") or {}
-            if (
-                (spec.get("machineOSConfig") or {}).get("name") == pool_name
-                and _name(mosb) != keep_mosb
-                and machineosbuild.state(mosb) != names.MOSB_SUCCEEDED
-            ):
+        for mosb in list(self._builds_of(pool_name)):
+            if _name(mosb) != keep and machineosbuild.state(mosb) != names.MOSB_SUCCEEDED:
                 await self._delete(MACHINEOSBUILDS, mosb, pool_name)
 
     async def _delete(self, resource: Resource, obj: Obj, pool_name: str) -> None:

@@ -34,7 +34,7 @@ import posixpath
 import re
 import shlex
 import tarfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mcosup.builder import buildpods
@@ -501,6 +501,31 @@ def build_pod(
     }
 
 
+def build_job(
+    build: BuildPlan,
+    options: PodOptions,
+    owner: Obj | None = None,
+    *,
+    pull: SecretRef | None,
+    push: SecretRef,
+    backoff_limit: int,
+    deadline_seconds: int,
+) -> Obj:
+    """The build Job (contract section 4): the build Pod as its template (``restartPolicy: Never``), retried
+    ``backoff_limit`` times by the Job controller, stopped after ``deadline_seconds``."""
+    pod = build_pod(build, options, pull=pull, push=push)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(build.name, build, options, owner),
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": dict(build.labels)}, "spec": pod["spec"]},
+        },
+    }
+
+
 # --------------------------------------------------------------------------------------------- decide
 #
 # What the builder does next for one pool, from facts read out of its caches (and, when the decision
@@ -525,17 +550,14 @@ class Facts:
     rendered_found: bool
     #: The build inputs, or why there are none (a message naming the object, the field and the fix).
     inputs: BuildInputs | str
-    #: The settings the inputs come from (Secrets to mount and to ask the registry with).
+    #: The settings the inputs come from (Secrets to mount and to ask the registry with, the timeout).
     settings: BuildSettings | None
     #: The pool's MachineOSConfig (an admin's, or the one its label stands for), None until it exists.
     mosc: ObjView | None
-    #: Looks a MachineOSBuild up by name.
-    machineosbuild: Callable[[str], ObjView | None]
-    #: The pool's build Pods (label mc/build-object), of any build.
+    #: The MachineOSBuilds, the build Jobs and the build Pods of the pool.
+    builds: Sequence[ObjView]
+    jobs: Sequence[ObjView]
     pods: Sequence[ObjView]
-    now: float
-    max_retries: int
-    retry_backoff: float
     #: None until the registry was asked (see :class:`AskRegistry`).
     registry: RegistryAnswer | None = None
 
@@ -591,35 +613,46 @@ class Forget:
 
 @dataclasses.dataclass(frozen=True)
 class Start:
-    """Create build ``mosb`` (when missing) and its objects for attempt ``attempt`` (0 = the first)."""
+    """Create build ``mosb`` (when missing), its ConfigMaps and its Job."""
 
     plan: BuildPlan
     mosb: str
-    attempt: int
 
 
 @dataclasses.dataclass(frozen=True)
 class Follow:
-    """Build Pod ``pod`` is waiting (``running`` False) or building: report it."""
+    """Build ``mosb``'s Job is waiting for its Pod (``running`` False) or building: report it."""
 
     plan: BuildPlan
     mosb: str
-    pod: str
+    job: str
     running: bool
 
 
 @dataclasses.dataclass(frozen=True)
 class Failed:
-    """Attempt ``attempts`` failed in ``pod``: retry at ``retry_at``, or give up (``retry_at`` None)."""
+    """Build ``mosb`` failed for good (``why``); ``pod``: the last attempt, whose log tells more."""
 
     plan: BuildPlan
     mosb: str
-    pod: str
-    attempts: int
-    retry_at: float | None
+    why: str
+    pod: str | None
 
 
-Step = StopBuilding | Report | AskRegistry | Recorded | Record | Forget | Start | Follow | Failed
+@dataclasses.dataclass(frozen=True)
+class Interrupt:
+    """Build ``mosb``'s Job was deleted mid-build: the build is Interrupted (then starts again anew)."""
+
+    plan: BuildPlan
+    mosb: str
+    job: str
+
+
+Step = StopBuilding | Report | AskRegistry | Recorded | Record | Forget | Start | Follow | Failed | Interrupt
+
+
+def _name(obj: ObjView) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
 
 
 def _phase(pod: ObjView) -> str:
@@ -631,6 +664,33 @@ def _recorded(pool: ObjView, image: str) -> bool:
     annotations = (pool.get("metadata") or {}).get("annotations") or {}
     return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
         pool, names.BUILD_SUCCESS
+    )
+
+
+def _owned_by(pod: ObjView, job: str) -> bool:
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("kind") == "Job" and r.get("name") == job for r in refs)
+
+
+def _job_end(job: ObjView) -> Mapping[str, Any] | None:
+    """The Job's terminal condition (``Complete`` or ``Failed`` True), None while it runs."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60}m{rest % 60}s"
+
+
+def failed_message(build: BuildPlan, mosb_name: str, detail: str) -> str:
+    """The pool's BuildFailed message for a build that failed for good with ``detail`` (its record's
+    Failed message): the same words whether the failure was just seen or read back from the record."""
+    return (
+        f"build of {build.target} for {build.inputs.rendered_name} (MachineOSBuild {mosb_name}): {detail}\n"
+        "Giving up until the config changes."
     )
 
 
@@ -657,8 +717,14 @@ def decide(facts: Facts) -> Step:
             f"MachineOSConfig {pool_name} does not exist yet (the supervisor makes it from the pool's "
             f"{names.LAYERING_ENABLED} label and ConfigMap {names.BUILD_CONFIG_CM})",
         )
-    mosb_name = machineosbuild.name_for(pool_name, build.identity)
-    mosb = facts.machineosbuild(mosb_name)
+    base = machineosbuild.name_for(pool_name, build.identity)
+    starts = sorted(
+        (restart, b)
+        for b in facts.builds
+        if (restart := machineosbuild.restart_of(_name(b), base)) is not None
+    )
+    restart, mosb = starts[-1] if starts else (0, None)
+    mosb_name = machineosbuild.name_for(pool_name, build.identity, restart)
     built = machineosbuild.succeeded_image(mosb)
     if built is not None:
         if _recorded(facts.pool, built):
@@ -676,44 +742,54 @@ def decide(facts: Facts) -> Step:
                 f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
             )
         return Forget(build, mosb_name)
-
-    pods = sorted(
-        (p for p in facts.pods if buildpods.belongs_to(str(p["metadata"]["name"]), build.name)),
-        key=lambda p: buildpods.attempt_of(str(p["metadata"]["name"])),
-    )
-    for pod in pods:
-        if _phase(pod) == "Succeeded":
-            digest = str(buildpods.termination(pod).get("message") or "").strip()
-            try:
-                image = digested_pullspec(facts.inputs.pullspec, digest)
-            except ValueError:
-                continue  # no digest in its termination message: not a result
-            return Record(build, mosb_name, image, f"built by {pod['metadata']['name']}")
-    live = [p for p in pods if _phase(p) not in ("Succeeded", "Failed")]
-    if live:
-        return Follow(build, mosb_name, str(live[-1]["metadata"]["name"]), _phase(live[-1]) == "Running")
-    if not pods:
-        if machineosbuild.is_final(mosb):
-            failed = conditions.find(((mosb or {}).get("status") or {}).get("conditions"), names.MOSB_FAILED)
-            return Report(
-                names.BUILD_FAILED,
-                "BuildFailed",
-                f"MachineOSBuild {mosb_name} failed: {(failed or {}).get('message', '')}; "
-                "giving up until the config changes",
-            )
+    if mosb is None:
         if facts.registry is None:
             return AskRegistry(build)
         if facts.registry.digest is not None:
             image = digested_pullspec(facts.inputs.pullspec, facts.registry.digest)
             return Record(build, mosb_name, image, "found in the registry, reused without building")
-        return Start(build, mosb_name, attempt=0)
-    # Every attempt so far failed.
-    last = pods[-1]
-    attempts = buildpods.attempt_of(str(last["metadata"]["name"])) + 1
-    if attempts > facts.max_retries:
-        return Failed(build, mosb_name, str(last["metadata"]["name"]), attempts, retry_at=None)
-    finished = buildpods.parse_time(buildpods.termination(last).get("finishedAt")) or facts.now
-    retry_at = finished + facts.retry_backoff * 2 ** (attempts - 1)
-    if retry_at > facts.now:
-        return Failed(build, mosb_name, str(last["metadata"]["name"]), attempts, retry_at=retry_at)
-    return Start(build, mosb_name, attempt=attempts)
+        return Start(build, mosb_name)
+    state = machineosbuild.state(mosb)
+    if state == names.MOSB_INTERRUPTED:
+        return Start(build, machineosbuild.name_for(pool_name, build.identity, restart + 1))
+    if state == names.MOSB_FAILED:
+        failed = conditions.find((mosb.get("status") or {}).get("conditions"), names.MOSB_FAILED) or {}
+        return Report(
+            names.BUILD_FAILED,
+            "BuildFailed",
+            failed_message(build, mosb_name, str(failed.get("message", ""))),
+        )
+    job_name = machineosbuild.job_name(mosb_name)
+    job = next((j for j in facts.jobs if _name(j) == job_name), None)
+    if job is None:
+        if machineosbuild.builder_job(mosb) is not None:
+            return Interrupt(build, mosb_name, job_name)
+        return Start(build, mosb_name)
+    pods = sorted(
+        (p for p in facts.pods if _owned_by(p, job_name)),
+        key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+    )
+    end = _job_end(job)
+    if end is None:
+        return Follow(build, mosb_name, job_name, any(_phase(p) == "Running" for p in pods))
+    last = _name(pods[-1]) if pods else None
+    if end.get("type") == "Complete":
+        for pod in pods:
+            digest = str(buildpods.termination(pod).get("message") or "").strip()
+            if _phase(pod) == "Succeeded":
+                try:
+                    image = digested_pullspec(facts.inputs.pullspec, digest)
+                except ValueError:
+                    continue  # no digest in its termination message: not a result
+                return Record(build, mosb_name, image, f"built by Job {job_name}")
+        return Failed(build, mosb_name, f"Job {job_name} completed without writing the image's digest", last)
+    if end.get("reason") == "DeadlineExceeded":
+        timeout = facts.settings.timeout_seconds if facts.settings else 0
+        why = (
+            f"Job {job_name} ran longer than the build timeout of {_duration(timeout)} "
+            f"({names.BUILD_TIMEOUT_ANNOTATION} on MachineOSConfig {pool_name}): raise the annotation, "
+            "or make the build faster"
+        )
+        return Failed(build, mosb_name, why, last)
+    attempts = int((job.get("status") or {}).get("failed") or 0)
+    return Failed(build, mosb_name, f"Job {job_name} failed {attempts} times ({end.get('reason')})", last)

@@ -36,9 +36,40 @@ _MCO_TEXT: Mapping[str, tuple[str, str]] = {
 BUILDS_RESOURCE = "machineosbuilds"
 
 
-def name_for(machineosconfig_name: str, identity: str) -> str:
-    """``<MachineOSConfig>-<first 16 hex of the build identity>``."""
-    return f"{machineosconfig_name}-{identity[:16]}"
+def name_for(machineosconfig_name: str, identity: str, restart: int = 0) -> str:
+    """``<MachineOSConfig>-<first 16 hex of the build identity>``; a build started again after an
+    interruption (its conditions are final) gets a new object, ``...-<restart>``."""
+    base = f"{machineosconfig_name}-{identity[:16]}"
+    return base if restart == 0 else f"{base}-{restart}"
+
+
+def restart_of(mosb_name: str, base: str) -> int | None:
+    """Which start of build ``base`` (:func:`name_for` with restart 0) ``mosb_name`` is; None: another."""
+    if mosb_name == base:
+        return 0
+    rest = mosb_name.removeprefix(base + "-")
+    return int(rest) if rest != mosb_name and rest.isdigit() else None
+
+
+def job_name(mosb_name: str) -> str:
+    """The build Job of a MachineOSBuild; its ConfigMaps share the name as a prefix."""
+    return f"build-{mosb_name}"
+
+
+def builder_job(mosb: ObjView) -> str | None:
+    """``status.builder.job.name``: the Job the build was started in, None before it was."""
+    status = mosb.get("status")
+    builder = status.get("builder") if isinstance(status, Mapping) else None
+    job = builder.get("job") if isinstance(builder, Mapping) else None
+    return str(job["name"]) if isinstance(job, Mapping) and job.get("name") else None
+
+
+def builder_status(job: str, namespace: str) -> Obj:
+    """``status.builder`` naming the build's Job."""
+    return {
+        "imageBuilderType": names.JOB_IMAGE_BUILDER,
+        "job": {"group": "batch", "resource": "jobs", "namespace": namespace, "name": job},
+    }
 
 
 def _meta(obj: ObjView) -> Mapping[str, Any]:
@@ -46,14 +77,14 @@ def _meta(obj: ObjView) -> Mapping[str, Any]:
     return meta if isinstance(meta, Mapping) else {}
 
 
-def new(mosc: ObjView, identity: str, rendered_name: str, push_spec: str, labels: Mapping[str, str]) -> Obj:
-    """The MachineOSBuild of one build identity of ``mosc`` (whose uid is required), status empty."""
+def new(mosc: ObjView, name: str, rendered_name: str, push_spec: str, labels: Mapping[str, str]) -> Obj:
+    """MachineOSBuild ``name`` (see :func:`name_for`) of ``mosc`` (whose uid is required), status empty."""
     meta = _meta(mosc)
     return {
         "apiVersion": names.API_VERSION,
         "kind": names.MACHINEOSBUILD_KIND,
         "metadata": {
-            "name": name_for(str(meta["name"]), identity),
+            "name": name,
             "labels": dict(labels),
             "ownerReferences": [
                 {

@@ -38,6 +38,8 @@ MOSB_SUCCEEDED: Final = "Succeeded"
 MOSB_CONDITIONS: Final = (MOSB_PREPARED, MOSB_BUILDING, MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
 #: Once one of these is True the conditions never change again (the CRD's CEL rules hold them).
 MOSB_FINAL: Final = (MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+#: Annotation on a MachineOSConfig: the build Job's activeDeadlineSeconds, as a Go duration (``45m``).
+BUILD_TIMEOUT_ANNOTATION: Final = PREFIX + "build-timeout"
 
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
@@ -106,7 +108,9 @@ BUILD_PENDING: Final = "BuildPending"
 BUILDING: Final = "Building"
 BUILD_SUCCESS: Final = "BuildSuccess"
 BUILD_FAILED: Final = "BuildFailed"
-BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED)
+#: The current build's Job was deleted mid-build; it starts again as a new MachineOSBuild.
+BUILD_INTERRUPTED: Final = "BuildInterrupted"
+BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED, BUILD_INTERRUPTED)
 LAYERING_READY: Final = "LayeringReady"
 UPDATED: Final = "Updated"
 UPDATING: Final = "Updating"

@@ -32,20 +32,37 @@ MOSB = machineosbuild.name_for("worker", PLAN.identity)
 MOSC = {"metadata": {"name": "worker", "uid": "u"}, "spec": {"machineConfigPool": {"name": "worker"}}}
 
 
-def mosb(state: str | None, image: str = IMAGE, rendered: str = RENDERED) -> dict[str, Any]:
+def mosb(
+    state: str | None, image: str = IMAGE, rendered: str = RENDERED, job: bool = False
+) -> dict[str, Any]:
     status: dict[str, Any] = {"conditions": [vars(c) for c in machineosbuild.conditions_for(state)]}
+    if job:
+        status["builder"] = machineosbuild.builder_status(machineosbuild.job_name(MOSB), "ns")
     if state == names.MOSB_SUCCEEDED:
         status["digestedImagePushSpec"] = image
     return {"metadata": {"name": MOSB}, "spec": {"machineConfig": {"name": rendered}}, "status": status}
 
 
-def pod(attempt: int, phase: str, *, digest: str = "", finished: str | None = None) -> dict[str, Any]:
-    term: dict[str, Any] = {"message": digest} if phase in ("Succeeded", "Failed") else {}
-    if finished:
-        term["finishedAt"] = finished
-    state = {"terminated": term} if term or finished else {}
-    name = PLAN.name if attempt == 0 else f"{PLAN.name}-retry-{attempt}"
-    return {"metadata": {"name": name}, "status": {"phase": phase, "containerStatuses": [{"state": state}]}}
+JOB = machineosbuild.job_name(MOSB)
+
+
+def job(end: str | None = None, reason: str = "", failed: int = 0) -> dict[str, Any]:
+    status: dict[str, Any] = {"failed": failed}
+    if end:
+        status["conditions"] = [{"type": end, "status": "True", "reason": reason}]
+    return {"metadata": {"name": JOB}, "status": status}
+
+
+def pod(n: int, phase: str, *, digest: str = "") -> dict[str, Any]:
+    state = {"terminated": {"message": digest}} if phase in ("Succeeded", "Failed") else {}
+    return {
+        "metadata": {
+            "name": f"{JOB}-{n:05d}",
+            "creationTimestamp": f"2026-01-01T00:00:{n:02d}Z",
+            "ownerReferences": [{"kind": "Job", "name": JOB}],
+        },
+        "status": {"phase": phase, "containerStatuses": [{"state": state}]},
+    }
 
 
 def facts(**changes: Any) -> bp.Facts:
@@ -63,13 +80,11 @@ def facts(**changes: Any) -> bp.Facts:
         rendered=RENDERED,
         rendered_found=True,
         inputs=INPUTS,
-        settings=BuildSettings(PULLSPEC, "push", "pull", ""),
+        settings=BuildSettings(PULLSPEC, "push", "pull", "", timeout_seconds=2700),
         mosc=mosc if current is not None else MOSC,
-        machineosbuild={MOSB: build}.get if build is not None else lambda _: None,
+        builds=[build] if build is not None else [],
+        jobs=[],
         pods=[],
-        now=NOW,
-        max_retries=3,
-        retry_backoff=30.0,
     )
     return dataclasses.replace(base, **changes)
 
@@ -77,6 +92,9 @@ def facts(**changes: Any) -> bp.Facts:
 def asked(digest: str | None) -> bp.RegistryAnswer:
     return bp.RegistryAnswer(digest)
 
+
+STARTED = mosb(names.MOSB_PREPARED, job=True)
+BUILDING = mosb(names.MOSB_BUILDING, job=True)
 
 CASES: list[tuple[str, dict[str, Any], bp.Step]] = [
     ("opted out", {"opted_in": False}, bp.StopBuilding()),
@@ -95,50 +113,72 @@ CASES: list[tuple[str, dict[str, Any], bp.Step]] = [
         {"inputs": "Secret x is missing"},
         bp.Report(names.BUILD_PENDING, "InvalidConfig", "Secret x is missing"),
     ),
-    # Nothing built yet: ask the registry, then reuse what it has or start the first attempt.
+    # Nothing built yet: ask the registry, then reuse what it has or start the build.
     ("first look", {}, bp.AskRegistry(PLAN)),
-    ("registry has none", {"registry": asked(None)}, bp.Start(PLAN, MOSB, attempt=0)),
+    ("registry has none", {"registry": asked(None)}, bp.Start(PLAN, MOSB)),
     (
         "registry has it",
         {"registry": asked(DIGEST)},
         bp.Record(PLAN, MOSB, IMAGE, "found in the registry, reused without building"),
     ),
-    # Following the build Pods.
-    ("pod pending", {"pods": [pod(0, "Pending")]}, bp.Follow(PLAN, MOSB, PLAN.name, running=False)),
-    ("pod running", {"pods": [pod(0, "Running")]}, bp.Follow(PLAN, MOSB, PLAN.name, running=True)),
+    ("record made, Job not yet", {"build": mosb(None)}, bp.Start(PLAN, MOSB)),
+    # Following the Job.
     (
-        "pod succeeded with a digest",
-        {"pods": [pod(0, "Succeeded", digest=DIGEST)], "build": mosb(names.MOSB_BUILDING)},
-        bp.Record(PLAN, MOSB, IMAGE, f"built by {PLAN.name}"),
+        "Job waiting for its Pod",
+        {"build": STARTED, "jobs": [job()]},
+        bp.Follow(PLAN, MOSB, JOB, running=False),
     ),
     (
-        "pod succeeded without a digest is no result",
-        {"pods": [pod(0, "Succeeded", digest="oops"), pod(1, "Running")]},
-        bp.Follow(PLAN, MOSB, f"{PLAN.name}-retry-1", running=True),
+        "Job building",
+        {"build": STARTED, "jobs": [job()], "pods": [pod(0, "Running")]},
+        bp.Follow(PLAN, MOSB, JOB, running=True),
     ),
     (
-        "first failure, inside the backoff",
-        {"pods": [pod(0, "Failed", finished="1970-01-12T13:46:30Z")]},  # NOW - 10 s
-        bp.Failed(PLAN, MOSB, PLAN.name, 1, retry_at=NOW - 10 + 30),
+        "Pod deleted mid-build, the Job's next one pending",
+        {"build": BUILDING, "jobs": [job(failed=1)], "pods": [pod(1, "Pending")]},
+        bp.Follow(PLAN, MOSB, JOB, running=False),
     ),
     (
-        "first failure, backoff over",
-        {"pods": [pod(0, "Failed", finished="1970-01-12T13:45:00Z")]},  # NOW - 100 s
-        bp.Start(PLAN, MOSB, attempt=1),
+        "Job complete with a digest",
+        {
+            "build": BUILDING,
+            "jobs": [job("Complete")],
+            "pods": [pod(0, "Failed"), pod(1, "Succeeded", digest=DIGEST)],
+        },
+        bp.Record(PLAN, MOSB, IMAGE, f"built by Job {JOB}"),
     ),
     (
-        "fourth failure: give up",
-        {"pods": [pod(i, "Failed", finished="1970-01-12T13:45:00Z") for i in range(4)]},
-        bp.Failed(PLAN, MOSB, f"{PLAN.name}-retry-3", 4, retry_at=None),
+        "Job complete without a digest",
+        {"build": BUILDING, "jobs": [job("Complete")], "pods": [pod(0, "Succeeded", digest="oops")]},
+        bp.Failed(PLAN, MOSB, f"Job {JOB} completed without writing the image's digest", f"{JOB}-00000"),
     ),
     (
-        "failed for good, objects gone",
-        {"build": mosb(names.MOSB_FAILED)},
-        bp.Report(
-            names.BUILD_FAILED,
-            "BuildFailed",
-            f"MachineOSBuild {MOSB} failed: Build Failed; giving up until the config changes",
+        "Job failed 4 times",
+        {"build": BUILDING, "jobs": [job("Failed", "BackoffLimitExceeded", 4)], "pods": [pod(3, "Failed")]},
+        bp.Failed(PLAN, MOSB, f"Job {JOB} failed 4 times (BackoffLimitExceeded)", f"{JOB}-00003"),
+    ),
+    (
+        "Job past its deadline",
+        {"build": BUILDING, "jobs": [job("Failed", "DeadlineExceeded")]},
+        bp.Failed(
+            PLAN,
+            MOSB,
+            f"Job {JOB} ran longer than the build timeout of 0h45m0s ({names.BUILD_TIMEOUT_ANNOTATION} on "
+            "MachineOSConfig worker): raise the annotation, or make the build faster",
+            None,
         ),
+    ),
+    # The Job deleted mid-build: Interrupted, then a new MachineOSBuild.
+    ("Job deleted mid-build", {"build": BUILDING}, bp.Interrupt(PLAN, MOSB, JOB)),
+    (
+        "interrupted: start anew",
+        {"build": mosb(names.MOSB_INTERRUPTED, job=True)},
+        bp.Start(PLAN, f"{MOSB}-1"),
+    ),
+    (
+        "failed for good",
+        {"build": mosb(names.MOSB_FAILED, job=True)},
+        bp.Report(names.BUILD_FAILED, "BuildFailed", bp.failed_message(PLAN, MOSB, "Build Failed")),
     ),
     # A Succeeded build of this identity.
     ("recorded", {"build": mosb(names.MOSB_SUCCEEDED), "recorded": True}, bp.Recorded(PLAN, MOSB, IMAGE)),

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import REPO, Cluster, machineconfig, running_cluster
+from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
-from mcosup.kube.resources import EVENTS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS
+from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, PODS
 from mcosup.model import conditions, names
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
@@ -133,6 +133,7 @@ async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster)
     await cluster.opt_in()
     await wait_state(cluster, names.BUILDING, containing=first_rendered)
     (old_pod,) = [p["metadata"]["name"] for p in await cluster.build_pods()]
+    (old_job,) = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
 
     await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
     await eventually(lambda: _differs(cluster, first_rendered), what="pool re-rendered")
@@ -147,16 +148,20 @@ async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster)
     message = await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
     assert first_rendered not in message
 
-    # The new build Pod was created before the stale one was deleted.
+    # The new build Job was created before the stale one was deleted.
     history = cluster.emulator.history
     created = {
-        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "ADDED" and o.get("kind") == "Pod"
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "ADDED" and o.get("kind") == "Job"
     }
     deleted = {
-        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "DELETED" and o.get("kind") == "Pod"
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "DELETED" and o.get("kind") == "Job"
     }
-    new_pod = next(n for n in created if n.startswith("build-worker-") and n != old_pod)
-    assert created[new_pod] < deleted[old_pod]
+    new_job = next(n for n in created if n != old_job)
+    assert created[new_job] < deleted[old_job]
+    # Its record is gone with it; the new one Succeeded.
+    assert [b["metadata"]["name"] for b in await cluster.machineosbuilds()] == [
+        new_job.removeprefix("build-")
+    ]
 
     # The pool never recorded an image for anything but its current config: one image, the new one.
     recorded = {
@@ -188,13 +193,14 @@ async def test_failing_containerfile_retries_three_times_then_fixing_it_builds(c
     assert await cluster.image() is None
 
     objects = await cluster.build_objects()
-    build = objects["Pod"][0]
-    assert objects["Pod"] == [build, f"{build}-retry-1", f"{build}-retry-2", f"{build}-retry-3"]
-    assert objects["ConfigMap"] == [f"{build}-context-0"]
+    (job,) = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
+    assert len(objects["Pod"]) == 4 and all(p.startswith(f"{job}-") for p in objects["Pod"])  # the Job's
+    assert objects["ConfigMap"] == [f"{job}-context-0"]
     assert objects["Secret"] == []  # credentials are mounted from the config's Secrets, never copied
     (record,) = (await cluster.kube.list(MACHINEOSBUILDS))[0]
     failed = conditions.find(record["status"]["conditions"], "Failed")
     assert failed is not None and failed["status"] == "True" and "false-and-missing" in failed["message"]
+    assert record["status"]["builder"]["job"]["name"] == job
 
     await cluster.set_custom_containerfile("LABEL fixed=yes")
     await wait_state(cluster, names.BUILD_SUCCESS)
@@ -257,3 +263,80 @@ async def test_file_under_var_fails_the_build_naming_the_path(cluster: Cluster) 
     assert "/var" in message
     assert await cluster.image() is None
     assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == []
+
+
+async def test_build_pod_deleted_mid_build_is_replaced_and_the_build_goes_on(cluster: Cluster) -> None:
+    cluster.gate.touch()
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILDING)
+    (pod,) = await cluster.build_pods()
+    await cluster.kube.delete(PODS, pod["metadata"]["name"], namespace=NS)
+
+    async def replaced() -> bool:
+        return len(cluster.pods_created(names.BUILD_OBJECT_LABEL)) == 2
+
+    await eventually(replaced, what="the Job to start another build Pod")
+    cluster.gate.unlink()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    (build,) = await cluster.machineosbuilds()
+    # The record went straight on: never Failed nor Interrupted, one Job all along.
+    assert cluster.build_states(build["metadata"]["name"]) == ["Prepared", "Building", "Succeeded"]
+    assert cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job") == [
+        f"build-{build['metadata']['name']}"
+    ]
+    assert names.BUILD_FAILED not in cluster.pool_build_states()
+    await no_build_objects(cluster)
+
+
+async def test_build_job_deleted_mid_build_interrupts_and_builds_anew(cluster: Cluster) -> None:
+    cluster.gate.touch()
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILDING)
+    (first,) = await cluster.machineosbuilds()
+    first_name = first["metadata"]["name"]
+    await cluster.kube.delete(JOBS, f"build-{first_name}", namespace=NS)
+
+    async def restarted() -> bool:
+        return len(cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")) == 2
+
+    await eventually(restarted, what="a new build Job")
+    cluster.gate.unlink()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    # The first record ended Interrupted (the pool said so), a new one Succeeded and replaced it.
+    assert cluster.build_states(first_name)[-1] == "Interrupted"
+    assert names.BUILD_INTERRUPTED in cluster.pool_build_states()
+    (second,) = await cluster.machineosbuilds()
+    assert second["metadata"]["name"] == f"{first_name}-1"
+    assert cluster.build_states(f"{first_name}-1")[-1] == "Succeeded"
+    jobs = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
+    assert jobs == [f"build-{first_name}", f"build-{first_name}-1"]  # no duplicate Job
+    assert await cluster.image() == second["status"]["digestedImagePushSpec"]
+    await no_build_objects(cluster)
+
+
+async def test_build_past_its_timeout_fails_naming_the_timeout(cluster: Cluster) -> None:
+    cluster.gate.touch()  # held until the deadline passes
+    await eventually(cluster.has_rendered, what="pool rendered")
+    # An admin's MachineOSConfig with a 2-second timeout (the label's settings otherwise).
+    await cluster.kube.create(
+        MACHINEOSCONFIGS,
+        {
+            "metadata": {"name": "worker", "annotations": {names.BUILD_TIMEOUT_ANNOTATION: "2s"}},
+            "spec": {
+                "machineConfigPool": {"name": "worker"},
+                "imageBuilder": {"imageBuilderType": "Job"},
+                "baseImagePullSecret": {"name": "pull-secret"},
+                "renderedImagePushSecret": {"name": "push-secret"},
+                "renderedImagePushSpec": cluster.pullspec,
+            },
+        },
+    )
+    message = await wait_state(cluster, names.BUILD_FAILED, containing="timeout", within=90)
+    assert names.BUILD_TIMEOUT_ANNOTATION in message and "0h0m2s" in message
+    (build,) = await cluster.machineosbuilds()
+    failed = conditions.find(build["status"]["conditions"], "Failed")
+    assert failed is not None and failed["status"] == "True" and "timeout" in failed["message"]
+    assert await cluster.image() is None
+    cluster.gate.unlink()

@@ -349,7 +349,8 @@ async def record_build(kube: kclient.Kube, pool: str, rendered: str, image: str)
             },
         )
     identity = rendered.rsplit("-", 1)[1]
-    body = machineosbuild.new(mosc, identity, rendered, f"registry.local/os:{pool}-{identity[:16]}", {})
+    name = machineosbuild.name_for(pool, identity)
+    body = machineosbuild.new(mosc, name, rendered, f"registry.local/os:{pool}-{identity[:16]}", {})
     mosb = await kube.create(MACHINEOSBUILDS, body)
     conditions = [
         {**vars(c), "lastTransitionTime": "2026-01-01T00:00:00Z"}
