@@ -32,6 +32,8 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
+import shlex
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -58,7 +60,7 @@ from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.invariants import ClusterError, not_converged, wait_until
-from mcosup.sim.kubelet import Kubelet, default_image_rules
+from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.objects import (
     ROLE_NODE_LABEL,
     base_machineconfigs,
@@ -105,6 +107,9 @@ class ClusterConfig:
     #: The API server: the bundled emulator, or a real kube-apiserver, etcd and kube-controller-manager
     #: built from the Kubernetes Go modules (:mod:`mcosup.sim.controlplane`).
     control_plane: Kind = "emulator"
+    #: While this file exists, every ``buildah`` call of a build Pod waits: a test acts "mid-build"
+    #: deterministically instead of racing a fast build. None: builds run at once.
+    buildah_gate: Path | None = None
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -311,10 +316,25 @@ class LocalCluster:
         def credentials(ns: str, account: str, node_name: str | None, target: Path) -> Path:
             return self.backend.write_kubeconfig_for_service_account(target, ns, account, node_name)
 
+        rules = default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,))
+        if self.config.buildah_gate is not None:
+            gated = self.workdir / "gated-bin" / "buildah"
+            gated.parent.mkdir(parents=True, exist_ok=True)
+            gated.write_text(
+                "#!/bin/sh\n"
+                f"while [ -e {shlex.quote(str(self.config.buildah_gate))} ]; do sleep 0.05; done\n"
+                f'exec {shlex.quote(shutil.which("buildah") or "buildah")} "$@"\n'
+            )
+            gated.chmod(0o755)
+            path = f"{gated.parent}:{os.environ.get('PATH', '')}"
+            rules = [
+                ImageRule(BUILDAH_IMAGE, entrypoint=("buildah",), env={"PATH": path}),
+                *default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=()),
+            ]
         return Kubelet(
             self.kube,
             self.workdir / "kubelet",
-            image_rules=default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,)),
+            image_rules=rules,
             credentials=credentials,
             log_sink=self._pod_log,
             namespace=self.ns,
