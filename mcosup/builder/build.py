@@ -184,14 +184,30 @@ class Builder:
             return None
         if isinstance(step, buildplan.Forget):
             log.info(
-                "the registry no longer has the image of MachineOSBuild %s: building it again",
+                "deleting MachineOSBuild %s to build its config again: %s",
                 step.mosb,
+                step.why,
                 extra=fields(pool=pool_name),
             )
             old = self.caches.machineosbuilds.get(step.mosb)
             if old is not None:
                 await self._delete(MACHINEOSBUILDS, old, pool_name)
+                await self.kube.record_event(
+                    dict(facts.mosc),
+                    reason="Rebuilding",
+                    message=f"MachineOSBuild {step.mosb} deleted: {step.why}",
+                )
             return Result(requeue_after=0.5)
+        if isinstance(step, buildplan.Rebuilt):
+            await self.kube.patch(
+                MACHINEOSCONFIGS, pool_name, {"metadata": {"annotations": {names.REBUILD_ANNOTATION: None}}}
+            )
+            await self.kube.record_event(
+                dict(facts.mosc),
+                reason="Rebuilding",
+                message=f"{names.REBUILD_ANNOTATION} removed: MachineOSBuild {step.mosb} builds it anew",
+            )
+            return None
         if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
             raise AssertionError(f"asked the registry twice for {plan.target}")
         mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(

@@ -47,7 +47,7 @@ from mcosup.model.hostconfig import (
     parse_machineconfig,
 )
 from mcosup.model.machineosconfig import BuildSettings
-from mcosup.model.objects import Obj, ObjView
+from mcosup.model.objects import Obj, ObjView, annotations_of
 from mcosup.runtime.settings import PodOptions
 
 #: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
@@ -605,7 +605,16 @@ class Record:
 
 @dataclasses.dataclass(frozen=True)
 class Forget:
-    """Delete MachineOSBuild ``mosb``: its image is gone from the registry, so it is built again."""
+    """Delete MachineOSBuild ``mosb`` so that its config is built again (``why``)."""
+
+    plan: BuildPlan
+    mosb: str
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebuilt:
+    """The rebuild asked for by ``mc/rebuild`` has its new MachineOSBuild: remove the annotation."""
 
     plan: BuildPlan
     mosb: str
@@ -648,7 +657,19 @@ class Interrupt:
     job: str
 
 
-Step = StopBuilding | Report | AskRegistry | Recorded | Record | Forget | Start | Follow | Failed | Interrupt
+Step = (
+    StopBuilding
+    | Report
+    | AskRegistry
+    | Recorded
+    | Record
+    | Forget
+    | Rebuilt
+    | Start
+    | Follow
+    | Failed
+    | Interrupt
+)
 
 
 def _name(obj: ObjView) -> str:
@@ -725,6 +746,13 @@ def decide(facts: Facts) -> Step:
     )
     restart, mosb = starts[-1] if starts else (0, None)
     mosb_name = machineosbuild.name_for(pool_name, build.identity, restart)
+    if names.REBUILD_ANNOTATION in annotations_of(facts.mosc):
+        # mc/rebuild: the finished build goes, a new one starts (never a reuse), then the annotation goes.
+        if mosb is None:
+            return Start(build, mosb_name)
+        if machineosbuild.is_final(mosb):
+            return Forget(build, mosb_name, f"{names.REBUILD_ANNOTATION} on MachineOSConfig {pool_name}")
+        return Rebuilt(build, mosb_name)
     built = machineosbuild.succeeded_image(mosb)
     if built is not None:
         if _recorded(facts.pool, built):
@@ -741,7 +769,7 @@ def decide(facts: Facts) -> Step:
                 built,
                 f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
             )
-        return Forget(build, mosb_name)
+        return Forget(build, mosb_name, "the registry no longer has its image")
     if mosb is None:
         if facts.registry is None:
             return AskRegistry(build)

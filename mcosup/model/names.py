@@ -38,6 +38,9 @@ MOSB_SUCCEEDED: Final = "Succeeded"
 MOSB_CONDITIONS: Final = (MOSB_PREPARED, MOSB_BUILDING, MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
 #: Once one of these is True the conditions never change again (the CRD's CEL rules hold them).
 MOSB_FINAL: Final = (MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+#: Annotation (presence) on a MachineOSConfig: build its current config again; removed once the new
+#: MachineOSBuild exists.
+REBUILD_ANNOTATION: Final = PREFIX + "rebuild"
 #: Annotation on a MachineOSConfig: the build Job's activeDeadlineSeconds, as a Go duration (``45m``).
 BUILD_TIMEOUT_ANNOTATION: Final = PREFIX + "build-timeout"
 

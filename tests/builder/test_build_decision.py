@@ -68,7 +68,10 @@ def pod(n: int, phase: str, *, digest: str = "") -> dict[str, Any]:
 def facts(**changes: Any) -> bp.Facts:
     build = changes.pop("build", None)
     current = changes.pop("current", None)
-    mosc = dict(MOSC, metadata={**MOSC["metadata"], "annotations": {names.CURRENT_MOSB_ANNOTATION: current}})
+    annotations = {names.CURRENT_MOSB_ANNOTATION: current}
+    if changes.pop("rebuild", False):
+        annotations[names.REBUILD_ANNOTATION] = ""
+    mosc = dict(MOSC, metadata={**MOSC["metadata"], "annotations": annotations})
     recorded = changes.pop("recorded", False)
     pool: dict[str, Any] = {"metadata": {"name": "worker"}}
     if recorded:
@@ -200,7 +203,19 @@ CASES: list[tuple[str, dict[str, Any], bp.Step]] = [
     (
         "seen before, the registry lost it: build again",
         {"build": mosb(names.MOSB_SUCCEEDED), "current": "worker-other", "registry": asked(None)},
-        bp.Forget(PLAN, MOSB),
+        bp.Forget(PLAN, MOSB, "the registry no longer has its image"),
+    ),
+    # mc/rebuild: the finished build goes, a new one starts without a registry lookup, the annotation goes.
+    (
+        "rebuild asked",
+        {"build": mosb(names.MOSB_SUCCEEDED), "recorded": True, "current": MOSB, "rebuild": True},
+        bp.Forget(PLAN, MOSB, f"{names.REBUILD_ANNOTATION} on MachineOSConfig worker"),
+    ),
+    ("rebuild, old build gone", {"rebuild": True, "current": MOSB}, bp.Start(PLAN, MOSB)),
+    (
+        "rebuild, new build exists",
+        {"build": mosb(None), "rebuild": True, "current": MOSB},
+        bp.Rebuilt(PLAN, MOSB),
     ),
 ]
 

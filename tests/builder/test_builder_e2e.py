@@ -340,3 +340,46 @@ async def test_build_past_its_timeout_fails_naming_the_timeout(cluster: Cluster)
     assert failed is not None and failed["status"] == "True" and "timeout" in failed["message"]
     assert await cluster.image() is None
     cluster.gate.unlink()
+
+
+async def test_rebuild_builds_the_same_config_again_across_a_builder_restart(cluster: Cluster) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    (first,) = await cluster.machineosbuilds()
+    first_image = await cluster.image()
+
+    cluster.gate.touch()
+    await cluster.kube.patch(
+        MACHINEOSCONFIGS, "worker", {"metadata": {"annotations": {names.REBUILD_ANNOTATION: ""}}}
+    )
+
+    async def new_build() -> bool:
+        builds = await cluster.machineosbuilds()
+        return [b["metadata"]["uid"] for b in builds] not in ([], [first["metadata"]["uid"]])
+
+    await eventually(new_build, what="a new MachineOSBuild of the same config")
+    builder = await cluster.builder_pod()
+    assert builder is not None
+    pid = int(builder["status"]["containerStatuses"][0]["containerID"].removeprefix("local://"))
+    os.kill(pid, signal.SIGKILL)
+
+    async def annotation_gone() -> bool:
+        mosc = await cluster.kube.get(MACHINEOSCONFIGS, "worker")
+        return names.REBUILD_ANNOTATION not in (mosc["metadata"].get("annotations") or {})
+
+    await eventually(annotation_gone, what=f"{names.REBUILD_ANNOTATION} removed", within=60)
+    cluster.gate.unlink()
+
+    async def rebuilt() -> bool:
+        image = await cluster.image()
+        return image is not None and image != first_image and await cluster.true_build_condition() is not None
+
+    await eventually(rebuilt, what="the rebuilt image recorded", within=90)
+    (second,) = await cluster.machineosbuilds()
+    assert second["metadata"]["name"] == first["metadata"]["name"]  # the same config, the same identity
+    assert second["spec"] == first["spec"]
+    assert second["status"]["digestedImagePushSpec"] == await cluster.image()
+    # One build Job per MachineOSBuild: the restart started no third one.
+    assert len(cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")) == 2
+    await no_build_objects(cluster)
