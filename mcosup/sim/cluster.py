@@ -48,18 +48,16 @@ from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
-    MACHINEOSBUILDS,
-    MACHINEOSCONFIGS,
     NODES,
     PODS,
     SECRETS,
 )
-from mcosup.model import machineosbuild, names
+from mcosup.model import names
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
-from mcosup.sim.invariants import ClusterError, not_converged, wait_until
+from mcosup.sim.invariants import ClusterError, handed_off_image, not_converged, wait_until
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.objects import (
     ROLE_NODE_LABEL,
@@ -444,19 +442,8 @@ class LocalCluster:
         return str(value) if value else None
 
     async def handed_off_image(self, pool_name: str) -> str | None:
-        """The image the rollout takes for the pool: its MachineOSConfig's current MachineOSBuild's, when
-        that build Succeeded for the pool's current rendered config."""
-        pool = await self.pool(pool_name)
-        try:
-            mosc = await self.kube.get(MACHINEOSCONFIGS, pool_name)
-        except errors.NotFound:
-            return None
-        current = machineosbuild.current_build_name(mosc)
-        mosb = None
-        if current:
-            with contextlib.suppress(errors.NotFound):
-                mosb = await self.kube.get(MACHINEOSBUILDS, current)
-        return machineosbuild.image_for_pool(pool, mosc, lambda name: mosb if name == current else None)
+        """The image the rollout takes for the pool (:func:`~mcosup.sim.invariants.handed_off_image`)."""
+        return await handed_off_image(self.kube, pool_name)
 
     async def build_state(self, pool_name: str) -> tuple[str, str] | None:
         """The True build condition of the pool: (type, message), or None."""

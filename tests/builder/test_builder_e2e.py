@@ -18,6 +18,7 @@ from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
 from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, PODS
 from mcosup.model import conditions, names
+from mcosup.sim.invariants import handed_off_image
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
 
@@ -61,6 +62,21 @@ async def wait_state(cluster: Cluster, wanted: str, *, containing: str = "", wit
     state = seen[0]
     assert state is not None
     return str(state[1])
+
+
+async def wait_built(cluster: Cluster, rendered: str, *, within: float = 60) -> str:
+    """Wait for the structured hand-off of an image built for ``rendered`` (not for any words in a
+    condition message); return the pool's BuildSuccess message, for the tests of its wording."""
+
+    async def check() -> bool:
+        return (
+            await cluster.rendered() == rendered
+            and await handed_off_image(cluster.kube, "worker") is not None
+            and await cluster.image() == await handed_off_image(cluster.kube, "worker")
+        )
+
+    await eventually(check, within=within, what=f"an image handed off for {rendered}")
+    return await wait_state(cluster, names.BUILD_SUCCESS)
 
 
 async def no_build_objects(cluster: Cluster) -> None:
@@ -145,7 +161,7 @@ async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster)
 
     await eventually(superseded, what="stale build pod replaced by the new one")
     cluster.gate.unlink()
-    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    message = await wait_built(cluster, second_rendered)
     assert first_rendered not in message
 
     # The new build Job was created before the stale one was deleted.
@@ -215,7 +231,7 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
     await eventually(cluster.has_rendered, what="pool rendered")
     first_rendered = await cluster.rendered()
     await cluster.opt_in()
-    first_message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
+    first_message = await wait_built(cluster, first_rendered)
     first_image = await cluster.image()
 
     cluster.gate.touch()
@@ -235,7 +251,7 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
 
     await eventually(replaced, what="builder pod recreated by the supervisor", within=60)
     cluster.gate.unlink()
-    await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    await wait_built(cluster, second_rendered)
     await no_build_objects(cluster)
     build_pods = cluster.pods_created(names.BUILD_OBJECT_LABEL)
     assert len(build_pods) == 2, build_pods  # one per config: the restart did not start a second build
@@ -245,8 +261,8 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
     # Back to the first config: its image is still in the registry, so it is reused without a build.
     await cluster.kube.delete(MACHINECONFIGS, "60-more")
     await eventually(lambda: _is(cluster, first_rendered), what="pool back on its first config")
-    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
-    assert "reused" in message and message != first_message
+    message = await wait_built(cluster, first_rendered)
+    assert "reused" in message and message != first_message  # the words say how
     assert await cluster.image() == first_image
     assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == build_pods
 
@@ -265,11 +281,16 @@ async def test_file_under_var_fails_the_build_naming_the_path(cluster: Cluster) 
     assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == []
 
 
-async def test_build_pod_deleted_mid_build_is_replaced_and_the_build_goes_on(cluster: Cluster) -> None:
+async def start_held_build(cluster: Cluster) -> None:
+    """Opt in with buildah held at the gate; return once the build is Building."""
     cluster.gate.touch()
     await eventually(cluster.has_rendered, what="pool rendered")
     await cluster.opt_in()
     await wait_state(cluster, names.BUILDING)
+
+
+async def test_build_pod_deleted_mid_build_is_replaced_and_the_build_goes_on(cluster: Cluster) -> None:
+    await start_held_build(cluster)
     (pod,) = await cluster.build_pods()
     await cluster.kube.delete(PODS, pod["metadata"]["name"], namespace=NS)
 
@@ -290,10 +311,7 @@ async def test_build_pod_deleted_mid_build_is_replaced_and_the_build_goes_on(clu
 
 
 async def test_build_job_deleted_mid_build_interrupts_and_builds_anew(cluster: Cluster) -> None:
-    cluster.gate.touch()
-    await eventually(cluster.has_rendered, what="pool rendered")
-    await cluster.opt_in()
-    await wait_state(cluster, names.BUILDING)
+    await start_held_build(cluster)
     (first,) = await cluster.machineosbuilds()
     first_name = first["metadata"]["name"]
     await cluster.kube.delete(JOBS, f"build-{first_name}", namespace=NS)
