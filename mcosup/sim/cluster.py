@@ -32,8 +32,6 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import os
-import shlex
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -48,17 +46,20 @@ from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
+    MACHINEOSCONFIGS,
     NODES,
     PODS,
     SECRETS,
 )
-from mcosup.model import names
+from mcosup.model import machineosbuild, names
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
+from mcosup.sim.containers import gated_buildah_rule
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
-from mcosup.sim.invariants import ClusterError, handed_off_image, not_converged, wait_until
-from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
+from mcosup.sim.invariants import ClusterError, not_converged, wait_until
+from mcosup.sim.kubelet import Kubelet, default_image_rules
 from mcosup.sim.objects import (
     ROLE_NODE_LABEL,
     base_machineconfigs,
@@ -108,6 +109,22 @@ class ClusterConfig:
     #: While this file exists, every ``buildah`` call of a build Pod waits: a test acts "mid-build"
     #: deterministically instead of racing a fast build. None: builds run at once.
     buildah_gate: Path | None = None
+
+
+async def handed_off_image(kube: kclient.Kube, pool_name: str) -> str | None:
+    """The image the rollout takes for the pool: its MachineOSConfig's current MachineOSBuild's, when that
+    build Succeeded for the pool's current rendered config (read fresh from the API server)."""
+    pool = await kube.get(MACHINECONFIGPOOLS, pool_name)
+    try:
+        mosc = await kube.get(MACHINEOSCONFIGS, pool_name)
+    except errors.NotFound:
+        return None
+    current = machineosbuild.current_build_name(mosc)
+    mosb = None
+    if current:
+        with contextlib.suppress(errors.NotFound):
+            mosb = await kube.get(MACHINEOSBUILDS, current)
+    return machineosbuild.image_for_pool(pool, mosc, lambda name: mosb if name == current else None)
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -316,17 +333,8 @@ class LocalCluster:
 
         rules = default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,))
         if self.config.buildah_gate is not None:
-            gated = self.workdir / "gated-bin" / "buildah"
-            gated.parent.mkdir(parents=True, exist_ok=True)
-            gated.write_text(
-                "#!/bin/sh\n"
-                f"while [ -e {shlex.quote(str(self.config.buildah_gate))} ]; do sleep 0.05; done\n"
-                f'exec {shlex.quote(shutil.which("buildah") or "buildah")} "$@"\n'
-            )
-            gated.chmod(0o755)
-            path = f"{gated.parent}:{os.environ.get('PATH', '')}"
             rules = [
-                ImageRule(BUILDAH_IMAGE, entrypoint=("buildah",), env={"PATH": path}),
+                gated_buildah_rule(BUILDAH_IMAGE, self.config.buildah_gate, self.workdir / "gated-bin"),
                 *default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=()),
             ]
         return Kubelet(
@@ -442,7 +450,7 @@ class LocalCluster:
         return str(value) if value else None
 
     async def handed_off_image(self, pool_name: str) -> str | None:
-        """The image the rollout takes for the pool (:func:`~mcosup.sim.invariants.handed_off_image`)."""
+        """The image the rollout takes for the pool (:func:`handed_off_image`)."""
         return await handed_off_image(self.kube, pool_name)
 
     async def build_state(self, pool_name: str) -> tuple[str, str] | None:

@@ -6,15 +6,11 @@ pool's nodes all run its current config; plus :func:`wait_until`, polling for an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from mcosup.kube import errors
-from mcosup.kube.client import Kube
-from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINEOSBUILDS, MACHINEOSCONFIGS
-from mcosup.model import machineosbuild, names
+from mcosup.model import names
 
 
 class ClusterError(RuntimeError):
@@ -60,22 +56,6 @@ def most_unavailable(
         if len(down) > worst[0]:
             worst = (len(down), rv, down)
     return worst
-
-
-async def handed_off_image(kube: Kube, pool_name: str) -> str | None:
-    """The image the rollout takes for the pool: its MachineOSConfig's current MachineOSBuild's, when that
-    build Succeeded for the pool's current rendered config (read fresh from the API server)."""
-    pool = await kube.get(MACHINECONFIGPOOLS, pool_name)
-    try:
-        mosc = await kube.get(MACHINEOSCONFIGS, pool_name)
-    except errors.NotFound:
-        return None
-    current = machineosbuild.current_build_name(mosc)
-    mosb = None
-    if current:
-        with contextlib.suppress(errors.NotFound):
-            mosb = await kube.get(MACHINEOSBUILDS, current)
-    return machineosbuild.image_for_pool(pool, mosc, lambda name: mosb if name == current else None)
 
 
 def not_converged(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from mcosup.kube.resources import (
 )
 from mcosup.model import conditions, machineosbuild, names
 from mcosup.runtime.settings import KubeSettings, SupervisorSettings
+from mcosup.sim.containers import gated_buildah_rule
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.objects import docker_secret
 from mcosup.sim.objects import machineconfig as sim_machineconfig
@@ -37,12 +37,6 @@ from mcosup.supervisor.run import run as run_supervisor
 
 NS = names.DEFAULT_NAMESPACE
 REPO = "os/worker"
-
-GATED_BUILDAH = """#!/bin/sh
-# Hold every buildah call while the gate file exists (the test opens the gate).
-while [ -e {gate} ]; do sleep 0.05; done
-exec {buildah} "$@"
-"""
 
 
 def machineconfig(
@@ -99,19 +93,12 @@ class Cluster:
         await self.kube.create(MACHINECONFIGPOOLS, pool)
 
     def kubelet(self) -> Kubelet:
-        gated = self.workdir / "bin" / "buildah"
-        gated.parent.mkdir(parents=True, exist_ok=True)
-        gated.write_text(GATED_BUILDAH.format(gate=self.gate, buildah=shutil.which("buildah")))
-        gated.chmod(0o755)
-        import os
-
-        path = f"{gated.parent}:{os.environ.get('PATH', '')}"
         builder_env = {
             "MCOSUP_BUILD_TLS_VERIFY": "false",
             "MCOSUP_BUILDAH_IMAGE": "quay.io/buildah/stable:test",
         }
         rules: list[ImageRule] = [
-            ImageRule("*buildah*", entrypoint=("buildah",), env={"PATH": path}),
+            gated_buildah_rule("*buildah*", self.gate, self.workdir / "bin"),
             *default_image_rules(env=builder_env, buildah_images=()),
         ]
 

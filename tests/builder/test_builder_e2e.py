@@ -18,7 +18,7 @@ from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
 from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, PODS
 from mcosup.model import conditions, names
-from mcosup.sim.invariants import handed_off_image
+from mcosup.sim.cluster import handed_off_image
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
 

@@ -64,7 +64,8 @@ async def test_build_job_deleted_mid_build_on_a_real_control_plane(
 
         async def built() -> str | None:
             image = await cluster.handed_off_image("worker")
-            return None if image else f"pool build state {await cluster.build_state('worker')}"
+            recorded = image is not None and await cluster.image("worker") == image
+            return None if recorded else f"pool build state {await cluster.build_state('worker')}"
 
         await wait_until(built, within=240, what="the new build handed off")
     finally:
