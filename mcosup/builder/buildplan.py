@@ -797,19 +797,21 @@ def decide(facts: Facts) -> Step:
         (p for p in facts.pods if _owned_by(p, job_name)),
         key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
     )
+    # A Pod that succeeded with the digest is the result: the Job's Complete condition comes up to a
+    # sync period (1 s) later and adds nothing.
+    for pod in pods:
+        if _phase(pod) == "Succeeded":
+            digest = str(buildpods.termination(pod).get("message") or "").strip()
+            try:
+                image = digested_pullspec(facts.inputs.pullspec, digest)
+            except ValueError:
+                continue  # no digest in its termination message: not a result
+            return Record(build, mosb_name, image, f"built by Job {job_name}")
     end = _job_end(job)
     if end is None:
         return Follow(build, mosb_name, job_name, any(_phase(p) == "Running" for p in pods))
     last = _name(pods[-1]) if pods else None
     if end.get("type") == "Complete":
-        for pod in pods:
-            digest = str(buildpods.termination(pod).get("message") or "").strip()
-            if _phase(pod) == "Succeeded":
-                try:
-                    image = digested_pullspec(facts.inputs.pullspec, digest)
-                except ValueError:
-                    continue  # no digest in its termination message: not a result
-                return Record(build, mosb_name, image, f"built by Job {job_name}")
         return Failed(build, mosb_name, f"Job {job_name} completed without writing the image's digest", last)
     if end.get("reason") == "DeadlineExceeded":
         timeout = facts.settings.timeout_seconds if facts.settings else 0

@@ -142,6 +142,11 @@ CASES: list[tuple[str, dict[str, Any], bp.Step]] = [
         bp.Follow(PLAN, MOSB, JOB, running=False),
     ),
     (
+        "Pod succeeded with a digest, the Job not yet Complete",
+        {"build": BUILDING, "jobs": [job()], "pods": [pod(0, "Succeeded", digest=DIGEST)]},
+        bp.Record(PLAN, MOSB, IMAGE, f"built by Job {JOB}"),
+    ),
+    (
         "Job complete with a digest",
         {
             "build": BUILDING,
