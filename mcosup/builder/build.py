@@ -222,6 +222,12 @@ class Builder:
             return None
         if isinstance(step, buildplan.Follow):
             await self._delete_builds(pool_name, keep=step.mosb)
+            if machineosbuild.builder_job(mosb) is None:  # a start cut short before it named its Job
+                mosb = await self.kube.patch_status(
+                    MACHINEOSBUILDS,
+                    step.mosb,
+                    {"status": {"builder": machineosbuild.builder_status(step.job, self.ns)}},
+                )
             # A build Pod deleted or evicted mid-build is replaced by the Job: the build stays Building.
             if step.running or machineosbuild.state(mosb) == names.MOSB_BUILDING:
                 await self._mosb_status(mosb, names.MOSB_BUILDING)
