@@ -64,7 +64,7 @@ def machineosconfig(
         metadata["labels"] = {names.MANAGED_BY_LABEL: names.MANAGED_BY_LABEL_VALUE}
     status: dict[str, Any] = {"observedGeneration": 1}
     if build and by_annotation:
-        metadata["annotations"] = {names.CURRENT_MACHINE_OS_BUILD: build}
+        metadata["annotations"] = {names.CURRENT_MOSB_ANNOTATION: build}
     elif build:
         status["machineOSBuild"] = {"group": names.GROUP, "resource": "machineosbuilds", "name": build}
         status["currentImagePullSpec"] = IMAGE

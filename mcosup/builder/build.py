@@ -1,14 +1,15 @@
 """The Machine OS Builder's reconciler: one key per opted-in pool, level-triggered (contract section 4).
 
-``reconcile(pool)`` reads everything from caches, works out the build the pool needs now (its build
-identity) and moves it one step: reuse an image the registry still has, create the build objects,
-report the build Pod's progress, record the digest, retry a failure with backoff, or remove builds that
-are no longer current. It keeps no state of its own between calls: build Pods are found by name and
-labels, and a finished success is recognised from the pool's own status, so a restarted builder
-continues where the last one stopped.
+``reconcile(pool)`` reads the facts from its caches, asks :func:`mcosup.builder.buildplan.decide` for
+the pool's next step and executes it: reuse an image the registry still has, create the MachineOSBuild
+and the build objects, report the build Pod's progress on both, record the digest, retry a failure with
+backoff, or remove builds that are no longer current. It keeps no state of its own between calls: build
+Pods are found by name and labels, and a finished build is recognised from its MachineOSBuild, so a
+restarted builder continues where the last one stopped.
 
-Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``): a build for
-any other name is stale by definition, and nothing from a stale build is ever recorded.
+Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``; the
+MachineOSBuild ``<pool>-<16 hex>``): a build for any other name is stale by definition, and nothing from a
+stale build is ever recorded.
 """
 
 from __future__ import annotations
@@ -29,16 +30,18 @@ from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import (
     CONFIGMAPS,
+    JOBS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
     MACHINEOSCONFIGS,
     PODS,
     Resource,
 )
-from mcosup.model import conditions, machineosconfig, names, rendering
+from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.machineosconfig import BuildSettings, opted_in
-from mcosup.model.objects import Obj, rendered_config
+from mcosup.model.objects import Obj, ObjView, rendered_config
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
@@ -63,6 +66,8 @@ class Caches:
     secrets: Cache  # the namespace's
     pods: Cache  # the namespace's build Pods (label mc/build-object)
     machineosconfigs: Cache
+    machineosbuilds: Cache
+    jobs: Cache  # the namespace's build Jobs (label mc/build-object)
 
 
 class _Snapshot:
@@ -116,128 +121,155 @@ class Builder:
         except StaleBuild as exc:
             log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
             return Result(requeue_after=0.5)
+        except errors.Conflict as exc:
+            # A MachineOSBuild or MachineOSConfig changed since the cache showed it.
+            log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
+            return Result(requeue_after=0.5)
 
     async def _reconcile(self, pool_name: str) -> Result | None:
         pool = self.caches.pools.get(pool_name)
-        if pool is None or not opted_in(pool, self.caches.machineosconfigs.items()):
+        facts = self._facts(pool_name, pool)
+        step = buildplan.decide(facts)
+        if isinstance(step, buildplan.AskRegistry):
+            assert not isinstance(facts.inputs, str)
+            assert facts.settings is not None
+            answer = buildplan.RegistryAnswer(await self._registry_digest(step.plan, facts.settings))
+            step = buildplan.decide(dataclasses.replace(facts, registry=answer))
+        return await self._execute(pool_name, pool, facts, step)
+
+    def _facts(self, pool_name: str, pool: Obj | None) -> buildplan.Facts:
+        """What the decision needs, read from the caches."""
+        moscs = self.caches.machineosconfigs
+        rendered_name = rendered_config(pool) or "" if pool is not None else ""
+        rendered = self.caches.machineconfigs.get(rendered_name) if rendered_name else None
+        inputs: buildplan.BuildInputs | str = "no rendered config"
+        settings = None
+        if rendered is not None:
+            found = self._inputs(pool_name, rendered)
+            inputs = found if isinstance(found, str) else found[1]
+            settings = None if isinstance(found, str) else found[0]
+        return buildplan.Facts(
+            pool=pool or {},
+            opted_in=opted_in(pool, moscs.items()),
+            rendered=rendered_name,
+            rendered_found=rendered is not None,
+            inputs=inputs,
+            settings=settings,
+            mosc=machineosconfig.machineosconfig_for(pool_name, moscs.items()),
+            builds=list(self._builds_of(pool_name)),
+            jobs=list(self._pool_objects(self.caches.jobs, pool_name)),
+            pods=list(self._pool_objects(self.caches.pods, pool_name)),
+        )
+
+    async def _execute(
+        self, pool_name: str, pool: Obj | None, facts: buildplan.Facts, step: buildplan.Step
+    ) -> Result | None:
+        """Carry out one step of :func:`~mcosup.builder.buildplan.decide`."""
+        if isinstance(step, buildplan.StopBuilding):
             # Opt-out cleanup (objects, conditions, annotation) is the supervisor's; only stop building.
             await self._delete_builds(pool_name, keep=None)
             return None
-        rendered_name = rendered_config(pool) or ""
-        if not rendered_name:
-            await self._state(
-                pool, names.BUILD_PENDING, "WaitingForRender", "the pool has no rendered config yet"
-            )
+        assert pool is not None  # an opted-in pool exists
+        if isinstance(step, buildplan.Report):
+            if step.drop_builds:
+                await self._delete_builds(pool_name, keep=None)
+            await self._state(pool, step.condition, step.reason, step.message)
             return None
-        rendered = self.caches.machineconfigs.get(rendered_name)
-        if rendered is None:
-            await self._state(
-                pool,
-                names.BUILD_PENDING,
-                "WaitingForRender",
-                f"rendered config {rendered_name} is not there yet",
-            )
-            return None
-        inputs_or_problem = self._inputs(pool_name, rendered)
-        if isinstance(inputs_or_problem, str):
-            await self._state(pool, names.BUILD_PENDING, "InvalidConfig", inputs_or_problem)
-            return None
-        config, inputs = inputs_or_problem
-        try:
-            plan = buildplan.plan(inputs)
-        except buildplan.BuildError as exc:
-            await self._delete_builds(pool_name, keep=None)
-            await self._state(pool, names.BUILD_FAILED, "CannotBuild", str(exc))
-            return None
-
-        if self._recorded(pool, plan):
+        assert facts.mosc is not None and facts.settings is not None  # the decision needs both
+        plan = step.plan
+        rendered_name = plan.inputs.rendered_name
+        if isinstance(step, buildplan.Recorded):
+            await self._set_current(facts.mosc, step.mosb, step.image)  # nothing written when it is already
             await self._delete_builds(pool_name, keep=None)
             return None
-
-        pods = sorted(
-            (
-                p
-                for p in self._pool_objects(self.caches.pods, pool_name)
-                if buildpods.belongs_to(_name(p), plan.name)
-            ),
-            key=lambda p: buildpods.attempt_of(_name(p)),
+        if isinstance(step, buildplan.Forget):
+            log.info(
+                "deleting MachineOSBuild %s to build its config again: %s",
+                step.mosb,
+                step.why,
+                extra=fields(pool=pool_name),
+            )
+            old = self.caches.machineosbuilds.get(step.mosb)
+            if old is not None:
+                await self._delete(MACHINEOSBUILDS, old, pool_name)
+                await self.kube.record_event(
+                    dict(facts.mosc),
+                    reason="Rebuilding",
+                    message=f"MachineOSBuild {step.mosb} deleted: {step.why}",
+                )
+            return Result(requeue_after=0.5)
+        if isinstance(step, buildplan.Rebuilt):
+            await self.kube.patch(
+                MACHINEOSCONFIGS, pool_name, {"metadata": {"annotations": {names.REBUILD_ANNOTATION: None}}}
+            )
+            await self.kube.record_event(
+                dict(facts.mosc),
+                reason="Rebuilding",
+                message=f"{names.REBUILD_ANNOTATION} removed: MachineOSBuild {step.mosb} builds it anew",
+            )
+            return None
+        if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
+            raise AssertionError(f"asked the registry twice for {plan.target}")
+        mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(
+            plan, facts.mosc, step.mosb
         )
-        for pod in pods:
-            if (pod.get("status") or {}).get("phase") == "Succeeded":
-                digest = str(buildpods.termination(pod).get("message") or "").strip()
-                try:
-                    image = buildplan.digested_pullspec(config.pullspec, digest)
-                except ValueError:
-                    log.warning(
-                        "build pod %s succeeded without a digest in its termination message (%r)",
-                        _name(pod),
-                        digest[:80],
-                        extra=fields(pool=pool_name),
-                    )
-                    continue
-                await self._record(pool, plan, image, f"built by {_name(pod)}")
-                return None
-
-        live = [p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")]
-        if live:
-            pod = live[-1]
-            await self._delete_builds(pool_name, keep=plan.name)
-            running = (pod.get("status") or {}).get("phase") == "Running"
-            if running:
+        if isinstance(step, buildplan.Record):
+            mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
+            await self._record(pool, plan, mosb, step.image, step.how)
+            return None
+        if isinstance(step, buildplan.Start):
+            await self._start(pool, plan, facts.settings, mosb)
+            return None
+        if isinstance(step, buildplan.Follow):
+            await self._delete_builds(pool_name, keep=step.mosb)
+            if machineosbuild.builder_job(mosb) is None:  # a start cut short before it named its Job
+                mosb = await self.kube.patch_status(
+                    MACHINEOSBUILDS,
+                    step.mosb,
+                    {"status": {"builder": machineosbuild.builder_status(step.job, self.ns)}},
+                )
+            # A build Pod deleted or evicted mid-build is replaced by the Job: the build stays Building.
+            if step.running or machineosbuild.state(mosb) == names.MOSB_BUILDING:
+                await self._mosb_status(mosb, names.MOSB_BUILDING)
                 await self._state(
                     pool,
                     names.BUILDING,
                     "Building",
-                    f"{_name(pod)} is building {plan.target} for {rendered_name}",
+                    f"Job {step.job} is building {plan.target} for {rendered_name}",
                 )
             else:
+                await self._mosb_status(mosb, names.MOSB_PREPARED)
                 await self._state(
                     pool,
                     names.BUILD_PENDING,
                     "BuildPodPending",
-                    f"{_name(pod)} is waiting to build {plan.target} for {rendered_name}",
+                    f"Job {step.job} is waiting for a Pod to build {plan.target} for {rendered_name}",
                 )
             return None
-
-        if not pods:
-            reusable = await self._in_registry(plan, config)
-            if reusable is not None:
-                await self._record(pool, plan, reusable, "found in the registry, reused without building")
-                return None
-            await self._start(pool, plan, config, attempt=0)
-            return None
-
-        # Every attempt so far failed.
-        failed = pods[-1]
-        attempts = buildpods.attempt_of(_name(failed)) + 1
-        log_tail = await self._failure_text(failed)
-        if attempts > self.settings.max_retries:
-            await self._state(
-                pool,
-                names.BUILD_FAILED,
-                "BuildFailed",
-                f"build of {plan.target} for {rendered_name} failed {attempts} times; giving up until the "
-                f"config changes. Last lines of {_name(failed)}:\n{log_tail}",
+        if isinstance(step, buildplan.Interrupt):
+            try:  # the cache may not show a Job just created: only a Job the API server lacks is gone
+                await self.kube.get(JOBS, step.job, namespace=self.ns)
+                return Result(requeue_after=0.5)
+            except errors.NotFound:
+                pass
+            message = (
+                f"Job {self.ns}/{step.job} was deleted while building {plan.target} for {rendered_name}; "
+                "the build starts again as a new MachineOSBuild"
             )
-            await self._delete_builds(pool_name, keep=plan.name)
-            return None
-        delay = self.settings.retry_backoff * 2 ** (attempts - 1)
-        finished = buildpods.parse_time(buildpods.termination(failed).get("finishedAt")) or self.wall_clock()
-        wait = finished + delay - self.wall_clock()
-        if wait > 0:
+            await self._mosb_status(mosb, names.MOSB_INTERRUPTED, message)
             await self._state(
-                pool,
-                names.BUILD_FAILED,
-                "BuildFailed",
-                f"build of {plan.target} for {rendered_name} failed (attempt {attempts} of "
-                # An absolute time keeps the message (and so the status) stable while waiting.
-                f"{self.settings.max_retries + 1}); retrying at {buildpods.rfc3339(finished + delay)}. "
-                f"Last lines of {_name(failed)}:\n"
-                f"{log_tail}",
+                pool, names.BUILD_INTERRUPTED, "BuildInterrupted", f"MachineOSBuild {step.mosb}: {message}"
             )
-            await self._delete_builds(pool_name, keep=plan.name)
-            return Result(requeue_after=wait)
-        await self._start(pool, plan, config, attempt=attempts)
+            return None
+        # Failed for good: the MachineOSBuild's conditions are final; its objects stay for debugging.
+        failed = self.caches.pods.get(step.pod, self.ns) if step.pod else None
+        log_tail = await self._failure_text(failed) if failed is not None else ""
+        detail = f"{step.why}. Last lines of {step.pod}:\n{log_tail}" if log_tail else step.why
+        await self._mosb_status(mosb, names.MOSB_FAILED, detail)
+        await self._state(
+            pool, names.BUILD_FAILED, "BuildFailed", buildplan.failed_message(plan, step.mosb, detail)
+        )
+        await self._delete_builds(pool_name, keep=step.mosb)
         return None
 
     # ----------------------------------------------------------------------------------------- inputs
@@ -284,16 +316,6 @@ class Builder:
             pullspec=config.pullspec,
         )
 
-    def _recorded(self, pool: Obj, plan: buildplan.BuildPlan) -> bool:
-        """The pool already records an image of this identity (its BuildSuccess names the build)."""
-        annotations = (pool.get("metadata") or {}).get("annotations") or {}
-        if not annotations.get(names.NEWEST_IMAGE_ANNOTATION):
-            return False
-        for cond in (pool.get("status") or {}).get("conditions") or []:
-            if cond.get("type") == names.BUILD_SUCCESS and cond.get("status") == "True":
-                return f"[{plan.name}]" in str(cond.get("message", ""))
-        return False
-
     def _auths(self, config: BuildSettings) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for secret_name in (config.push_secret, config.pull_secret):
@@ -307,7 +329,9 @@ class Builder:
             merged.update(auths)
         return merged
 
-    async def _in_registry(self, plan: buildplan.BuildPlan, config: BuildSettings) -> str | None:
+    async def _registry_digest(self, plan: buildplan.BuildPlan, config: BuildSettings) -> str | None:
+        """The digest the registry serves for the build's target tag; None when it has none or cannot
+        be asked (then the image is built)."""
         try:
             digest = await manifests.manifest_digest(
                 self.http, plan.target, self._auths(config), tls_verify=self.settings.pod.tls_verify
@@ -320,9 +344,7 @@ class Builder:
                 extra=fields(pool=plan.inputs.pool),
             )
             return None
-        if digest is None:
-            return None
-        return buildplan.digested_pullspec(config.pullspec, digest)
+        return digest
 
     async def _failure_text(self, pod: Obj) -> str:
         """The last lines of a failed build: its log, else the termination message (logs on error)."""
@@ -343,12 +365,84 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    async def _start(
-        self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, *, attempt: int
-    ) -> None:
-        """Create the build's objects (idempotent), then remove every other build of the pool."""
+    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView, name: str) -> Obj:
+        """MachineOSBuild ``name`` of ``plan`` (created when missing), made the MachineOSConfig's current."""
+        labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
+        body = machineosbuild.new(mosc, name, plan.inputs.rendered_name, plan.target, labels)
+        try:
+            mosb = await self.kube.create(MACHINEOSBUILDS, body)
+            log.info(
+                "created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool)
+            )
+            await self.kube.record_event(
+                mosb, reason="Created", message=f"build of {plan.target} for {plan.inputs.rendered_name}"
+            )
+        except errors.AlreadyExists:
+            mosb = await self.kube.get(MACHINEOSBUILDS, name)
+        await self._set_current(mosc, name)
+        return mosb
+
+    async def _set_current(self, mosc: ObjView, mosb_name: str, image: str | None = None) -> None:
+        """Name ``mosb_name`` as the MachineOSConfig's current build (annotation and status), with its
+        image once it has one. Writes only what differs."""
+        name = _name(mosc)
+        if (mosc.get("metadata") or {}).get("annotations", {}).get(
+            names.CURRENT_MOSB_ANNOTATION
+        ) != mosb_name:
+            await self.kube.patch(
+                MACHINEOSCONFIGS,
+                name,
+                {"metadata": {"annotations": {names.CURRENT_MOSB_ANNOTATION: mosb_name}}},
+            )
+        status = mosc.get("status") or {}
+        want: Obj = {
+            "observedGeneration": (mosc.get("metadata") or {}).get("generation", 1),
+            "machineOSBuild": machineosbuild.reference(mosb_name),
+        }
+        if image is not None:
+            want["currentImagePullSpec"] = image
+        if any(status.get(k) != v for k, v in want.items()):
+            await self.kube.patch_status(MACHINEOSCONFIGS, name, {"status": want})
+
+    async def _mosb_status(self, mosb: Obj, true_type: str, message: str = "", **status_fields: Any) -> Obj:
+        """Make ``true_type`` the MachineOSBuild's True condition, with ``buildStart`` when the build
+        starts and ``buildEnd`` when it ends; never touches a final one (its conditions are frozen)."""
+        if machineosbuild.state(mosb) == true_type or machineosbuild.is_final(mosb):
+            return mosb
+        status = mosb.get("status") or {}
+        now = self.wall_clock()
+        new_fields: Obj = dict(status_fields)
+        start = buildpods.parse_time(status.get("buildStart"))
+        if true_type in (names.MOSB_PREPARED, names.MOSB_BUILDING) and start is None:
+            new_fields["buildStart"] = machineosbuild.rfc3339(now)
+        elif true_type in names.MOSB_FINAL and start is not None and not status.get("buildEnd"):
+            new_fields["buildEnd"] = machineosbuild.rfc3339(max(now, start + 0.001))
+        after = conditions.apply(status.get("conditions"), machineosbuild.conditions_for(true_type, message))
+        written = await self.kube.patch_status(
+            MACHINEOSBUILDS,
+            _name(mosb),
+            {
+                "metadata": {"resourceVersion": mosb["metadata"]["resourceVersion"]},
+                "status": {"conditions": after, **new_fields},
+            },
+        )
+        bad = true_type in (names.MOSB_FAILED, names.MOSB_INTERRUPTED)
+        text = message or next(
+            c.message for c in machineosbuild.conditions_for(true_type) if c.type == true_type
+        )
+        await self.kube.record_event(
+            written, reason=true_type, message=text, type_="Warning" if bad else "Normal"
+        )
+        return written
+
+    async def _start(self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, mosb: Obj) -> None:
+        """Create the build's ConfigMaps and Job (idempotent), owned by its MachineOSBuild, then remove
+        every other build of the pool."""
         pool_name = plan.inputs.pool
-        owner = rendering.owner_reference(pool)
+        mosb_name = _name(mosb)
+        job_name = machineosbuild.job_name(mosb_name)
+        build = dataclasses.replace(plan, name=job_name)
+        owner = machineosbuild.owner_reference(mosb)
         opts = self.settings.pod
         refs: list[buildplan.SecretRef | None] = []
         for secret_name in (config.pull_secret, config.push_secret):
@@ -362,31 +456,35 @@ class Builder:
         push = refs[1]
         assert push is not None  # a push Secret is required (settings without one do not validate)
         objects: list[tuple[Resource, Obj]] = [
-            (CONFIGMAPS, cm) for cm in buildplan.configmaps(plan, opts, owner)
+            (CONFIGMAPS, cm) for cm in buildplan.configmaps(build, opts, owner)
         ]
-        pod = buildplan.build_pod(plan, opts, owner, pull=refs[0], push=push)
-        pod["metadata"]["name"] = buildpods.pod_name(plan.name, attempt)
-        objects.append((PODS, pod))
+        job = buildplan.build_job(
+            build,
+            opts,
+            owner,
+            pull=refs[0],
+            push=push,
+            backoff_limit=self.settings.max_retries,
+            deadline_seconds=config.timeout_seconds,
+        )
+        objects.append((JOBS, job))
         for resource, body in objects:
             try:
                 await self.kube.create(resource, body, namespace=self.ns)
             except errors.AlreadyExists:
                 pass
-        log.info(
-            "started build %s of %s (attempt %d)",
-            _name(pod),
-            plan.target,
-            attempt + 1,
-            extra=fields(pool=pool_name),
+        log.info("started Job %s building %s", job_name, plan.target, extra=fields(pool=pool_name))
+        await self._mosb_status(
+            mosb, names.MOSB_PREPARED, builder=machineosbuild.builder_status(job_name, self.ns)
         )
         # Supersede: the new build exists before the stale one goes.
-        await self._delete_builds(pool_name, keep=plan.name)
-        what = "retrying" if attempt else "started"
+        await self._delete_builds(pool_name, keep=mosb_name)
         await self._state(
             pool,
             names.BUILD_PENDING,
             "BuildStarted",
-            f"{what} {_name(pod)} to build {plan.target} for {plan.inputs.rendered_name}",
+            f"started Job {job_name} (MachineOSBuild {mosb_name}) to build {plan.target} for "
+            f"{plan.inputs.rendered_name}",
         )
 
     async def _current_identity(self, pool_name: str) -> tuple[Obj, str | None]:
@@ -420,7 +518,11 @@ class Builder:
             return pool, None
         return pool, buildplan.build_identity(found[1])
 
-    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, image: str, how: str) -> None:
+    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
+        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build.
+
+        The pool first: a write refused there (409) leaves nothing half-recorded, so the next pass
+        decides the same way; a MachineOSConfig left behind is caught up by the ``Recorded`` step."""
         pool_name = plan.inputs.pool
         fresh, identity = await self._current_identity(pool_name)
         if identity != plan.identity:
@@ -442,8 +544,9 @@ class Builder:
             fresh,
             names.BUILD_SUCCESS,
             "BuildSucceeded",
-            f"{image} for {plan.inputs.rendered_name}: {how} [{plan.name}]",
+            f"{image} for {plan.inputs.rendered_name}: {how}",
         )
+        await self._set_current(await self.kube.get(MACHINEOSCONFIGS, pool_name), _name(mosb), image)
         log.info("recorded image %s (%s)", image, how, extra=fields(pool=pool_name))
         await self._delete_builds(pool_name, keep=None)
 
@@ -481,18 +584,43 @@ class Builder:
             ) == names.label_value(pool_name):
                 yield obj
 
+    def _builds_of(self, pool_name: str) -> Iterator[Obj]:
+        """The MachineOSBuilds of the pool's MachineOSConfig (named like the pool)."""
+        for mosb in self.caches.machineosbuilds.items():
+            if ((mosb.get("spec") or {}).get("machineOSConfig") or {}).get("name") == pool_name:
+                yield mosb
+
     async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
-        """Delete the pool's build objects except those of build ``keep``."""
-        # Pods first: they use the rest. Secrets are never created by builds (the config's are mounted).
-        for resource, cache in ((PODS, self.caches.pods), (CONFIGMAPS, self.caches.configmaps)):
+        """Delete the pool's unfinished MachineOSBuilds and build objects, except MachineOSBuild ``keep``'s.
+
+        Succeeded MachineOSBuilds stay: they are the record of images a return to their config reuses.
+        """
+        kept = machineosbuild.job_name(keep) if keep is not None else None
+        # Jobs first (their Pods go with them), then loose Pods, then the ConfigMaps they read.
+        for resource, cache in (
+            (JOBS, self.caches.jobs),
+            (PODS, self.caches.pods),
+            (CONFIGMAPS, self.caches.configmaps),
+        ):
             for obj in list(self._pool_objects(cache, pool_name)):
-                name = _name(obj)
-                if (keep is not None and buildpods.belongs_to(name, keep)) or obj["metadata"].get(
-                    "deletionTimestamp"
-                ):
-                    continue
-                log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
-                try:
-                    await self.kube.delete(resource, name, namespace=self.ns, uid=obj["metadata"].get("uid"))
-                except (errors.NotFound, errors.Conflict):
-                    pass
+                if kept is None or not buildpods.belongs_to(_name(obj), kept):
+                    await self._delete(resource, obj, pool_name)
+        for mosb in list(self._builds_of(pool_name)):
+            if _name(mosb) != keep and machineosbuild.state(mosb) != names.MOSB_SUCCEEDED:
+                await self._delete(MACHINEOSBUILDS, mosb, pool_name)
+
+    async def _delete(self, resource: Resource, obj: Obj, pool_name: str) -> None:
+        """Delete that very object (uid precondition), unless it is already going."""
+        if obj["metadata"].get("deletionTimestamp"):
+            return
+        name = _name(obj)
+        log.info("deleting build object %s %s", resource.kind, name, extra=fields(pool=pool_name))
+        try:
+            await self.kube.delete(
+                resource,
+                name,
+                namespace=self.ns if resource.namespaced else None,
+                uid=obj["metadata"].get("uid"),
+            )
+        except (errors.NotFound, errors.Conflict):
+            pass

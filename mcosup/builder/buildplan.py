@@ -37,7 +37,8 @@ import tarfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mcosup.model import names, rendering
+from mcosup.builder import buildpods
+from mcosup.model import conditions, machineosbuild, names, rendering
 from mcosup.model.hostconfig import (
     DEFAULT_FILE_MODE,
     UNIT_DIR,
@@ -45,7 +46,8 @@ from mcosup.model.hostconfig import (
     HostConfig,
     parse_machineconfig,
 )
-from mcosup.model.objects import Obj
+from mcosup.model.machineosconfig import BuildSettings
+from mcosup.model.objects import Obj, ObjView, annotations_of
 from mcosup.runtime.settings import PodOptions
 
 #: Where the build Pod mounts things. Plain, recognisable paths: the kubelet stand-in rewrites them.
@@ -497,3 +499,327 @@ def build_pod(
             "volumes": volumes,
         },
     }
+
+
+def build_job(
+    build: BuildPlan,
+    options: PodOptions,
+    owner: Obj | None = None,
+    *,
+    pull: SecretRef | None,
+    push: SecretRef,
+    backoff_limit: int,
+    deadline_seconds: int,
+) -> Obj:
+    """The build Job (contract section 4): the build Pod as its template (``restartPolicy: Never``), retried
+    ``backoff_limit`` times by the Job controller, stopped after ``deadline_seconds``."""
+    pod = build_pod(build, options, pull=pull, push=push)
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(build.name, build, options, owner),
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline_seconds,
+            "template": {"metadata": {"labels": dict(build.labels)}, "spec": pod["spec"]},
+        },
+    }
+
+
+# --------------------------------------------------------------------------------------------- decide
+#
+# What the builder does next for one pool, from facts read out of its caches (and, when the decision
+# needs it, the registry's answer): a small step the reconciler in ``build`` executes. Table-tested.
+
+
+@dataclasses.dataclass(frozen=True)
+class RegistryAnswer:
+    """What the registry serves for the build's target tag: a digest, or None (it has no such image)."""
+
+    digest: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Facts:
+    """Everything a pool's next build step depends on."""
+
+    pool: ObjView
+    opted_in: bool
+    #: The pool's rendered config's name ("" when it has none yet), and whether that object exists.
+    rendered: str
+    rendered_found: bool
+    #: The build inputs, or why there are none (a message naming the object, the field and the fix).
+    inputs: BuildInputs | str
+    #: The settings the inputs come from (Secrets to mount and to ask the registry with, the timeout).
+    settings: BuildSettings | None
+    #: The pool's MachineOSConfig (an admin's, or the one its label stands for), None until it exists.
+    mosc: ObjView | None
+    #: The MachineOSBuilds, the build Jobs and the build Pods of the pool.
+    builds: Sequence[ObjView]
+    jobs: Sequence[ObjView]
+    pods: Sequence[ObjView]
+    #: None until the registry was asked (see :class:`AskRegistry`).
+    registry: RegistryAnswer | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StopBuilding:
+    """The pool is not opted in: delete its unfinished builds (the rest of opt-out is the supervisor's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Make ``condition`` the pool's True build condition; ``drop_builds``: delete its unfinished builds."""
+
+    condition: str
+    reason: str
+    message: str
+    drop_builds: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class AskRegistry:
+    """Ask the registry for the build's target tag, then decide again with the answer."""
+
+    plan: BuildPlan
+
+
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """The pool records build ``mosb``'s image: keep the MachineOSConfig in step, drop other builds."""
+
+    plan: BuildPlan
+    mosb: str
+    image: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Build ``mosb`` (created when missing) Succeeded with ``image``: make it the pool's current one."""
+
+    plan: BuildPlan
+    mosb: str
+    image: str
+    how: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Forget:
+    """Delete MachineOSBuild ``mosb`` so that its config is built again (``why``)."""
+
+    plan: BuildPlan
+    mosb: str
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rebuilt:
+    """The rebuild asked for by ``mc/rebuild`` has its new MachineOSBuild: remove the annotation."""
+
+    plan: BuildPlan
+    mosb: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Start:
+    """Create build ``mosb`` (when missing), its ConfigMaps and its Job."""
+
+    plan: BuildPlan
+    mosb: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Follow:
+    """Build ``mosb``'s Job is waiting for its Pod (``running`` False) or building: report it."""
+
+    plan: BuildPlan
+    mosb: str
+    job: str
+    running: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Failed:
+    """Build ``mosb`` failed for good (``why``); ``pod``: the last attempt, whose log tells more."""
+
+    plan: BuildPlan
+    mosb: str
+    why: str
+    pod: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Interrupt:
+    """Build ``mosb``'s Job was deleted mid-build: the build is Interrupted (then starts again anew)."""
+
+    plan: BuildPlan
+    mosb: str
+    job: str
+
+
+Step = (
+    StopBuilding
+    | Report
+    | AskRegistry
+    | Recorded
+    | Record
+    | Forget
+    | Rebuilt
+    | Start
+    | Follow
+    | Failed
+    | Interrupt
+)
+
+
+def _name(obj: ObjView) -> str:
+    return str((obj.get("metadata") or {}).get("name", ""))
+
+
+def _phase(pod: ObjView) -> str:
+    return str((pod.get("status") or {}).get("phase") or "")
+
+
+def _recorded(pool: ObjView, image: str) -> bool:
+    """The pool records ``image`` (annotation and BuildSuccess)."""
+    annotations = (pool.get("metadata") or {}).get("annotations") or {}
+    return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
+        pool, names.BUILD_SUCCESS
+    )
+
+
+def _owned_by(pod: ObjView, job: str) -> bool:
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("kind") == "Job" and r.get("name") == job for r in refs)
+
+
+def _job_end(job: ObjView) -> Mapping[str, Any] | None:
+    """The Job's terminal condition (``Complete`` or ``Failed`` True), None while it runs."""
+    for cond in (job.get("status") or {}).get("conditions") or []:
+        if cond.get("type") in ("Complete", "Failed") and cond.get("status") == "True":
+            return cond  # type: ignore[no-any-return]
+    return None
+
+
+def _duration(seconds: int) -> str:
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60}m{rest % 60}s"
+
+
+def failed_message(build: BuildPlan, mosb_name: str, detail: str) -> str:
+    """The pool's BuildFailed message for a build that failed for good with ``detail`` (its record's
+    Failed message): the same words whether the failure was just seen or read back from the record."""
+    return (
+        f"build of {build.target} for {build.inputs.rendered_name} (MachineOSBuild {mosb_name}): {detail}\n"
+        "Giving up until the config changes."
+    )
+
+
+def decide(facts: Facts) -> Step:
+    """The pool's next build step (contract sections 4 and 11)."""
+    if not facts.opted_in:
+        return StopBuilding()
+    pending = names.BUILD_PENDING
+    if not facts.rendered:
+        return Report(pending, "WaitingForRender", "the pool has no rendered config yet")
+    if not facts.rendered_found:
+        return Report(pending, "WaitingForRender", f"rendered config {facts.rendered} is not there yet")
+    if isinstance(facts.inputs, str):
+        return Report(pending, "InvalidConfig", facts.inputs)
+    try:
+        build = plan(facts.inputs)
+    except BuildError as exc:
+        return Report(names.BUILD_FAILED, "CannotBuild", str(exc), drop_builds=True)
+    pool_name = facts.inputs.pool
+    if facts.mosc is None:
+        return Report(
+            pending,
+            "WaitingForMachineOSConfig",
+            f"MachineOSConfig {pool_name} does not exist yet (the supervisor makes it from the pool's "
+            f"{names.LAYERING_ENABLED} label and ConfigMap {names.BUILD_CONFIG_CM})",
+        )
+    base = machineosbuild.name_for(pool_name, build.identity)
+    starts = sorted(
+        (restart, b)
+        for b in facts.builds
+        if (restart := machineosbuild.restart_of(_name(b), base)) is not None
+    )
+    restart, mosb = starts[-1] if starts else (0, None)
+    mosb_name = machineosbuild.name_for(pool_name, build.identity, restart)
+    if names.REBUILD_ANNOTATION in annotations_of(facts.mosc):
+        # mc/rebuild: the finished build goes, a new one starts (never a reuse), then the annotation goes.
+        if mosb is None:
+            return Start(build, mosb_name)
+        if machineosbuild.is_final(mosb):
+            return Forget(build, mosb_name, f"{names.REBUILD_ANNOTATION} on MachineOSConfig {pool_name}")
+        return Rebuilt(build, mosb_name)
+    built = machineosbuild.succeeded_image(mosb)
+    if built is not None:
+        if _recorded(facts.pool, built):
+            return Recorded(build, mosb_name, built)
+        if machineosbuild.current_build_name(facts.mosc) == mosb_name:
+            return Record(build, mosb_name, built, f"built by MachineOSBuild {mosb_name}")
+        # A config seen before: its build is reused when the registry still has the image.
+        if facts.registry is None:
+            return AskRegistry(build)
+        if facts.registry.digest is not None and built.endswith("@" + facts.registry.digest):
+            return Record(
+                build,
+                mosb_name,
+                built,
+                f"MachineOSBuild {mosb_name} reused: its image is still in the registry",
+            )
+        return Forget(build, mosb_name, "the registry no longer has its image")
+    if mosb is None:
+        if facts.registry is None:
+            return AskRegistry(build)
+        if facts.registry.digest is not None:
+            image = digested_pullspec(facts.inputs.pullspec, facts.registry.digest)
+            return Record(build, mosb_name, image, "found in the registry, reused without building")
+        return Start(build, mosb_name)
+    state = machineosbuild.state(mosb)
+    if state == names.MOSB_INTERRUPTED:
+        return Start(build, machineosbuild.name_for(pool_name, build.identity, restart + 1))
+    if state == names.MOSB_FAILED:
+        failed = conditions.find((mosb.get("status") or {}).get("conditions"), names.MOSB_FAILED) or {}
+        return Report(
+            names.BUILD_FAILED,
+            "BuildFailed",
+            failed_message(build, mosb_name, str(failed.get("message", ""))),
+        )
+    job_name = machineosbuild.job_name(mosb_name)
+    job = next((j for j in facts.jobs if _name(j) == job_name), None)
+    if job is None:
+        if machineosbuild.builder_job(mosb) is not None:
+            return Interrupt(build, mosb_name, job_name)
+        return Start(build, mosb_name)
+    pods = sorted(
+        (p for p in facts.pods if _owned_by(p, job_name)),
+        key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+    )
+    # A Pod that succeeded with the digest is the result: the Job's Complete condition comes up to a
+    # sync period (1 s) later and adds nothing.
+    for pod in pods:
+        if _phase(pod) == "Succeeded":
+            digest = str(buildpods.termination(pod).get("message") or "").strip()
+            try:
+                image = digested_pullspec(facts.inputs.pullspec, digest)
+            except ValueError:
+                continue  # no digest in its termination message: not a result
+            return Record(build, mosb_name, image, f"built by Job {job_name}")
+    end = _job_end(job)
+    if end is None:
+        return Follow(build, mosb_name, job_name, any(_phase(p) == "Running" for p in pods))
+    last = _name(pods[-1]) if pods else None
+    if end.get("type") == "Complete":
+        return Failed(build, mosb_name, f"Job {job_name} completed without writing the image's digest", last)
+    if end.get("reason") == "DeadlineExceeded":
+        timeout = facts.settings.timeout_seconds if facts.settings else 0
+        why = (
+            f"Job {job_name} ran longer than the build timeout of {_duration(timeout)} "
+            f"({names.BUILD_TIMEOUT_ANNOTATION} on MachineOSConfig {pool_name}): raise the annotation, "
+            "or make the build faster"
+        )
+        return Failed(build, mosb_name, why, last)
+    attempts = int((job.get("status") or {}).get("failed") or 0)
+    return Failed(build, mosb_name, f"Job {job_name} failed {attempts} times ({end.get('reason')})", last)

@@ -1,26 +1,14 @@
 """Build Pods as the builder reads them: names and attempts, the container's termination, log tails.
 
-Pure. A build's objects are named after its identity (``build-<pool>-<16 hex>``) and a retry's Pod adds
-``-retry-<n>``, so the name alone says which build and which attempt an object belongs to.
+Pure. A build's objects are named after its MachineOSBuild (``build-<pool>-<16 hex>[-<restart>]``), so the
+name alone says which build an object belongs to.
 """
 
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Mapping
 from typing import Any
-
-_RETRY_SUFFIX = re.compile(r"-retry-(\d+)$")
-
-
-def attempt_of(pod_name: str) -> int:
-    match = _RETRY_SUFFIX.search(pod_name)
-    return int(match.group(1)) if match else 0
-
-
-def pod_name(build_name: str, attempt: int) -> str:
-    return build_name if attempt == 0 else f"{build_name}-retry-{attempt}"
 
 
 def belongs_to(obj_name: str, build_name: str) -> bool:

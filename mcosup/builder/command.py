@@ -8,7 +8,7 @@ Settings (environment):
 - ``MCOSUP_BUILDAH_IMAGE``: image of the build Pods (any image with buildah, sh, cat and tar).
 - ``MCOSUP_BUILD_TLS_VERIFY``: ``false`` only for a plain-HTTP or self-signed test registry.
 - ``MCOSUP_BUILD_CPU_REQUEST``, ``MCOSUP_BUILD_MEMORY_REQUEST``: resource requests of the build Pods.
-- ``MCOSUP_BUILD_RETRIES`` (3) and ``MCOSUP_BUILD_RETRY_BACKOFF`` (seconds before the first retry, 30).
+- ``MCOSUP_BUILD_RETRIES`` (3): the build Job's ``backoffLimit``.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from mcosup.model import conditions, names
+from mcosup.model import machineosbuild, names
 from mcosup.model.objects import annotations_of
 
 #: How long an unreachable registry may hold a deleted MachineOSBuild before it is released anyway.
@@ -96,7 +96,7 @@ def build_facts(mosb: Mapping[str, Any]) -> BuildFacts:
     meta = mosb.get("metadata") or {}
     spec = mosb.get("spec") or {}
     status = mosb.get("status") or {}
-    state = next((t for t in names.MACHINEOSBUILD_CONDITIONS if conditions.is_true(mosb, t)), None)
+    state = machineosbuild.state(mosb)
     return BuildFacts(
         name=str(meta.get("name", "")),
         config=str((spec.get("machineOSConfig") or {}).get("name", "")),
@@ -158,7 +158,7 @@ def plan_pruning(
         key=lambda b: (b.created, b.name),
     )
     newest_first = list(reversed(live))
-    succeeded = [b for b in newest_first if b.state == names.MACHINEOSBUILD_SUCCEEDED]
+    succeeded = [b for b in newest_first if b.state == names.MOSB_SUCCEEDED]
     kept_by_history = {b.name for b in succeeded[:limit]}
     newest = newest_first[0].name if newest_first else None
 
@@ -166,7 +166,7 @@ def plan_pruning(
     for build in live:
         if build.name == current or (build.image and build.image in in_use):
             continue
-        if build.state == names.MACHINEOSBUILD_SUCCEEDED and build.name not in kept_by_history:
+        if build.state == names.MOSB_SUCCEEDED and build.name not in kept_by_history:
             delete.append(build.name)
         elif build.state in _FINAL_UNSUCCESSFUL and build.name != newest:
             delete.append(build.name)

@@ -1,7 +1,8 @@
 """The builder's composition root: caches, the build controller, and the wiring between them.
 
-Caches of pools, MachineConfigs, MachineOSConfigs and the namespace's ConfigMaps, Secrets and build
-Pods; one controller keyed by pool name; watch events only enqueue pools, the reconciler re-reads everything.
+Caches of pools, MachineConfigs, MachineOSConfigs, MachineOSBuilds and the namespace's ConfigMaps,
+Secrets, build Jobs and build Pods; one controller keyed by pool name; watch events only enqueue pools, the
+reconciler re-reads everything.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from mcosup.kube import client as kclient
 from mcosup.kube.cache import Informer
 from mcosup.kube.resources import (
     CONFIGMAPS,
+    JOBS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
     MACHINEOSCONFIGS,
     PODS,
     SECRETS,
@@ -45,8 +48,12 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
             "configmaps": Informer(kube, CONFIGMAPS, namespace=ns),
             "secrets": Informer(kube, SECRETS, namespace=ns),
             "pods": Informer(kube, PODS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL),
+            # One build Job per MachineOSBuild; its Pods carry the same labels.
+            "jobs": Informer(kube, JOBS, namespace=ns, label_selector=names.BUILD_OBJECT_LABEL),
             # A pool's build settings: its MachineOSConfig (an admin's, or the one its label stands for).
             "machineosconfigs": Informer(kube, MACHINEOSCONFIGS),
+            # The records of the builds, one per build identity, named <MachineOSConfig>-<16 hex>.
+            "machineosbuilds": Informer(kube, MACHINEOSBUILDS),
         }
         caches = Caches(**informers)
         builder = Builder(kube, caches, settings, http=http)
@@ -86,5 +93,13 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
     controller.watch(informers["configmaps"], all_pools)
     controller.watch(informers["secrets"], all_pools)
     controller.watch(informers["pods"], target_pool)
+    controller.watch(informers["jobs"], target_pool)
     # A MachineOSConfig is named like the pool it opts in.
     controller.watch(informers["machineosconfigs"], by_name)
+    controller.watch(informers["machineosbuilds"], machineosconfig_of)
+
+
+def machineosconfig_of(_: str, mosb: Mapping[str, Any]) -> list[str]:
+    """A MachineOSBuild's pool: its MachineOSConfig's name, which is the pool's."""
+    name = ((mosb.get("spec") or {}).get("machineOSConfig") or {}).get("name")
+    return [str(name)] if name else []

@@ -261,14 +261,13 @@ class Demo:
                     self.note(f"pool {POOL}: {state[0]}")
                 if state and state[0] == names.BUILD_FAILED:
                     raise RuntimeError(f"build failed: {state[1]}")
-                ok = state and state[0] == names.BUILD_SUCCESS and rendered and rendered in state[1]
-                return None if ok else f"build state {state}"
+                got = await cluster.handed_off_image(POOL)
+                if got is not None:
+                    image.append(got)
+                return None if got is not None else f"build state {state}"
 
             await wait_until(built, within=300, what=f"the image of {rendered}")
-            got = await cluster.image(POOL)
-            if not got:
-                raise RuntimeError(f"pool {POOL} has no {names.NEWEST_IMAGE_ANNOTATION}")
-            image.append(got)
+            got = image[-1]
             return f"{rendered} → {got}"
 
         await self.stage(title, work)
@@ -292,11 +291,14 @@ class Demo:
             task = progress.add_task(title, total=len(nodes))
             while True:
                 pool_obj, nodes = await cluster.pool(pool), await cluster.pool_nodes(pool)
+                image = await cluster.handed_off_image(pool) if layered else None
                 down = self._report(nodes, last, progress)
                 most = max(most, len(down))
-                done = sum(1 for n in nodes if not_converged(pool_obj, [n], layered=layered) is None)
+                done = sum(
+                    1 for n in nodes if not_converged(pool_obj, [n], image=image, layered=layered) is None
+                )
                 progress.update(task, completed=done, description=f"{title} (unavailable {len(down)}/{cap})")
-                if not_converged(pool_obj, nodes, layered=layered) is None:
+                if not_converged(pool_obj, nodes, image=image, layered=layered) is None:
                     break
                 await asyncio.sleep(0.2)
         mode = "layered" if layered else "legacy"

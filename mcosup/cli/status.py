@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mcosup.model import conditions, names
+from mcosup.model import conditions, machineosbuild, names
 from mcosup.model.machineosconfig import admins_machineosconfig, machineosconfig_for, opted_in
 from mcosup.model.selectors import pool_selects_node
 from mcosup.runtime.settings import KubeSettings, namespace_from_env
@@ -117,24 +117,10 @@ def _status(obj: Obj | None) -> Mapping[str, Any]:
     return status if isinstance(status, Mapping) else {}
 
 
-def current_build_name(mosc: Obj | None) -> str | None:
-    """The MachineOSConfig's current MachineOSBuild: ``status.machineOSBuild``, else the annotation."""
-    if mosc is None:
-        return None
-    ref = _status(mosc).get("machineOSBuild")
-    if isinstance(ref, Mapping) and ref.get("name"):
-        return str(ref["name"])
-    annotations = _meta(mosc).get("annotations") or {}
-    return str(annotations.get(names.CURRENT_MACHINE_OS_BUILD) or "") or None
-
-
 def build_word(build: Obj | None, pool: Obj) -> str:
     """The build state in one word: the MachineOSBuild's, else the pool's build condition's, else "-"."""
     if build is not None:
-        for type_ in names.MACHINEOSBUILD_CONDITIONS:
-            if conditions.is_true(build, type_):
-                return type_
-        return "Pending"
+        return machineosbuild.state(build) or "Pending"
     for type_, word in _POOL_BUILD_WORDS.items():
         if conditions.is_true(pool, type_):
             return word
@@ -181,12 +167,12 @@ def pool_rows(
         if opted_in(pool, machineosconfigs):
             layered = "MOSC" if admins_machineosconfig(name, machineosconfigs) is not None else "label"
         mosc = machineosconfig_for(name, machineosconfigs) if layered != "no" else None
-        build_name = current_build_name(mosc)
+        build_name = machineosbuild.current_build_name(mosc)
         build = builds.get(build_name) if build_name else None
         created = _time(_meta(build).get("creationTimestamp")) if build is not None else None
         start, end = _time(_status(build).get("buildStart")), _time(_status(build).get("buildEnd"))
         # The current build's image once it succeeded (what the rollout takes), else the last one.
-        built = conditions.is_true(build or {}, names.MACHINEOSBUILD_SUCCEEDED)
+        built = conditions.is_true(build or {}, names.MOSB_SUCCEEDED)
         image = (
             (_status(build).get("digestedImagePushSpec") if built else None)
             or _status(mosc).get("currentImagePullSpec")

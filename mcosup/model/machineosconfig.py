@@ -24,15 +24,19 @@ without the admin's text; ``baseImagePullSecret`` absent means an anonymous pull
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from mcosup.model import buildconfig, containerfile, names
 from mcosup.model.imageref import InvalidImageRef, parse_image_ref
-from mcosup.model.objects import Obj, ObjView, labels_of
+from mcosup.model.objects import Obj, ObjView, annotations_of, labels_of
 
 #: Looks an object of the namespace up by name (a cache's ``get``), None when it does not exist.
 Lookup = Callable[[str], ObjView | None]
+#: ``mc/build-timeout`` when absent: two hours.
+DEFAULT_BUILD_TIMEOUT = 2 * 3600
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +51,17 @@ class BuildSettings:
     pull_secret: str | None
     #: The ``NoArch`` entry of ``spec.containerFile``, appended to the build ("" when none).
     containerfile: str
+    #: Seconds a build Job may run (``mc/build-timeout``; the MCO has no timeout, 2 h is generous).
+    timeout_seconds: int = DEFAULT_BUILD_TIMEOUT
+
+
+def go_duration(text: str) -> float:
+    """Seconds of a Go duration (``1h30m``, ``45m``, ``90s``, ``1.5h``); ValueError when it is not one."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f"{text!r} is not a duration like 45m, 2h or 1h30m")
+    return sum(float(n) * units[u] for n, u in parts)
 
 
 def _name(obj: ObjView) -> str:
@@ -215,7 +230,30 @@ def spec_problems(mosc: ObjView) -> list[str]:
                 f"{obj} spec.containerFile[{i}].containerfileArch={arch!r} is not supported yet: "
                 f"builds are not made per architecture; use {names.NO_ARCH}"
             )
+    timeout_problem = _build_timeout(mosc)[1]
+    if timeout_problem:
+        problems.append(timeout_problem)
     return problems
+
+
+def _build_timeout(mosc: ObjView) -> tuple[int, str | None]:
+    """``mc/build-timeout`` in seconds (the default when absent), and the problem with it if any."""
+    obj = f"{names.MACHINEOSCONFIG_KIND} {_name(mosc)}"
+    raw = annotations_of(mosc).get(names.BUILD_TIMEOUT_ANNOTATION)
+    if raw is None:
+        return DEFAULT_BUILD_TIMEOUT, None
+    try:
+        timeout = go_duration(str(raw).strip())
+    except ValueError as exc:
+        return (
+            DEFAULT_BUILD_TIMEOUT,
+            f"{obj} annotation {names.BUILD_TIMEOUT_ANNOTATION}: {exc}; set e.g. 45m or 2h",
+        )
+    if timeout < 1:
+        return DEFAULT_BUILD_TIMEOUT, (
+            f"{obj} annotation {names.BUILD_TIMEOUT_ANNOTATION}={raw!r} is under a second: set e.g. 45m or 2h"
+        )
+    return int(timeout), None
 
 
 def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSettings | None, list[str]]:
@@ -232,7 +270,7 @@ def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSet
     push = _ref_name(spec, "renderedImagePushSecret") or ""
     pull = _ref_name(spec, "baseImagePullSecret")
     pullspec = str(spec.get("renderedImagePushSpec") or "").strip()
-    return BuildSettings(pullspec, push, pull, _containerfile(spec)), []
+    return BuildSettings(pullspec, push, pull, _containerfile(spec), _build_timeout(mosc)[0]), []
 
 
 def pool_settings(

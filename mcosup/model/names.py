@@ -24,12 +24,6 @@ MANAGED_BY_LABEL_VALUE: Final = "true"
 JOB_IMAGE_BUILDER: Final = "Job"
 #: ``spec.containerFile[].containerfileArch`` of the text for every architecture.
 NO_ARCH: Final = "NoArch"
-#: Annotation on a MachineOSConfig: its pool's current MachineOSBuild (also ``status.machineOSBuild``).
-CURRENT_MACHINE_OS_BUILD: Final = PREFIX + "current-machine-os-build"
-MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
-#: A MachineOSBuild's conditions as the MCO writes them, the final ones (never changed again) first.
-MACHINEOSBUILD_SUCCEEDED: Final = "Succeeded"
-MACHINEOSBUILD_CONDITIONS: Final = (MACHINEOSBUILD_SUCCEEDED, "Failed", "Interrupted", "Building", "Prepared")
 # Pruning (contract section 11): how many Succeeded builds a MachineOSConfig keeps, and how an image
 # goes from the registry before its MachineOSBuild goes from the API.
 #: Annotation on a MachineOSConfig, integer >= 1: the Succeeded MachineOSBuilds kept.
@@ -41,6 +35,25 @@ PRUNE_IMAGE_FINALIZER: Final = PREFIX + "prune-image"
 #: MachineOSConfig condition: False (reason ``RegistryRefusedDelete``) while the registry refuses to
 #: delete a pruned build's image; True again once a delete succeeds.
 IMAGES_PRUNED: Final = "ImagesPruned"
+
+# MachineOSBuild (contract section 11): the record of one build, named <MachineOSConfig>-<16 hex>.
+MACHINEOSBUILD_KIND: Final = "MachineOSBuild"
+#: Annotation on a MachineOSConfig: its current MachineOSBuild (also ``status.machineOSBuild``).
+CURRENT_MOSB_ANNOTATION: Final = PREFIX + "current-machine-os-build"
+# MachineOSBuild condition types, in the MCO's order; exactly one is True once the build is under way.
+MOSB_PREPARED: Final = "Prepared"
+MOSB_BUILDING: Final = "Building"
+MOSB_FAILED: Final = "Failed"
+MOSB_INTERRUPTED: Final = "Interrupted"
+MOSB_SUCCEEDED: Final = "Succeeded"
+MOSB_CONDITIONS: Final = (MOSB_PREPARED, MOSB_BUILDING, MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+#: Once one of these is True the conditions never change again (the CRD's CEL rules hold them).
+MOSB_FINAL: Final = (MOSB_FAILED, MOSB_INTERRUPTED, MOSB_SUCCEEDED)
+#: Annotation (presence) on a MachineOSConfig: build its current config again; removed once the new
+#: MachineOSBuild exists.
+REBUILD_ANNOTATION: Final = PREFIX + "rebuild"
+#: Annotation on a MachineOSConfig: the build Job's activeDeadlineSeconds, as a Go duration (``45m``).
+BUILD_TIMEOUT_ANNOTATION: Final = PREFIX + "build-timeout"
 
 # ConfigMaps in the namespace.
 BUILD_CONFIG_CM: Final = "on-cluster-build-config"
@@ -118,8 +131,9 @@ BUILD_PENDING: Final = "BuildPending"
 BUILDING: Final = "Building"
 BUILD_SUCCESS: Final = "BuildSuccess"
 BUILD_FAILED: Final = "BuildFailed"
-BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED)
+#: The current build's Job was deleted mid-build; it starts again as a new MachineOSBuild.
 BUILD_INTERRUPTED: Final = "BuildInterrupted"
+BUILD_CONDITIONS: Final = (BUILD_PENDING, BUILDING, BUILD_SUCCESS, BUILD_FAILED, BUILD_INTERRUPTED)
 LAYERING_READY: Final = "LayeringReady"
 UPDATED: Final = "Updated"
 UPDATING: Final = "Updating"

@@ -240,17 +240,16 @@ class BuilderSettings:
 
     namespace: str = names.DEFAULT_NAMESPACE
     pod: PodOptions = dataclasses.field(default_factory=PodOptions)
-    #: Retries of a failed build per identity (contract: 3), after the first attempt.
+    #: Retries of a failed build per identity (contract: 3), after the first attempt: the build Job's
+    #: backoffLimit (the Job controller waits between them: 10 s, doubling).
     max_retries: int = 3
-    #: Seconds before the first retry; each further retry waits twice as long.
-    retry_backoff: float = 30.0
     #: Lines of the build log quoted in the BuildFailed message.
     log_tail_lines: int = 15
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], namespace: str | None = None) -> BuilderSettings:
         """The builder's settings: MCOSUP_BUILDAH_IMAGE, MCOSUP_BUILD_TLS_VERIFY, MCOSUP_BUILD_CPU_REQUEST,
-        MCOSUP_BUILD_MEMORY_REQUEST, MCOSUP_BUILD_RETRIES and MCOSUP_BUILD_RETRY_BACKOFF."""
+        MCOSUP_BUILD_MEMORY_REQUEST and MCOSUP_BUILD_RETRIES."""
         ns = namespace_from_env(env, namespace)
         defaults = PodOptions()
         verify = env_str(env, "MCOSUP_BUILD_TLS_VERIFY", "true").lower()
@@ -267,5 +266,4 @@ class BuilderSettings:
             namespace=ns,
             pod=pod,
             max_retries=env_int(env, "MCOSUP_BUILD_RETRIES", cls.max_retries),
-            retry_backoff=env_float(env, "MCOSUP_BUILD_RETRY_BACKOFF", cls.retry_backoff),
         )

@@ -46,14 +46,17 @@ from mcosup.kube.resources import (
     CONFIGMAPS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
+    MACHINEOSCONFIGS,
     NODES,
     PODS,
     SECRETS,
 )
-from mcosup.model import names
+from mcosup.model import machineosbuild, names
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
 from mcosup.sim.backends import DEPLOY, Kind, make_backend
+from mcosup.sim.containers import gated_buildah_rule
 from mcosup.sim.fakehost import DaemonHandle, FakeHost, run_daemon
 from mcosup.sim.invariants import ClusterError, not_converged, wait_until
 from mcosup.sim.kubelet import Kubelet, default_image_rules
@@ -106,6 +109,25 @@ class ClusterConfig:
     #: The API server: the bundled emulator, or a real kube-apiserver, etcd and kube-controller-manager
     #: built from the Kubernetes Go modules (:mod:`mcosup.sim.controlplane`).
     control_plane: Kind = "emulator"
+    #: While this file exists, every ``buildah`` call of a build Pod waits: a test acts "mid-build"
+    #: deterministically instead of racing a fast build. None: builds run at once.
+    buildah_gate: Path | None = None
+
+
+async def handed_off_image(kube: kclient.Kube, pool_name: str) -> str | None:
+    """The image the rollout takes for the pool: its MachineOSConfig's current MachineOSBuild's, when that
+    build Succeeded for the pool's current rendered config (read fresh from the API server)."""
+    pool = await kube.get(MACHINECONFIGPOOLS, pool_name)
+    try:
+        mosc = await kube.get(MACHINEOSCONFIGS, pool_name)
+    except errors.NotFound:
+        return None
+    current = machineosbuild.current_build_name(mosc)
+    mosb = None
+    if current:
+        with contextlib.suppress(errors.NotFound):
+            mosb = await kube.get(MACHINEOSBUILDS, current)
+    return machineosbuild.image_for_pool(pool, mosc, lambda name: mosb if name == current else None)
 
 
 def _documents(path: Path) -> list[dict[str, Any]]:
@@ -321,10 +343,16 @@ class LocalCluster:
         def credentials(ns: str, account: str, node_name: str | None, target: Path) -> Path:
             return self.backend.write_kubeconfig_for_service_account(target, ns, account, node_name)
 
+        rules = default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,))
+        if self.config.buildah_gate is not None:
+            rules = [
+                gated_buildah_rule(BUILDAH_IMAGE, self.config.buildah_gate, self.workdir / "gated-bin"),
+                *default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=()),
+            ]
         return Kubelet(
             self.kube,
             self.workdir / "kubelet",
-            image_rules=default_image_rules(mcosup_images=(MCOSUP_IMAGE,), buildah_images=(BUILDAH_IMAGE,)),
+            image_rules=rules,
             credentials=credentials,
             log_sink=self._pod_log,
             namespace=self.ns,
@@ -435,6 +463,10 @@ class LocalCluster:
         value = ((p.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
         return str(value) if value else None
 
+    async def handed_off_image(self, pool_name: str) -> str | None:
+        """The image the rollout takes for the pool (:func:`handed_off_image`)."""
+        return await handed_off_image(self.kube, pool_name)
+
     async def build_state(self, pool_name: str) -> tuple[str, str] | None:
         """The True build condition of the pool: (type, message), or None."""
         p = await self.pool(pool_name)
@@ -471,7 +503,10 @@ class LocalCluster:
 
     async def converged(self, pool_name: str, *, layered: bool) -> str | None:
         """None when every node of the pool runs the pool's current config (and image when layered)."""
-        return not_converged(await self.pool(pool_name), await self.pool_nodes(pool_name), layered=layered)
+        image = await self.handed_off_image(pool_name) if layered else None
+        return not_converged(
+            await self.pool(pool_name), await self.pool_nodes(pool_name), image=image, layered=layered
+        )
 
     async def wait_converged(self, pool_name: str, *, layered: bool, within: float = 300) -> None:
         mode = "layered" if layered else "legacy"

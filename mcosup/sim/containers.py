@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import fnmatch
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -62,6 +63,22 @@ def default_image_rules(
     rules = [ImageRule(p, {"mcosup": mcosup}, ("mcosup",), mcosup_env) for p in mcosup_images]
     rules += [ImageRule(p, {"buildah": buildah}, ("buildah",), extra) for p in buildah_images]
     return rules
+
+
+def gated_buildah_rule(pattern: str, gate: Path, bin_dir: Path) -> ImageRule:
+    """Images matching ``pattern`` run a ``buildah`` (written into ``bin_dir``) that waits while the file
+    ``gate`` exists, then runs the local one: a test holds builds "mid-build" and lets them go."""
+    gated = bin_dir / "buildah"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    gated.write_text(
+        "#!/bin/sh\n"
+        f"while [ -e {shlex.quote(str(gate))} ]; do sleep 0.05; done\n"
+        f'exec {shlex.quote(shutil.which("buildah") or "/usr/bin/buildah")} "$@"\n'
+    )
+    gated.chmod(0o755)
+    return ImageRule(
+        pattern, entrypoint=("buildah",), env={"PATH": f"{bin_dir}:{os.environ.get('PATH', '')}"}
+    )
 
 
 class ContainerProcesses(PodVolumes):

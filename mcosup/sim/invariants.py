@@ -59,31 +59,17 @@ def most_unavailable(
 
 
 def not_converged(
-    pool_obj: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], *, layered: bool
+    pool_obj: Mapping[str, Any], nodes: Iterable[Mapping[str, Any]], *, image: str | None, layered: bool
 ) -> str | None:
-    """Why the pool's nodes are not all running its current config (and image), or None when they are."""
+    """Why the pool's nodes are not all running its current config (and, when ``layered``, ``image``: the
+    pool's image handed off by its current MachineOSBuild), or None when they are."""
     rendered = ((pool_obj.get("spec") or {}).get("configuration") or {}).get("name")
     if not rendered:
         return "pool not rendered yet"
-    image = ((pool_obj.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
-    if layered:
-        cond = next(
-            (
-                c
-                for c in (pool_obj.get("status") or {}).get("conditions") or []
-                if c.get("type") == names.BUILD_SUCCESS
-            ),
-            None,
-        )
-        if (
-            not image
-            or cond is None
-            or cond.get("status") != "True"
-            or rendered not in cond.get("message", "")
-        ):
-            return f"no image built for {rendered} yet"
-    else:
+    if not layered:
         image = None
+    elif image is None:
+        return f"no image built for {rendered} yet"
     mode = names.MODE_LAYERED if layered else names.MODE_LEGACY
     for n in nodes:
         meta = n.get("metadata") or {}

@@ -110,7 +110,6 @@ class SupervisorProcess:
             "MCOSUP_BUILDER_BACKOFF": "1",
             "MCOSUP_BUILDAH_IMAGE": BUILDAH_IMAGE,
             "MCOSUP_BUILD_TLS_VERIFY": "false",
-            "MCOSUP_BUILD_RETRY_BACKOFF": "2",
             **self.extra_env,
         }
         env.pop("KUBECONFIG", None)

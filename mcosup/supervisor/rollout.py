@@ -36,7 +36,7 @@ from mcosup.kube import errors
 from mcosup.kube.cache import Informer
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
-from mcosup.model import conditions, machineosconfig, names
+from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.node import NodeView, Target, cordon_patch, staging_patch, target_patch, uncordon_patch
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
@@ -72,9 +72,10 @@ class NodeRollout:
         nodes: Informer,
         pods: Informer,
         machineosconfigs: Informer | None = None,
+        machineosbuilds: Informer | None = None,
         settings: RolloutSettings | None = None,
         clock: Clock | None = None,
-        image_for: Callable[[Obj], str | None] = rolloutplan.image_for_current_config,
+        image_for: Callable[[Obj], str | None] | None = None,
         workers: int = 2,
         metrics: Metrics | None = None,
         skip_drain: Callable[[NodeView, Target], str | None] | None = None,
@@ -92,9 +93,11 @@ class NodeRollout:
         # The opt-in is the pool's label or its MachineOSConfig; without this cache (a rollout on its
         # own, in tests and benchmarks) only the label opts pools in.
         self.machineosconfigs = machineosconfigs
+        # The hand-off: a pool's image is its MachineOSConfig's current MachineOSBuild's digest.
+        self.machineosbuilds = machineosbuilds
         self.settings = settings or RolloutSettings()
         self.clock: Clock = clock or RealClock()
-        self.image_for = image_for
+        self.image_for = image_for or self._image_of_current_build
         self.metrics = metrics
         self.controller: Controller[str] = Controller(
             "rollout", self.reconcile, workers=workers, queue=WorkQueue(clock=self.clock), metrics=metrics
@@ -132,6 +135,8 @@ class NodeRollout:
         if machineosconfigs is not None:
             # A MachineOSConfig is named like the pool it opts in.
             self.controller.watch(machineosconfigs, by_name)
+        if machineosbuilds is not None:
+            self.controller.watch(machineosbuilds, _pool_of_build)
         # Not controller keys: a running drain waits on its node's and pods' changes.
         nodes.subscribe(self._wake_drain_of_node)
         pods.subscribe(self._wake_drain_of_pod)
@@ -140,7 +145,7 @@ class NodeRollout:
 
     async def run(self) -> None:
         """Reconcile until cancelled; drains run as tasks of this call and end with it."""
-        for informer in (self.pools, self.nodes, self.pods, self.machineosconfigs):
+        for informer in (self.pools, self.nodes, self.pods, self.machineosconfigs, self.machineosbuilds):
             if informer is not None:
                 await informer.listed.wait()
         # A new leadership term starts from the cluster alone: another replica may have acted since.
@@ -214,6 +219,12 @@ class NodeRollout:
             d.wake.set()
 
     # Reconcile.
+
+    def _image_of_current_build(self, pool: Obj) -> str | None:
+        moscs = self.machineosconfigs.items() if self.machineosconfigs is not None else ()
+        mosc = machineosconfig.machineosconfig_for(pool["metadata"]["name"], moscs)
+        builds = self.machineosbuilds
+        return machineosbuild.image_for_pool(pool, mosc, builds.get if builds is not None else lambda _: None)
 
     async def reconcile(self, pool_name: str) -> Result | None:
         pool = self.pools.get(pool_name)
@@ -590,3 +601,9 @@ def _caught_up(cached: str, written: str) -> bool:
     with contextlib.suppress(ValueError):
         return int(cached) >= int(written)
     return False
+
+
+def _pool_of_build(_: str, mosb: Mapping[str, Any]) -> list[str]:
+    """A MachineOSBuild's pool: its MachineOSConfig's name, which is the pool's."""
+    name = ((mosb.get("spec") or {}).get("machineOSConfig") or {}).get("name")
+    return [str(name)] if name else []

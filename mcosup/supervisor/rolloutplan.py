@@ -22,10 +22,11 @@ Choices where the contract leaves room, following the MCO's node controller:
   or holding for an image, such a node is released (uncordoned) instead of being left cordoned.
 - A node selected by several pools belongs to one: ``master`` first, then a custom pool, ``worker``
   last (the MCO's rule); ties by name.
-- The image: an opted-in pool's image is used only when ``BuildSuccess`` is True, the pool carries
-  ``newestImageEquivalentConfig``, and the ``BuildSuccess`` message names the pool's current rendered
-  config. The annotation alone is not enough: right after a new render the builder has not yet moved
-  the pool to ``BuildPending``, and the annotation still holds the previous config's image.
+- The image: an opted-in pool's image is its MachineOSConfig's current MachineOSBuild's
+  ``status.digestedImagePushSpec``, used only when that build Succeeded for the pool's current rendered
+  config (:func:`mcosup.model.machineosbuild.image_for_pool`, the structured hand-off). The pool's
+  ``newestImageEquivalentConfig`` alone is not enough: right after a new render it still holds the
+  previous config's image.
 """
 
 from __future__ import annotations
@@ -100,19 +101,6 @@ def _condition(pool: ObjView, type_: str) -> ObjView | None:
         if cond.get("type") == type_:
             return cond  # type: ignore[no-any-return]
     return None
-
-
-def image_for_current_config(pool: ObjView) -> str | None:
-    """The pool's image if it was built for the pool's current rendered config, else None."""
-    rendered = rendered_config(pool)
-    image = ((pool.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
-    success = _condition(pool, names.BUILD_SUCCESS)
-    if not rendered or not image or success is None or success.get("status") != "True":
-        return None
-    text = f"{success.get('reason', '')} {success.get('message', '')}"
-    if not re.search(rf"(?<![\w-]){re.escape(rendered)}(?![\w-])", text):
-        return None
-    return str(image)
 
 
 def build_state(pool: ObjView) -> str | None:
@@ -237,7 +225,8 @@ def plan_rollout(
     """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
     keeps each node's view from one change of the node to the next rather than building it per plan).
 
-    ``image`` is the pool's image for its current rendered config (:func:`image_for_current_config`);
+    ``image`` is the pool's image for its current rendered config
+    (:func:`~mcosup.model.machineosbuild.image_for_pool`);
     ``opted_in`` whether the pool is opted in (:func:`mcosup.model.machineosconfig.opted_in`).
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
     has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past

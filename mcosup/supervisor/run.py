@@ -24,6 +24,7 @@ from mcosup.kube.resources import (
     DEPLOYMENTS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
+    MACHINEOSBUILDS,
     MACHINEOSCONFIGS,
     NODES,
     PODS,
@@ -60,6 +61,7 @@ async def run(
             "machineconfigs": Informer(kube, MACHINECONFIGS, metrics=metrics),
             # The opt-in: an admin's MachineOSConfig, or the one made from a pool's label.
             "machineosconfigs": Informer(kube, MACHINEOSCONFIGS, metrics=metrics),
+            "machineosbuilds": Informer(kube, MACHINEOSBUILDS, metrics=metrics),
             "nodes": Informer(kube, NODES, metrics=metrics),
             "configmaps": Informer(kube, CONFIGMAPS, namespace=ns, metrics=metrics),
             "secrets": Informer(kube, SECRETS, namespace=ns, metrics=metrics),
@@ -110,6 +112,7 @@ async def run(
             nodes=informers["nodes"],
             pods=informers["all-pods"],
             machineosconfigs=informers["machineosconfigs"],
+            machineosbuilds=informers["machineosbuilds"],
             settings=rollout_settings,
             metrics=metrics,
         )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,18 @@ import yaml
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
-from mcosup.kube.resources import CONFIGMAPS, MACHINECONFIGPOOLS, MACHINECONFIGS, NAMESPACES, PODS, SECRETS
-from mcosup.model import conditions, names
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    MACHINEOSBUILDS,
+    NAMESPACES,
+    PODS,
+    SECRETS,
+)
+from mcosup.model import conditions, machineosbuild, names
 from mcosup.runtime.settings import KubeSettings, SupervisorSettings
+from mcosup.sim.containers import gated_buildah_rule
 from mcosup.sim.kubelet import ImageRule, Kubelet, default_image_rules
 from mcosup.sim.objects import docker_secret
 from mcosup.sim.objects import machineconfig as sim_machineconfig
@@ -29,12 +37,6 @@ from mcosup.supervisor.run import run as run_supervisor
 
 NS = names.DEFAULT_NAMESPACE
 REPO = "os/worker"
-
-GATED_BUILDAH = """#!/bin/sh
-# Hold every buildah call while the gate file exists (the test opens the gate).
-while [ -e {gate} ]; do sleep 0.05; done
-exec {buildah} "$@"
-"""
 
 
 def machineconfig(
@@ -91,20 +93,12 @@ class Cluster:
         await self.kube.create(MACHINECONFIGPOOLS, pool)
 
     def kubelet(self) -> Kubelet:
-        gated = self.workdir / "bin" / "buildah"
-        gated.parent.mkdir(parents=True, exist_ok=True)
-        gated.write_text(GATED_BUILDAH.format(gate=self.gate, buildah=shutil.which("buildah")))
-        gated.chmod(0o755)
-        import os
-
-        path = f"{gated.parent}:{os.environ.get('PATH', '')}"
         builder_env = {
             "MCOSUP_BUILD_TLS_VERIFY": "false",
-            "MCOSUP_BUILD_RETRY_BACKOFF": "0.3",
             "MCOSUP_BUILDAH_IMAGE": "quay.io/buildah/stable:test",
         }
         rules: list[ImageRule] = [
-            ImageRule("*buildah*", entrypoint=("buildah",), env={"PATH": path}),
+            gated_buildah_rule("*buildah*", self.gate, self.workdir / "bin"),
             *default_image_rules(env=builder_env, buildah_images=()),
         ]
 
@@ -186,13 +180,38 @@ class Cluster:
             return await self.kube.get(PODS, names.BUILDER_POD, namespace=NS)
         return None
 
-    def pods_created(self, label: str) -> list[str]:
-        """Names of Pods ever created with ``label`` (from the emulator's history)."""
+    def pods_created(self, label: str, kind: str = "Pod") -> list[str]:
+        """Names of Pods (or of objects of ``kind``) ever created with ``label`` (the emulator's history)."""
         return [
             obj["metadata"]["name"]
-            for _, kind, obj in self.emulator.history
-            if kind == "ADDED" and obj.get("kind") == "Pod" and label in (obj["metadata"].get("labels") or {})
+            for _, event, obj in self.emulator.history
+            if event == "ADDED" and obj.get("kind") == kind and label in (obj["metadata"].get("labels") or {})
         ]
+
+    async def machineosbuilds(self) -> list[dict[str, Any]]:
+        items, _ = await self.kube.list(MACHINEOSBUILDS)
+        return sorted(items, key=lambda b: str(b["metadata"]["name"]))
+
+    def build_states(self, name: str) -> list[str]:
+        """Every True condition MachineOSBuild ``name`` showed, in order (from the emulator's history)."""
+        seen: list[str] = []
+        for _, _, obj in self.emulator.history:
+            if obj.get("kind") == "MachineOSBuild" and obj["metadata"]["name"] == name:
+                state = machineosbuild.state(obj)
+                if state and (not seen or seen[-1] != state):
+                    seen.append(state)
+        return seen
+
+    def pool_build_states(self) -> list[str]:
+        """Every True build condition of the pool, in order (from the emulator's history)."""
+        seen: list[str] = []
+        for _, _, obj in self.emulator.history:
+            if obj.get("kind") == "MachineConfigPool" and obj["metadata"]["name"] == "worker":
+                for cond in (obj.get("status") or {}).get("conditions") or []:
+                    if cond["type"] in names.BUILD_CONDITIONS and cond["status"] == "True":
+                        if not seen or seen[-1] != cond["type"]:
+                            seen.append(cond["type"])
+        return seen
 
 
 @contextlib.asynccontextmanager

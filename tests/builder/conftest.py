@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,3 +25,17 @@ async def registry(tmp_path: Path) -> AsyncIterator[Registry]:
 async def base_image(registry: Registry) -> str:
     """``<registry>/os/base@sha256:...``: a FROM-scratch image with /usr/lib/os-release."""
     return await build_base_image(registry)
+
+
+@pytest.fixture
+async def emulator(mco_fixtures: Path) -> AsyncIterator[Any]:
+    """The emulator with the MCO CRDs, whose Job controller replaces a failed build Pod after 0.1 s
+    instead of kube-controller-manager's 10 s, so the retries of a failing build take no time."""
+    import yaml
+
+    from mcosup.sim.apiserver import Emulator
+
+    async with Emulator(job_backoff=0.1) as emu:
+        for crd in sorted((mco_fixtures / "crds").glob("*.yaml")):
+            await emu.create_object(yaml.safe_load(crd.read_text()))
+        yield emu

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster import REPO, Cluster, machineconfig, running_cluster
+from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
-from mcosup.kube.resources import EVENTS, MACHINECONFIGS
-from mcosup.model import names
+from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, PODS
+from mcosup.model import conditions, names
+from mcosup.sim.cluster import handed_off_image
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
 
@@ -63,6 +64,21 @@ async def wait_state(cluster: Cluster, wanted: str, *, containing: str = "", wit
     return str(state[1])
 
 
+async def wait_built(cluster: Cluster, rendered: str, *, within: float = 60) -> str:
+    """Wait for the structured hand-off of an image built for ``rendered`` (not for any words in a
+    condition message); return the pool's BuildSuccess message, for the tests of its wording."""
+
+    async def check() -> bool:
+        return (
+            await cluster.rendered() == rendered
+            and await handed_off_image(cluster.kube, "worker") is not None
+            and await cluster.image() == await handed_off_image(cluster.kube, "worker")
+        )
+
+    await eventually(check, within=within, what=f"an image handed off for {rendered}")
+    return await wait_state(cluster, names.BUILD_SUCCESS)
+
+
 async def no_build_objects(cluster: Cluster) -> None:
     async def check() -> bool:
         return await cluster.build_objects() == {"Pod": [], "ConfigMap": [], "Secret": []}
@@ -99,6 +115,26 @@ async def test_opt_in_builds_records_digest_and_cleans_up(cluster: Cluster) -> N
     await no_build_objects(cluster)
     assert (await cluster.builder_pod()) is not None
 
+    # The record of the build, as `kubectl get machineosbuilds` shows it, and its MachineOSConfig.
+    (build,) = (await cluster.kube.list(MACHINEOSBUILDS))[0]
+    assert build["metadata"]["name"] == f"worker-{tags[0].removeprefix('worker-')}"
+    assert build["spec"] == {
+        "machineConfig": {"name": rendered},
+        "machineOSConfig": {"name": "worker"},
+        "renderedImagePushSpec": f"{cluster.registry.host}/{REPO}:{tags[0]}",
+    }
+    true = [c["type"] for c in build["status"]["conditions"] if c["status"] == "True"]
+    assert true == ["Succeeded"]
+    assert conditions.find(build["status"]["conditions"], "Succeeded")["reason"] == "Ready"  # type: ignore[index]
+    assert build["status"]["digestedImagePushSpec"] == image
+    assert build["status"]["buildStart"] < build["status"]["buildEnd"]
+    (owner,) = build["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"]) == ("MachineOSConfig", "worker")
+    mosc = await cluster.kube.get(MACHINEOSCONFIGS, "worker")
+    assert mosc["status"]["currentImagePullSpec"] == image
+    assert mosc["status"]["machineOSBuild"]["name"] == build["metadata"]["name"]
+    assert mosc["metadata"]["annotations"][names.CURRENT_MOSB_ANNOTATION] == build["metadata"]["name"]
+
     # Every step was an Event on the pool, as `kubectl describe machineconfigpool worker` shows.
     # (Events about a cluster-scoped object live in the default namespace, as the API server requires.)
     events, _ = await cluster.kube.list(EVENTS, namespace="default")
@@ -113,6 +149,7 @@ async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster)
     await cluster.opt_in()
     await wait_state(cluster, names.BUILDING, containing=first_rendered)
     (old_pod,) = [p["metadata"]["name"] for p in await cluster.build_pods()]
+    (old_job,) = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
 
     await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
     await eventually(lambda: _differs(cluster, first_rendered), what="pool re-rendered")
@@ -124,19 +161,23 @@ async def test_new_config_mid_build_supersedes_the_stale_build(cluster: Cluster)
 
     await eventually(superseded, what="stale build pod replaced by the new one")
     cluster.gate.unlink()
-    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    message = await wait_built(cluster, second_rendered)
     assert first_rendered not in message
 
-    # The new build Pod was created before the stale one was deleted.
+    # The new build Job was created before the stale one was deleted.
     history = cluster.emulator.history
     created = {
-        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "ADDED" and o.get("kind") == "Pod"
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "ADDED" and o.get("kind") == "Job"
     }
     deleted = {
-        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "DELETED" and o.get("kind") == "Pod"
+        o["metadata"]["name"]: rv for rv, kind, o in history if kind == "DELETED" and o.get("kind") == "Job"
     }
-    new_pod = next(n for n in created if n.startswith("build-worker-") and n != old_pod)
-    assert created[new_pod] < deleted[old_pod]
+    new_job = next(n for n in created if n != old_job)
+    assert created[new_job] < deleted[old_job]
+    # Its record is gone with it; the new one Succeeded.
+    assert [b["metadata"]["name"] for b in await cluster.machineosbuilds()] == [
+        new_job.removeprefix("build-")
+    ]
 
     # The pool never recorded an image for anything but its current config: one image, the new one.
     recorded = {
@@ -168,10 +209,14 @@ async def test_failing_containerfile_retries_three_times_then_fixing_it_builds(c
     assert await cluster.image() is None
 
     objects = await cluster.build_objects()
-    build = objects["Pod"][0]
-    assert objects["Pod"] == [build, f"{build}-retry-1", f"{build}-retry-2", f"{build}-retry-3"]
-    assert objects["ConfigMap"] == [f"{build}-context-0"]
+    (job,) = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
+    assert len(objects["Pod"]) == 4 and all(p.startswith(f"{job}-") for p in objects["Pod"])  # the Job's
+    assert objects["ConfigMap"] == [f"{job}-context-0"]
     assert objects["Secret"] == []  # credentials are mounted from the config's Secrets, never copied
+    (record,) = (await cluster.kube.list(MACHINEOSBUILDS))[0]
+    failed = conditions.find(record["status"]["conditions"], "Failed")
+    assert failed is not None and failed["status"] == "True" and "false-and-missing" in failed["message"]
+    assert record["status"]["builder"]["job"]["name"] == job
 
     await cluster.set_custom_containerfile("LABEL fixed=yes")
     await wait_state(cluster, names.BUILD_SUCCESS)
@@ -186,7 +231,7 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
     await eventually(cluster.has_rendered, what="pool rendered")
     first_rendered = await cluster.rendered()
     await cluster.opt_in()
-    first_message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
+    first_message = await wait_built(cluster, first_rendered)
     first_image = await cluster.image()
 
     cluster.gate.touch()
@@ -206,7 +251,7 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
 
     await eventually(replaced, what="builder pod recreated by the supervisor", within=60)
     cluster.gate.unlink()
-    await wait_state(cluster, names.BUILD_SUCCESS, containing=second_rendered)
+    await wait_built(cluster, second_rendered)
     await no_build_objects(cluster)
     build_pods = cluster.pods_created(names.BUILD_OBJECT_LABEL)
     assert len(build_pods) == 2, build_pods  # one per config: the restart did not start a second build
@@ -216,8 +261,8 @@ async def test_builder_killed_mid_build_then_return_to_earlier_config_reuses_ima
     # Back to the first config: its image is still in the registry, so it is reused without a build.
     await cluster.kube.delete(MACHINECONFIGS, "60-more")
     await eventually(lambda: _is(cluster, first_rendered), what="pool back on its first config")
-    message = await wait_state(cluster, names.BUILD_SUCCESS, containing=first_rendered)
-    assert "reused" in message and message != first_message
+    message = await wait_built(cluster, first_rendered)
+    assert "reused" in message and message != first_message  # the words say how
     assert await cluster.image() == first_image
     assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == build_pods
 
@@ -234,3 +279,125 @@ async def test_file_under_var_fails_the_build_naming_the_path(cluster: Cluster) 
     assert "/var" in message
     assert await cluster.image() is None
     assert cluster.pods_created(names.BUILD_OBJECT_LABEL) == []
+
+
+async def start_held_build(cluster: Cluster) -> None:
+    """Opt in with buildah held at the gate; return once the build is Building."""
+    cluster.gate.touch()
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILDING)
+
+
+async def test_build_pod_deleted_mid_build_is_replaced_and_the_build_goes_on(cluster: Cluster) -> None:
+    await start_held_build(cluster)
+    (pod,) = await cluster.build_pods()
+    await cluster.kube.delete(PODS, pod["metadata"]["name"], namespace=NS)
+
+    async def replaced() -> bool:
+        return len(cluster.pods_created(names.BUILD_OBJECT_LABEL)) == 2
+
+    await eventually(replaced, what="the Job to start another build Pod")
+    cluster.gate.unlink()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    (build,) = await cluster.machineosbuilds()
+    # The record went straight on: never Failed nor Interrupted, one Job all along.
+    assert cluster.build_states(build["metadata"]["name"]) == ["Prepared", "Building", "Succeeded"]
+    assert cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job") == [
+        f"build-{build['metadata']['name']}"
+    ]
+    assert names.BUILD_FAILED not in cluster.pool_build_states()
+    await no_build_objects(cluster)
+
+
+async def test_build_job_deleted_mid_build_interrupts_and_builds_anew(cluster: Cluster) -> None:
+    await start_held_build(cluster)
+    (first,) = await cluster.machineosbuilds()
+    first_name = first["metadata"]["name"]
+    await cluster.kube.delete(JOBS, f"build-{first_name}", namespace=NS)
+
+    async def restarted() -> bool:
+        return len(cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")) == 2
+
+    await eventually(restarted, what="a new build Job")
+    cluster.gate.unlink()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    # The first record ended Interrupted (the pool said so), a new one Succeeded and replaced it.
+    assert cluster.build_states(first_name)[-1] == "Interrupted"
+    assert names.BUILD_INTERRUPTED in cluster.pool_build_states()
+    (second,) = await cluster.machineosbuilds()
+    assert second["metadata"]["name"] == f"{first_name}-1"
+    assert cluster.build_states(f"{first_name}-1")[-1] == "Succeeded"
+    jobs = cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")
+    assert jobs == [f"build-{first_name}", f"build-{first_name}-1"]  # no duplicate Job
+    assert await cluster.image() == second["status"]["digestedImagePushSpec"]
+    await no_build_objects(cluster)
+
+
+async def test_build_past_its_timeout_fails_naming_the_timeout(cluster: Cluster) -> None:
+    cluster.gate.touch()  # held until the deadline passes
+    await eventually(cluster.has_rendered, what="pool rendered")
+    # An admin's MachineOSConfig with a 2-second timeout (the label's settings otherwise).
+    await cluster.kube.create(
+        MACHINEOSCONFIGS,
+        {
+            "metadata": {"name": "worker", "annotations": {names.BUILD_TIMEOUT_ANNOTATION: "2s"}},
+            "spec": {
+                "machineConfigPool": {"name": "worker"},
+                "imageBuilder": {"imageBuilderType": "Job"},
+                "baseImagePullSecret": {"name": "pull-secret"},
+                "renderedImagePushSecret": {"name": "push-secret"},
+                "renderedImagePushSpec": cluster.pullspec,
+            },
+        },
+    )
+    message = await wait_state(cluster, names.BUILD_FAILED, containing="timeout", within=90)
+    assert names.BUILD_TIMEOUT_ANNOTATION in message and "0h0m2s" in message
+    (build,) = await cluster.machineosbuilds()
+    failed = conditions.find(build["status"]["conditions"], "Failed")
+    assert failed is not None and failed["status"] == "True" and "timeout" in failed["message"]
+    assert await cluster.image() is None
+    cluster.gate.unlink()
+
+
+async def test_rebuild_builds_the_same_config_again_across_a_builder_restart(cluster: Cluster) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_state(cluster, names.BUILD_SUCCESS)
+    (first,) = await cluster.machineosbuilds()
+    first_image = await cluster.image()
+
+    cluster.gate.touch()
+    await cluster.kube.patch(
+        MACHINEOSCONFIGS, "worker", {"metadata": {"annotations": {names.REBUILD_ANNOTATION: ""}}}
+    )
+
+    async def new_build() -> bool:
+        builds = await cluster.machineosbuilds()
+        return [b["metadata"]["uid"] for b in builds] not in ([], [first["metadata"]["uid"]])
+
+    await eventually(new_build, what="a new MachineOSBuild of the same config")
+    builder = await cluster.builder_pod()
+    assert builder is not None
+    pid = int(builder["status"]["containerStatuses"][0]["containerID"].removeprefix("local://"))
+    os.kill(pid, signal.SIGKILL)
+
+    async def annotation_gone() -> bool:
+        mosc = await cluster.kube.get(MACHINEOSCONFIGS, "worker")
+        return names.REBUILD_ANNOTATION not in (mosc["metadata"].get("annotations") or {})
+
+    await eventually(annotation_gone, what=f"{names.REBUILD_ANNOTATION} removed", within=60)
+    cluster.gate.unlink()
+
+    async def rebuilt() -> bool:
+        image = await cluster.image()
+        return image is not None and image != first_image and await cluster.true_build_condition() is not None
+
+    await eventually(rebuilt, what="the rebuilt image recorded", within=90)
+    (second,) = await cluster.machineosbuilds()
+    assert second["metadata"]["name"] == first["metadata"]["name"]  # the same config, the same identity
+    assert second["spec"] == first["spec"]
+    assert second["status"]["digestedImagePushSpec"] == await cluster.image()
+    # One build Job per MachineOSBuild: the restart started no third one.
+    assert len(cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")) == 2
+    await no_build_objects(cluster)

@@ -12,7 +12,7 @@ def test_defaults() -> None:
     assert s.namespace == "openshift-machine-config-operator"
     assert s.pod.namespace == s.namespace
     assert s.pod.tls_verify is True
-    assert (s.max_retries, s.retry_backoff) == (3, 30.0)
+    assert s.max_retries == 3
 
 
 def test_overrides() -> None:
@@ -24,12 +24,11 @@ def test_overrides() -> None:
             "MCOSUP_BUILD_CPU_REQUEST": "2",
             "MCOSUP_BUILD_MEMORY_REQUEST": "4Gi",
             "MCOSUP_BUILD_RETRIES": "5",
-            "MCOSUP_BUILD_RETRY_BACKOFF": "0.5",
         }
     )
     assert (s.namespace, s.pod.namespace, s.pod.buildah_image) == ("ns", "ns", "example/buildah:1")
     assert (s.pod.tls_verify, s.pod.cpu_request, s.pod.memory_request) == (False, "2", "4Gi")
-    assert (s.max_retries, s.retry_backoff) == (5, 0.5)
+    assert s.max_retries == 5
     assert BuilderSettings.from_env({"MCOSUP_NAMESPACE": "ns"}, "flag").namespace == "flag"
 
 
@@ -38,7 +37,6 @@ def test_overrides() -> None:
     [
         ({"MCOSUP_BUILD_TLS_VERIFY": "maybe"}, "MCOSUP_BUILD_TLS_VERIFY"),
         ({"MCOSUP_BUILD_RETRIES": "three"}, "MCOSUP_BUILD_RETRIES"),
-        ({"MCOSUP_BUILD_RETRY_BACKOFF": "-1"}, "MCOSUP_BUILD_RETRY_BACKOFF"),
     ],
 )
 def test_errors_name_the_variable(env: dict[str, str], variable: str) -> None:

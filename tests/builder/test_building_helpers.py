@@ -5,23 +5,9 @@ from __future__ import annotations
 import pytest
 
 from mcosup.builder import buildpods
+from mcosup.model import machineosbuild
 
 BUILD = "build-worker-0123456789abcdef"
-
-
-@pytest.mark.parametrize(
-    ("name", "attempt"),
-    [(BUILD, 0), (f"{BUILD}-retry-1", 1), (f"{BUILD}-retry-12", 12), (f"{BUILD}-context-0", 0)],
-)
-def test_attempt_of(name: str, attempt: int) -> None:
-    assert buildpods.attempt_of(name) == attempt
-
-
-@pytest.mark.parametrize("attempt", [0, 1, 3])
-def test_pod_names_round_trip(attempt: int) -> None:
-    name = buildpods.pod_name(BUILD, attempt)
-    assert buildpods.attempt_of(name) == attempt
-    assert buildpods.belongs_to(name, BUILD)
 
 
 @pytest.mark.parametrize(
@@ -42,3 +28,19 @@ def test_belongs_to(name: str, mine: bool) -> None:
 def test_tail_keeps_last_non_blank_lines() -> None:
     assert buildpods.tail("a\n\nb\n c \n\n", 2) == "b\n c"
     assert buildpods.tail("", 3) == ""
+
+
+@pytest.mark.parametrize(
+    ("name", "restart"),
+    [
+        ("worker-0123456789abcdef", 0),
+        ("worker-0123456789abcdef-1", 1),
+        ("worker-0123456789abcdef-12", 12),
+        ("worker-0123456789abcdee", None),
+        ("worker-0123456789abcdef-x", None),
+    ],
+)
+def test_machineosbuild_restarts_round_trip(name: str, restart: int | None) -> None:
+    assert machineosbuild.restart_of(name, "worker-0123456789abcdef") == restart
+    if restart is not None:
+        assert machineosbuild.name_for("worker", "0123456789abcdef" + "0" * 48, restart) == name

@@ -417,3 +417,25 @@ def test_plan_refuses_bad_pullspec_naming_the_config() -> None:
 def test_label_values_stay_valid(value: str, expected: str) -> None:
     assert names.label_value(value) == expected
     assert len(names.label_value(value)) <= 63
+
+
+def test_build_job_runs_the_build_pod_with_retries_and_a_deadline() -> None:
+    plan = bp.plan(inputs())
+    owner = {"apiVersion": names.API_VERSION, "kind": "MachineOSBuild", "name": "worker-x", "uid": "u"}
+    pull, push = bp.SecretRef("pull-secret"), bp.SecretRef("push-secret")
+    job = bp.build_job(
+        plan,
+        bp.PodOptions(namespace="ns"),
+        owner,
+        pull=pull,
+        push=push,
+        backoff_limit=3,
+        deadline_seconds=2700,
+    )
+    pod = bp.build_pod(plan, bp.PodOptions(namespace="ns"), pull=pull, push=push)
+    assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+    assert job["metadata"]["name"] == plan.name and job["metadata"]["ownerReferences"] == [owner]
+    assert job["metadata"]["labels"] == plan.labels == job["spec"]["template"]["metadata"]["labels"]
+    assert (job["spec"]["backoffLimit"], job["spec"]["activeDeadlineSeconds"]) == (3, 2700)
+    assert job["spec"]["template"]["spec"] == pod["spec"]
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"

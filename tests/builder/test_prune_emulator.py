@@ -91,7 +91,7 @@ async def create_build(kube: kclient.Kube, host: str, image: str) -> tuple[Obj, 
     when = "2026-12-01T10:00:00Z"
     conds = [
         {"type": t, "status": str(t == "Succeeded"), "reason": t, "message": t, "lastTransitionTime": when}
-        for t in names.MACHINEOSBUILD_CONDITIONS
+        for t in names.MOSB_CONDITIONS
     ]
     status = {"conditions": conds, "digestedImagePushSpec": image, "buildStart": when}
     mosb = await kube.patch_status(MACHINEOSBUILDS, BUILD, {"status": status})

@@ -5,8 +5,9 @@ running the builder and real buildah, a real registry, a real daemon per node), 
 admin's MachineOSConfig opts the worker pool in with no label: its settings (another repository, no
 ConfigMap of its own, a containerFile) are the ones built with, nodes are rebased, and deleting the
 object returns them to the stock OS. Meanwhile the label on the master pool makes a managed
-MachineOSConfig that follows the ConfigMaps and goes with the label, and the admin's object is never
-written by mcosup. On the real control plane every process runs with nothing but ``deploy/rbac/``.
+MachineOSConfig that follows the ConfigMaps and goes with the label, and the admin's object's spec is
+never written by mcosup (only its current build is recorded). On the real control plane every process
+runs with nothing but ``deploy/rbac/``.
 """
 
 from __future__ import annotations
@@ -119,8 +120,12 @@ async def test_an_admins_machineosconfig_opts_in_builds_rolls_and_opts_out(clust
     assert await cluster.image("worker") == image, "the label's coming and going changed the worker pool"
     admins = await machineosconfig(cluster, "worker")
     assert admins is not None
-    assert admins["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    # Its spec is the admin's (never edited); the builder records its current build, as the MCO does.
+    assert admins["metadata"]["generation"] == created["metadata"]["generation"]
     assert admins["spec"] == created["spec"]
+    assert admins["status"]["currentImagePullSpec"] == image
+    current = admins["metadata"]["annotations"][names.CURRENT_MOSB_ANNOTATION]
+    assert admins["status"]["machineOSBuild"]["name"] == current and current.startswith("worker-")
     assert names.MANAGED_BY_LABEL not in (admins["metadata"].get("labels") or {})
 
     # 3. Deleting it is the opt-out: every worker back on the stock OS, nothing of the builds left.

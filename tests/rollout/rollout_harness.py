@@ -13,8 +13,15 @@ from mcosup.control.clock import Clock
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.resources import MACHINECONFIGPOOLS, NAMESPACES, NODES, PODS
-from mcosup.model import health, names
+from mcosup.kube.resources import (
+    MACHINECONFIGPOOLS,
+    MACHINEOSBUILDS,
+    MACHINEOSCONFIGS,
+    NAMESPACES,
+    NODES,
+    PODS,
+)
+from mcosup.model import health, machineosbuild, names
 from mcosup.model.node import ZONE_LABEL, NodeView
 from mcosup.runtime.settings import DrainSettings, KubeSettings, RolloutSettings
 from mcosup.supervisor.rollout import NodeRollout
@@ -226,16 +233,25 @@ class Supervisor:
 
     async def _run(self) -> None:
         async with connect(self.kubeconfig) as kube:
-            pools, nodes, pods = (
+            pools, nodes, pods, moscs, mosbs = (
                 Informer(kube, MACHINECONFIGPOOLS),
                 Informer(kube, NODES),
                 Informer(kube, PODS),
+                Informer(kube, MACHINEOSCONFIGS),
+                Informer(kube, MACHINEOSBUILDS),
             )
             self.rollout = NodeRollout(
-                kube, pools=pools, nodes=nodes, pods=pods, settings=self.settings, clock=self.clock
+                kube,
+                pools=pools,
+                nodes=nodes,
+                pods=pods,
+                machineosconfigs=moscs,
+                machineosbuilds=mosbs,
+                settings=self.settings,
+                clock=self.clock,
             )
             async with asyncio.TaskGroup() as tg:
-                for informer in (pools, nodes, pods):
+                for informer in (pools, nodes, pods, moscs, mosbs):
                     tg.create_task(informer.run())
                 tg.create_task(self.rollout.run())
 
@@ -334,3 +350,41 @@ def _why(node: dict[str, Any]) -> str:
 def most_unavailable(history: Iterable[tuple[int, str, dict[str, Any]]], *, since: int = 0) -> int:
     """The most nodes unavailable at once at any recorded instant after ``since``."""
     return max((count for rv, count, *_ in unavailable_over_time(history) if rv > since), default=0)
+
+
+async def record_build(kube: kclient.Kube, pool: str, rendered: str, image: str) -> None:
+    """What the builder writes when a build of ``rendered`` succeeds: a MachineOSBuild Succeeded with
+    ``image``, named as the current build of the pool's MachineOSConfig (made here when missing)."""
+    try:
+        mosc = await kube.get(MACHINEOSCONFIGS, pool)
+    except errors.NotFound:
+        mosc = await kube.create(
+            MACHINEOSCONFIGS,
+            {
+                "metadata": {"name": pool},
+                "spec": {
+                    "machineConfigPool": {"name": pool},
+                    "imageBuilder": {"imageBuilderType": names.JOB_IMAGE_BUILDER},
+                    "renderedImagePushSecret": {"name": "push-secret"},
+                    "renderedImagePushSpec": "registry.local/os:latest",
+                },
+            },
+        )
+    identity = rendered.rsplit("-", 1)[1]
+    name = machineosbuild.name_for(pool, identity)
+    body = machineosbuild.new(mosc, name, rendered, f"registry.local/os:{pool}-{identity[:16]}", {})
+    mosb = await kube.create(MACHINEOSBUILDS, body)
+    conditions = [
+        {**vars(c), "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        for c in machineosbuild.conditions_for(names.MOSB_SUCCEEDED)
+    ]
+    await kube.patch_status(
+        MACHINEOSBUILDS,
+        mosb["metadata"]["name"],
+        {"status": {"conditions": conditions, "digestedImagePushSpec": image}},
+    )
+    await kube.patch_status(
+        MACHINEOSCONFIGS,
+        pool,
+        {"status": {"machineOSBuild": machineosbuild.reference(mosb["metadata"]["name"])}},
+    )

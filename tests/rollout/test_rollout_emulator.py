@@ -30,6 +30,7 @@ from rollout_harness import (
     most_unavailable,
     node_versions,
     pool_body,
+    record_build,
     running,
     set_ready,
     unavailable_over_time,
@@ -173,22 +174,7 @@ async def test_layered_pool_holds_while_building_then_one_patch_per_node(
             assert all(ann(n)[names.DESIRED_CONFIG] == R0 for n in (await nodes_now(kube)).values())
 
             # The builder records success for the current config.
-            pool = await kube.get(MACHINECONFIGPOOLS, "worker")
-            success = {
-                "type": names.BUILD_SUCCESS,
-                "status": "True",
-                "reason": "Built",
-                "message": f"{R1} as {IMG}",
-            }
-            others = [c for c in pool["status"]["conditions"] if c["type"] not in names.BUILD_CONDITIONS]
-            await kube.patch(
-                MACHINECONFIGPOOLS,
-                "worker",
-                {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: IMG}}},
-            )
-            await kube.patch_status(
-                MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [*others, success]}}
-            )
+            await record_build(kube, "worker", R1, IMG)
             await eventually(lambda: rolled_out(kube, R1, IMG, names.MODE_LAYERED), what="every node layered")
 
     for _rv, kind, node in node_versions(emulator.history):

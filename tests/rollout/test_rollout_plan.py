@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from mcosup.model import names
+from mcosup.model import machineosbuild, names
 from mcosup.model.machineosconfig import labelled
 from mcosup.model.node import ZONE_LABEL, NodeView, Target, target_patch
 from mcosup.supervisor import rolloutplan
@@ -27,7 +27,6 @@ def pool(
     layered: bool = False,
     image: str | None = None,
     build: str | None = None,
-    build_message: str = "",
     conditions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"nodeSelector": {"matchLabels": {"node-role.kubernetes.io/worker": ""}}}
@@ -44,7 +43,7 @@ def pool(
         meta["annotations"] = {names.NEWEST_IMAGE_ANNOTATION: image}
     conds = list(conditions or [])
     if build:
-        conds.append({"type": build, "status": "True", "reason": build, "message": build_message})
+        conds.append({"type": build, "status": "True", "reason": build, "message": "the builder's words"})
     return {"metadata": meta, "spec": spec, "status": {"conditions": conds}}
 
 
@@ -105,11 +104,37 @@ def conds(p: rolloutplan.Plan) -> dict[str, Any]:
     return {c.type: {"status": c.status, "reason": c.reason, "message": c.message} for c in p.conditions}
 
 
-def plan(p: dict[str, Any], nodes: list[dict[str, Any]], **kw: Any) -> rolloutplan.Plan:
+BUILD = "worker-0123456789abcdef"
+
+
+def handoff(
+    p: dict[str, Any], built: tuple[str, str] | None, state: str = names.MOSB_SUCCEEDED, current: str = BUILD
+) -> str | None:
+    """The pool's image through the hand-off: its MachineOSConfig naming ``current`` as its build, and
+    MachineOSBuild ``BUILD`` in ``state`` for ``built`` = (rendered config, digested image)."""
+    if built is None:
+        return machineosbuild.image_for_pool(p, None, lambda _: None)
+    rendered, image = built
+    mosb = {
+        "metadata": {"name": BUILD},
+        "spec": {"machineConfig": {"name": rendered}, "machineOSConfig": {"name": "worker"}},
+        "status": {
+            "conditions": [vars(c) for c in machineosbuild.conditions_for(state)],
+            "digestedImagePushSpec": image,
+        },
+    }
+    mosc = {
+        "metadata": {"name": "worker", "annotations": {names.CURRENT_MOSB_ANNOTATION: current}},
+        "spec": {"machineConfigPool": {"name": "worker"}},
+    }
+    return machineosbuild.image_for_pool(p, mosc, {BUILD: mosb}.get)
+
+
+def plan(
+    p: dict[str, Any], nodes: list[dict[str, Any]], built: tuple[str, str] | None = None, **kw: Any
+) -> rolloutplan.Plan:
     views = [NodeView.of(n) for n in nodes]
-    return rolloutplan.plan_rollout(
-        p, views, image=rolloutplan.image_for_current_config(p), opted_in=labelled(p), **kw
-    )
+    return rolloutplan.plan_rollout(p, views, image=handoff(p, built), opted_in=labelled(p), **kw)
 
 
 # maxUnavailable, as Kubernetes and the MCO resolve it.
@@ -157,34 +182,39 @@ def test_bad_max_unavailable_starts_nothing_and_degrades_the_pool() -> None:
     [
         ({}, Target(names.MODE_LEGACY, R2, None)),
         (
-            {"layered": True, "image": IMG, "build": names.BUILD_SUCCESS, "build_message": f"built {R2}"},
+            {"layered": True, "build": names.BUILD_SUCCESS, "built": (R2, IMG)},
             Target(names.MODE_LAYERED, R2, IMG),
         ),
+        # The hand-off is the build's field: the pool's annotation and condition words play no part.
+        ({"layered": True, "image": OLD_IMG, "built": (R2, IMG)}, Target(names.MODE_LAYERED, R2, IMG)),
         ({"layered": True, "build": names.BUILDING}, None),
         ({"layered": True, "build": names.BUILD_PENDING}, None),
         ({"layered": True, "build": names.BUILD_FAILED}, None),
-        # Success recorded for the previous config: its image is not this config's image.
+        # The current build succeeded for the previous config: its image is not this config's image.
+        ({"layered": True, "image": OLD_IMG, "build": names.BUILD_SUCCESS, "built": (R1, OLD_IMG)}, None),
+        # The current build is still building, failed or was interrupted: nothing to roll out.
+        ({"layered": True, "built": (R2, IMG), "state": names.MOSB_BUILDING}, None),
+        ({"layered": True, "built": (R2, IMG), "state": names.MOSB_FAILED}, None),
+        ({"layered": True, "built": (R2, IMG), "state": names.MOSB_INTERRUPTED}, None),
+        # A Succeeded build that is not the MachineOSConfig's current one is not the pool's image.
+        ({"layered": True, "built": (R2, IMG), "current": "worker-fedcba9876543210"}, None),
+        ({"layered": True, "image": IMG, "build": names.BUILD_SUCCESS}, None),  # no MachineOSBuild
+        ({"rendered": None, "layered": True, "built": (R2, IMG)}, None),
+        # Opted out with a leftover image annotation and build: legacy, no image.
         (
-            {"layered": True, "image": OLD_IMG, "build": names.BUILD_SUCCESS, "build_message": f"built {R1}"},
-            None,
-        ),
-        # A config name that merely starts with the current one is not the current one.
-        (
-            {"layered": True, "image": IMG, "build": names.BUILD_SUCCESS, "build_message": f"built {R2}x"},
-            None,
-        ),
-        ({"layered": True, "build": names.BUILD_SUCCESS, "build_message": f"built {R2}"}, None),  # no image
-        ({"rendered": None}, None),
-        # Opted out with a leftover image annotation: legacy, no image.
-        (
-            {"image": IMG, "build": names.BUILD_SUCCESS, "build_message": R2},
+            {"image": IMG, "build": names.BUILD_SUCCESS, "built": (R2, IMG)},
             Target(names.MODE_LEGACY, R2, None),
         ),
     ],
 )
 def test_pool_target(kw: dict[str, Any], expected: Target | None) -> None:
+    built, state, current = (
+        kw.pop("built", None),
+        kw.pop("state", names.MOSB_SUCCEEDED),
+        kw.pop("current", BUILD),
+    )
     p = pool(**kw)
-    target, hold = rolloutplan.pool_target(p, rolloutplan.image_for_current_config(p), labelled(p))
+    target, hold = rolloutplan.pool_target(p, handoff(p, built, state, current), labelled(p))
     assert target == expected
     assert (hold is None) == (expected is not None)
 
@@ -361,10 +391,9 @@ def test_holding_releases_unstarted_drains() -> None:
 
 def test_layered_target_with_image() -> None:
     p = plan(
-        pool(
-            layered=True, image=IMG, build=names.BUILD_SUCCESS, build_message=f"built {R2}", max_unavailable=2
-        ),
+        pool(layered=True, build=names.BUILD_SUCCESS, max_unavailable=2),
         fleet(3),
+        built=(R2, IMG),
     )
     assert p.target == Target(names.MODE_LAYERED, R2, IMG)
     assert p.start == ("w00", "w01")

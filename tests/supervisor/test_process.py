@@ -154,7 +154,7 @@ async def test_status_summarises_pools_builds_and_the_builder(
         {
             "apiVersion": names.API_VERSION,
             "kind": names.MACHINEOSCONFIG_KIND,
-            "metadata": {"name": "worker", "annotations": {names.CURRENT_MACHINE_OS_BUILD: build}},
+            "metadata": {"name": "worker", "annotations": {names.CURRENT_MOSB_ANNOTATION: build}},
             "spec": {
                 "machineConfigPool": {"name": "worker"},
                 "imageBuilder": {"imageBuilderType": "Job"},
