@@ -114,7 +114,7 @@ def end_state(
     mcosup, nothing of the builds left, and the rendered config the merge of the MachineConfigs."""
     name = str(_meta(pool)["name"])
     out = []
-    if why := not_converged(pool, nodes, layered=False):
+    if why := not_converged(pool, nodes, image=None, layered=False):
         out.append(f"pool {name} did not converge: {why}")
     for n in nodes:
         if (_meta(n).get("annotations") or {}).get(names.CORDONED_BY) or (n.get("spec") or {}).get(
