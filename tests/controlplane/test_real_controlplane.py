@@ -84,6 +84,8 @@ MUST_NOT = {
         ("create", "clusterrolebindings.rbac.authorization.k8s.io", None),
     ],
     names.BUILDER_SA: [
+        # Builds run as Jobs: the Job controller makes their Pods, never the builder.
+        ("create", "pods", NS),
         ("patch", "nodes", None),
         ("delete", "nodes", None),
         ("create", "pods/eviction", NS),
@@ -112,7 +114,11 @@ MUST_NOT = {
 #: What each needs (so the denials above are not a sign of an account that can do nothing at all).
 MUST = {
     names.DAEMON_SA: [("patch", "nodes", None), ("get", "configmaps", NS)],
-    names.BUILDER_SA: [("create", "pods", NS), ("patch", "machineconfigpools/status", None)],
+    names.BUILDER_SA: [
+        ("create", "jobs.batch", NS),
+        ("patch", "machineconfigpools/status", None),
+        ("create", "machineosbuilds.machineconfiguration.openshift.io", None),
+    ],
     names.SUPERVISOR_SA: [("create", "pods/eviction", NS), ("create", "leases.coordination.k8s.io", NS)],
 }
 
