@@ -15,14 +15,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rollout_harness import FAST, NS, ROLE, connect, ensure_namespace, pool_body, running, set_ready
+from rollout_harness import (
+    FAST,
+    NS,
+    ROLE,
+    connect,
+    ensure_namespace,
+    pool_body,
+    record_build,
+    running,
+    set_ready,
+)
 
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.cache import Informer
-from mcosup.kube.resources import CONFIGMAPS, EVENTS, MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, PODS
-from mcosup.model import conditions, names
-from mcosup.model.conditions import Condition
+from mcosup.kube.resources import (
+    CONFIGMAPS,
+    EVENTS,
+    MACHINECONFIGPOOLS,
+    MACHINECONFIGS,
+    MACHINEOSBUILDS,
+    MACHINEOSCONFIGS,
+    NODES,
+    PODS,
+)
+from mcosup.model import names
 from mcosup.sim import fakehost
 from mcosup.sim.fakehost import FakeHost
 from mcosup.sim.objects import machineconfig
@@ -48,8 +66,17 @@ def rendered(name: str, registries: str, kargs: list[str]) -> dict[str, Any]:
 async def supervisor(kube: kclient.Kube) -> None:
     """The node controller with the drain check, as the supervisor's composition root wires it."""
     pools, nodes, pods = Informer(kube, MACHINECONFIGPOOLS), Informer(kube, NODES), Informer(kube, PODS)
+    moscs, mosbs = Informer(kube, MACHINEOSCONFIGS), Informer(kube, MACHINEOSBUILDS)
     mcs, cms = Informer(kube, MACHINECONFIGS), Informer(kube, CONFIGMAPS, namespace=NS)
-    rollout = NodeRollout(kube, pools=pools, nodes=nodes, pods=pods, settings=FAST)
+    rollout = NodeRollout(
+        kube,
+        pools=pools,
+        nodes=nodes,
+        pods=pods,
+        machineosconfigs=moscs,
+        machineosbuilds=mosbs,
+        settings=FAST,
+    )
     check = DrainCheck(
         machineconfigs=mcs,
         configmaps=cms,
@@ -58,7 +85,7 @@ async def supervisor(kube: kclient.Kube) -> None:
     )
     rollout.skip_drain = check.skip_drain
     async with asyncio.TaskGroup() as tg:
-        for informer in (pools, nodes, pods, mcs, cms):
+        for informer in (pools, nodes, pods, moscs, mosbs, mcs, cms):
             tg.create_task(informer.run())
         for informer in (mcs, cms):
             await informer.listed.wait()
@@ -81,13 +108,7 @@ async def set_config(kube: kclient.Kube, config: str, *, layered: bool) -> None:
     """What render and (layered) the builder do: the pool's rendered config, then its image."""
     await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": config}}})
     if layered:
-        await kube.patch(
-            MACHINECONFIGPOOLS,
-            "worker",
-            {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: IMAGES[config]}}},
-        )
-        success = conditions.apply(None, [Condition(names.BUILD_SUCCESS, "True", "Built", f"{config} built")])
-        await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": success}})
+        await record_build(kube, "worker", config, IMAGES[config])
 
 
 async def all_current(kube: kclient.Kube, config: str, image: str | None) -> bool:

@@ -18,6 +18,7 @@ from rollout_harness import (
     node_versions,
     pool_body,
     pool_condition,
+    record_build,
     running,
 )
 
@@ -32,27 +33,13 @@ R2 = "rendered-worker-" + "2" * 32
 
 
 async def publish(kube: kclient.Kube, config: str, image: str) -> None:
-    """What the builder does once an image of ``config`` is pushed."""
-    await kube.patch(
-        MACHINECONFIGPOOLS, "worker", {"metadata": {"annotations": {names.NEWEST_IMAGE_ANNOTATION: image}}}
-    )
+    """What render and the builder do: the pool on ``config``, then a build of it recorded as ``image``."""
     pool = await kube.get(MACHINECONFIGPOOLS, "worker")
-    spec = {"configuration": {"name": config, "source": []}}
     if pool["spec"]["configuration"]["name"] != config:
-        await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": spec})
-        pool = await kube.get(MACHINECONFIGPOOLS, "worker")
-    others = [
-        c
-        for c in (pool.get("status") or {}).get("conditions") or []
-        if c["type"] not in names.BUILD_CONDITIONS
-    ]
-    success = {
-        "type": names.BUILD_SUCCESS,
-        "status": "True",
-        "reason": "Built",
-        "message": f"{config} as {image}",
-    }
-    await kube.patch_status(MACHINECONFIGPOOLS, "worker", {"status": {"conditions": [*others, success]}})
+        await kube.patch(
+            MACHINECONFIGPOOLS, "worker", {"spec": {"configuration": {"name": config, "source": []}}}
+        )
+    await record_build(kube, "worker", config, image)
 
 
 async def all_on(kube: kclient.Kube, image: str) -> bool:
