@@ -168,7 +168,11 @@ class Node:
 @pytest.fixture
 async def node(emulator: Any, admin_kubeconfig: Path) -> AsyncIterator[Node]:
     await emulator.create_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    await emulator.create_object({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    # Ready, as its kubelet reports: the daemon's health gate waits for it after booting a new image.
+    ready = {"conditions": [{"type": "Ready", "status": "True"}]}
+    await emulator.create_object(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}, "status": ready}
+    )
     async with kclient.connect(KubeSettings(kubeconfig=str(admin_kubeconfig))) as kube:
         yield Node(kube)
 
