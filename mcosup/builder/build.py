@@ -7,6 +7,13 @@ backoff, or remove builds that are no longer current. It keeps no state of its o
 Pods are found by name and labels, and a finished build is recognised from its MachineOSBuild, so a
 restarted builder continues where the last one stopped.
 
+After the build step each reconcile prunes the pool's MachineOSConfig (:meth:`Builder._prune`, rules in
+:mod:`mcosup.builder.pruneplan`, executed by :mod:`mcosup.builder.prune`), opted in or not: builds past
+``mc/build-history-limit`` are deleted, and a deleted build's image leaves the registry before its
+finalizer ``mc/prune-image`` does. Each MachineOSBuild is stamped with its push Secret
+(``mc/push-secret``) so its image can still be deleted after its MachineOSConfig is gone. Finished
+builds are pruning's alone; :meth:`Builder._delete_builds` deletes only builds still under way.
+
 Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``; the
 MachineOSBuild ``<pool>-<16 hex>``): a build for any other name is stale by definition, and nothing from a
 stale build is ever recorded.
