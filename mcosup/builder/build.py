@@ -130,6 +130,8 @@ class Builder:
         self.http = http
         self.wall_clock = wall_clock
         self.ns = settings.namespace
+        # Problems already reported by an Event (memory only: a restarted builder says them once more).
+        self._reported: set[str] = set()
 
     # ----------------------------------------------------------------------------------------- reconcile
 
@@ -171,8 +173,13 @@ class Builder:
             in_use=pruneplan.images_in_use(self.caches.nodes.items()),
             now=dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC),
         )
-        for problem in plan.problems:
-            log.warning("%s", problem, extra=fields(pool=config))
+        for problem in plan.problems:  # a bad mc/build-history-limit: said once per wording
+            if mosc is not None and problem not in self._reported:
+                self._reported.add(problem)
+                log.warning("%s", problem, extra=fields(pool=config))
+                await self.kube.record_event(
+                    mosc, reason="InvalidBuildHistoryLimit", message=problem, type_="Warning"
+                )
         for name in plan.delete:
             log.info("pruning MachineOSBuild %s: past the build history", name, extra=fields(pool=config))
             await self._delete(MACHINEOSBUILDS, builds[name], config)

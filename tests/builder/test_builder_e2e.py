@@ -438,9 +438,25 @@ async def test_history_limit_prunes_the_older_build_and_its_image_once_no_node_n
     (first,) = await cluster.machineosbuilds()
     first_image = first["status"]["digestedImagePushSpec"]
     assert first["metadata"]["finalizers"] == [names.PRUNE_IMAGE_FINALIZER]
-    await cluster.kube.patch(
-        MACHINEOSCONFIGS, "worker", {"metadata": {"annotations": {names.BUILD_HISTORY_LIMIT: "1"}}}
-    )
+
+    async def set_limit(value: str) -> None:
+        patch = {"metadata": {"annotations": {names.BUILD_HISTORY_LIMIT: value}}}
+        await cluster.kube.patch(MACHINEOSCONFIGS, "worker", patch)
+
+    await set_limit("none")  # bad input: a Warning naming the object, the annotation and the fix
+
+    async def warned() -> bool:
+        events, _ = await cluster.kube.list(EVENTS, namespace="default")
+        return any(
+            e["reason"] == "InvalidBuildHistoryLimit"
+            and e["involvedObject"]["kind"] == names.MACHINEOSCONFIG_KIND
+            and "MachineOSConfig worker" in e["message"]
+            and names.BUILD_HISTORY_LIMIT in e["message"]
+            for e in events
+        )
+
+    await eventually(warned, what=f"a Warning about {names.BUILD_HISTORY_LIMIT}")
+    await set_limit("1")
     await node_naming(cluster, first_image)
 
     await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
