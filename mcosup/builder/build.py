@@ -7,6 +7,13 @@ backoff, or remove builds that are no longer current. It keeps no state of its o
 Pods are found by name and labels, and a finished build is recognised from its MachineOSBuild, so a
 restarted builder continues where the last one stopped.
 
+After the build step each reconcile prunes the pool's MachineOSConfig (:meth:`Builder._prune`, rules in
+:mod:`mcosup.builder.pruneplan`, executed by :mod:`mcosup.builder.prune`), opted in or not: builds past
+``mc/build-history-limit`` are deleted, and a deleted build's image leaves the registry before its
+finalizer ``mc/prune-image`` does. Each MachineOSBuild is stamped with its push Secret
+(``mc/push-secret``) so its image can still be deleted after its MachineOSConfig is gone. Finished
+builds are pruning's alone; :meth:`Builder._delete_builds` deletes only builds still under way.
+
 Object names carry the identity (``build-<pool>-<16 hex>``, retries ``...-retry-<n>``; the
 MachineOSBuild ``<pool>-<16 hex>``): a build for any other name is stale by definition, and nothing from a
 stale build is ever recorded.
@@ -15,6 +22,7 @@ stale build is ever recorded.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import logging
 import time
@@ -23,7 +31,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from mcosup.builder import buildplan, buildpods, manifests
+from mcosup.builder import buildplan, buildpods, manifests, prune, pruneplan
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
@@ -41,11 +49,14 @@ from mcosup.kube.resources import (
 from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.machineosconfig import BuildSettings, opted_in
-from mcosup.model.objects import Obj, ObjView, rendered_config
+from mcosup.model.objects import Obj, ObjView, annotations_of, rendered_config
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
 log = logging.getLogger(__name__)
+
+#: Seconds between attempts to delete a pruned build's image while its registry cannot be reached.
+PRUNE_RETRY_SECONDS = 15.0
 
 
 class StaleBuild(Exception):
@@ -68,6 +79,7 @@ class Caches:
     machineosconfigs: Cache
     machineosbuilds: Cache
     jobs: Cache  # the namespace's build Jobs (label mc/build-object)
+    nodes: Cache  # which images nodes name (pruning keeps those)
 
 
 class _Snapshot:
@@ -84,6 +96,12 @@ class _Snapshot:
 
     def items(self) -> Iterator[Obj]:
         return iter(list(self._objects.values()))
+
+
+def _sooner(a: Result | None, b: Result | None) -> Result | None:
+    """The result that reconciles again sooner."""
+    after = [r.requeue_after for r in (a, b) if r is not None and r.requeue_after is not None]
+    return Result(requeue_after=min(after)) if after else a or b
 
 
 def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
@@ -112,12 +130,16 @@ class Builder:
         self.http = http
         self.wall_clock = wall_clock
         self.ns = settings.namespace
+        # Problems already reported by an Event (memory only: a restarted builder says them once more).
+        self._reported: set[str] = set()
 
     # ----------------------------------------------------------------------------------------- reconcile
 
     async def reconcile(self, pool_name: str) -> Result | None:
         try:
-            return await self._reconcile(pool_name)
+            built = await self._reconcile(pool_name)
+            pruned = await self._prune(pool_name)
+            return _sooner(built, pruned)
         except StaleBuild as exc:
             log.info("%s; reconciling again with fresh state", exc, extra=fields(pool=pool_name))
             return Result(requeue_after=0.5)
@@ -136,6 +158,46 @@ class Builder:
             answer = buildplan.RegistryAnswer(await self._registry_digest(step.plan, facts.settings))
             step = buildplan.decide(dataclasses.replace(facts, registry=answer))
         return await self._execute(pool_name, pool, facts, step)
+
+    async def _prune(self, config: str) -> Result | None:
+        """Prune MachineOSConfig ``config``'s builds (:func:`~mcosup.builder.pruneplan.plan_pruning`):
+        delete those past its history, then deal with the image of each being deleted. Runs whether or
+        not the pool is still opted in: a deleted MachineOSConfig's builds are deleted with it."""
+        mosc = self.caches.machineosconfigs.get(config)
+        builds = {_name(b): b for b in self.caches.machineosbuilds.items()}
+        plan = pruneplan.plan_pruning(
+            config,
+            [pruneplan.build_facts(b) for b in builds.values()],
+            current=machineosbuild.current_build_name(mosc),
+            limit_annotation=annotations_of(mosc).get(names.BUILD_HISTORY_LIMIT),
+            in_use=pruneplan.images_in_use(self.caches.nodes.items()),
+            now=dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC),
+        )
+        for problem in plan.problems:  # a bad mc/build-history-limit: said once per wording
+            if mosc is not None and problem not in self._reported:
+                self._reported.add(problem)
+                log.warning("%s", problem, extra=fields(pool=config))
+                await self.kube.record_event(
+                    mosc, reason="InvalidBuildHistoryLimit", message=problem, type_="Warning"
+                )
+        for name in plan.delete:
+            log.info("pruning MachineOSBuild %s: past the build history", name, extra=fields(pool=config))
+            await self._delete(MACHINEOSBUILDS, builds[name], config)
+        retry = False
+        for step in plan.images:
+            mosb = builds[step.build]
+            pruned = await prune.prune_build_image(
+                self.kube,
+                self.http,
+                mosb,
+                mosc,
+                step,
+                self._auths(prune.push_secret(mosb, mosc)),
+                tls_verify=self.settings.pod.tls_verify,
+            )
+            retry = retry or (pruned.outcome == "unreachable" and not pruned.released)
+        # A node moving off an image wakes the pool (run.wire); only an unreachable registry is polled.
+        return Result(requeue_after=PRUNE_RETRY_SECONDS) if retry else None
 
     def _facts(self, pool_name: str, pool: Obj | None) -> buildplan.Facts:
         """What the decision needs, read from the caches."""
@@ -316,9 +378,10 @@ class Builder:
             pullspec=config.pullspec,
         )
 
-    def _auths(self, config: BuildSettings) -> dict[str, Any]:
+    def _auths(self, *secret_names: str | None) -> dict[str, Any]:
+        """The registry auths of the named Secrets (cached); a later Secret's entry for a host wins."""
         merged: dict[str, Any] = {}
-        for secret_name in (config.push_secret, config.pull_secret):
+        for secret_name in secret_names:
             secret = self.caches.secrets.get(secret_name, self.ns) if secret_name else None
             if secret is None:
                 continue
@@ -334,7 +397,10 @@ class Builder:
         be asked (then the image is built)."""
         try:
             digest = await manifests.manifest_digest(
-                self.http, plan.target, self._auths(config), tls_verify=self.settings.pod.tls_verify
+                self.http,
+                plan.target,
+                self._auths(config.push_secret, config.pull_secret),
+                tls_verify=self.settings.pod.tls_verify,
             )
         except manifests.RegistryError as exc:
             log.info(
@@ -369,6 +435,11 @@ class Builder:
         """MachineOSBuild ``name`` of ``plan`` (created when missing), made the MachineOSConfig's current."""
         labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
         body = machineosbuild.new(mosc, name, plan.inputs.rendered_name, plan.target, labels)
+        # Its image is deleted from the registry before it goes (mcosup.builder.prune), with the push
+        # Secret stamped here: its MachineOSConfig, which names it, may be gone by then.
+        body["metadata"]["finalizers"] = [names.PRUNE_IMAGE_FINALIZER]
+        if secret := prune.push_secret(body, dict(mosc)):
+            body["metadata"]["annotations"] = {names.PUSH_SECRET_ANNOTATION: secret}
         try:
             mosb = await self.kube.create(MACHINEOSBUILDS, body)
             log.info(
@@ -591,9 +662,10 @@ class Builder:
                 yield mosb
 
     async def _delete_builds(self, pool_name: str, *, keep: str | None) -> None:
-        """Delete the pool's unfinished MachineOSBuilds and build objects, except MachineOSBuild ``keep``'s.
+        """Delete the pool's build objects and its MachineOSBuilds still under way, except ``keep``'s.
 
-        Succeeded MachineOSBuilds stay: they are the record of images a return to their config reuses.
+        Finished MachineOSBuilds are pruning's (:meth:`_prune`): Succeeded ones are the record of images a
+        return to their config reuses; a Failed or Interrupted one goes once a newer build exists.
         """
         kept = machineosbuild.job_name(keep) if keep is not None else None
         # Jobs first (their Pods go with them), then loose Pods, then the ConfigMaps they read.
@@ -606,7 +678,7 @@ class Builder:
                 if kept is None or not buildpods.belongs_to(_name(obj), kept):
                     await self._delete(resource, obj, pool_name)
         for mosb in list(self._builds_of(pool_name)):
-            if _name(mosb) != keep and machineosbuild.state(mosb) != names.MOSB_SUCCEEDED:
+            if _name(mosb) != keep and not machineosbuild.is_final(mosb):
                 await self._delete(MACHINEOSBUILDS, mosb, pool_name)
 
     async def _delete(self, resource: Resource, obj: Obj, pool_name: str) -> None:

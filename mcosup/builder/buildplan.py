@@ -745,6 +745,10 @@ def decide(facts: Facts) -> Step:
         if (restart := machineosbuild.restart_of(_name(b), base)) is not None
     )
     restart, mosb = starts[-1] if starts else (0, None)
+    if mosb is not None and (mosb.get("metadata") or {}).get("deletionTimestamp"):
+        # Being deleted, held by its image's pruning (a node may still boot it): it is no build to
+        # follow or reuse, and its name is taken until it goes, so the next build is the next restart.
+        restart, mosb = restart + 1, None
     mosb_name = machineosbuild.name_for(pool_name, build.identity, restart)
     if names.REBUILD_ANNOTATION in annotations_of(facts.mosc):
         # mc/rebuild: the finished build goes, a new one starts (never a reuse), then the annotation goes.

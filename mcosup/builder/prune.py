@@ -100,7 +100,7 @@ async def prune_build_image(
         return Pruned(build, deletion.outcome, True, deletion.message)
 
     give_up = deletion.outcome == "refused" or step.last_try
-    text = problem_text(build, deletion, _push_secret(mosc), gave_up=give_up)
+    text = problem_text(build, deletion, push_secret(mosb, mosc), gave_up=give_up)
     log.warning("%s", text, extra=fields(build=build))
     if not give_up:
         return Pruned(build, deletion.outcome, False, text)
@@ -134,9 +134,12 @@ async def release(kube: Kube, mosb: Obj, attempts: int = 5) -> None:
     raise errors.Conflict(409, "Conflict", f"MachineOSBuild {name}: finalizers kept changing under us")
 
 
-def _push_secret(mosc: Obj | None) -> str | None:
+def push_secret(mosb: Obj, mosc: Obj | None) -> str | None:
+    """The push Secret ``mosb``'s image was pushed with: stamped on it by the builder
+    (``mc/push-secret``), so it is known after its MachineOSConfig is gone; else its MachineOSConfig's."""
+    stamped = ((mosb.get("metadata") or {}).get("annotations") or {}).get(names.PUSH_SECRET_ANNOTATION)
     ref = ((mosc or {}).get("spec") or {}).get("renderedImagePushSecret") or {}
-    return str(ref.get("name") or "") or None
+    return str(stamped or ref.get("name") or "") or None
 
 
 async def _report(kube: Kube, mosb: Obj, mosc: Obj | None, cond: Condition, *, event: bool = False) -> None:

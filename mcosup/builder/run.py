@@ -1,8 +1,8 @@
 """The builder's composition root: caches, the build controller, and the wiring between them.
 
-Caches of pools, MachineConfigs, MachineOSConfigs, MachineOSBuilds and the namespace's ConfigMaps,
-Secrets, build Jobs and build Pods; one controller keyed by pool name; watch events only enqueue pools, the
-reconciler re-reads everything.
+Caches of pools, MachineConfigs, MachineOSConfigs, MachineOSBuilds, Nodes (the images they name, which
+pruning keeps) and the namespace's ConfigMaps, Secrets, build Jobs and build Pods; one controller keyed
+by pool name; watch events only enqueue pools, the reconciler re-reads everything.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from mcosup.kube.resources import (
     MACHINECONFIGS,
     MACHINEOSBUILDS,
     MACHINEOSCONFIGS,
+    NODES,
     PODS,
     SECRETS,
 )
@@ -54,6 +55,8 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
             "machineosconfigs": Informer(kube, MACHINEOSCONFIGS),
             # The records of the builds, one per build identity, named <MachineOSConfig>-<16 hex>.
             "machineosbuilds": Informer(kube, MACHINEOSBUILDS),
+            # The images nodes name: pruning never deletes one of those.
+            "nodes": Informer(kube, NODES),
         }
         caches = Caches(**informers)
         builder = Builder(kube, caches, settings, http=http)
@@ -97,6 +100,13 @@ def wire(informers: Mapping[str, Informer], controller: Controller[str]) -> None
     # A MachineOSConfig is named like the pool it opts in.
     controller.watch(informers["machineosconfigs"], by_name)
     controller.watch(informers["machineosbuilds"], machineosconfig_of)
+
+    def configs_with_builds(_: str, node: Mapping[str, Any]) -> list[str]:
+        """A node moving off an image may free it for pruning: every config with builds looks again."""
+        names_ = {n for b in informers["machineosbuilds"].items() for n in machineosconfig_of("", b)}
+        return sorted(names_)
+
+    controller.watch(informers["nodes"], configs_with_builds)
 
 
 def machineosconfig_of(_: str, mosb: Mapping[str, Any]) -> list[str]:

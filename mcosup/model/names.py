@@ -32,6 +32,9 @@ DEFAULT_BUILD_HISTORY_LIMIT: Final = 3
 #: Finalizer on every MachineOSBuild the builder creates: removed once its image is deleted from the
 #: registry, was already gone, the registry refused, or there is no image to delete.
 PRUNE_IMAGE_FINALIZER: Final = PREFIX + "prune-image"
+#: Annotation on a MachineOSBuild: the push Secret its image was pushed with, so that its image can be
+#: deleted from the registry after its MachineOSConfig (which names the Secret) is gone.
+PUSH_SECRET_ANNOTATION: Final = PREFIX + "push-secret"
 #: MachineOSConfig condition: False (reason ``RegistryRefusedDelete``) while the registry refuses to
 #: delete a pruned build's image; True again once a delete succeeds.
 IMAGES_PRUNED: Final = "ImagesPruned"

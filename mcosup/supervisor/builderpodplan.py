@@ -1,14 +1,20 @@
-"""The Machine OS Builder pod: its manifest and its restart policy. Pure.
+"""The Machine OS Builder pod: its manifest, when it is needed, and its restart policy. Pure.
 
 The supervisor owns the pod's life (``restartPolicy: Never``): when it exits or vanishes while still
 needed, it is recreated after an exponential backoff, and three quick failures in a row are reported
 as ``BuilderCrashLooping``.
+
+It is needed while a pool can build, and also while a MachineOSBuild being deleted still carries
+``mc/prune-image`` (:func:`awaiting_prune`): only the builder deletes its image and removes that
+finalizer, so after the last pool opts out (its MachineOSConfig deleted, its builds with it) the
+builder stays until every image is dealt with — the deletion waits while a node still names the
+image — rather than leaving objects nobody releases.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mcosup.model import names
@@ -73,6 +79,16 @@ def manifest(spec: BuilderPodSpec) -> Obj:
             ],
         },
     }
+
+
+def awaiting_prune(machineosbuilds: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The MachineOSBuilds being deleted whose image the builder has still to deal with."""
+    return sorted(
+        str(meta.get("name", ""))
+        for mosb in machineosbuilds
+        if (meta := mosb.get("metadata") or {}).get("deletionTimestamp")
+        and names.PRUNE_IMAGE_FINALIZER in (meta.get("finalizers") or ())
+    )
 
 
 def finished(pod: Mapping[str, Any]) -> bool:

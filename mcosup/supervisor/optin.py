@@ -10,7 +10,8 @@ MachineOSConfigs, the build ConfigMaps, their Secrets or the builder pod. Each p
    not opted in any more are deleted;
 3. each opted-in pool's build settings are validated (its admin's MachineOSConfig, else the build
    ConfigMap): a pool with problems gets ``LayeringReady=False, InvalidConfig`` naming each one;
-4. the builder pod runs while at least one opted-in pool can build, and is deleted otherwise.
+4. the builder pod runs while at least one opted-in pool can build or a MachineOSBuild being deleted
+   awaits its image's pruning (:func:`builderpodplan.awaiting_prune`), and is deleted otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Caches:
     secrets: Informer  # every Secret of the namespace
     pods: Informer  # every Pod of the namespace (the builder and build pods)
     machineosconfigs: Informer
+    machineosbuilds: Informer  # the builder stays while one being deleted awaits its image's pruning
 
 
 class OptInController:
@@ -102,7 +104,8 @@ class OptInController:
                 await self._clean_up_opted_out(pool)
         await self._delete_orphan_build_objects({names.label_value(p["metadata"]["name"]) for p in opted})
         pod = self.caches.pods.get(names.BUILDER_POD, self.namespace)
-        if not opted:
+        pruning = builderpodplan.awaiting_prune(self.caches.machineosbuilds.items())
+        if not opted and not pruning:
             return await self._ensure_no_builder(pod)
         problems = optinplan.settings_problems(opted, moscs, configmap, secret, self.namespace)
         for pool in opted:
@@ -112,7 +115,7 @@ class OptInController:
                 )
                 await self._set_ready([pool], invalid)
         buildable = [p for p in opted if not problems[p["metadata"]["name"]]]
-        if not buildable:
+        if not buildable and not pruning:
             await self._ensure_no_builder(pod)
             return Result()
         return await self._ensure_builder(pod, buildable)

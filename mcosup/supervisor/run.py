@@ -85,6 +85,7 @@ async def run(
                 secrets=informers["secrets"],
                 pods=informers["pods"],
                 machineosconfigs=informers["machineosconfigs"],
+                machineosbuilds=informers["machineosbuilds"],
             ),
             namespace=ns,
             pod_spec=builderpodplan.BuilderPodSpec(
@@ -189,7 +190,7 @@ def _wire(informers: dict[str, Informer], controllers: dict[str, Controller[str]
 
     render.watch(pools, by_name)
     render.watch(informers["machineconfigs"], pools_to_render)
-    for name in ("pools", "machineosconfigs", "configmaps", "secrets", "pods"):
+    for name in ("pools", "machineosconfigs", "machineosbuilds", "configmaps", "secrets", "pods"):
         optin.watch(informers[name], always(OPTIN_KEY))
 
 

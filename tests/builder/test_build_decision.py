@@ -254,3 +254,31 @@ def test_a_path_no_image_can_carry_fails_naming_it() -> None:
     step = bp.decide(facts(inputs=dataclasses.replace(INPUTS, rendered_spec=spec)))
     assert isinstance(step, bp.Report) and step.reason == "CannotBuild" and step.drop_builds
     assert "/var/lib/x" in step.message
+
+
+def deleting(build: dict[str, Any]) -> dict[str, Any]:
+    """``build`` being deleted, held by its image's pruning (the finalizer)."""
+    meta = {**build["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}
+    return {**build, "metadata": {**meta, "finalizers": [names.PRUNE_IMAGE_FINALIZER]}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        # mc/rebuild deleted the build, whose image a node still boots: the new build takes the next name.
+        (
+            {"build": deleting(mosb(names.MOSB_SUCCEEDED)), "rebuild": True, "current": MOSB},
+            bp.Start(PLAN, MOSB + "-1"),
+        ),
+        # A build being deleted is never reused: the registry is asked, then a new one starts.
+        (
+            {"build": deleting(mosb(names.MOSB_SUCCEEDED)), "registry": asked(None)},
+            bp.Start(PLAN, MOSB + "-1"),
+        ),
+    ],
+    ids=["rebuild", "no reuse"],
+)
+def test_a_build_being_deleted_is_neither_followed_nor_reused(
+    changes: dict[str, Any], expected: bp.Step
+) -> None:
+    assert bp.decide(facts(**changes)) == expected

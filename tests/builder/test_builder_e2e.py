@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from cluster import NS, REPO, Cluster, machineconfig, running_cluster
 
-from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, PODS
-from mcosup.model import conditions, names
+from mcosup.kube import errors
+from mcosup.kube.resources import EVENTS, JOBS, MACHINECONFIGS, MACHINEOSBUILDS, MACHINEOSCONFIGS, NODES, PODS
+from mcosup.model import conditions, machineosbuild, names
 from mcosup.sim.cluster import handed_off_image
 from mcosup.sim.registry import Registry, read_image
 from waiting import eventually
@@ -395,9 +396,120 @@ async def test_rebuild_builds_the_same_config_again_across_a_builder_restart(clu
 
     await eventually(rebuilt, what="the rebuilt image recorded", within=90)
     (second,) = await cluster.machineosbuilds()
-    assert second["metadata"]["name"] == first["metadata"]["name"]  # the same config, the same identity
+    # The same config, the same identity: the same name, or the next restart's when the first record
+    # was still held by its image's pruning as the new build started.
+    assert machineosbuild.restart_of(second["metadata"]["name"], first["metadata"]["name"]) is not None
     assert second["spec"] == first["spec"]
     assert second["status"]["digestedImagePushSpec"] == await cluster.image()
     # One build Job per MachineOSBuild: the restart started no third one.
     assert len(cluster.pods_created(names.BUILD_OBJECT_LABEL, kind="Job")) == 2
     await no_build_objects(cluster)
+
+
+# ---- pruning (contract section 11): the builder deletes builds past the history and their images
+
+
+async def in_registry(cluster: Cluster, image: str) -> bool:
+    """A manifest GET of ``image``'s digest answers (False: 404)."""
+    digest = image.split("@")[1]
+    return await asyncio.to_thread(cluster.registry.manifest_digest, REPO, digest) == digest
+
+
+async def node_naming(cluster: Cluster, image: str | None) -> None:
+    """A node in no pool (nothing rolls it) whose mc/currentImage is ``image``."""
+    annotations = {names.CURRENT_IMAGE: image}
+    try:
+        await cluster.kube.patch(NODES, "old-node", {"metadata": {"annotations": annotations}})
+    except errors.NotFound:
+        await cluster.kube.create(NODES, {"metadata": {"name": "old-node", "annotations": annotations}})
+
+
+async def build_names(cluster: Cluster) -> list[str]:
+    return [b["metadata"]["name"] for b in await cluster.machineosbuilds()]
+
+
+async def test_history_limit_prunes_the_older_build_and_its_image_once_no_node_names_it(
+    cluster: Cluster,
+) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    first_rendered = await cluster.rendered()
+    await wait_built(cluster, first_rendered)
+    (first,) = await cluster.machineosbuilds()
+    first_image = first["status"]["digestedImagePushSpec"]
+    assert first["metadata"]["finalizers"] == [names.PRUNE_IMAGE_FINALIZER]
+
+    async def set_limit(value: str) -> None:
+        patch = {"metadata": {"annotations": {names.BUILD_HISTORY_LIMIT: value}}}
+        await cluster.kube.patch(MACHINEOSCONFIGS, "worker", patch)
+
+    await set_limit("none")  # bad input: a Warning naming the object, the annotation and the fix
+
+    async def warned() -> bool:
+        events, _ = await cluster.kube.list(EVENTS, namespace="default")
+        return any(
+            e["reason"] == "InvalidBuildHistoryLimit"
+            and e["involvedObject"]["kind"] == names.MACHINEOSCONFIG_KIND
+            and "MachineOSConfig worker" in e["message"]
+            and names.BUILD_HISTORY_LIMIT in e["message"]
+            for e in events
+        )
+
+    await eventually(warned, what=f"a Warning about {names.BUILD_HISTORY_LIMIT}")
+    await set_limit("1")
+    await node_naming(cluster, first_image)
+
+    await cluster.add_machineconfig(machineconfig("60-more", {"/etc/more.conf": ("more\n", 0o644)}))
+
+    async def rerendered() -> bool:
+        return await cluster.rendered() not in ("", first_rendered)
+
+    await eventually(rerendered, what="a second rendered config")
+    await wait_built(cluster, await cluster.rendered())
+    second_image = await cluster.image()
+    assert second_image is not None and second_image != first_image
+    # Past the history limit, but a node still names its image: the build and the image stay.
+    assert first["metadata"]["name"] in await build_names(cluster)
+    assert await in_registry(cluster, first_image)
+
+    await node_naming(cluster, second_image)  # the node moves
+
+    async def first_pruned() -> bool:
+        return first["metadata"]["name"] not in await build_names(cluster)
+
+    await eventually(first_pruned, what=f"MachineOSBuild {first['metadata']['name']} pruned")
+    assert not await in_registry(cluster, first_image)
+    assert await in_registry(cluster, second_image)
+    (kept,) = await cluster.machineosbuilds()
+    assert kept["status"]["digestedImagePushSpec"] == second_image
+
+
+async def test_opting_out_prunes_every_build_and_image_and_leaves_no_finalizer(cluster: Cluster) -> None:
+    await eventually(cluster.has_rendered, what="pool rendered")
+    await cluster.opt_in()
+    await wait_built(cluster, await cluster.rendered())
+    (build,) = await cluster.machineosbuilds()
+    image = build["status"]["digestedImagePushSpec"]
+    await node_naming(cluster, image)
+
+    await cluster.opt_in(False)
+
+    async def held() -> bool:
+        builds = await cluster.machineosbuilds()
+        return bool(builds) and all(b["metadata"].get("deletionTimestamp") for b in builds)
+
+    # The MachineOSConfig goes and its build with it, held while the node names the image; the
+    # builder pod stays, as only it can release the build.
+    await eventually(held, what="the build deleted with its MachineOSConfig, held by its finalizer")
+    assert await in_registry(cluster, image)
+    assert await cluster.builder_pod() is not None
+
+    await node_naming(cluster, None)  # the node moves back to the stock OS
+
+    async def all_gone() -> bool:
+        return await cluster.machineosbuilds() == [] and await cluster.builder_pod() is None
+
+    await eventually(all_gone, what="no MachineOSBuild and no builder pod left")
+    assert not await in_registry(cluster, image)
+    with pytest.raises(errors.NotFound):
+        await cluster.kube.get(MACHINEOSCONFIGS, "worker")

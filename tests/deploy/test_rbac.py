@@ -108,6 +108,9 @@ ALLOWED = [
     (BUILDER, Request("delete", "machineosbuilds", MC, name="worker-0")),
     (BUILDER, Request("patch", "machineosbuilds/status", MC, name="worker-0")),
     (BUILDER, Request("update", "machineosbuilds/finalizers", MC, name="worker-0")),
+    # Pruning: the finalizer mc/prune-image is removed by a patch; nodes name the images kept.
+    (BUILDER, Request("patch", "machineosbuilds", MC, name="worker-0")),
+    (BUILDER, Request("watch", "nodes")),
     (BUILDER, Request("create", "jobs", "batch", namespace=NS)),
     (BUILDER, Request("delete", "jobs", "batch", namespace=NS, name="build-worker-0")),
     (BUILDER, Request("delete", "pods", namespace=NS, name="build-worker-0")),

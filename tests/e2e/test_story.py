@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from mcosup.kube import errors
+from mcosup.kube.resources import MACHINEOSBUILDS
 from mcosup.model import names
 from mcosup.model.ignition import decode_data_url
 from mcosup.sim.backends import KINDS
@@ -241,14 +242,26 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
         return f"left: {left}" if left else None
 
     await wait_until(no_build_objects, within=30, what="the ephemeral build objects deleted")
+    # Read now: the opt-out prunes the images from the registry.
+    _, image_files = await asyncio.to_thread(
+        read_image, cluster.registry, cluster.config.repo, image2.partition("@")[2]
+    )
 
-    # 4. Opt out: back to the stock OS, files re-applied; no builder, build object or annotation left.
+    # 4. Opt out: back to the stock OS, files re-applied; no builder, build object or annotation left;
+    # the MachineOSBuilds and their images pruned once no node names them.
     await cluster.opt_in("worker", on=False)
     await cluster.wait_converged("worker", layered=False, within=240)
 
     async def cleaned_up() -> str | None:
         pool = await cluster.pool("worker")
         left = await cluster.build_objects()
+        left += [
+            f"MachineOSBuild/{b['metadata']['name']}" for b in (await cluster.kube.list(MACHINEOSBUILDS))[0]
+        ]
+        for image in (image1, image2):
+            digest = image.partition("@")[2]
+            if await asyncio.to_thread(cluster.registry.manifest_digest, cluster.config.repo, digest):
+                left.append(f"image {image}")
         if await cluster.builder_pod() is not None:
             left.append(f"Pod/{names.BUILDER_POD}")
         if names.NEWEST_IMAGE_ANNOTATION in (pool["metadata"].get("annotations") or {}):
@@ -281,9 +294,6 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     # What the layered image alone carried (beyond the stock OS and the config): gone from every worker.
     _, stock_files = await asyncio.to_thread(
         read_image, cluster.registry, "os/stock", cluster.base_image.partition("@")[2]
-    )
-    _, image_files = await asyncio.to_thread(
-        read_image, cluster.registry, cluster.config.repo, image2.partition("@")[2]
     )
     image_only = set(image_files) - set(stock_files) - set(expected_image_files(second))
     image_only = {p for p in image_only if not image_files[p].is_dir}

@@ -175,3 +175,21 @@ def test_build_metrics_count_each_finished_build_once_with_its_duration() -> Non
     assert value("mcosup_builds_total", {"result": "failure"}) == 1
     assert value("mcosup_build_duration_seconds_count", {}) == 1
     assert value("mcosup_build_duration_seconds_sum", {}) == 120
+
+
+def test_the_builder_is_kept_while_a_deleted_build_awaits_its_image_pruning() -> None:
+    def build(name: str, *, deleting: bool, finalizer: bool) -> dict[str, Any]:
+        meta: dict[str, Any] = {"name": name}
+        if deleting:
+            meta["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        if finalizer:
+            meta["finalizers"] = [names.PRUNE_IMAGE_FINALIZER, "other"]
+        return {"metadata": meta}
+
+    builds = [
+        build("live", deleting=False, finalizer=True),  # not deleted: nothing to prune yet
+        build("held", deleting=True, finalizer=True),
+        build("released", deleting=True, finalizer=False),
+    ]
+    assert builderpodplan.awaiting_prune(builds) == ["held"]
+    assert builderpodplan.awaiting_prune([]) == []
