@@ -44,6 +44,7 @@ from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import (
     CONFIGMAPS,
+    JOBS,
     MACHINECONFIGPOOLS,
     MACHINECONFIGS,
     MACHINEOSBUILDS,
@@ -494,7 +495,7 @@ class LocalCluster:
     async def build_objects(self) -> list[str]:
         """``Kind/name`` of every object carrying the build-object label."""
         out = []
-        for resource in (PODS, CONFIGMAPS, SECRETS):
+        for resource in (JOBS, PODS, CONFIGMAPS, SECRETS):
             items, _ = await self.kube.list(
                 resource, namespace=self.ns, label_selector=names.BUILD_OBJECT_LABEL
             )

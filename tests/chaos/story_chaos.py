@@ -43,6 +43,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import orjson
 import story_invariants
 
 from mcosup.kube import errors
@@ -467,6 +468,33 @@ class Story:
         return None if image and image != before else f"image still {image}"
 
 
+class ImageConfigs:
+    """The config each image a pool records was built for, read from the image's label in the registry
+    as soon as the recorder sees it: pruning deletes an image once no node names it, so by the time the
+    story is judged the images of its first builds are gone."""
+
+    def __init__(self, cluster: LocalCluster):
+        self.cluster = cluster
+        self._reads: dict[str, asyncio.Task[str | None]] = {}
+
+    def seen(self, event: str, obj: dict[str, Any]) -> None:
+        if obj.get("kind") != "MachineConfigPool":
+            return
+        image = ((obj.get("metadata") or {}).get("annotations") or {}).get(names.NEWEST_IMAGE_ANNOTATION)
+        if image and image not in self._reads:
+            self._reads[image] = asyncio.create_task(asyncio.to_thread(self._read, str(image)))
+
+    def _read(self, image: str) -> str | None:
+        repo, _, digest = image.split("/", 1)[1].partition("@")
+        labels, _ = read_image(self.cluster.registry, repo, digest)
+        return labels.get(names.RENDERED_CONFIG_LABEL)
+
+    async def read(self) -> dict[str, str | None]:
+        """Image → the config it was built for (None: its label could not be read while it existed)."""
+        done = await asyncio.gather(*self._reads.values(), return_exceptions=True)
+        return {i: c if isinstance(c, str) else None for i, c in zip(self._reads, done, strict=True)}
+
+
 async def run_seed(plan: Plan, workdir: Path) -> Result:
     result = Result(plan.seed, workdir=str(workdir))
     config = ClusterConfig(
@@ -485,8 +513,10 @@ async def run_seed(plan: Plan, workdir: Path) -> Result:
                 await r.listed.wait()
             journal = Journal(workdir / "story.log")
             chaos = Chaos(cluster, plan, result, journal)
+            images = ImageConfigs(cluster)
             for r in recorders.values():
                 r.subscribe(chaos.seen)
+            recorders["MachineConfigPool"].subscribe(images.seen)
             story = Story(cluster, plan, journal)
             faults = asyncio.create_task(chaos.run_faults(), name="faults")
             started = time.monotonic()
@@ -503,12 +533,25 @@ async def run_seed(plan: Plan, workdir: Path) -> Result:
                 await asyncio.gather(faults, return_exceptions=True)
                 await chaos.settle()
             result.seconds = time.monotonic() - started
-            result.violations += await judge(cluster, plan, recorders, chaos, since)
+            result.violations += await judge(cluster, plan, recorders, chaos, since, images)
+            if result.violations:
+                dump_histories(
+                    workdir,
+                    {"Node (cluster)": cluster.node_history} | {k: r.history for k, r in recorders.items()},
+                )
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
     return result
+
+
+def dump_histories(workdir: Path, histories: dict[str, list[tuple[int, str, dict[str, Any]]]]) -> None:
+    """A failing seed leaves every recorded version in its workdir (``history-<kind>.jsonl``: sequence,
+    event, object), so a violation at "version N" can be read without running the seed again."""
+    for kind, history in histories.items():
+        path = workdir / f"history-{kind.split()[0].lower()}{'-cluster' if '(' in kind else ''}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps([seq, event, obj]) + b"\n" for seq, event, obj in history))
 
 
 @contextlib.asynccontextmanager
@@ -526,7 +569,12 @@ async def request_timeout() -> AsyncIterator[None]:
 
 
 async def judge(
-    cluster: LocalCluster, plan: Plan, recorders: dict[str, Recorder], chaos: Chaos, since: int
+    cluster: LocalCluster,
+    plan: Plan,
+    recorders: dict[str, Recorder],
+    chaos: Chaos,
+    since: int,
+    images: ImageConfigs,
 ) -> list[str]:
     c = cluster
     out: list[str] = []
@@ -557,19 +605,8 @@ async def judge(
     pods = recorders["Pod"].history
     out += story_invariants.builder_pods(pods)
     out += story_invariants.builds_in_flight(pods)
-    configs: dict[str, str | None] = {}
-
-    def built_for(image: str) -> str | None:
-        if image not in configs:
-            rest = image.split("/", 1)[1]
-            repo, _, digest = rest.partition("@")
-            labels, _ = read_image(c.registry, repo, digest)
-            configs[image] = labels.get(names.RENDERED_CONFIG_LABEL)
-        return configs[image]
-
-    out += await asyncio.to_thread(
-        story_invariants.images_recorded, recorders["MachineConfigPool"].history, built_for
-    )
+    configs = await images.read()
+    out += story_invariants.images_recorded(recorders["MachineConfigPool"].history, configs.get)
     out += chaos.crashes(pods)
     return out
 
