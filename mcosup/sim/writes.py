@@ -280,7 +280,9 @@ class Writes(WriteChecks, Deletion):
             if latest is None:
                 raise errors.not_found(rt.plural, rt.group, t.name)
             if latest["metadata"]["resourceVersion"] != current_rv:
-                if rv:
+                # An update's precondition fails now; a patch is applied again to the new version, as
+                # GuaranteedUpdate does: only a resourceVersion the patch itself names then conflicts.
+                if wanted_rv:
                     raise errors.conflict(rt.plural, rt.group, t.name)
                 continue
             if ctx.dry_run:
