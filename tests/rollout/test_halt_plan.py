@@ -17,7 +17,13 @@ WHY = "node not Ready within 600s"
 
 
 def layered_pool(image: str = IMG, **kw: Any) -> dict[str, Any]:
-    return pool(layered=True, image=image, build=names.BUILD_SUCCESS, build_message=f"built {R2}", **kw)
+    return pool(layered=True, image=image, build=names.BUILD_SUCCESS, **kw)
+
+
+def layered_plan(image: str = IMG, nodes: list[dict[str, Any]] | None = None, **kw: Any) -> Any:
+    """The plan of a layered pool whose current build of R2 handed off ``image``."""
+    max_unavailable = kw.pop("max_unavailable", None)
+    return plan(layered_pool(image, max_unavailable=max_unavailable), nodes or [], built=(R2, image), **kw)
 
 
 def on(image: str | None, config: str = R2, **kw: Any) -> dict[str, Any]:
@@ -74,7 +80,7 @@ def test_other_reasons_are_not_a_rollback(state: str, reason: str) -> None:
 
 def test_a_node_that_rolled_back_halts_the_pool_and_no_other_node_gets_the_image() -> None:
     nodes = [rolled_back("w00"), waiting("w01"), waiting("w02"), named("w03", on(OLD_IMG, R1, ours=True))]
-    p = plan(layered_pool(), nodes, in_flight=[])
+    p = layered_plan(IMG, nodes, in_flight=[])
     assert p.halt is not None and p.halt.nodes == ("w00",) and p.halt.what == IMG
     assert p.start == ()
     assert p.release == ("w03",)  # cordoned for the image, not given it: released
@@ -89,7 +95,7 @@ def test_a_node_that_rolled_back_halts_the_pool_and_no_other_node_gets_the_image
 
 def test_a_new_image_ends_the_halt_and_the_rolled_back_node_goes_first() -> None:
     nodes = [waiting("w00"), rolled_back("w01"), waiting("w02")]
-    p = plan(layered_pool(NEW_IMG), nodes)
+    p = layered_plan(NEW_IMG, nodes)
     assert p.halt is None
     assert p.start == ("w01",)
     assert p.target == Target(names.MODE_LAYERED, R2, NEW_IMG)
@@ -108,11 +114,11 @@ def test_after_a_resume_the_node_gets_the_image_again_only_once_its_daemon_repor
     resumed["metadata"]["annotations"].update(
         {names.DESIRED_CONFIG: R1, names.DESIRED_IMAGE: OLD_IMG}  # given back what it runs
     )
-    p = plan(layered_pool(max_unavailable=2), [resumed, waiting("w01")])
+    p = layered_plan(IMG, [resumed, waiting("w01")], max_unavailable=2)
     assert p.halt is None
     assert p.start == ("w01",)  # the rollout goes on; w00 waits for its daemon
     resumed["metadata"]["annotations"].update({names.STATE: names.STATE_DONE, names.REASON: ""})
-    assert plan(layered_pool(max_unavailable=2), [resumed, waiting("w01")]).start == ("w00", "w01")
+    assert layered_plan(IMG, [resumed, waiting("w01")], max_unavailable=2).start == ("w00", "w01")
 
 
 def test_resume_gives_back_what_the_node_runs() -> None:
