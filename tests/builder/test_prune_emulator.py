@@ -30,6 +30,7 @@ from mcosup.model import conditions, names
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.apiserver import Emulator
+from mcosup.sim.objects import machineosconfig
 from mcosup.sim.registry import Registry, build_base_image, free_port
 
 DEPLOY_CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
@@ -62,18 +63,7 @@ def auths_for(registry: Registry) -> dict[str, Any]:
 async def create_build(kube: kclient.Kube, host: str, image: str) -> tuple[Obj, Obj]:
     """The worker MachineOSConfig and one Succeeded MachineOSBuild of it that recorded ``image``."""
     mosc = await kube.create(
-        MACHINEOSCONFIGS,
-        {
-            "apiVersion": names.API_VERSION,
-            "kind": names.MACHINEOSCONFIG_KIND,
-            "metadata": {"name": "worker"},
-            "spec": {
-                "machineConfigPool": {"name": "worker"},
-                "imageBuilder": {"imageBuilderType": "Job"},
-                "renderedImagePushSecret": {"name": "push-secret"},
-                "renderedImagePushSpec": f"{host}/os/base:latest",
-            },
-        },
+        MACHINEOSCONFIGS, machineosconfig("worker", f"{host}/os/base:latest", push_secret="push-secret")
     )
     await kube.create(
         MACHINEOSBUILDS,
