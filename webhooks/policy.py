@@ -231,11 +231,19 @@ def machineosconfig_verdict(request: AdmissionRequest, facts: ClusterFacts) -> V
     mosc = _object(request)
     name = _name(request)
     old = request["oldObject"] if request["operation"] == "UPDATE" else None
-    if old is not None and old.get("spec") == mosc.get("spec"):
-        # Metadata-only (mc/rebuild, the current build's annotation, finalizers): judged when admitted.
-        return Verdict.allow()
     kind = f"{names.MACHINEOSCONFIG_KIND} {name}"
-    lines = machineosconfig.spec_problems(mosc)
+    # mcosup's settings annotations are judged when they change (a bad one an object already had is
+    # not held against an edit of something else, such as mc/rebuild).
+    settings = [
+        p
+        for p in machineosconfig.annotation_problems(mosc)
+        if old is None or p not in machineosconfig.annotation_problems(old)
+    ]
+    if old is not None and old.get("spec") == mosc.get("spec"):
+        # Otherwise metadata-only (mc/rebuild, the current build's annotation, finalizers): the spec was
+        # judged when admitted.
+        return Verdict.deny(_listing(f"{kind} is refused:", settings)) if settings else Verdict.allow()
+    lines = machineosconfig.spec_problems(mosc) + settings
     pool_name = machineosconfig.pool_of(mosc)
     pool = facts.pool(pool_name) if pool_name else None
     if pool_name and pool is None:

@@ -49,7 +49,7 @@ from mcosup.kube.resources import (
 from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.machineosconfig import BuildSettings, opted_in
-from mcosup.model.objects import Obj, ObjView, annotations_of, rendered_config
+from mcosup.model.objects import Obj, ObjView, rendered_config
 from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
@@ -169,7 +169,7 @@ class Builder:
             config,
             [pruneplan.build_facts(b) for b in builds.values()],
             current=machineosbuild.current_build_name(mosc),
-            limit_annotation=annotations_of(mosc).get(names.BUILD_HISTORY_LIMIT),
+            history=machineosconfig.build_history_limit(mosc or {}),
             in_use=pruneplan.images_in_use(self.caches.nodes.items()),
             now=dt.datetime.fromtimestamp(self.wall_clock(), dt.UTC),
         )

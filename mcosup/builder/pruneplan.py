@@ -120,39 +120,23 @@ def images_in_use(nodes: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, ..
     return {image: tuple(who) for image, who in users.items()}
 
 
-def history_limit(config: str, value: str | None) -> tuple[int, str | None]:
-    """The history limit from the annotation's value, and the problem with it when it is bad."""
-    if value is None:
-        return names.DEFAULT_BUILD_HISTORY_LIMIT, None
-    try:
-        limit = int(value.strip())
-    except ValueError:
-        limit = 0
-    if limit >= 1:
-        return limit, None
-    return names.DEFAULT_BUILD_HISTORY_LIMIT, (
-        f"MachineOSConfig {config}: annotation {names.BUILD_HISTORY_LIMIT}={value!r} is not a whole "
-        f"number of at least 1; keeping the newest {names.DEFAULT_BUILD_HISTORY_LIMIT} Succeeded builds. "
-        f'Set it to e.g. "{names.DEFAULT_BUILD_HISTORY_LIMIT}" or remove it.'
-    )
-
-
 def plan_pruning(
     config: str,
     builds: Iterable[BuildFacts],
     *,
     current: str | None,
-    limit_annotation: str | None,
+    history: tuple[int, str | None],
     in_use: Mapping[str, Sequence[str]],
     now: dt.datetime,
 ) -> PrunePlan:
     """What to prune of MachineOSConfig ``config``'s builds (``builds`` may hold other configs' too).
 
-    ``current``: the config's current MachineOSBuild; ``limit_annotation``: the value of
-    ``mc/build-history-limit`` on it (None when absent); ``in_use``: :func:`images_in_use` of every node.
+    ``current``: the config's current MachineOSBuild; ``history``: its
+    :func:`~mcosup.model.machineosconfig.build_history_limit` (the limit, and the problem with the
+    annotation if any); ``in_use``: :func:`images_in_use` of every node.
     """
     every = list(builds)
-    limit, problem = history_limit(config, limit_annotation)
+    limit, problem = history
     live = sorted(
         (b for b in every if b.config == config and b.deleting_since is None),
         key=lambda b: (b.created, b.name),

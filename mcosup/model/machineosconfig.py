@@ -230,10 +230,33 @@ def spec_problems(mosc: ObjView) -> list[str]:
                 f"{obj} spec.containerFile[{i}].containerfileArch={arch!r} is not supported yet: "
                 f"builds are not made per architecture; use {names.NO_ARCH}"
             )
-    timeout_problem = _build_timeout(mosc)[1]
-    if timeout_problem:
-        problems.append(timeout_problem)
     return problems
+
+
+def annotation_problems(mosc: ObjView) -> list[str]:
+    """The problems of mcosup's settings annotations on ``mosc`` (``mc/build-timeout``,
+    ``mc/build-history-limit``), each naming the object, the annotation and the fix."""
+    return [p for p in (_build_timeout(mosc)[1], build_history_limit(mosc)[1]) if p]
+
+
+def build_history_limit(mosc: ObjView) -> tuple[int, str | None]:
+    """``mc/build-history-limit``: how many Succeeded builds to keep (the default when absent), and the
+    problem with the annotation if any (the builder then keeps the default and says so)."""
+    raw = annotations_of(mosc).get(names.BUILD_HISTORY_LIMIT)
+    if raw is None:
+        return names.DEFAULT_BUILD_HISTORY_LIMIT, None
+    try:
+        limit = int(str(raw).strip())
+    except ValueError:
+        limit = 0
+    if limit >= 1:
+        return limit, None
+    default = names.DEFAULT_BUILD_HISTORY_LIMIT
+    return default, (
+        f"{names.MACHINEOSCONFIG_KIND} {_name(mosc)} annotation {names.BUILD_HISTORY_LIMIT}={raw!r} is not "
+        f'a whole number of at least 1: set it to e.g. "{default}" or remove it (meanwhile the newest '
+        f"{default} Succeeded builds are kept)"
+    )
 
 
 def _build_timeout(mosc: ObjView) -> tuple[int, str | None]:
@@ -260,6 +283,8 @@ def settings_of(mosc: ObjView, secret: Lookup, namespace: str) -> tuple[BuildSet
     """The build settings of ``mosc``, or every problem, each naming the object and the field."""
     obj = f"{names.MACHINEOSCONFIG_KIND} {_name(mosc)}"
     problems = spec_problems(mosc)
+    if timeout_problem := _build_timeout(mosc)[1]:
+        problems.append(timeout_problem)
     for field, secret_name in secret_refs(mosc):
         found = _secret_problem(f"{obj} {field}", secret_name, secret(secret_name), namespace)
         if found:

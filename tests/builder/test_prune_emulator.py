@@ -97,7 +97,7 @@ async def plan_once(kube: kclient.Kube) -> tuple[Obj, Obj, pruneplan.ImageStep]:
         "worker",
         [pruneplan.build_facts(m) for m in mosbs],
         current=None,
-        limit_annotation=None,
+        history=(names.DEFAULT_BUILD_HISTORY_LIMIT, None),
         in_use=pruneplan.images_in_use(nodes),
         now=dt.datetime.now(dt.UTC),
     )

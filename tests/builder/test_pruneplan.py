@@ -9,7 +9,7 @@ import pytest
 
 from mcosup.builder import pruneplan
 from mcosup.builder.pruneplan import BuildFacts, ImageStep, PrunePlan
-from mcosup.model import names
+from mcosup.model import machineosconfig, names
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(days=1)
@@ -189,6 +189,12 @@ CASES: list[tuple[str, list[BuildFacts], str | None, str | None, dict[str, tuple
 ]
 
 
+def history(value: str | None) -> tuple[int, str | None]:
+    """The history limit the builder reads from MachineOSConfig worker annotated ``value``."""
+    annotations = {} if value is None else {names.BUILD_HISTORY_LIMIT: value}
+    return machineosconfig.build_history_limit({"metadata": {"name": "worker", "annotations": annotations}})
+
+
 @pytest.mark.parametrize(
     ("builds", "current", "limit", "in_use", "expected"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
@@ -200,7 +206,7 @@ def test_plan_pruning(
     expected: PrunePlan,
 ) -> None:
     plan = pruneplan.plan_pruning(
-        "worker", builds, current=current, limit_annotation=limit, in_use=in_use, now=NOW
+        "worker", builds, current=current, history=history(limit), in_use=in_use, now=NOW
     )
     assert plan == expected
 
@@ -209,11 +215,11 @@ def test_plan_pruning(
 def test_a_bad_history_limit_is_reported_and_the_default_used(value: str) -> None:
     builds = [build(n) for n in range(1, 6)]
     plan = pruneplan.plan_pruning(
-        "worker", builds, current="worker-5", limit_annotation=value, in_use={}, now=NOW
+        "worker", builds, current="worker-5", history=history(value), in_use={}, now=NOW
     )
     assert plan.delete == ("worker-1", "worker-2")
     (problem,) = plan.problems
-    assert problem.startswith(f"MachineOSConfig worker: annotation {names.BUILD_HISTORY_LIMIT}={value!r}")
+    assert problem.startswith(f"MachineOSConfig worker annotation {names.BUILD_HISTORY_LIMIT}={value!r}")
     assert "remove it" in problem
 
 

@@ -461,3 +461,10 @@ async def test_machineosconfigs_are_judged_on_their_spec_only(cluster: Cluster) 
         names.PREFIX + "rebuild"
         in ((await cluster.get(R.MACHINEOSCONFIGS, "master")) or {})["metadata"]["annotations"]
     )
+    # mcosup's settings annotations are judged when they change, spec or not.
+    settings = ((names.BUILD_TIMEOUT_ANNOTATION, "soon", "45m"), (names.BUILD_HISTORY_LIMIT, "0", "5"))
+    for key, bad, good in settings:
+        code, out = await cluster.kubectl("annotate", "machineosconfig", "master", f"{key}={bad}")
+        assert code != 0 and rule in out and f"MachineOSConfig master annotation {key}" in out, out
+        code, out = await cluster.kubectl("annotate", "machineosconfig", "master", f"{key}={good}")
+        assert code == 0, out

@@ -198,6 +198,42 @@ def test_metadata_only_updates_are_never_judged_again() -> None:
     assert judge(new, facts(), old) == Verdict(True)
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "good", "problem"),
+    [
+        (
+            names.BUILD_TIMEOUT_ANNOTATION,
+            "soon",
+            "45m",
+            f"MachineOSConfig worker annotation {names.BUILD_TIMEOUT_ANNOTATION}: ",
+        ),
+        (
+            names.BUILD_HISTORY_LIMIT,
+            "0",
+            "5",
+            f"MachineOSConfig worker annotation {names.BUILD_HISTORY_LIMIT}='0' is not a whole number of at "
+            'least 1: set it to e.g. "3" or remove it (meanwhile the newest 3 Succeeded builds are kept)',
+        ),
+    ],
+)
+def test_a_bad_settings_annotation_is_denied_when_set_and_not_held_against_later_edits(
+    key: str, value: str, good: str, problem: str
+) -> None:
+    def annotated(obj: dict[str, Any], **annotations: str) -> dict[str, Any]:
+        return {**obj, "metadata": {**obj["metadata"], "annotations": annotations}}
+
+    plain = mosc()
+    (line,) = denied_lines(judge(annotated(plain, **{key: value}), facts()))
+    assert line.startswith(problem), line
+    (line,) = denied_lines(judge(annotated(plain, **{key: value}), facts(), plain))
+    assert line.startswith(problem), line
+    assert judge(annotated(plain, **{key: good}), facts(), plain) == Verdict(True)
+    # Already there before the webhook (or before this rule): an edit of something else passes.
+    old = annotated(plain, **{key: value})
+    rebuild = annotated(plain, **{key: value, names.PREFIX + "rebuild": ""})
+    assert judge(rebuild, facts(), old) == Verdict(True)
+
+
 def test_an_update_of_a_layered_pools_object_is_judged_but_not_warned_as_an_opt_in() -> None:
     current = mosc()
     f = facts(pool("worker"), moscs=(current,))
