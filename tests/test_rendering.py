@@ -365,7 +365,7 @@ DATA_URLS: list[tuple[str, str | None, bytes]] = [
         None,
         b"\x00\x01bin",
     ),
-    ("data:;base64," + base64.b64encode(gzip.compress(b"zipped")).decode(), "gzip", b"zipped"),
+    ("data:;base64," + base64.b64encode(gzip.compress(b"zipped", mtime=0)).decode(), "gzip", b"zipped"),
     ("data:,", "", b""),
 ]
 

@@ -161,7 +161,7 @@ ODD_FIELDS: list[tuple[str, Any]] = (
         ("contents", c)
         for c in [None, {}, {"inline": "x"}, {"source": "data:,x", "verification": {}}, "text"]
     ]
-    + [("contents", {"compression": "gzip", "source": _base64_url(gzip.compress(b"zipped"))})]
+    + [("contents", {"compression": "gzip", "source": _base64_url(gzip.compress(b"zipped", mtime=0))})]
     + [("overwrite", True), ("append", []), ("append", [{}]), ("filesystem", "root"), ("filesystem", "data")]
     + [("user", {"name": "core"}), ("bogus", 1), ("path", None)]
 )
