@@ -66,6 +66,10 @@ async def machineosconfig(cluster: LocalCluster, name: str) -> dict[str, Any] | 
     return None
 
 
+def workers(cluster: LocalCluster) -> list[str]:
+    return sorted(n for n, sim in cluster.nodes.items() if sim.role == "worker")
+
+
 async def current_build(cluster: LocalCluster) -> dict[str, Any]:
     """The worker MachineOSConfig's current MachineOSBuild, which must have Succeeded."""
     mosc = await machineosconfig(cluster, "worker")
@@ -88,10 +92,6 @@ async def assert_workers_boot(cluster: LocalCluster, build: dict[str, Any], rend
     for n in workers(cluster):
         assert cluster.nodes[n].host.booted_image() == image, n
     return image
-
-
-def workers(cluster: LocalCluster) -> list[str]:
-    return sorted(n for n, sim in cluster.nodes.items() if sim.role == "worker")
 
 
 async def a_new_node_boots_the_image(cluster: LocalCluster, node: str, image: str) -> None:
@@ -167,7 +167,9 @@ async def rebuild(cluster: LocalCluster, first: dict[str, Any]) -> dict[str, Any
     )
 
     async def rebuilt() -> str | None:
-        mosc = await machineosconfig(cluster, "worker") or {}
+        mosc = await machineosconfig(cluster, "worker")
+        if mosc is None:
+            return "MachineOSConfig worker is gone"
         annotations = mosc["metadata"].get("annotations") or {}
         current = annotations.get(names.CURRENT_MOSB_ANNOTATION)
         if current == first["metadata"]["name"]:
@@ -220,6 +222,16 @@ async def test_an_admins_machineosconfig_opts_in_builds_rolls_and_opts_out(clust
     assert image2 != image, "the rebuild pushed the very image it replaced"
     labels2, _ = await asyncio.to_thread(read_image, cluster.registry, ADMIN_REPO, image2.partition("@")[2])
     assert labels2 == labels
+
+    async def replaced_build_pruned() -> str | None:
+        with contextlib.suppress(errors.NotFound):
+            await cluster.kube.get(MACHINEOSBUILDS, first["metadata"]["name"])
+            return f"MachineOSBuild {first['metadata']['name']} still there"
+        return (
+            f"{image} still in the registry" if await asyncio.to_thread(cluster.registry_has, image) else None
+        )
+
+    await wait_until(replaced_build_pruned, within=60, what="the replaced build and its image pruned")
 
     # 5. Deleting it is the opt-out: every worker back on the stock OS, nothing of the builds left,
     # both images pruned from the registry.
