@@ -34,7 +34,7 @@ import dataclasses
 import logging
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -501,6 +501,41 @@ class LocalCluster:
             )
             out += [f"{resource.kind}/{i['metadata']['name']}" for i in items]
         return sorted(out)
+
+    async def left_behind(self, pool_name: str, images: Iterable[str] = ()) -> list[str]:
+        """What layering left once no pool is opted in any more: every build object and MachineOSBuild, the
+        builder pod, those of ``images`` the registry still serves, and on pool ``pool_name`` the
+        newest-image annotation, the build conditions and LayeringReady. Empty when all is cleaned up."""
+        pool = await self.pool(pool_name)
+        left = await self.build_objects()
+        builds, _ = await self.kube.list(MACHINEOSBUILDS)
+        left += [f"MachineOSBuild/{b['metadata']['name']}" for b in builds]
+        for image in images:
+            if await asyncio.to_thread(self.registry_has, image):
+                left.append(f"image {image}")
+        if await self.builder_pod() is not None:
+            left.append(f"Pod/{names.BUILDER_POD}")
+        if names.NEWEST_IMAGE_ANNOTATION in (pool["metadata"].get("annotations") or {}):
+            left.append(names.NEWEST_IMAGE_ANNOTATION)
+        left += [
+            c["type"]
+            for c in (pool.get("status") or {}).get("conditions") or []
+            if c["type"] in (*names.BUILD_CONDITIONS, names.LAYERING_READY)
+        ]
+        return left
+
+    async def wait_cleaned_up(self, pool_name: str, images: Iterable[str] = (), within: float = 60) -> None:
+        """Wait until :meth:`left_behind` is empty: the opt-out of the last opted-in pool is complete."""
+
+        async def cleaned_up() -> str | None:
+            left = await self.left_behind(pool_name, images)
+            return f"left: {left}" if left else None
+
+        await wait_until(
+            cleaned_up,
+            within=within,
+            what=f"no build object, MachineOSBuild, image, builder pod or condition of {pool_name} left",
+        )
 
     async def converged(self, pool_name: str, *, layered: bool) -> str | None:
         """None when every node of the pool runs the pool's current config (and image when layered)."""

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 
 from mcosup.kube import errors
-from mcosup.kube.resources import MACHINEOSBUILDS
 from mcosup.model import names
 from mcosup.model.ignition import decode_data_url
 from mcosup.sim.backends import KINDS
@@ -28,6 +27,7 @@ from mcosup.sim.invariants import most_unavailable, wait_until
 from mcosup.sim.objects import machineconfig, unit
 from mcosup.sim.ostreehost import OstreeHost, make_removable
 from mcosup.sim.registry import read_image
+from storykit import assert_wrote_no_config, log_marks
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -115,16 +115,6 @@ def ostree_host(cluster: LocalCluster, node: str) -> OstreeHost:
     return host
 
 
-def config_paths(rendered: dict[str, Any]) -> set[str]:
-    """Every path a rendered config writes: its files, unit files and drop-ins."""
-    config = rendered["spec"]["config"]
-    paths = {f["path"] for f in (config.get("storage") or {}).get("files") or []}
-    for u in (config.get("systemd") or {}).get("units") or []:
-        paths.add(f"/etc/systemd/system/{u['name']}")
-        paths.update(f"/etc/systemd/system/{u['name']}.d/{d['name']}" for d in u.get("dropins") or [])
-    return paths
-
-
 def assert_boots_config_image(cluster: LocalCluster, node: str, rendered: dict[str, Any]) -> None:
     """The node's booted deployment carries the rendered config as its image delivered it."""
     tree = cluster.host_tree(node)
@@ -138,25 +128,6 @@ def assert_boots_config_image(cluster: LocalCluster, node: str, rendered: dict[s
         assert tree.get(link) == (f"-> /etc/systemd/system/{name}".encode(), 0o120777), (node, link)
 
 
-def assert_wrote_no_config(
-    cluster: LocalCluster,
-    node: str,
-    since: tuple[int, int],
-    rendered: dict[str, Any],
-    verbs: tuple[str, ...] = ("write", "remove"),
-) -> None:
-    """Since ``since`` (command log, daemon log lengths) the daemon rebased, and did none of ``verbs``
-    to a file or unit of a MachineConfig, and enabled, disabled, masked or unmasked no unit."""
-    sim = cluster.nodes[node]
-    commands = [" ".join(c) for c in sim.host.command_log()[since[0] :]]
-    assert any(c.startswith("rpm-ostree rebase") for c in commands), (node, commands)
-    units = [c for c in commands if re.search(r"^systemctl .*\b(enable|disable|mask|unmask)\b", c)]
-    assert units == [], (node, units)
-    paths = config_paths(rendered)
-    steps = re.findall(rf"\b(?:{'|'.join(verbs)}) (/\S+)", sim.daemon.log()[since[1] :])
-    assert [p for p in steps if p in paths] == [], (node, steps)
-
-
 async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     workers = [f"worker-{i}" for i in range(WORKERS)]
 
@@ -165,9 +136,7 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     await cluster.wait_converged("worker", layered=False, within=120)
     since = cluster.history_rv()
     legacy_trees = {n: cluster.host_tree(n) for n in cluster.nodes}
-    marks = {
-        n: (len(cluster.nodes[n].host.command_log()), len(cluster.nodes[n].daemon.log())) for n in workers
-    }
+    marks = {n: log_marks(cluster, n) for n in workers}
     legacy_units = {n: sorted(cluster.nodes[n].host.state()["enabled"]) for n in cluster.nodes}
     first = await cluster.rendered_config("worker")
     for n in workers:
@@ -199,9 +168,7 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
         assert_boots_config_image(cluster, n, first)
         assert cluster.host_tree(n) != legacy_trees[n], f"{n} booted {image1} but its tree did not change"
     assert cluster.nodes["master-0"].host.booted_image() == cluster.base_image
-    layered_marks = {
-        n: (len(cluster.nodes[n].host.command_log()), len(cluster.nodes[n].daemon.log())) for n in workers
-    }
+    layered_marks = {n: log_marks(cluster, n) for n in workers}
 
     # The webhook is in the loop: a layered pool cannot be given a file its image cannot deliver.
     with pytest.raises(errors.ApiError) as denied:
@@ -252,28 +219,7 @@ async def test_opt_in_build_roll_change_opt_out(cluster: LocalCluster) -> None:
     await cluster.opt_in("worker", on=False)
     await cluster.wait_converged("worker", layered=False, within=240)
 
-    async def cleaned_up() -> str | None:
-        pool = await cluster.pool("worker")
-        left = await cluster.build_objects()
-        left += [
-            f"MachineOSBuild/{b['metadata']['name']}" for b in (await cluster.kube.list(MACHINEOSBUILDS))[0]
-        ]
-        for image in (image1, image2):
-            digest = image.partition("@")[2]
-            if await asyncio.to_thread(cluster.registry.manifest_digest, cluster.config.repo, digest):
-                left.append(f"image {image}")
-        if await cluster.builder_pod() is not None:
-            left.append(f"Pod/{names.BUILDER_POD}")
-        if names.NEWEST_IMAGE_ANNOTATION in (pool["metadata"].get("annotations") or {}):
-            left.append(names.NEWEST_IMAGE_ANNOTATION)
-        left += [
-            c["type"] for c in pool["status"].get("conditions") or [] if c["type"] in names.BUILD_CONDITIONS
-        ]
-        return f"left: {left}" if left else None
-
-    await wait_until(
-        cleaned_up, within=60, what="no builder pod, build object, build condition or image left"
-    )
+    await cluster.wait_cleaned_up("worker", (image1, image2))
     nodes = {n["metadata"]["name"]: n for n in await cluster.pool_nodes("worker")}
     for n in workers:
         assert names.CURRENT_IMAGE not in nodes[n]["metadata"]["annotations"]
