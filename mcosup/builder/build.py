@@ -21,6 +21,7 @@ stale build is ever recorded.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
@@ -272,17 +273,26 @@ class Builder:
             return None
         if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
             raise AssertionError(f"asked the registry twice for {plan.target}")
-        mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(
-            plan, facts.mosc, step.mosb
-        )
+        mosb = self.caches.machineosbuilds.get(step.mosb)
+        if isinstance(step, buildplan.Start):
+            # A new build's Job comes first: it is on the way from opt-in to the image. Its Event and
+            # naming it current follow (Follow names it, should the builder stop in between).
+            if mosb is not None:
+                await self._start(pool, plan, facts.settings, mosb)
+                return None
+            mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
+            await self._start(pool, plan, facts.settings, mosb)
+            await self._make_current(facts.mosc, mosb, created, plan)
+            return None
+        if mosb is None:
+            mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
+            await self._make_current(facts.mosc, mosb, created, plan)
         if isinstance(step, buildplan.Record):
             mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
             await self._record(pool, plan, mosb, step.image, step.how)
             return None
-        if isinstance(step, buildplan.Start):
-            await self._start(pool, plan, facts.settings, mosb)
-            return None
         if isinstance(step, buildplan.Follow):
+            await self._set_current(facts.mosc, step.mosb)  # nothing written when it is already
             await self._delete_builds(pool_name, keep=step.mosb)
             if machineosbuild.builder_job(mosb) is None:  # a start cut short before it named its Job
                 mosb = await self.kube.patch_status(
@@ -431,8 +441,10 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView, name: str) -> Obj:
-        """MachineOSBuild ``name`` of ``plan`` (created when missing), made the MachineOSConfig's current."""
+    async def _create_machineosbuild(
+        self, plan: buildplan.BuildPlan, mosc: ObjView, name: str
+    ) -> tuple[Obj, bool]:
+        """MachineOSBuild ``name`` of ``plan``, created (or the one there already), and whether it was."""
         labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
         body = machineosbuild.new(mosc, name, plan.inputs.rendered_name, plan.target, labels)
         # Its image is deleted from the registry before it goes (mcosup.builder.prune), with the push
@@ -442,16 +454,18 @@ class Builder:
             body["metadata"]["annotations"] = {names.PUSH_SECRET_ANNOTATION: secret}
         try:
             mosb = await self.kube.create(MACHINEOSBUILDS, body)
-            log.info(
-                "created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool)
-            )
+        except errors.AlreadyExists:
+            return await self.kube.get(MACHINEOSBUILDS, name), False
+        log.info("created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool))
+        return mosb, True
+
+    async def _make_current(self, mosc: ObjView, mosb: Obj, created: bool, plan: buildplan.BuildPlan) -> None:
+        """The Event of a MachineOSBuild just ``created``; name it the MachineOSConfig's current build."""
+        if created:
             await self.kube.record_event(
                 mosb, reason="Created", message=f"build of {plan.target} for {plan.inputs.rendered_name}"
             )
-        except errors.AlreadyExists:
-            mosb = await self.kube.get(MACHINEOSBUILDS, name)
-        await self._set_current(mosc, name)
-        return mosb
+        await self._set_current(mosc, _name(mosb))
 
     async def _set_current(self, mosc: ObjView, mosb_name: str, image: str | None = None) -> None:
         """Name ``mosb_name`` as the MachineOSConfig's current build (annotation and status), with its
@@ -562,32 +576,44 @@ class Builder:
         """The pool read fresh from the API and its build identity computed from fresh reads too.
 
         Caches lag: recording must not trust them, or a build of a config the pool just left could be
-        recorded as its image.
+        recorded as its image. The reads go together (recording waits on them); the rendered config
+        follows once the fresh pool names it.
         """
-        pool = await self.kube.get(MACHINECONFIGPOOLS, pool_name)
+        pool, *others = await asyncio.gather(
+            self.kube.get(MACHINECONFIGPOOLS, pool_name),
+            self._get_if_there(MACHINEOSCONFIGS, pool_name),
+            *(
+                self._get_if_there(CONFIGMAPS, cm_name)
+                for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM)
+            ),
+        )
+        assert pool is not None
+        mosc, *cms = others
         moscs = _Snapshot()
-        try:
-            moscs.put(await self.kube.get(MACHINEOSCONFIGS, pool_name))
-        except errors.NotFound:
-            pass
+        if mosc is not None:
+            moscs.put(mosc)
         rendered_name = rendered_config(pool) or ""
         if not opted_in(pool, moscs.items()) or not rendered_name:
             return pool, None
-        try:
-            rendered = await self.kube.get(MACHINECONFIGS, rendered_name)
-        except errors.NotFound:
+        rendered = await self._get_if_there(MACHINECONFIGS, rendered_name)
+        if rendered is None:
             return pool, None
         snapshot = _Snapshot()
-        for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM):
-            try:
-                snapshot.put(await self.kube.get(CONFIGMAPS, cm_name, namespace=self.ns))
-            except errors.NotFound:
-                pass
+        for cm in cms:
+            if cm is not None:
+                snapshot.put(cm)
         # Secrets are not part of the identity; the cached ones only have to validate.
         found = self._inputs(pool_name, rendered, snapshot, self.caches.secrets, moscs)
         if isinstance(found, str):
             return pool, None
         return pool, buildplan.build_identity(found[1])
+
+    async def _get_if_there(self, resource: Resource, name: str) -> Obj | None:
+        """The object read fresh (in the builder's namespace when namespaced), None when there is none."""
+        try:
+            return await self.kube.get(resource, name, namespace=self.ns if resource.namespaced else None)
+        except errors.NotFound:
+            return None
 
     async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
         """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build.
