@@ -27,8 +27,8 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -55,6 +55,9 @@ from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 #: Seconds between attempts to delete a pruned build's image while its registry cannot be reached.
 PRUNE_RETRY_SECONDS = 15.0
@@ -97,6 +100,16 @@ class _Snapshot:
 
     def items(self) -> Iterator[Obj]:
         return iter(list(self._objects.values()))
+
+
+async def _together(a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Both results; the first failure is raised as itself (the reconciler tells conflicts apart)."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            first, second = tg.create_task(a), tg.create_task(b)
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+    return first.result(), second.result()
 
 
 def _sooner(a: Result | None, b: Result | None) -> Result | None:
@@ -288,8 +301,12 @@ class Builder:
             mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
             await self._make_current(facts.mosc, mosb, created, plan)
         if isinstance(step, buildplan.Record):
-            mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
-            await self._record(pool, plan, mosb, step.image, step.how)
+            # The fresh reads recording is checked against go alongside the MachineOSBuild's write.
+            succeeded, current = await _together(
+                self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image),
+                self._current_identity(pool_name),
+            )
+            await self._record(plan, succeeded, step.image, step.how, current)
             return None
         if isinstance(step, buildplan.Follow):
             await self._set_current(facts.mosc, step.mosb)  # nothing written when it is already
@@ -615,13 +632,21 @@ class Builder:
         except errors.NotFound:
             return None
 
-    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
-        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build.
+    async def _record(
+        self,
+        plan: buildplan.BuildPlan,
+        mosb: Obj,
+        image: str,
+        how: str,
+        current: tuple[Obj, str | None],
+    ) -> None:
+        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build, if
+        the pool's ``current`` identity (:meth:`_current_identity`) is still the plan's.
 
         The pool first: a write refused there (409) leaves nothing half-recorded, so the next pass
         decides the same way; a MachineOSConfig left behind is caught up by the ``Recorded`` step."""
         pool_name = plan.inputs.pool
-        fresh, identity = await self._current_identity(pool_name)
+        fresh, identity = current
         if identity != plan.identity:
             raise StaleBuild(
                 f"{plan.name} is no longer the current build of pool {pool_name}: not recording {image}"
