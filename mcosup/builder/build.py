@@ -290,12 +290,12 @@ class Builder:
         if isinstance(step, buildplan.Start):
             # A new build's Job comes first: it is on the way from opt-in to the image. Its Event and
             # naming it current follow (Follow names it, should the builder stop in between).
-            if mosb is not None:
-                await self._start(pool, plan, facts.settings, mosb)
-                return None
-            mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
+            created = None
+            if mosb is None:
+                mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
             await self._start(pool, plan, facts.settings, mosb)
-            await self._make_current(facts.mosc, mosb, created, plan)
+            if created is not None:
+                await self._make_current(facts.mosc, mosb, created, plan)
             return None
         if mosb is None:
             mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
@@ -596,7 +596,7 @@ class Builder:
         recorded as its image. The reads go together (recording waits on them); the rendered config
         follows once the fresh pool names it.
         """
-        pool, *others = await asyncio.gather(
+        pool, mosc, *cms = await asyncio.gather(
             self.kube.get(MACHINECONFIGPOOLS, pool_name),
             self._get_if_there(MACHINEOSCONFIGS, pool_name),
             *(
@@ -604,8 +604,7 @@ class Builder:
                 for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM)
             ),
         )
-        assert pool is not None
-        mosc, *cms = others
+        assert pool is not None  # a get, which raises when there is none
         moscs = _Snapshot()
         if mosc is not None:
             moscs.put(mosc)

@@ -280,8 +280,10 @@ class Emulator(Routing, JobControl):
             "preferences": {},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = orjson.dumps(config, option=orjson.OPT_INDENT_2).decode() if as_json else None
-        path.write_text(text or yaml.safe_dump(config, sort_keys=False))
+        if as_json:
+            path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+        else:
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
         return path
 
