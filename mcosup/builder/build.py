@@ -21,13 +21,14 @@ stale build is ever recorded.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Coroutine, Iterator, Mapping
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -54,6 +55,9 @@ from mcosup.runtime.logs import fields
 from mcosup.runtime.settings import BuilderSettings
 
 log = logging.getLogger(__name__)
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 #: Seconds between attempts to delete a pruned build's image while its registry cannot be reached.
 PRUNE_RETRY_SECONDS = 15.0
@@ -96,6 +100,16 @@ class _Snapshot:
 
     def items(self) -> Iterator[Obj]:
         return iter(list(self._objects.values()))
+
+
+async def _together(a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Both results; the first failure is raised as itself (the reconciler tells conflicts apart)."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            first, second = tg.create_task(a), tg.create_task(b)
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+    return first.result(), second.result()
 
 
 def _sooner(a: Result | None, b: Result | None) -> Result | None:
@@ -272,17 +286,30 @@ class Builder:
             return None
         if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
             raise AssertionError(f"asked the registry twice for {plan.target}")
-        mosb = self.caches.machineosbuilds.get(step.mosb) or await self._ensure_machineosbuild(
-            plan, facts.mosc, step.mosb
-        )
-        if isinstance(step, buildplan.Record):
-            mosb = await self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image)
-            await self._record(pool, plan, mosb, step.image, step.how)
-            return None
+        mosb = self.caches.machineosbuilds.get(step.mosb)
         if isinstance(step, buildplan.Start):
+            # A new build's Job comes first: it is on the way from opt-in to the image. Its Event and
+            # naming it current follow (Follow names it, should the builder stop in between).
+            created = None
+            if mosb is None:
+                mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
             await self._start(pool, plan, facts.settings, mosb)
+            if created is not None:
+                await self._make_current(facts.mosc, mosb, created, plan)
+            return None
+        if mosb is None:
+            mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
+            await self._make_current(facts.mosc, mosb, created, plan)
+        if isinstance(step, buildplan.Record):
+            # The fresh reads recording is checked against go alongside the MachineOSBuild's write.
+            succeeded, current = await _together(
+                self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image),
+                self._current_identity(pool_name),
+            )
+            await self._record(plan, succeeded, step.image, step.how, current)
             return None
         if isinstance(step, buildplan.Follow):
+            await self._set_current(facts.mosc, step.mosb)  # nothing written when it is already
             await self._delete_builds(pool_name, keep=step.mosb)
             if machineosbuild.builder_job(mosb) is None:  # a start cut short before it named its Job
                 mosb = await self.kube.patch_status(
@@ -431,8 +458,10 @@ class Builder:
 
     # ----------------------------------------------------------------------------------------- writes
 
-    async def _ensure_machineosbuild(self, plan: buildplan.BuildPlan, mosc: ObjView, name: str) -> Obj:
-        """MachineOSBuild ``name`` of ``plan`` (created when missing), made the MachineOSConfig's current."""
+    async def _create_machineosbuild(
+        self, plan: buildplan.BuildPlan, mosc: ObjView, name: str
+    ) -> tuple[Obj, bool]:
+        """MachineOSBuild ``name`` of ``plan``, created (or the one there already), and whether it was."""
         labels = {k: v for k, v in plan.labels.items() if k != names.BUILD_OBJECT_LABEL}
         body = machineosbuild.new(mosc, name, plan.inputs.rendered_name, plan.target, labels)
         # Its image is deleted from the registry before it goes (mcosup.builder.prune), with the push
@@ -442,16 +471,18 @@ class Builder:
             body["metadata"]["annotations"] = {names.PUSH_SECRET_ANNOTATION: secret}
         try:
             mosb = await self.kube.create(MACHINEOSBUILDS, body)
-            log.info(
-                "created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool)
-            )
+        except errors.AlreadyExists:
+            return await self.kube.get(MACHINEOSBUILDS, name), False
+        log.info("created MachineOSBuild %s for %s", name, plan.target, extra=fields(pool=plan.inputs.pool))
+        return mosb, True
+
+    async def _make_current(self, mosc: ObjView, mosb: Obj, created: bool, plan: buildplan.BuildPlan) -> None:
+        """The Event of a MachineOSBuild just ``created``; name it the MachineOSConfig's current build."""
+        if created:
             await self.kube.record_event(
                 mosb, reason="Created", message=f"build of {plan.target} for {plan.inputs.rendered_name}"
             )
-        except errors.AlreadyExists:
-            mosb = await self.kube.get(MACHINEOSBUILDS, name)
-        await self._set_current(mosc, name)
-        return mosb
+        await self._set_current(mosc, _name(mosb))
 
     async def _set_current(self, mosc: ObjView, mosb_name: str, image: str | None = None) -> None:
         """Name ``mosb_name`` as the MachineOSConfig's current build (annotation and status), with its
@@ -562,40 +593,59 @@ class Builder:
         """The pool read fresh from the API and its build identity computed from fresh reads too.
 
         Caches lag: recording must not trust them, or a build of a config the pool just left could be
-        recorded as its image.
+        recorded as its image. The reads go together (recording waits on them); the rendered config
+        follows once the fresh pool names it.
         """
-        pool = await self.kube.get(MACHINECONFIGPOOLS, pool_name)
+        pool, mosc, *cms = await asyncio.gather(
+            self.kube.get(MACHINECONFIGPOOLS, pool_name),
+            self._get_if_there(MACHINEOSCONFIGS, pool_name),
+            *(
+                self._get_if_there(CONFIGMAPS, cm_name)
+                for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM)
+            ),
+        )
+        assert pool is not None  # a get, which raises when there is none
         moscs = _Snapshot()
-        try:
-            moscs.put(await self.kube.get(MACHINEOSCONFIGS, pool_name))
-        except errors.NotFound:
-            pass
+        if mosc is not None:
+            moscs.put(mosc)
         rendered_name = rendered_config(pool) or ""
         if not opted_in(pool, moscs.items()) or not rendered_name:
             return pool, None
-        try:
-            rendered = await self.kube.get(MACHINECONFIGS, rendered_name)
-        except errors.NotFound:
+        rendered = await self._get_if_there(MACHINECONFIGS, rendered_name)
+        if rendered is None:
             return pool, None
         snapshot = _Snapshot()
-        for cm_name in (names.BUILD_CONFIG_CM, names.OSIMAGEURL_CM, names.CUSTOM_DOCKERFILE_CM):
-            try:
-                snapshot.put(await self.kube.get(CONFIGMAPS, cm_name, namespace=self.ns))
-            except errors.NotFound:
-                pass
+        for cm in cms:
+            if cm is not None:
+                snapshot.put(cm)
         # Secrets are not part of the identity; the cached ones only have to validate.
         found = self._inputs(pool_name, rendered, snapshot, self.caches.secrets, moscs)
         if isinstance(found, str):
             return pool, None
         return pool, buildplan.build_identity(found[1])
 
-    async def _record(self, pool: Obj, plan: buildplan.BuildPlan, mosb: Obj, image: str, how: str) -> None:
-        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build.
+    async def _get_if_there(self, resource: Resource, name: str) -> Obj | None:
+        """The object read fresh (in the builder's namespace when namespaced), None when there is none."""
+        try:
+            return await self.kube.get(resource, name, namespace=self.ns if resource.namespaced else None)
+        except errors.NotFound:
+            return None
+
+    async def _record(
+        self,
+        plan: buildplan.BuildPlan,
+        mosb: Obj,
+        image: str,
+        how: str,
+        current: tuple[Obj, str | None],
+    ) -> None:
+        """Make the Succeeded ``mosb`` the pool's image, then its MachineOSConfig's current build, if
+        the pool's ``current`` identity (:meth:`_current_identity`) is still the plan's.
 
         The pool first: a write refused there (409) leaves nothing half-recorded, so the next pass
         decides the same way; a MachineOSConfig left behind is caught up by the ``Recorded`` step."""
         pool_name = plan.inputs.pool
-        fresh, identity = await self._current_identity(pool_name)
+        fresh, identity = current
         if identity != plan.identity:
             raise StaleBuild(
                 f"{plan.name} is no longer the current build of pool {pool_name}: not recording {image}"

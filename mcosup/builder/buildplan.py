@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -298,6 +299,18 @@ class BuildPlan:
             names.RENDERED_CONFIG_LABEL: names.label_value(self.inputs.rendered_name),
         }
 
+    @functools.cached_property
+    def archive(self) -> tuple[str, bytes]:
+        """``(file name, bytes)`` of the context archive: ``context.tar`` or ``context.tar.gz``.
+
+        Made once per plan: the ConfigMaps carry it and the build Pod's script names its parts, and a
+        build's start is on the path from opt-in to image.
+        """
+        tar = context_tar(self.context)
+        if len(tar) > GZIP_THRESHOLD:
+            return "context.tar.gz", gzip.compress(tar, mtime=0)
+        return "context.tar", tar
+
 
 def plan(inputs: BuildInputs) -> BuildPlan:
     """Everything needed to run a build of ``inputs``; raises BuildError when it cannot be built."""
@@ -323,17 +336,9 @@ def _metadata(name: str, build: BuildPlan, options: PodOptions, owner: Obj | Non
     return meta
 
 
-def context_archive(build: BuildPlan) -> tuple[str, bytes]:
-    """``(file name, bytes)`` of the context archive: ``context.tar`` or ``context.tar.gz``."""
-    tar = context_tar(build.context)
-    if len(tar) > GZIP_THRESHOLD:
-        return "context.tar.gz", gzip.compress(tar, mtime=0)
-    return "context.tar", tar
-
-
 def configmaps(build: BuildPlan, options: PodOptions, owner: Obj | None = None) -> list[Obj]:
     """The ephemeral ConfigMaps: ``<build>-context-<i>``, the archive split in order across them."""
-    archive_name, archive = context_archive(build)
+    archive_name, archive = build.archive
     chunks = [archive[i : i + CHUNK_BYTES] for i in range(0, len(archive), CHUNK_BYTES)] or [b""]
     out = []
     for i, chunk in enumerate(chunks):

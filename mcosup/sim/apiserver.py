@@ -253,9 +253,11 @@ class Emulator(Routing, JobControl):
         user = f"system:serviceaccount:{namespace}:{name}"
         extra = {NODE_NAME_EXTRA: [node_name]} if node_name else None
         token = self.add_token(user, ("system:serviceaccounts", f"system:serviceaccounts:{namespace}"), extra)
-        return self._write_kubeconfig(Path(path), user, token)
+        # JSON: what Pods read at start (the kubelet stand-in's stand-in for a mounted token and CA) is
+        # read without a YAML parser, as a real Pod's in-cluster config is.
+        return self._write_kubeconfig(Path(path), user, token, as_json=True)
 
-    def _write_kubeconfig(self, path: Path, user: str, token: str) -> Path:
+    def _write_kubeconfig(self, path: Path, user: str, token: str, *, as_json: bool = False) -> Path:
         if not self.url:
             raise RuntimeError(
                 "start the emulator before writing a kubeconfig (its URL and CA are not known yet)"
@@ -278,7 +280,10 @@ class Emulator(Routing, JobControl):
             "preferences": {},
         }
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        if as_json:
+            path.write_bytes(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+        else:
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
         path.chmod(0o600)
         return path
 

@@ -245,9 +245,9 @@ def test_context_tar_is_reproducible_and_keeps_modes_and_links() -> None:
         units=[{"name": "a.service", "enabled": True, "contents": ETCD_UNIT}],
     )
     plan = bp.plan(inputs(rendered_spec=spec))
-    name, archive = bp.context_archive(plan)
+    name, archive = plan.archive
     assert name == "context.tar"
-    assert archive == bp.context_archive(bp.plan(inputs(rendered_spec=spec)))[1]
+    assert archive == bp.plan(inputs(rendered_spec=spec)).archive[1]
     members = untar(name, archive)
     assert members["rootfs/etc/deep/dir/f"].mode == 0o640
     assert members["rootfs/etc/deep"].isdir() and members["rootfs/etc/deep"].mode == 0o755

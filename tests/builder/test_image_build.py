@@ -67,7 +67,7 @@ async def test_generated_context_builds_and_pushes(
             pullspec=f"{registry.host}/os/worker:latest",
         )
     )
-    _, archive = bp.context_archive(plan)
+    _, archive = plan.archive
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import stat
@@ -63,6 +64,16 @@ async def user_of_last_request(emulator: Any, kubeconfig: Path) -> str:
 async def test_a_token_kubeconfig_with_ca_data_reaches_the_emulator(emulator: Any, tmp_path: Path) -> None:
     path = emulator.write_kubeconfig(tmp_path / "admin.kubeconfig", user="token-user")
     assert await user_of_last_request(emulator, path) == "token-user"
+
+
+async def test_a_json_kubeconfig_reaches_the_emulator(emulator: Any, tmp_path: Path) -> None:
+    """kubectl reads JSON kubeconfigs too (the emulator gives Pods' service accounts JSON ones)."""
+    sa = emulator.write_kubeconfig_for_service_account(tmp_path / "sa.kubeconfig", "ns", "builder")
+    assert sa.read_text().lstrip().startswith("{")
+    assert await user_of_last_request(emulator, sa) == "system:serviceaccount:ns:builder"
+    path = tmp_path / "admin.json"
+    path.write_text(json.dumps(emulator_config(emulator, tmp_path)))
+    assert await user_of_last_request(emulator, path) == "admin"
 
 
 async def test_ca_file_and_token_file_resolve_against_the_kubeconfig_directory(
@@ -327,6 +338,8 @@ BAD: dict[str, tuple[Case, str]] = {
     ),
     "malformed YAML": (_text("clusters: [\n  - name: c\n  cluster: {\n"), r"is not valid YAML at line \d+"),
     "not a mapping": (_text("- just\n- a list\n"), r"holds a YAML list, not a mapping"),
+    "malformed JSON": (_text('{"clusters": [\n  {"name": "c",\n'), r"is not valid YAML at line \d+"),
+    "JSON not a mapping": (_text('["just", "a list"]'), r"holds a YAML list, not a mapping"),
     "clusters not a list": (_text("clusters: 3\n"), r"clusters must be a list of entries"),
     "entry without name": (_text("users:\n- user: {token: t}\n"), r"users\[0\] has no name"),
     "duplicate names": (
