@@ -14,8 +14,10 @@ nodes do, so this one holds the controller alone; each one's CPU time during the
 
 With ``--pull-seconds P`` the pool is layered and each update first downloads the new image (P
 seconds) unless the node downloaded it ahead of its turn (contract 12.1): the rollout runs twice, with
-staging off and on, and prints the mean time a node is unavailable in each (with staging it should not
-include P).
+staging off and on, and prints the mean time a node is unavailable in each and the rollout times. With
+staging a node's turn waits until it has the image, so the mean must not include P (goal: below
+T + P/2); the first wave starts after one download instead, so the ideal with staging is
+P + ceil(N/k)·T (the 4·k nodes staging ahead keep up while P ≤ 4·T).
 """
 
 from __future__ import annotations
@@ -433,13 +435,16 @@ async def rollout(
                         times, worst, stretches = daemons.times, cap.worst, cap.stretches
                     for t in loops:
                         t.cancel()
-                ideal = math.ceil(nodes / k) * (seconds + (0.0 if staging else pull_seconds))
+                waves = math.ceil(nodes / k)
+                ideal = pull_seconds + waves * seconds if staging else waves * (seconds + pull_seconds)
                 mean = sum(stretches) / len(stretches) if stretches else 0.0
                 outcome = Outcome(measured, ideal, worst, cpu_here, cpu_emulator, cpu_daemons, mean)
                 pulls = f" P={pull_seconds}s staging={'on' if staging else 'off'}" if layered else ""
                 print(f"nodes={nodes} maxUnavailable={k} T={seconds}s{pulls} emulator={where}")
                 print(f"mean time a node is unavailable={mean:.2f}s over {len(stretches)} stretches")
-                print(f"measured={measured:.2f}s ideal=ceil({nodes}/{k})*{seconds}={outcome.ideal:.2f}s")
+                how = f"{pull_seconds}+" if staging else ""
+                per = f"({seconds}+{pull_seconds})" if layered and not staging else f"{seconds}"
+                print(f"measured={measured:.2f}s ideal={how}ceil({nodes}/{k})*{per}={outcome.ideal:.2f}s")
                 print(f"ratio={measured / outcome.ideal:.3f} (target <= {GOAL})")
                 print(f"max unavailable at any watched instant={worst} (cap {k})")
                 print(breakdown(times, start, start + measured, k, seconds))
@@ -466,7 +471,9 @@ def max_unavailable(spec: str, nodes: int) -> int:
 
 
 async def staging_saving(sizes: list[int], k_spec: str, seconds: float, where: str, pull: float) -> int:
-    """``--pull-seconds``: the same layered rollout with staging off, then on."""
+    """``--pull-seconds``: the same layered rollout with staging off, then on; 1 when the mean time a
+    node is unavailable with staging includes P."""
+    status = 0
     for nodes in sizes:
         k = max_unavailable(k_spec, nodes)
         without = await rollout(nodes, k, seconds, where, pull, staging=False)
@@ -475,17 +482,22 @@ async def staging_saving(sizes: list[int], k_spec: str, seconds: float, where: s
         what = f"{nodes:,} nodes, maxUnavailable {k}, T = {seconds:g} s, P = {pull:g} s"
         print(
             f"mean time a node is unavailable: {without.mean_unavailable:.2f}s without staging, "
-            f"{with_.mean_unavailable:.2f}s with staging (T={seconds:g}s, P={pull:g}s)\n"
+            f"{with_.mean_unavailable:.2f}s with staging (T={seconds:g}s, P={pull:g}s); rollout "
+            f"{without.measured:.2f}s without staging, {with_.measured:.2f}s with\n"
         )
         _summary.record(BENCH, f"mean s a node is unavailable, no staging, {what}", without.mean_unavailable)
+        bound = seconds + pull / 2
         _summary.record(
             BENCH,
             f"mean s a node is unavailable, staging, {what}",
             with_.mean_unavailable,
-            f"< T + P = {seconds + pull:g}",
-            with_.mean_unavailable < seconds + pull,
+            f"< T + P/2 = {bound:g} (P not included)",
+            with_.mean_unavailable < bound,
         )
-    return 0
+        _summary.record(BENCH, f"rollout s, no staging, {what}", without.measured)
+        _summary.record(BENCH, f"rollout s, staging, {what}", with_.measured)
+        status |= with_.mean_unavailable >= bound
+    return status
 
 
 async def main(sizes: list[int], k_spec: str, seconds: float, where: str) -> int:

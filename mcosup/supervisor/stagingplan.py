@@ -86,7 +86,8 @@ class Waits:
 def late_message(node: str, image: str, timeout: float) -> str:
     """Why ``node`` takes its turn without the image staged, and what to do."""
     return (
-        f"node {node} did not report {image} staged within {timeout:.0f}s of being asked to download it "
-        "ahead of its turn; it takes its turn unstaged and downloads the image while cordoned. Read its "
-        "machine-config-daemon log for the failed download (an older daemon does not stage at all)"
+        f"node {node} did not report {image} staged within {timeout:.0f}s (MCOSUP_STAGING_TIMEOUT) of "
+        "being asked to download it ahead of its turn; it takes its turn unstaged and downloads the "
+        "image while cordoned. Read its machine-config-daemon log for the failed download (an older "
+        "daemon does not stage at all)"
     )
