@@ -4,7 +4,7 @@ whether a node's turn may start.
 Pure: no I/O, no clock reads. :mod:`mcosup.supervisor.rollout` writes :func:`plan_staging`'s answer as
 ``mc/stagingImage`` on each node; the daemon downloads the image while the node stays schedulable and
 available, and reports ``mc/stagedImage``. The rollout plan (:mod:`mcosup.supervisor.rolloutplan`) asks
-:func:`turn` whether a node may take its turn: a node is unavailable for its drain and reboot only,
+:meth:`Waits.turn` whether a node may take its turn: a node is unavailable for its drain and reboot only,
 never for the download, so its turn waits until it has the image.
 
 Choices: at most 4 nodes per unit of ``maxUnavailable`` stage at a time besides those updating (at most every
@@ -20,8 +20,8 @@ timeout (``MCOSUP_STAGING_TIMEOUT``, default 15 minutes: a multi-GB image over a
 turn unstaged and downloads during it, so a daemon that cannot stage (its download keeps failing, or
 an older daemon that does not know the annotation) never blocks a rollout. The supervisor counts the
 wait from when it first sees the node asked (its memory: a restarted supervisor starts the count
-again). Asked nodes wait side by side, so a pool whose daemons never stage loses about one timeout,
-plus one more per 4 x ``maxUnavailable`` nodes whose turns come faster than the timeout.
+again). Asked nodes wait side by side, so a pool whose daemons never stage waits one timeout before
+its first wave, then rolls at most 4 x ``maxUnavailable`` nodes per timeout.
 """
 
 from __future__ import annotations
@@ -88,6 +88,6 @@ def late_message(node: str, image: str, timeout: float) -> str:
     return (
         f"node {node} did not report {image} staged within {timeout:.0f}s (MCOSUP_STAGING_TIMEOUT) of "
         "being asked to download it ahead of its turn; it takes its turn unstaged and downloads the "
-        "image while cordoned. Read its machine-config-daemon log for the failed download (an older "
+        "image while out of service. Read its machine-config-daemon log for the failed download (an older "
         "daemon does not stage at all)"
     )
