@@ -189,12 +189,17 @@ class RolloutSettings:
     #: Seconds of a maintenance window a node's update needs to reach its reboot (cordon and drain
     #: come first): no update starts later than this before its window ends (contract 12.4).
     window_margin: float = 600.0
+    #: Seconds a node asked to download the image ahead of its turn may take before its turn starts
+    #: without it (contract 12.1): generous, as a multi-GB image over a slow link takes minutes, yet
+    #: bounded, so a daemon that cannot stage never holds a rollout.
+    staging_timeout: float = 900.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RolloutSettings:
         return cls(
             drain=DrainSettings.from_env(env),
             window_margin=env_float(env, "MCOSUP_WINDOW_MARGIN", cls.window_margin, minimum=0),
+            staging_timeout=env_float(env, "MCOSUP_STAGING_TIMEOUT", cls.staging_timeout, minimum=0),
         )
 
 

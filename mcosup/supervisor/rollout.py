@@ -119,6 +119,10 @@ class NodeRollout:
         self._pool_written: dict[str, Obj] = {}  # pool -> our last status write's result
         self._written: dict[str, tuple[Obj, float]] = {}  # node -> (our last write's result, when)
         self._targeted: dict[str, Target] = {}  # target patches whose completion gets an Event
+        # Contract 12.1: node -> (image it is asked to stage, when this process first saw that), and the
+        # image each node last took its turn without staged (reported once).
+        self._asked: dict[str, tuple[str, float]] = {}
+        self._late: dict[str, str] = {}
         # Each node's pool, kept up to date event by event: a reconcile reads its pool's members
         # instead of matching every node of the cluster against every pool (O(nodes x pools) per
         # reconcile was most of the supervisor's time at 5,000 nodes).
@@ -154,6 +158,7 @@ class NodeRollout:
         self._written.clear()
         self._pool_written.clear()
         self._targeted.clear()
+        self._asked.clear()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -195,6 +200,8 @@ class NodeRollout:
         if event == "DELETED":
             self._written.pop(name, None)
             self._targeted.pop(name, None)
+            self._asked.pop(name, None)
+            self._late.pop(name, None)
             self._drained.discard(name)
         return keys
 
@@ -262,6 +269,7 @@ class NodeRollout:
         # node's next step.
         self._pending_status[pool_name] = plan
         self.status_writer.enqueue(pool_name)
+        self._report_late(pool, plan)
         retry |= not all(await asyncio.gather(*advances))
         if self.stage_ahead:
             retry |= not await self._stage(plan, by_name)
@@ -277,6 +285,8 @@ class NodeRollout:
         waits = [self.settings.resync] if plan.start or (pending and gate.may_start) else []
         if pending and gate.wake_after is not None:
             waits.append(gate.wake_after)
+        if plan.staging_wake is not None:
+            waits.append(plan.staging_wake)  # a node's staging turns late then
         return Result(requeue_after=min(waits)) if waits else None
 
     def _plan(
@@ -292,8 +302,36 @@ class NodeRollout:
             in_flight=[n for n in self._drains if n in by_name],
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
             gate=gate,
+            staging=self._staging_waits(views, image),
         )
         return plan, by_name
+
+    def _staging_waits(self, views: list[NodeView], image: str | None) -> stagingplan.Waits | None:
+        """How long each node has been asked to stage ``image``, counted from when this process first
+        saw it asked (contract 12.1); None when nodes do not stage ahead."""
+        if not self.stage_ahead:
+            return None
+        now = self.clock.now()
+        waited: dict[str, float] = {}
+        for v in views:
+            if image is None or v.staging_image != image:
+                self._asked.pop(v.name, None)
+                continue
+            asked, since = self._asked.get(v.name, (None, now))
+            if asked != image:
+                self._asked[v.name] = (image, since := now)
+            waited[v.name] = now - since
+        return stagingplan.Waits(self.settings.staging_timeout, waited)
+
+    def _report_late(self, pool: Obj, plan: rolloutplan.Plan) -> None:
+        """Say once per node and image why a node takes its turn without the image staged."""
+        image = plan.target.image if plan.target is not None else None
+        for name, why in plan.late.items():
+            if image is None or self._late.get(name) == image:
+                continue
+            self._late[name] = image
+            log.warning("%s", why, extra=fields(pool=plan.pool, node=name))
+            self._event(pool, MACHINECONFIGPOOLS, "StagingTimedOut", why, warning=True)
 
     def _count_nodes(self, pool_name: str, plan: rolloutplan.Plan) -> None:
         """The ``mcosup_nodes{pool,state}`` gauge: the pool's nodes by where they stand."""

@@ -18,6 +18,12 @@ Choices where the contract leaves room, following the MCO's node controller:
   unavailable now first, then nodes that downloaded the image ahead of their turn (contract 12.1),
   then by zone (``topology.kubernetes.io/zone``; nodes without a zone last), then oldest
   ``creationTimestamp``, then name.
+- Staging (contract 12.1, :mod:`mcosup.supervisor.stagingplan`): when it is in use, an available node
+  whose image is still downloading does not take its turn (it stays available and its slot stays free
+  for a staged node), so the first wave starts once its nodes have staged; the pool's progress counts
+  such nodes as ``staging``. Past the staging timeout it takes its turn unstaged (``Plan.late`` says
+  why; the controller logs it and records a Warning Event on the pool). A legacy target, or a node
+  already unavailable, has nothing to wait for.
 - A node we cordoned but have not yet given its target is in its drain phase; while the pool is paused
   or holding for an image, such a node is released (uncordoned) instead of being left cordoned.
 - A node selected by several pools belongs to one: ``master`` first, then a custom pool, ``worker``
@@ -44,7 +50,7 @@ from mcosup.model import names, selectors
 from mcosup.model.conditions import Condition
 from mcosup.model.node import NodeView, Target
 from mcosup.model.objects import ObjView, rendered_config
-from mcosup.supervisor import haltplan, windowplan
+from mcosup.supervisor import haltplan, stagingplan, windowplan
 
 #: Annotation the kubelet puts on static (mirror) pods.
 MIRROR_POD_ANNOTATION = "kubernetes.io/config.mirror"
@@ -66,6 +72,7 @@ class Phase(enum.Enum):
     REBOOTING = "rebooting"
     DEGRADED = "degraded"
     NOT_READY = "not ready"
+    STAGING = "staging"  # not started: downloading the target's image ahead of its turn (12.1)
     WAITING = "waiting"  # not at the target, not started
 
     # Members are singletons compared by identity: hash them so too. (Enum's own __hash__ hashes the
@@ -178,6 +185,10 @@ class Plan:
     conditions: tuple[Condition, ...]
     #: A node rolled back from the target (contract 12.3): nothing new starts.
     halt: haltplan.Halt | None = None
+    #: Nodes starting their turn without the image staged (past the staging timeout) → why.
+    late: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    #: Seconds until a node waiting for its staging turns late (plan again then), or None.
+    staging_wake: float | None = None
 
 
 def _order_key(
@@ -194,7 +205,7 @@ def _order_key(
     )
 
 
-def _phase(view: NodeView, target: Target | None, in_flight: bool) -> Phase:
+def _phase(view: NodeView, target: Target | None, in_flight: bool, staging: bool) -> Phase:
     if target is not None and view.at(target) and view.converged:
         return Phase.UPDATED
     if view.state == names.STATE_DEGRADED:
@@ -209,7 +220,7 @@ def _phase(view: NodeView, target: Target | None, in_flight: bool) -> Phase:
         return Phase.DRAINING
     if not view.ready:
         return Phase.NOT_READY
-    return Phase.WAITING
+    return Phase.STAGING if staging else Phase.WAITING
 
 
 def plan_rollout(
@@ -221,6 +232,7 @@ def plan_rollout(
     in_flight: Iterable[str] = (),
     drain_stuck: Mapping[str, str] | None = None,
     gate: windowplan.Gate = windowplan.OPEN,
+    staging: stagingplan.Waits | None = None,
 ) -> Plan:
     """Decide what to do now for ``pool`` whose nodes are ``nodes`` (as :class:`NodeView`: the caller
     keeps each node's view from one change of the node to the next rather than building it per plan).
@@ -231,7 +243,9 @@ def plan_rollout(
     ``in_flight`` names nodes the controller has written to (or is about to) whose change its cache
     has not shown yet: they count as unavailable. ``drain_stuck`` maps node → message for drains past
     ``drainTimeout``. ``gate`` says whether a new node update may start now (maintenance windows,
-    :mod:`mcosup.supervisor.windowplan`); updates already started go on either way.
+    :mod:`mcosup.supervisor.windowplan`); updates already started go on either way. ``staging``: None
+    when nodes do not stage ahead of their turn, else how long each has been staging and the bound
+    (:mod:`mcosup.supervisor.stagingplan`).
     """
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
@@ -247,6 +261,9 @@ def plan_rollout(
 
     unavailable = {v.name for v in views if v.unavailable or v.name in flying}
     start: list[str] = []
+    late: dict[str, str] = {}
+    downloading: set[str] = set()
+    staging_wake = None
     uncordon: list[str] = []
     release: list[str] = []
     halt = haltplan.halt(name, views, target)
@@ -272,10 +289,14 @@ def plan_rollout(
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
         resumed = haltplan.unacknowledged(views, target)
-        candidates = (v for v in views if not v.at(target) and v.name not in resumed)
+        candidates = [v for v in views if not v.at(target) and v.name not in resumed]
+        turns = {v.name: staging.turn(v, target) for v in candidates} if staging is not None else {}
         for v in sorted(candidates, key=lambda v: _order_key(v, unavailable, target.image)):
+            turn = turns.get(v.name, stagingplan.Turn.READY)
             if v.name in unavailable and v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
+            elif turn is stagingplan.Turn.STAGING:
+                continue  # it stays available until it has the image; its slot waits for a staged node
             elif not gate.may_start:
                 continue
             elif v.name in external:
@@ -286,9 +307,20 @@ def plan_rollout(
                 start.append(v.name)
                 load += 1
                 ours += 1
+                if turn is stagingplan.Turn.LATE and staging is not None and target.image is not None:
+                    late[v.name] = stagingplan.late_message(v.name, target.image, staging.timeout)
+        if staging is not None:
+            downloading = {
+                n for n, t in turns.items() if t is stagingplan.Turn.STAGING and n in staging.waited
+            }
+            if downloading:
+                staging_wake = max(0.0, staging.timeout - max(staging.waited[n] for n in downloading))
 
     starting = set(start)
-    phases = {v.name: _phase(v, target, v.name in flying or v.name in starting) for v in views}
+    phases = {
+        v.name: _phase(v, target, v.name in flying or v.name in starting, v.name in downloading)
+        for v in views
+    }
     status, conds = pool_status(
         pool,
         views,
@@ -316,6 +348,8 @@ def plan_rollout(
         status=status,
         conditions=conds,
         halt=halt,
+        late=late,
+        staging_wake=staging_wake,
     )
 
 
@@ -327,6 +361,7 @@ _PHASE_ORDER = (
     Phase.REBOOTING,
     Phase.DEGRADED,
     Phase.NOT_READY,
+    Phase.STAGING,
     Phase.WAITING,
 )
 

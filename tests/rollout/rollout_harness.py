@@ -130,14 +130,29 @@ class FakeDaemons:
     """Plays every node's daemon: sees desired* differ from current*, reports Working, takes
     ``seconds``, then reports current* = desired* and Done — by patching the Node, as the daemon does.
     An image in ``rolls_back`` does not boot healthily: the node reports it rolled back from it (and
-    stays so until given something else, as the daemon does)."""
+    stays so until given something else, as the daemon does).
 
-    def __init__(self, kube: kclient.Kube, seconds: float, *, rolls_back: Iterable[str] = ()):
+    Staging (contract 12.1), as the daemon does it: a Done node asked to stage an image it neither runs
+    nor is given downloads it (``pull_seconds``) and reports ``stagedImage``; the report goes once the
+    request does. Nodes in ``never_stage`` play an older daemon that ignores the request."""
+
+    def __init__(
+        self,
+        kube: kclient.Kube,
+        seconds: float,
+        *,
+        rolls_back: Iterable[str] = (),
+        pull_seconds: float = 0.0,
+        never_stage: Iterable[str] = (),
+    ):
         self.kube = kube
         self.seconds = seconds
         self.rolls_back = set(rolls_back)
+        self.pull_seconds = pull_seconds
+        self.never_stage = set(never_stage)
         self.nodes = Informer(kube, NODES)
         self._busy: set[str] = set()
+        self._staging: set[str] = set()
         self.updates = 0
 
     async def run(self) -> None:
@@ -154,6 +169,22 @@ class FakeDaemons:
         if _behind(node) or failed is not None:  # behind, or given something else after a rollback
             self._busy.add(name)
             tg.create_task(self._update(name))
+        elif name not in self._staging and name not in self.never_stage and _stage_change(view):
+            self._staging.add(name)
+            tg.create_task(self._stage(name))
+
+    async def _stage(self, name: str) -> None:
+        try:
+            view = NodeView.of(self.nodes.get(name) or {})
+            if (report := _stage_change(view)) is None:
+                return
+            if report[names.STAGED_IMAGE] is not None:
+                await asyncio.sleep(self.pull_seconds)  # the download, the node staying Done
+            await self.kube.patch(NODES, name, {"metadata": {"annotations": report}})
+        except errors.NotFound:
+            pass
+        finally:
+            self._staging.discard(name)
 
     async def _update(self, name: str) -> None:
         try:
@@ -190,6 +221,16 @@ class FakeDaemons:
             pass
         finally:
             self._busy.discard(name)
+
+
+def _stage_change(view: NodeView) -> dict[str, str | None] | None:
+    """The stagedImage report a Done node's daemon owes, or None when it owes none."""
+    image = view.staging_image
+    if view.state != names.STATE_DONE or view.mid_update:
+        return None
+    if image is None or image in (view.current_image, view.desired_image):
+        return {names.STAGED_IMAGE: None} if view.staged_image is not None else None
+    return {names.STAGED_IMAGE: image} if view.staged_image != image else None
 
 
 def _behind(node: dict[str, Any]) -> bool:
