@@ -14,7 +14,9 @@ again by :func:`run_daemon` (as the kubelet restarts a DaemonSet pod). When a re
 configured, a rebase first checks that the image's manifest exists there. Tests can make a command fail
 (:meth:`FakeHost.fail`) or have it kill the daemon that ran it with SIGKILL
 (:meth:`FakeHost.kill_daemon_at`), before or after doing its work. The host carries a boot-complete
-check (``boot-complete.target``) that fails on an image a test names (:meth:`FakeHost.boots_unhealthy`).
+check (``boot-complete.target``) that fails on an image a test names (:meth:`FakeHost.boots_unhealthy`)
+or whose config carries the label ``io.mcosup.sim.boot-unhealthy`` (a bad image a real build makes, e.g.
+from a containerFile ``LABEL``; read from the registry when the host has one).
 """
 
 from __future__ import annotations

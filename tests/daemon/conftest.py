@@ -24,7 +24,8 @@ __all__ = ["image_registry", "ostree_hosts", "pull_url"]
 async def registry() -> AsyncIterator[Registry]:
     reg = Registry()
     app = web.Application()
-    app.router.add_route("HEAD", "/v2/{repo:.+}/manifests/{ref}", reg.handle)
+    app.router.add_get("/v2/{repo:.+}/manifests/{ref}", reg.handle)  # HEAD too
+    app.router.add_get("/v2/{repo:.+}/blobs/{digest}", reg.config)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -23,23 +23,34 @@ NS = names.DEFAULT_NAMESPACE
 
 
 class Registry:
-    """The slice of the registry API the fake rebase uses: HEAD /v2/<repo>/manifests/<ref>."""
+    """The slice of the registry API the fake rebase uses: a manifest (HEAD or GET) and its config."""
 
     def __init__(self) -> None:
-        self.manifests: set[tuple[str, str]] = set()
+        #: (repository, digest) -> the digest of the image's config; config digest -> its labels.
+        self.manifests: dict[tuple[str, str], str] = {}
+        self.configs: dict[str, dict[str, str]] = {}
         self.url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         key = (request.match_info["repo"], request.match_info["ref"])
         if key not in self.manifests:
             return web.json_response({"errors": [{"code": "MANIFEST_UNKNOWN"}]}, status=404)
-        return web.Response(headers={"Docker-Content-Digest": key[1]})
+        manifest = {"schemaVersion": 2, "config": {"digest": self.manifests[key]}, "layers": []}
+        return web.json_response(manifest, headers={"Docker-Content-Digest": key[1]})
 
-    def push(self, image: str) -> None:
-        """Make ``host/repo@digest`` exist."""
+    async def config(self, request: web.Request) -> web.Response:
+        labels = self.configs.get(request.match_info["digest"])
+        if labels is None:
+            return web.json_response({"errors": [{"code": "BLOB_UNKNOWN"}]}, status=404)
+        return web.json_response({"config": {"Labels": labels}})
+
+    def push(self, image: str, labels: Mapping[str, str] | None = None) -> None:
+        """Make ``host/repo@digest`` exist, its config carrying ``labels``."""
         _, _, rest = image.partition("/")
         repo, _, digest = rest.partition("@")
-        self.manifests.add((repo, digest))
+        config = f"sha256:{len(self.configs):064x}"
+        self.manifests[(repo, digest)] = config
+        self.configs[config] = dict(labels or {})
 
 
 def rendered(

@@ -1,15 +1,15 @@
 """The health gate with a real `mcosup daemon` process against the emulator: the daemon reads its
 pool's ``mc/health-check-seconds`` (with its own ServiceAccount's rights), rolls the fake host back from
-an image that fails its boot-complete check, reports ``RolledBack`` on the Node, and applies the next
-image it is given."""
+an image that fails its boot-complete check (the image carries the fake host's unhealthy label, as a
+real build can make it), reports ``RolledBack`` on the Node, and applies the next image it is given."""
 
 from __future__ import annotations
 
-from daemon_kit import NODE, Cluster
+from daemon_kit import NODE, Cluster, Registry
 
 from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
 from mcosup.model import names
-from mcosup.sim import fakehost
+from mcosup.sim import fakebin, fakehost
 from mcosup.sim.fakehost import FakeHost
 from waiting import eventually
 
@@ -20,8 +20,12 @@ ROLE = "node-role.kubernetes.io/worker"
 
 
 async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
-    cluster: Cluster, fake: FakeHost
+    cluster: Cluster, fake: FakeHost, registry: Registry
 ) -> None:
+    fake.set_registry(registry.url)
+    for image in (IMG_A, IMG_C):
+        registry.push(image)
+    registry.push(BAD, {fakebin.UNHEALTHY_LABEL: "the demo's broken config"})
     await cluster.kube.create(
         MACHINECONFIGPOOLS,
         {
@@ -39,7 +43,6 @@ async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
     async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
         await cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
         await cluster.done("rendered-worker-1", IMG_A)
-        fake.boots_unhealthy(BAD)
         await cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
 
         async def rolled_back() -> bool:

@@ -31,6 +31,9 @@ _MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.list.v2+json",
     )
 )
+#: An image label that makes the image fail the fake host's boot-complete check once booted (a test's
+#: or the demo's bad image, e.g. ``LABEL io.mcosup.sim.boot-unhealthy="..."`` in a containerFile).
+UNHEALTHY_LABEL = "io.mcosup.sim.boot-unhealthy"
 _TRANSPORTS = ("ostree-unverified-registry:", "ostree-remote-registry:", "ostree-image-signed:docker://")
 
 
@@ -208,10 +211,38 @@ def _stage(state: Json, image: str | None, kargs: list[str], digest: str | None 
 
 
 def _check_registry(state: Json, image: str) -> str | None:
-    """The manifest digest from the configured registry (None when none is configured)."""
+    """The manifest digest from the configured registry (None when none is configured).
+
+    An image whose config carries the label :data:`UNHEALTHY_LABEL` is recorded as one that fails the
+    boot-complete check once booted: a bad image a real build can make (contract 12.3)."""
     registry = state.get("registry")
     if not registry:
         return None
+    import urllib.error
+
+    first, repo, ref = _repo_ref(image)
+    try:
+        with _registry_get(registry, f"{repo}/manifests/{ref}") as resp:
+            digest: str | None = resp.headers.get("Docker-Content-Digest")
+            manifest = json.loads(resp.read() or b"{}")
+        config = (manifest.get("config") or {}).get("digest")  # none in an image index
+        if config:
+            with _registry_get(registry, f"{repo}/blobs/{config}") as resp:
+                labels = (json.loads(resp.read()).get("config") or {}).get("Labels") or {}
+            if UNHEALTHY_LABEL in labels and image not in state["unhealthy"]:
+                state["unhealthy"].append(image)
+        return digest
+    except urllib.error.HTTPError as exc:
+        raise _Fail(
+            f"Creating importer: failed to invoke method OpenImage: reading manifest {ref} in "
+            f"{first}/{repo}: manifest unknown (HTTP {exc.code})"
+        ) from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise _Fail(f"pinging container registry {registry}: {exc}") from None
+
+
+def _repo_ref(image: str) -> tuple[str, str, str]:
+    """``(registry host, repository, tag or digest)`` of an image reference."""
     first, _, rest = image.partition("/")
     repo_ref = rest if rest and ("." in first or ":" in first or first == "localhost") else image
     if "@" in repo_ref:
@@ -220,33 +251,24 @@ def _check_registry(state: Json, image: str) -> str | None:
         repo, _, ref = (
             repo_ref.rpartition(":") if ":" in repo_ref.rsplit("/", 1)[-1] else (repo_ref, "", "latest")
         )
+    return first, repo, ref
+
+
+def _registry_get(registry: str, path: str) -> Any:
+    """GET ``/v2/<path>`` of ``registry``, whose URL may carry credentials (http://user:pass@host:port)
+    as a node's pull secret would."""
     import base64
-    import urllib.error
     import urllib.parse
     import urllib.request
 
-    # The registry URL may carry credentials (http://user:pass@host:port), as a node's pull secret would.
     parts = urllib.parse.urlsplit(registry.rstrip("/"))
     headers = {"Accept": _MANIFEST_TYPES}
     if parts.username is not None:
         userpass = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
         headers["Authorization"] = "Basic " + base64.b64encode(userpass.encode()).decode()
-    base = urllib.parse.urlunsplit(
-        parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else ""))
-    )
-    url = f"{base}/v2/{repo}/manifests/{ref}"
-    request = urllib.request.Request(url, method="HEAD", headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:
-            digest: str | None = resp.headers.get("Docker-Content-Digest")
-            return digest
-    except urllib.error.HTTPError as exc:
-        raise _Fail(
-            f"Creating importer: failed to invoke method OpenImage: reading manifest {ref} in "
-            f"{first}/{repo}: manifest unknown (HTTP {exc.code})"
-        ) from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise _Fail(f"pinging container registry {registry}: {exc}") from None
+    netloc = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    base = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return urllib.request.urlopen(urllib.request.Request(f"{base}/v2/{path}", headers=headers), timeout=30)
 
 
 def _rpm_ostree(state: Json, argv: list[str], rootfs: Path) -> str:
