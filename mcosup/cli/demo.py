@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 HELP = "run the whole layering story on this machine against the bundled emulator (or a real control plane)"
 INSTALL_HINT = "apt-get install -y buildah docker-registry"
+#: A rollout in which no node changes (cordon, daemon state, image, config) for this long is stuck: the
+#: story stops there and says why, instead of waiting for ever on, say, a Degraded node.
+STUCK_SECONDS = 300.0
 POOL = "worker"
 #: The pool opted in by an admin's own MachineOSConfig, and the repository its images are pushed to.
 MASTER = "master"
@@ -463,10 +466,11 @@ class Demo:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=self.console, transient=True,
         )  # fmt: skip
+        changed_at = time.monotonic()
         with progress:
             task = progress.add_task(title, total=None)
             while True:
-                done, pending, down_now = 0, False, []
+                done, why, down_now, before = 0, None, [], dict(last)
                 for pool in pools:
                     pool_obj, nodes = await cluster.pool(pool), await cluster.pool_nodes(pool)
                     image = await cluster.handed_off_image(pool) if layered else None
@@ -477,15 +481,22 @@ class Demo:
                     done += sum(
                         1 for n in nodes if not_converged(pool_obj, [n], image=image, layered=layered) is None
                     )
-                    pending |= not_converged(pool_obj, nodes, image=image, layered=layered) is not None
+                    why = why or not_converged(pool_obj, nodes, image=image, layered=layered)
                 progress.update(
                     task,
                     total=sum(counts.values()),
                     completed=done,
                     description=f"{title} (unavailable {', '.join(down_now)})",
                 )
-                if not pending:
+                if why is None:
                     break
+                if last != before:
+                    changed_at = time.monotonic()
+                elif time.monotonic() - changed_at > STUCK_SECONDS:
+                    raise RuntimeError(
+                        f"{title}: no node changed for {STUCK_SECONDS:.0f}s; {why} "
+                        "(kubectl describe node; hosts/<node>/daemon.log in --workdir)"
+                    )
                 await asyncio.sleep(0.2)
         mode = "layered" if layered else "legacy"
         return "; ".join(
