@@ -497,7 +497,7 @@ class Demo:
                         f"{title}: no node changed for {STUCK_SECONDS:.0f}s; {why} "
                         "(kubectl describe node; hosts/<node>/daemon.log in --workdir)"
                     )
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.5)
         mode = "layered" if layered else "legacy"
         return "; ".join(
             f"{counts[pool]} {pool} node(s) {mode}, at most {most[pool]} unavailable at once"

@@ -456,7 +456,7 @@ class LocalCluster:
             await self.kube.patch(MACHINECONFIGS, mc["metadata"]["name"], {"spec": mc["spec"]})
 
     async def apply_configmap(self, name: str, data: Mapping[str, str]) -> None:
-        """Create (or replace the data of) ConfigMap ``name`` in the cluster's namespace."""
+        """Create ConfigMap ``name`` in the cluster's namespace, or set these keys of the one there."""
         body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": dict(data)}
         try:
             await self.kube.create(CONFIGMAPS, body, namespace=self.ns)
