@@ -2,10 +2,15 @@
 
 It starts a local cluster (:mod:`mcosup.sim.cluster`: the API emulator, the supervisor, the kubelet
 stand-in, a local registry and a real daemon on a fake host per node), then tells the story: the
-worker pool opts in → the builder pod starts → the image is built and pushed → nodes are rebased onto
-it one by one (never more than ``maxUnavailable`` at a time) → a MachineConfig change is rebuilt and
-rolled → the pool opts out → every node returns to the stock OS with its files re-applied. It ends
-with a summary and the kubeconfig, which ``--keep`` keeps serving until Ctrl-C.
+worker pool opts in by label and the master pool by an admin's MachineOSConfig → the builder pod
+starts → one MachineOSBuild per pool builds and pushes its image → nodes are rebased onto it one by
+one (never more than ``maxUnavailable`` at a time, the next nodes staging the image while in service)
+→ a MachineConfig change is rebuilt and rolled → ``mc/rebuild`` builds the master pool's config
+again → a change the node disruption policy covers reaches every worker with no reboot → both pools
+opt out → every node returns to the stock OS with its files re-applied, and every image built is
+pruned from the registry. Each chapter prints what an admin would type and what they would see; the
+story stops with an error when an outcome is not the one told. It ends with a summary and the
+kubeconfig, which ``--keep`` keeps serving until Ctrl-C.
 
 This is the only product command that imports :mod:`mcosup.sim`; it does so lazily.
 """
@@ -19,7 +24,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,13 +32,29 @@ from mcosup.model import names
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.progress import Progress
 
     from mcosup.sim.cluster import LocalCluster
 
 HELP = "run the whole layering story on this machine against the bundled emulator (or a real control plane)"
 INSTALL_HINT = "apt-get install -y buildah docker-registry"
+#: A rollout in which no node changes (cordon, daemon state, image, config) for this long is stuck: the
+#: story stops there and says why, instead of waiting for ever on, say, a Degraded node.
+STUCK_SECONDS = 300.0
 POOL = "worker"
+#: The pool opted in by an admin's own MachineOSConfig, and the repository its images are pushed to.
+MASTER = "master"
+MASTER_REPO = "os/master"
+#: The no-reboot chapter (contract 12.2): a registries.conf-style file whose change the node disruption
+#: policy covers with a reload of CRI-O.
+REGISTRIES = "/etc/containers/registries.conf"
+REGISTRIES_CONF = '[[registry]]\nlocation = "quay.io"\n[[registry.mirror]]\nlocation = "mirror.local:5000"\n'
+DISRUPTION_POLICY = (
+    f"files:\n  - path: {REGISTRIES}\n"
+    "    actions: [{type: Reload, reload: {serviceName: crio.service}}]\n"
+)
+#: What the policy runs on each node, as the daemon reports it and as the fake host records it.
+POLICY_ACTIONS = "Reload crio.service"
+RELOAD = "reload crio.service"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -106,6 +127,9 @@ class Demo:
         self.stages: list[tuple[str, float, str]] = []
         #: The Node history's length once every node first ran its config: the rollouts start there.
         self.legacy_since = 0
+        #: Each pool's image, handed off by its current MachineOSBuild; every image built, in order.
+        self.images: dict[str, str] = {}
+        self.built: list[str] = []
 
     def note(self, text: str) -> None:
         self.console.print(f"[dim]{time.monotonic() - self.t0:6.1f}s[/] {text}")
@@ -159,11 +183,10 @@ class Demo:
 
     async def story(self, cluster: LocalCluster) -> None:
         from mcosup.sim.invariants import wait_until
-        from mcosup.sim.objects import machineconfig, unit
+        from mcosup.sim.objects import machineconfig, machineosconfig, unit
 
         async def legacy() -> str:
-            await self.roll(cluster, "master", layered=False, title="master nodes on their config")
-            await self.roll(cluster, POOL, layered=False, title="worker nodes on their config")
+            await self.roll(cluster, (MASTER, POOL), layered=False, title="nodes on their config")
             self.legacy_since = cluster.history_rv()
             return (
                 f"every node runs its rendered config file by file, booted from {_short(cluster.base_image)}"
@@ -174,20 +197,36 @@ class Demo:
         async def opt_in() -> str:
             self.note(f"kubectl label machineconfigpool {POOL} {names.LAYERING_ENABLED}=")
             await cluster.opt_in(POOL)
+            push_spec = f"{cluster.registry.host}/{MASTER_REPO}:latest"
+            self.note(
+                f"kubectl apply -f machineosconfig-{MASTER}.yaml  (pool {MASTER}, images to {push_spec})"
+            )
+            await cluster.create_machineosconfig(machineosconfig(MASTER, push_spec))
 
             async def builder() -> str | None:
                 pod = await cluster.builder_pod()
                 phase = ((pod or {}).get("status") or {}).get("phase")
+                managed = await cluster.machineosconfig(POOL)
+                labels = ((managed or {}).get("metadata") or {}).get("labels") or {}
+                if labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_LABEL_VALUE:
+                    return f"no MachineOSConfig {POOL} made from the label yet"
                 return None if phase == "Running" else f"builder pod phase {phase}"
 
             await wait_until(builder, within=120, what=f"pod {names.BUILDER_POD} running")
-            return f"pod {names.BUILDER_POD} is Running"
+            self.note(
+                f"kubectl get machineosconfigs: {POOL} (made from the label, "
+                f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY_LABEL_VALUE}), {MASTER} (the admin's)"
+            )
+            return (
+                f"pod {names.BUILDER_POD} is Running; MachineOSConfig {POOL} made from the label, "
+                f"{MASTER} the admin's own"
+            )
 
-        await self.stage("2. opt the worker pool in → builder pod", opt_in)
-        image = await self.build(cluster, "3. build the worker image")
+        await self.stage(f"2. opt in: {POOL} by label, {MASTER} by MachineOSConfig → builder pod", opt_in)
+        await self.build(cluster, (POOL, MASTER), "3. build both pools' images")
         await self.stage(
-            "4. rolling rebase onto the image",
-            lambda: self.roll(cluster, POOL, layered=True, title=f"nodes rebased onto {_short(image)}"),
+            "4. rolling rebase onto the images",
+            lambda: self.roll(cluster, (POOL, MASTER), layered=True, title="nodes rebased onto their image"),
         )
 
         change = machineconfig(
@@ -198,116 +237,276 @@ class Demo:
         )
 
         async def change_config() -> str:
-            old = await cluster.rendered(POOL)
             self.note("kubectl apply -f 50-worker-motd.yaml  (a file and a systemd unit)")
-            await cluster.apply_machineconfig(change)
-
-            async def re_rendered() -> str | None:
-                return None if await cluster.rendered(POOL) not in (None, old) else "not re-rendered yet"
-
-            await wait_until(re_rendered, within=60, what="the pool re-rendered")
+            await self.apply_machineconfig(cluster, change)
             return f"pool {POOL} now renders {await cluster.rendered(POOL)}"
 
         await self.stage("5. a MachineConfig change", change_config)
-        image2 = await self.build(cluster, "6. rebuild for the new config")
+        await self.build(cluster, (POOL,), "6. rebuild for the new config")
         await self.stage(
             "7. roll the new image",
-            lambda: self.roll(cluster, POOL, layered=True, title=f"nodes rebased onto {_short(image2)}"),
+            lambda: self.roll(
+                cluster, (POOL,), layered=True, title=f"nodes rebased onto {_short(self.images[POOL])}"
+            ),
         )
 
-        async def opt_out() -> str:
-            self.note(f"kubectl label machineconfigpool {POOL} {names.LAYERING_ENABLED}-")
-            await cluster.opt_in(POOL, on=False)
-            await self.roll(cluster, POOL, layered=False, title="nodes back on the stock OS")
+        await self.stage(
+            f"8. rebuild on request (mc/rebuild on MachineOSConfig {MASTER})", lambda: self.rebuild(cluster)
+        )
+        await self.stage(
+            "9. a change without a reboot (node disruption policy)", lambda: self.no_reboot(cluster)
+        )
+        await self.stage(
+            f"10. opt out (label removed, MachineOSConfig {MASTER} deleted) → stock OS",
+            lambda: self.opt_out(cluster),
+        )
+        await self.stage("11. the images pruned from the registry", lambda: self.pruned(cluster))
 
-            async def cleaned() -> str | None:
-                left = await cluster.build_objects()
-                if await cluster.builder_pod() is not None:
-                    left.append(f"Pod/{names.BUILDER_POD}")
-                if await cluster.image(POOL):
-                    left.append(f"annotation {names.NEWEST_IMAGE_ANNOTATION}")
-                return f"left: {', '.join(left)}" if left else None
+    async def rebuild(self, cluster: LocalCluster) -> str:
+        """Contract 11: ``mc/rebuild`` builds the same config again as a new MachineOSBuild, rolled out."""
+        from mcosup.sim.invariants import wait_until
 
-            await wait_until(cleaned, within=120, what="the builder pod and build objects gone")
-            rendered = await cluster.rendered_config(POOL)
+        before = self.images[MASTER]
+        self.note(f"kubectl annotate machineosconfig {MASTER} {names.REBUILD_ANNOTATION}=")
+        await cluster.rebuild(MASTER)
+        build = (await self.follow_builds(cluster, (MASTER,)))[MASTER]
+
+        async def annotation_removed() -> str | None:
+            mosc = await cluster.machineosconfig(MASTER) or {}
+            ann = (mosc.get("metadata") or {}).get("annotations") or {}
+            return "still annotated" if names.REBUILD_ANNOTATION in ann else None
+
+        await wait_until(annotation_removed, within=60, what=f"{names.REBUILD_ANNOTATION} removed")
+        after = self.images[MASTER]
+        await self.roll(cluster, (MASTER,), layered=True, title=f"nodes rebased onto {_short(after)}")
+        return (
+            f"the same config built again as MachineOSBuild {build}: {_short(before)} → {_short(after)}; "
+            f"{MASTER} nodes rolled onto it"
+        )
+
+    async def opt_out(self, cluster: LocalCluster) -> str:
+        """Both opt-outs (the label removed, the MachineOSConfig deleted): every node back on the stock OS."""
+        from mcosup.sim.invariants import wait_until
+
+        self.note(f"kubectl label machineconfigpool {POOL} {names.LAYERING_ENABLED}-")
+        await cluster.opt_in(POOL, on=False)
+        self.note(f"kubectl delete machineosconfig {MASTER}")
+        await cluster.delete_machineosconfig(MASTER)
+        await self.roll(cluster, (POOL, MASTER), layered=False, title="nodes back on the stock OS")
+
+        async def cleaned() -> str | None:
+            left = await cluster.build_objects()
+            if await cluster.builder_pod() is not None:
+                left.append(f"Pod/{names.BUILDER_POD}")
+            for pool in (POOL, MASTER):
+                if await cluster.image(pool):
+                    left.append(f"{pool}'s annotation {names.NEWEST_IMAGE_ANNOTATION}")
+            return f"left: {', '.join(left)}" if left else None
+
+        await wait_until(cleaned, within=120, what="the builder pod and build objects gone")
+        reapplied = 0
+        for pool in (POOL, MASTER):
+            rendered = await cluster.rendered_config(pool)
             paths = [f["path"] for f in rendered["spec"]["config"]["storage"].get("files") or []]
             for sim in cluster.nodes.values():
-                if sim.role != POOL:
+                if sim.role != pool:
                     continue
                 missing = [p for p in paths if sim.host.read(p) is None]
                 if missing or sim.host.booted_image() != cluster.base_image:
                     raise RuntimeError(
                         f"{sim.name} did not revert: missing {missing}, boots {sim.host.booted_image()}"
                     )
-            return (
-                f"stock OS on every worker, {len(paths)} files re-applied; no builder pod, no build objects"
+                reapplied += len(paths)
+        return f"stock OS on every node, {reapplied} files re-applied; no builder pod, no build objects"
+
+    async def no_reboot(self, cluster: LocalCluster) -> str:
+        """Contract 12.2 on a layered pool: a change the node disruption policy covers is applied live."""
+        from mcosup.sim.objects import machineconfig
+
+        self.note(
+            f"kubectl -n {cluster.ns} create configmap {names.NODE_DISRUPTION_POLICY_CM} "
+            f"--from-file={names.NODE_DISRUPTION_POLICY_KEY}"
+        )
+        for line in DISRUPTION_POLICY.splitlines():
+            self.note(f"    {line}")
+        await cluster.apply_configmap(
+            names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: DISRUPTION_POLICY}
+        )
+        workers = {n: sim.host for n, sim in cluster.nodes.items() if sim.role == POOL}
+        reboots = {n: host.reboots() for n, host in workers.items()}
+        actions = {n: len(host.service_actions()) for n, host in workers.items()}
+        since = cluster.history_rv()
+        self.note(f"kubectl apply -f 60-worker-registries.yaml  ({REGISTRIES}: a mirror)")
+        await self.apply_machineconfig(
+            cluster, machineconfig("60-worker-registries", POOL, {REGISTRIES: (REGISTRIES_CONF, 0o644)})
+        )
+        await self.follow_builds(cluster, (POOL,))
+        image = self.images[POOL]
+        await self.roll(cluster, (POOL,), layered=True, title=f"nodes take {_short(image)} live")
+        rendered = await cluster.rendered(POOL)
+        nodes = {n["metadata"]["name"]: n for n in await cluster.pool_nodes(POOL)}
+        wrong = []
+        for n, host in sorted(workers.items()):
+            applied = (nodes[n]["metadata"].get("annotations") or {}).get(names.LAST_APPLIED_WITHOUT_REBOOT)
+            ran = host.service_actions()[actions[n] :]
+            self.note(f"{n}: reboots {reboots[n]} → {host.reboots()}; ran {', '.join(ran) or 'nothing'}")
+            if (host.reboots(), ran, applied) != (reboots[n], [RELOAD], f"{rendered}: {POLICY_ACTIONS}"):
+                wrong.append(
+                    f"{n} (reboots {reboots[n]} → {host.reboots()}, ran {ran}, annotation {applied!r})"
+                )
+        cordoned = sorted(
+            {
+                obj["metadata"]["name"]
+                for _, _, obj in cluster.node_history[since:]
+                if obj["metadata"]["name"] in workers and (obj.get("spec") or {}).get("unschedulable")
+            }
+        )
+        if wrong or cordoned:
+            raise RuntimeError(
+                f"the change covered by {names.NODE_DISRUPTION_POLICY_CM} was not applied live: "
+                + "; ".join(wrong + [f"{n} was cordoned" for n in cordoned])
             )
+        return (
+            f"{len(workers)} {POOL} nodes current on {_short(image)} with no reboot and no cordon; "
+            f"each ran {POLICY_ACTIONS} once ({names.LAST_APPLIED_WITHOUT_REBOOT})"
+        )
 
-        await self.stage("8. opt out → back to the stock OS", opt_out)
-
-    async def build(self, cluster: LocalCluster, title: str) -> str:
+    async def pruned(self, cluster: LocalCluster) -> str:
+        """Contract 11: once no node names them, the opt-outs deleted every MachineOSBuild and its image."""
         from mcosup.sim.invariants import wait_until
 
-        image: list[str] = []
+        async def gone() -> str | None:
+            left = [f"MachineOSBuild/{b['metadata']['name']}" for b in await cluster.machineosbuilds()]
+            for image in self.built:
+                if await asyncio.to_thread(cluster.registry_has, image):
+                    left.append(f"image {image}")
+                    break
+            return f"left: {', '.join(left)}" if left else None
 
+        self.note("kubectl get machineosbuilds")
+        await wait_until(gone, within=120, what="every MachineOSBuild and image pruned")
+        self.note("  No resources found")
+        for image in self.built:
+            self.note(f"skopeo inspect --tls-verify=false docker://{image}")
+            self.note("  manifest unknown")
+        n = len(self.built)
+        return f"{n} images built, all {n} gone from the registry; no MachineOSBuild left"
+
+    async def apply_machineconfig(self, cluster: LocalCluster, mc: dict[str, Any]) -> None:
+        """Apply ``mc`` to the worker pool and wait for the pool to render it."""
+        from mcosup.sim.invariants import wait_until
+
+        old = await cluster.rendered(POOL)
+        await cluster.apply_machineconfig(mc)
+
+        async def re_rendered() -> str | None:
+            return None if await cluster.rendered(POOL) not in (None, old) else "not re-rendered yet"
+
+        await wait_until(re_rendered, within=60, what=f"pool {POOL} re-rendered")
+
+    async def build(self, cluster: LocalCluster, pools: Sequence[str], title: str) -> None:
         async def work() -> str:
-            rendered = await cluster.rendered(POOL)
-            seen: list[str] = []
-
-            async def built() -> str | None:
-                state = await cluster.build_state(POOL)
-                if state and state[0] not in seen:
-                    seen.append(state[0])
-                    self.note(f"pool {POOL}: {state[0]}")
-                if state and state[0] == names.BUILD_FAILED:
-                    raise RuntimeError(f"build failed: {state[1]}")
-                got = await cluster.handed_off_image(POOL)
-                if got is not None:
-                    image.append(got)
-                return None if got is not None else f"build state {state}"
-
-            await wait_until(built, within=300, what=f"the image of {rendered}")
-            got = image[-1]
-            return f"{rendered} → {got}"
+            builds = await self.follow_builds(cluster, pools)
+            return "; ".join(
+                f"{pool}: MachineOSBuild {build} Succeeded → {self.images[pool]}"
+                for pool, build in builds.items()
+            )
 
         await self.stage(title, work)
-        return image[0]
 
-    async def roll(self, cluster: LocalCluster, pool: str, *, layered: bool, title: str) -> str:
-        """Follow a pool's rollout node by node with a progress bar until every node is on target."""
+    async def follow_builds(self, cluster: LocalCluster, pools: Sequence[str]) -> dict[str, str]:
+        """Follow the pools' MachineOSBuilds until each pool hands off a new image, printing each build's
+        state as it changes. Returns each pool's MachineOSBuild's name; its image is in :attr:`images`."""
+        from mcosup.model import machineosbuild
+        from mcosup.sim.invariants import wait_until
+
+        seen: dict[str, str] = {}
+        images: dict[str, str] = {}
+        builds: dict[str, str] = {}
+        self.note("kubectl get machineosbuilds -w")
+
+        async def built() -> str | None:
+            for pool in pools:
+                got = await cluster.handed_off_image(pool)
+                if got is not None and got != self.images.get(pool):
+                    images[pool] = got
+            # Listed after the hand-off is read, so a build handed off is seen Succeeded here.
+            for mosb in await cluster.machineosbuilds():
+                meta, spec = mosb["metadata"], mosb.get("spec") or {}
+                if (spec.get("machineOSConfig") or {}).get("name") not in pools:
+                    continue
+                state = machineosbuild.state(mosb) or "Pending"
+                if seen.get(meta["uid"]) != state:
+                    seen[meta["uid"]] = state
+                    self.note(f"  {meta['name']}  {state}")
+                if state == names.MOSB_FAILED:
+                    raise RuntimeError(f"MachineOSBuild {meta['name']} failed; kubectl describe it for why")
+                image = machineosbuild.succeeded_image(mosb)
+                if image is not None:
+                    builds[image] = meta["name"]
+            waiting = [pool for pool in pools if pool not in images]
+            return f"waiting for the image of {', '.join(waiting)}" if waiting else None
+
+        await wait_until(built, within=300, what=f"the images of {', '.join(pools)}")
+        self.images.update(images)
+        self.built += [images[pool] for pool in pools]
+        return {pool: builds.get(image, "?") for pool, image in images.items()}
+
+    async def roll(self, cluster: LocalCluster, pools: Sequence[str], *, layered: bool, title: str) -> str:
+        """Follow pools' rollouts node by node with a progress bar until every node is on target."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         from mcosup.sim.invariants import not_converged
 
-        nodes = await cluster.pool_nodes(pool)
-        cap = self.args.max_unavailable if pool == POOL else 1
+        caps = {pool: self.args.max_unavailable if pool == POOL else 1 for pool in pools}
         last: dict[str, tuple[Any, ...]] = {}
-        most = 0
+        most = dict.fromkeys(pools, 0)
+        counts = dict.fromkeys(pools, 0)
         progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=self.console, transient=True,
         )  # fmt: skip
+        changed_at = time.monotonic()
         with progress:
-            task = progress.add_task(title, total=len(nodes))
+            task = progress.add_task(title, total=None)
             while True:
-                pool_obj, nodes = await cluster.pool(pool), await cluster.pool_nodes(pool)
-                image = await cluster.handed_off_image(pool) if layered else None
-                down = self._report(nodes, last, progress)
-                most = max(most, len(down))
-                done = sum(
-                    1 for n in nodes if not_converged(pool_obj, [n], image=image, layered=layered) is None
+                done, why, down_now, before = 0, None, [], dict(last)
+                for pool in pools:
+                    pool_obj, nodes = await cluster.pool(pool), await cluster.pool_nodes(pool)
+                    image = await cluster.handed_off_image(pool) if layered else None
+                    down = self._report(nodes, last)
+                    most[pool] = max(most[pool], len(down))
+                    counts[pool] = len(nodes)
+                    down_now.append(f"{pool} {len(down)}/{caps[pool]}")
+                    done += sum(
+                        1 for n in nodes if not_converged(pool_obj, [n], image=image, layered=layered) is None
+                    )
+                    why = why or not_converged(pool_obj, nodes, image=image, layered=layered)
+                progress.update(
+                    task,
+                    total=sum(counts.values()),
+                    completed=done,
+                    description=f"{title} (unavailable {', '.join(down_now)})",
                 )
-                progress.update(task, completed=done, description=f"{title} (unavailable {len(down)}/{cap})")
-                if not_converged(pool_obj, nodes, image=image, layered=layered) is None:
+                if why is None:
                     break
-                await asyncio.sleep(0.2)
+                if last != before:
+                    changed_at = time.monotonic()
+                elif time.monotonic() - changed_at > STUCK_SECONDS:
+                    raise RuntimeError(
+                        f"{title}: no node changed for {STUCK_SECONDS:.0f}s; {why} "
+                        "(kubectl describe node; hosts/<node>/daemon.log in --workdir)"
+                    )
+                await asyncio.sleep(0.5)
         mode = "layered" if layered else "legacy"
-        return f"{len(nodes)} {pool} nodes {mode}; at most {most} unavailable at once"
+        return "; ".join(
+            f"{counts[pool]} {pool} node(s) {mode}, at most {most[pool]} unavailable at once"
+            for pool in pools
+        )
 
-    def _report(
-        self, nodes: list[dict[str, Any]], last: dict[str, tuple[Any, ...]], progress: Progress
-    ) -> list[str]:
-        """Print each node's changes (cordon, daemon state, image); return the unavailable ones."""
+    def _report(self, nodes: list[dict[str, Any]], last: dict[str, tuple[Any, ...]]) -> list[str]:
+        """Print each node's changes (cordon, daemon state, image staged and current, a change applied
+        without a reboot); return the unavailable ones."""
         from mcosup.sim.invariants import node_unavailable
 
         down = []
@@ -320,6 +519,8 @@ class Demo:
                 ann.get(names.STATE),
                 ann.get(names.CURRENT_IMAGE),
                 ann.get(names.CURRENT_CONFIG),
+                ann.get(names.STAGED_IMAGE),
+                ann.get(names.LAST_APPLIED_WITHOUT_REBOOT),
             )
             before = last.get(name)
             if before is not None and now != before:
@@ -328,8 +529,13 @@ class Demo:
                 if now[1] != before[1]:
                     reason = ann.get(names.REASON)
                     self.note(f"{name}: daemon {now[1]}" + (f" ({reason})" if reason else ""))
+                if now[4] != before[4] and now[4]:
+                    where = "cordoned" if now[0] else "in service"
+                    self.note(f"{name}: stagedImage {_short(now[4])} (downloaded while {where})")
                 if now[2] != before[2]:
-                    self.note(f"{name}: booted {_short(now[2]) if now[2] else 'the stock OS'}")
+                    self.note(f"{name}: currentImage {_short(now[2]) if now[2] else '- (the stock OS)'}")
+                if now[5] != before[5] and now[5]:
+                    self.note(f"{name}: lastAppliedWithoutReboot {now[5]}")
             last[name] = now
             if node_unavailable(n):
                 down.append(name)
@@ -375,7 +581,7 @@ class Demo:
         self.console.print(
             "The cluster keeps running until Ctrl-C. Try:\n"
             f"  {k} get machineconfigpools,nodes\n"
-            f"  {k} get machineconfigs\n"
+            f"  {k} get machineconfigs,machineosconfigs,machineosbuilds\n"
             f"  {k} describe machineconfigpool {POOL}\n"
             f"  {k} label machineconfigpool {POOL} {names.LAYERING_ENABLED}=   # and watch: get nodes -w\n"
             f"  KUBECONFIG={cluster.kubeconfig} {sys.executable} -m mcosup status"

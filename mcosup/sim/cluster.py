@@ -52,6 +52,7 @@ from mcosup.kube.resources import (
     NODES,
     PODS,
     SECRETS,
+    Resource,
 )
 from mcosup.model import machineosbuild, names
 from mcosup.runtime.settings import KubeSettings
@@ -429,9 +430,19 @@ class LocalCluster:
         person would run the command again.
         """
         patch = {"metadata": {"labels": {names.LAYERING_ENABLED: "" if on else None}}}
+        await self._patch_again_on_conflict(MACHINECONFIGPOOLS, pool_name, patch)
+
+    async def rebuild(self, machineosconfig_name: str) -> None:
+        """Ask for the current config to be built again, as ``kubectl annotate machineosconfig <name>
+        machineconfiguration.openshift.io/rebuild=`` does (its status is written often, as a pool's is)."""
+        patch = {"metadata": {"annotations": {names.REBUILD_ANNOTATION: ""}}}
+        await self._patch_again_on_conflict(MACHINEOSCONFIGS, machineosconfig_name, patch)
+
+    async def _patch_again_on_conflict(self, resource: Resource, name: str, patch: Mapping[str, Any]) -> None:
+        """A patch sent again when the API server gives up on it with a 409, as a person runs it again."""
         for attempt in range(5):
             try:
-                await self.kube.patch(MACHINECONFIGPOOLS, pool_name, patch)
+                await self.kube.patch(resource, name, dict(patch))
                 return
             except errors.Conflict:
                 if attempt == 4:
@@ -443,6 +454,23 @@ class LocalCluster:
             await self.kube.create(MACHINECONFIGS, dict(mc))
         except errors.AlreadyExists:
             await self.kube.patch(MACHINECONFIGS, mc["metadata"]["name"], {"spec": mc["spec"]})
+
+    async def apply_configmap(self, name: str, data: Mapping[str, str]) -> None:
+        """Create ConfigMap ``name`` in the cluster's namespace, or set these keys of the one there."""
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": dict(data)}
+        try:
+            await self.kube.create(CONFIGMAPS, body, namespace=self.ns)
+        except errors.AlreadyExists:
+            await self.kube.patch(CONFIGMAPS, name, {"data": dict(data)}, namespace=self.ns)
+
+    async def create_machineosconfig(self, mosc: Mapping[str, Any]) -> None:
+        """An admin's MachineOSConfig (:func:`~mcosup.sim.objects.machineosconfig`): its pool opts in."""
+        await self.kube.create(MACHINEOSCONFIGS, dict(mosc))
+
+    async def delete_machineosconfig(self, name: str) -> None:
+        """Delete a MachineOSConfig, the object form's opt-out (gone already is fine)."""
+        with contextlib.suppress(errors.NotFound):
+            await self.kube.delete(MACHINEOSCONFIGS, name)
 
     # -------------------------------------------------------------------------------- observations
 
@@ -491,6 +519,18 @@ class LocalCluster:
         with contextlib.suppress(errors.NotFound):
             return await self.kube.get(PODS, names.BUILDER_POD, namespace=self.ns)
         return None
+
+    async def machineosconfig(self, name: str) -> dict[str, Any] | None:
+        with contextlib.suppress(errors.NotFound):
+            return await self.kube.get(MACHINEOSCONFIGS, name)
+        return None
+
+    async def machineosbuilds(self) -> list[dict[str, Any]]:
+        """Every MachineOSBuild, oldest first."""
+        items, _ = await self.kube.list(MACHINEOSBUILDS)
+        return sorted(
+            items, key=lambda b: (b["metadata"].get("creationTimestamp", ""), b["metadata"]["name"])
+        )
 
     async def build_objects(self) -> list[str]:
         """``Kind/name`` of every object carrying the build-object label."""

@@ -236,6 +236,15 @@ BASE_FILES: dict[str, tuple[str, int] | str] = {
         "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n",
         0o644,
     ),
+    # A node's OS runs the kubelet and CRI-O (a disruption policy reloads crio.service), as FakeHost has.
+    "usr/lib/systemd/system/kubelet.service": (
+        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    "usr/lib/systemd/system/crio.service": (
+        "[Unit]\nDescription=stand-in\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
 }
 
 

@@ -1,9 +1,11 @@
 """``mcosup demo``: on a machine without the tools it needs it says exactly what to install; on the real
-control plane it tells the whole story and prints its summary."""
+control plane it tells the whole story (both opt-in forms, a rebuild, a change without a reboot, both
+opt-outs and the images pruned) and its summary says each chapter's outcome."""
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,18 +24,41 @@ def test_demo_names_the_packages_to_install_when_tools_are_missing(tmp_path: Pat
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_demo_on_the_real_control_plane_tells_the_whole_story(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "mcosup", "demo", "--control-plane", "real", "--workdir", str(tmp_path / "w")],
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=570,
         env={**os.environ, "COLUMNS": "200"},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    out = done.stdout
+    out = " ".join(done.stdout.split())  # the console wraps long lines
     assert "starting a real control plane: etcd, kube-apiserver, kube-controller-manager" in out
-    for stage in ("3. build the worker image", "7. roll the new image", "8. opt out → back to the stock OS"):
-        assert stage in out, stage
+    for stage in (
+        "2. opt in: worker by label, master by MachineOSConfig → builder pod",
+        "3. build both pools' images",
+        "7. roll the new image",
+        "8. rebuild on request (mc/rebuild on MachineOSConfig master)",
+        "9. a change without a reboot (node disruption policy)",
+        "10. opt out (label removed, MachineOSConfig master deleted) → stock OS",
+        "11. the images pruned from the registry",
+    ):
+        assert f"✓ {stage}: " in out, stage
+    # One pool by label, the other by the admin's MachineOSConfig, each built as a MachineOSBuild.
+    assert "MachineOSConfig worker made from the label, master the admin's own" in out
+    for pool in ("worker", "master"):
+        assert re.search(rf"{pool}: MachineOSBuild {pool}-[0-9a-f]{{16}} Succeeded → ", out), pool
+    # mc/rebuild: the same config again, a new image, rolled.
+    assert re.search(
+        r"built again as MachineOSBuild master-[0-9a-f]{16}(-\d+)?: \S+ → \S+; master nodes", out
+    )
+    # The node disruption policy: every worker current with its reboot count unchanged, the reload run.
+    assert len(re.findall(r"worker-\d: reboots (\d+) → \1; ran reload crio\.service", out)) == 3
+    assert "3 worker nodes current on" in out
+    assert "with no reboot and no cordon; each ran Reload crio.service once" in out
+    # Both opt-outs, then every image built gone from the registry.
+    assert "stock OS on every node" in out
+    assert "5 images built, all 5 gone from the registry; no MachineOSBuild left" in out
     assert "maxUnavailable=1 held: at most 1 worker node(s) unavailable at once" in out

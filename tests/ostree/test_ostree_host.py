@@ -14,8 +14,9 @@ import pytest
 from imagekit import BOOTABLE, OPAQUE, WHITEOUT, Layer, Link, push_image
 
 from mcosup.daemon.host import HostError, LocalHost
+from mcosup.sim.fakehost import FakeHost
 from mcosup.sim.ostreehost import OstreeHost, make_removable
-from mcosup.sim.registry import Registry
+from mcosup.sim.registry import Registry, build_base_image
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -199,6 +200,22 @@ async def test_images_it_cannot_trust_or_boot_are_refused_with_the_reason(
     booted, staged = await view.deployments()
     assert staged is None and booted is not None and booted.image == host.booted_image()
     assert [d.checksum for d in host.deployments()] == [host.stock_commit]
+
+
+async def test_the_clusters_stock_image_runs_the_services_a_fake_host_has(
+    ostree_hosts: Path, image_registry: Registry, pull_url: str, tmp_path: Path
+) -> None:
+    # The demo's disruption policy reloads crio.service: on either kind of host the unit must exist.
+    stock = await build_base_image(image_registry, "os/stock")
+    host = await asyncio.to_thread(OstreeHost, ostree_hosts / "node", image=stock, registry=pull_url)
+    fake = FakeHost(tmp_path / "fake")
+
+    def services(h: FakeHost) -> set[str]:
+        return {p for p in h.files() if p.startswith("/usr/lib/systemd/system/") and p.endswith(".service")}
+
+    assert services(host) == services(fake)
+    await daemon_view(host).run("systemctl", "reload", "crio.service")
+    assert host.service_actions() == ["reload crio.service"]
 
 
 def test_demo_on_the_ostree_host_names_what_is_missing(tmp_path: Path) -> None:
