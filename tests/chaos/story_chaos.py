@@ -699,7 +699,15 @@ async def run(
         if plan.story() in baselines:
             result.fault_free = baselines[plan.story()].seconds
         results.append(result)
-        print(f"seed {seed}: {len(result.violations)} violations, {result.seconds:.0f}s", flush=True)
+        # A line per seed, complete, so that a long run stopped early still has its figures.
+        faulted = ", ".join(f"{k} {n}" for k, n in sorted(result.faults.items()))
+        print(
+            f"seed {seed}: {len(result.violations)} violations, {result.seconds:.0f}s "
+            f"(fault-free {result.fault_free or 0:.0f}s); faults: {faulted}",
+            *(f"  - {v}" for v in result.violations),
+            sep="\n",
+            flush=True,
+        )
     if not any(r.violations for r in [*results, *baselines.values()]):
         shutil.rmtree(tmp, ignore_errors=True)
     return results, list(baselines.values())
