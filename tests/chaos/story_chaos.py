@@ -703,7 +703,8 @@ async def run(
         faulted = ", ".join(f"{k} {n}" for k, n in sorted(result.faults.items()))
         print(
             f"seed {seed}: {len(result.violations)} violations, {result.seconds:.0f}s "
-            f"(fault-free {result.fault_free or 0:.0f}s); faults: {faulted}",
+            f"(fault-free {f'{result.fault_free:.0f}s' if result.fault_free else 'not run'}); "
+            f"faults: {faulted}",
             *(f"  - {v}" for v in result.violations),
             sep="\n",
             flush=True,
