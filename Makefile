@@ -37,7 +37,7 @@ bench: base
 	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi; exit $$met
 
 # The long chaos runs (the tests run short versions): BODIES hostile AdmissionReviews against the webhook,
-# then the whole story under SEEDS seeded fault schedules (after a fault-free run to compare with). Both
+# then the whole story under SEEDS seeded fault schedules (each after the fault-free run of its story). Both
 # run; the target fails when either found a problem. A failing seed prints the command that replays it.
 BODIES ?= 100000
 SEEDS ?= 20

@@ -170,7 +170,12 @@ class Builder:
             assert not isinstance(facts.inputs, str)
             assert facts.settings is not None
             answer = buildplan.RegistryAnswer(await self._registry_digest(step.plan, facts.settings))
-            step = buildplan.decide(dataclasses.replace(facts, registry=answer))
+            facts = dataclasses.replace(facts, registry=answer)
+            step = buildplan.decide(facts)
+        if isinstance(step, buildplan.AskPods):
+            selector = f"{names.BUILD_OBJECT_LABEL},{names.TARGET_POOL_LABEL}={names.label_value(pool_name)}"
+            listed, _ = await self.kube.list(PODS, namespace=self.ns, label_selector=selector)
+            step = buildplan.decide(dataclasses.replace(facts, job_pods=listed))
         return await self._execute(pool_name, pool, facts, step)
 
     async def _prune(self, config: str) -> Result | None:
@@ -284,8 +289,8 @@ class Builder:
                 message=f"{names.REBUILD_ANNOTATION} removed: MachineOSBuild {step.mosb} builds it anew",
             )
             return None
-        if isinstance(step, buildplan.AskRegistry):  # answered above; a second ask would be a bug
-            raise AssertionError(f"asked the registry twice for {plan.target}")
+        if isinstance(step, buildplan.AskRegistry | buildplan.AskPods):  # answered above
+            raise AssertionError(f"asked twice ({type(step).__name__}) for {plan.target}")
         mosb = self.caches.machineosbuilds.get(step.mosb)
         if isinstance(step, buildplan.Start):
             # A new build's Job comes first: it is on the way from opt-in to the image. Its Event and

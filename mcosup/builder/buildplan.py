@@ -35,7 +35,7 @@ import posixpath
 import re
 import shlex
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from mcosup.builder import buildpods
@@ -565,6 +565,8 @@ class Facts:
     pods: Sequence[ObjView]
     #: None until the registry was asked (see :class:`AskRegistry`).
     registry: RegistryAnswer | None = None
+    #: The build Job's Pods as the API server lists them, None until it was asked (see :class:`AskPods`).
+    job_pods: Sequence[ObjView] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -587,6 +589,16 @@ class AskRegistry:
     """Ask the registry for the build's target tag, then decide again with the answer."""
 
     plan: BuildPlan
+
+
+@dataclasses.dataclass(frozen=True)
+class AskPods:
+    """The cache shows Job ``job`` Complete but none of its Pods with the image's digest: Jobs and Pods
+    come from two watches, and one can lag (cut, relisting) behind the other. List the Job's Pods from
+    the API server, then decide again with them."""
+
+    plan: BuildPlan
+    job: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -666,6 +678,7 @@ Step = (
     StopBuilding
     | Report
     | AskRegistry
+    | AskPods
     | Recorded
     | Record
     | Forget
@@ -691,6 +704,26 @@ def _recorded(pool: ObjView, image: str) -> bool:
     return annotations.get(names.NEWEST_IMAGE_ANNOTATION) == image and conditions.is_true(
         pool, names.BUILD_SUCCESS
     )
+
+
+def _pods_of(pods: Iterable[ObjView], job: str) -> list[ObjView]:
+    """Job ``job``'s Pods, oldest first."""
+    return sorted(
+        (p for p in pods if _owned_by(p, job)),
+        key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
+    )
+
+
+def _built_image(pods: Sequence[ObjView], pullspec: str) -> str | None:
+    """The image a Pod that succeeded wrote the digest of (in its termination message), if one did."""
+    for pod in pods:
+        if _phase(pod) == "Succeeded":
+            digest = str(buildpods.termination(pod).get("message") or "").strip()
+            try:
+                return digested_pullspec(pullspec, digest)
+            except ValueError:
+                continue  # no digest in its termination message: not a result
+    return None
 
 
 def _owned_by(pod: ObjView, job: str) -> bool:
@@ -802,26 +835,24 @@ def decide(facts: Facts) -> Step:
         if machineosbuild.builder_job(mosb) is not None:
             return Interrupt(build, mosb_name, job_name)
         return Start(build, mosb_name)
-    pods = sorted(
-        (p for p in facts.pods if _owned_by(p, job_name)),
-        key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""),
-    )
+    pods = _pods_of(facts.pods, job_name)
     # A Pod that succeeded with the digest is the result: the Job's Complete condition comes up to a
     # sync period (1 s) later and adds nothing.
-    for pod in pods:
-        if _phase(pod) == "Succeeded":
-            digest = str(buildpods.termination(pod).get("message") or "").strip()
-            try:
-                image = digested_pullspec(facts.inputs.pullspec, digest)
-            except ValueError:
-                continue  # no digest in its termination message: not a result
-            return Record(build, mosb_name, image, f"built by Job {job_name}")
+    if (pushed := _built_image(pods, facts.inputs.pullspec)) is not None:
+        return Record(build, mosb_name, pushed, f"built by Job {job_name}")
     end = _job_end(job)
     if end is None:
         return Follow(build, mosb_name, job_name, any(_phase(p) == "Running" for p in pods))
-    last = _name(pods[-1]) if pods else None
     if end.get("type") == "Complete":
+        # Never failed on the Pod cache alone: its watch may not have shown the Pod's success yet.
+        if facts.job_pods is None:
+            return AskPods(build, job_name)
+        listed = _pods_of(facts.job_pods, job_name)
+        if (pushed := _built_image(listed, facts.inputs.pullspec)) is not None:
+            return Record(build, mosb_name, pushed, f"built by Job {job_name}")
+        last = _name(listed[-1]) if listed else None
         return Failed(build, mosb_name, f"Job {job_name} completed without writing the image's digest", last)
+    last = _name(pods[-1]) if pods else None
     if end.get("reason") == "DeadlineExceeded":
         timeout = facts.settings.timeout_seconds if facts.settings else 0
         why = (

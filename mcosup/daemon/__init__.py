@@ -48,7 +48,9 @@ Choices where the contract is silent (what an MCO administrator would expect):
   ``rpm-ostree rollback``/``bootc rollback``, a reboot, and ``RolledBack: ...`` until the target
   changes. A legacy config's reboot is not gated (its files cannot be rolled back with a deployment).
 - After a failure the node stays ``Degraded`` with the reason while the daemon retries (capped
-  exponential backoff), rather than flapping through ``Working`` on each attempt.
+  exponential backoff), rather than flapping through ``Working`` on each attempt. An API server that
+  throttles, fails with a 5xx or cannot be reached when the daemon writes its report is not a failure of
+  the node: the pass is retried quietly (the same backoff, or the server's ``Retry-After``).
 - Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored; the
   webhook and the renderer own their validation.
 - State on the host: ``/etc/mco/mcosup-daemon-state.json`` (what was applied, the plan in progress);

@@ -20,6 +20,7 @@ from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, HealthGate, Journal, PlanRecord, RolledBack
 from mcosup.daemon.steps import Rebase, Reboot
+from mcosup.kube import errors
 from mcosup.model import disruption, health, names
 from mcosup.model import node as nodeproto
 from mcosup.model.hostconfig import ConfigError, parse_machineconfig
@@ -73,6 +74,7 @@ class Agent:
         self._sent: dict[str, str | None] = {}
         self._sent_from: str | None = None
         self._policy_error: str | None = None
+        self._backoff = errors.RetryPolicy(base=self.settings.backoff_initial, cap=self.settings.backoff_max)
 
     async def run(self) -> None:
         """Reconcile until cancelled; raises :class:`RebootRequested` when the host reboots."""
@@ -86,8 +88,15 @@ class Agent:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(self.settings.backoff_max, self.settings.backoff_initial * 2 ** (failures - 1))
-                await self._degraded(exc, delay)
+                if errors.transient(exc):
+                    # The API server throttled, failed or was out of reach (its client already tried
+                    # again): nothing is wrong with the node's update, so it is not reported; the pass
+                    # is tried again (it is idempotent), at the server's Retry-After when it gave one.
+                    delay = self._backoff.delay(exc, failures)
+                    log.info("API server unavailable: %s; retrying in %.1fs", exc, delay, extra=self._where)
+                else:
+                    delay = min(self._backoff.cap, self._backoff.base * 2 ** (failures - 1))
+                    await self._degraded(exc, delay)
             await self.cluster.wait_changed(delay)
 
     async def _degraded(self, exc: Exception, delay: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -87,6 +87,14 @@ class ConnectionFailed(ApiError):
         super().__init__(0, "ConnectionFailed", message)
 
 
+def transient(error: BaseException) -> TypeGuard[ApiError]:
+    """A failure that says nothing about the request itself (throttled, a server error, no answer at
+    all): the same request sent again later is the whole fix, and nobody needs to be told."""
+    return isinstance(error, TooManyRequests | ConnectionFailed) or (
+        isinstance(error, ApiError) and error.status in (500, 502, 503, 504)
+    )
+
+
 def bad_kubeconfig(message: str) -> ApiError:
     """The client configuration cannot be used (status 0); the message names the file, field and fix."""
     return ApiError(0, "BadKubeconfig", message)
@@ -154,7 +162,7 @@ class RetryPolicy:
             # A create may have happened before the answer was lost; retrying could create twice
             # (generateName). 503 and refused connections mean it never reached storage.
             return error.status == 503 or (isinstance(error, ConnectionFailed) and "refused" in error.message)
-        return isinstance(error, ConnectionFailed) or error.status in (500, 502, 503, 504)
+        return transient(error)
 
     def delay(self, error: ApiError, attempt: int) -> float:
         """Seconds to wait before attempt number ``attempt + 1`` (attempt counts from 1)."""

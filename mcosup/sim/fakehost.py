@@ -194,6 +194,13 @@ class FakeHost:
     def kills_pending(self) -> int:
         return len(self.state()["kill"])
 
+    def forget_kills(self) -> int:
+        """Drop the kills :meth:`kill_daemon_at` armed that have not fired; returns how many."""
+        with self._update() as state:
+            pending = len(state["kill"])
+            state["kill"] = []
+        return pending
+
     def set_pull_seconds(self, seconds: float) -> None:
         """How long a rebase takes to download an image the host has not downloaded yet."""
         with self._update() as state:

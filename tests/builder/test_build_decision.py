@@ -156,9 +156,38 @@ CASES: list[tuple[str, dict[str, Any], bp.Step]] = [
         bp.Record(PLAN, MOSB, IMAGE, f"built by Job {JOB}"),
     ),
     (
-        "Job complete without a digest",
+        "Job complete, no digest in the cache: the API server's Pods are asked first",
         {"build": BUILDING, "jobs": [job("Complete")], "pods": [pod(0, "Succeeded", digest="oops")]},
+        bp.AskPods(PLAN, JOB),
+    ),
+    (
+        "Job complete without a digest",
+        {
+            "build": BUILDING,
+            "jobs": [job("Complete")],
+            "pods": [pod(0, "Succeeded", digest="oops")],
+            "job_pods": [pod(0, "Succeeded", digest="oops")],
+        },
         bp.Failed(PLAN, MOSB, f"Job {JOB} completed without writing the image's digest", f"{JOB}-00000"),
+    ),
+    # Story chaos seed 4 (a watch cut and 410s while the builder was killed and restarted): the Job's
+    # Complete reached the builder's cache before its Pod's success did, and a build that had pushed its
+    # image was failed for good ("completed without writing the image's digest"); the pool never got the
+    # image of its changed Containerfile.
+    (
+        "seed 4: Job complete, its Pod's success not in the cache yet",
+        {"build": BUILDING, "jobs": [job("Complete")], "pods": [pod(0, "Running")]},
+        bp.AskPods(PLAN, JOB),
+    ),
+    (
+        "seed 4: Job complete, the API server lists the Pod with its digest",
+        {
+            "build": BUILDING,
+            "jobs": [job("Complete")],
+            "pods": [pod(0, "Running")],
+            "job_pods": [pod(0, "Succeeded", digest=DIGEST)],
+        },
+        bp.Record(PLAN, MOSB, IMAGE, f"built by Job {JOB}"),
     ),
     (
         "Job failed 4 times",

@@ -1,7 +1,8 @@
 """Chaos for the whole story (issue 17): the layering story told on a local cluster while a seeded fault
 schedule kills processes and makes the API server misbehave, judged over the whole watch history.
 
-    python tests/chaos/story_chaos.py --seeds 200        # seeds 1..200, after one fault-free run
+    python tests/chaos/story_chaos.py --seeds 200        # seeds 1..200, each after the fault-free run
+                                                         # of its story (once per distinct story)
     python tests/chaos/story_chaos.py --seed 17          # replay one seed exactly
 
 Each seed starts a fresh :class:`~mcosup.sim.cluster.LocalCluster` (emulator, two supervisor replicas,
@@ -19,7 +20,7 @@ A separate recorder (an informer per kind, riding over the same faults) keeps ev
 pools, Pods and MachineConfigs; :mod:`story_invariants` judges that history and the end state; every
 process's exit codes and logs are checked for a crash the runner did not cause. A failing seed prints
 the command that replays it. The summary: seeds, faults by kind, violations, and the story's time
-against the fault-free run (median, worst). ``make chaos SEEDS=200`` runs many;
+against the fault-free run of the same story (median, worst). ``make chaos SEEDS=200`` runs many;
 ``tests/chaos/test_story_chaos.py`` a few in CI.
 """
 
@@ -39,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,10 @@ class Plan:
         )
         return cls(seed, rng.choice((1, 2)), admin, schedule if faults else ())
 
+    def story(self) -> tuple[int, tuple[str, ...]]:
+        """What the story told depends on (faults aside): seeds that share it share a fault-free run."""
+        return self.max_unavailable, self.admin
+
 
 @dataclasses.dataclass
 class Result:
@@ -128,11 +133,16 @@ class Result:
     violations: list[str] = dataclasses.field(default_factory=list)
     seconds: float = 0.0
     workdir: str = ""
+    #: Seconds of the fault-free run of the same story (same maxUnavailable and admin actions).
+    fault_free: float | None = None
+    #: This is the fault-free run of the seed's story.
+    baseline: bool = False
 
     def replay(self) -> str:
         path = os.environ.get("PYTHONPATH", ".")
         script = "tests/chaos/story_chaos.py"
-        return f"PYTHONPATH={path} .venv/bin/python {script} --seed {self.seed} --no-baseline"
+        how = "--fault-free" if self.baseline else "--no-baseline"
+        return f"PYTHONPATH={path} .venv/bin/python {script} --seed {self.seed} {how}"
 
 
 class Journal:
@@ -182,6 +192,9 @@ class Chaos:
         self._tasks: set[asyncio.Task[Any]] = set()
         #: Armed kills (kind → its pick), fired from :meth:`seen`.
         self.armed: dict[str, int] = {}
+        #: Daemon kills armed at a step of its plan and not seen fired yet, by node: the host's fake
+        #: commands fire them (or never, when the daemon runs no such step).
+        self.step_kills: collections.Counter[str] = collections.Counter()
         self._last: dict[tuple[str, str], str | None] = {}
 
     def seen(self, event: str, obj: dict[str, Any]) -> None:
@@ -215,9 +228,23 @@ class Chaos:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def count_step_kills(self, *, forget: bool = False) -> None:
+        """Count the daemon kills at a step that fired since the last look (the host took them);
+        ``forget`` drops those still armed (in the same look, so none fires uncounted)."""
+        for name, armed in self.step_kills.items():
+            host = self.cluster.nodes[name].host
+            fired = armed - (host.forget_kills() if forget else host.kills_pending())
+            if fired > 0:
+                self.result.faults["kill daemon at step"] += fired
+                self.journal(f"fault: kill daemon at step on {name} (fired {fired})")
+            self.step_kills[name] = armed - fired
+        if forget:
+            self.step_kills.clear()
+
     async def run_faults(self) -> None:
         for fault in self.plan.faults:
             await asyncio.sleep(fault.after)
+            self.count_step_kills()
             try:
                 if await self.inject(fault):
                     self.result.faults[fault.kind] += 1
@@ -246,10 +273,12 @@ class Chaos:
                 node.daemon.kill()
                 return True
             case "kill daemon at step":
-                node = self.cluster.nodes[f"worker-{pick % WORKERS}"]
+                name = f"worker-{pick % WORKERS}"
                 step = DAEMON_STEPS[(pick >> 4) % len(DAEMON_STEPS)]
-                node.host.kill_daemon_at(step, "before" if pick & 8 else "after")
-                return True
+                self.cluster.nodes[name].host.kill_daemon_at(step, "before" if pick & 8 else "after")
+                self.step_kills[name] += 1
+                self.journal(f"armed: kill daemon on {name} {'before' if pick & 8 else 'after'} {step}")
+                return False  # counted when it fires (count_step_kills)
             case "cut watches":
                 return emu.faults.cut_watches(abrupt=bool(pick & 1)) > 0
             case "410 on resume":
@@ -305,6 +334,7 @@ class Chaos:
         emu = self.cluster.emulator
         emu.faults.clear()
         self.armed.clear()
+        self.count_step_kills(forget=True)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for sup in self.cluster.supervisors:
             if sup.process is None:
@@ -496,7 +526,7 @@ class ImageConfigs:
 
 
 async def run_seed(plan: Plan, workdir: Path) -> Result:
-    result = Result(plan.seed, workdir=str(workdir))
+    result = Result(plan.seed, workdir=str(workdir), baseline=not plan.faults)
     config = ClusterConfig(
         masters=1,
         workers=WORKERS,
@@ -616,7 +646,7 @@ async def _why(left: Awaitable[list[str]]) -> str | None:
     return f"left: {items}" if items else None
 
 
-def render(results: list[Result], baseline: Result | None) -> str:
+def render(results: list[Result], baselines: Sequence[Result] = ()) -> str:
     faults: collections.Counter[str] = collections.Counter()
     for r in results:
         faults.update(r.faults)
@@ -625,35 +655,63 @@ def render(results: list[Result], baseline: Result | None) -> str:
     lines += [f"  {kind:<28} {faults[kind]}" for kind in FAULT_KINDS]
     violations = sum(len(r.violations) for r in results)
     lines.append(f"invariant violations: {violations}")
-    base = f"{baseline.seconds:.0f}s" if baseline else "not run"
+    lines.append("story time (both opt-ins), each seed against the fault-free run of its own story:")
+    for r in results:
+        base = f"{r.fault_free:.0f}s" if r.fault_free is not None else "not run"
+        lines.append(f"  seed {r.seed:<4} {r.seconds:5.0f}s  fault-free {base}")
     times = sorted(r.seconds for r in results)
-    chaos = f"median {statistics.median(times):.0f}s, worst {times[-1]:.0f}s" if times else "no seed run"
-    lines.append(f"story time (both opt-ins): fault-free {base}; under chaos {chaos}")
-    for r in ([baseline] if baseline else []) + results:
+    if times:
+        lines.append(f"  under chaos: median {statistics.median(times):.0f}s, worst {times[-1]:.0f}s")
+    ratios = sorted(r.seconds / r.fault_free for r in results if r.fault_free)
+    if ratios:
+        lines.append(
+            f"  against fault-free: median x{statistics.median(ratios):.2f}, worst x{ratios[-1]:.2f}"
+        )
+    for r in [*baselines, *results]:
         if r.violations:
-            lines.append(f"seed {r.seed} ({r.workdir}):")
+            what = "fault-free run of the story of seed" if r.baseline else "seed"
+            lines.append(f"{what} {r.seed} ({r.workdir}):")
             lines += [f"  - {v}" for v in r.violations]
             lines.append(f"  replay: {r.replay()}")
     return "\n".join(lines)
 
 
-async def run(seeds: list[int], *, baseline: bool = True) -> tuple[list[Result], Result | None]:
-    """The fault-free run, then each seed, each on a fresh cluster. The work directories (logs of
+async def run(
+    seeds: list[int], *, baseline: bool = True, faults: bool = True
+) -> tuple[list[Result], list[Result]]:
+    """Each seed on a fresh cluster, after (``baseline``) the fault-free run of its story unless a
+    seed before it told the same one; ``faults=False`` runs only those. The work directories (logs of
     every process) are removed when every run passed, kept and named in the summary otherwise."""
     if missing := missing_tools():
         raise SystemExit(f"the story needs: apt-get install -y {' '.join(missing)}")
-    base: Result | None = None
+    baselines: dict[tuple[int, tuple[str, ...]], Result] = {}
     results: list[Result] = []
     tmp = Path(tempfile.mkdtemp(prefix="mcosup-chaos-"))
-    if baseline:
-        base = await run_seed(Plan.draw(0, faults=False), tmp / "fault-free")
     for seed in seeds:
-        result = await run_seed(Plan.draw(seed), tmp / f"seed-{seed}")
+        plan = Plan.draw(seed)
+        if baseline and plan.story() not in baselines:
+            base = await run_seed(Plan.draw(seed, faults=False), tmp / f"fault-free-{seed}")
+            baselines[plan.story()] = base
+            print(f"fault-free story of seed {seed}: {len(base.violations)} violations, {base.seconds:.0f}s")
+        if not faults:
+            continue
+        result = await run_seed(plan, tmp / f"seed-{seed}")
+        if plan.story() in baselines:
+            result.fault_free = baselines[plan.story()].seconds
         results.append(result)
-        print(f"seed {seed}: {len(result.violations)} violations, {result.seconds:.0f}s", flush=True)
-    if not any(r.violations for r in [*results, *([base] if base else [])]):
+        # A line per seed, complete, so that a long run stopped early still has its figures.
+        faulted = ", ".join(f"{k} {n}" for k, n in sorted(result.faults.items()))
+        print(
+            f"seed {seed}: {len(result.violations)} violations, {result.seconds:.0f}s "
+            f"(fault-free {f'{result.fault_free:.0f}s' if result.fault_free else 'not run'}); "
+            f"faults: {faulted}",
+            *(f"  - {v}" for v in result.violations),
+            sep="\n",
+            flush=True,
+        )
+    if not any(r.violations for r in [*results, *baselines.values()]):
         shutil.rmtree(tmp, ignore_errors=True)
-    return results, base
+    return results, list(baselines.values())
 
 
 def main() -> int:
@@ -661,13 +719,19 @@ def main() -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--seeds", type=int, default=3, help="run seeds 1..N (default: %(default)s)")
     group.add_argument("--seed", type=int, action="append", help="run this seed (repeatable): a replay")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the fault-free run")
+    runs = parser.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--no-baseline", action="store_true", help="skip the fault-free run of each seed's story"
+    )
+    runs.add_argument(
+        "--fault-free", action="store_true", help="only the fault-free run of each seed's story"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     seeds = args.seed or list(range(1, args.seeds + 1))
-    results, base = asyncio.run(run(seeds, baseline=not args.no_baseline))
-    print(render(results, base))
-    return 1 if any(r.violations for r in results) or (base and base.violations) else 0
+    results, baselines = asyncio.run(run(seeds, baseline=not args.no_baseline, faults=not args.fault_free))
+    print(render(results, baselines))
+    return 1 if any(r.violations for r in [*results, *baselines]) else 0
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ SEEDS = [2]
 
 async def test_the_story_under_a_seeded_fault_schedule_breaks_no_invariant() -> None:
     results, _ = await story_chaos.run(SEEDS, baseline=False)
-    summary = story_chaos.render(results, None)
+    summary = story_chaos.render(results)
     assert [r.violations for r in results] == [[] for _ in SEEDS], summary
     injected = {kind for r in results for kind in r.faults}
     assert len(injected) >= 6, summary
