@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -108,8 +109,8 @@ class Watching(Reads):
                 await response.write(orjson.dumps({"type": "ERROR", "object": expired.body()}) + b"\n")
                 await response.write_eof()
                 return response
-            for obj in initial:
-                await response.write(line_for("ADDED", obj))
+            for i in range(0, len(initial), 500):  # a few sends, not one per object nor one huge one
+                await response.write(b"".join(line_for("ADDED", obj) for obj in initial[i : i + 500]))
             if send_initial and bookmarks:
                 await response.write(self._bookmark(rt, api_version, start_rv, initial_end=True))
             deadline = time.monotonic() + timeout
@@ -129,24 +130,23 @@ class Watching(Reads):
                     if bookmarks and watcher.queue.empty():
                         await response.write(self._bookmark(rt, api_version, self.store.rv))
                     continue
+                # Everything queued by now goes out in one chunk: a burst of writes costs the stream
+                # one send, not one per event.
+                lines: list[bytes] = []
+                while item is not CUT:
+                    assert isinstance(item, WatchEvent)
+                    if (line := self._line(item, matches, line_for, q, api_version, as_table)) is not None:
+                        lines.append(line)
+                    if watcher.queue.empty():
+                        break
+                    item = watcher.queue.get_nowait()
+                if lines:
+                    await response.write(b"".join(lines))
                 if item is CUT:
                     if watcher.abrupt and request.transport is not None:
                         request.transport.abort()
                         return response
                     break
-                assert isinstance(item, WatchEvent)
-                kind = _transition(item, matches)
-                if kind is not None:
-                    cache_key = (kind, api_version + (f";table;{q.get('includeObject')}" if as_table else ""))
-                    line = item.cache.get(cache_key)
-                    if line is None:
-                        shown = item.obj
-                        if kind == DELETED and item.type == MODIFIED and item.old is not None:
-                            # Leaving the selector: the last state that matched, at the event's version.
-                            old_meta = {**item.old["metadata"], "resourceVersion": str(item.rv)}
-                            shown = {**item.old, "metadata": old_meta}
-                        line = item.cache[cache_key] = line_for(kind, shown)
-                    await response.write(line)
             await response.write_eof()
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
             pass
@@ -159,6 +159,31 @@ class Watching(Reads):
         finally:
             resource_log.watchers.discard(watcher)
         return response
+
+    @staticmethod
+    def _line(
+        item: WatchEvent,
+        matches: Callable[[dict[str, Any] | None], bool],
+        line_for: Callable[[str, dict[str, Any]], bytes],
+        q: Mapping[str, str],
+        api_version: str,
+        as_table: bool,
+    ) -> bytes | None:
+        """The stream's line for one event, or None when the watch's selectors hide it; the line is
+        encoded once per event for every watch that shows it the same way."""
+        kind = _transition(item, matches)
+        if kind is None:
+            return None
+        cache_key = (kind, api_version + (f";table;{q.get('includeObject')}" if as_table else ""))
+        line = item.cache.get(cache_key)
+        if line is None:
+            shown = item.obj
+            if kind == DELETED and item.type == MODIFIED and item.old is not None:
+                # Leaving the selector: the last state that matched, at the event's version.
+                old_meta = {**item.old["metadata"], "resourceVersion": str(item.rv)}
+                shown = {**item.old, "metadata": old_meta}
+            line = item.cache[cache_key] = line_for(kind, shown)
+        return line
 
     def _bookmark(self, rt: ResourceType, api_version: str, rv: int, *, initial_end: bool = False) -> bytes:
         meta: dict[str, Any] = {"resourceVersion": str(rv)}
