@@ -92,6 +92,32 @@ class NodeView:
         object.__setattr__(self, "converged", converged)
         object.__setattr__(self, "unavailable", not self.ready or self.unschedulable or not converged)
 
+    def standing(self) -> tuple[Any, ...]:
+        """What a rollout decides on: every field but the resourceVersion, with the daemon's state kept
+        only where it tells phases apart (Working and Done on a node not converged are the same), so a
+        controller can tell a change that may alter its decisions from one that cannot."""
+        busy = self.state not in (names.STATE_DEGRADED, names.STATE_REBOOTING) and not self.converged
+        return (
+            self.name,
+            self.ready,
+            self.unschedulable,
+            self.cordoned_by_us,
+            None if busy else self.state,
+            self.reason,
+            self.mode,
+            self.desired_config,
+            self.current_config,
+            self.desired_image,
+            self.current_image,
+            self.staging_image,
+            self.staged_image,
+            self.zone,
+            self.created,
+            self.converged,
+            self.mid_update,
+            self.unavailable,
+        )
+
     @classmethod
     def of(cls, node: Mapping[str, Any]) -> NodeView:
         meta = node.get("metadata") or {}

@@ -40,7 +40,12 @@ def halt(pool_name: str, views: Iterable[NodeView], target: Target | None) -> Ha
         return None
     what = target.image or target.config
     failed = sorted(
-        (v for v in views if v.at(target) and health.rolled_back_from(v) == what), key=lambda v: v.name
+        (
+            v
+            for v in views
+            if v.state == names.STATE_DEGRADED and health.rolled_back_from(v) == what and v.at(target)
+        ),
+        key=lambda v: v.name,
     )
     if not failed:
         return None
@@ -61,7 +66,12 @@ def unacknowledged(views: Iterable[NodeView], target: Target | None) -> set[str]
     if target is None:
         return set()
     what = target.image or target.config
-    return {v.name for v in views if not v.at(target) and health.rolled_back_from(v) == what}
+    # Only a Degraded node can report a rollback: the cheap test first (a plan asks this of every node).
+    return {
+        v.name
+        for v in views
+        if v.state == names.STATE_DEGRADED and health.rolled_back_from(v) == what and not v.at(target)
+    }
 
 
 def resume_requested(pool: ObjView) -> bool:

@@ -9,12 +9,16 @@ caches, asks :func:`mcosup.supervisor.rolloutplan.plan_rollout` what to do and d
   drained set the mode label and desired annotations in **one** merge patch;
 - write the pool's counts and its Updated/Updating/Degraded/NodeDegraded conditions.
 
+A reconcile decides and returns: each node's steps (uncordon; cordon then target) run as a task of
+their own and enqueue the pool again when answered, so a node that finishes while other nodes' writes
+are under way is seen at once rather than after them. A node with a step under way gets no other one.
+
 Every node write carries the resourceVersion the decision was made on, so a node that changed since
 (daemon report, admin cordon) gives a 409 and a fresh decision instead of a blind write. The cap on
 unavailable nodes comes from the cluster state; the only memory is a safety margin over it: nodes
-this process has written to but whose new version its cache has not shown yet, and nodes it is
-draining, count as unavailable. After a restart that memory is empty and the freshly listed caches
-are exact, so the cap holds across restarts too.
+this process is writing to or draining count as unavailable, and a node it has written to is seen as
+its write returned it until the cache catches up. After a restart that memory is empty and the freshly
+listed caches are exact, so the cap holds across restarts too.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+import typing
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from mcosup.control.clock import Clock, RealClock
@@ -114,6 +119,12 @@ class NodeRollout:
         self._events: asyncio.Queue[tuple[Obj, str, str, Literal["Normal", "Warning"]]] = asyncio.Queue()
         self._tg: asyncio.TaskGroup | None = None
         self._drains: dict[str, _Drain] = {}
+        # Nodes with a step under way (see :meth:`_step`), and pools whose staging writes are.
+        self._steps: set[str] = set()
+        # Each node's standing (:meth:`NodeView.standing`) as last seen or written: an event that leaves
+        # it unchanged enqueues nothing.
+        self._standing: dict[str, tuple[Any, ...]] = {}
+        self._staging: set[str] = set()
         self._drained: set[str] = set()
         self._stuck: dict[str, drain.Stuck] = {}
         self._pool_written: dict[str, Obj] = {}  # pool -> our last status write's result
@@ -159,6 +170,9 @@ class NodeRollout:
         self._pool_written.clear()
         self._targeted.clear()
         self._asked.clear()
+        self._steps.clear()
+        self._staging.clear()
+        self._standing.clear()
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -186,7 +200,9 @@ class NodeRollout:
         return [name, *(other["metadata"]["name"] for other in self.pools.items())]
 
     def _pools_of_node_event(self, event: str, node: Mapping[str, Any]) -> list[str]:
-        """The pool the node was in and the one it is in now."""
+        """The pool the node was in and the one it is in now; none when the node stays in its pool
+        and nothing a plan reads changed (our own write coming back, a daemon's Working report): at
+        a few events per node per rollout, that is most of a large pool's plans saved."""
         name = node["metadata"]["name"]
         previous = self._node_pool.pop(name, None)
         keys = [previous] if previous else []
@@ -197,7 +213,12 @@ class NodeRollout:
             self._node_pool[name] = pool
             self._members[pool].add(name)
             keys.append(pool)
+            standing = self._views.of(typing.cast(Obj, node), ("", name)).standing()
+            if self._standing.get(name) == standing and previous == pool:
+                return []
+            self._standing[name] = standing
         if event == "DELETED":
+            self._standing.pop(name, None)
             self._written.pop(name, None)
             self._targeted.pop(name, None)
             self._asked.pop(name, None)
@@ -248,38 +269,31 @@ class NodeRollout:
             if not await self._resume(pool, plan, by_name):
                 return Result(requeue_after=self.settings.conflict_retry)
             plan, by_name = self._plan(pool, image, gate)
-        # Nodes are independent: their writes go out together, so one slow answer delays no other node.
-        steps = [self._uncordon(by_name[n], pool, finished=True) for n in plan.uncordon]
-        steps += [self._uncordon(by_name[n], pool, finished=False) for n in plan.release]
-        done = await asyncio.gather(*steps)
-        retry = not all(done)
-        if any(done):
-            # Uncordoned nodes are available again (their new versions are known): plan with the slots
-            # they free. Their uncordons are written already, so the cap holds at every instant.
-            plan, by_name = self._plan(pool, image, gate)
+        for name in plan.uncordon:
+            self._step(name, pool_name, self._uncordon, by_name[name], pool, finished=True)
+        for name in plan.release:
+            self._step(name, pool_name, self._uncordon, by_name[name], pool, finished=False)
         self._count_nodes(pool_name, plan)
 
         starting = set(plan.start)
         for name in list(self._drains):
             if self._drains[name].pool == pool_name and name not in starting:
                 self._cancel_drain(name)
-        target = plan.target
-        advances = [self._advance(by_name[n], pool, target) for n in plan.start] if target is not None else []
+        if (target := plan.target) is not None:
+            for name in plan.start:
+                self._step(name, pool_name, self._advance, by_name[name], pool, target)
         # The status is written by its own worker, latest plan wins: a status write never delays a
         # node's next step.
         self._pending_status[pool_name] = plan
         self.status_writer.enqueue(pool_name)
         self._report_late(pool, plan)
-        retry |= not all(await asyncio.gather(*advances))
-        if self.stage_ahead:
-            retry |= not await self._stage(plan, by_name)
+        if self.stage_ahead and pool_name not in self._staging:
+            self._stage(pool_name, plan, by_name)
         for name, was in list(self._targeted.items()):
             if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
                 del self._targeted[name]
                 self._event(by_name[name], NODES, "Updated", f"node {name} runs {was.describe()}")
 
-        if retry:
-            return Result(requeue_after=self.settings.conflict_retry)
         pending = plan.status.get("updatedMachineCount") != plan.status.get("machineCount")
         # Outside a maintenance window with nothing under way, the pool sleeps until the window opens.
         waits = [self.settings.resync] if plan.start or (pending and gate.may_start) else []
@@ -299,7 +313,7 @@ class NodeRollout:
             views,
             image=image,
             opted_in=machineosconfig.opted_in(pool, moscs),
-            in_flight=[n for n in self._drains if n in by_name],
+            in_flight=[n for n in (*self._drains, *self._steps) if n in by_name],
             drain_stuck={n: s.message for n, s in self._stuck.items() if n in by_name},
             gate=gate,
             staging=self._staging_waits(views, image),
@@ -376,6 +390,9 @@ class NodeRollout:
             log.info("%s of node %s deferred: %s", what, name, exc.reason or exc, extra=fields(node=name))
             return None
         self._written[name] = (written, self.clock.now())
+        # The plan after this write sees it already (through ``_written``): its echo from the watch
+        # needs no plan of its own.
+        self._standing[name] = NodeView.of(written).standing()
         return written
 
     async def _uncordon(self, node: Obj, pool: Obj, *, finished: bool) -> bool:
@@ -436,8 +453,9 @@ class NodeRollout:
         log.info("%s", text, extra=fields(pool=pool_name))
         return True
 
-    async def _advance(self, node: Obj, pool: Obj, target: Target) -> bool:
-        """One step for a node the plan starts: cordon, drain (in the background), set target."""
+    async def _advance(self, node: Obj, pool: Obj, target: Target) -> bool | None:
+        """One step for a node the plan starts: cordon, drain (in the background), set target. None when
+        nothing was written (the node waits for its drain)."""
         view = NodeView.of(node)
         pool_name = pool["metadata"]["name"]
         if (
@@ -462,7 +480,7 @@ class NodeRollout:
         if view.name in self._drained and view.unschedulable:
             return await self._set_target(node, view, pool_name, target, "Drained", "drained")
         self._ensure_drain(view.name, pool_name)
-        return True
+        return None  # the drain enqueues the pool when it ends
 
     async def _set_target(
         self, node: Obj, view: NodeView, pool_name: str, target: Target, reason: str, how: str
@@ -482,19 +500,73 @@ class NodeRollout:
         )
         return True
 
-    async def _stage(self, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> bool:
-        """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1)."""
+    def _step(
+        self,
+        node: str,
+        pool_name: str,
+        work: Callable[..., Awaitable[bool | None]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Run ``work(*args)`` for ``node`` in the background unless a step of the node is under way.
+        When it wrote (True) the pool is reconciled again at once; when a write was refused (False: the
+        node changed since the decision) or failed, after ``conflict_retry``; None: nothing was written."""
+        if node in self._steps or self._tg is None:
+            return
+        self._steps.add(node)
+
+        async def step() -> None:
+            done: bool | None = False
+            try:
+                done = await work(*args, **kwargs)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "step for node %s failed; it is retried", node, extra=fields(pool=pool_name, node=node)
+                )
+            finally:
+                self._steps.discard(node)
+                if done:
+                    self.controller.enqueue(pool_name)
+                elif done is not None:
+                    self.controller.queue.add_after(pool_name, self.settings.conflict_retry)
+
+        self._tg.create_task(step(), name=f"step-{node}")
+
+    def _stage(self, pool_name: str, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> None:
+        """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1), in
+        the background; the pool's next staging decision waits for these writes to be answered."""
         views = {name: self._views.of(node, ("", name)) for name, node in by_name.items()}
         # A halted image (contract 12.3) is staged nowhere: no other node gets it, not even its download.
         target = plan.target if plan.halt is None else None
         changes = stagingplan.plan_staging(
             views.values(), target, capacity=plan.capacity, updating=plan.start
         )
-        writes = [
-            self._patch_node(by_name[name], staging_patch(views[name], image), "staging")
-            for name, image in sorted(changes.items())
-        ]
-        return all(w is not None for w in await asyncio.gather(*writes))
+        if not changes or self._tg is None:
+            return
+        self._staging.add(pool_name)
+
+        async def stage() -> None:
+            written: list[Obj | None] = []
+            try:
+                writes = [
+                    self._patch_node(by_name[name], staging_patch(views[name], image), "staging")
+                    for name, image in sorted(changes.items())
+                ]
+                written = await asyncio.gather(*writes)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("staging writes failed; they are retried", extra=fields(pool=pool_name))
+            finally:
+                self._staging.discard(pool_name)
+                if written and all(w is not None for w in written):
+                    self.controller.enqueue(pool_name)
+                else:
+                    self.controller.queue.add_after(pool_name, self.settings.conflict_retry)
+
+        self._tg.create_task(stage(), name=f"staging-{pool_name}")
 
     # Drains.
 

@@ -205,14 +205,15 @@ def _order_key(
     )
 
 
-def _phase(view: NodeView, target: Target | None, in_flight: bool, staging: bool) -> Phase:
-    if target is not None and view.at(target) and view.converged:
+def _phase(view: NodeView, given: bool, in_flight: bool, staging: bool) -> Phase:
+    """``given``: the node has been given the pool's target."""
+    if given and view.converged:
         return Phase.UPDATED
     if view.state == names.STATE_DEGRADED:
         return Phase.DEGRADED
     if view.state == names.STATE_REBOOTING:
         return Phase.REBOOTING
-    if target is not None and view.at(target):
+    if given:
         return Phase.UPDATING
     if not view.converged:
         return Phase.UPDATING  # still on its way to an earlier target
@@ -259,19 +260,26 @@ def plan_rollout(
     except RolloutError as exc:
         error, capacity = str(exc), 0
 
-    unavailable = {v.name for v in views if v.unavailable or v.name in flying}
     start: list[str] = []
     late: dict[str, str] = {}
     downloading: set[str] = set()
     staging_wake = None
-    uncordon: list[str] = []
-    release: list[str] = []
     halt = haltplan.halt(name, views, target)
     rolling = target is not None and not paused and not error and gate.error is None and halt is None
+    # One pass over the pool for what every later step asks of each node (a plan runs on every change
+    # of a pool of thousands of nodes; each pass over it costs as much as the rest of the plan).
+    unavailable: set[str] = set()
+    given: set[str] = set()  # the nodes given the target
+    uncordon: list[str] = []
+    release: list[str] = []
     for v in views:
+        if v.unavailable or v.name in flying:
+            unavailable.add(v.name)
+        if target is not None and v.at(target):
+            given.add(v.name)
         if not v.cordoned_by_us or v.name in flying or not v.converged:
             continue
-        if target is not None and v.at(target):
+        if v.name in given:
             uncordon.append(v.name)
         elif not rolling:
             # Cordoned for a target that is not to be rolled out now (paused, holding, bad spec).
@@ -289,7 +297,7 @@ def plan_rollout(
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
         resumed = haltplan.unacknowledged(views, target)
-        candidates = [v for v in views if not v.at(target) and v.name not in resumed]
+        candidates = [v for v in views if v.name not in given and v.name not in resumed]
         turns = {v.name: staging.turn(v, target) for v in candidates} if staging is not None else {}
         for v in sorted(candidates, key=lambda v: _order_key(v, unavailable, target.image)):
             turn = turns.get(v.name, stagingplan.Turn.READY)
@@ -318,7 +326,7 @@ def plan_rollout(
 
     starting = set(start)
     phases = {
-        v.name: _phase(v, target, v.name in flying or v.name in starting, v.name in downloading)
+        v.name: _phase(v, v.name in given, v.name in flying or v.name in starting, v.name in downloading)
         for v in views
     }
     status, conds = pool_status(
@@ -392,12 +400,17 @@ def pool_status(
     halt: haltplan.Halt | None = None,
 ) -> tuple[dict[str, Any], tuple[Condition, ...]]:
     """The status fields and this controller's conditions."""
-    updated = [v for v in views if phases[v.name] is Phase.UPDATED]
-    ready = [v for v in updated if not v.unavailable]
-    degraded = [v for v in views if v.state == names.STATE_DEGRADED]
-    unavailable = [v for v in views if v.unavailable]
+    updated = ready = unavailable = 0
+    degraded: list[NodeView] = []
+    for v in views:
+        if phases[v.name] is Phase.UPDATED:
+            updated += 1
+            ready += not v.unavailable
+        unavailable += v.unavailable
+        if v.state == names.STATE_DEGRADED:
+            degraded.append(v)
     progress = progress_message(phases)
-    all_updated = target is not None and len(updated) == len(views)
+    all_updated = target is not None and updated == len(views)
 
     if target is not None and all_updated:
         upd = _cond(names.UPDATED, True, "AllNodesUpdated", f"all nodes run {target.describe()}")
@@ -446,9 +459,9 @@ def pool_status(
 
     status: dict[str, Any] = {
         "machineCount": len(views),
-        "updatedMachineCount": len(updated),
-        "readyMachineCount": len(ready),
-        "unavailableMachineCount": len(unavailable),
+        "updatedMachineCount": updated,
+        "readyMachineCount": ready,
+        "unavailableMachineCount": unavailable,
         "degradedMachineCount": len(degraded),
     }
     generation = (pool.get("metadata") or {}).get("generation")
