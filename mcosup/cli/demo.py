@@ -58,8 +58,8 @@ DISRUPTION_POLICY = (
 POLICY_ACTIONS = "Reload crio.service"
 RELOAD = "reload crio.service"
 #: The bad-image chapter (contract 12.3): the worker pool's custom Containerfile step, first broken, then
-#: fixed. The demo's hosts stand a broken boot in for by the fake host's unhealthy label (see
-#: :mod:`mcosup.sim.fakehost`); the pool's health gate is made short so the rollback comes quickly.
+#: fixed. The fake host's unhealthy label (:mod:`mcosup.sim.fakehost`) stands in for a step that breaks
+#: the boot; the pool's health check is made short so that the rollback comes quickly.
 TUNING_LABEL = "io.mcosup.demo.tuning"
 HEALTH_CHECK_SECONDS = 3
 
