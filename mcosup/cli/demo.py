@@ -6,7 +6,9 @@ worker pool opts in by label and the master pool by an admin's MachineOSConfig �
 starts → one MachineOSBuild per pool builds and pushes its image → nodes are rebased onto it one by
 one (never more than ``maxUnavailable`` at a time, the next nodes staging the image while in service)
 → a MachineConfig change is rebuilt and rolled → ``mc/rebuild`` builds the master pool's config
-again → a change the node disruption policy covers reaches every worker with no reboot → both pools
+again → a change the node disruption policy covers reaches every worker with no reboot → a custom
+Containerfile step makes an image that does not boot healthily: the first worker rolls back from it and
+the pool's rollout halts there, no other node given it → the fixed step's image rolls on → both pools
 opt out → every node returns to the stock OS with its files re-applied, and every image built is
 pruned from the registry. Each chapter prints what an admin would type and what they would see; the
 story stops with an error when an outcome is not the one told. It ends with a summary and the
@@ -55,6 +57,11 @@ DISRUPTION_POLICY = (
 #: What the policy runs on each node, as the daemon reports it and as the fake host records it.
 POLICY_ACTIONS = "Reload crio.service"
 RELOAD = "reload crio.service"
+#: The bad-image chapter (contract 12.3): the worker pool's custom Containerfile step, first broken, then
+#: fixed. The fake host's unhealthy label (:mod:`mcosup.sim.fakehost`) stands in for a step that breaks
+#: the boot; the pool's health check is made short so that the rollback comes quickly.
+TUNING_LABEL = "io.mcosup.demo.tuning"
+HEALTH_CHECK_SECONDS = 3
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -257,10 +264,15 @@ class Demo:
             "9. a change without a reboot (node disruption policy)", lambda: self.no_reboot(cluster)
         )
         await self.stage(
-            f"10. opt out (label removed, MachineOSConfig {MASTER} deleted) → stock OS",
+            "10. a bad image: one node rolls back, the rollout halts (health gate)",
+            lambda: self.bad_image(cluster),
+        )
+        await self.stage("11. the fix rolls on", lambda: self.fix(cluster))
+        await self.stage(
+            f"12. opt out (label removed, MachineOSConfig {MASTER} deleted) → stock OS",
             lambda: self.opt_out(cluster),
         )
-        await self.stage("11. the images pruned from the registry", lambda: self.pruned(cluster))
+        await self.stage("13. the images pruned from the registry", lambda: self.pruned(cluster))
 
     async def rebuild(self, cluster: LocalCluster) -> str:
         """Contract 11: ``mc/rebuild`` builds the same config again as a new MachineOSBuild, rolled out."""
@@ -370,6 +382,108 @@ class Demo:
             f"{len(workers)} {POOL} nodes current on {_short(image)} with no reboot and no cordon; "
             f"each ran {POLICY_ACTIONS} once ({names.LAST_APPLIED_WITHOUT_REBOOT})"
         )
+
+    async def bad_image(self, cluster: LocalCluster) -> str:
+        """Contract 12.3: an image that does not boot healthily reaches one node, which rolls back; the
+        pool's rollout halts there, naming the node and the image, and no other node is given it."""
+        from mcosup.model import health
+        from mcosup.model.node import NodeView
+        from mcosup.sim.fakebin import UNHEALTHY_LABEL
+        from mcosup.sim.invariants import wait_until
+
+        seconds = str(HEALTH_CHECK_SECONDS)
+        self.note(f"kubectl annotate machineconfigpool {POOL} {names.HEALTH_CHECK_SECONDS}={seconds}")
+        await cluster.patch_pool(POOL, {"metadata": {"annotations": {names.HEALTH_CHECK_SECONDS: seconds}}})
+        await self.max_unavailable(cluster, 1)  # one node first
+        workers = {n: sim.host for n, sim in cluster.nodes.items() if sim.role == POOL}
+        booted = {n: host.booted_image() for n, host in workers.items()}
+        since = cluster.history_rv()
+        await self.custom_step(cluster, f'LABEL {TUNING_LABEL}="v1" {UNHEALTHY_LABEL}="v1 hangs the boot"')
+        self.note(f"  (the demo's hosts fail boot-complete.target on an image labelled {UNHEALTHY_LABEL})")
+        await self.follow_builds(cluster, (POOL,))
+        bad = self.images[POOL]
+        last: dict[str, tuple[Any, ...]] = {}
+        failed: list[str] = []
+        degraded: dict[str, Any] = {}
+
+        async def halted() -> str | None:
+            nodes = await cluster.pool_nodes(POOL)
+            self._report(nodes, last)
+            views = [NodeView.of(n) for n in nodes]
+            failed[:] = [v.name for v in views if health.rolled_back_from(v) == bad]
+            degraded.clear()
+            degraded.update(await cluster.condition(POOL, names.DEGRADED) or {})
+            staging = [v.name for v in views if v.staging_image == bad]
+            if not failed:
+                return f"no node has rolled back from {bad} yet"
+            if back := [n for n in failed if workers[n].booted_image() != booted[n]]:
+                return f"{', '.join(back)} not booted back into {booted[back[0]]} yet"
+            if degraded.get("reason") != names.REASON_ROLLOUT_HALTED:
+                return f"pool {POOL} not {names.REASON_ROLLOUT_HALTED} yet"
+            return f"{', '.join(staging)} still told to download {bad}" if staging else None
+
+        await wait_until(
+            halted, within=STUCK_SECONDS, what=f"pool {POOL} halting its rollout of {bad}", every=0.5
+        )
+        self.note(f"kubectl describe machineconfigpool {POOL}")
+        message = str(degraded.get("message")).replace(bad, _short(bad))
+        self.note(f"  Degraded=True {degraded['reason']}: {message}")
+        for v in map(NodeView.of, await cluster.pool_nodes(POOL)):
+            self.note(
+                f"{v.name}: desiredImage {_short(v.desired_image)}, currentImage {_short(v.current_image)}, "
+                f"{v.state}"
+            )
+        given = {
+            obj["metadata"]["name"]
+            for _, _, obj in cluster.node_history[since:]
+            if (obj["metadata"].get("annotations") or {}).get(names.DESIRED_IMAGE) == bad
+        }
+        if len(failed) != 1 or given != set(failed):
+            raise RuntimeError(
+                f"{bad} was to reach one node and halt there: {sorted(given)} were given it, "
+                f"{failed} rolled back from it"
+            )
+        return (
+            f"{failed[0]} took {_short(bad)}, was not healthy within {seconds}s and rolled back "
+            f"({health.ROLLED_BACK}); pool {POOL} Degraded, {names.REASON_ROLLOUT_HALTED}; "
+            f"the other {len(workers) - 1} nodes never given it"
+        )
+
+    async def fix(self, cluster: LocalCluster) -> str:
+        """Contract 12.3: a new image clears the halt by itself and rolls on to every node."""
+        from mcosup.sim.invariants import wait_until
+
+        await self.custom_step(cluster, f'LABEL {TUNING_LABEL}="v2"')
+        await self.follow_builds(cluster, (POOL,))
+        fixed = self.images[POOL]
+        rolled = await self.roll(cluster, (POOL,), layered=True, title=f"nodes rebased onto {_short(fixed)}")
+
+        async def updated() -> str | None:
+            got = {
+                t: ((await cluster.condition(POOL, t)) or {}).get("status")
+                for t in (names.UPDATED, names.DEGRADED)
+            }
+            return None if got == {names.UPDATED: "True", names.DEGRADED: "False"} else f"pool {POOL}: {got}"
+
+        await wait_until(updated, within=60, what=f"pool {POOL} Updated and no longer Degraded")
+        self.note(f"kubectl get machineconfigpool {POOL}:  UPDATED True  DEGRADED False")
+        await self.max_unavailable(cluster, self.args.max_unavailable)
+        return f"{rolled}, on {_short(fixed)}; the new image cleared the halt; pool {POOL} Updated"
+
+    async def custom_step(self, cluster: LocalCluster, text: str) -> None:
+        """Set the worker pool's custom Containerfile text (the MachineOSConfig made from its label
+        copies it into ``containerFile``)."""
+        cm = names.CUSTOM_DOCKERFILE_CM
+        self.note(f"kubectl -n {cluster.ns} apply -f {cm}.yaml  ({POOL}: {text})")
+        await cluster.apply_configmap(cm, {POOL: text})
+
+    async def max_unavailable(self, cluster: LocalCluster, value: int) -> None:
+        """Set the worker pool's ``spec.maxUnavailable`` unless it is that already."""
+        pool = await cluster.pool(POOL)
+        if (pool.get("spec") or {}).get("maxUnavailable", 1) != value:
+            patch = f'{{"spec":{{"maxUnavailable":{value}}}}}'
+            self.note(f"kubectl patch machineconfigpool {POOL} --type merge -p '{patch}'")
+            await cluster.patch_pool(POOL, {"spec": {"maxUnavailable": value}})
 
     async def pruned(self, cluster: LocalCluster) -> str:
         """Contract 11: once no node names them, the opt-outs deleted every MachineOSBuild and its image."""

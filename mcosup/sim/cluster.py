@@ -438,6 +438,10 @@ class LocalCluster:
         patch = {"metadata": {"annotations": {names.REBUILD_ANNOTATION: ""}}}
         await self._patch_again_on_conflict(MACHINEOSCONFIGS, machineosconfig_name, patch)
 
+    async def patch_pool(self, name: str, patch: Mapping[str, Any]) -> None:
+        """Merge-patch a pool, as ``kubectl annotate`` or ``kubectl patch mcp <pool> --type merge`` does."""
+        await self._patch_again_on_conflict(MACHINECONFIGPOOLS, name, patch)
+
     async def _patch_again_on_conflict(self, resource: Resource, name: str, patch: Mapping[str, Any]) -> None:
         """A patch sent again when the API server gives up on it with a 409, as a person runs it again."""
         for attempt in range(5):

@@ -382,6 +382,11 @@ def progress_message(phases: Mapping[str, Phase]) -> str:
     return text + ("; " + ", ".join(rest) if rest else "")
 
 
+def _reporting(degraded: Sequence[NodeView]) -> str:
+    text = "; ".join(f"node {v.name} is reporting: {v.reason or 'Degraded'}" for v in degraded)
+    return f"{len(degraded)} degraded: {text}"
+
+
 def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
     return Condition(type_, "True" if ok else "False", reason, message)
 
@@ -433,8 +438,7 @@ def pool_status(
         uping = _cond(names.UPDATING, True, "NodesUpdating", msg)
 
     if degraded:
-        text = "; ".join(f"node {v.name} is reporting: {v.reason or 'Degraded'}" for v in degraded)
-        node_deg = _cond(names.NODE_DEGRADED, True, "NodeDegraded", f"{len(degraded)} degraded: {text}")
+        node_deg = _cond(names.NODE_DEGRADED, True, "NodeDegraded", _reporting(degraded))
     else:
         node_deg = _cond(names.NODE_DEGRADED, False, "AsExpected", "no node reports Degraded")
 
@@ -448,8 +452,9 @@ def pool_status(
         problems.append((names.REASON_INVALID_MAINTENANCE_WINDOW, gate.error))
     for node_name in sorted(drain_stuck):
         problems.append((names.REASON_DRAIN_STUCK, drain_stuck[node_name]))
-    if degraded:
-        problems.append(("NodeDegraded", node_deg.message))
+    # The halt's message already carries the reason of each node it names: said once is enough.
+    if others := [v for v in degraded if halt is None or v.name not in halt.nodes]:
+        problems.append(("NodeDegraded", _reporting(others)))
     if render is not None and render.get("status") == "True":
         problems.append((names.RENDER_DEGRADED, str(render.get("message", ""))))
     if problems:

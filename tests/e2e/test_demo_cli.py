@@ -1,6 +1,7 @@
 """``mcosup demo``: on a machine without the tools it needs it says exactly what to install; on the real
-control plane it tells the whole story (both opt-in forms, a rebuild, a change without a reboot, both
-opt-outs and the images pruned) and its summary says each chapter's outcome."""
+control plane it tells the whole story (both opt-in forms, a rebuild, a change without a reboot, a bad
+image rolled back and then fixed, both opt-outs and the images pruned) and its summary says each
+chapter's outcome."""
 
 from __future__ import annotations
 
@@ -42,8 +43,10 @@ def test_demo_on_the_real_control_plane_tells_the_whole_story(tmp_path: Path) ->
         "7. roll the new image",
         "8. rebuild on request (mc/rebuild on MachineOSConfig master)",
         "9. a change without a reboot (node disruption policy)",
-        "10. opt out (label removed, MachineOSConfig master deleted) → stock OS",
-        "11. the images pruned from the registry",
+        "10. a bad image: one node rolls back, the rollout halts (health gate)",
+        "11. the fix rolls on",
+        "12. opt out (label removed, MachineOSConfig master deleted) → stock OS",
+        "13. the images pruned from the registry",
     ):
         assert f"✓ {stage}: " in out, stage
     # One pool by label, the other by the admin's MachineOSConfig, each built as a MachineOSBuild.
@@ -58,7 +61,18 @@ def test_demo_on_the_real_control_plane_tells_the_whole_story(tmp_path: Path) ->
     assert len(re.findall(r"worker-\d: reboots (\d+) → \1; ran reload crio\.service", out)) == 3
     assert "3 worker nodes current on" in out
     assert "with no reboot and no cordon; each ran Reload crio.service once" in out
+    # The bad image: one node took it and rolled back, the pool halted naming it, no other node was
+    # given it (the demo checks the Nodes' whole history); the fix reached every node, the pool Updated.
+    bad = re.search(r"rollout halts \(health gate\): (worker-\d) took \S+, was not healthy within 3s", out)
+    assert bad, out[-3000:]
+    node = bad[1]
+    assert f"{node}: daemon Degraded (RolledBack: " in out
+    assert re.search(rf"Degraded=True RolloutHalted: rollout of \S+ halted: node {node}: RolledBack: ", out)
+    assert "pool worker Degraded, RolloutHalted; the other 2 nodes never given it" in out
+    assert re.search(
+        r"✓ 11\. the fix rolls on: 3 worker node\(s\) layered, .*?; the new image cleared the halt", out
+    )
     # Both opt-outs, then every image built gone from the registry.
     assert "stock OS on every node" in out
-    assert "5 images built, all 5 gone from the registry; no MachineOSBuild left" in out
+    assert "7 images built, all 7 gone from the registry; no MachineOSBuild left" in out
     assert "maxUnavailable=1 held: at most 1 worker node(s) unavailable at once" in out

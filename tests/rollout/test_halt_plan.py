@@ -93,6 +93,15 @@ def test_a_node_that_rolled_back_halts_the_pool_and_no_other_node_gets_the_image
     assert c[names.UPDATING]["reason"] == names.REASON_ROLLOUT_HALTED
 
 
+def test_the_halted_pool_says_each_nodes_reason_once() -> None:
+    broken = named("w01", on(OLD_IMG, R1, state=names.STATE_DEGRADED, reason="step 2/3 (rebase) failed: x"))
+    c = conds(layered_plan(IMG, [rolled_back("w00"), broken, waiting("w02")], in_flight=[]))
+    message = c[names.DEGRADED]["message"]
+    assert message.count(WHY) == 1  # in the halt's text, not again as a degraded node
+    assert "1 degraded: node w01 is reporting: step 2/3 (rebase) failed: x" in message
+    assert c[names.NODE_DEGRADED]["message"].startswith("2 degraded: node w00 is reporting: RolledBack:")
+
+
 def test_a_new_image_ends_the_halt_and_the_rolled_back_node_goes_first() -> None:
     nodes = [waiting("w00"), rolled_back("w01"), waiting("w02")]
     p = layered_plan(NEW_IMG, nodes)
