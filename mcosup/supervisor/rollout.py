@@ -270,9 +270,9 @@ class NodeRollout:
                 return Result(requeue_after=self.settings.conflict_retry)
             plan, by_name = self._plan(pool, image, gate)
         for name in plan.uncordon:
-            self._step(name, pool_name, self._uncordon, by_name[name], pool, finished=True)
+            self._step(name, pool_name, True, self._uncordon, by_name[name], pool, finished=True)
         for name in plan.release:
-            self._step(name, pool_name, self._uncordon, by_name[name], pool, finished=False)
+            self._step(name, pool_name, True, self._uncordon, by_name[name], pool, finished=False)
         self._count_nodes(pool_name, plan)
 
         starting = set(plan.start)
@@ -281,7 +281,7 @@ class NodeRollout:
                 self._cancel_drain(name)
         if (target := plan.target) is not None:
             for name in plan.start:
-                self._step(name, pool_name, self._advance, by_name[name], pool, target)
+                self._step(name, pool_name, False, self._advance, by_name[name], pool, target)
         # The status is written by its own worker, latest plan wins: a status write never delays a
         # node's next step.
         self._pending_status[pool_name] = plan
@@ -470,13 +470,15 @@ class NodeRollout:
             cordoned = await self._patch_node(node, cordon_patch(view), "cordon")
             if cordoned is None:
                 return False
-            self._event(
-                node, NODES, "UpdateStarted", f"cordoned node {view.name} to update it to {target.describe()}"
-            )
             log.info("cordoned node %s", view.name, extra=fields(pool=pool_name, node=view.name))
             node, view = cordoned, NodeView.of(cordoned)
             if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
-                self._drained.add(view.name)  # nothing to evict: no need to wait for a drain task
+                # Nothing to evict: the target follows at once, and one Event tells both.
+                how = "cordoned (nothing to drain)"
+                return await self._set_target(node, view, pool_name, target, "UpdateStarted", how)
+            self._event(
+                node, NODES, "UpdateStarted", f"cordoned node {view.name} to update it to {target.describe()}"
+            )
         if view.name in self._drained and view.unschedulable:
             return await self._set_target(node, view, pool_name, target, "Drained", "drained")
         self._ensure_drain(view.name, pool_name)
@@ -504,13 +506,17 @@ class NodeRollout:
         self,
         node: str,
         pool_name: str,
+        replan: bool,
         work: Callable[..., Awaitable[bool | None]],
         *args: Any,
         **kwargs: Any,
     ) -> None:
         """Run ``work(*args)`` for ``node`` in the background unless a step of the node is under way.
-        When it wrote (True) the pool is reconciled again at once; when a write was refused (False: the
-        node changed since the decision) or failed, after ``conflict_retry``; None: nothing was written."""
+        When it wrote (True) and ``replan``, the pool is reconciled again at once (the step freed a
+        slot; a started node's next news is its daemon's report, which brings its own reconcile, unless
+        the report came while the step was under way and its reconcile saw the node busy); when
+        a write was refused (False: the node changed since the decision) or failed, after
+        ``conflict_retry``; None: nothing was written."""
         if node in self._steps or self._tg is None:
             return
         self._steps.add(node)
@@ -527,12 +533,20 @@ class NodeRollout:
                 )
             finally:
                 self._steps.discard(node)
-                if done:
+                if done and (replan or self._news_since_write(node)):
                     self.controller.enqueue(pool_name)
                 elif done is not None:
                     self.controller.queue.add_after(pool_name, self.settings.conflict_retry)
 
         self._tg.create_task(step(), name=f"step-{node}")
+
+    def _news_since_write(self, node: str) -> bool:
+        """The cache shows a version of ``node`` newer than our last write of it."""
+        cached, mine = self.nodes.get(node), self._written.get(node)
+        if cached is None or mine is None:
+            return False
+        now, written = _rv(cached), _rv(mine[0])
+        return now != written and _caught_up(now, written)
 
     def _stage(self, pool_name: str, plan: rolloutplan.Plan, by_name: Mapping[str, Obj]) -> None:
         """Set or clear ``mc/stagingImage`` as :func:`stagingplan.plan_staging` says (contract 12.1), in

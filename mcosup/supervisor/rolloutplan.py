@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import heapq
 import math
 import operator
 import re
@@ -191,11 +192,10 @@ class Plan:
     staging_wake: float | None = None
 
 
-def _order_key(
-    view: NodeView, unavailable: set[str], image: str | None
-) -> tuple[int, int, int, str, str, str]:
+def _order_key(view: NodeView, image: str | None) -> tuple[int, int, str, str, str]:
+    """Candidate order among nodes equally (un)available (contract section 5: unavailable nodes first,
+    then by zone, then oldest)."""
     return (
-        0 if view.name in unavailable else 1,
         # Contract 12.1: a node that has downloaded the image is unavailable for drain and reboot only.
         0 if image is not None and view.staged_image == image else 1,
         0 if view.zone is not None else 1,
@@ -205,23 +205,31 @@ def _order_key(
     )
 
 
-def _phase(view: NodeView, given: bool, in_flight: bool, staging: bool) -> Phase:
-    """``given``: the node has been given the pool's target."""
-    if given and view.converged:
-        return Phase.UPDATED
-    if view.state == names.STATE_DEGRADED:
-        return Phase.DEGRADED
-    if view.state == names.STATE_REBOOTING:
-        return Phase.REBOOTING
-    if given:
-        return Phase.UPDATING
-    if not view.converged:
-        return Phase.UPDATING  # still on its way to an earlier target
-    if in_flight or view.cordoned_by_us:
-        return Phase.DRAINING
-    if not view.ready:
-        return Phase.NOT_READY
-    return Phase.STAGING if staging else Phase.WAITING
+def _phases(
+    views: Iterable[NodeView], given: set[str], busy: set[str], downloading: set[str]
+) -> dict[str, Phase]:
+    """Each node's phase. ``given``: nodes given the pool's target; ``busy``: nodes a step or drain is
+    under way on, or the plan starts; ``downloading``: nodes staging the image before their turn.
+    One loop without a call per node: a plan runs on every change of a pool of thousands."""
+    phases: dict[str, Phase] = {}
+    for v in views:
+        n = v.name
+        if v.converged:  # its daemon said Done for what it was given
+            if n in given:
+                phases[n] = Phase.UPDATED
+            elif n in busy or v.cordoned_by_us:
+                phases[n] = Phase.DRAINING
+            elif not v.ready:
+                phases[n] = Phase.NOT_READY
+            else:
+                phases[n] = Phase.STAGING if n in downloading else Phase.WAITING
+        elif v.state == names.STATE_DEGRADED:
+            phases[n] = Phase.DEGRADED
+        elif v.state == names.STATE_REBOOTING:
+            phases[n] = Phase.REBOOTING
+        else:
+            phases[n] = Phase.UPDATING  # to the target, or still on its way to an earlier one
+    return phases
 
 
 def plan_rollout(
@@ -269,12 +277,20 @@ def plan_rollout(
     # One pass over the pool for what every later step asks of each node (a plan runs on every change
     # of a pool of thousands of nodes; each pass over it costs as much as the rest of the plan).
     unavailable: set[str] = set()
+    # Unavailable for reasons of its own (not Ready, an admin's cordon, no daemon report yet), not
+    # because an update is under way: such a node may come back by itself, so updating it must fit the
+    # cap without it.
+    external: set[str] = set()
     given: set[str] = set()  # the nodes given the target
     uncordon: list[str] = []
     release: list[str] = []
     for v in views:
-        if v.unavailable or v.name in flying:
+        if v.name in flying:
             unavailable.add(v.name)
+        elif v.unavailable:
+            unavailable.add(v.name)
+            if not v.mid_update and not v.cordoned_by_us:
+                external.add(v.name)
         if target is not None and v.at(target):
             given.add(v.name)
         if not v.cordoned_by_us or v.name in flying or not v.converged:
@@ -286,36 +302,44 @@ def plan_rollout(
             release.append(v.name)
 
     if target is not None and rolling:
-        # Unavailable for reasons of its own (not Ready, an admin's cordon, no daemon report yet), not
-        # because an update is under way: such a node may come back by itself, so updating it must
-        # fit the cap without it.
-        external = {
-            v.name
-            for v in views
-            if v.name in unavailable and not v.mid_update and not v.cordoned_by_us and v.name not in flying
-        }
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
         resumed = haltplan.unacknowledged(views, target)
         candidates = [v for v in views if v.name not in given and v.name not in resumed]
         turns = {v.name: staging.turn(v, target) for v in candidates} if staging is not None else {}
-        for v in sorted(candidates, key=lambda v: _order_key(v, unavailable, target.image)):
-            turn = turns.get(v.name, stagingplan.Turn.READY)
-            if v.name in unavailable and v.name not in external:
+        ready = stagingplan.Turn.READY
+
+        def order(v: NodeView) -> tuple[int, int, str, str, str]:
+            return _order_key(v, target.image)
+
+        # Unavailable nodes first (in order): those mid-update go on, counted already; an external one
+        # may take a slot of the rollout's own.
+        for v in sorted((v for v in candidates if v.name in unavailable), key=order):
+            turn = turns.get(v.name, ready)
+            if v.name not in external:
                 start.append(v.name)  # mid-update already: counted in both
-            elif turn is stagingplan.Turn.STAGING:
-                continue  # it stays available until it has the image; its slot waits for a staged node
-            elif not gate.may_start:
-                continue
-            elif v.name in external:
-                if ours < capacity:
-                    start.append(v.name)
-                    ours += 1
-            elif load < capacity:
+            elif turn is not stagingplan.Turn.STAGING and gate.may_start and ours < capacity:
+                start.append(v.name)
+                ours += 1
+        # Then as many available ones as there are free slots, the first in order. One still
+        # downloading stays available until it has the image: its slot waits for a staged node. Only
+        # the chosen few are ordered (a large pool has a handful of free slots and thousands waiting).
+        free = capacity - load
+        if free > 0 and gate.may_start:
+            waiting = (
+                v
+                for v in candidates
+                if v.name not in unavailable and turns.get(v.name, ready) is not stagingplan.Turn.STAGING
+            )
+            for v in heapq.nsmallest(free, waiting, key=order):
                 start.append(v.name)
                 load += 1
                 ours += 1
-                if turn is stagingplan.Turn.LATE and staging is not None and target.image is not None:
+                if (
+                    turns.get(v.name) is stagingplan.Turn.LATE
+                    and staging is not None
+                    and target.image is not None
+                ):
                     late[v.name] = stagingplan.late_message(v.name, target.image, staging.timeout)
         if staging is not None:
             downloading = {
@@ -325,10 +349,7 @@ def plan_rollout(
                 staging_wake = max(0.0, staging.timeout - max(staging.waited[n] for n in downloading))
 
     starting = set(start)
-    phases = {
-        v.name: _phase(v, v.name in given, v.name in flying or v.name in starting, v.name in downloading)
-        for v in views
-    }
+    phases = _phases(views, given, flying | starting, downloading)
     status, conds = pool_status(
         pool,
         views,
