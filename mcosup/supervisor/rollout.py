@@ -533,10 +533,10 @@ class NodeRollout:
                 )
             finally:
                 self._steps.discard(node)
-                if done and (replan or self._news_since_write(node)):
-                    self.controller.enqueue(pool_name)
-                elif done is not None:
+                if done is False:
                     self.controller.queue.add_after(pool_name, self.settings.conflict_retry)
+                elif done and (replan or self._news_since_write(node)):
+                    self.controller.enqueue(pool_name)
 
         self._tg.create_task(step(), name=f"step-{node}")
 
