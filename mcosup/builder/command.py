@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 from collections.abc import Iterator
 
@@ -38,9 +39,9 @@ def main(args: argparse.Namespace) -> int:
     settings = BuilderSettings.from_env(os.environ, args.namespace)
     kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
-    with _no_system_ca_store():
+    with _no_system_ca_store(), _no_collections():
         from mcosup.builder.run import run
-    from mcosup.runtime.lifecycle import run_until_signalled
+        from mcosup.runtime.lifecycle import run_until_signalled
 
     return run_until_signalled(run(settings, kube_settings))
 
@@ -70,3 +71,19 @@ def _no_system_ca_store() -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """No cyclic garbage collection inside this block; what it leaves alive is kept out of later ones.
+
+    Imports allocate much and free almost nothing, so the collections they trigger find nothing to free
+    (about 5% of the builder pod's start); the modules, classes and functions they made live as long as
+    the process, so later collections need not look at them again (``gc.freeze``).
+    """
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
