@@ -14,6 +14,14 @@ Each round uses a fresh emulator and registry; buildah alone runs first so the s
 cache advantage. An untimed round goes first. Prints every round and the median ratio (target <= 1.5x
 for 50 files).
 
+Reading the figures: with vfs storage, ``buildah bud`` (1.28 here) ends just after a whole wall-clock
+second (its COMMIT step runs on to it), so a bud lasts about 0.5 to 1.5 s depending on the fraction of
+the second it starts at, and every duration here moves in whole-second steps. The system's opt-in
+follows buildah alone's end (itself just after a whole second) by a nearly constant time, so its build
+Pod's bud starts at a nearly constant fraction of the second: the system's total stays put while the
+work before the build shrinks by less than that step, and each round's ratio swings mostly with the
+fraction buildah alone happened to start at. "outside the build pod" is the system's own time.
+
     .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 5]
 """
 

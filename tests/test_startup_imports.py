@@ -89,3 +89,22 @@ def test_the_builder_process_imports_neither_metrics_nor_yaml() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_builder_process_loads_no_ca_store_at_start() -> None:
+    # aiohttp's import-time default contexts would each load the system's whole CA bundle; the builder
+    # verifies the API server with its kubeconfig's CA and brings the registry session its own context.
+    code = (
+        "import os, ssl\n"
+        "from mcosup.builder import command\n"
+        "before = (ssl.create_default_context().cert_store_stats(), os.environ.get('SSL_CERT_FILE'))\n"
+        "with command._no_system_ca_store():\n"
+        "    import mcosup.builder.run\n"
+        "from aiohttp import connector\n"
+        "for context in (connector._SSL_CONTEXT_VERIFIED, connector._SSL_CONTEXT_UNVERIFIED):\n"
+        "    assert context.cert_store_stats()['x509_ca'] == 0, context.cert_store_stats()\n"
+        "# Contexts made afterwards (the registry session's) find the store again.\n"
+        "after = (ssl.create_default_context().cert_store_stats(), os.environ.get('SSL_CERT_FILE'))\n"
+        "assert after == before, (before, after)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,6 +2,8 @@
 
 - ``manifest_digest`` (reuse, contract sections 4 and 11): a ``HEAD /v2/<repo>/manifests/<tag>`` (GET
   when the registry does not send the digest on HEAD).
+- ``registry_session``: the session both go through, whose HTTPS is verified against the system's CA
+  store (loaded once, for it: the builder process leaves aiohttp's default contexts empty).
 - ``delete_image`` (pruning, section 11): ``DELETE /v2/<repo>/manifests/<digest>``, its outcome as a
   :class:`Deletion` (deleted, already gone, refused, unreachable) rather than an exception, because the
   builder acts on each one differently.
@@ -12,11 +14,14 @@ the distribution spec describes.
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -35,6 +40,18 @@ MANIFEST_TYPES = ", ".join(
 DOCKER_HUB = "registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _T = TypeVar("_T")
+
+
+@contextlib.asynccontextmanager
+async def registry_session(tls_verify: bool = True) -> AsyncIterator[aiohttp.ClientSession]:
+    """The session for the registry calls: with ``tls_verify``, HTTPS is verified against the system's CA
+    store, loaded here once (in a thread: it reads the whole bundle) rather than taken from aiohttp's
+    defaults, which the builder process leaves empty (:mod:`mcosup.builder.command`)."""
+    context: ssl.SSLContext | bool = False
+    if tls_verify:
+        context = await asyncio.to_thread(ssl.create_default_context)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
+        yield session
 
 
 class RegistryError(Exception):

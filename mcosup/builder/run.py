@@ -12,8 +12,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
+from mcosup.builder import manifests
 from mcosup.builder.build import Builder, Caches
 from mcosup.control.controller import Controller, by_name
 from mcosup.kube import client as kclient
@@ -42,7 +41,10 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
     conditions) and does not import prometheus_client: its start-up is on the path of every first build.
     """
     ns = settings.namespace
-    async with kclient.connect(kube_settings) as kube, aiohttp.ClientSession() as http:
+    async with (
+        kclient.connect(kube_settings) as kube,
+        manifests.registry_session(settings.pod.tls_verify) as http,
+    ):
         informers = {
             "pools": Informer(kube, MACHINECONFIGPOOLS),
             "machineconfigs": Informer(kube, MACHINECONFIGS),

@@ -56,7 +56,7 @@ from mcosup.kube.resources import PODS
 from mcosup.model.objects import Obj
 from mcosup.sim.containers import ContainerProcesses, ImageRule, LogSink, default_image_rules
 from mcosup.sim.podstatus import now, ready_condition, waiting
-from mcosup.sim.podvolumes import Credentials, rewrite
+from mcosup.sim.podvolumes import Credentials, rewrite, together
 
 log = logging.getLogger(__name__)
 
@@ -272,19 +272,23 @@ class Kubelet(ContainerProcesses):
             await stop.wait()
             return
 
-        await self._status(
-            pod,
-            {
-                **base_status,
-                "phase": "Pending",
-                "conditions": [scheduled],
-                "containerStatuses": [waiting(c, "ContainerCreating", "") for c in containers],
-            },
+        # The Pod is reported Pending while its volumes and credentials are made, as a kubelet's status
+        # manager writes it beside the volume manager's work, not before.
+        _, paths, env_base = await together(
+            self._status(
+                pod,
+                {
+                    **base_status,
+                    "phase": "Pending",
+                    "conditions": [scheduled],
+                    "containerStatuses": [waiting(c, "ContainerCreating", "") for c in containers],
+                },
+            ),
+            self._materialise(pod, pod_dir, stop),
+            self._credentials_env(pod, pod_dir),
         )
-        paths = await self._materialise(pod, pod_dir, stop)
         if paths is None:
             return
-        env_base = await self._credentials_env(pod, pod_dir)
 
         for init in init_containers:
             code = await self._run_container(

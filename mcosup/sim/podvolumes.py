@@ -84,13 +84,14 @@ class PodVolumes:
         """Write the Pod's volumes; per container, its in-container → local path map (None: stopped)."""
         ns = pod["metadata"].get("namespace", "default")
         volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
         while True:
             try:
-                node = str((pod.get("spec") or {}).get("nodeName") or "")
-                local = {
-                    name: await self._volume(ns, v, pod_dir / "volumes" / name, node)
-                    for name, v in volumes.items()
-                }
+                # All at once, as a kubelet mounts a Pod's volumes: each is a read from the API server.
+                mounted = await together(
+                    *(self._volume(ns, v, pod_dir / "volumes" / name, node) for name, v in volumes.items())
+                )
+                local: dict[str, Path] = dict(zip(volumes, mounted, strict=True))
                 break
             except _MissingSource as exc:
                 log.info("kubelet: pod %s/%s waits for %s", ns, pod["metadata"]["name"], exc)
@@ -182,6 +183,16 @@ class PodVolumes:
 
 class _MissingSource(Exception):
     pass
+
+
+async def together(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls`` made at once; once all have ended, the first failure is raised as itself
+    (so none is left running)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def write_files(directory: Path, files: Mapping[str, tuple[bytes, int]]) -> None:

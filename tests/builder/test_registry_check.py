@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import trustme
 from aiohttp import web
 
 from mcosup.builder import manifests
@@ -132,6 +134,40 @@ async def test_bearer_token_flow_and_digest_by_hashing(
     assert await manifests.manifest_digest(http, f"{host}/org/os:absent", auths, tls_verify=False) is None
     with pytest.raises(manifests.RegistryError, match="token endpoint"):
         await manifests.manifest_digest(http, f"{host}/org/os:present", {}, tls_verify=False)
+
+
+async def test_an_https_registry_is_verified_against_the_system_ca_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The builder leaves aiohttp's default TLS contexts empty; its registry session loads the system's
+    CA store itself (the store OpenSSL finds through SSL_CERT_FILE, pointed here at a test CA)."""
+    ours, other = trustme.CA(), trustme.CA()
+    for name, ca in (("ours.pem", ours), ("other.pem", other)):
+        ca.cert_pem.write_to_path(str(tmp_path / name))
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ours.issue_cert("127.0.0.1").configure_cert(server_context)
+    digest = "sha256:" + "d" * 64
+
+    async def manifest(request: web.Request) -> web.Response:
+        return web.Response(headers={"Docker-Content-Digest": digest})
+
+    app = web.Application()
+    app.router.add_route("*", "/v2/os/base/manifests/{tag}", manifest)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context).start()
+        image = f"127.0.0.1:{runner.addresses[0][1]}/os/base:stock"
+        monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # no hashed certificates there
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ours.pem"))
+        async with manifests.registry_session(tls_verify=True) as http:
+            assert await manifests.manifest_digest(http, image, {}) == digest
+        monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "other.pem"))
+        async with manifests.registry_session(tls_verify=True) as http:
+            with pytest.raises(manifests.RegistryError, match="certificate verify failed"):
+                await manifests.manifest_digest(http, image, {})
+    finally:
+        await runner.cleanup()
 
 
 # ---- Pruning: DELETE /v2/<repo>/manifests/<digest> against the real registry.
