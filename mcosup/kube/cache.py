@@ -67,6 +67,11 @@ class Informer:
         """``project(obj)`` for this cache's objects, computed once per version of each object."""
         return Derived(self, project)
 
+    def index(self, by: Callable[[Obj], str | None]) -> Index:
+        """This cache's objects grouped by ``by(obj)`` (None: in no group), kept up to date change by
+        change: a read of one group costs its size, not the whole cache's."""
+        return Index(self, by)
+
     async def run(self) -> None:
         await list_then_watch(
             self.kube,
@@ -147,6 +152,39 @@ class Derived(Generic[T]):
         # The next read of this key recomputes anyway (a new object); dropping the entry now keeps
         # memory bounded by the cache's own size when objects are deleted.
         self._memo.pop(key_of(obj), None)
+
+
+class Index:
+    """See :meth:`Informer.index`. Fed by the informer's notifications (relists included), so a group
+    always holds exactly the cached objects that belong to it."""
+
+    def __init__(self, informer: Informer, by: Callable[[Obj], str | None]):
+        self._by = by
+        self._group_of: dict[Key, str] = {}
+        self._groups: dict[str, dict[Key, Obj]] = {}
+        for obj in informer._objects.values():
+            self._place(key_of(obj), obj)
+        informer.subscribe(self._on_change)
+
+    def get(self, group: str) -> list[Obj]:
+        return list(self._groups.get(group, {}).values())
+
+    def _on_change(self, kind: str, obj: Obj) -> None:
+        key = key_of(obj)
+        old = self._group_of.pop(key, None)
+        if old is not None:
+            members = self._groups[old]
+            del members[key]
+            if not members:
+                del self._groups[old]
+        if kind != "DELETED":
+            self._place(key, obj)
+
+    def _place(self, key: Key, obj: Obj) -> None:
+        group = self._by(obj)
+        if group is not None:
+            self._group_of[key] = group
+            self._groups.setdefault(group, {})[key] = obj
 
 
 def _version(obj: Obj) -> str:

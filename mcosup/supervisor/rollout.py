@@ -145,6 +145,8 @@ class NodeRollout:
         self._membership_stale = True
         # Each node's view, computed once per version of the node rather than once per reconcile.
         self._views = nodes.derive(NodeView.of)
+        # The pods on each node: a drain reads its node's, not every pod of the cluster.
+        self._pods_on = pods.index(lambda pod: (pod.get("spec") or {}).get("nodeName") or None)
         self.controller.watch(pools, self._pools_of_pool_event)
         self.controller.watch(nodes, self._pools_of_node_event)
         if machineosconfigs is not None:
@@ -472,7 +474,7 @@ class NodeRollout:
                 return False
             log.info("cordoned node %s", view.name, extra=fields(pool=pool_name, node=view.name))
             node, view = cordoned, NodeView.of(cordoned)
-            if not drain.pods_to_drain(self.pods.items(), view.name, node_ready=view.ready):
+            if not drain.pods_to_drain(self._pods_on.get(view.name), view.name, node_ready=view.ready):
                 # Nothing to evict: the target follows at once, and one Event tells both.
                 how = "cordoned (nothing to drain)"
                 return await self._set_target(node, view, pool_name, target, "UpdateStarted", how)
@@ -602,7 +604,7 @@ class NodeRollout:
             result = await drain.drain_node(
                 self.kube,
                 node,
-                pods=lambda: list(self.pods.items()),
+                pods=lambda: self._pods_on.get(node),
                 node_state=lambda: self.nodes.get(node),
                 wake=wake,
                 clock=self.clock,

@@ -191,6 +191,32 @@ async def test_the_environment_proxy_applies_unless_no_proxy_exempts_the_server(
         await k.list(NAMESPACES)
 
 
+async def test_an_index_groups_the_cached_objects_as_they_change(kube: kclient.Kube) -> None:
+    informer = Informer(kube, CONFIGMAPS, namespace=NS)
+    await kube.create(CONFIGMAPS, cm("early", node="a"), namespace=NS)
+    await kube.create(CONFIGMAPS, cm("nowhere"), namespace=NS)
+    task = asyncio.ensure_future(informer.run())
+    try:
+        await asyncio.wait_for(informer.listed.wait(), 10)
+        by_node = informer.index(lambda obj: (obj.get("data") or {}).get("node"))  # after the list
+
+        def names_on(node: str) -> list[str]:
+            return sorted(o["metadata"]["name"] for o in by_node.get(node))
+
+        assert names_on("a") == ["early"] and names_on("b") == []
+        await kube.create(CONFIGMAPS, cm("late", node="a"), namespace=NS)
+        await eventually(lambda: names_on("a") == ["early", "late"], what="a new object in its group")
+        await kube.patch(CONFIGMAPS, "early", {"data": {"node": "b"}}, namespace=NS)
+        await eventually(lambda: names_on("b") == ["early"], what="an object moved to another group")
+        assert names_on("a") == ["late"]
+        await kube.delete(CONFIGMAPS, "late", namespace=NS)
+        await eventually(lambda: names_on("a") == [], what="a deleted object gone from its group")
+        assert [o["data"]["node"] for o in by_node.get("b")] == ["b"], "the group holds the newest version"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def test_a_derived_value_is_computed_once_per_version_of_an_object(kube: kclient.Kube) -> None:
     informer = Informer(kube, CONFIGMAPS, namespace=NS)
     computed: list[str] = []
