@@ -19,7 +19,7 @@ from mcosup.daemon.executor import RebootRequested, StepFailed, apply_step, run_
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, HealthGate, Journal, PlanRecord, RolledBack
-from mcosup.daemon.steps import Rebase, Reboot
+from mcosup.daemon.steps import Reboot
 from mcosup.kube import errors
 from mcosup.model import disruption, health, names
 from mcosup.model import node as nodeproto
@@ -145,7 +145,9 @@ class Agent:
                     extra=self._where,
                 )
                 state.plan = PlanRecord.start(plan)
-                if plan.target.image and any(isinstance(s, Rebase | Reboot) for s in plan.steps):
+                # Only a plan that boots something is gated: a live apply (contract 12.2) only stages
+                # its image, and rolling back from it would boot the deployment before the running one.
+                if plan.target.image and any(isinstance(s, Reboot) for s in plan.steps):
                     state.health = HealthGate(plan.target.image, previous=state.applied)
                 self.journal.save(state)
         if state.plan is not None:

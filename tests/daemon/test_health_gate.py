@@ -255,3 +255,23 @@ async def test_a_resume_after_a_rollback_from_a_live_apply_needs_no_reboot(
     assert fake.booted_image() == IMG_LIVE and fake.reboots() == 4
     assert cluster.annotations()[names.STATE] == names.STATE_DONE
     runs_what_it_reports(cluster, fake)
+
+
+async def test_a_live_apply_boots_nothing_so_it_is_not_health_gated(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # Contract 12.2: the image is only staged; a node that is not Ready meanwhile (for reasons of its
+    # own) has nothing to roll back from: a rollback would drop the staged image and boot the deployment
+    # before the one running.
+    cluster.mcs.update({m["metadata"]["name"]: m for m in (LIVE_1, LIVE_2)})
+    cluster.configmap_data(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
+    await run_through_reboots(cluster, fake, wall)
+    set_ready(cluster, False)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
+    assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
+    assert not any(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log())
