@@ -185,13 +185,18 @@ async def test_a_daemon_killed_between_deciding_and_rolling_back_rolls_back_once
     assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
 
 
-async def bad_image_after_a_live_apply(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
-    """The node boots A; a change the disruption policy covers gives IMG_LIVE, applied live (staged for
-    the next boot); then BAD, for the same config, is booted, fails its check and is rolled back."""
+async def live_policy_on_a(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node boots A on rendered-worker-live-1; a policy covers registries.conf (contract 12.2)."""
     cluster.mcs.update({m["metadata"]["name"]: m for m in (LIVE_1, LIVE_2)})
     cluster.configmap_data(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
     cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
     await run_through_reboots(cluster, fake, wall)
+
+
+async def bad_image_after_a_live_apply(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node boots A; a change the disruption policy covers gives IMG_LIVE, applied live (staged for
+    the next boot); then BAD, for the same config, is booted, fails its check and is rolled back."""
+    await live_policy_on_a(cluster, fake, wall)
     cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
     assert await run_through_reboots(cluster, fake, wall) == 0
     ann = cluster.annotations()
@@ -263,10 +268,7 @@ async def test_a_live_apply_boots_nothing_so_it_is_not_health_gated(
     # Contract 12.2: the image is only staged; a node that is not Ready meanwhile (for reasons of its
     # own) has nothing to roll back from: a rollback would drop the staged image and boot the deployment
     # before the one running.
-    cluster.mcs.update({m["metadata"]["name"]: m for m in (LIVE_1, LIVE_2)})
-    cluster.configmap_data(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
-    cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
-    await run_through_reboots(cluster, fake, wall)
+    await live_policy_on_a(cluster, fake, wall)
     set_ready(cluster, False)
     cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
     cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)

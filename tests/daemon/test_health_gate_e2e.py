@@ -28,8 +28,13 @@ files:
 """
 
 
-async def worker_pool(cluster: Cluster) -> None:
-    """Pool ``worker`` (health check 1s) with the Node in it."""
+async def worker_pool(cluster: Cluster, fake: FakeHost, registry: Registry, *good: str) -> None:
+    """Pool ``worker`` (health check 1s) with the Node in it; the registry has the ``good`` images and
+    BAD, labelled to fail the fake host's boot-complete check."""
+    fake.set_registry(registry.url)
+    for image in good:
+        registry.push(image)
+    registry.push(BAD, {fakebin.UNHEALTHY_LABEL: "the demo's broken config"})
     await cluster.kube.create(
         MACHINECONFIGPOOLS,
         {
@@ -49,11 +54,7 @@ async def worker_pool(cluster: Cluster) -> None:
 async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
     cluster: Cluster, fake: FakeHost, registry: Registry
 ) -> None:
-    fake.set_registry(registry.url)
-    for image in (IMG_A, IMG_C):
-        registry.push(image)
-    registry.push(BAD, {fakebin.UNHEALTHY_LABEL: "the demo's broken config"})
-    await worker_pool(cluster)
+    await worker_pool(cluster, fake, registry, IMG_A, IMG_C)
     async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
         await cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
         await cluster.done("rendered-worker-1", IMG_A)
@@ -82,14 +83,10 @@ async def test_a_rollback_after_a_live_apply_keeps_the_live_applied_image_staged
     # Contract 12.2 then 12.3: a covered change is applied live (IMG_LIVE staged, not booted); the bad
     # image's rebase replaces that staged deployment and the rollback boots IMG_A: the daemon stages
     # IMG_LIVE again, so the node has what it reports, and the resume needs no reboot.
-    fake.set_registry(registry.url)
-    for image in (IMG_A, IMG_LIVE):
-        registry.push(image)
-    registry.push(BAD, {fakebin.UNHEALTHY_LABEL: "the demo's broken config"})
     for name, text in (("rendered-worker-live-1", "[registries]\n"), ("rendered-worker-live-2", "mirror\n")):
         await cluster.kube.create(MACHINECONFIGS, rendered(name, files={REGISTRIES: (text, 0o644)}))
     await cluster.configmap(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
-    await worker_pool(cluster)
+    await worker_pool(cluster, fake, registry, IMG_A, IMG_LIVE)
     async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
         await cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
         await cluster.done("rendered-worker-live-1", IMG_A)
