@@ -47,6 +47,11 @@ Choices where the contract is silent (what an MCO administrator would expect):
   ``boot-complete.target`` (when it has one) within the pool's ``health-check-seconds``, else
   ``rpm-ostree rollback``/``bootc rollback``, a reboot, and ``RolledBack: ...`` until the target
   changes. A legacy config's reboot is not gated (its files cannot be rolled back with a deployment).
+  A live apply (12.2) boots nothing, so it is not gated. The rollback boots the deployment booted
+  before the bad image; when the node had an image applied live (staged, not booted), the bad image's
+  rebase replaced that pending deployment, so the daemon stages it again, without a reboot. The node
+  then has what its ``currentImage`` says, as the live apply left it: its next reboot boots that image
+  and a resume needs no reboot.
 - After a failure the node stays ``Degraded`` with the reason while the daemon retries (capped
   exponential backoff), rather than flapping through ``Working`` on each attempt. An API server that
   throttles, fails with a 5xx or cannot be reached when the daemon writes its report is not a failure of

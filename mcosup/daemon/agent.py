@@ -15,11 +15,11 @@ from typing import Protocol
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.certplan import REGISTRY_CERTS_DIR, USER_CA_PATH, certificate_paths, plan_certificates
-from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
+from mcosup.daemon.executor import RebootRequested, StepFailed, apply_step, run_record
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import HostFacts
 from mcosup.daemon.journal import DaemonState, HealthGate, Journal, PlanRecord, RolledBack
-from mcosup.daemon.steps import Rebase, Reboot
+from mcosup.daemon.steps import Reboot
 from mcosup.kube import errors
 from mcosup.model import disruption, health, names
 from mcosup.model import node as nodeproto
@@ -145,7 +145,9 @@ class Agent:
                     extra=self._where,
                 )
                 state.plan = PlanRecord.start(plan)
-                if plan.target.image and any(isinstance(s, Rebase | Reboot) for s in plan.steps):
+                # Only a plan that boots something is gated: a live apply (contract 12.2) only stages
+                # its image, and rolling back from it would boot the deployment before the running one.
+                if plan.target.image and any(isinstance(s, Reboot) for s in plan.steps):
                     state.health = HealthGate(plan.target.image, previous=state.applied)
                 self.journal.save(state)
         if state.plan is not None:
@@ -233,7 +235,29 @@ class Agent:
         if self.host.boot_id() == rolled.boot_from:
             await self._roll_back(rolled, state)  # its reboot has not happened yet
         await self._report(health.rolled_back(rolled.image, rolled.why))
+        await self._restage(state)
         return True
+
+    async def _restage(self, state: DaemonState) -> None:
+        """Stage again, with no reboot, what the node ran before the bad image when the rollback lost it
+        (:func:`~mcosup.daemon.plan.plan_restage`). A failure is logged and tried on the next pass: the
+        node keeps reporting the rollback, which is what halts its pool."""
+        try:
+            booted, staged = await self.host.deployments()
+            for step in p.plan_restage(state.applied, HostFacts(booted=booted, staged=staged)):
+                log.info(
+                    "after the rollback: %s, staged for the next boot as before",
+                    step.describe(),
+                    extra=self._where,
+                )
+                await apply_step(self.host, state, step)
+        except HostError as exc:
+            log.warning(
+                "cannot stage %s again after the rollback: %s; retrying on the next pass",
+                state.applied.image if state.applied else None,
+                exc,
+                extra=self._where,
+            )
 
     async def _roll_back(self, rolled: RolledBack, state: DaemonState) -> None:
         """Boot the previous deployment: report the rollback, run it (once), reboot."""

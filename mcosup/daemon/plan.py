@@ -152,6 +152,23 @@ def plan_config(
     return Plan(target, _legacy(rendered, host, policy))
 
 
+def plan_restage(previous: Applied | None, host: HostFacts) -> tuple[Step, ...]:
+    """After a rollback (contract 12.3): stage again the image the node ran before the bad one when the
+    host neither boots nor stages it; no reboot.
+
+    That is the image of a live apply (contract 12.2), staged for the next boot and reported current.
+    The bad image's rebase replaced that staged deployment (ostree keeps one pending deployment), and
+    the rollback boots the deployment booted before, so without this the node would report an image
+    it no longer has: its next reboot would not boot it, and the resume (which gives the node back what
+    it reports) would cost one more reboot. Staged again, the host is what the live apply had left.
+    """
+    if previous is None or previous.mode != names.MODE_LAYERED or previous.image is None:
+        return ()
+    if same_image(host.booted, previous.image) or same_image(host.staged, previous.image):
+        return ()
+    return (Rebase(previous.image),)
+
+
 def _kargs(old: HostConfig | None, new: HostConfig, host: HostFacts) -> Kargs | None:
     """The MCO's diff: arguments the old config added and the new one lacks go; new ones come."""
     new_args = set(new.kernel_arguments)

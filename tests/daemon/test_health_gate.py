@@ -6,7 +6,7 @@ when the test says so."""
 from __future__ import annotations
 
 import pytest
-from daemon_kit import MC1, MC2, NODE, MemoryCluster
+from daemon_kit import MC1, MC2, NODE, MemoryCluster, rendered
 
 from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
@@ -19,6 +19,16 @@ from mcosup.sim.fakehost import FakeHost
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 BAD = "registry.local:5000/os/worker@sha256:" + "b" * 64
 IMG_C = "registry.local:5000/os/worker@sha256:" + "c" * 64
+#: Contract 12.2: a registries.conf change is applied live (the image staged for the next boot).
+REGISTRIES = "/etc/containers/registries.conf"
+LIVE_1 = rendered("rendered-worker-live-1", files={REGISTRIES: ("[registries]\n", 0o644)})
+LIVE_2 = rendered("rendered-worker-live-2", files={REGISTRIES: ("[registries]\nmirror\n", 0o644)})
+POLICY = """
+files:
+  - path: /etc/containers/registries.conf
+    actions: [{type: Reload, reload: {serviceName: crio.service}}]
+"""
+IMG_LIVE = "registry.local:5000/os/worker@sha256:" + "d" * 64
 
 
 class Wall:
@@ -173,3 +183,97 @@ async def test_a_daemon_killed_between_deciding_and_rolling_back_rolls_back_once
     assert fake.booted_image() == IMG_A
     assert sum(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log()) == 1
     assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+
+
+async def live_policy_on_a(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node boots A on rendered-worker-live-1; a policy covers registries.conf (contract 12.2)."""
+    cluster.mcs.update({m["metadata"]["name"]: m for m in (LIVE_1, LIVE_2)})
+    cluster.configmap_data(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
+    await run_through_reboots(cluster, fake, wall)
+
+
+async def bad_image_after_a_live_apply(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """The node boots A; a change the disruption policy covers gives IMG_LIVE, applied live (staged for
+    the next boot); then BAD, for the same config, is booted, fails its check and is rolled back."""
+    await live_policy_on_a(cluster, fake, wall)
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
+    assert ann[names.LAST_APPLIED_WITHOUT_REBOOT] == "rendered-worker-live-2: Reload crio.service"
+    assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
+    fake.boots_unhealthy(BAD)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", BAD)
+    assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
+
+
+def runs_what_it_reports(cluster: MemoryCluster, fake: FakeHost) -> None:
+    """The node boots its currentImage, or has it staged for the next boot (a live apply), and has
+    its currentConfig's files."""
+    ann = cluster.annotations()
+    assert (ann[names.CURRENT_CONFIG], ann[names.CURRENT_IMAGE]) == ("rendered-worker-live-2", IMG_LIVE)
+    assert (fake.staged_image() or fake.booted_image()) == IMG_LIVE
+    assert fake.read(REGISTRIES) == b"[registries]\nmirror\n"
+
+
+async def reboot(fake: FakeHost) -> None:
+    """Someone reboots the node (an admin, a kernel panic)."""
+    await LocalHost(fake.rootfs, env=fake.env()).reboot()
+
+
+async def test_a_rollback_after_a_live_apply_leaves_the_live_applied_image_staged(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # The rollback boots A again (the deployment booted before BAD); BAD's rebase had replaced the
+    # staged IMG_LIVE, which the node still reports as current: it is staged again, with no reboot.
+    await bad_image_after_a_live_apply(cluster, fake, wall)
+    assert fake.booted_image() == IMG_A and fake.reboots() == 3
+    runs_what_it_reports(cluster, fake)
+    # A reboot while the target is still BAD boots what the node reports; the daemon reboots nothing.
+    await reboot(fake)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert fake.booted_image() == IMG_LIVE and fake.reboots() == 4
+    runs_what_it_reports(cluster, fake)
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+    # The resume gives the node back what it runs: Done at once.
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and names.REASON not in ann and fake.reboots() == 4
+
+
+async def test_a_resume_after_a_rollback_from_a_live_apply_needs_no_reboot(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await bad_image_after_a_live_apply(cluster, fake, wall)
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and names.REASON not in ann and fake.reboots() == 3
+    runs_what_it_reports(cluster, fake)
+    # The next reboot boots the image the live apply staged; the daemon verifies it and stays Done.
+    await reboot(fake)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert fake.booted_image() == IMG_LIVE and fake.reboots() == 4
+    assert cluster.annotations()[names.STATE] == names.STATE_DONE
+    runs_what_it_reports(cluster, fake)
+
+
+async def test_a_live_apply_boots_nothing_so_it_is_not_health_gated(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # Contract 12.2: the image is only staged; a node that is not Ready meanwhile (for reasons of its
+    # own) has nothing to roll back from: a rollback would drop the staged image and boot the deployment
+    # before the one running.
+    await live_policy_on_a(cluster, fake, wall)
+    set_ready(cluster, False)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
+    assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
+    assert not any(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log())

@@ -5,9 +5,11 @@ real build can make it), reports ``RolledBack`` on the Node, and applies the nex
 
 from __future__ import annotations
 
-from daemon_kit import NODE, Cluster, Registry
+import asyncio
 
-from mcosup.kube.resources import MACHINECONFIGPOOLS, NODES
+from daemon_kit import NODE, Cluster, Registry, rendered
+
+from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINECONFIGS, NODES
 from mcosup.model import names
 from mcosup.sim import fakebin, fakehost
 from mcosup.sim.fakehost import FakeHost
@@ -16,14 +18,21 @@ from waiting import eventually
 IMG_A = "127.0.0.1:5000/os/worker@sha256:" + "a" * 64
 BAD = "127.0.0.1:5000/os/worker@sha256:" + "b" * 64
 IMG_C = "127.0.0.1:5000/os/worker@sha256:" + "c" * 64
+IMG_LIVE = "127.0.0.1:5000/os/worker@sha256:" + "d" * 64
 ROLE = "node-role.kubernetes.io/worker"
+REGISTRIES = "/etc/containers/registries.conf"
+POLICY = """
+files:
+  - path: /etc/containers/registries.conf
+    actions: [{type: Reload, reload: {serviceName: crio.service}}]
+"""
 
 
-async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
-    cluster: Cluster, fake: FakeHost, registry: Registry
-) -> None:
+async def worker_pool(cluster: Cluster, fake: FakeHost, registry: Registry, *good: str) -> None:
+    """Pool ``worker`` (health check 1s) with the Node in it; the registry has the ``good`` images and
+    BAD, labelled to fail the fake host's boot-complete check."""
     fake.set_registry(registry.url)
-    for image in (IMG_A, IMG_C):
+    for image in good:
         registry.push(image)
     registry.push(BAD, {fakebin.UNHEALTHY_LABEL: "the demo's broken config"})
     await cluster.kube.create(
@@ -40,6 +49,12 @@ async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
         },
     )
     await cluster.kube.patch(NODES, NODE, {"metadata": {"labels": {ROLE: ""}}})
+
+
+async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
+    cluster: Cluster, fake: FakeHost, registry: Registry
+) -> None:
+    await worker_pool(cluster, fake, registry, IMG_A, IMG_C)
     async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
         await cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_A)
         await cluster.done("rendered-worker-1", IMG_A)
@@ -60,3 +75,39 @@ async def test_a_bad_image_is_rolled_back_within_the_pools_health_check_seconds(
         await cluster.target(names.MODE_LAYERED, "rendered-worker-2", IMG_C)
         await cluster.done("rendered-worker-2", IMG_C)
         assert fake.booted_image() == IMG_C
+
+
+async def test_a_rollback_after_a_live_apply_keeps_the_live_applied_image_staged(
+    cluster: Cluster, fake: FakeHost, registry: Registry
+) -> None:
+    # Contract 12.2 then 12.3: a covered change is applied live (IMG_LIVE staged, not booted); the bad
+    # image's rebase replaces that staged deployment and the rollback boots IMG_A: the daemon stages
+    # IMG_LIVE again, so the node has what it reports, and the resume needs no reboot.
+    for name, text in (("rendered-worker-live-1", "[registries]\n"), ("rendered-worker-live-2", "mirror\n")):
+        await cluster.kube.create(MACHINECONFIGS, rendered(name, files={REGISTRIES: (text, 0o644)}))
+    await cluster.configmap(names.NODE_DISRUPTION_POLICY_CM, {names.NODE_DISRUPTION_POLICY_KEY: POLICY})
+    await worker_pool(cluster, fake, registry, IMG_A, IMG_LIVE)
+    async with fakehost.daemon(fake, NODE, kubeconfig=cluster.kubeconfig):
+        await cluster.target(names.MODE_LAYERED, "rendered-worker-live-1", IMG_A)
+        await cluster.done("rendered-worker-live-1", IMG_A)
+        await cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+        await cluster.done("rendered-worker-live-2", IMG_LIVE)
+        assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
+        await cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", BAD)
+
+        def deployments() -> tuple[str | None, str | None]:
+            return fake.booted_image(), fake.staged_image()
+
+        async def rolled_back_and_staged_again() -> bool:
+            reason = (await cluster.annotations()).get(names.REASON) or ""
+            # Off the loop: the fake rebase holds the host's lock while it asks this test's registry.
+            staged = await asyncio.to_thread(deployments)
+            return reason.startswith(f"RolledBack: {BAD}") and staged == (IMG_A, IMG_LIVE)
+
+        await eventually(rolled_back_and_staged_again, within=60, what="rolled back, IMG_LIVE staged again")
+        ann = await cluster.annotations()
+        assert (ann[names.CURRENT_IMAGE], fake.read(REGISTRIES)) == (IMG_LIVE, b"mirror\n")
+        # The resume gives the node back what it runs: Done, with no reboot.
+        await cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", IMG_LIVE)
+        await cluster.done("rendered-worker-live-2", IMG_LIVE)
+        assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 3)

@@ -142,3 +142,22 @@ def test_drain_and_none_run_nothing_on_the_host() -> None:
     assert kinds(plan) == ["write-file", "record-applied"]
     record = steps(plan)[-1]
     assert isinstance(record, RecordApplied) and record.applied.live == "rendered-worker-2: Drain"
+
+
+def test_after_a_rollback_a_live_applied_image_the_host_lost_is_staged_again() -> None:
+    # The node had IMG_B applied live (staged over IMG_A); a bad image replaced that deployment and the
+    # rollback booted IMG_A: IMG_B is staged again, and only then.
+    live = layered_facts(booted=IMG_A, staged=IMG_B, cfg=NEW).applied
+    lost = HostFacts(booted=Deployment(IMG_A))
+    assert p.plan_restage(live, lost) == (Rebase(IMG_B),)
+    other = HostFacts(
+        booted=Deployment(IMG_A), staged=Deployment("registry.local:5000/os/other@sha256:" + "e" * 64)
+    )
+    assert p.plan_restage(live, other) == (Rebase(IMG_B),)
+    for host in (
+        HostFacts(booted=Deployment(IMG_A), staged=Deployment(IMG_B)),
+        HostFacts(booted=Deployment(IMG_B)),
+    ):
+        assert p.plan_restage(live, host) == ()
+    assert p.plan_restage(legacy_facts().applied, lost) == ()
+    assert p.plan_restage(None, lost) == ()
