@@ -24,9 +24,11 @@ So buildah alone's bud and the system's opt-in each wait until a drawn fraction 
 before their clock starts (the wait is not timed). The fractions are stratified, one in each 1/rounds
 of the second for either side, and paired at random, so over the rounds both sides see every phase
 equally and the median is the figure averaged over phases, not one phase's luck; ``--seed`` replays a
-draw. "outside the build pod" is the system's own time.
+draw. Each round's ratio still swings widely (about 0.8 to 4x) with the pair of phases it drew, so the
+median needs many rounds: 25 (about 3 minutes at a load of 5 on 2 cores). The machine's load moves the
+figure too: give it with ``uptime``. "outside the build pod" is the system's own time.
 
-    .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 15] [--seed N]
+    .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 25] [--seed N]
 """
 
 from __future__ import annotations
@@ -220,7 +222,7 @@ async def main(n_files: int, rounds: int, base_mb: int, seed: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--rounds", type=int, default=25)
     parser.add_argument("--seed", type=int, help="replay the phases of an earlier run (default: drawn)")
     parser.add_argument("--base-mb", type=int, default=0, help="incompressible MiB added to the base image")
     args = parser.parse_args()
