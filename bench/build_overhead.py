@@ -14,15 +14,21 @@ Each round uses a fresh emulator and registry; buildah alone runs first so the s
 cache advantage. An untimed round goes first. Prints every round and the median ratio (target <= 1.5x
 for 50 files).
 
-Reading the figures: with vfs storage, ``buildah bud`` (1.28 here) ends just after a whole wall-clock
-second (its COMMIT step runs on to it), so a bud lasts about 0.5 to 1.5 s depending on the fraction of
-the second it starts at, and every duration here moves in whole-second steps. The system's opt-in
-follows buildah alone's end (itself just after a whole second) by a nearly constant time, so its build
-Pod's bud starts at a nearly constant fraction of the second: the system's total stays put while the
-work before the build shrinks by less than that step, and each round's ratio swings mostly with the
-fraction buildah alone happened to start at. "outside the build pod" is the system's own time.
+Why each side starts at a drawn phase: with vfs storage, ``buildah bud`` (1.28 here) ends just after a
+whole wall-clock second (its COMMIT step runs on to it), so a bud lasts about 0.5 to 1.5 s depending on
+the fraction of the second it starts at, and every duration here moves in whole-second steps. Left to
+itself the system's opt-in follows buildah alone's end (itself just after a whole second) by a nearly
+constant time, so its build Pod's bud started at a nearly constant fraction of the second and the median
+ratio moved in whole-second steps with the system's own overhead (1.72 to 1.98x for the same code).
+So buildah alone's bud and the system's opt-in each wait until a drawn fraction of a wall-clock second
+before their clock starts (the wait is not timed). The fractions are stratified, one in each 1/rounds
+of the second for either side, and paired at random, so over the rounds both sides see every phase
+equally and the median is the figure averaged over phases, not one phase's luck; ``--seed`` replays a
+draw. Each round's ratio still swings widely (about 0.8 to 4x) with the pair of phases it drew, so the
+median needs many rounds: 25 (about 3 minutes at a load of 5 on 2 cores). The machine's load moves the
+figure too: give it with ``uptime``. "outside the build pod" is the system's own time.
 
-    .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 5]
+    .venv/bin/python bench/build_overhead.py [--files 50] [--rounds 25] [--seed N]
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ import argparse
 import asyncio
 import io
 import logging
+import math
+import random
 import statistics
 import sys
 import tarfile
@@ -66,7 +74,16 @@ def config(n_files: int) -> dict[str, Any]:
     return machineconfig("50-bench", files, units)
 
 
-async def buildah_alone(cluster: Cluster, work: Path) -> float:
+async def at_phase(phase: float) -> None:
+    """Sleep until the wall clock's fraction of a second is ``phase`` (0 <= phase < 1), at least 50 ms on."""
+    now = time.time()
+    target = math.floor(now) + phase
+    while target < now + 0.05:
+        target += 1
+    await asyncio.sleep(target - now)
+
+
+async def buildah_alone(cluster: Cluster, work: Path, phase: float) -> float:
     """Build and push the Containerfile and context the builder would, timing buildah only."""
     rendered = await cluster.kube.get(MACHINECONFIGS, await cluster.rendered())
     plan = buildplan.plan(
@@ -85,6 +102,7 @@ async def buildah_alone(cluster: Cluster, work: Path) -> float:
         tar.extractall(ctx, filter="tar")
     (work / "Containerfile").write_text(plan.containerfile)
     storage = buildah_storage_args(work / "buildah")
+    await at_phase(phase)
     start = time.perf_counter()
     await run(
         "buildah", *storage, "bud", "--isolation", "chroot", "--tls-verify=false",
@@ -94,7 +112,7 @@ async def buildah_alone(cluster: Cluster, work: Path) -> float:
     return time.perf_counter() - start
 
 
-async def system(cluster: Cluster) -> tuple[float, dict[str, float]]:
+async def system(cluster: Cluster, phase: float) -> tuple[float, dict[str, float]]:
     """Seconds from opt-in to BuildSuccess, and when each milestone was first seen (through watches)."""
     marks: dict[str, float] = {}
     done = asyncio.get_running_loop().create_future()
@@ -130,6 +148,7 @@ async def system(cluster: Cluster) -> tuple[float, dict[str, float]]:
     watchers = [asyncio.create_task(pods()), asyncio.create_task(pools())]
     try:
         await asyncio.sleep(0.2)  # let both watches open
+        await at_phase(phase)
         start = time.perf_counter()
         await cluster.opt_in()
         total: float = await done
@@ -140,7 +159,9 @@ async def system(cluster: Cluster) -> tuple[float, dict[str, float]]:
     return total, marks
 
 
-async def one_round(n_files: int, base_mb: int, work: Path) -> tuple[float, float, dict[str, float]]:
+async def one_round(
+    n_files: int, base_mb: int, work: Path, phases: tuple[float, float]
+) -> tuple[float, float, dict[str, float]]:
     async with Registry(work / "registry") as registry:
         base = await build_base_image(registry, filler_bytes=base_mb * 1024 * 1024)
         async with Emulator() as emu:
@@ -151,30 +172,40 @@ async def one_round(n_files: int, base_mb: int, work: Path) -> tuple[float, floa
                 await cluster.add_machineconfig(config(n_files))
                 while not await cluster.has_rendered():  # noqa: ASYNC110  (polling the API, as a user would)
                     await asyncio.sleep(0.02)
-                alone = await buildah_alone(cluster, work / "alone")
-                total, marks = await system(cluster)
+                alone = await buildah_alone(cluster, work / "alone", phases[0])
+                total, marks = await system(cluster, phases[1])
                 # Let the builder finish its clean-up before everything stops.
                 while (await cluster.build_objects())["Pod"]:  # noqa: ASYNC110
                     await asyncio.sleep(0.05)
     return total, alone, marks
 
 
-async def main(n_files: int, rounds: int, base_mb: int) -> None:
+def stratified(rounds: int, rng: random.Random) -> list[float]:
+    """One uniformly drawn fraction of a second in each 1/rounds of it, in random order."""
+    phases = [(i + rng.random()) / rounds for i in range(rounds)]
+    rng.shuffle(phases)
+    return phases
+
+
+async def main(n_files: int, rounds: int, base_mb: int, seed: int) -> None:
     ratios = []
+    rng = random.Random(seed)
+    pairs = list(zip(stratified(rounds, rng), stratified(rounds, rng), strict=True))
+    print(f"phases drawn with --seed {seed}")
     # The first buildah run of a process is slow (0.9-1.2 s instead of ~0.55 s here), which would flatter
     # the ratio of round 1: an untimed round first.
     with tempfile.TemporaryDirectory(prefix="mcosup-bench-") as tmp:
-        await one_round(n_files, base_mb, Path(tmp))
-    for i in range(rounds):
+        await one_round(n_files, base_mb, Path(tmp), (0.0, 0.0))
+    for i, phases in enumerate(pairs):
         with tempfile.TemporaryDirectory(prefix="mcosup-bench-") as tmp:
-            total, alone, marks = await one_round(n_files, base_mb, Path(tmp))
+            total, alone, marks = await one_round(n_files, base_mb, Path(tmp), phases)
         ratios.append(total / alone)
         steps = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(marks.items(), key=lambda kv: kv[1]))
         if "build pod succeeded" in marks and "build pod running" in marks:
             pod_run = marks["build pod succeeded"] - marks["build pod running"]
             steps += f"; outside the build pod {total - pod_run:.2f}s"
         print(f"round {i + 1}: opt-in→BuildSuccess {total:.2f}s, buildah alone {alone:.2f}s, "
-              f"ratio {total / alone:.2f}x ({steps})")  # fmt: skip
+              f"ratio {total / alone:.2f}x, phases {phases[0]:.2f}/{phases[1]:.2f} ({steps})")  # fmt: skip
     median = statistics.median(ratios)
     print(
         f"{n_files} files, base +{base_mb} MiB, {rounds} rounds: median ratio {median:.2f}x (target <= 1.5x)"
@@ -191,8 +222,10 @@ async def main(n_files: int, rounds: int, base_mb: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--files", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=25)
+    parser.add_argument("--seed", type=int, help="replay the phases of an earlier run (default: drawn)")
     parser.add_argument("--base-mb", type=int, default=0, help="incompressible MiB added to the base image")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(main(args.files, args.rounds, args.base_mb))
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    asyncio.run(main(args.files, args.rounds, args.base_mb, seed))

@@ -112,6 +112,13 @@ async def _together(a: Coroutine[Any, Any, A], b: Coroutine[Any, Any, B]) -> tup
     return first.result(), second.result()
 
 
+async def _to_the_end(*coros: Coroutine[Any, Any, Any]) -> None:
+    """Run all to their end, even when one fails; then raise the first failure as itself."""
+    for outcome in await asyncio.gather(*coros, return_exceptions=True):
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
 def _sooner(a: Result | None, b: Result | None) -> Result | None:
     """The result that reconciles again sooner."""
     after = [r.requeue_after for r in (a, b) if r is not None and r.requeue_after is not None]
@@ -306,12 +313,17 @@ class Builder:
             mosb, created = await self._create_machineosbuild(plan, facts.mosc, step.mosb)
             await self._make_current(facts.mosc, mosb, created, plan)
         if isinstance(step, buildplan.Record):
-            # The fresh reads recording is checked against go alongside the MachineOSBuild's write.
+            # The fresh reads recording is checked against go alongside the MachineOSBuild's write, and
+            # its Event alongside the pool's writes: neither waits on the way to BuildSuccess.
+            writes = not self._mosb_final_already(mosb, names.MOSB_SUCCEEDED)
             succeeded, current = await _together(
-                self._mosb_status(mosb, names.MOSB_SUCCEEDED, digestedImagePushSpec=step.image),
+                self._mosb_status(mosb, names.MOSB_SUCCEEDED, event=False, digestedImagePushSpec=step.image),
                 self._current_identity(pool_name),
             )
-            await self._record(plan, succeeded, step.image, step.how, current)
+            await _to_the_end(
+                self._record(plan, succeeded, step.image, step.how, current),
+                *([self._mosb_event(succeeded, names.MOSB_SUCCEEDED)] if writes else []),
+            )
             return None
         if isinstance(step, buildplan.Follow):
             await self._set_current(facts.mosc, step.mosb)  # nothing written when it is already
@@ -511,10 +523,18 @@ class Builder:
         if any(status.get(k) != v for k, v in want.items()):
             await self.kube.patch_status(MACHINEOSCONFIGS, name, {"status": want})
 
-    async def _mosb_status(self, mosb: Obj, true_type: str, message: str = "", **status_fields: Any) -> Obj:
+    @staticmethod
+    def _mosb_final_already(mosb: Obj, true_type: str) -> bool:
+        """Whether :meth:`_mosb_status` leaves ``mosb`` as it is: already ``true_type``, or final."""
+        return machineosbuild.state(mosb) == true_type or machineosbuild.is_final(mosb)
+
+    async def _mosb_status(
+        self, mosb: Obj, true_type: str, message: str = "", *, event: bool = True, **status_fields: Any
+    ) -> Obj:
         """Make ``true_type`` the MachineOSBuild's True condition, with ``buildStart`` when the build
-        starts and ``buildEnd`` when it ends; never touches a final one (its conditions are frozen)."""
-        if machineosbuild.state(mosb) == true_type or machineosbuild.is_final(mosb):
+        starts and ``buildEnd`` when it ends; never touches a final one (its conditions are frozen).
+        Records its Event unless ``event`` is False (the caller then records it with :meth:`_mosb_event`)."""
+        if self._mosb_final_already(mosb, true_type):
             return mosb
         status = mosb.get("status") or {}
         now = self.wall_clock()
@@ -533,14 +553,19 @@ class Builder:
                 "status": {"conditions": after, **new_fields},
             },
         )
+        if event:
+            await self._mosb_event(written, true_type, message)
+        return written
+
+    async def _mosb_event(self, mosb: Obj, true_type: str, message: str = "") -> None:
+        """The Event of ``mosb`` becoming ``true_type``."""
         bad = true_type in (names.MOSB_FAILED, names.MOSB_INTERRUPTED)
         text = message or next(
             c.message for c in machineosbuild.conditions_for(true_type) if c.type == true_type
         )
         await self.kube.record_event(
-            written, reason=true_type, message=text, type_="Warning" if bad else "Normal"
+            mosb, reason=true_type, message=text, type_="Warning" if bad else "Normal"
         )
-        return written
 
     async def _start(self, pool: Obj, plan: buildplan.BuildPlan, config: BuildSettings, mosb: Obj) -> None:
         """Create the build's ConfigMaps and Job (idempotent), owned by its MachineOSBuild, then remove
@@ -562,9 +587,6 @@ class Builder:
             )
         push = refs[1]
         assert push is not None  # a push Secret is required (settings without one do not validate)
-        objects: list[tuple[Resource, Obj]] = [
-            (CONFIGMAPS, cm) for cm in buildplan.configmaps(build, opts, owner)
-        ]
         job = buildplan.build_job(
             build,
             opts,
@@ -574,12 +596,11 @@ class Builder:
             backoff_limit=self.settings.max_retries,
             deadline_seconds=config.timeout_seconds,
         )
-        objects.append((JOBS, job))
-        for resource, body in objects:
-            try:
-                await self.kube.create(resource, body, namespace=self.ns)
-            except errors.AlreadyExists:
-                pass
+        # The ConfigMaps go together; the Job follows them, as its Pods mount them.
+        await _to_the_end(
+            *(self._create_if_missing(CONFIGMAPS, cm) for cm in buildplan.configmaps(build, opts, owner))
+        )
+        await self._create_if_missing(JOBS, job)
         log.info("started Job %s building %s", job_name, plan.target, extra=fields(pool=pool_name))
         await self._mosb_status(
             mosb, names.MOSB_PREPARED, builder=machineosbuild.builder_status(job_name, self.ns)
@@ -594,12 +615,20 @@ class Builder:
             f"{plan.inputs.rendered_name}",
         )
 
+    async def _create_if_missing(self, resource: Resource, body: Obj) -> None:
+        """Create ``body`` in the builder's namespace; one already there is left as it is."""
+        try:
+            await self.kube.create(resource, body, namespace=self.ns)
+        except errors.AlreadyExists:
+            pass
+
     async def _current_identity(self, pool_name: str) -> tuple[Obj, str | None]:
         """The pool read fresh from the API and its build identity computed from fresh reads too.
 
         Caches lag: recording must not trust them, or a build of a config the pool just left could be
         recorded as its image. The reads go together (recording waits on them); the rendered config
-        follows once the fresh pool names it.
+        follows once the fresh pool names it, from the cache when it has it: a rendered config's name is
+        the hash of its content, so a cached one is as good as a fresh one.
         """
         pool, mosc, *cms = await asyncio.gather(
             self.kube.get(MACHINECONFIGPOOLS, pool_name),
@@ -616,7 +645,9 @@ class Builder:
         rendered_name = rendered_config(pool) or ""
         if not opted_in(pool, moscs.items()) or not rendered_name:
             return pool, None
-        rendered = await self._get_if_there(MACHINECONFIGS, rendered_name)
+        rendered = self.caches.machineconfigs.get(rendered_name) or await self._get_if_there(
+            MACHINECONFIGS, rendered_name
+        )
         if rendered is None:
             return pool, None
         snapshot = _Snapshot()
