@@ -37,7 +37,7 @@ def record(
 
 def _figure(row: dict[str, Any]) -> str:
     value = row["figure"]
-    text = f"{value:.3g}" if isinstance(value, float) and abs(value) < 100 else f"{value:,.0f}"
+    text = f"{value:.4g}" if isinstance(value, float) and abs(value) < 100 else f"{value:,.0f}"
     return f"{text} {row['unit']}".strip()
 
 
