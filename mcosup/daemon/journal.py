@@ -101,6 +101,9 @@ class RolledBack:
     boot_from: str
     #: The rollback command has run (it is not idempotent: a second one would undo the first).
     requested: bool = False
+    #: After the rollback's reboot, what the host lacks of what the node reports has been planned (the
+    #: plan runs in :attr:`DaemonState.restore`): once per rollback.
+    restored: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +124,8 @@ class DaemonState:
     health: HealthGate | None = None
     #: The rollback (12.3) the node reports while its target is still the image it left.
     rolled_back: RolledBack | None = None
+    #: After that rollback, the steps giving the host back what the node reports, in progress.
+    restore: PlanRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +135,7 @@ class DaemonState:
             "certs": None if self.certs is None else self.certs.to_json(),
             "health": None if self.health is None else self.health.to_json(),
             "rolledBack": None if self.rolled_back is None else self.rolled_back.to_json(),
+            "restore": None if self.restore is None else self.restore.to_json(),
         }
 
     @classmethod
@@ -140,6 +146,7 @@ class DaemonState:
             certs=None if data.get("certs") is None else PlanRecord.from_json(data["certs"]),
             health=None if data.get("health") is None else HealthGate.from_json(data["health"]),
             rolled_back=None if data.get("rolledBack") is None else RolledBack.from_json(data["rolledBack"]),
+            restore=None if data.get("restore") is None else PlanRecord.from_json(data["restore"]),
         )
 
     def abandon_plan(self) -> None:

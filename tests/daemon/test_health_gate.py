@@ -14,7 +14,7 @@ from mcosup.daemon.host import LocalHost
 from mcosup.daemon.journal import Journal
 from mcosup.model import names
 from mcosup.runtime.settings import AgentSettings
-from mcosup.sim.fakehost import FakeHost
+from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 BAD = "registry.local:5000/os/worker@sha256:" + "b" * 64
@@ -277,3 +277,79 @@ async def test_a_live_apply_boots_nothing_so_it_is_not_health_gated(
     assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
     assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
     assert not any(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log())
+
+
+#: What legacy mode wrote for MC1 (rendered-worker-1): its files, unit files and drop-ins.
+LEGACY_FILES = {
+    "/etc/app/app.conf": (b"x=1\n", 0o640),
+    "/etc/old.conf": (b"old\n", 0o600),
+    "/etc/systemd/system/app.service": (
+        b"[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    "/etc/systemd/system/docker.service.d/10-opts.conf": (b"[Service]\n", 0o644),
+}
+
+
+def has_the_legacy_config(fake: FakeHost) -> None:
+    files = fake.files()
+    assert {path: files.get(path) for path in LEGACY_FILES} == LEGACY_FILES
+    assert fake.unit_enabled("app.service") and fake.unit_masked("crio.service")
+
+
+async def first_image_on_a_legacy_node_is_bad(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """A legacy node (rendered-worker-1's files and units, the stock OS) is given its first layered
+    image, BAD: leaving legacy mode gives /etc back to the image before the reboot; BAD fails its
+    boot-complete check and the host is rolled back to the stock deployment."""
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    await run_through_reboots(cluster, fake, wall)
+    has_the_legacy_config(fake)
+    fake.boots_unhealthy(BAD)
+    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
+    cluster.target(names.MODE_LAYERED, "rendered-worker-1", BAD)
+
+
+async def test_a_rollback_from_a_legacy_nodes_first_image_gives_back_its_files_and_units(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # Contract 12.3: after the rollback the node runs what it reports, the legacy config on the stock OS.
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
+    assert fake.booted_image() == STOCK_IMAGE and fake.staged_image() is None and fake.reboots() == 3
+    ann = cluster.annotations()
+    assert ann[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
+    assert ann[names.CURRENT_CONFIG] == "rendered-worker-1" and names.CURRENT_IMAGE not in ann
+    has_the_legacy_config(fake)
+    # While the target is still BAD, every pass reports the same and touches nothing.
+    log = len(fake.command_log())
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert [c for c in fake.command_log()[log:] if c[1] not in ("status", "kargs")] == []
+    # The resume gives the node back what it runs: Done, with no reboot.
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and names.REASON not in ann and fake.reboots() == 3
+    has_the_legacy_config(fake)
+    # The fixed image rolls on: booted, and /etc is the image's again.
+    cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_C)
+    assert await run_through_reboots(cluster, fake, wall) == 1
+    ann = cluster.annotations()
+    assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_C)
+    assert fake.booted_image() == IMG_C and fake.read("/etc/app/app.conf") is None
+
+
+async def test_a_restore_after_a_rollback_that_fails_half_way_resumes_where_it_stopped(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    fake.fail("systemctl enable", "the host's systemd is not answering")
+    reloads = fake.service_actions().count("daemon-reload")
+    assert await run_through_reboots(cluster, fake, wall) == 2
+    # The rollback is what the node reports (its pool stays halted) while the restore is retried.
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+    fake.fail("systemctl enable", None)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    has_the_legacy_config(fake)
+    # Resumed at the step that failed: the unit files were not written (nor reloaded) a second time.
+    assert fake.service_actions().count("daemon-reload") == reloads + 1
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
