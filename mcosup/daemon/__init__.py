@@ -65,7 +65,8 @@ Choices where the contract is silent (what an MCO administrator would expect):
 - Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored; the
   webhook and the renderer own their validation.
 - State on the host: ``/etc/mco/mcosup-daemon-state.json`` (what was applied, the plan in progress);
-  during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3).
+  during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3);
+  after a rollback the rollback record also sits in ``/var/lib/mcosup/rolled-back.json`` (below).
 
 ostree's three-way /etc merge. On an image-based host every new deployment (a rebase, a revert, a
 kernel-argument change) starts from the new image's default /etc (its ``/usr/etc``), and ostree carries
@@ -91,12 +92,12 @@ before its reboot, the journal included, is carried). What the daemon does for e
   file): local changes, carried over by design; ssh keys live in ``/var/home``, outside the merge.
 - Files under ``/usr`` are the deployment's (read-only on a real host): legacy mode cannot deliver them
   across a deployment; only an image can.
-- Not handled yet: the journal itself after a rollback. It lives in /etc, and a rollback reorders the
-  deployments without a new one (``bootc rollback``'s manual says so): on a real host the deployment
-  rolled back to comes up with the journal it had at its shutdown, before the bad image booted, without
-  the rollback record (the plan to the bad image at its reboot, the gate still open). The fake host has
-  one /etc for every deployment and does not show it. The rollback record belongs in /var, which every
-  deployment shares.
+- **The journal after a rollback**: it lives in /etc too, so the deployment a rollback boots comes up
+  with the journal it had at its shutdown, before the bad image booted (the plan at its reboot, the gate
+  open), as ``bootc rollback``'s manual warns. The rollback record, with what the node runs again, is
+  therefore also kept in /var (``/var/lib/mcosup/rolled-back.json``, shared by every deployment); a
+  journal that lacks it is the left-behind one, and its plan and gate are dropped. The fake host has
+  one /etc for every deployment; a test puts the left-behind journal back to show it.
 - Not handled yet: unit enablement. ``systemctl enable`` links under /etc are local additions too; a
   layered config that disables a unit legacy mode enabled would find the link still there.
 """

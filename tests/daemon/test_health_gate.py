@@ -11,7 +11,7 @@ from daemon_kit import MC1, MC2, NODE, MemoryCluster, rendered
 from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
-from mcosup.daemon.journal import Journal
+from mcosup.daemon.journal import ROLLBACK_FILE, STATE_FILE, Journal
 from mcosup.model import names
 from mcosup.runtime.settings import AgentSettings
 from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
@@ -353,3 +353,30 @@ async def test_a_restore_after_a_rollback_that_fails_half_way_resumes_where_it_s
     # Resumed at the step that failed: the unit files were not written (nor reloaded) a second time.
     assert fake.service_actions().count("daemon-reload") == reloads + 1
     assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+
+
+async def test_a_rollback_is_remembered_although_it_takes_etc_back_with_the_journal_in_it(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # A real host's rollback boots the stock deployment with its own /etc as it left it: the journal
+    # there is the one written just before the reboot into BAD (the plan at its reboot, the gate open).
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    journal = fake.rootfs / STATE_FILE.lstrip("/")
+    with pytest.raises(RebootRequested):
+        await agent(cluster, fake, wall).reconcile()  # into BAD
+    left_behind = journal.read_bytes()
+    with pytest.raises(RebootRequested):
+        await agent(cluster, fake, wall).reconcile()  # BAD is unhealthy: rolled back
+    journal.write_bytes(left_behind)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    # BAD is not booted again: the node runs and reports the legacy config, and the rollback.
+    assert fake.booted_image() == STOCK_IMAGE and fake.staged_image() is None and fake.reboots() == 3
+    ann = cluster.annotations()
+    assert ann[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
+    assert ann[names.CURRENT_CONFIG] == "rendered-worker-1" and names.CURRENT_IMAGE not in ann
+    has_the_legacy_config(fake)
+    # The resume is Done at once; the record outside /etc goes with the rollback.
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert cluster.annotations()[names.STATE] == names.STATE_DONE and fake.reboots() == 3
+    assert fake.read(ROLLBACK_FILE) is None
