@@ -85,9 +85,14 @@ async def give_bad_image(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> 
     """The node runs A; it is given BAD, which fails the host's boot-complete check; every wait for a
     change lets the wall clock run that long."""
     await layered_on_a(cluster, fake, wall)
+    bad_next(cluster, fake, wall, "rendered-worker-2")
+
+
+def bad_next(cluster: MemoryCluster, fake: FakeHost, wall: Wall, config: str) -> None:
+    """The node is given BAD for ``config``; every wait for a change lets the wall clock run that long."""
     fake.boots_unhealthy(BAD)
     cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+    cluster.target(names.MODE_LAYERED, config, BAD)
 
 
 async def test_an_image_that_fails_its_boot_check_is_rolled_back_and_reported(
@@ -203,9 +208,7 @@ async def bad_image_after_a_live_apply(cluster: MemoryCluster, fake: FakeHost, w
     assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
     assert ann[names.LAST_APPLIED_WITHOUT_REBOOT] == "rendered-worker-live-2: Reload crio.service"
     assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
-    fake.boots_unhealthy(BAD)
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", BAD)
+    bad_next(cluster, fake, wall, "rendered-worker-live-2")
     assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
     assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
 
@@ -304,9 +307,7 @@ async def first_image_on_a_legacy_node_is_bad(cluster: MemoryCluster, fake: Fake
     cluster.target(names.MODE_LEGACY, "rendered-worker-1")
     await run_through_reboots(cluster, fake, wall)
     has_the_legacy_config(fake)
-    fake.boots_unhealthy(BAD)
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-1", BAD)
+    bad_next(cluster, fake, wall, "rendered-worker-1")
 
 
 async def test_a_rollback_from_a_legacy_nodes_first_image_gives_back_its_files_and_units(
