@@ -51,7 +51,13 @@ Choices where the contract is silent (what an MCO administrator would expect):
   before the bad image; when the node had an image applied live (staged, not booted), the bad image's
   rebase replaced that pending deployment, so the daemon stages it again, without a reboot. The node
   then has what its ``currentImage`` says, as the live apply left it: its next reboot boots that image
-  and a resume needs no reboot.
+  and a resume needs no reboot. When the bad image was a legacy node's first, leaving legacy mode had
+  given /etc back to the image before the reboot (below), and the rollback boots the stock deployment
+  with its /etc as it was left (a rollback makes no new deployment, so no /etc merge): the daemon writes
+  the legacy config's files and units again, reloads systemd and sets their enablement again, without a
+  reboot (the units start at the next boot, as after a revert). Either way the steps are planned once
+  after the rollback's reboot and journalled (``restore``), so a crash or a failure resumes where it
+  stopped, while the node goes on reporting the rollback.
 - After a failure the node stays ``Degraded`` with the reason while the daemon retries (capped
   exponential backoff), rather than flapping through ``Working`` on each attempt. An API server that
   throttles, fails with a 5xx or cannot be reached when the daemon writes its report is not a failure of
@@ -59,7 +65,8 @@ Choices where the contract is silent (what an MCO administrator would expect):
 - Fields the daemon does not act on (``extensions``, ``kernelType``, ``fips``) are ignored; the
   webhook and the renderer own their validation.
 - State on the host: ``/etc/mco/mcosup-daemon-state.json`` (what was applied, the plan in progress);
-  during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3).
+  during a revert the target config also sits in ``/etc/mco/machineconfig-revert.json`` (contract 6.3);
+  after a rollback the rollback record also sits in ``/var/lib/mcosup/rolled-back.json`` (below).
 
 ostree's three-way /etc merge. On an image-based host every new deployment (a rebase, a revert, a
 kernel-argument change) starts from the new image's default /etc (its ``/usr/etc``), and ostree carries
@@ -85,6 +92,12 @@ before its reboot, the journal included, is carried). What the daemon does for e
   file): local changes, carried over by design; ssh keys live in ``/var/home``, outside the merge.
 - Files under ``/usr`` are the deployment's (read-only on a real host): legacy mode cannot deliver them
   across a deployment; only an image can.
+- **The journal after a rollback**: it lives in /etc too, so the deployment a rollback boots comes up
+  with the journal it had at its shutdown, before the bad image booted (the plan at its reboot, the gate
+  open), as ``bootc rollback``'s manual warns. The rollback record, with what the node runs again, is
+  therefore also kept in /var (``/var/lib/mcosup/rolled-back.json``, shared by every deployment); a
+  journal that lacks it is the left-behind one, and its plan and gate are dropped. The fake host has
+  one /etc for every deployment; a test puts the left-behind journal back to show it.
 - Not handled yet: unit enablement. ``systemctl enable`` links under /etc are local additions too; a
   layered config that disables a unit legacy mode enabled would find the link still there.
 """

@@ -15,9 +15,9 @@ from typing import Protocol
 
 from mcosup.daemon import plan as p
 from mcosup.daemon.certplan import REGISTRY_CERTS_DIR, USER_CA_PATH, certificate_paths, plan_certificates
-from mcosup.daemon.executor import RebootRequested, StepFailed, apply_step, run_record
+from mcosup.daemon.executor import RebootRequested, StepFailed, run_record
 from mcosup.daemon.host import Host, HostError
-from mcosup.daemon.hostfacts import HostFacts
+from mcosup.daemon.hostfacts import Applied, HostFacts
 from mcosup.daemon.journal import DaemonState, HealthGate, Journal, PlanRecord, RolledBack
 from mcosup.daemon.steps import Reboot
 from mcosup.kube import errors
@@ -229,32 +229,47 @@ class Agent:
         assert rolled is not None
         if target.image != rolled.image:
             log.info("given %s after rolling back from %s", target, rolled.image, extra=self._where)
-            state.rolled_back = None
+            # An unfinished restore is moot: the plan for the new target compares every file it writes
+            # with the disk.
+            state.rolled_back, state.restore = None, None
             self.journal.save(state)
             return False
         if self.host.boot_id() == rolled.boot_from:
             await self._roll_back(rolled, state)  # its reboot has not happened yet
         await self._report(health.rolled_back(rolled.image, rolled.why))
-        await self._restage(state)
+        await self._restore(state, rolled)
         return True
 
-    async def _restage(self, state: DaemonState) -> None:
-        """Stage again, with no reboot, what the node ran before the bad image when the rollback lost it
-        (:func:`~mcosup.daemon.plan.plan_restage`). A failure is logged and tried on the next pass: the
-        node keeps reporting the rollback, which is what halts its pool."""
+    async def _restore(self, state: DaemonState, rolled: RolledBack) -> None:
+        """Give the host back, with no reboot, what the node ran before the bad image and reports again
+        (:func:`~mcosup.daemon.plan.plan_after_rollback`): planned once after the rollback's reboot and
+        journalled, so a crash or a failure resumes at the step not done. A failure is logged and tried
+        on the next pass: the node keeps reporting the rollback, which is what halts its pool."""
         try:
-            booted, staged = await self.host.deployments()
-            for step in p.plan_restage(state.applied, HostFacts(booted=booted, staged=staged)):
-                log.info(
-                    "after the rollback: %s, staged for the next boot as before",
-                    step.describe(),
-                    extra=self._where,
+            if not rolled.restored:
+                applied = state.applied
+                steps = p.plan_after_rollback(
+                    applied, await self._facts(p.paths_to_read(None, applied), applied)
                 )
-                await apply_step(self.host, state, step)
-        except HostError as exc:
+                if applied is not None and steps:
+                    back = Target(applied.mode, applied.config.name, applied.image)
+                    state.restore = PlanRecord.start(p.Plan(back, steps))
+                    log.info(
+                        "after the rollback: %d step(s) to give the host back %s",
+                        len(steps),
+                        back,
+                        extra=self._where,
+                    )
+                rolled.restored = True
+                self.journal.save(state)
+            if state.restore is not None:
+                await run_record(
+                    self.host, self.journal, state, "restore", on_reboot=self._rebooting, node=self.node_name
+                )
+        except (HostError, StepFailed) as exc:
             log.warning(
-                "cannot stage %s again after the rollback: %s; retrying on the next pass",
-                state.applied.image if state.applied else None,
+                "cannot give the host back what it ran before %s: %s; retrying on the next pass",
+                rolled.image,
                 exc,
                 extra=self._where,
             )
@@ -273,12 +288,16 @@ class Agent:
     async def _plan(self, view: NodeView, state: DaemonState) -> p.Plan | None:
         rendered_obj = self.cluster.machineconfig(view.desired_config or "")
         rendered = parse_machineconfig(rendered_obj) if rendered_obj is not None else None
-        booted, staged = await self.host.deployments()
-        disk = {path: self.host.read_file(path) for path in sorted(p.paths_to_read(rendered, state.applied))}
-        facts = HostFacts(booted=booted, staged=staged, applied=state.applied, disk=disk)
+        facts = await self._facts(p.paths_to_read(rendered, state.applied), state.applied)
         osimage = self.cluster.configmap(names.OSIMAGEURL_CM)
         stock = ((osimage or {}).get("data") or {}).get(names.BASE_OS_CONTAINER_IMAGE_KEY) or None
         return p.plan_config(view, rendered, facts, stock_image=stock, policy=self._disruption_policy())
+
+    async def _facts(self, paths: set[str], applied: Applied | None) -> HostFacts:
+        """What the host reports: its deployments and the current contents of ``paths``."""
+        booted, staged = await self.host.deployments()
+        disk = {path: self.host.read_file(path) for path in sorted(paths)}
+        return HostFacts(booted=booted, staged=staged, applied=applied, disk=disk)
 
     def _disruption_policy(self) -> disruption.Policy | None:
         """Contract 12.2; an invalid policy is logged once and every change reboots until it is fixed."""

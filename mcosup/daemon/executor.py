@@ -37,7 +37,7 @@ from mcosup.runtime.logs import fields
 
 log = logging.getLogger(__name__)
 
-Track = Literal["plan", "certs"]
+Track = Literal["plan", "certs", "restore"]
 OnReboot = Callable[[Reboot], Awaitable[None]]
 
 

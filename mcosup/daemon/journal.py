@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn, TypeVar
 
 from mcosup.daemon.host import Host, HostError
 from mcosup.daemon.hostfacts import Applied
@@ -22,7 +22,12 @@ from mcosup.model.hostconfig import HostConfig
 from mcosup.model.node import Target
 
 STATE_FILE = "/etc/mco/mcosup-daemon-state.json"
+#: The rollback record (contract 12.3) with what the host runs again, kept outside /etc as well: a
+#: rollback boots the deployment before with its own /etc as it left it (it makes no new deployment, so
+#: no /etc merge), journal included, while /var is every deployment's.
+ROLLBACK_FILE = "/var/lib/mcosup/rolled-back.json"
 FORMAT = 1
+T = TypeVar("T")
 
 
 @dataclasses.dataclass
@@ -101,6 +106,9 @@ class RolledBack:
     boot_from: str
     #: The rollback command has run (it is not idempotent: a second one would undo the first).
     requested: bool = False
+    #: After the rollback's reboot, what the host lacks of what the node reports has been planned (the
+    #: plan runs in :attr:`DaemonState.restore`): once per rollback.
+    restored: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -121,6 +129,8 @@ class DaemonState:
     health: HealthGate | None = None
     #: The rollback (12.3) the node reports while its target is still the image it left.
     rolled_back: RolledBack | None = None
+    #: After that rollback, the steps giving the host back what the node reports, in progress.
+    restore: PlanRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +140,7 @@ class DaemonState:
             "certs": None if self.certs is None else self.certs.to_json(),
             "health": None if self.health is None else self.health.to_json(),
             "rolledBack": None if self.rolled_back is None else self.rolled_back.to_json(),
+            "restore": None if self.restore is None else self.restore.to_json(),
         }
 
     @classmethod
@@ -140,6 +151,7 @@ class DaemonState:
             certs=None if data.get("certs") is None else PlanRecord.from_json(data["certs"]),
             health=None if data.get("health") is None else HealthGate.from_json(data["health"]),
             rolled_back=None if data.get("rolledBack") is None else RolledBack.from_json(data["rolledBack"]),
+            restore=None if data.get("restore") is None else PlanRecord.from_json(data["restore"]),
         )
 
     def abandon_plan(self) -> None:
@@ -170,25 +182,57 @@ def union(a: HostConfig | None, b: HostConfig) -> HostConfig:
 
 
 class Journal:
-    def __init__(self, host: Host, path: str = STATE_FILE):
+    def __init__(self, host: Host, path: str = STATE_FILE, rollback_path: str = ROLLBACK_FILE):
         self.host = host
         self.path = path
+        self.rollback_path = rollback_path
 
     def load(self) -> DaemonState:
-        current = self.host.read_file(self.path)
-        if current is None:
-            return DaemonState()
-        try:
-            data = json.loads(current.contents)
-            if data.get("format") != FORMAT:
-                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT}")
-            return DaemonState.from_json(data)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise HostError(
-                f"daemon state {self.path} on the host is unreadable ({exc}); move it aside and the daemon "
-                "re-plans from what the host reports"
-            ) from None
+        data = self._read(self.path)
+        state = DaemonState() if data is None else self._parse(self.path, data, DaemonState.from_json)
+        rollback = self._read(self.rollback_path)
+        if rollback is None:
+            return state
+        rolled = self._parse(self.rollback_path, rollback.get("rolledBack"), RolledBack.from_json)
+        if state.rolled_back is None or state.rolled_back.boot_from != rolled.boot_from:
+            # Booted back into the deployment before the bad image, with the journal that deployment's
+            # /etc had when it rebooted into that image: its plan and health gate are over.
+            applied = rollback.get("applied")
+            state.applied = (
+                None if applied is None else self._parse(self.rollback_path, applied, Applied.from_json)
+            )
+            state.rolled_back, state.plan, state.health, state.restore = rolled, None, None, None
+        return state
 
     def save(self, state: DaemonState) -> None:
         body = json.dumps(state.to_json(), sort_keys=True, indent=1).encode()
         self.host.write_file(self.path, body, 0o600)
+        if state.rolled_back is None:
+            self.host.remove_file(self.rollback_path)
+            return
+        applied = None if state.applied is None else state.applied.to_json()
+        rollback = {"format": FORMAT, "rolledBack": state.rolled_back.to_json(), "applied": applied}
+        self.host.write_file(self.rollback_path, json.dumps(rollback, sort_keys=True).encode(), 0o600)
+
+    def _read(self, path: str) -> dict[str, Any] | None:
+        current = self.host.read_file(path)
+        if current is None:
+            return None
+        data = self._parse(path, current.contents, json.loads)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            self._unreadable(path, f"format {found!r}, expected {FORMAT}")
+        return data
+
+    def _parse(self, path: str, data: Any, parse: Callable[[Any], T]) -> T:
+        try:
+            return parse(data)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._unreadable(path, str(exc))
+
+    @staticmethod
+    def _unreadable(path: str, why: str) -> NoReturn:
+        raise HostError(
+            f"daemon state {path} on the host is unreadable ({why}); move it aside and the daemon "
+            "re-plans from what the host reports"
+        ) from None

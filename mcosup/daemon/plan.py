@@ -152,6 +152,40 @@ def plan_config(
     return Plan(target, _legacy(rendered, host, policy))
 
 
+def plan_after_rollback(previous: Applied | None, host: HostFacts) -> tuple[Step, ...]:
+    """After a rollback (contract 12.3): give the host back what the node ran before the bad image, and
+    reports again, ``previous``; no reboot. A layered image the rollback lost is staged again
+    (:func:`plan_restage`); a legacy config gets its files and units again (:func:`plan_rewrite_legacy`).
+    """
+    if previous is None:
+        return ()
+    if previous.mode == names.MODE_LAYERED:
+        return plan_restage(previous, host)
+    return plan_rewrite_legacy(previous.on_disk, host)
+
+
+def plan_rewrite_legacy(written: HostConfig | None, host: HostFacts) -> tuple[Step, ...]:
+    """After a rollback from a legacy node's first image: write again the files and units of the legacy
+    config that the host lacks, and set the units' enablement and masks again (systemd reloaded first).
+
+    Leaving legacy mode gave /etc back to the image just before the reboot into it (``_give_back_etc``:
+    each path legacy mode wrote reset to the booted default, or removed). ostree's /etc merge only ever
+    runs into a new deployment; a rollback makes none, and boots the deployment booted before with its
+    own /etc as it was left, given back. So the stock OS comes back without the files and units the node
+    reports as its ``currentConfig``; this writes them (as their owner, as legacy mode does). Nothing
+    lost, nothing to do; what was written is enabled again too (``systemctl enable`` links, which the
+    give-back leaves alone, are asserted rather than trusted). The units start at the next boot, as after
+    a revert (contract 6.3).
+    """
+    if written is None:
+        return ()
+    _, file_writes = _file_steps(None, written, host, force=False)
+    _, unit_writes, unit_state, _ = _unit_steps(None, written, host, force=False)
+    if not file_writes and not unit_writes:
+        return ()
+    return (*file_writes, *unit_writes, *unit_state)
+
+
 def plan_restage(previous: Applied | None, host: HostFacts) -> tuple[Step, ...]:
     """After a rollback (contract 12.3): stage again the image the node ran before the bad one when the
     host neither boots nor stages it; no reboot.

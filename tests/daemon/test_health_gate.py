@@ -11,10 +11,10 @@ from daemon_kit import MC1, MC2, NODE, MemoryCluster, rendered
 from mcosup.daemon.agent import Agent
 from mcosup.daemon.executor import RebootRequested
 from mcosup.daemon.host import LocalHost
-from mcosup.daemon.journal import Journal
+from mcosup.daemon.journal import ROLLBACK_FILE, STATE_FILE, Journal
 from mcosup.model import names
 from mcosup.runtime.settings import AgentSettings
-from mcosup.sim.fakehost import FakeHost
+from mcosup.sim.fakehost import STOCK_IMAGE, FakeHost
 
 IMG_A = "registry.local:5000/os/worker@sha256:" + "a" * 64
 BAD = "registry.local:5000/os/worker@sha256:" + "b" * 64
@@ -85,9 +85,14 @@ async def give_bad_image(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> 
     """The node runs A; it is given BAD, which fails the host's boot-complete check; every wait for a
     change lets the wall clock run that long."""
     await layered_on_a(cluster, fake, wall)
+    bad_next(cluster, fake, wall, "rendered-worker-2")
+
+
+def bad_next(cluster: MemoryCluster, fake: FakeHost, wall: Wall, config: str) -> None:
+    """The node is given BAD for ``config``; every wait for a change lets the wall clock run that long."""
     fake.boots_unhealthy(BAD)
     cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-2", BAD)
+    cluster.target(names.MODE_LAYERED, config, BAD)
 
 
 async def test_an_image_that_fails_its_boot_check_is_rolled_back_and_reported(
@@ -203,9 +208,7 @@ async def bad_image_after_a_live_apply(cluster: MemoryCluster, fake: FakeHost, w
     assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
     assert ann[names.LAST_APPLIED_WITHOUT_REBOOT] == "rendered-worker-live-2: Reload crio.service"
     assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
-    fake.boots_unhealthy(BAD)
-    cluster.wait_changed = lambda seconds: _advance(wall, seconds)  # type: ignore[method-assign]
-    cluster.target(names.MODE_LAYERED, "rendered-worker-live-2", BAD)
+    bad_next(cluster, fake, wall, "rendered-worker-live-2")
     assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
     assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
 
@@ -277,3 +280,104 @@ async def test_a_live_apply_boots_nothing_so_it_is_not_health_gated(
     assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_LIVE)
     assert (fake.booted_image(), fake.staged_image(), fake.reboots()) == (IMG_A, IMG_LIVE, 1)
     assert not any(c[:2] == ["rpm-ostree", "rollback"] for c in fake.command_log())
+
+
+#: What legacy mode wrote for MC1 (rendered-worker-1): its files, unit files and drop-ins.
+LEGACY_FILES = {
+    "/etc/app/app.conf": (b"x=1\n", 0o640),
+    "/etc/old.conf": (b"old\n", 0o600),
+    "/etc/systemd/system/app.service": (
+        b"[Service]\nExecStart=/bin/app\n[Install]\nWantedBy=multi-user.target\n",
+        0o644,
+    ),
+    "/etc/systemd/system/docker.service.d/10-opts.conf": (b"[Service]\n", 0o644),
+}
+
+
+def has_the_legacy_config(fake: FakeHost) -> None:
+    files = fake.files()
+    assert {path: files.get(path) for path in LEGACY_FILES} == LEGACY_FILES
+    assert fake.unit_enabled("app.service") and fake.unit_masked("crio.service")
+
+
+async def first_image_on_a_legacy_node_is_bad(cluster: MemoryCluster, fake: FakeHost, wall: Wall) -> None:
+    """A legacy node (rendered-worker-1's files and units, the stock OS) is given its first layered
+    image, BAD: leaving legacy mode gives /etc back to the image before the reboot; BAD fails its
+    boot-complete check and the host is rolled back to the stock deployment."""
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    await run_through_reboots(cluster, fake, wall)
+    has_the_legacy_config(fake)
+    bad_next(cluster, fake, wall, "rendered-worker-1")
+
+
+async def test_a_rollback_from_a_legacy_nodes_first_image_gives_back_its_files_and_units(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # Contract 12.3: after the rollback the node runs what it reports, the legacy config on the stock OS.
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    assert await run_through_reboots(cluster, fake, wall) == 2  # into BAD, then back
+    assert fake.booted_image() == STOCK_IMAGE and fake.staged_image() is None and fake.reboots() == 3
+    ann = cluster.annotations()
+    assert ann[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
+    assert ann[names.CURRENT_CONFIG] == "rendered-worker-1" and names.CURRENT_IMAGE not in ann
+    has_the_legacy_config(fake)
+    # While the target is still BAD, every pass reports the same and touches nothing.
+    log = len(fake.command_log())
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert [c for c in fake.command_log()[log:] if c[1] not in ("status", "kargs")] == []
+    # The resume gives the node back what it runs: Done, with no reboot.
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    ann = cluster.annotations()
+    assert ann[names.STATE] == names.STATE_DONE and names.REASON not in ann and fake.reboots() == 3
+    has_the_legacy_config(fake)
+    # The fixed image rolls on: booted, and /etc is the image's again.
+    cluster.target(names.MODE_LAYERED, "rendered-worker-1", IMG_C)
+    assert await run_through_reboots(cluster, fake, wall) == 1
+    ann = cluster.annotations()
+    assert (ann[names.STATE], ann[names.CURRENT_IMAGE]) == (names.STATE_DONE, IMG_C)
+    assert fake.booted_image() == IMG_C and fake.read("/etc/app/app.conf") is None
+
+
+async def test_a_restore_after_a_rollback_that_fails_half_way_resumes_where_it_stopped(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    fake.fail("systemctl enable", "the host's systemd is not answering")
+    reloads = fake.service_actions().count("daemon-reload")
+    assert await run_through_reboots(cluster, fake, wall) == 2
+    # The rollback is what the node reports (its pool stays halted) while the restore is retried.
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+    fake.fail("systemctl enable", None)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    has_the_legacy_config(fake)
+    # Resumed at the step that failed: the unit files were not written (nor reloaded) a second time.
+    assert fake.service_actions().count("daemon-reload") == reloads + 1
+    assert cluster.annotations()[names.REASON].startswith(f"RolledBack: {BAD}")
+
+
+async def test_a_rollback_is_remembered_although_it_takes_etc_back_with_the_journal_in_it(
+    cluster: MemoryCluster, fake: FakeHost, wall: Wall
+) -> None:
+    # A real host's rollback boots the stock deployment with its own /etc as it left it: the journal
+    # there is the one written just before the reboot into BAD (the plan at its reboot, the gate open).
+    await first_image_on_a_legacy_node_is_bad(cluster, fake, wall)
+    journal = fake.rootfs / STATE_FILE.lstrip("/")
+    with pytest.raises(RebootRequested):
+        await agent(cluster, fake, wall).reconcile()  # into BAD
+    left_behind = journal.read_bytes()
+    with pytest.raises(RebootRequested):
+        await agent(cluster, fake, wall).reconcile()  # BAD is unhealthy: rolled back
+    journal.write_bytes(left_behind)
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    # BAD is not booted again: the node runs and reports the legacy config, and the rollback.
+    assert fake.booted_image() == STOCK_IMAGE and fake.staged_image() is None and fake.reboots() == 3
+    ann = cluster.annotations()
+    assert ann[names.REASON].startswith(f"RolledBack: {BAD} did not become healthy")
+    assert ann[names.CURRENT_CONFIG] == "rendered-worker-1" and names.CURRENT_IMAGE not in ann
+    has_the_legacy_config(fake)
+    # The resume is Done at once; the record outside /etc goes with the rollback.
+    cluster.target(names.MODE_LEGACY, "rendered-worker-1")
+    assert await run_through_reboots(cluster, fake, wall) == 0
+    assert cluster.annotations()[names.STATE] == names.STATE_DONE and fake.reboots() == 3
+    assert fake.read(ROLLBACK_FILE) is None

@@ -278,6 +278,51 @@ def test_opt_in_gives_back_nothing_already_at_its_default_and_nothing_once_boote
     ]
 
 
+LEGACY_CFG1 = Applied(config=CFG1, mode=names.MODE_LEGACY, on_disk=CFG1)
+#: /etc after the give-back of CFG1 (the deployment a rollback boots keeps its /etc as it left it).
+GIVEN_BACK = {
+    **{path: None for path in p.config_paths(CFG1)},
+    "/etc/a.conf": DiskFile(b"stock\n", 0o644),
+    "/usr/etc/a.conf": DiskFile(b"stock\n", 0o644),
+}
+REWRITE_CFG1 = (
+    WriteFile("/etc/a.conf", b"a=1\n", 0o644),
+    WriteFile("/etc/old.conf", b"old\n", 0o600),
+    WriteFile("/etc/systemd/system/app.service", str(CFG1.units[0].contents).encode(), 0o644),
+    WriteFile("/etc/systemd/system/docker.service.d/10-opts.conf", b"[Service]\n", 0o644),
+    DaemonReload(),
+    Systemctl("enable", ("app.service", "docker.service")),
+)
+
+
+@pytest.mark.parametrize(
+    ("previous", "disk", "expected"),
+    [
+        # Rolled back from a legacy node's first image: every file and unit of its config again.
+        (LEGACY_CFG1, GIVEN_BACK, REWRITE_CFG1),
+        # One file lost: that one, and the units' state again (no unit file written: no reload).
+        (LEGACY_CFG1, {**on_disk(CFG1), "/etc/old.conf": None}, (REWRITE_CFG1[1], REWRITE_CFG1[5])),
+        # Nothing lost (no /etc file to give back): nothing to do.
+        (LEGACY_CFG1, on_disk(CFG1), ()),
+        # A node that never finished anything has nothing to get back.
+        (Applied(config=CFG1, mode=names.MODE_LEGACY), GIVEN_BACK, ()),
+        (None, GIVEN_BACK, ()),
+    ],
+)
+def test_after_a_rollback_the_legacy_config_given_back_to_the_image_is_written_again(
+    previous: Applied | None, disk: dict[str, DiskFile | None], expected: tuple[Step, ...]
+) -> None:
+    facts = HostFacts(booted=booted(), applied=previous, disk=disk)
+    assert p.plan_after_rollback(previous, facts) == expected
+
+
+def test_after_a_rollback_a_layered_image_lost_is_staged_again() -> None:
+    live = Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_B)
+    assert p.plan_after_rollback(live, HostFacts(booted=booted(IMG_A))) == (Rebase(IMG_B),)
+    # What the legacy rewrite compares is what the agent reads for it.
+    assert p.config_paths(CFG1) <= p.paths_to_read(None, LEGACY_CFG1)
+
+
 def test_revert_persists_target_rebases_to_stock_then_reapplies_everything() -> None:
     applied = Applied(config=CFG1, mode=names.MODE_LAYERED, image=IMG_A, on_disk=None)
     facts = HostFacts(booted=Deployment(IMG_A, kargs=("nosmt",)), applied=applied, disk=on_disk(CFG1))
