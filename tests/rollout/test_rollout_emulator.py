@@ -502,3 +502,50 @@ async def test_pausing_mid_drain_releases_the_node_and_resuming_finishes(
             await kube.delete(PDBS, "db", namespace="app")
             await kube.patch(MACHINECONFIGPOOLS, "worker", {"spec": {"paused": False}})
             await eventually(lambda: rolled_out(kube, R1), what="the rollout once resumed")
+
+
+async def test_a_node_change_no_plan_reads_replans_nothing_from_the_first_event_on(
+    kube: kclient.Kube, admin_kubeconfig: Path
+) -> None:
+    """A change of a node that nothing a plan reads depends on (an admin's label, here) plans no pool,
+    starting with the first event after the supervisor starts: at thousands of nodes, a plan of the
+    whole pool per such event is what kept the supervisor from keeping up with its watch."""
+    await kube.create(MACHINECONFIGPOOLS, pool_body())
+    names_ = await create_nodes(kube, 3)
+    async with Supervisor(admin_kubeconfig) as sup:
+        await eventually(lambda: rolled_out(kube, R0), what="the pool to report every node updated")
+        assert sup.rollout is not None
+        rollout = sup.rollout
+
+        def cached_pool_updated() -> bool:
+            pool = rollout.pools.get("worker") or {}
+            conds = (pool.get("status") or {}).get("conditions") or []
+            return any(c["type"] == names.UPDATED and c["status"] == "True" for c in conds)
+
+        # The echo of the controller's own status write has come back (and enqueued what it enqueues).
+        await eventually(cached_pool_updated, what="the supervisor's cache to show the pool Updated")
+        enqueued: list[str] = []
+        enqueue = rollout.controller.enqueue
+
+        def counting(key: str) -> None:
+            enqueued.append(key)
+            enqueue(key)
+
+        rollout.controller.enqueue = counting  # type: ignore[method-assign]
+
+        def cached_label(value: str) -> bool:
+            nodes = (rollout.nodes.get(n) for n in names_)
+            return all(
+                n is not None and n["metadata"]["labels"].get("example.com/rack") == value for n in nodes
+            )
+
+        for name in names_:
+            await kube.patch(NODES, name, {"metadata": {"labels": {"example.com/rack": "r1"}}})
+        # Notifications are synchronous with the cache's update: once it shows every label, each
+        # event has enqueued whatever it was going to.
+        await eventually(lambda: cached_label("r1"), what="the supervisor's cache to show the labels")
+        assert enqueued == []
+
+        # A change a plan reads does plan the pool.
+        await set_ready(kube, names_[0], False)
+        await eventually(lambda: "worker" in enqueued, what="a NotReady node to enqueue its pool")
