@@ -373,9 +373,8 @@ class NodeRollout:
         """The ``mcosup_nodes{pool,state}`` gauge: the pool's nodes by where they stand."""
         if self.metrics is None:
             return
-        counts = collections.Counter(phase.value for phase in plan.phases.values())
         for phase in Phase:
-            self.metrics.nodes.labels(pool_name, phase.value).set(counts[phase.value])
+            self.metrics.nodes.labels(pool_name, phase.value).set(plan.counts.get(phase, 0))
 
     def _current_members(self, pool_name: str) -> tuple[dict[str, NodeView], dict[str, Obj]]:
         """The pool's cached nodes and their views, by name, each node replaced by the version our own

@@ -180,6 +180,8 @@ class Plan:
     #: Nodes we cordoned for a target that is no longer to be rolled out (paused, held): uncordon.
     release: tuple[str, ...]
     phases: Mapping[str, Phase]
+    #: How many nodes are in each phase.
+    counts: Mapping[Phase, int]
     #: The pool status fields this controller owns (counts; ``configuration`` once all are updated).
     status: Mapping[str, Any]
     #: This controller's pool conditions (Updated, Updating, Degraded, NodeDegraded).
@@ -205,18 +207,33 @@ def _order_key(view: NodeView, image: str | None) -> tuple[int, int, str, str, s
     )
 
 
-def _phases(
-    views: Iterable[NodeView], given: set[str], busy: set[str], downloading: set[str]
-) -> dict[str, Phase]:
-    """Each node's phase. ``given``: nodes given the pool's target; ``busy``: nodes a step or drain is
-    under way on, or the plan starts; ``downloading``: nodes staging the image before their turn.
-    One loop without a call per node: a plan runs on every change of a pool of thousands."""
+@dataclasses.dataclass(frozen=True)
+class Tally:
+    """Each node's phase, and what the pool status counts."""
+
+    phases: dict[str, Phase]
+    counts: collections.Counter[Phase]
+    #: Nodes updated and available.
+    ready: int
+    unavailable: int
+    degraded: list[NodeView]
+
+
+def _tally(views: Iterable[NodeView], given: set[str], busy: set[str], downloading: set[str]) -> Tally:
+    """Each node's phase and the status counts. ``given``: nodes given the pool's target; ``busy``:
+    nodes a step or drain is under way on, or the plan starts; ``downloading``: nodes staging the image
+    before their turn. One loop without a call per node: a plan runs on every change of a pool of
+    thousands."""
     phases: dict[str, Phase] = {}
+    ready = unavailable = 0
+    degraded: list[NodeView] = []
     for v in views:
         n = v.name
+        unavailable += v.unavailable
         if v.converged:  # its daemon said Done for what it was given
             if n in given:
                 phases[n] = Phase.UPDATED
+                ready += not v.unavailable
             elif n in busy or v.cordoned_by_us:
                 phases[n] = Phase.DRAINING
             elif not v.ready:
@@ -225,11 +242,12 @@ def _phases(
                 phases[n] = Phase.STAGING if n in downloading else Phase.WAITING
         elif v.state == names.STATE_DEGRADED:
             phases[n] = Phase.DEGRADED
+            degraded.append(v)
         elif v.state == names.STATE_REBOOTING:
             phases[n] = Phase.REBOOTING
         else:
             phases[n] = Phase.UPDATING  # to the target, or still on its way to an earlier one
-    return phases
+    return Tally(phases, collections.Counter(phases.values()), ready, unavailable, degraded)
 
 
 def plan_rollout(
@@ -349,12 +367,11 @@ def plan_rollout(
                 staging_wake = max(0.0, staging.timeout - max(staging.waited[n] for n in downloading))
 
     starting = set(start)
-    phases = _phases(views, given, flying | starting, downloading)
+    tally = _tally(views, given, flying | starting, downloading)
     status, conds = pool_status(
         pool,
-        views,
+        tally,
         target,
-        phases,
         hold=hold,
         paused=paused,
         error=error,
@@ -373,7 +390,8 @@ def plan_rollout(
         start=tuple(start),
         uncordon=tuple(uncordon),
         release=tuple(release),
-        phases=phases,
+        phases=tally.phases,
+        counts=tally.counts,
         status=status,
         conditions=conds,
         halt=halt,
@@ -397,8 +415,11 @@ _PHASE_ORDER = (
 
 def progress_message(phases: Mapping[str, Phase]) -> str:
     """ "3/10 updated; 1 draining, 1 rebooting"."""
-    counts = collections.Counter(phases.values())
-    text = f"{counts[Phase.UPDATED]}/{len(phases)} updated"
+    return _progress(collections.Counter(phases.values()), len(phases))
+
+
+def _progress(counts: Mapping[Phase, int], total: int) -> str:
+    text = f"{counts[Phase.UPDATED]}/{total} updated"
     rest = [f"{counts[p]} {p.value}" for p in _PHASE_ORDER if counts[p]]
     return text + ("; " + ", ".join(rest) if rest else "")
 
@@ -414,9 +435,8 @@ def _cond(type_: str, ok: bool, reason: str, message: str) -> Condition:
 
 def pool_status(
     pool: ObjView,
-    views: Sequence[NodeView],
+    tally: Tally,
     target: Target | None,
-    phases: Mapping[str, Phase],
     *,
     hold: str | None,
     paused: bool,
@@ -426,17 +446,9 @@ def pool_status(
     halt: haltplan.Halt | None = None,
 ) -> tuple[dict[str, Any], tuple[Condition, ...]]:
     """The status fields and this controller's conditions."""
-    updated = ready = unavailable = 0
-    degraded: list[NodeView] = []
-    for v in views:
-        if phases[v.name] is Phase.UPDATED:
-            updated += 1
-            ready += not v.unavailable
-        unavailable += v.unavailable
-        if v.state == names.STATE_DEGRADED:
-            degraded.append(v)
-    progress = progress_message(phases)
-    all_updated = target is not None and updated == len(views)
+    total, updated, degraded = len(tally.phases), tally.counts[Phase.UPDATED], tally.degraded
+    progress = _progress(tally.counts, total)
+    all_updated = target is not None and updated == total
 
     if target is not None and all_updated:
         upd = _cond(names.UPDATED, True, "AllNodesUpdated", f"all nodes run {target.describe()}")
@@ -484,10 +496,10 @@ def pool_status(
         deg = _cond(names.DEGRADED, False, "AsExpected", "no drain is stuck and no node is degraded")
 
     status: dict[str, Any] = {
-        "machineCount": len(views),
+        "machineCount": total,
         "updatedMachineCount": updated,
-        "readyMachineCount": ready,
-        "unavailableMachineCount": unavailable,
+        "readyMachineCount": tally.ready,
+        "unavailableMachineCount": tally.unavailable,
         "degradedMachineCount": len(degraded),
     }
     generation = (pool.get("metadata") or {}).get("generation")
