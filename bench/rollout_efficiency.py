@@ -8,7 +8,8 @@ and checks the cap held at every instant (every node version the watch delivers)
 
 The emulator and the fake daemons each run in a process of their own by default, as an API server and
 nodes do, so this one holds the controller alone; each one's CPU time during the rollout is reported
-(``--emulator inline`` puts all three in one event loop).
+(``--emulator inline`` puts all three in one event loop; ``--emulator real`` runs the real control
+plane instead of the emulator, and reports kube-apiserver's and etcd's CPU as the API server's).
 
     .venv/bin/python bench/rollout_efficiency.py [--nodes 200,1000,2000] [--k 10%] [--seconds 1.0]
 
@@ -46,6 +47,7 @@ from mcosup.model import names
 from mcosup.model.node import NodeView
 from mcosup.runtime.settings import KubeSettings, RolloutSettings
 from mcosup.sim.apiserver import Emulator
+from mcosup.sim.controlplane import ControlPlane
 from mcosup.supervisor.rollout import NodeRollout
 
 NS = names.DEFAULT_NAMESPACE
@@ -212,12 +214,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 @contextlib.asynccontextmanager
-async def emulator(where: str, tmp: Path) -> AsyncIterator[tuple[Path, int]]:
-    """An emulator, in this process or (like a real API server) in its own; yields an admin kubeconfig
-    and the pid of the process the emulator runs in."""
+async def emulator(where: str, tmp: Path) -> AsyncIterator[tuple[Path, list[int]]]:
+    """An API server: the emulator in this process or (like a real API server) in its own, or the real
+    control plane; yields an admin kubeconfig and the pids of the processes serving the API."""
     if where == "inline":
         async with Emulator(history_window=100_000) as emu:
-            yield emu.write_kubeconfig(tmp / "kubeconfig"), os.getpid()
+            yield emu.write_kubeconfig(tmp / "kubeconfig"), [os.getpid()]
+        return
+    if where == "real":
+        # kube-apiserver and etcd serve the API; kube-controller-manager runs beside them.
+        async with ControlPlane(tmp / "controlplane") as cp:
+            yield cp.write_kubeconfig(tmp / "kubeconfig"), cp.pids()
         return
     kubeconfig = tmp / "kubeconfig"
     proc = await asyncio.create_subprocess_exec(
@@ -239,7 +246,7 @@ async def emulator(where: str, tmp: Path) -> AsyncIterator[tuple[Path, int]]:
             await asyncio.sleep(0.05)
         else:
             raise RuntimeError("the emulator did not write its kubeconfig within 30s")
-        yield kubeconfig, proc.pid
+        yield kubeconfig, [proc.pid]
     finally:
         proc.terminate()
         await proc.wait()
@@ -340,7 +347,7 @@ async def rollout(
 ) -> Outcome:
     layered = pull_seconds > 0
     with tempfile.TemporaryDirectory() as tmp:
-        async with emulator(where, Path(tmp)) as (kubeconfig, emulator_pid):
+        async with emulator(where, Path(tmp)) as (kubeconfig, server_pids):
             async with kclient.connect(KubeSettings(kubeconfig=str(kubeconfig))) as kube:
                 await install_crds(kube)
                 await kube.create(NAMESPACES, {"metadata": {"name": NS}})
@@ -391,7 +398,7 @@ async def rollout(
                 )
                 async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
                     loops = [tg.create_task(x.run()) for x in (pools, node_cache, pods, controller)]
-                    if where == "process":
+                    if where != "inline":
                         daemons_proc = await stack.enter_async_context(
                             DaemonsProcess(kubeconfig, seconds, pull_seconds)
                         )
@@ -415,13 +422,13 @@ async def rollout(
                             await asyncio.sleep(0.01)
 
                     await pool_updated(R0)
-                    if where == "process":
+                    if where != "inline":
                         daemons_proc.send("arm")
                         daemons_pid = daemons_proc.proc.pid
                     else:
                         cap.armed = True
                         daemons_pid = os.getpid()
-                    cpu_here, cpu_emulator = time.process_time(), cpu_seconds(emulator_pid)
+                    cpu_here, cpu_emulator = time.process_time(), sum(map(cpu_seconds, server_pids))
                     cpu_daemons = cpu_seconds(daemons_pid)
                     start = time.monotonic()
                     if layered:
@@ -433,9 +440,9 @@ async def rollout(
                     await pool_updated(R1)
                     measured = time.monotonic() - start
                     cpu_here = time.process_time() - cpu_here
-                    cpu_emulator = cpu_seconds(emulator_pid) - cpu_emulator
+                    cpu_emulator = sum(map(cpu_seconds, server_pids)) - cpu_emulator
                     cpu_daemons = cpu_seconds(daemons_pid) - cpu_daemons
-                    if where == "process":
+                    if where != "inline":
                         await daemons_proc.stop()
                         times, worst, stretches, pulls = (
                             daemons_proc.times,
@@ -452,6 +459,7 @@ async def rollout(
                 ideal = pull_seconds + waves * seconds if staging else waves * (seconds + pull_seconds)
                 mean = sum(stretches) / len(stretches) if stretches else 0.0
                 outcome = Outcome(measured, ideal, worst, cpu_here, cpu_emulator, cpu_daemons, mean, pulls)
+                server = "API server" if where == "real" else "emulator"
                 how_pulled = f" P={pull_seconds}s staging={'on' if staging else 'off'}" if layered else ""
                 print(f"nodes={nodes} maxUnavailable={k} T={seconds}s{how_pulled} emulator={where}")
                 print(f"mean time a node is unavailable={mean:.2f}s over {len(stretches)} stretches")
@@ -463,10 +471,10 @@ async def rollout(
                 print(f"ratio={measured / outcome.ideal:.3f} (target <= {GOAL})")
                 print(f"max unavailable at any watched instant={worst} (cap {k})")
                 print(breakdown(times, start, start + measured, k, seconds))
-                if where == "process":
+                if where != "inline":
                     per_node = {
                         who: 1000 * cpu / nodes
-                        for who, cpu in (("controller", cpu_here), ("emulator", cpu_emulator))
+                        for who, cpu in (("controller", cpu_here), (server, cpu_emulator))
                     }
                     # The k nodes of a wave finish together, and each hand-over (Done seen, uncordon,
                     # cordon, target) passes through the controller and the API server one after
@@ -485,7 +493,7 @@ async def rollout(
                             f"{who} {cpu:.1f} ({100 * cpu / measured:.0f}%)"
                             for who, cpu in (
                                 ("controller", cpu_here),
-                                ("emulator", cpu_emulator),
+                                (server, cpu_emulator),
                                 ("fake daemons", cpu_daemons),
                             )
                         )
@@ -582,10 +590,11 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--emulator",
-        choices=("process", "inline"),
+        choices=("process", "inline", "real"),
         default="process",
         help="run the API emulator and the fake daemons each in a process of their own, as an API "
-        "server and nodes are (default), or everything in this one",
+        "server and nodes are (default), or everything in this one; real: the real control plane "
+        "(kube-apiserver, etcd, kube-controller-manager; built on first use) instead of the emulator",
     )
     parser.add_argument("--daemons-of", metavar="KUBECONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args()
