@@ -32,7 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
-from mcosup.builder import buildplan, buildpods, manifests, prune, pruneplan
+from mcosup.builder import buildplan, buildpods, manifests, prune
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
@@ -189,6 +189,10 @@ class Builder:
         """Prune MachineOSConfig ``config``'s builds (:func:`~mcosup.builder.pruneplan.plan_pruning`):
         delete those past its history, then deal with the image of each being deleted. Runs whether or
         not the pool is still opted in: a deleted MachineOSConfig's builds are deleted with it."""
+        # Imported on first use: the first pruning comes after the first build's Job, so loading its rules
+        # then overlaps the build Pod's start instead of delaying the builder's (on the way to the image).
+        from mcosup.builder import pruneplan
+
         mosc = self.caches.machineosconfigs.get(config)
         builds = {_name(b): b for b in self.caches.machineosbuilds.items()}
         plan = pruneplan.plan_pruning(

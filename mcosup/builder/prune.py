@@ -20,12 +20,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 
 from mcosup.builder import manifests
-from mcosup.builder.pruneplan import ImageStep
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
@@ -34,6 +33,9 @@ from mcosup.model import names
 from mcosup.model.conditions import Condition
 from mcosup.model.objects import Obj
 from mcosup.runtime.logs import fields
+
+if TYPE_CHECKING:
+    from mcosup.builder.pruneplan import ImageStep
 
 log = logging.getLogger(__name__)
 

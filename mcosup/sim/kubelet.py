@@ -301,10 +301,21 @@ class Kubelet(ContainerProcesses):
 
         statuses: dict[str, Obj] = {c["name"]: waiting(c, "ContainerCreating", "") for c in containers}
         lock = asyncio.Lock()
+        restart = spec.get("restartPolicy", "Always")
+
+        def ended_for_good(cstatus: Obj) -> bool:
+            ended = cstatus["state"].get("terminated")
+            return ended is not None and (
+                restart == "Never" or (restart == "OnFailure" and ended.get("exitCode") == 0)
+            )
 
         async def report(name: str, cstatus: Obj) -> None:
             async with lock:
                 statuses[name] = cstatus
+                if all(ended_for_good(s) for s in statuses.values()):
+                    # The Pod's phase is final: its status below says so in one write with these
+                    # container statuses, as a kubelet's status manager does (not Running first).
+                    return
                 running = [s for s in statuses.values() if "running" in s["state"]]
                 phase = (
                     "Running"
@@ -322,7 +333,6 @@ class Kubelet(ContainerProcesses):
                     },
                 )
 
-        restart = spec.get("restartPolicy", "Always")
         results = await asyncio.gather(
             *(
                 self._supervise(pod, c, pod_dir, paths[c["name"]], env_base, stop, report, restart)

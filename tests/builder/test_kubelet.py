@@ -17,6 +17,7 @@ from mcosup.kube import errors
 from mcosup.kube.resources import CONFIGMAPS, PODS, SECRETS
 from mcosup.runtime.settings import KubeSettings
 from mcosup.sim.kubelet import ImageRule, Kubelet, rewrite
+from mcosup.sim.recorder import Recorder
 from waiting import eventually
 
 NS = "default"
@@ -160,6 +161,56 @@ async def test_failure_falls_back_to_log_tail(kube: kclient.Kube, kubelet: Kubel
     assert terminated["reason"] == "Error"
     assert terminated["message"].splitlines()[-1] == "line 100"
     assert "line 20\n" not in terminated["message"]
+
+
+async def test_a_container_that_ends_for_good_ends_the_pod_in_the_same_status_write(
+    kube: kclient.Kube, kubelet: Kubelet, tmp_path: Path
+) -> None:
+    """Containers that will not restart: one ending while another runs is reported (phase Running); the
+    last one's end comes with the final phase, never as a Running Pod with every container ended."""
+    recorder = Recorder(kube, PODS)
+    task = asyncio.create_task(recorder.run())
+    try:
+        await recorder.listed.wait()
+        go = tmp_path / "go"
+        body = pod("p-two", "exit 0")
+        body["spec"]["containers"].append(
+            {
+                "name": "slow",
+                "image": "example.com/shell:1",
+                "args": ["-c", f"while [ ! -e {go} ]; do sleep 0.02; done"],
+            }
+        )
+        await kube.create(PODS, body, namespace=NS)
+
+        def states(obj: dict[str, Any]) -> dict[str, str]:
+            return {
+                c["name"]: next(iter(c["state"]))
+                for c in (obj.get("status") or {}).get("containerStatuses") or []
+            }
+
+        async def first_ended() -> bool:
+            current = await kube.get(PODS, "p-two", namespace=NS)
+            return states(current).get("main") == "terminated"
+
+        await eventually(first_ended, what="container main of p-two terminated", within=30)
+        go.touch()
+        await phase(kube, "p-two", "Succeeded")
+        await eventually(
+            lambda: any(
+                o["status"].get("phase") == "Succeeded" for _, _, o in recorder.history if "status" in o
+            ),
+            what="the recorder sees p-two Succeeded",
+            within=30,
+        )
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    seen = [(o["status"].get("phase"), states(o)) for _, _, o in recorder.history if "status" in o]
+    assert ("Running", {"main": "terminated", "slow": "running"}) in seen
+    assert ("Running", {"main": "terminated", "slow": "terminated"}) not in seen
+    assert seen[-1] == ("Succeeded", {"main": "terminated", "slow": "terminated"})
 
 
 async def test_a_status_report_the_api_server_keeps_failing_is_sent_until_it_lands(
