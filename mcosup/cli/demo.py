@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import shutil
-import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -114,12 +112,18 @@ def main(args: argparse.Namespace) -> int:
         return 2
     from rich.console import Console
 
+    from mcosup.runtime.lifecycle import run_or_signalled
+
     console = Console()
-    try:
-        return asyncio.run(Demo(console, args).run())
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; the cluster is stopped[/]")
-        return 130
+    demo = Demo(console, args)
+    # Ctrl-C, TERM or a closed terminal cancel the demo, which stops every process it started.
+    result = run_or_signalled(demo.run())
+    if result is not None:
+        return result
+    if demo.keeping:
+        return 0  # --keep: the cluster was asked to run until stopped
+    console.print("[yellow]interrupted; the cluster is stopped[/]")
+    return 130
 
 
 def _installed(tool: str) -> bool:
@@ -132,6 +136,8 @@ class Demo:
         self.args = args
         self.t0 = time.monotonic()
         self.stages: list[tuple[str, float, str]] = []
+        #: The story is told and, with --keep, the cluster runs until a signal stops it.
+        self.keeping = False
         #: The Node history's length once every node first ran its config: the rollouts start there.
         self.legacy_since = 0
         #: Each pool's image, handed off by its current MachineOSBuild; every image built, in order.
@@ -700,17 +706,8 @@ class Demo:
             f"  {k} label machineconfigpool {POOL} {names.LAYERING_ENABLED}=   # and watch: get nodes -w\n"
             f"  KUBECONFIG={cluster.kubeconfig} {sys.executable} -m mcosup status"
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(Exception):
-                    loop.remove_signal_handler(sig)
-        self.console.print("stopping")
+        self.keeping = True
+        await asyncio.Event().wait()  # until a signal cancels the demo (see main)
 
 
 def _short(image: str | None) -> str:

@@ -7,11 +7,72 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` now (children, their children, ...)."""
+    parent_of = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parent_of[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parent_of.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    """Those of ``pids`` still running (a zombie has ended)."""
+    running = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.add(pid)
+    return running
+
+
+@pytest.mark.timeout(300)
+def test_a_terminated_demo_stops_every_process_it_started(tmp_path: Path) -> None:
+    """TERM (like Ctrl-C or a closed terminal) mid-story: the registry, the supervisor, the builder and
+    every node's daemon stop with the demo, none is left running."""
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "mcosup", "demo", "--workdir", str(tmp_path / "w")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert demo.stdout is not None
+    seen = []
+    for line in demo.stdout:  # until the builder pod runs: every kind of process is up
+        seen.append(line)
+        if "✓ 2. opt in" in line:
+            break
+    else:
+        pytest.fail("the demo ended before opting in:\n" + "".join(seen[-40:]))
+    started = _descendants(demo.pid)
+    commands = " ".join(Path(f"/proc/{p}/cmdline").read_text().replace("\0", " ") for p in _alive(started))
+    for process in ("docker-registry", "mcosup supervisor", "mcosup builder", "mcosup daemon"):
+        assert process in commands, process
+    demo.send_signal(signal.SIGTERM)
+    rest, _ = demo.communicate(timeout=180)
+    assert demo.returncode == 130, rest[-3000:]
+    assert "interrupted; the cluster is stopped" in rest
+    assert _alive(started) == set()
 
 
 def test_demo_names_the_packages_to_install_when_tools_are_missing(tmp_path: Path) -> None:
