@@ -222,9 +222,9 @@ async def emulator(where: str, tmp: Path) -> AsyncIterator[tuple[Path, list[int]
             yield emu.write_kubeconfig(tmp / "kubeconfig"), [os.getpid()]
         return
     if where == "real":
-        # kube-apiserver and etcd serve the API; kube-controller-manager runs beside them.
+        # kube-apiserver and etcd serve the API; kube-controller-manager runs beside them, not counted.
         async with ControlPlane(tmp / "controlplane") as cp:
-            yield cp.write_kubeconfig(tmp / "kubeconfig"), cp.pids()
+            yield cp.write_kubeconfig(tmp / "kubeconfig"), cp.pids("kube-apiserver", "etcd")
         return
     kubeconfig = tmp / "kubeconfig"
     proc = await asyncio.create_subprocess_exec(

@@ -376,9 +376,9 @@ class ControlPlane:
         (pki / "tokens.csv").write_text(f'{self.admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
         (pki / "tokens.csv").chmod(0o600)
 
-    def pids(self) -> list[int]:
-        """The running binaries' process ids (for measuring their CPU)."""
-        return [p.proc.pid for p in self._processes if p.proc is not None]
+    def pids(self, *names: str) -> list[int]:
+        """The process ids of the running binaries named (all when none is), for measuring their CPU."""
+        return [p.proc.pid for p in self._processes if p.proc is not None and (not names or p.name in names)]
 
     def write_kubeconfig(self, path: str | Path, token: str | None = None, user: str = ADMIN_USER) -> Path:
         """A kubeconfig for the loopback URL with ``token`` (default: the admin's)."""

@@ -246,8 +246,8 @@ class NodeRollout:
         self._member_views[pool][name] = view
         return view
 
-    def _members(self, pool_name: str) -> tuple[dict[str, Obj], dict[str, NodeView]]:
-        """The pool's cached nodes and their views, by name (copies: the caller may change them)."""
+    def _members(self, pool_name: str) -> tuple[dict[str, NodeView], dict[str, Obj]]:
+        """The pool's cached nodes' views and the nodes, by name (copies: the caller may change them)."""
         if self._membership_stale:
             self._membership_stale = False
             pools = list(self.pools.items())
@@ -257,7 +257,7 @@ class NodeRollout:
             for node in self.nodes.items():
                 if pool := rolloutplan.pool_of_node(node, pools):
                     self._place(node, pool)
-        return dict(self._member_nodes.get(pool_name, {})), dict(self._member_views.get(pool_name, {}))
+        return dict(self._member_views.get(pool_name, {})), dict(self._member_nodes.get(pool_name, {}))
 
     def _wake_drain_of_node(self, _: str, node: Mapping[str, Any]) -> None:
         if (d := self._drains.get(node["metadata"]["name"])) is not None:
@@ -381,7 +381,7 @@ class NodeRollout:
         last write returned while the cache has not caught up with it: decisions never rest on a
         version older than what we wrote."""
         now = self.clock.now()
-        by_name, views = self._members(pool_name)
+        views, by_name = self._members(pool_name)
         for name, (written, when) in list(self._written.items()):
             view = views.get(name)
             if view is None:
