@@ -1,9 +1,11 @@
-"""The API client facade: exactly the calls mcosup makes, over one aiohttp session.
+"""The API client facade: exactly the calls mcosup makes, over one HTTP transport.
 
 Where the server is and how to authenticate comes from :mod:`mcosup.kube.clientconfig` (kubeconfig or
 in-cluster config: server URL, TLS context, ``Authorization`` header source). Requests are made here,
 on raw JSON with orjson, so objects stay plain dicts (no generated model classes: they cost memory per
-cached object and drop unknown fields) and so content types are always explicit.
+cached object and drop unknown fields) and so content types are always explicit. The HTTP itself is a
+:mod:`~mcosup.kube.transport`: aiohttp's by default, the lighter :class:`~mcosup.kube.transport.Http1`
+where a process's start-up matters more than its throughput (``connect(..., light=True)``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,9 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
-import aiohttp
 import orjson
-import yarl
-from aiohttp.helpers import get_env_proxy_for_url
 
-from mcosup.kube import clientconfig, errors
+from mcosup.kube import clientconfig, errors, transport
 from mcosup.kube.resources import EVENTS, PODS, Resource
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import KubeSettings
@@ -46,28 +45,32 @@ async def connect(
     *,
     retry: errors.RetryPolicy | None = None,
     config: clientconfig.ClientConfig | None = None,
+    light: bool = False,
 ) -> AsyncIterator[Kube]:
     """A client for the cluster ``settings`` name (kubeconfig, else in-cluster config), closed on exit.
 
     ``config`` overrides what ``settings`` would load (tests build in-cluster configs this way).
+    ``light``: HTTP by :class:`~mcosup.kube.transport.Http1`, which imports in milliseconds where aiohttp
+    takes ~0.15 s, for a process whose start is on a user's way (the builder pod).
     """
     if config is None:
         config = await clientconfig.load(settings)
-    connector = aiohttp.TCPConnector(
-        limit=CONNECTION_LIMIT, ssl=config.ssl_context if config.ssl_context is not None else True
-    )
-    # HTTPS_PROXY/NO_PROXY apply, as they do for kubectl, read once: every request goes to the same
-    # server. (aiohttp's trust_env would look them up, and read ~/.netrc, in a thread on every request:
-    # two thread hops per call, a large share of the supervisor's time under a rollout.)
-    proxy, proxy_auth = await asyncio.to_thread(_env_proxy, config.server)
-    # read_bufsize: a watch event with a large object must fit aiohttp's read buffer.
-    session = aiohttp.ClientSession(
-        connector=connector, proxy=proxy, proxy_auth=proxy_auth, read_bufsize=2**21
-    )
+    # HTTPS_PROXY/NO_PROXY apply, as they do for kubectl, read once: every request goes to the same server.
+    proxy = transport.env_proxy(config.server)
+    http: transport.Transport
+    if light:
+        http = transport.Http1(ssl_context=config.ssl_context, proxy=proxy)
+    else:
+        from mcosup.kube.transport_aiohttp import Aiohttp
+
+        # read_bufsize: a watch event with a large object must fit aiohttp's read buffer.
+        http = Aiohttp(
+            ssl_context=config.ssl_context, limit=CONNECTION_LIMIT, proxy=proxy, read_bufsize=2**21
+        )
     try:
-        yield Kube(session, config, settings, retry or errors.RetryPolicy())
+        yield Kube(http, config, settings, retry or errors.RetryPolicy())
     finally:
-        await session.close()
+        await http.close()
 
 
 class Kube:
@@ -75,12 +78,12 @@ class Kube:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: transport.Transport,
         config: clientconfig.ClientConfig,
         settings: KubeSettings,
         retry: errors.RetryPolicy,
     ):
-        self._session = session
+        self._http = http
         self._host = config.server
         self._authorization = config.authorization
         # tls-server-name: the name the server's certificate is checked against, instead of the host.
@@ -110,26 +113,24 @@ class Kube:
         """One API call with the retry policy applied; returns the decoded JSON answer."""
         policy = retry or self.retry
         data = orjson.dumps(body) if body is not None else None
-        timeout = aiohttp.ClientTimeout(total=self.settings.request_timeout)
         attempt = 0
         while True:
             attempt += 1
             headers = await self._headers(content_type or ("application/json" if data is not None else None))
             try:
-                async with self._session.request(
-                    method,
-                    self._host + path,
-                    params=dict(query) if query else None,
-                    data=data,
-                    headers=headers,
-                    timeout=timeout,
-                    server_hostname=self._server_hostname,
-                ) as resp:
-                    payload = await resp.read()
-                    if resp.status < 400:
-                        return orjson.loads(payload) if payload else None
-                    error = errors.from_status(resp.status, payload, resp.headers.get("Retry-After"))
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+                async with asyncio.timeout(self.settings.request_timeout):
+                    answer = await self._http.fetch(
+                        method,
+                        self._host + path,
+                        params=query,
+                        body=data,
+                        headers=headers,
+                        server_hostname=self._server_hostname,
+                    )
+                if answer.status < 400:
+                    return orjson.loads(answer.body) if answer.body else None
+                error = errors.from_status(answer.status, answer.body, answer.headers.get("Retry-After"))
+            except (transport.TransportError, TimeoutError) as exc:
                 error = errors.ConnectionFailed(f"{method} {path}: {type(exc).__name__}: {exc}")
             if attempt >= policy.attempts or not policy.retryable(error, method):
                 raise error
@@ -184,16 +185,21 @@ class Kube:
             query["tailLines"] = str(tail_lines)
         headers = await self._headers(None)
         headers["Accept"] = "text/plain"
-        async with self._session.get(
-            self._host + PODS.path(name, namespace, "log"),
-            params=query,
-            headers=headers,
-            timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout),
-            server_hostname=self._server_hostname,
-        ) as resp:
-            if resp.status >= 400:
-                raise errors.from_status(resp.status, await resp.read())
-            return await resp.text(errors="replace")
+        path = PODS.path(name, namespace, "log")
+        try:
+            async with asyncio.timeout(self.settings.request_timeout):
+                answer = await self._http.fetch(
+                    "GET",
+                    self._host + path,
+                    params=query,
+                    headers=headers,
+                    server_hostname=self._server_hostname,
+                )
+        except (transport.TransportError, TimeoutError) as exc:
+            raise errors.ConnectionFailed(f"GET {path}: {type(exc).__name__}: {exc}") from exc
+        if answer.status >= 400:
+            raise errors.from_status(answer.status, answer.body)
+        return answer.body.decode(errors="replace")
 
     async def watch(
         self,
@@ -214,29 +220,28 @@ class Kube:
             query["labelSelector"] = label_selector
         if field_selector:
             query["fieldSelector"] = field_selector
-        # The server closes the stream after timeoutSeconds; a silent connection beyond that (plus slack
-        # for bookmarks) is dead, so the client gives up on it too.
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=self.settings.request_timeout, sock_read=server_timeout + 30
-        )
         path = resource.path(namespace=namespace)
         try:
-            async with self._session.get(
+            # The server closes the stream after timeoutSeconds; a silent connection beyond that (plus
+            # slack for bookmarks) is dead, so the client gives up on it too.
+            async with self._http.stream(
+                "GET",
                 self._host + path,
                 params=query,
                 headers=await self._headers(None),
-                timeout=timeout,
+                connect_timeout=self.settings.request_timeout,
+                read_timeout=server_timeout + 30,
                 server_hostname=self._server_hostname,
             ) as resp:
                 if resp.status >= 400:
                     raise errors.from_status(resp.status, await resp.read(), resp.headers.get("Retry-After"))
-                async for line in _lines(resp.content):
+                async for line in _lines(resp.chunks()):
                     event: Obj = orjson.loads(line)
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         raise errors.from_status(int(status.get("code") or 500), status)
                     yield event
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        except (transport.TransportError, TimeoutError) as exc:
             raise errors.ConnectionFailed(f"watch {path}: {type(exc).__name__}: {exc}") from exc
 
     # Writes.
@@ -374,22 +379,14 @@ class Kube:
             )
 
 
-def _env_proxy(server: str) -> tuple[yarl.URL | None, aiohttp.BasicAuth | None]:
-    """The proxy the environment names for ``server`` (none when NO_PROXY exempts it)."""
-    try:
-        return get_env_proxy_for_url(yarl.URL(server))
-    except LookupError:
-        return None, None
-
-
-async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Newline-delimited events of a watch stream, however the server splits them into frames.
 
-    Split by hand rather than with ``readline``: aiohttp caps a line at its buffer size, and one event
-    carrying a large MachineConfig is longer than that.
+    Split by hand rather than with aiohttp's ``readline``, which caps a line at its buffer size: one
+    event carrying a large MachineConfig is longer than that.
     """
     buffer = b""
-    async for chunk in stream.iter_any():
+    async for chunk in chunks:
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
         for line in complete:

@@ -1,4 +1,7 @@
-"""The client layer against the emulator over real HTTPS: retries, errors, list-then-watch, caches."""
+"""The client layer against the emulator over real HTTPS: retries, errors, list-then-watch, caches.
+
+Every test that takes ``kube`` runs over both HTTP transports (aiohttp's, and ``Http1`` of the builder).
+"""
 
 from __future__ import annotations
 
@@ -21,11 +24,14 @@ from waiting import eventually
 NS = "kube-tests"
 
 
-@pytest.fixture
-async def kube(admin_kubeconfig: Path) -> AsyncIterator[kclient.Kube]:
+TRANSPORTS = pytest.mark.parametrize("light", [False, True], ids=["aiohttp", "http1"])
+
+
+@pytest.fixture(params=[False, True], ids=["aiohttp", "http1"])
+async def kube(admin_kubeconfig: Path, request: pytest.FixtureRequest) -> AsyncIterator[kclient.Kube]:
     fast = kclient.errors.RetryPolicy(attempts=5, base=0.01, cap=0.5)
     async with kclient.connect(
-        KubeSettings(kubeconfig=str(admin_kubeconfig), watch_timeout=30), retry=fast
+        KubeSettings(kubeconfig=str(admin_kubeconfig), watch_timeout=30), retry=fast, light=request.param
     ) as k:
         try:
             await k.create(NAMESPACES, {"metadata": {"name": NS}})
@@ -175,19 +181,20 @@ async def test_a_broken_kubeconfig_is_named_in_the_error(tmp_path: Path) -> None
             pass
 
 
+@TRANSPORTS
 async def test_the_environment_proxy_applies_unless_no_proxy_exempts_the_server(
-    admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+    admin_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch, light: bool
 ) -> None:
     settings = KubeSettings(kubeconfig=str(admin_kubeconfig))
     once = errors.RetryPolicy(attempts=1)
     for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")  # nothing listens there
-    async with kclient.connect(settings, retry=once) as k:
+    async with kclient.connect(settings, retry=once, light=light) as k:
         with pytest.raises(errors.ConnectionFailed):
             await k.list(NAMESPACES)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with kclient.connect(settings, retry=once) as k:
+    async with kclient.connect(settings, retry=once, light=light) as k:
         await k.list(NAMESPACES)
 
 
