@@ -30,8 +30,6 @@ import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
 
-import aiohttp
-
 from mcosup.builder import buildplan, buildpods, manifests, prune
 from mcosup.control.controller import Result
 from mcosup.control.poolstatus import update_pool_status
@@ -47,6 +45,7 @@ from mcosup.kube.resources import (
     PODS,
     Resource,
 )
+from mcosup.kube.transport import Transport
 from mcosup.model import conditions, machineosbuild, machineosconfig, names
 from mcosup.model.conditions import Condition
 from mcosup.model.machineosconfig import BuildSettings, opted_in
@@ -142,7 +141,7 @@ class Builder:
         caches: Caches,
         settings: BuilderSettings,
         *,
-        http: aiohttp.ClientSession,
+        http: Transport,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.kube = kube

@@ -39,38 +39,11 @@ def main(args: argparse.Namespace) -> int:
     settings = BuilderSettings.from_env(os.environ, args.namespace)
     kube_settings = KubeSettings.from_env(os.environ, kubeconfig=args.kubeconfig)
     # The client stack loads only when the builder runs, not for every `mcosup` command's --help.
-    with _no_system_ca_store(), _no_collections():
+    with _no_collections():
         from mcosup.builder.run import run
         from mcosup.runtime.lifecycle import run_until_signalled
 
     return run_until_signalled(run(settings, kube_settings))
-
-
-#: Where OpenSSL looks for the system's CA store when a context loads its defaults (read at that moment).
-_CA_STORE_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR")
-
-
-@contextlib.contextmanager
-def _no_system_ca_store() -> Iterator[None]:
-    """TLS contexts that load the system's CA store inside this block find it empty.
-
-    For the builder's imports: aiohttp makes its two default contexts when it is imported, each loading
-    the whole CA bundle (about 50 ms apiece on an idle node, a third of the builder pod's start, which is
-    on the way from opt-in to the first image). The builder uses neither: the API client verifies with
-    the CA its kubeconfig or service account names, and the registry session loads the system store once
-    for itself (:func:`mcosup.builder.manifests.registry_session`). Left empty, aiohttp's defaults fail
-    closed should anything ever use them.
-    """
-    saved = {name: os.environ.get(name) for name in _CA_STORE_VARIABLES}
-    os.environ.update(dict.fromkeys(_CA_STORE_VARIABLES, os.devnull))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @contextlib.contextmanager

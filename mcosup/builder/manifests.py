@@ -2,8 +2,9 @@
 
 - ``manifest_digest`` (reuse, contract sections 4 and 11): a ``HEAD /v2/<repo>/manifests/<tag>`` (GET
   when the registry does not send the digest on HEAD).
-- ``registry_session``: the session both go through, whose HTTPS is verified against the system's CA
-  store (loaded once, for it: the builder process leaves aiohttp's default contexts empty).
+- ``registry_session``: the HTTP transport both go through (:class:`~mcosup.kube.transport.Http1`, as
+  the builder's API client: no aiohttp on the builder pod's start), whose HTTPS is verified against the
+  system's CA store.
 - ``delete_image`` (pruning, section 11): ``DELETE /v2/<repo>/manifests/<digest>``, its outcome as a
   :class:`Deletion` (deleted, already gone, refused, unreachable) rather than an exception, because the
   builder acts on each one differently.
@@ -18,14 +19,14 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import logging
 import re
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-import aiohttp
+from mcosup.kube.transport import Answer, Http1, Transport, TransportError
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,19 @@ MANIFEST_TYPES = ", ".join(
 DOCKER_HUB = "registry-1.docker.io"
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _T = TypeVar("_T")
+#: Seconds a registry call may take (aiohttp's default total, which these calls had before).
+REQUEST_TIMEOUT = 300.0
 
 
 @contextlib.asynccontextmanager
-async def registry_session(tls_verify: bool = True) -> AsyncIterator[aiohttp.ClientSession]:
-    """The session for the registry calls: with ``tls_verify``, HTTPS is verified against the system's CA
-    store, loaded here once (in a thread: it reads the whole bundle) rather than taken from aiohttp's
-    defaults, which the builder process leaves empty (:mod:`mcosup.builder.command`)."""
-    context: ssl.SSLContext | bool = False
-    if tls_verify:
-        context = await asyncio.to_thread(ssl.create_default_context)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context)) as session:
-        yield session
+async def registry_session() -> AsyncIterator[Transport]:
+    """The transport for the registry calls. HTTPS is verified against the system's CA store (loaded on
+    the first call that needs it) unless a call passes ``tls_verify=False``; no proxy, as before."""
+    http = Http1()
+    try:
+        yield http
+    finally:
+        await http.close()
 
 
 class RegistryError(Exception):
@@ -100,7 +102,7 @@ def credentials_for(host: str, auths: Mapping[str, Any]) -> tuple[str, str] | No
 
 
 async def _token(
-    session: aiohttp.ClientSession,
+    session: Transport,
     challenge: str,
     repo: str,
     creds: tuple[str, str] | None,
@@ -113,13 +115,17 @@ async def _token(
         raise RegistryError(f"registry asked for a token without a realm: {challenge!r}")
     params.setdefault("scope", f"repository:{repo}:{action}")
     headers = {"Authorization": basic(creds)} if creds else {}
-    async with session.get(realm, params=params, headers=headers, ssl=ssl) as resp:
-        if resp.status in (401, 403):
-            raise CredentialsRefused(f"token endpoint {realm} answered {resp.status}")
-        if resp.status != 200:
-            raise RegistryError(f"token endpoint {realm} answered {resp.status}")
-        body = await resp.json(content_type=None)
-    token = body.get("token") or body.get("access_token")
+    async with asyncio.timeout(REQUEST_TIMEOUT):
+        answer = await session.fetch("GET", realm, params=params, headers=headers, verify=ssl)
+    if answer.status in (401, 403):
+        raise CredentialsRefused(f"token endpoint {realm} answered {answer.status}")
+    if answer.status != 200:
+        raise RegistryError(f"token endpoint {realm} answered {answer.status}")
+    try:
+        body = json.loads(answer.body)
+    except ValueError as exc:
+        raise RegistryError(f"token endpoint {realm} answered with no JSON: {exc}") from exc
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
     if not token:
         raise RegistryError(f"token endpoint {realm} gave no token")
     return str(token)
@@ -135,20 +141,13 @@ async def _over_schemes(host: str, tls_verify: bool, call: Callable[[str], Await
     for scheme in schemes:
         try:
             return await call(f"{scheme}://{host}")
-        except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
+        except (TransportError, TimeoutError) as exc:
             last = exc
     raise RegistryError(f"registry {host} cannot be reached: {last}")
 
 
-class _Answer:
-    """A registry response read whole: status, headers and (for GET) the body."""
-
-    def __init__(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-
 async def _authorized(
-    session: aiohttp.ClientSession,
+    session: Transport,
     method: str,
     url: str,
     host: str,
@@ -157,7 +156,7 @@ async def _authorized(
     auths: Mapping[str, Any],
     ssl: bool,
     action: str,
-) -> _Answer:
+) -> Answer:
     """One request, answering one 401 challenge (Basic, or Bearer via the token endpoint) and retrying.
 
     ``headers`` keeps the Authorization found, so a caller's next request reuses it.
@@ -165,26 +164,26 @@ async def _authorized(
     creds = credentials_for(host, auths)
     tried_auth = False
     while True:
-        async with session.request(method, url, headers=headers, ssl=ssl) as resp:
-            if resp.status == 401 and not tried_auth:
-                challenge = resp.headers.get("WWW-Authenticate", "")
-                tried_auth = True
-                if challenge.lower().startswith("bearer"):
-                    token = await _token(session, challenge, repo, creds, ssl, action)
-                    headers["Authorization"] = f"Bearer {token}"
-                    continue
-                if creds is None:
-                    raise CredentialsRefused(
-                        f"registry {host} wants credentials and the Secrets have none for it"
-                    )
-                headers["Authorization"] = basic(creds)
+        async with asyncio.timeout(REQUEST_TIMEOUT):
+            answer = await session.fetch(method, url, headers=headers, verify=ssl)
+        if answer.status == 401 and not tried_auth:
+            challenge = answer.headers.get("WWW-Authenticate", "")
+            tried_auth = True
+            if challenge.lower().startswith("bearer"):
+                token = await _token(session, challenge, repo, creds, ssl, action)
+                headers["Authorization"] = f"Bearer {token}"
                 continue
-            body = await resp.read() if method == "GET" and resp.status == 200 else b""
-            return _Answer(resp.status, resp.headers, body)
+            if creds is None:
+                raise CredentialsRefused(
+                    f"registry {host} wants credentials and the Secrets have none for it"
+                )
+            headers["Authorization"] = basic(creds)
+            continue
+        return answer
 
 
 async def manifest_digest(
-    session: aiohttp.ClientSession,
+    session: Transport,
     image: str,
     auths: Mapping[str, Any],
     *,
@@ -202,7 +201,7 @@ async def manifest_digest(
 
 
 async def _ask(
-    session: aiohttp.ClientSession,
+    session: Transport,
     base: str,
     host: str,
     repo: str,
@@ -257,7 +256,7 @@ def _refusal_fix(status: int, host: str, repo: str) -> str:
 
 
 async def delete_image(
-    session: aiohttp.ClientSession,
+    session: Transport,
     image: str,
     auths: Mapping[str, Any],
     *,

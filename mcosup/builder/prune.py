@@ -22,13 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-import aiohttp
-
 from mcosup.builder import manifests
 from mcosup.control.poolstatus import update_pool_status
 from mcosup.kube import errors
 from mcosup.kube.client import Kube
 from mcosup.kube.resources import MACHINEOSBUILDS, MACHINEOSCONFIGS
+from mcosup.kube.transport import Transport
 from mcosup.model import names
 from mcosup.model.conditions import Condition
 from mcosup.model.objects import Obj
@@ -71,7 +70,7 @@ def problem_text(build: str, deletion: manifests.Deletion, push_secret: str | No
 
 async def prune_build_image(
     kube: Kube,
-    http: aiohttp.ClientSession,
+    http: Transport,
     mosb: Obj,
     mosc: Obj | None,
     step: ImageStep,

@@ -42,8 +42,8 @@ async def run(settings: BuilderSettings, kube_settings: KubeSettings) -> None:
     """
     ns = settings.namespace
     async with (
-        kclient.connect(kube_settings) as kube,
-        manifests.registry_session(settings.pod.tls_verify) as http,
+        kclient.connect(kube_settings, light=True) as kube,
+        manifests.registry_session() as http,
     ):
         informers = {
             "pools": Informer(kube, MACHINECONFIGPOOLS),

@@ -276,7 +276,8 @@ async def collect(
     from mcosup.kube import errors
     from mcosup.kube.resources import MACHINECONFIGPOOLS, MACHINEOSBUILDS, MACHINEOSCONFIGS, NODES, PODS
 
-    async with kclient.connect(settings) as kube:
+    # A few reads and out: the light transport spares the user aiohttp's ~0.15 s of imports.
+    async with kclient.connect(settings, light=True) as kube:
         pools, _ = await kube.list(MACHINECONFIGPOOLS)
         nodes, _ = await kube.list(NODES)
         layering: list[list[dict[str, Any]]] = []

@@ -18,14 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import yaml
 
-from mcosup.builder import prune, pruneplan
+from mcosup.builder import manifests, prune, pruneplan
 from mcosup.kube import client as kclient
 from mcosup.kube import errors
 from mcosup.kube.resources import EVENTS, MACHINEOSBUILDS, MACHINEOSCONFIGS, NODES
+from mcosup.kube.transport import Transport
 from mcosup.model import conditions, names
 from mcosup.model.objects import Obj
 from mcosup.runtime.settings import KubeSettings
@@ -49,8 +49,8 @@ async def kube(tmp_path: Path) -> AsyncIterator[kclient.Kube]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def http() -> AsyncIterator[Transport]:
+    async with manifests.registry_session() as session:
         yield session
 
 
@@ -106,7 +106,7 @@ async def plan_once(kube: kclient.Kube) -> tuple[Obj, Obj, pruneplan.ImageStep]:
     return mosb, mosc, step
 
 
-async def prune_once(kube: kclient.Kube, http: aiohttp.ClientSession, registry: Registry) -> prune.Pruned:
+async def prune_once(kube: kclient.Kube, http: Transport, registry: Registry) -> prune.Pruned:
     """Plan, then execute the image step as the builder does."""
     mosb, mosc, step = await plan_once(kube)
     return await prune.prune_build_image(kube, http, mosb, mosc, step, auths_for(registry), tls_verify=False)
@@ -120,7 +120,7 @@ async def build_exists(kube: kclient.Kube) -> bool:
 
 
 async def test_a_deleted_build_waits_for_its_nodes_then_its_image_is_deleted(
-    kube: kclient.Kube, http: aiohttp.ClientSession, registry: Registry, base_image: str
+    kube: kclient.Kube, http: Transport, registry: Registry, base_image: str
 ) -> None:
     digest = base_image.split("@")[1]
     await create_build(kube, registry.host, base_image)
@@ -145,7 +145,7 @@ async def test_a_deleted_build_waits_for_its_nodes_then_its_image_is_deleted(
 
 
 async def test_a_registry_that_refuses_delete_gives_an_event_and_a_condition_and_nothing_stuck(
-    kube: kclient.Kube, http: aiohttp.ClientSession, tmp_path: Path
+    kube: kclient.Kube, http: Transport, tmp_path: Path
 ) -> None:
     async with Registry(tmp_path / "nodelete", delete_enabled=False) as registry:
         image = await build_base_image(registry)
@@ -174,7 +174,7 @@ async def test_a_registry_that_refuses_delete_gives_an_event_and_a_condition_and
 
 
 async def test_an_unreachable_registry_is_retried_then_given_up_on_the_last_try(
-    kube: kclient.Kube, http: aiohttp.ClientSession
+    kube: kclient.Kube, http: Transport
 ) -> None:
     host = f"127.0.0.1:{free_port()}"  # nothing listens there
     image = f"{host}/os/base@sha256:{'c' * 64}"

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 import trustme
 from aiohttp import web
 
 from mcosup.builder import manifests
+from mcosup.kube.transport import Transport
 from mcosup.sim.registry import Registry, build_base_image
 
 SPLITS = [
@@ -52,13 +52,13 @@ def test_credentials_for(host: str, auths: dict[str, Any], expected: tuple[str, 
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
+async def http() -> AsyncIterator[Transport]:
+    async with manifests.registry_session() as session:
         yield session
 
 
 async def test_digest_of_a_pushed_image_with_credentials(
-    registry: Registry, base_image: str, http: aiohttp.ClientSession
+    registry: Registry, base_image: str, http: Transport
 ) -> None:
     assert registry.credentials is not None
     auths = {registry.host: {"auth": b64(":".join(registry.credentials))}}
@@ -81,7 +81,7 @@ async def test_digest_of_a_pushed_image_with_credentials(
     ],
 )
 async def test_refused_credentials_are_an_error_not_a_miss(
-    registry: Registry, http: aiohttp.ClientSession, auths: dict[str, Any] | None, message: str
+    registry: Registry, http: Transport, auths: dict[str, Any] | None, message: str
 ) -> None:
     if auths is None:
         auths = {registry.host: {"auth": b64("builder:wrong")}}
@@ -89,7 +89,7 @@ async def test_refused_credentials_are_an_error_not_a_miss(
         await manifests.manifest_digest(http, f"{registry.host}/os/base:stock", auths, tls_verify=False)
 
 
-async def test_unreachable_registry_is_an_error(http: aiohttp.ClientSession) -> None:
+async def test_unreachable_registry_is_an_error(http: Transport) -> None:
     with pytest.raises(manifests.RegistryError, match="cannot be reached"):
         await manifests.manifest_digest(http, "127.0.0.1:1/os/base:stock", {}, tls_verify=False)
 
@@ -121,9 +121,7 @@ def token_registry() -> web.Application:
     return app
 
 
-async def test_bearer_token_flow_and_digest_by_hashing(
-    aiohttp_server: Any, http: aiohttp.ClientSession
-) -> None:
+async def test_bearer_token_flow_and_digest_by_hashing(aiohttp_server: Any, http: Transport) -> None:
     server = await aiohttp_server(token_registry())
     host = f"127.0.0.1:{server.port}"
     auths = {host: {"username": "robot", "password": "pw"}}
@@ -139,8 +137,8 @@ async def test_bearer_token_flow_and_digest_by_hashing(
 async def test_an_https_registry_is_verified_against_the_system_ca_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The builder leaves aiohttp's default TLS contexts empty; its registry session loads the system's
-    CA store itself (the store OpenSSL finds through SSL_CERT_FILE, pointed here at a test CA)."""
+    """The registry session verifies HTTPS against the system's CA store (the store OpenSSL finds through
+    SSL_CERT_FILE, pointed here at a test CA)."""
     ours, other = trustme.CA(), trustme.CA()
     for name, ca in (("ours.pem", ours), ("other.pem", other)):
         ca.cert_pem.write_to_path(str(tmp_path / name))
@@ -160,10 +158,10 @@ async def test_an_https_registry_is_verified_against_the_system_ca_store(
         image = f"127.0.0.1:{runner.addresses[0][1]}/os/base:stock"
         monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))  # no hashed certificates there
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ours.pem"))
-        async with manifests.registry_session(tls_verify=True) as http:
+        async with manifests.registry_session() as http:
             assert await manifests.manifest_digest(http, image, {}) == digest
         monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "other.pem"))
-        async with manifests.registry_session(tls_verify=True) as http:
+        async with manifests.registry_session() as http:
             with pytest.raises(manifests.RegistryError, match="certificate verify failed"):
                 await manifests.manifest_digest(http, image, {})
     finally:
@@ -174,7 +172,7 @@ async def test_an_https_registry_is_verified_against_the_system_ca_store(
 
 
 async def test_delete_removes_the_image_and_a_second_delete_finds_it_gone(
-    registry: Registry, base_image: str, http: aiohttp.ClientSession
+    registry: Registry, base_image: str, http: Transport
 ) -> None:
     assert registry.credentials is not None
     auths = {registry.host: {"auth": b64(":".join(registry.credentials))}}
@@ -192,7 +190,7 @@ async def test_delete_removes_the_image_and_a_second_delete_finds_it_gone(
 
 
 async def test_a_registry_without_delete_enabled_refuses_with_405_and_keeps_the_image(
-    tmp_path: Path, http: aiohttp.ClientSession
+    tmp_path: Path, http: Transport
 ) -> None:
     async with Registry(tmp_path / "nodelete", delete_enabled=False) as reg:
         image = await build_base_image(reg)
@@ -205,7 +203,7 @@ async def test_a_registry_without_delete_enabled_refuses_with_405_and_keeps_the_
 
 
 async def test_delete_with_wrong_or_missing_credentials_is_refused(
-    registry: Registry, base_image: str, http: aiohttp.ClientSession
+    registry: Registry, base_image: str, http: Transport
 ) -> None:
     wrong = await manifests.delete_image(
         http, base_image, {registry.host: {"auth": b64("builder:wrong")}}, tls_verify=False
@@ -219,7 +217,7 @@ async def test_delete_with_wrong_or_missing_credentials_is_refused(
     assert await asyncio.to_thread(registry.manifest_digest, "os/base", digest) == digest
 
 
-async def test_delete_from_an_unreachable_registry(http: aiohttp.ClientSession) -> None:
+async def test_delete_from_an_unreachable_registry(http: Transport) -> None:
     result = await manifests.delete_image(
         http, "127.0.0.1:1/os/base@sha256:" + "a" * 64, {}, tls_verify=False
     )
@@ -227,13 +225,13 @@ async def test_delete_from_an_unreachable_registry(http: aiohttp.ClientSession) 
     assert "cannot be reached" in result.message
 
 
-async def test_delete_needs_a_digest(http: aiohttp.ClientSession) -> None:
+async def test_delete_needs_a_digest(http: Transport) -> None:
     with pytest.raises(ValueError, match="digested pullspec"):
         await manifests.delete_image(http, "r.io/os:latest", {})
 
 
 async def test_delete_through_the_bearer_token_flow_asks_for_delete_scope(
-    aiohttp_server: Any, http: aiohttp.ClientSession
+    aiohttp_server: Any, http: Transport
 ) -> None:
     digest = "sha256:" + "b" * 64
     scopes: list[str] = []
