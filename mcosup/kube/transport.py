@@ -23,7 +23,7 @@ import contextlib
 import os
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,8 +44,7 @@ class Headers(Mapping[str, str]):
 
     __slots__ = ("_items",)
 
-    def __init__(self, items: Mapping[str, str] | list[tuple[str, str]] | tuple[()] = ()) -> None:
-        pairs = items.items() if isinstance(items, Mapping) else items
+    def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
         self._items = {name.lower(): value for name, value in pairs}
 
     def __getitem__(self, name: str) -> str:
@@ -60,18 +59,21 @@ class Headers(Mapping[str, str]):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A response read whole."""
+    """A response read whole; its ``headers`` are looked up case-insensitively."""
 
     status: int
-    headers: Headers
+    headers: Mapping[str, str]
     body: bytes
 
 
 class Streaming(Protocol):
-    """A response whose body is read as it arrives."""
+    """A response whose body is read as it arrives; its ``headers`` are looked up case-insensitively."""
 
-    status: int
-    headers: Headers
+    @property
+    def status(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
 
     def chunks(self) -> AsyncIterator[bytes]:
         """The body's bytes as they arrive (however the peer framed them), until it ends."""

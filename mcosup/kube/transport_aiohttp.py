@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 
-from mcosup.kube.transport import Answer, Headers, TransportError
+from mcosup.kube.transport import Answer, TransportError
 
 #: What aiohttp raises when no answer could be had (timeouts are TimeoutError already).
 _FAILURES = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)
@@ -61,7 +61,8 @@ class Aiohttp:
                 ssl=True if verify else False,
                 server_hostname=server_hostname,
             ) as resp:
-                return Answer(resp.status, Headers(resp.headers), await resp.read())
+                # aiohttp's headers are looked up case-insensitively already: no copy.
+                return Answer(resp.status, resp.headers, await resp.read())
         except _FAILURES as exc:
             raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 
@@ -99,11 +100,10 @@ class _Streaming:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self.status = resp.status
-        self.headers = Headers(resp.headers)
+        self.headers = resp.headers
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._resp.content.iter_any():
-            yield chunk
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
 
     async def read(self) -> bytes:
         return await self._resp.read()
