@@ -131,6 +131,7 @@ async def test_kept_alive_connections_are_reused(make: Factory) -> None:
 
 async def test_a_connection_the_server_closed_while_idle_is_replaced(make: Factory) -> None:
     connections = 0
+    closed = asyncio.Event()
 
     async def answer_once_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
@@ -138,11 +139,18 @@ async def test_a_connection_the_server_closed_while_idle_is_replaced(make: Facto
         await read_head(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+        closed.set()
 
     async with raw_server(answer_once_then_close) as base, transport(make) as http:
         for _ in range(3):
+            closed.clear()
             assert (await http.fetch("GET", base + "/")).body == b"ok"
-            await asyncio.sleep(0.05)  # the server's close reaches the client while the connection idles
+            await closed.wait()
+            # The FIN is on the loopback already; a few turns of this one event loop deliver it to the
+            # client's idle connection.
+            await asyncio.sleep(0.02)
         assert connections == 3
 
 
