@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
-from mcosup.kube.transport import Answer, Http1, Transport, TransportError
+from mcosup.kube.transport import Answer, Http1, Transport, TransportError, basic_authorization
 
 log = logging.getLogger(__name__)
 
@@ -77,11 +77,6 @@ def split_image(image: str) -> tuple[str, str, str]:
     return DOCKER_HUB, name if rest else f"library/{name}", reference
 
 
-def basic(creds: tuple[str, str]) -> str:
-    """An HTTP Basic ``Authorization`` value (RFC 7617; registries take UTF-8 credentials)."""
-    return "Basic " + base64.b64encode(f"{creds[0]}:{creds[1]}".encode()).decode()
-
-
 def credentials_for(host: str, auths: Mapping[str, Any]) -> tuple[str, str] | None:
     """``(username, password)`` for ``host`` from an ``auths`` map (keys may carry a scheme or path)."""
     for key, entry in auths.items():
@@ -114,7 +109,7 @@ async def _token(
     if not realm:
         raise RegistryError(f"registry asked for a token without a realm: {challenge!r}")
     params.setdefault("scope", f"repository:{repo}:{action}")
-    headers = {"Authorization": basic(creds)} if creds else {}
+    headers = {"Authorization": basic_authorization(*creds)} if creds else {}
     async with asyncio.timeout(REQUEST_TIMEOUT):
         answer = await session.fetch("GET", realm, params=params, headers=headers, verify=ssl)
     if answer.status in (401, 403):
@@ -177,7 +172,7 @@ async def _authorized(
                 raise CredentialsRefused(
                     f"registry {host} wants credentials and the Secrets have none for it"
                 )
-            headers["Authorization"] = basic(creds)
+            headers["Authorization"] = basic_authorization(*creds)
             continue
         return answer
 

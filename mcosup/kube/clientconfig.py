@@ -39,7 +39,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from mcosup.kube import errors
+from mcosup.kube import errors, transport
 from mcosup.kube.credentials import (
     TLS,
     TOKEN_REREAD_SECONDS,
@@ -372,8 +372,7 @@ def _user_authorization(user: _Entry | None, reread_seconds: float) -> Authoriza
     if token_file:
         return FileToken(token_file, field=f"{user.where('user')} tokenFile", reread_seconds=reread_seconds)
     if username is not None and password is not None:
-        basic = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-        return StaticAuthorization(f"Basic {basic}")
+        return StaticAuthorization(transport.basic_authorization(username, password))
     return StaticAuthorization(None)
 
 

@@ -122,6 +122,11 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+def basic_authorization(user: str, password: str) -> str:
+    """An HTTP Basic credentials value (RFC 7617, UTF-8): for ``Authorization`` or ``Proxy-Authorization``."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+
+
 def with_query(url: str, params: Mapping[str, str] | None) -> str:
     if not params:
         return url
@@ -389,7 +394,7 @@ class Http1:
             return []
         user = urllib.parse.unquote(self._proxy.username)
         password = urllib.parse.unquote(self._proxy.password or "")
-        return [("Proxy-Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())]
+        return [("Proxy-Authorization", basic_authorization(user, password))]
 
     async def _tls(self, origin: _Origin) -> ssl.SSLContext:
         if not origin.verify:

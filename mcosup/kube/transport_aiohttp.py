@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -51,20 +52,11 @@ class Aiohttp:
         verify: bool = True,
         server_hostname: str | None = None,
     ) -> Answer:
-        try:
-            async with self._session.request(
-                method,
-                url,
-                params=dict(params) if params else None,
-                data=body,
-                headers=headers,
-                ssl=True if verify else False,
-                server_hostname=server_hostname,
-            ) as resp:
-                # aiohttp's headers are looked up case-insensitively already: no copy.
-                return Answer(resp.status, resp.headers, await resp.read())
-        except _FAILURES as exc:
-            raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
+        async with self._request(
+            method, url, params, headers, server_hostname, data=body, ssl=True if verify else False
+        ) as resp:
+            # aiohttp's headers are looked up case-insensitively already: no copy.
+            return Answer(resp.status, resp.headers, await resp.read())
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -79,16 +71,30 @@ class Aiohttp:
         server_hostname: str | None = None,
     ) -> AsyncIterator[_Streaming]:
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        async with self._request(method, url, params, headers, server_hostname, timeout=timeout) as resp:
+            yield _Streaming(resp)
+
+    @contextlib.asynccontextmanager
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        server_hostname: str | None,
+        **options: Any,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """aiohttp's request, its failures (while sending or while reading) as TransportError."""
         try:
             async with self._session.request(
                 method,
                 url,
                 params=dict(params) if params else None,
                 headers=headers,
-                timeout=timeout,
                 server_hostname=server_hostname,
+                **options,
             ) as resp:
-                yield _Streaming(resp)
+                yield resp
         except _FAILURES as exc:
             raise TransportError(f"{method} {url}: {type(exc).__name__}: {exc}") from exc
 

@@ -15,7 +15,7 @@ import trustme
 from aiohttp import web
 
 from mcosup.builder import manifests
-from mcosup.kube.transport import Transport
+from mcosup.kube.transport import Transport, basic_authorization
 from mcosup.sim.registry import Registry, build_base_image
 
 SPLITS = [
@@ -99,7 +99,7 @@ def token_registry() -> web.Application:
     manifest = b'{"schemaVersion":2}'
 
     async def token(request: web.Request) -> web.Response:
-        if request.headers.get("Authorization") != manifests.basic(("robot", "pw")):
+        if request.headers.get("Authorization") != basic_authorization("robot", "pw"):
             return web.Response(status=401)
         assert request.query["scope"] == "repository:org/os:pull"
         assert request.query["service"] == "registry.test"
