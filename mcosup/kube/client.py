@@ -342,15 +342,17 @@ class Kube:
         message: str,
         type_: Literal["Normal", "Warning"] = "Normal",
         component: str = "mcosup",
+        when: datetime.datetime | None = None,
     ) -> None:
         """Emit a core/v1 Event about ``involved``. Failing to record an event never fails the caller.
 
         The Event lives in the involved object's namespace, or in ``default`` for a cluster-scoped object
-        (pools, nodes): the API server accepts no other.
+        (pools, nodes): the API server accepts no other. ``when`` it happened, if not now (an Event
+        queued behind others keeps its own time).
         """
         meta = involved.get("metadata", {})
         event_namespace = meta.get("namespace") or "default"
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = (when or datetime.datetime.now(datetime.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         event = {
             "apiVersion": "v1",
             "kind": "Event",

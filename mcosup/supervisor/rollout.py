@@ -116,7 +116,9 @@ class NodeRollout:
         )
         self._pending_status: dict[str, rolloutplan.Plan] = {}
         self._status_written_at: dict[str, float] = {}
-        self._events: asyncio.Queue[tuple[Obj, str, str, Literal["Normal", "Warning"]]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[Obj, str, str, Literal["Normal", "Warning"], dt.datetime]] = (
+            asyncio.Queue()
+        )
         self._tg: asyncio.TaskGroup | None = None
         self._drains: dict[str, _Drain] = {}
         # Nodes with a step under way (see :meth:`_step`), and pools whose staging writes are.
@@ -311,7 +313,13 @@ class NodeRollout:
         if self.stage_ahead and pool_name not in self._staging:
             self._stage(pool_name, plan, by_name, views)
         for name, was in list(self._targeted.items()):
-            if name in by_name and plan.phases.get(name) is Phase.UPDATED and was == plan.target:
+            # A node we cordoned hears it from its uncordon (one Event per update, not two).
+            if (
+                name in by_name
+                and plan.phases.get(name) is Phase.UPDATED
+                and was == plan.target
+                and not views[name].cordoned_by_us
+            ):
                 del self._targeted[name]
                 self._event(by_name[name], NODES, "Updated", f"node {name} runs {was.describe()}")
 
@@ -720,13 +728,14 @@ class NodeRollout:
         """Queue an Event; one sender records them in order. Events are best effort, never a step: a
         burst of them (a wave of nodes finishing) must not crowd out the writes that move nodes on."""
         ref = {**obj, "kind": kind.kind, "apiVersion": kind.api_version}
-        self._events.put_nowait((ref, reason, message, "Warning" if warning else "Normal"))
+        when = dt.datetime.fromtimestamp(self.clock.wall(), dt.UTC)
+        self._events.put_nowait((ref, reason, message, "Warning" if warning else "Normal", when))
 
     async def _send_events(self) -> None:
         while True:
-            ref, reason, message, type_ = await self._events.get()
+            ref, reason, message, type_, when = await self._events.get()
             try:
-                await self.kube.record_event(ref, reason=reason, message=message, type_=type_)
+                await self.kube.record_event(ref, reason=reason, message=message, type_=type_, when=when)
             except Exception:
                 log.exception("recording event %s failed", reason)
 

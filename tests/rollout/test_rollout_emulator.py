@@ -8,6 +8,9 @@ as well, where the disruption controller computes the budget's status and the Ev
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +39,7 @@ from rollout_harness import (
     unavailable_over_time,
 )
 
+from mcosup.control.clock import RealClock
 from mcosup.kube import client as kclient
 from mcosup.kube.resources import DAEMONSETS, EVENTS, MACHINECONFIGPOOLS, NODES, PDBS, PODS
 from mcosup.model import names
@@ -193,7 +197,9 @@ async def test_opt_out_returns_every_node_to_legacy_without_image(
     await create_nodes(kube, 5, config=R1, image=IMG)
     since = last_rv(emulator)
     async with running(FakeDaemons(kube, seconds=0.05).run):
-        async with Supervisor(admin_kubeconfig):
+        # The controller's clock runs a day behind: an Event carries the time its controller saw the
+        # thing happen, not when the Event reached the API server (behind others, in a large rollout).
+        async with Supervisor(admin_kubeconfig, clock=_DayBehind()):
             await eventually(
                 lambda: rolled_out(kube, R1, None, names.MODE_LEGACY), what="every node legacy again"
             )
@@ -203,12 +209,35 @@ async def test_opt_out_returns_every_node_to_legacy_without_image(
 
             async def all_events() -> bool:
                 events, _ = await kube.list(EVENTS, namespace="default")
-                return wanted <= {(e["involvedObject"]["name"], e["reason"]) for e in events}
+                seen = {(e["involvedObject"]["name"], e["reason"]) for e in events}
+                # A node's uncordon is the last thing its update records: once every node's is there,
+                # any other Event of the update would have been recorded already.
+                uncordoned = {
+                    e["involvedObject"]["name"]
+                    for e in events
+                    if e["reason"] == "Updated" and "uncordoned" in e["message"]
+                }
+                return wanted <= seen and len(uncordoned) == 5
 
             await eventually(all_events, what="an Event for each node started and updated")
+            events, _ = await kube.list(EVENTS, namespace="default")
+            updated = collections.Counter(
+                e["involvedObject"]["name"] for e in events if e["reason"] == "Updated"
+            )
+            assert updated == {f"w{i:02d}": 1 for i in range(5)}, "one Updated Event per node and update"
+            yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H")
+            assert {e["firstTimestamp"][:13] for e in events if e["source"]["component"] == "mcosup"} <= {
+                yesterday,
+                (dt.datetime.now(dt.UTC) - dt.timedelta(days=1, hours=1)).strftime("%Y-%m-%dT%H"),
+            }
     for n in (await nodes_now(kube)).values():
         assert names.DESIRED_IMAGE not in ann(n) and names.CURRENT_IMAGE not in ann(n)
     assert most_unavailable(emulator.history, since=since) == 2
+
+
+class _DayBehind(RealClock):
+    def wall(self) -> float:
+        return time.time() - 86400
 
 
 @pytest.fixture(params=KINDS)
