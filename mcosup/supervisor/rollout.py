@@ -738,6 +738,12 @@ class NodeRollout:
                 await self.kube.record_event(ref, reason=reason, message=message, type_=type_, when=when)
             except Exception:
                 log.exception("recording event %s failed", reason)
+            finally:
+                self._events.task_done()
+
+    async def events_sent(self) -> None:
+        """Return once every Event queued so far has been sent (or given up on)."""
+        await self._events.join()
 
 
 def _rv(obj: Obj) -> str:
