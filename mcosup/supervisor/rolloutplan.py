@@ -219,35 +219,22 @@ class Tally:
     degraded: list[NodeView]
 
 
-def _tally(views: Iterable[NodeView], given: set[str], busy: set[str], downloading: set[str]) -> Tally:
-    """Each node's phase and the status counts. ``given``: nodes given the pool's target; ``busy``:
-    nodes a step or drain is under way on, or the plan starts; ``downloading``: nodes staging the image
-    before their turn. One loop without a call per node: a plan runs on every change of a pool of
-    thousands."""
-    phases: dict[str, Phase] = {}
-    ready = unavailable = 0
-    degraded: list[NodeView] = []
-    for v in views:
-        n = v.name
-        unavailable += v.unavailable
-        if v.converged:  # its daemon said Done for what it was given
-            if n in given:
-                phases[n] = Phase.UPDATED
-                ready += not v.unavailable
-            elif n in busy or v.cordoned_by_us:
-                phases[n] = Phase.DRAINING
-            elif not v.ready:
-                phases[n] = Phase.NOT_READY
-            else:
-                phases[n] = Phase.STAGING if n in downloading else Phase.WAITING
-        elif v.state == names.STATE_DEGRADED:
-            phases[n] = Phase.DEGRADED
-            degraded.append(v)
-        elif v.state == names.STATE_REBOOTING:
-            phases[n] = Phase.REBOOTING
-        else:
-            phases[n] = Phase.UPDATING  # to the target, or still on its way to an earlier one
-    return Tally(phases, collections.Counter(phases.values()), ready, unavailable, degraded)
+def _phase(v: NodeView, given: bool, busy: bool, downloading: bool) -> Phase:
+    """A node's phase. ``given``: it was given the pool's target; ``busy``: a step or drain is under way
+    on it, or the plan starts it; ``downloading``: it is staging the image before its turn."""
+    if v.converged:  # its daemon said Done for what it was given
+        if given:
+            return Phase.UPDATED
+        if busy or v.cordoned_by_us:
+            return Phase.DRAINING
+        if not v.ready:
+            return Phase.NOT_READY
+        return Phase.STAGING if downloading else Phase.WAITING
+    if v.state == names.STATE_DEGRADED:
+        return Phase.DEGRADED
+    if v.state == names.STATE_REBOOTING:
+        return Phase.REBOOTING
+    return Phase.UPDATING  # to the target, or still on its way to an earlier one
 
 
 def plan_rollout(
@@ -277,7 +264,7 @@ def plan_rollout(
     name = str(pool["metadata"]["name"])
     spec = pool.get("spec") or {}
     paused = bool(spec.get("paused"))
-    views = sorted(nodes, key=operator.attrgetter("name"))
+    views = list(nodes)  # in no order: each output below is ordered by itself
     flying = set(in_flight)
     target, hold = pool_target(pool, image, opted_in)
     error = None
@@ -286,46 +273,59 @@ def plan_rollout(
     except RolloutError as exc:
         error, capacity = str(exc), 0
 
-    start: list[str] = []
-    late: dict[str, str] = {}
-    downloading: set[str] = set()
-    staging_wake = None
-    halt = haltplan.halt(name, views, target)
-    rolling = target is not None and not paused and not error and gate.error is None and halt is None
-    # One pass over the pool for what every later step asks of each node (a plan runs on every change
-    # of a pool of thousands of nodes; each pass over it costs as much as the rest of the plan).
+    # One pass over the pool for everything later steps ask of each node, its phase included (a plan
+    # runs on every change of a pool of thousands of nodes; each pass over it costs as much as the
+    # rest of the plan). What the pass cannot know yet (which nodes start, which are downloading) is
+    # mended afterwards for those few nodes.
     unavailable: set[str] = set()
     # Unavailable for reasons of its own (not Ready, an admin's cordon, no daemon report yet), not
     # because an update is under way: such a node may come back by itself, so updating it must fit the
     # cap without it.
     external: set[str] = set()
     given: set[str] = set()  # the nodes given the target
+    not_given: list[NodeView] = []
     uncordon: list[str] = []
-    release: list[str] = []
+    done_cordoned: list[str] = []  # converged, cordoned by us, not given the target
+    reporting: list[NodeView] = []  # Degraded: the only nodes a halt can name
+    phases: dict[str, Phase] = {}
+    ready = down = 0
     for v in views:
-        if v.name in flying:
-            unavailable.add(v.name)
+        n = v.name
+        busy = n in flying
+        if busy:
+            unavailable.add(n)
         elif v.unavailable:
-            unavailable.add(v.name)
+            unavailable.add(n)
             if not v.mid_update and not v.cordoned_by_us:
-                external.add(v.name)
-        if target is not None and v.at(target):
-            given.add(v.name)
-        if not v.cordoned_by_us or v.name in flying or not v.converged:
-            continue
-        if v.name in given:
-            uncordon.append(v.name)
-        elif not rolling:
-            # Cordoned for a target that is not to be rolled out now (paused, holding, bad spec).
-            release.append(v.name)
+                external.add(n)
+        down += v.unavailable
+        at = target is not None and v.at(target)
+        if at:
+            given.add(n)
+            ready += v.converged and not v.unavailable
+        else:
+            not_given.append(v)
+        if v.state == names.STATE_DEGRADED:
+            reporting.append(v)
+        phases[n] = _phase(v, at, busy, False)
+        if v.cordoned_by_us and not busy and v.converged:
+            (uncordon if at else done_cordoned).append(n)
 
+    started: list[NodeView] = []
+    late: dict[str, str] = {}
+    downloading: set[str] = set()
+    staging_wake = None
+    halt = haltplan.halt(name, reporting, target)
+    rolling = target is not None and not paused and not error and gate.error is None and halt is None
+    # Cordoned for a target that is not to be rolled out now (paused, holding, bad spec): released.
+    release = [] if rolling else done_cordoned
     if target is not None and rolling:
         load = len(unavailable)  # unavailable now, whatever the cause
         ours = load - len(external)  # unavailable because of a rollout
-        resumed = haltplan.unacknowledged(views, target)
-        candidates = [v for v in views if v.name not in given and v.name not in resumed]
+        resumed = haltplan.unacknowledged(reporting, target)
+        candidates = [v for v in not_given if v.name not in resumed] if resumed else not_given
         turns = {v.name: staging.turn(v, target) for v in candidates} if staging is not None else {}
-        ready = stagingplan.Turn.READY
+        ready_turn = stagingplan.Turn.READY
 
         def order(v: NodeView) -> tuple[int, int, str, str, str]:
             return _order_key(v, target.image)
@@ -333,11 +333,11 @@ def plan_rollout(
         # Unavailable nodes first (in order): those mid-update go on, counted already; an external one
         # may take a slot of the rollout's own.
         for v in sorted((v for v in candidates if v.name in unavailable), key=order):
-            turn = turns.get(v.name, ready)
+            turn = turns.get(v.name, ready_turn)
             if v.name not in external:
-                start.append(v.name)  # mid-update already: counted in both
+                started.append(v)  # mid-update already: counted in both
             elif turn is not stagingplan.Turn.STAGING and gate.may_start and ours < capacity:
-                start.append(v.name)
+                started.append(v)
                 ours += 1
         # Then as many available ones as there are free slots, the first in order. One still
         # downloading stays available until it has the image: its slot waits for a staged node. Only
@@ -347,10 +347,10 @@ def plan_rollout(
             waiting = (
                 v
                 for v in candidates
-                if v.name not in unavailable and turns.get(v.name, ready) is not stagingplan.Turn.STAGING
+                if v.name not in unavailable and turns.get(v.name, ready_turn) is not stagingplan.Turn.STAGING
             )
             for v in heapq.nsmallest(free, waiting, key=order):
-                start.append(v.name)
+                started.append(v)
                 load += 1
                 ours += 1
                 if (
@@ -365,9 +365,16 @@ def plan_rollout(
             }
             if downloading:
                 staging_wake = max(0.0, staging.timeout - max(staging.waited[n] for n in downloading))
+        # The phases the pass could not know: the nodes this plan starts, and those downloading.
+        starting = {v.name for v in started}
+        mend = (
+            [v for v in candidates if v.name in downloading or v.name in starting] if downloading else started
+        )
+        for v in mend:
+            phases[v.name] = _phase(v, False, v.name in starting or v.name in flying, v.name in downloading)
 
-    starting = set(start)
-    tally = _tally(views, given, flying | starting, downloading)
+    degraded = sorted(reporting, key=operator.attrgetter("name"))
+    tally = Tally(phases, collections.Counter(phases.values()), ready, down, degraded)
     status, conds = pool_status(
         pool,
         tally,
@@ -387,9 +394,9 @@ def plan_rollout(
         error=error,
         capacity=capacity,
         unavailable=tuple(sorted(unavailable)),
-        start=tuple(start),
-        uncordon=tuple(uncordon),
-        release=tuple(release),
+        start=tuple(v.name for v in started),
+        uncordon=tuple(sorted(uncordon)),
+        release=tuple(sorted(release)),
         phases=tally.phases,
         counts=tally.counts,
         status=status,
